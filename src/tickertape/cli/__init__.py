@@ -1,0 +1,1 @@
+"""The ``tape`` command: one module per subcommand group, registered in :mod:`.main`."""

@@ -1,0 +1,7 @@
+"""`tape` subcommands: system (see the module owner for details)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

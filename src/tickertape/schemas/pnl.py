@@ -1,0 +1,49 @@
+"""PnL payloads (``pnl.update.{strategy_id}``, ``pnl.update.portfolio``)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.registry import register
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """A netted position: signed quantity, average cost and its mark."""
+
+    market: Market
+    symbol: str
+    quantity: float
+    average_cost: float
+    mark: float
+    unrealized: float
+    realized: float
+
+
+class Book(msgspec.Struct, frozen=True, kw_only=True):
+    """The accounts of one market, in that market's currency.
+
+    ``equity = cash + Σ quantity × mark``; ``drawdown = (hwm - equity) / hwm`` as a
+    fraction (0.0 at a high-water mark).
+    """
+
+    market: Market
+    currency: str
+    cash: float
+    realized: float
+    unrealized: float
+    fees: float
+    equity: float
+    high_water_mark: float
+    drawdown: float
+    max_drawdown: float
+    positions: list[Position] = msgspec.field(default_factory=list)
+    fills: int = 0
+
+
+@register("pnl.update", 1)
+class PnlUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    """The books of one strategy (``strategy_id``) or of the portfolio (None)."""
+
+    strategy_id: str | None
+    books: list[Book]

@@ -1,0 +1,131 @@
+"""Payload schemas keyed by (``type``, ``v``), with upcasters from older versions.
+
+Every payload Struct is registered once with :func:`register`; :func:`decode_payload`
+is the single entry point that turns an envelope's raw payload into its typed Struct.
+
+Evolution rules (msgspec's schema-evolution guide, DESIGN §3): a new field must have
+a default; a field's type or meaning never changes; a breaking change is a new ``v``
+registered beside the old one's upcaster (:func:`register_upcaster`), a function from
+the old version's JSON object to the next version's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from tickertape.errors import SchemaError, UnknownTypeError
+
+S = TypeVar("S", bound=type[msgspec.Struct])
+
+_SCHEMAS: dict[tuple[str, int], type[msgspec.Struct]] = {}
+_DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any]] = {}
+_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+_KEY_OF: dict[type[msgspec.Struct], tuple[str, int]] = {}
+_ENCODER = msgspec.json.Encoder()
+_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
+
+
+def register(type: str, v: int) -> Callable[[S], S]:
+    """Class decorator: register a payload Struct as the schema of (``type``, ``v``).
+
+    Raises:
+        ValueError: the key is already registered to another class.
+    """
+
+    def wrap(cls: S) -> S:
+        key = (type, v)
+        if key in _SCHEMAS and _SCHEMAS[key] is not cls:
+            raise ValueError(f"schema {type} v{v} registered twice")
+        _SCHEMAS[key] = cls
+        _DECODERS[key] = msgspec.json.Decoder(cls)
+        _KEY_OF[cls] = key
+        return cls
+
+    return wrap
+
+
+def register_upcaster(
+    type: str, from_v: int
+) -> Callable[
+    [Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]
+]:
+    """Decorator: register a function turning a ``from_v`` payload object into ``from_v + 1``."""
+
+    def wrap(
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        _UPCASTERS[(type, from_v)] = fn
+        return fn
+
+    return wrap
+
+
+def schema_key(payload: msgspec.Struct | type[msgspec.Struct]) -> tuple[str, int]:
+    """Return (``type``, ``v``) of a registered payload Struct or instance.
+
+    Raises:
+        SchemaError: the class is not registered.
+    """
+    cls = payload if isinstance(payload, type) else type(payload)
+    try:
+        return _KEY_OF[cls]
+    except KeyError:
+        raise SchemaError(f"{cls.__name__} is not a registered payload schema") from None
+
+
+def schemas() -> dict[tuple[str, int], type[msgspec.Struct]]:
+    """Return every registered (type, v) → Struct, sorted by key."""
+    return dict(sorted(_SCHEMAS.items()))
+
+
+def latest_version(type: str) -> int | None:
+    """Return the newest registered ``v`` of ``type``, or None when unknown."""
+    versions = [v for (t, v) in _SCHEMAS if t == type]
+    return max(versions) if versions else None
+
+
+def is_known(type: str, v: int) -> bool:
+    """True when (``type``, ``v``) can be decoded (directly or by upcasting)."""
+    if (type, v) in _SCHEMAS:
+        return True
+    return (type, v) in _UPCASTERS and is_known(type, v + 1)
+
+
+def encode_payload(payload: msgspec.Struct) -> msgspec.Raw:
+    """Encode a payload Struct to the raw JSON an envelope carries."""
+    return msgspec.Raw(_ENCODER.encode(payload))
+
+
+def decode_payload(type: str, v: int, raw: bytes | msgspec.Raw) -> Any:
+    """Decode and validate a raw payload as the Struct of (``type``, ``v``).
+
+    Older versions are upcast step by step to the first registered one.
+
+    Returns:
+        The payload Struct instance.
+
+    Raises:
+        UnknownTypeError: no schema and no upcast path for (type, v); readers skip
+            such events with a log line.
+        SchemaError: the payload does not match; the message names the field path
+            (``$.price``) and what was expected.
+    """
+    data = bytes(raw) if isinstance(raw, msgspec.Raw) else raw
+    decoder = _DECODERS.get((type, v))
+    try:
+        if decoder is not None:
+            return decoder.decode(data)
+        if (type, v) not in _UPCASTERS or not is_known(type, v):
+            raise UnknownTypeError(type, v)
+        obj = _DICT_DECODER.decode(data)
+        while (type, v) not in _SCHEMAS:
+            obj = _UPCASTERS[(type, v)](obj)
+            v += 1
+        return msgspec.convert(obj, _SCHEMAS[(type, v)])
+    except msgspec.ValidationError as exc:
+        raise SchemaError(str(exc), type, v) from None
+    except msgspec.DecodeError as exc:
+        raise SchemaError(f"payload is not valid JSON: {exc}", type, v) from None
