@@ -1,0 +1,1 @@
+"""The indicators actor: TA-Lib-exact incremental indicators on bars."""
