@@ -1,0 +1,84 @@
+"""The sparse index of a day file: a cache, rebuilt when missing or stale.
+
+An index holds one entry every :data:`INDEX_EVERY` records (and at the first record):
+``(offset, gseq, ts_event, file_pos, raw_pos)``. For an open ``.jsonl`` file both
+positions are the byte position of the record's line. For a sealed ``.jsonl.zst`` file
+each entry starts an independent zstd frame: ``file_pos`` is the frame's position in
+the compressed file, ``raw_pos`` the line's position in the uncompressed stream.
+
+It also summarizes the file (record count, first/last offset, gseq and ts_event, and
+the highest ``source_seq`` per source), so that opening a log does not have to read
+sealed days. Stored as msgpack with a CRC-32 trailer; ``data_size`` (the data file's
+size when the index was written) tells whether it is stale.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import msgspec
+
+from tickertape.eventlog.layout import write_atomic
+
+INDEX_EVERY = 1024
+"""Records between index entries; also the number of records per sealed zstd frame."""
+
+INDEX_VERSION = 1
+
+
+class IndexEntry(msgspec.Struct, array_like=True, frozen=True):
+    """One sparse index entry (positions in bytes)."""
+
+    offset: int
+    gseq: int
+    ts_event: int
+    file_pos: int
+    raw_pos: int
+
+
+class SegmentIndex(msgspec.Struct, kw_only=True):
+    """The index and summary of one day file."""
+
+    version: int = INDEX_VERSION
+    sealed: bool
+    data_size: int
+    count: int = 0
+    first_offset: int = -1
+    last_offset: int = -1
+    first_gseq: int = 0
+    last_gseq: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+    raw_size: int = 0
+    sources: dict[str, int] = msgspec.field(default_factory=dict)
+    entries: list[IndexEntry] = msgspec.field(default_factory=list)
+
+
+_ENC = msgspec.msgpack.Encoder()
+_DEC = msgspec.msgpack.Decoder(SegmentIndex)
+
+
+def save_index(path: Path, index: SegmentIndex) -> None:
+    """Write an index file durably (temp, fsync, rename, directory fsync)."""
+    body = _ENC.encode(index)
+    write_atomic(path, body + struct.pack("<I", zlib.crc32(body)))
+
+
+def load_index(path: Path) -> SegmentIndex | None:
+    """Return the index stored at ``path``, or None when missing, corrupt or of another version."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) < 4:
+        return None
+    body, trailer = data[:-4], data[-4:]
+    if struct.unpack("<I", trailer)[0] != zlib.crc32(body):
+        return None
+    try:
+        index = _DEC.decode(body)
+    except msgspec.DecodeError:
+        return None
+    return index if index.version == INDEX_VERSION else None

@@ -1,0 +1,148 @@
+"""Where things are on disk (DESIGN §5) and small durable-file helpers.
+
+::
+
+    <data-dir>/logs/<namespace>/<topic>/<YYYY-MM-DD>.jsonl       an open day
+    <data-dir>/logs/<namespace>/<topic>/<YYYY-MM-DD>.jsonl.zst   a sealed day
+    <data-dir>/logs/<namespace>/<topic>/<YYYY-MM-DD>.idx         its sparse index (a cache)
+    <data-dir>/logs/<namespace>/.lock                            the writer's lock
+    <data-dir>/logs/<namespace>/HEAD                             committed head gseq (advisory)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tickertape.errors import ConfigError
+
+NS_PER_DAY = 86_400 * 1_000_000_000
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)?$")
+_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.zst)?$")
+
+
+def validate_namespace(namespace: str) -> None:
+    """Raise :class:`ConfigError` unless ``namespace`` is ``name`` or ``name/name``."""
+    if not _NAMESPACE.match(namespace):
+        raise ConfigError(
+            f"invalid namespace {namespace!r}: letters, digits, _ and -, at most one '/'"
+        )
+
+
+def namespace_dir(data_dir: str | Path, namespace: str) -> Path:
+    """Return ``<data-dir>/logs/<namespace>``."""
+    validate_namespace(namespace)
+    return Path(data_dir) / "logs" / namespace
+
+
+def day_of(ts_ns: int) -> int:
+    """Return the UTC day number (days since 1970-01-01) of a time in ns."""
+    return ts_ns // NS_PER_DAY
+
+
+def day_name(day: int) -> str:
+    """Return ``YYYY-MM-DD`` of a UTC day number."""
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+
+
+def day_number(name: str) -> int:
+    """Return the UTC day number of ``YYYY-MM-DD``."""
+    return (dt.date.fromisoformat(name) - dt.date(1970, 1, 1)).days
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One day file of a topic.
+
+    Attributes:
+        topic: the topic.
+        day: UTC day number.
+        path: the data file (``.jsonl`` or ``.jsonl.zst``).
+        sealed: True for ``.jsonl.zst``.
+    """
+
+    topic: str
+    day: int
+    path: Path
+    sealed: bool
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_name(f"{day_name(self.day)}.idx")
+
+
+def list_segments(topic_dir: Path, topic: str) -> list[Segment]:
+    """Return a topic's day files, oldest first.
+
+    When both a ``.jsonl`` and a ``.jsonl.zst`` exist for a day (a crash during
+    sealing, after the rename and before the unlink), the sealed one wins and the
+    open one is left for :func:`tickertape.eventlog.sealing.finish_interrupted` to remove.
+    """
+    by_day: dict[int, Segment] = {}
+    try:
+        names = os.listdir(topic_dir)
+    except FileNotFoundError:
+        return []
+    for name in names:
+        m = _DAY_FILE.match(name)
+        if not m:
+            continue
+        day = day_number(m.group(1))
+        sealed = m.group(2) is not None
+        seg = Segment(topic, day, topic_dir / name, sealed)
+        if day not in by_day or sealed:
+            by_day[day] = seg
+    return [by_day[d] for d in sorted(by_day)]
+
+
+def list_topics(ns_dir: Path) -> list[str]:
+    """Return the topics of a namespace directory, sorted."""
+    try:
+        entries = os.scandir(ns_dir)
+    except FileNotFoundError:
+        return []
+    with entries:
+        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory so that creations and renames in it are durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_durable(path: Path) -> None:
+    """Create ``path`` and missing parents, fsyncing each parent of a created directory."""
+    missing: list[Path] = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            continue
+        fsync_dir(d.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably: temp file, fsync, rename, fsync the directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

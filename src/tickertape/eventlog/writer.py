@@ -1,0 +1,761 @@
+"""The sequencer and persister of one namespace: :class:`EventLog` (synchronous).
+
+One process writes a namespace at a time (an exclusive ``flock`` on its ``.lock``).
+:meth:`EventLog.append` assigns ``offset`` (per topic) and ``gseq`` (per namespace),
+writes every record of the batch with one ``os.write`` per touched file, fsyncs each
+touched file (and the directory of any file it created), and only then returns: an
+append that returned is durable. :class:`tickertape.eventlog.AsyncEventLog` adds group
+commit on top for concurrent producers.
+
+Crash safety (see :meth:`EventLog.open`): a batch is written as a *group* of at most
+:data:`MAX_GROUP` records, and a group is written only after the previous one was
+fully fsync'd. After a crash, only the last group can be partly on disk; since no
+record of it was acknowledged, recovery cuts every record from the first missing gseq
+on, which keeps ``gseq`` contiguous across the namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import signal
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from tickertape.errors import (
+    DiskFullError,
+    LogClosedError,
+    LogError,
+    LogFatalError,
+)
+from tickertape.eventlog.codec import CodecError, decode_line, encode_into
+from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex, load_index, save_index
+from tickertape.eventlog.layout import (
+    Segment,
+    day_name,
+    day_of,
+    fsync_dir,
+    list_segments,
+    list_topics,
+    makedirs_durable,
+    namespace_dir,
+)
+from tickertape.eventlog.reader import LogReader
+from tickertape.eventlog.segment import build_index, iter_lines
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.topics import validate_topic
+
+MAX_GROUP = 65_536
+"""Most records written between two fsyncs; recovery relies on this bound."""
+
+RECENT_KEYS = 262_144
+"""(source, source_seq) → position pairs kept in memory to answer duplicates quickly."""
+
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+log = structlog.get_logger("tickertape.eventlog")
+
+
+class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one envelope of an append.
+
+    Attributes:
+        id: the envelope's id.
+        offset, gseq: its position (also for a duplicate: the position it already has;
+            None for a duplicate older than the in-memory window whose topic no longer
+            holds it, and for errors).
+        duplicate: True when (source, source_seq) was already stored: nothing written.
+        error: a stable code when refused (``TS_REGRESSION``, ``INVALID_TOPIC``,
+            ``DAY_SEALED``), else None.
+        message: what was wrong, for errors.
+    """
+
+    id: str
+    offset: int | None = None
+    gseq: int | None = None
+    duplicate: bool = False
+    error: str | None = None
+    message: str | None = None
+
+
+class DroppedTail(msgspec.Struct, frozen=True):
+    """What recovery removed from the end of a day file."""
+
+    path: str
+    from_pos: int
+    to_pos: int
+    records: int
+    reason: str
+
+
+class RecoveryReport(msgspec.Struct):
+    """What :meth:`EventLog.open` found and repaired."""
+
+    dropped: list[DroppedTail] = msgspec.field(default_factory=list)
+    corrupt: list[str] = msgspec.field(default_factory=list)
+    head_gseq: int = 0
+
+
+@dataclass(slots=True)
+class _Topic:
+    name: str
+    dir: Path
+    next_offset: int = 0
+    last_ts: int = -1
+    last_gseq: int = 0
+    sealed_day: int = -1
+    day: int = -1
+    fd: int = -1
+    size: int = 0
+    index: SegmentIndex | None = None
+
+
+@dataclass(slots=True)
+class _Touched:
+    topic: _Topic
+    day: int
+    path: Path
+    fd: int
+    size_before: int
+    created: bool
+
+
+@dataclass(slots=True)
+class _Tail:
+    """Recent records of an open file kept during the recovery scan."""
+
+    records: deque[tuple[int, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=MAX_GROUP + 1)
+    )
+
+
+class EventLog:
+    """A namespace of the event log, opened for writing (one process at a time).
+
+    Not thread-safe: call it from one thread (``AsyncEventLog`` runs it on its own).
+    Use :meth:`open`.
+    """
+
+    def __init__(self, data_dir: Path, namespace: str, now_ns: Callable[[], int]) -> None:
+        self.data_dir = data_dir
+        self.namespace = namespace
+        self.dir = namespace_dir(data_dir, namespace)
+        self._now_ns = now_ns
+        self._topics: dict[str, _Topic] = {}
+        self._sources: dict[str, int] = {}
+        self._recent: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._head = 0
+        self._failed: LogError | None = None
+        self._closed = False
+        self._lock_fd = -1
+        self._head_map: mmap.mmap | None = None
+        self._buffers: dict[tuple[str, int], bytearray] = {}
+        self.recovery = RecoveryReport()
+        self.reader = LogReader(data_dir, namespace)
+
+    # ------------------------------------------------------------------ open
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: str | Path,
+        namespace: str = "main",
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+    ) -> EventLog:
+        """Open (creating if needed) a namespace for writing, recovering it first.
+
+        Recovery: finishes interrupted seals, truncates the torn or garbage tail of
+        every open day file (fsync'd, reported in :attr:`recovery` and the log),
+        cuts an incomplete last group, and rebuilds offsets, gseq head and the
+        (source, source_seq) dedupe state from the files.
+
+        Args:
+            data_dir: the data directory (the log lives in ``<data_dir>/logs``).
+            namespace: ``main`` or ``runs/<run-id>`` style.
+            now_ns: the ``ts_log`` clock when appends do not pass one.
+
+        Raises:
+            LogError: another process holds the namespace.
+            ConfigError: invalid namespace name.
+        """
+        self = cls(Path(data_dir), namespace, now_ns)
+        makedirs_durable(self.dir)
+        self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise LogError(
+                f"namespace {namespace!r} in {self.dir} is open for writing by another process"
+            ) from None
+        if threading.current_thread() is threading.main_thread():
+            # Past RLIMIT_FSIZE, write() must fail with EFBIG instead of killing us.
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        try:
+            self._recover()
+        except BaseException:
+            self._release()
+            raise
+        self._open_head_file()
+        return self
+
+    def _recover(self) -> None:
+        from tickertape.eventlog.sealing import finish_interrupted
+
+        tails: dict[Path, tuple[Segment, _Tail]] = {}
+        newest: dict[str, Segment] = {}
+        for name in list_topics(self.dir):
+            topic = _Topic(name, self.dir / name)
+            finish_interrupted(topic.dir)
+            segments = list_segments(topic.dir, name)
+            for seg in segments:
+                if seg.sealed:
+                    self._load_sealed(topic, seg)
+                else:
+                    tails[seg.path] = (seg, self._scan_open(topic, seg))
+            if segments and not segments[-1].sealed:
+                topic.day = segments[-1].day
+                newest[name] = segments[-1]
+            self._topics[name] = topic
+        self._head = max((t.last_gseq for t in self._topics.values()), default=0)
+        self._cut_incomplete_group(tails)
+        self.recovery.head_gseq = self._head
+        for name, seg in newest.items():
+            topic = self._topics[name]
+            topic.fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+            topic.size = os.fstat(topic.fd).st_size
+        if self.recovery.dropped or self.recovery.corrupt:
+            log.warning(
+                "eventlog.recovered",
+                namespace=self.namespace,
+                dropped=[msgspec.to_builtins(d) for d in self.recovery.dropped],
+                corrupt=self.recovery.corrupt,
+                head_gseq=self._head,
+            )
+
+    def _load_sealed(self, topic: _Topic, seg: Segment) -> None:
+        size = seg.path.stat().st_size
+        index = load_index(seg.index_path)
+        if index is None or index.data_size != size or not index.sealed:
+            index, problems = build_index(seg, size)
+            for pos, reason in problems:
+                self.recovery.corrupt.append(f"{seg.path}: byte {pos}: {reason}")
+            save_index(seg.index_path, index)
+        self._absorb_summary(topic, index)
+        topic.sealed_day = max(topic.sealed_day, seg.day)
+
+    def _absorb_summary(self, topic: _Topic, index: SegmentIndex) -> None:
+        if index.count:
+            topic.next_offset = index.last_offset + 1
+            topic.last_ts = index.last_ts
+            topic.last_gseq = index.last_gseq
+        for src, seq in index.sources.items():
+            if self._sources.get(src, 0) < seq:
+                self._sources[src] = seq
+
+    def _scan_open(self, topic: _Topic, seg: Segment) -> _Tail:
+        """Scan an open day file: index it, find its valid end, truncate what follows."""
+        size = seg.path.stat().st_size
+        tail = _Tail()
+        index = SegmentIndex(sealed=False, data_size=size)
+        valid_end = 0
+        bad_since: int | None = None
+        n = 0
+        for pos, line in iter_lines(seg):
+            try:
+                rec = decode_line(line)
+            except CodecError as exc:
+                if bad_since is None:
+                    bad_since = pos
+                    bad_reason = exc.reason
+                continue
+            if bad_since is not None:
+                self.recovery.corrupt.append(
+                    f"{seg.path}: byte {bad_since}: {bad_reason} (valid records follow)"
+                )
+                bad_since = None
+            if n % INDEX_EVERY == 0:
+                index.entries.append(IndexEntry(rec.offset, rec.gseq, rec.ts_event, pos, pos))
+            if index.count == 0:
+                index.first_offset, index.first_gseq, index.first_ts = (
+                    rec.offset,
+                    rec.gseq,
+                    rec.ts_event,
+                )
+            n += 1
+            index.count += 1
+            index.last_offset, index.last_gseq, index.last_ts = rec.offset, rec.gseq, rec.ts_event
+            if index.sources.get(rec.source, 0) < rec.source_seq:
+                index.sources[rec.source] = rec.source_seq
+            valid_end = pos + len(line)
+            tail.records.append((rec.gseq, pos, rec.offset, rec.ts_event))
+            self._remember(rec.source, rec.source_seq, topic.name, rec.offset, rec.gseq)
+        if valid_end < size:
+            dropped = self._count_lines(seg.path, valid_end, size)
+            self._truncate(seg.path, valid_end)
+            self.recovery.dropped.append(
+                DroppedTail(str(seg.path), valid_end, size, dropped, "torn or invalid tail")
+            )
+            size = valid_end
+        index.data_size = size
+        index.raw_size = size
+        topic.index = index
+        self._absorb_summary(topic, index)
+        return tail
+
+    @staticmethod
+    def _count_lines(path: Path, start: int, end: int) -> int:
+        with open(path, "rb") as f:
+            f.seek(start)
+            data = f.read(end - start)
+        return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+    def _truncate(self, path: Path, size: int) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _cut_incomplete_group(self, tails: dict[Path, tuple[Segment, _Tail]]) -> None:
+        head = self._head
+        if head == 0:
+            return
+        low = max(head - MAX_GROUP, 0)
+        present: set[int] = set()
+        for seg, tail in tails.values():
+            present.update(g for (g, _p, _o, _t) in tail.records if g > low)
+        open_topics = {seg.topic for seg, _t in tails.values()}
+        for name, topic in self._topics.items():
+            if topic.last_gseq > low and name not in open_topics:
+                # Its newest day is sealed: sealed records were all committed.
+                present.update(r.gseq for r in self.reader.read_topic(name) if r.gseq > low)
+        missing = next((g for g in range(low + 1, head + 1) if g not in present), None)
+        if missing is None:
+            return
+        for seg, tail in tails.values():
+            cut = next(((g, p) for (g, p, _o, _t) in tail.records if g >= missing), None)
+            if cut is None:
+                continue
+            size = seg.path.stat().st_size
+            dropped = sum(1 for (g, *_rest) in tail.records if g >= missing)
+            self._truncate(seg.path, cut[1])
+            self.recovery.dropped.append(
+                DroppedTail(
+                    str(seg.path),
+                    cut[1],
+                    size,
+                    dropped,
+                    f"unacknowledged records of an incomplete group (gseq {missing} missing)",
+                )
+            )
+        # Rebuild the state of the namespace from the repaired files.
+        self._topics.clear()
+        self._sources.clear()
+        self._recent.clear()
+        self._recover_after_cut()
+
+    def _recover_after_cut(self) -> None:
+        for name in list_topics(self.dir):
+            topic = _Topic(name, self.dir / name)
+            segments = list_segments(topic.dir, name)
+            for seg in segments:
+                if seg.sealed:
+                    self._load_sealed(topic, seg)
+                else:
+                    self._scan_open(topic, seg)
+            if segments and not segments[-1].sealed:
+                topic.day = segments[-1].day
+            self._topics[name] = topic
+        self._head = max((t.last_gseq for t in self._topics.values()), default=0)
+
+    def _open_head_file(self) -> None:
+        path = self.dir / "HEAD"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(fd).st_size < 8:
+                os.ftruncate(fd, 8)
+            self._head_map = mmap.mmap(fd, 8)
+        finally:
+            os.close(fd)
+        self._publish_head()
+
+    def _publish_head(self) -> None:
+        if self._head_map is not None:
+            struct.pack_into("<q", self._head_map, 0, self._head)
+
+    # ------------------------------------------------------------- queries
+
+    @property
+    def head_gseq(self) -> int:
+        """The last assigned (and durable) gseq; 0 for an empty namespace."""
+        return self._head
+
+    def topics(self, patterns: Sequence[str] | None = None) -> list[str]:
+        """Topics of the namespace (matching any of ``patterns`` when given), sorted."""
+        return self.reader.topics(patterns)
+
+    def next_offsets(self) -> dict[str, int]:
+        """The next offset of every topic (its record count when nothing was deleted)."""
+        return {name: t.next_offset for name, t in sorted(self._topics.items())}
+
+    def last_ts_event(self, topic: str) -> int | None:
+        """The last stored ``ts_event`` of a topic, or None when the topic is empty."""
+        t = self._topics.get(topic)
+        return None if t is None or t.last_ts < 0 else t.last_ts
+
+    def last_source_seq(self, source: str) -> int:
+        """The highest stored ``source_seq`` of ``source`` (0 when none)."""
+        return self._sources.get(source, 0)
+
+    def read_topic(
+        self, topic: str, from_offset: int = 0, to_offset: int | None = None
+    ) -> Iterator[Record]:
+        """Records of one topic by offset; see :meth:`LogReader.read_topic`."""
+        return self.reader.read_topic(topic, from_offset, to_offset)
+
+    def read(
+        self, patterns: Sequence[str] | None = None, from_gseq: int = 1, to_gseq: int | None = None
+    ) -> Iterator[Record]:
+        """Records merged by gseq; see :meth:`LogReader.read`."""
+        return self.reader.read(patterns, from_gseq, to_gseq)
+
+    def read_from_time(
+        self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
+    ) -> Iterator[Record]:
+        """Records with ``ts_event`` ≥ ``ts_ns``, merged by gseq; see :meth:`LogReader.read_from_time`."""
+        return self.reader.read_from_time(patterns, ts_ns, to_ns)
+
+    # -------------------------------------------------------------- append
+
+    def append(
+        self, envelopes: Sequence[Envelope], *, ts_log: int | None = None
+    ) -> list[AppendResult]:
+        """Append a batch durably; return one result per envelope, in order.
+
+        Each envelope is stored (new offset and gseq), recognised as a duplicate of
+        its (source, source_seq) (nothing stored, its existing position returned), or
+        refused with an error code (the rest of the batch proceeds). The call returns
+        only after every stored record is fsync'd.
+
+        Args:
+            envelopes: the batch (any size; written in groups of ≤ ``MAX_GROUP``).
+            ts_log: the ``ts_log`` to stamp (backtest namespaces pass simulated time);
+                default the log's clock at the time of each group.
+
+        Raises:
+            DiskFullError: no space (or file size limit): nothing of the current group
+                was stored; earlier groups of a large batch were.
+            LogFatalError: a write or fsync failed otherwise; the log refuses all
+                further work and the process should exit.
+            LogClosedError: the log is closed or failed earlier.
+        """
+        if self._closed:
+            raise LogClosedError(f"event log {self.dir} is closed")
+        if self._failed is not None:
+            raise LogClosedError(f"event log {self.dir} failed earlier: {self._failed}")
+        results: list[AppendResult] = []
+        for start in range(0, len(envelopes), MAX_GROUP):
+            group = envelopes[start : start + MAX_GROUP]
+            results.extend(self._append_group(group, self._now_ns() if ts_log is None else ts_log))
+        return results
+
+    def _append_group(self, group: Sequence[Envelope], ts_log: int) -> list[AppendResult]:
+        results: list[AppendResult | None] = []
+        buffers = self._buffers
+        buffers.clear()
+        order: list[tuple[str, int]] = []
+        pending_src: dict[str, int] = {}
+        pending_keys: dict[tuple[str, int], tuple[str, int, int]] = {}
+        pending_topic: dict[str, list[int]] = {}  # name -> [next_offset, last_ts, last_gseq]
+        new_topics: list[str] = []
+        accepted: list[tuple[str, int, int, int, int, str, int, int]] = []
+        head = self._head
+        for env in group:
+            src_last = pending_src.get(env.source)
+            if src_last is None:
+                src_last = self._sources.get(env.source, 0)
+            if env.source_seq <= src_last:
+                results.append(self._duplicate(env, pending_keys))
+                continue
+            state = pending_topic.get(env.topic)
+            if state is None:
+                t = self._topics.get(env.topic)
+                if t is None:
+                    problem = validate_topic(env.topic)
+                    if problem is not None:
+                        results.append(
+                            AppendResult(id=env.id, error="INVALID_TOPIC", message=problem)
+                        )
+                        continue
+                    new_topics.append(env.topic)
+                    state = [0, -1, 0, -1]
+                else:
+                    state = [t.next_offset, t.last_ts, t.last_gseq, t.sealed_day]
+                pending_topic[env.topic] = state
+            if env.ts_event < state[1]:
+                results.append(
+                    AppendResult(
+                        id=env.id,
+                        error="TS_REGRESSION",
+                        message=(
+                            f"ts_event regression on topic {env.topic!r}: {env.ts_event} < "
+                            f"last stored {state[1]}"
+                        ),
+                    )
+                )
+                continue
+            day = day_of(env.ts_event)
+            if day <= state[3]:
+                results.append(
+                    AppendResult(
+                        id=env.id,
+                        error="DAY_SEALED",
+                        message=f"topic {env.topic!r}: day {day_name(day)} is sealed; appends must be later",
+                    )
+                )
+                continue
+            offset = state[0]
+            head += 1
+            state[0] = offset + 1
+            state[1] = env.ts_event
+            state[2] = head
+            key = (env.topic, day)
+            buf = buffers.get(key)
+            if buf is None:
+                buf = buffers[key] = bytearray()
+                order.append(key)
+            pos = len(buf)
+            encode_into(env, offset, head, ts_log, buf)
+            accepted.append(
+                (env.topic, day, offset, head, env.ts_event, env.source, env.source_seq, pos)
+            )
+            pending_src[env.source] = env.source_seq
+            pending_keys[(env.source, env.source_seq)] = (env.topic, offset, head)
+            results.append(AppendResult(id=env.id, offset=offset, gseq=head))
+        if accepted:
+            self._write(order, new_topics, accepted)
+            self._head = head
+            for src, seq in pending_src.items():
+                self._sources[src] = seq
+            for (src, seq), pos3 in pending_keys.items():
+                self._remember(src, seq, *pos3)
+            self._publish_head()
+        return [r for r in results if r is not None]
+
+    def _duplicate(
+        self, env: Envelope, pending: dict[tuple[str, int], tuple[str, int, int]]
+    ) -> AppendResult:
+        key = (env.source, env.source_seq)
+        pos = pending.get(key) or self._recent.get(key)
+        if pos is None:
+            pos = self._find_stored(env)
+        if pos is None:
+            return AppendResult(id=env.id, duplicate=True)
+        return AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
+
+    def _find_stored(self, env: Envelope) -> tuple[str, int, int] | None:
+        if env.topic not in self._topics:
+            return None
+        for rec in self.reader.read_topic(env.topic):
+            if rec.source == env.source and rec.source_seq == env.source_seq:
+                return (rec.topic, rec.offset, rec.gseq)
+        return None
+
+    def _remember(self, source: str, seq: int, topic: str, offset: int, gseq: int) -> None:
+        recent = self._recent
+        recent[(source, seq)] = (topic, offset, gseq)
+        if len(recent) > RECENT_KEYS:
+            del recent[next(iter(recent))]
+
+    def _write(
+        self,
+        order: list[tuple[str, int]],
+        new_topics: list[str],
+        accepted: list[tuple[str, int, int, int, int, str, int, int]],
+    ) -> None:
+        touched: list[_Touched] = []
+        created_dirs: set[Path] = set()
+        try:
+            for name in new_topics:
+                if name not in self._topics:
+                    tdir = self.dir / name
+                    makedirs_durable(tdir)
+                    self._topics[name] = _Topic(name, tdir)
+            for name, day in order:
+                topic = self._topics[name]
+                created = False
+                if topic.day != day:
+                    for t in touched:
+                        if t.topic is topic and t.fd == topic.fd:
+                            t.fd = -1  # closed by the roll, after its fsync
+                    self._roll(topic, day)
+                    created = True
+                    created_dirs.add(topic.dir)
+                path = topic.dir / f"{day_name(day)}.jsonl"
+                touched.append(_Touched(topic, day, path, topic.fd, topic.size, created))
+                data = self._buffers[(name, day)]
+                view = memoryview(data)
+                while view:
+                    n = os.write(topic.fd, view)
+                    view = view[n:]
+                topic.size += len(data)
+        except OSError as exc:
+            self._undo(touched)
+            if exc.errno in _DISK_FULL_ERRNOS:
+                raise DiskFullError(self.dir) from exc
+            self._failed = LogFatalError(self.dir, exc)
+            raise self._failed from exc
+        try:
+            for t in touched:
+                if t.fd >= 0:
+                    os.fsync(t.fd)
+            for d in created_dirs:
+                fsync_dir(d)
+        except OSError as exc:
+            self._failed = LogFatalError(self.dir, exc)
+            raise self._failed from exc
+        # Durable: update the in-memory state and the open files' sparse indexes.
+        base = {(t.topic.name, t.day): (0 if t.created else t.size_before) for t in touched}
+        for name, day, offset, gseq, ts_event, src, seq, pos in accepted:
+            topic = self._topics[name]
+            topic.next_offset = offset + 1
+            topic.last_ts = ts_event
+            topic.last_gseq = gseq
+            if day != topic.day:
+                continue  # a day rolled over within the group: its saved index is rebuilt on read
+            index = topic.index
+            if index is None:
+                index = topic.index = SegmentIndex(sealed=False, data_size=0)
+            if index.count == 0:
+                index.first_offset, index.first_gseq, index.first_ts = offset, gseq, ts_event
+            if index.count % INDEX_EVERY == 0:
+                file_pos = base[(name, day)] + pos
+                index.entries.append(IndexEntry(offset, gseq, ts_event, file_pos, file_pos))
+            index.count += 1
+            index.last_offset, index.last_gseq, index.last_ts = offset, gseq, ts_event
+            if index.sources.get(src, 0) < seq:
+                index.sources[src] = seq
+        for t in touched:
+            if t.topic.index is not None:
+                t.topic.index.data_size = t.topic.size
+                t.topic.index.raw_size = t.topic.size
+
+    def _roll(self, topic: _Topic, day: int) -> None:
+        """fsync and close the topic's open file (saving its index), create the file of ``day``."""
+        if topic.fd >= 0:
+            os.fsync(topic.fd)
+            self._close_topic_file(topic)
+        path = topic.dir / f"{day_name(day)}.jsonl"
+        topic.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        topic.day = day
+        topic.size = os.fstat(topic.fd).st_size
+        topic.index = None
+
+    def _close_topic_file(self, topic: _Topic) -> None:
+        if topic.index is not None and topic.index.count:
+            topic.index.data_size = topic.size
+            save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
+        os.close(topic.fd)
+        topic.fd = -1
+
+    def _undo(self, touched: list[_Touched]) -> None:
+        """Take a failed group back out of the files (disk full): truncate, fsync, reopen."""
+        try:
+            for t in reversed(touched):
+                if t.created:
+                    if t.topic.fd >= 0 and t.topic.day == t.day:
+                        os.close(t.topic.fd)
+                        t.topic.fd = -1
+                        t.topic.day = -1
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(t.path)
+                    fsync_dir(t.topic.dir)
+                else:
+                    fd = os.open(t.path, os.O_WRONLY)
+                    try:
+                        os.ftruncate(fd, t.size_before)
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            for t in touched:
+                topic = t.topic
+                if topic.fd < 0:
+                    segments = [s for s in list_segments(topic.dir, topic.name) if not s.sealed]
+                    if segments:
+                        prev = segments[-1]
+                        topic.fd = os.open(prev.path, os.O_WRONLY | os.O_APPEND)
+                        topic.day = prev.day
+                        topic.index, _problems = build_index(prev, prev.path.stat().st_size)
+                topic.size = os.fstat(topic.fd).st_size if topic.fd >= 0 else 0
+                if topic.index is not None:
+                    topic.index.data_size = topic.size
+        except OSError as exc:
+            self._failed = LogFatalError(self.dir, exc)
+            raise self._failed from exc
+
+    # --------------------------------------------------------------- close
+
+    def flush_indexes(self) -> None:
+        """Save the sparse index of every open day file (a cache for other readers)."""
+        for topic in self._topics.values():
+            if topic.fd >= 0 and topic.index is not None and topic.index.count:
+                topic.index.data_size = topic.size
+                save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
+
+    def open_days(self) -> dict[str, int]:
+        """The UTC day number of each topic's open file (topics with one)."""
+        return {n: t.day for n, t in self._topics.items() if t.fd >= 0}
+
+    def _release_topic_file(self, name: str) -> None:
+        """Close a topic's open file before it is sealed (next append reopens)."""
+        topic = self._topics[name]
+        if topic.fd >= 0:
+            self._close_topic_file(topic)
+            topic.day = -1
+
+    def _mark_sealed(self, name: str, day: int) -> None:
+        topic = self._topics[name]
+        topic.sealed_day = max(topic.sealed_day, day)
+
+    def close(self) -> None:
+        """Save indexes, close files and release the namespace lock (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._failed is None:
+                self.flush_indexes()
+        finally:
+            for topic in self._topics.values():
+                if topic.fd >= 0:
+                    os.close(topic.fd)
+                    topic.fd = -1
+            self._release()
+
+    def _release(self) -> None:
+        if self._head_map is not None:
+            self._head_map.close()
+            self._head_map = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
