@@ -25,7 +25,9 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
         fee: fee charged, ≥ 0, in ``currency`` (taxes included).
         liquidity: ``"maker"`` or ``"taker"``.
         slippage_bps: slippage applied versus the reference price, ≥ 0.
-        ts_fill: venue time of the fill, ns.
+        ts_fill: venue time of the fill, ns (never earlier than the order's arrival
+            at the venue).
+        reference_price: the market price the fill was taken against, before slippage.
     """
 
     fill_id: str
@@ -36,6 +38,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     liquidity: Literal["maker", "taker"]
     slippage_bps: float
     ts_fill: int
+    reference_price: float = 0.0
 
 
 @register("order.event", 1)
@@ -49,6 +52,8 @@ class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
         filled_quantity: cumulative quantity filled.
         average_price: volume-weighted fill price so far (0.0 before any fill).
         approval_id: ``id`` of the risk approval that allowed it.
+        arrival_ns: when the order reaches (reached) the venue: submission time plus
+            the modeled latency (0 when unknown).
     """
 
     order_id: str
@@ -68,3 +73,4 @@ class OrderEvent(msgspec.Struct, frozen=True, kw_only=True):
     approval_id: str | None = None
     reason: str = ""
     fill: Fill | None = None
+    arrival_ns: int = 0

@@ -24,7 +24,14 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     """The accounts of one market, in that market's currency.
 
     ``equity = cash + Σ quantity × mark``; ``drawdown = (hwm - equity) / hwm`` as a
-    fraction (0.0 at a high-water mark).
+    fraction (0.0 at a high-water mark). ``realized`` is gross of fees; fees are
+    paid out of ``cash`` and summed in ``fees``, so
+    ``equity = initial_cash + realized + unrealized - fees`` up to float rounding.
+
+    Attributes:
+        initial_cash: the starting capital of the book, in ``currency``.
+        traded_notional: Σ |quantity × price| of every fill, in ``currency``.
+        fills: number of fills applied.
     """
 
     market: Market
@@ -39,11 +46,17 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     max_drawdown: float
     positions: list[Position] = msgspec.field(default_factory=list)
     fills: int = 0
+    initial_cash: float = 0.0
+    traded_notional: float = 0.0
 
 
 @register("pnl.update", 1)
 class PnlUpdate(msgspec.Struct, frozen=True, kw_only=True):
-    """The books of one strategy (``strategy_id``) or of the portfolio (None)."""
+    """The books of one strategy (``strategy_id``) or of the portfolio (None).
+
+    The pnl actor publishes one update per (scope, market), with the envelope's
+    ``market`` set and exactly one :class:`Book` in ``books``.
+    """
 
     strategy_id: str | None
     books: list[Book]

@@ -1,0 +1,556 @@
+"""All fill and cost logic of the simulated venue, shared by backtest, replay and paper.
+
+Pure functions over values: no clock, no I/O, no randomness beyond a hash of
+documented inputs. Every mode (backtest, replay, paper) simulates fills with this
+module, so a backtest and a paper run of the same data fill the same way.
+
+The model, pessimistic by default:
+
+- **Latency** (:class:`LatencyModel`): an order reaches the venue ``base_ns`` plus a
+  deterministic jitter in ``[0, jitter_ns]`` after it was submitted; the jitter is a
+  hash of the seed and the client order id, so a replay reproduces it exactly.
+  Zero or negative latency is refused with :class:`~tickertape.errors.BiasError`.
+- **Eligible data**: an order only fills against market data that happened after it
+  arrived at the venue: a trade with ``ts_event > arrival_ns``, or a bar that closes
+  after ``arrival_ns`` *and* started at or after the order's submission time. The bar
+  that produced a signal therefore never fills it; the next bar fills at its open.
+- **Prices**: market orders fill at the next trade's price or the next bar's open.
+  Limit orders fill at the open when it is already through the limit (marketable on
+  arrival, taker), otherwise only when the market trades strictly through the limit
+  (touching is not enough), at the limit price (maker). Stop orders trigger when the
+  market reaches the stop and then fill as market orders at the worse of the stop
+  and the open (gaps fill at the open).
+- **Slippage** (:class:`SlippageModel`): ``fixed_bps + impact_bps × participation``
+  where participation is the fill quantity over the data's traded volume; applied
+  against the order (buys pay more, sells receive less). Limit prices are never
+  crossed by slippage.
+- **Partial fills**: each data point fills at most ``participation_rate`` × its traded
+  volume; the rest waits for later data (GTC, DAY) or is expired (IOC).
+- **Fees** (:class:`FeeSchedule`): per market, see :data:`DEFAULT_FEES`.
+
+The sources of every default are in the docstrings below and in ``docs/risk.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from tickertape.errors import BiasError, ConfigError, OrderError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.strategy import OrderType, Side, TimeInForce
+
+Liquidity = Literal["maker", "taker"]
+OrderPhase = Literal["pending", "working", "filled", "canceled", "expired"]
+
+CURRENCY: dict[str, str] = {"kr": "KRW", "us": "USD", "crypto": "USDT"}
+"""Each market's accounting currency: KRX trades in won, US venues in dollars, and
+the bundled crypto data is quoted in Tether (Binance ``BTCUSDT``)."""
+
+EXCHANGE_TIMEZONE: dict[str, str] = {"kr": "Asia/Seoul", "us": "America/New_York", "crypto": "UTC"}
+"""The time zone whose calendar day bounds a DAY order in each market."""
+
+_NS_PER_S = 1_000_000_000
+
+
+class LatencyModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Order-to-venue latency: a constant plus a deterministic jitter, in ns.
+
+    Attributes:
+        base_ns: the constant part, > 0 (default 50 ms, a typical retail round trip
+            to a cloud-hosted venue API).
+        jitter_ns: the jitter's upper bound, ≥ 0; the jitter of one order is uniform
+            in ``[0, jitter_ns]``, drawn from a hash of ``seed`` and the order's
+            client id (default 20 ms).
+        seed: the jitter's seed.
+    """
+
+    base_ns: int = 50_000_000
+    jitter_ns: int = 20_000_000
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Refuse a model that could deliver an order instantly or in the past.
+
+        Raises:
+            BiasError: ``base_ns`` ≤ 0 (zero latency is look-ahead) or ``jitter_ns`` < 0.
+        """
+        if self.base_ns <= 0:
+            raise BiasError(
+                f"latency base_ns must be > 0 (got {self.base_ns}): an order that reaches "
+                "the venue instantly trades on data it could not have seen"
+            )
+        if self.jitter_ns < 0:
+            raise BiasError(f"latency jitter_ns must be ≥ 0 (got {self.jitter_ns})")
+
+    def delay_ns(self, client_order_id: str) -> int:
+        """Return this order's latency in ns: ``base_ns + jitter`` (always > 0).
+
+        Raises:
+            BiasError: the model is invalid (see :meth:`validate`).
+        """
+        self.validate()
+        if self.jitter_ns == 0:
+            return self.base_ns
+        digest = hashlib.blake2b(f"{self.seed}:{client_order_id}".encode(), digest_size=8).digest()
+        return self.base_ns + int.from_bytes(digest, "big") % (self.jitter_ns + 1)
+
+
+class SlippageModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Slippage in basis points: ``fixed_bps + impact_bps × participation``.
+
+    Attributes:
+        fixed_bps: paid on every taker fill (default 1 bp: half of a one-tick spread
+            on liquid instruments, e.g. 0.5 pip on EURUSD at 1.10 is ~0.45 bp).
+        impact_bps: bps added per unit of participation (fill quantity / traded
+            volume of the data point); default 10 bps at 100 % participation, a
+            linear impact in the spirit of Almgren–Chriss (2000) temporary impact.
+    """
+
+    fixed_bps: float = 1.0
+    impact_bps: float = 10.0
+
+
+class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fees of one market, in its currency. Every component is ≥ 0.
+
+    ``fee = max(notional × rate_bps / 1e4 + quantity × per_unit, minimum)``, capped at
+    ``maximum_rate × notional`` when ``maximum_rate`` > 0, plus ``sell_tax_bps`` of the
+    notional on sells. ``rate_bps`` is ``maker_bps`` or ``taker_bps``.
+
+    Attributes:
+        maker_bps, taker_bps: proportional commission.
+        per_unit: commission per share or contract.
+        minimum: minimum commission per fill (0 for none).
+        maximum_rate: cap as a fraction of notional (0 for none).
+        sell_tax_bps: tax on sell notional (KRX securities transaction tax, SEC fee).
+    """
+
+    maker_bps: float = 0.0
+    taker_bps: float = 0.0
+    per_unit: float = 0.0
+    minimum: float = 0.0
+    maximum_rate: float = 0.0
+    sell_tax_bps: float = 0.0
+
+    def validate(self) -> None:
+        """Raises ConfigError when a component is negative."""
+        for name in (
+            "maker_bps",
+            "taker_bps",
+            "per_unit",
+            "minimum",
+            "maximum_rate",
+            "sell_tax_bps",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"fees.{name} must be ≥ 0 (got {getattr(self, name)})")
+
+    def fee(self, side: Side, quantity: float, price: float, liquidity: Liquidity) -> float:
+        """Return the fee of one fill, ≥ 0, in the market's currency.
+
+        Args:
+            side: ``"buy"`` or ``"sell"`` (the sell tax applies to sells only).
+            quantity: units filled, > 0.
+            price: fill price.
+            liquidity: ``"maker"`` or ``"taker"``.
+        """
+        notional = abs(quantity * price)
+        rate = self.maker_bps if liquidity == "maker" else self.taker_bps
+        commission = notional * rate / 10_000.0 + abs(quantity) * self.per_unit
+        commission = max(commission, self.minimum)
+        if self.maximum_rate > 0.0:
+            commission = min(commission, notional * self.maximum_rate)
+        tax = notional * self.sell_tax_bps / 10_000.0 if side == "sell" else 0.0
+        return max(commission + tax, 0.0)
+
+
+DEFAULT_FEES: dict[str, FeeSchedule] = {
+    # Binance spot, regular user (VIP 0) without BNB discount: 0.1000 % maker and
+    # 0.1000 % taker (binance.com/en/fee/schedule, as published in 2024).
+    "crypto": FeeSchedule(maker_bps=10.0, taker_bps=10.0),
+    # Interactive Brokers Pro "Fixed" US stocks: USD 0.005 per share, minimum USD 1.00,
+    # maximum 1 % of trade value (interactivebrokers.com commissions-stocks, 2024);
+    # plus the SEC Section 31 fee on sales, USD 27.80 per million from 2024-05-22
+    # (SEC fee rate advisory for fiscal year 2024) = 0.278 bp.
+    "us": FeeSchedule(per_unit=0.005, minimum=1.0, maximum_rate=0.01, sell_tax_bps=0.278),
+    # KRX online brokerage commission 0.015 % (a common Korean retail online rate,
+    # e.g. Kiwoom Securities' standard online fee, 2024) and the sell-side
+    # securities transaction tax of 0.18 % in 2024 (KOSPI: 0.03 % transaction tax +
+    # 0.15 % special tax for rural development; KOSDAQ 0.18 %; Enforcement Decree of
+    # the Securities Transaction Tax Act, 2024 rates).
+    "kr": FeeSchedule(maker_bps=1.5, taker_bps=1.5, sell_tax_bps=18.0),
+}
+
+
+class MarketFillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything that decides how orders of one market fill.
+
+    Attributes:
+        latency: order-to-venue latency.
+        slippage: slippage model.
+        fees: fee schedule; None uses :data:`DEFAULT_FEES` of the market.
+        participation_rate: the largest fraction of a data point's traded volume one
+            order may take, in (0, 1]; None for no cap (default 0.1: 10 % is a common
+            ceiling of participation algorithms, e.g. a POV algo's max rate).
+    """
+
+    latency: LatencyModel = msgspec.field(default_factory=LatencyModel)
+    slippage: SlippageModel = msgspec.field(default_factory=SlippageModel)
+    fees: FeeSchedule | None = None
+    participation_rate: float | None = 0.1
+
+    def fee_schedule(self, market: Market) -> FeeSchedule:
+        """The configured schedule, or the market's documented default."""
+        return self.fees if self.fees is not None else DEFAULT_FEES[market]
+
+    def validate(self) -> None:
+        """Raises BiasError (zero latency) or ConfigError (bad rate or fees)."""
+        self.latency.validate()
+        if self.fees is not None:
+            self.fees.validate()
+        if self.participation_rate is not None and not 0.0 < self.participation_rate <= 1.0:
+            raise ConfigError(
+                f"participation_rate must be in (0, 1] or absent (got {self.participation_rate})"
+            )
+        if self.slippage.fixed_bps < 0 or self.slippage.impact_bps < 0:
+            raise ConfigError("slippage bps must be ≥ 0")
+
+
+ZERO_COST = MarketFillConfig(
+    latency=LatencyModel(base_ns=1, jitter_ns=0),
+    slippage=SlippageModel(fixed_bps=0.0, impact_bps=0.0),
+    fees=FeeSchedule(),
+    participation_rate=None,
+)
+"""Zero costs with the smallest legal latency (1 ns) and no participation cap: the
+configuration that matches a textbook "fill at the next bar's open" backtest."""
+
+
+class MarketData(msgspec.Struct, frozen=True, kw_only=True):
+    """One data point as the fill logic sees it (a trade or a bar).
+
+    A trade is a bar with ``open = high = low = close = price``, ``volume = size``
+    and ``start_ns = ts_event``.
+
+    Attributes:
+        ts_event: when it happened (a bar's close time), ns.
+        start_ns: a bar's start, ns (a trade's own time).
+        open, high, low, close: prices.
+        volume: traded volume; 0 means nothing can fill against it.
+    """
+
+    ts_event: int
+    start_ns: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+    @classmethod
+    def from_trade(cls, ts_event: int, price: float, size: float) -> MarketData:
+        """A trade at ``ts_event``."""
+        return cls(
+            ts_event=ts_event, start_ns=ts_event, open=price, high=price, low=price,
+            close=price, volume=size,
+        )  # fmt: skip
+
+
+class SimOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An order at the simulated venue.
+
+    Attributes:
+        order_id, client_order_id: the engine's ids.
+        market, symbol, side, order_type, quantity, limit_price, stop_price,
+            time_in_force: as approved.
+        created_ns: when the engine submitted it (its clock), ns.
+        arrival_ns: when it reaches the venue, ``created_ns`` + latency, ns.
+        expire_ns: DAY orders' end of day, ns; None for GTC and IOC.
+        phase: ``pending`` (in flight), ``working``, ``filled``, ``canceled``, ``expired``.
+        filled_quantity: cumulative fill, ≤ ``quantity``.
+        average_price: volume-weighted fill price (0.0 before any fill).
+        triggered: a stop order's stop was reached.
+        evaluated: the order has been matched against at least one data point
+            (an IOC expires after its first).
+        fills: number of fills so far.
+    """
+
+    order_id: str
+    client_order_id: str
+    market: Market
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: float
+    created_ns: int
+    arrival_ns: int
+    time_in_force: TimeInForce = "GTC"
+    limit_price: float | None = None
+    stop_price: float | None = None
+    expire_ns: int | None = None
+    phase: OrderPhase = "pending"
+    filled_quantity: float = 0.0
+    average_price: float = 0.0
+    triggered: bool = False
+    evaluated: bool = False
+    fills: int = 0
+
+    @property
+    def remaining(self) -> float:
+        """Quantity still to fill."""
+        return max(self.quantity - self.filled_quantity, 0.0)
+
+    @property
+    def is_open(self) -> bool:
+        """True while the order can still fill (pending or working)."""
+        return self.phase in ("pending", "working")
+
+
+class FillResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One execution computed by :func:`match`.
+
+    Attributes:
+        price: fill price, slippage included.
+        reference_price: the market price before slippage.
+        quantity: units filled, > 0.
+        fee: ≥ 0, in the market's currency.
+        liquidity: ``"maker"`` or ``"taker"``.
+        slippage_bps: slippage applied, ≥ 0.
+        ts_fill: the data point's ``ts_event`` (> the order's ``arrival_ns``).
+    """
+
+    price: float
+    reference_price: float
+    quantity: float
+    fee: float
+    liquidity: Liquidity
+    slippage_bps: float
+    ts_fill: int
+
+
+class MatchResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The order after one data point, and what happened to it."""
+
+    order: SimOrder
+    fill: FillResult | None = None
+    expired: bool = False
+
+
+def validate_order(order: SimOrder) -> None:
+    """Check an order's shape before it is accepted.
+
+    Raises:
+        OrderRejected: quantity ≤ 0, a limit order without a positive limit price, a
+            stop order without a positive stop price, or arrival not after creation.
+    """
+    if not (order.quantity > 0.0 and math.isfinite(order.quantity)):
+        raise OrderRejected(order.order_id, f"quantity must be > 0 (got {order.quantity})")
+    if order.order_type == "limit" and not (order.limit_price and order.limit_price > 0):
+        raise OrderRejected(order.order_id, "limit order without a positive limit_price")
+    if order.order_type == "stop" and not (order.stop_price and order.stop_price > 0):
+        raise OrderRejected(order.order_id, "stop order without a positive stop_price")
+    if order.arrival_ns <= order.created_ns:
+        raise BiasError(
+            f"order {order.order_id}: arrival_ns {order.arrival_ns} is not after "
+            f"created_ns {order.created_ns} (zero latency)"
+        )
+
+
+class OrderRejected(OrderError):
+    """The venue refused an order's shape (see :func:`validate_order`).
+
+    Attributes:
+        order_id: the refused order.
+        reason: what is wrong.
+    """
+
+    def __init__(self, order_id: str, reason: str) -> None:
+        self.order_id = order_id
+        self.reason = reason
+        super().__init__(f"order {order_id} rejected: {reason}")
+
+
+def day_end_ns(market: Market, ts_ns: int) -> int:
+    """End of the exchange-local calendar day containing ``ts_ns``, in ns (UTC).
+
+    A DAY order expires there: midnight Asia/Seoul for ``kr``, America/New_York for
+    ``us``, UTC for ``crypto`` (which trades around the clock).
+    """
+    tz = ZoneInfo(EXCHANGE_TIMEZONE[market])
+    local = datetime.fromtimestamp(ts_ns / _NS_PER_S, tz=UTC).astimezone(tz)
+    next_midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz)
+    return int(next_midnight.timestamp()) * _NS_PER_S
+
+
+def new_order(
+    *,
+    order_id: str,
+    client_order_id: str,
+    market: Market,
+    symbol: str,
+    side: Side,
+    order_type: OrderType,
+    quantity: float,
+    created_ns: int,
+    config: MarketFillConfig,
+    time_in_force: TimeInForce = "GTC",
+    limit_price: float | None = None,
+    stop_price: float | None = None,
+) -> SimOrder:
+    """Build a pending order whose arrival is ``created_ns`` + the modeled latency.
+
+    Raises:
+        BiasError: the latency model is zero or negative.
+        OrderRejected: the order's shape is invalid (see :func:`validate_order`).
+    """
+    arrival = created_ns + config.latency.delay_ns(client_order_id)
+    order = SimOrder(
+        order_id=order_id, client_order_id=client_order_id, market=market, symbol=symbol,
+        side=side, order_type=order_type, quantity=quantity, created_ns=created_ns,
+        arrival_ns=arrival, time_in_force=time_in_force, limit_price=limit_price,
+        stop_price=stop_price,
+        expire_ns=day_end_ns(market, arrival) if time_in_force == "DAY" else None,
+    )  # fmt: skip
+    validate_order(order)
+    return order
+
+
+def arrive(order: SimOrder, now_ns: int) -> SimOrder:
+    """The order reaches the venue: ``pending`` → ``working``.
+
+    Raises:
+        BiasError: ``now_ns`` is before the order's ``arrival_ns``.
+    """
+    if now_ns < order.arrival_ns:
+        raise BiasError(
+            f"order {order.order_id} cannot arrive at {now_ns}, before its modeled "
+            f"arrival {order.arrival_ns}"
+        )
+    if order.phase != "pending":
+        return order
+    return msgspec.structs.replace(order, phase="working")
+
+
+def is_eligible(order: SimOrder, data: MarketData) -> bool:
+    """True when ``data`` happened after the order reached the venue.
+
+    A trade must be later than ``arrival_ns``; a bar must close after ``arrival_ns``
+    and have started at or after ``created_ns`` (the signal's bar never fills).
+    """
+    return data.ts_event > order.arrival_ns and data.start_ns >= order.created_ns
+
+
+def slippage_bps(config: MarketFillConfig, quantity: float, volume: float) -> float:
+    """Slippage of a taker fill of ``quantity`` against ``volume`` traded, in bps (≥ 0)."""
+    participation = quantity / volume if volume > 0 else 1.0
+    return config.slippage.fixed_bps + config.slippage.impact_bps * min(participation, 1.0)
+
+
+def _apply_slippage(side: Side, price: float, bps: float) -> float:
+    factor = bps / 10_000.0
+    return price * (1.0 + factor) if side == "buy" else price * (1.0 - factor)
+
+
+def _reference(order: SimOrder, data: MarketData) -> tuple[float, Liquidity, bool] | None:
+    """Price the order could trade at against ``data``: (price, liquidity, triggered)."""
+    buy = order.side == "buy"
+    triggered = order.triggered
+    if order.order_type == "stop":
+        stop = order.stop_price or 0.0
+        if not triggered:
+            if buy and data.high >= stop:
+                return (max(stop, data.open), "taker", True)
+            if not buy and data.low <= stop:
+                return (min(stop, data.open), "taker", True)
+            return None
+        return (data.open, "taker", True)
+    if order.order_type == "market":
+        return (data.open, "taker", triggered)
+    limit = order.limit_price or 0.0
+    if not order.evaluated and ((buy and data.open <= limit) or (not buy and data.open >= limit)):
+        return (data.open, "taker", triggered)  # marketable on arrival
+    if (buy and data.low < limit) or (not buy and data.high > limit):
+        return (limit, "maker", triggered)  # traded strictly through the resting limit
+    return None
+
+
+def match(order: SimOrder, data: MarketData, config: MarketFillConfig) -> MatchResult:
+    """Match a working order against one data point of its symbol.
+
+    Args:
+        order: the order (pending orders and closed orders are returned unchanged).
+        data: a trade or bar of the order's symbol.
+        config: the market's fill configuration.
+
+    Returns:
+        The updated order, the fill if any, and whether the order expired (IOC after
+        its first eligible data point, DAY past its ``expire_ns``).
+    """
+    if order.phase != "working" or not is_eligible(order, data):
+        return MatchResult(order=order)
+    if order.expire_ns is not None and data.ts_event >= order.expire_ns:
+        return MatchResult(order=msgspec.structs.replace(order, phase="expired"), expired=True)
+    quote = _reference(order, data)
+    fill: FillResult | None = None
+    triggered = order.triggered
+    filled = order.filled_quantity
+    average = order.average_price
+    fills = order.fills
+    if quote is not None and data.volume > 0:
+        reference, liquidity, triggered = quote
+        cap = order.remaining
+        if config.participation_rate is not None:
+            cap = min(cap, data.volume * config.participation_rate)
+        if cap > 0.0:
+            bps = slippage_bps(config, cap, data.volume) if liquidity == "taker" else 0.0
+            price = _apply_slippage(order.side, reference, bps)
+            if order.order_type == "limit" and order.limit_price is not None:
+                price = (
+                    min(price, order.limit_price)
+                    if order.side == "buy"
+                    else max(price, order.limit_price)
+                )
+                bps = abs(price - reference) / reference * 10_000.0 if reference else 0.0
+            fee = config.fee_schedule(order.market).fee(order.side, cap, price, liquidity)
+            fill = FillResult(
+                price=price, reference_price=reference, quantity=cap, fee=fee,
+                liquidity=liquidity, slippage_bps=bps, ts_fill=data.ts_event,
+            )  # fmt: skip
+            average = (average * filled + price * cap) / (filled + cap)
+            filled = filled + cap
+            fills += 1
+    elif quote is not None:
+        triggered = quote[2]
+    phase: OrderPhase = "working"
+    if filled >= order.quantity - 1e-12 * max(order.quantity, 1.0):
+        filled = order.quantity
+        phase = "filled"
+    expired = False
+    if phase == "working" and order.time_in_force == "IOC":
+        phase = "expired"
+        expired = True
+    updated = msgspec.structs.replace(
+        order, phase=phase, filled_quantity=filled, average_price=average,
+        triggered=triggered, evaluated=True, fills=fills,
+    )  # fmt: skip
+    return MatchResult(order=updated, fill=fill, expired=expired)
+
+
+def cancel(order: SimOrder) -> SimOrder:
+    """Cancel an open order (no-op on a closed one)."""
+    if not order.is_open:
+        return order
+    return msgspec.structs.replace(order, phase="canceled")
+
+
+def expire_if_due(order: SimOrder, now_ns: int) -> SimOrder:
+    """Expire a DAY order whose ``expire_ns`` is at or before ``now_ns``."""
+    if order.is_open and order.expire_ns is not None and now_ns >= order.expire_ns:
+        return msgspec.structs.replace(order, phase="expired")
+    return order

@@ -1,0 +1,237 @@
+"""Netting accounts with average cost: positions, cash, fees, equity and drawdown.
+
+Pure values in, values out: a :class:`Ledger` is one book (one strategy, or the
+portfolio, in one market and that market's currency); :func:`apply_fill` and
+:func:`mark` return a new ledger. The risk gate and the pnl actor both use this
+module, so they never disagree on a position.
+
+Conventions (the usual netting/average-cost method, as NautilusTrader's ``NETTING``
+OMS and most broker statements):
+
+- a fill in the direction of the position (or from flat) moves the average cost to
+  the quantity-weighted mean of the old cost and the fill price;
+- a fill against the position realizes ``closed × (price − average_cost)`` (× −1 for
+  shorts) and keeps the average cost of what remains; a fill larger than the
+  position flips it, the excess opening at the fill price;
+- ``realized`` is gross of fees; fees are paid out of cash and summed in ``fees``;
+- cash moves by the fill's notional: buys pay ``quantity × price + fee``, sells
+  receive ``quantity × price − fee`` (linear instruments, multiplier 1);
+- ``equity = cash + Σ quantity × mark``; the high-water mark is the largest equity
+  seen at any fill or mark, and ``drawdown = (hwm − equity) / hwm`` (0 when hwm ≤ 0).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickertape.actors.orders.fill_logic import CURRENCY
+from tickertape.errors import OrderError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.pnl import Book, Position
+from tickertape.schemas.strategy import Side
+
+
+class PositionState(msgspec.Struct, frozen=True, kw_only=True):
+    """One symbol's netted position.
+
+    Attributes:
+        quantity: signed units (> 0 long, < 0 short).
+        average_cost: average entry price of the open quantity (0.0 when flat).
+        realized: realized PnL of this symbol so far, gross of fees.
+        mark: last mark price (0.0 until marked or filled).
+    """
+
+    quantity: float = 0.0
+    average_cost: float = 0.0
+    realized: float = 0.0
+    mark: float = 0.0
+
+    @property
+    def unrealized(self) -> float:
+        """``quantity × (mark − average_cost)``."""
+        return self.quantity * (self.mark - self.average_cost) if self.quantity else 0.0
+
+
+class Ledger(msgspec.Struct, frozen=True, kw_only=True):
+    """The accounts of one book in one market.
+
+    Attributes:
+        market: ``kr``, ``us`` or ``crypto``.
+        currency: the market's currency (KRW, USD, USDT).
+        initial_cash: starting capital.
+        cash: current cash.
+        fees: Σ fees paid (≥ 0).
+        realized: Σ realized PnL, gross of fees.
+        positions: symbol → position.
+        high_water_mark: largest equity seen.
+        max_drawdown: largest drawdown seen (fraction).
+        fills: number of fills applied.
+        traded_notional: Σ |quantity × price| of fills.
+    """
+
+    market: Market
+    currency: str
+    initial_cash: float
+    cash: float
+    fees: float = 0.0
+    realized: float = 0.0
+    positions: dict[str, PositionState] = msgspec.field(default_factory=dict)
+    high_water_mark: float = 0.0
+    max_drawdown: float = 0.0
+    fills: int = 0
+    traded_notional: float = 0.0
+
+
+def new_ledger(market: Market, initial_cash: float) -> Ledger:
+    """An empty book holding ``initial_cash`` in ``market``'s currency."""
+    return Ledger(
+        market=market,
+        currency=CURRENCY[market],
+        initial_cash=initial_cash,
+        cash=initial_cash,
+        high_water_mark=initial_cash,
+    )
+
+
+def position(ledger: Ledger, symbol: str) -> float:
+    """Signed quantity held in ``symbol`` (0.0 when none)."""
+    state = ledger.positions.get(symbol)
+    return state.quantity if state is not None else 0.0
+
+
+def equity(ledger: Ledger) -> float:
+    """``cash + Σ quantity × mark`` over positions, in the book's currency.
+
+    Summed in symbol order so the result does not depend on insertion order.
+    """
+    total = ledger.cash
+    for symbol in sorted(ledger.positions):
+        state = ledger.positions[symbol]
+        total += state.quantity * state.mark
+    return total
+
+
+def unrealized(ledger: Ledger) -> float:
+    """Σ unrealized PnL of the open positions."""
+    return sum(ledger.positions[s].unrealized for s in sorted(ledger.positions))
+
+
+def gross_exposure(ledger: Ledger) -> float:
+    """Σ |quantity × mark| over positions."""
+    return sum(abs(p.quantity * p.mark) for _, p in sorted(ledger.positions.items()))
+
+
+def drawdown(ledger: Ledger) -> float:
+    """Current drawdown from the high-water mark, as a fraction (0.0 at the mark)."""
+    hwm = ledger.high_water_mark
+    if hwm <= 0.0:
+        return 0.0
+    return max((hwm - equity(ledger)) / hwm, 0.0)
+
+
+def _with_marks(ledger: Ledger, positions: dict[str, PositionState], **changes: object) -> Ledger:
+    updated = msgspec.structs.replace(ledger, positions=positions, **changes)
+    eq = equity(updated)
+    hwm = max(updated.high_water_mark, eq)
+    dd = max((hwm - eq) / hwm, 0.0) if hwm > 0.0 else 0.0
+    return msgspec.structs.replace(
+        updated, high_water_mark=hwm, max_drawdown=max(updated.max_drawdown, dd)
+    )
+
+
+def apply_fill(
+    ledger: Ledger, symbol: str, side: Side, quantity: float, price: float, fee: float
+) -> tuple[Ledger, float]:
+    """Book one fill; the symbol is marked at the fill price.
+
+    Args:
+        ledger: the book.
+        symbol: the instrument.
+        side: ``"buy"`` or ``"sell"``.
+        quantity: units filled, > 0.
+        price: fill price, > 0.
+        fee: fee paid, ≥ 0.
+
+    Returns:
+        The new ledger and the PnL this fill realized (gross of its fee).
+
+    Raises:
+        OrderError: ``quantity`` ≤ 0, ``price`` ≤ 0 or ``fee`` < 0.
+    """
+    if not quantity > 0.0 or not price > 0.0 or fee < 0.0:
+        raise OrderError(
+            f"invalid fill for {symbol}: quantity {quantity}, price {price}, fee {fee}"
+        )
+    signed = quantity if side == "buy" else -quantity
+    old = ledger.positions.get(symbol, PositionState())
+    q0, cost = old.quantity, old.average_cost
+    realized = 0.0
+    if q0 == 0.0 or (q0 > 0.0) == (signed > 0.0):
+        q1 = q0 + signed
+        cost = (abs(q0) * cost + quantity * price) / abs(q1)
+    else:
+        closed = min(abs(q0), quantity)
+        realized = closed * (price - cost) * (1.0 if q0 > 0.0 else -1.0)
+        q1 = q0 + signed
+        if abs(q1) <= 1e-12 * max(abs(q0), quantity):
+            q1, cost = 0.0, 0.0
+        elif (q1 > 0.0) != (q0 > 0.0):
+            cost = price  # flipped: the excess opens at the fill price
+    positions = dict(ledger.positions)
+    positions[symbol] = PositionState(
+        quantity=q1, average_cost=cost, realized=old.realized + realized, mark=price
+    )
+    notional = quantity * price
+    cash = ledger.cash - notional - fee if side == "buy" else ledger.cash + notional - fee
+    updated = _with_marks(
+        ledger,
+        positions,
+        cash=cash,
+        fees=ledger.fees + fee,
+        realized=ledger.realized + realized,
+        fills=ledger.fills + 1,
+        traded_notional=ledger.traded_notional + notional,
+    )
+    return updated, realized
+
+
+def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
+    """Mark ``symbol`` at ``price``; a book without that symbol is returned unchanged."""
+    state = ledger.positions.get(symbol)
+    if state is None or state.mark == price:
+        return ledger
+    positions = dict(ledger.positions)
+    positions[symbol] = msgspec.structs.replace(state, mark=price)
+    return _with_marks(ledger, positions)
+
+
+def to_book(ledger: Ledger) -> Book:
+    """The :class:`~tickertape.schemas.pnl.Book` payload of a ledger (positions sorted)."""
+    positions = [
+        Position(
+            market=ledger.market,
+            symbol=symbol,
+            quantity=state.quantity,
+            average_cost=state.average_cost,
+            mark=state.mark,
+            unrealized=state.unrealized,
+            realized=state.realized,
+        )
+        for symbol, state in sorted(ledger.positions.items())
+    ]
+    return Book(
+        market=ledger.market,
+        currency=ledger.currency,
+        cash=ledger.cash,
+        realized=ledger.realized,
+        unrealized=unrealized(ledger),
+        fees=ledger.fees,
+        equity=equity(ledger),
+        high_water_mark=ledger.high_water_mark,
+        drawdown=drawdown(ledger),
+        max_drawdown=ledger.max_drawdown,
+        positions=positions,
+        fills=ledger.fills,
+        initial_cash=ledger.initial_cash,
+        traded_notional=ledger.traded_notional,
+    )

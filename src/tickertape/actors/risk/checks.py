@@ -1,0 +1,437 @@
+"""Pre-trade risk checks: limits, trading states and the decision on one intent.
+
+Pure values in, values out. :func:`decide` takes an intent, a :class:`RiskView` of
+what the gate knows (positions, open orders, cash, drawdown, market data age...), the
+effective :class:`Limits` and the effective trading state, and returns a
+:class:`Decision` with a stable reason code and the figures it used.
+
+Checks run in this order; the first failure decides (reason codes in brackets):
+
+1. the intent is well formed [``INVALID_INTENT``], resolves to a non-zero order
+   [``NO_CHANGE``], and a cancel names an open order [``UNKNOWN_ORDER``];
+2. trading state: HALTED refuses every order [``HALTED``]; REDUCING refuses any
+   order that would not reduce the projected position [``REDUCING``]; cancels
+   always pass;
+3. clock drift alert outstanding [``CLOCK_DRIFT``];
+4. drawdown at or beyond ``max_drawdown`` [``MAX_DRAWDOWN``];
+5. market data older than ``stale_after_ms`` or never seen [``STALE_MARKET_DATA``];
+   no price to value the order [``NO_PRICE``];
+6. order notional > ``max_order_notional`` [``MAX_ORDER_NOTIONAL``];
+7. |projected position after the order| > ``max_position`` [``MAX_POSITION``];
+8. gross exposure after the order > ``max_gross_exposure`` [``MAX_GROSS_EXPOSURE``];
+9. open orders ≥ ``max_open_orders`` [``MAX_OPEN_ORDERS``];
+10. approvals in the last 60 s ≥ ``max_orders_per_minute`` [``ORDER_RATE``];
+11. the notional the order opens > available cash [``INSUFFICIENT_CASH``].
+
+Checks 4–11 are skipped for orders that only reduce the projected position: a
+risk gate must never stand in the way of getting out.
+
+"Projected position" is the booked position plus the signed remaining quantity of
+the strategy's open orders in that symbol: concurrent orders cannot add up past a
+limit, and REDUCING can never increase exposure.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.schemas.risk import ApprovedOrder, TradingState
+from tickertape.schemas.strategy import Intent, Side
+
+ReasonCode = Literal[
+    "OK",
+    "INVALID_INTENT",
+    "NO_CHANGE",
+    "UNKNOWN_ORDER",
+    "HALTED",
+    "REDUCING",
+    "CLOCK_DRIFT",
+    "MAX_DRAWDOWN",
+    "STALE_MARKET_DATA",
+    "NO_PRICE",
+    "MAX_ORDER_NOTIONAL",
+    "MAX_POSITION",
+    "MAX_GROSS_EXPOSURE",
+    "MAX_OPEN_ORDERS",
+    "ORDER_RATE",
+    "INSUFFICIENT_CASH",
+]
+
+REASON_CODES: tuple[str, ...] = ReasonCode.__args__  # type: ignore[attr-defined]
+"""Every reason code, in check order."""
+
+ORDER_RATE_WINDOW_NS = 60_000_000_000
+"""The order-rate window: one minute of the gate's clock."""
+
+_STATE_RANK: dict[str, int] = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Risk limits of one scope; None means "no limit at this scope".
+
+    Attributes:
+        max_order_notional: largest ``quantity × price`` of one order, in the market's
+            currency.
+        max_position: largest |position| per symbol, in units.
+        max_gross_exposure: largest Σ |position × price| of a strategy's book in one
+            market, in its currency.
+        max_open_orders: most open orders per strategy.
+        max_orders_per_minute: most approvals per strategy in any 60 s of the clock.
+        max_drawdown: drawdown (fraction of the high-water mark) at which new
+            exposure is refused and the scope is halted, in (0, 1].
+        stale_after_ms: market data older than this refuses new exposure.
+        check_cash: refuse orders whose opening notional exceeds available cash.
+    """
+
+    max_order_notional: float | None = None
+    max_position: float | None = None
+    max_gross_exposure: float | None = None
+    max_open_orders: int | None = None
+    max_orders_per_minute: int | None = None
+    max_drawdown: float | None = None
+    stale_after_ms: int | None = None
+    check_cash: bool | None = None
+
+    def validate(self, where: str) -> None:
+        """Raises ConfigError naming ``where`` when a limit is out of range."""
+        for name in (
+            "max_order_notional",
+            "max_position",
+            "max_gross_exposure",
+            "max_open_orders",
+            "max_orders_per_minute",
+            "stale_after_ms",
+        ):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{where}.{name} must be > 0 (got {value})")
+        if self.max_drawdown is not None and not 0.0 < self.max_drawdown <= 1.0:
+            raise ConfigError(f"{where}.max_drawdown must be in (0, 1] (got {self.max_drawdown})")
+
+
+class LimitsFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The limits TOML file: ``[global]``, ``[markets.<market>]``, ``[strategies.<id>]``.
+
+    The effective limit of an order is the most restrictive of the three scopes
+    that apply to it (see :func:`effective_limits`).
+    """
+
+    global_: Limits = msgspec.field(default_factory=Limits, name="global")
+    markets: dict[Market, Limits] = msgspec.field(default_factory=dict)
+    strategies: dict[str, Limits] = msgspec.field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raises ConfigError when a limit is out of range."""
+        self.global_.validate("global")
+        for market, limits in sorted(self.markets.items()):
+            limits.validate(f"markets.{market}")
+        for strategy, limits in sorted(self.strategies.items()):
+            limits.validate(f"strategies.{strategy}")
+
+
+def parse_limits(text: str, path: str | None = None) -> LimitsFile:
+    """Parse and validate a limits TOML document.
+
+    Raises:
+        ConfigError: invalid TOML, an unknown key (named with its path), a wrong type,
+            an unknown market or an out-of-range limit.
+    """
+    try:
+        limits = msgspec.toml.decode(text.encode(), type=LimitsFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid risk limits: {exc}", path) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path) from None
+    try:
+        limits.validate()
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, path) from None
+    return limits
+
+
+def _tightest(values: list[float | int | None]) -> float | int | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def effective_limits(limits: LimitsFile, market: Market, strategy_id: str) -> Limits:
+    """The most restrictive of the global, market and strategy limits, field by field."""
+    scopes = [limits.global_, limits.markets.get(market), limits.strategies.get(strategy_id)]
+    present = [s for s in scopes if s is not None]
+    fields: dict[str, float | int | bool | None] = {}
+    for name in Limits.__struct_fields__:
+        if name == "check_cash":
+            fields[name] = any(s.check_cash for s in present) or None
+        else:
+            fields[name] = _tightest([getattr(s, name) for s in present])
+    return msgspec.convert(fields, Limits)
+
+
+class TradingStates(msgspec.Struct, frozen=True, kw_only=True):
+    """Trading states of every scope (absent = ACTIVE)."""
+
+    global_state: TradingState = "ACTIVE"
+    markets: dict[str, TradingState] = msgspec.field(default_factory=dict)
+    strategies: dict[str, TradingState] = msgspec.field(default_factory=dict)
+
+    def of(self, scope: str, key: str | None) -> TradingState:
+        """The state of one scope (``global``, ``market`` or ``strategy``)."""
+        if scope == "global":
+            return self.global_state
+        table = self.markets if scope == "market" else self.strategies
+        return table.get(key or "", "ACTIVE")
+
+    def with_state(self, scope: str, key: str | None, state: TradingState) -> TradingStates:
+        """A copy with one scope set to ``state``."""
+        if scope == "global":
+            return msgspec.structs.replace(self, global_state=state)
+        if scope == "market":
+            if key not in MARKETS:
+                raise ConfigError(f"unknown market {key!r} (expected one of {MARKETS})")
+            return msgspec.structs.replace(self, markets={**self.markets, key: state})
+        if not key:
+            raise ConfigError("a strategy scope needs a strategy id")
+        return msgspec.structs.replace(self, strategies={**self.strategies, key: state})
+
+
+def effective_state(states: TradingStates, market: Market, strategy_id: str) -> TradingState:
+    """The most restrictive of the global, market and strategy states."""
+    candidates = (
+        states.global_state,
+        states.markets.get(market, "ACTIVE"),
+        states.strategies.get(strategy_id, "ACTIVE"),
+    )
+    return max(candidates, key=lambda s: _STATE_RANK[s])
+
+
+class RiskView(msgspec.Struct, frozen=True, kw_only=True):
+    """What the gate knows when it decides one intent.
+
+    Attributes:
+        now_ns: the gate's clock.
+        position: the strategy's booked position in the symbol (signed units).
+        pending: signed remaining quantity of the strategy's open orders in the symbol.
+        price: last traded price or bar close of the symbol; None if never seen.
+        last_data_ns: ``ts_event`` of that price; None if never seen.
+        gross_exposure: the strategy's Σ |position × price| in the market, including
+            the symbol at ``price``.
+        open_orders: the strategy's open orders (all symbols).
+        open_order_ids: ids of those orders (for cancels).
+        recent_orders: approvals of the strategy within the last 60 s.
+        cash: the strategy's cash in the market, minus the notional reserved by open
+            orders that open exposure.
+        drawdown: the strategy's current drawdown (fraction), from pnl updates.
+        clock_drift: a clock drift alert is outstanding.
+    """
+
+    now_ns: int
+    position: float = 0.0
+    pending: float = 0.0
+    price: float | None = None
+    last_data_ns: int | None = None
+    gross_exposure: float = 0.0
+    open_orders: int = 0
+    open_order_ids: frozenset[str] = frozenset()
+    recent_orders: int = 0
+    cash: float = 0.0
+    drawdown: float = 0.0
+    clock_drift: bool = False
+
+    @property
+    def projected(self) -> float:
+        """Booked position plus open orders' signed remaining quantity."""
+        return self.position + self.pending
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """The gate's answer: approved or not, why, the order, and the figures used."""
+
+    approved: bool
+    reason_code: ReasonCode
+    reason: str
+    order: ApprovedOrder | None
+    inputs: dict[str, float]
+
+
+def resolve_order(intent: Intent, projected: float) -> tuple[Side, float] | None:
+    """Turn an order intent into (side, quantity), or None when it changes nothing.
+
+    A ``target_position`` becomes the difference from the projected position.
+    """
+    if intent.target_position is not None:
+        delta = intent.target_position - projected
+        if abs(delta) <= 1e-12 * max(abs(intent.target_position), abs(projected), 1.0):
+            return None
+        return ("buy", delta) if delta > 0 else ("sell", -delta)
+    if intent.side is None or intent.quantity is None:
+        return None
+    return (intent.side, intent.quantity)
+
+
+def is_reducing(projected: float, side: Side, quantity: float) -> bool:
+    """True when the order moves the projected position toward zero without flipping."""
+    if projected == 0.0:
+        return False
+    opposite = (side == "sell") if projected > 0 else (side == "buy")
+    return opposite and quantity <= abs(projected) + 1e-12 * abs(projected)
+
+
+def _invalid(intent: Intent) -> str | None:
+    if intent.action == "cancel":
+        return None if intent.cancel_order_id else "a cancel intent needs cancel_order_id"
+    if intent.target_position is not None:
+        if intent.quantity is not None or intent.side is not None:
+            return "give either target_position or side and quantity, not both"
+    elif intent.side is None or intent.quantity is None:
+        return "an order intent needs side and quantity, or target_position"
+    elif not intent.quantity > 0:
+        return f"quantity must be > 0 (got {intent.quantity})"
+    if intent.order_type == "limit" and not (intent.limit_price and intent.limit_price > 0):
+        return "a limit order needs a positive limit_price"
+    if intent.order_type == "stop" and not (intent.stop_price and intent.stop_price > 0):
+        return "a stop order needs a positive stop_price"
+    return None
+
+
+def _reject(code: ReasonCode, reason: str, inputs: dict[str, float]) -> Decision:
+    return Decision(approved=False, reason_code=code, reason=reason, order=None, inputs=inputs)
+
+
+def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) -> Decision:
+    """Decide one intent (see the module docstring for the checks and their order).
+
+    Args:
+        intent: the strategy's intent.
+        view: what the gate knows now.
+        limits: the effective limits (:func:`effective_limits`).
+        state: the effective trading state (:func:`effective_state`).
+
+    Returns:
+        The decision; ``inputs`` holds every figure a check used, for the audit trail.
+    """
+    inputs: dict[str, float] = {
+        "position": view.position,
+        "projected_position": view.projected,
+        "open_orders": float(view.open_orders),
+        "recent_orders": float(view.recent_orders),
+        "drawdown": view.drawdown,
+        "state": float(_STATE_RANK[state]),
+    }
+    problem = _invalid(intent)
+    if problem is not None:
+        return _reject("INVALID_INTENT", problem, inputs)
+    if intent.action == "cancel":
+        order_id = intent.cancel_order_id or ""
+        if order_id not in view.open_order_ids:
+            return _reject("UNKNOWN_ORDER", f"no open order {order_id!r}", inputs)
+        order = ApprovedOrder(
+            market=intent.market,
+            symbol=intent.symbol,
+            side="buy",
+            quantity=0.0,
+            cancel_order_id=order_id,
+        )
+        return Decision(
+            approved=True, reason_code="OK", reason="cancel", order=order, inputs=inputs
+        )
+    resolved = resolve_order(intent, view.projected)
+    if resolved is None:
+        return _reject("NO_CHANGE", "the order would not change the position", inputs)
+    side, quantity = resolved
+    signed = quantity if side == "buy" else -quantity
+    after = view.projected + signed
+    inputs["quantity"] = quantity
+    inputs["projected_after"] = after
+    reducing = is_reducing(view.projected, side, quantity)
+    if state == "HALTED":
+        return _reject("HALTED", "trading is halted", inputs)
+    if state == "REDUCING" and not reducing:
+        return _reject("REDUCING", "only orders that reduce the position are accepted", inputs)
+    price = view.price
+    if intent.order_type == "limit" and intent.limit_price is not None:
+        price = intent.limit_price if price is None else max(price, intent.limit_price)
+    elif intent.order_type == "stop" and intent.stop_price is not None:
+        price = intent.stop_price if price is None else max(price, intent.stop_price)
+    if price is not None:
+        inputs["price"] = price
+    if view.last_data_ns is not None:
+        inputs["data_age_ms"] = (view.now_ns - view.last_data_ns) / 1e6
+    order = ApprovedOrder(
+        market=intent.market,
+        symbol=intent.symbol,
+        side=side,
+        quantity=quantity,
+        order_type=intent.order_type,
+        limit_price=intent.limit_price,
+        stop_price=intent.stop_price,
+        time_in_force=intent.time_in_force,
+    )
+    if reducing:
+        return Decision(
+            approved=True, reason_code="OK", reason="reduces exposure", order=order, inputs=inputs
+        )
+    if view.clock_drift:
+        return _reject("CLOCK_DRIFT", "a clock drift alert is outstanding", inputs)
+    if limits.max_drawdown is not None and view.drawdown >= limits.max_drawdown:
+        return _reject(
+            "MAX_DRAWDOWN",
+            f"drawdown {view.drawdown:.4f} ≥ limit {limits.max_drawdown:.4f}",
+            inputs,
+        )
+    if limits.stale_after_ms is not None:
+        age_ms = inputs.get("data_age_ms")
+        if age_ms is None or age_ms > limits.stale_after_ms:
+            return _reject(
+                "STALE_MARKET_DATA",
+                f"market data age {age_ms} ms > {limits.stale_after_ms} ms",
+                inputs,
+            )
+    if price is None or not price > 0:
+        return _reject("NO_PRICE", f"no price known for {intent.symbol}", inputs)
+    notional = quantity * price
+    inputs["notional"] = notional
+    if limits.max_order_notional is not None and notional > limits.max_order_notional:
+        return _reject(
+            "MAX_ORDER_NOTIONAL",
+            f"notional {notional:.2f} > limit {limits.max_order_notional:.2f}",
+            inputs,
+        )
+    if limits.max_position is not None and abs(after) > limits.max_position:
+        return _reject(
+            "MAX_POSITION", f"position {after} would exceed {limits.max_position}", inputs
+        )
+    gross_after = view.gross_exposure - abs(view.projected) * price + abs(after) * price
+    inputs["gross_exposure_after"] = gross_after
+    if limits.max_gross_exposure is not None and gross_after > limits.max_gross_exposure:
+        return _reject(
+            "MAX_GROSS_EXPOSURE",
+            f"gross exposure {gross_after:.2f} > limit {limits.max_gross_exposure:.2f}",
+            inputs,
+        )
+    if limits.max_open_orders is not None and view.open_orders >= limits.max_open_orders:
+        return _reject(
+            "MAX_OPEN_ORDERS", f"{view.open_orders} open orders ≥ {limits.max_open_orders}", inputs
+        )
+    if limits.max_orders_per_minute is not None and (
+        view.recent_orders >= limits.max_orders_per_minute
+    ):
+        return _reject(
+            "ORDER_RATE",
+            f"{view.recent_orders} orders in the last minute ≥ {limits.max_orders_per_minute}",
+            inputs,
+        )
+    flipped = view.projected != 0.0 and (after > 0.0) != (view.projected > 0.0) and after != 0.0
+    opening = abs(after) if flipped else max(abs(after) - abs(view.projected), 0.0)
+    inputs["opening_notional"] = opening * price
+    inputs["cash"] = view.cash
+    if limits.check_cash and opening * price > view.cash:
+        return _reject(
+            "INSUFFICIENT_CASH",
+            f"opening notional {opening * price:.2f} > available cash {view.cash:.2f}",
+            inputs,
+        )
+    return Decision(approved=True, reason_code="OK", reason="", order=order, inputs=inputs)

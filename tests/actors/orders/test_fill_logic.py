@@ -1,0 +1,277 @@
+"""Tests for tickertape.actors.orders.fill_logic: latency, eligibility, prices, costs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tickertape.actors.orders import fill_logic as fl
+from tickertape.errors import BiasError, ConfigError, OrderError
+
+MIN = 60_000_000_000
+T0 = 1_704_150_000_000_000_000  # 2024-01-01T23:00:00Z
+
+
+def bar(start: int, o: float, h: float, lo: float, c: float, v: float = 1000.0) -> fl.MarketData:
+    return fl.MarketData(
+        ts_event=start + MIN, start_ns=start, open=o, high=h, low=lo, close=c, volume=v
+    )
+
+
+def order(
+    config: fl.MarketFillConfig = fl.ZERO_COST,
+    *,
+    side: str = "buy",
+    order_type: str = "market",
+    quantity: float = 1.0,
+    created_ns: int = T0,
+    tif: str = "GTC",
+    limit: float | None = None,
+    stop: float | None = None,
+    market: str = "crypto",
+) -> fl.SimOrder:
+    o = fl.new_order(
+        order_id="o1", client_order_id="c1", market=market, symbol="X", side=side,  # type: ignore[arg-type]
+        order_type=order_type, quantity=quantity, created_ns=created_ns, config=config,  # type: ignore[arg-type]
+        time_in_force=tif, limit_price=limit, stop_price=stop,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return fl.arrive(o, o.arrival_ns)
+
+
+def test_zero_latency_is_refused() -> None:
+    """A latency model of zero or less raises BiasError."""
+    with pytest.raises(BiasError):
+        fl.LatencyModel(base_ns=0).delay_ns("c1")
+    with pytest.raises(BiasError):
+        fl.LatencyModel(base_ns=-5).validate()
+    with pytest.raises(BiasError):
+        fl.MarketFillConfig(latency=fl.LatencyModel(base_ns=0)).validate()
+
+
+def test_jitter_is_deterministic_and_bounded() -> None:
+    """The same seed and client id give the same latency, within [base, base+jitter]."""
+    model = fl.LatencyModel(base_ns=1000, jitter_ns=500, seed=7)
+    delays = [model.delay_ns(f"c{i}") for i in range(200)]
+    assert delays == [model.delay_ns(f"c{i}") for i in range(200)]
+    assert all(1000 <= d <= 1500 for d in delays)
+    assert len(set(delays)) > 50
+    other = fl.LatencyModel(base_ns=1000, jitter_ns=500, seed=8)
+    assert delays != [other.delay_ns(f"c{i}") for i in range(200)]
+
+
+def test_signal_bar_never_fills_next_bar_fills_at_open() -> None:
+    """The bar that closed at order time is ineligible; the next one fills at its open."""
+    o = order(created_ns=T0)
+    signal_bar = bar(T0 - MIN, 1.0, 1.2, 0.9, 1.1)
+    assert fl.match(o, signal_bar, fl.ZERO_COST).fill is None
+    result = fl.match(o, bar(T0, 1.15, 1.3, 1.1, 1.2), fl.ZERO_COST)
+    assert result.fill is not None
+    assert result.fill.price == 1.15
+    assert result.order.phase == "filled"
+
+
+def test_trade_at_or_before_arrival_does_not_fill() -> None:
+    """A trade must be strictly later than the order's arrival at the venue."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=50, jitter_ns=0), fees=fl.FeeSchedule()
+    )
+    o = order(config)
+    assert o.arrival_ns == T0 + 50
+    at = fl.MarketData.from_trade(T0 + 50, 10.0, 5.0)
+    assert fl.match(o, at, config).fill is None
+    after = fl.match(o, fl.MarketData.from_trade(T0 + 51, 10.0, 5.0), config)
+    assert after.fill is not None
+    assert after.fill.ts_fill == T0 + 51
+
+
+def test_pending_order_never_fills() -> None:
+    """An order still in flight (not arrived) ignores market data."""
+    o = fl.new_order(
+        order_id="o", client_order_id="c", market="crypto", symbol="X", side="buy",
+        order_type="market", quantity=1.0, created_ns=T0, config=fl.ZERO_COST,
+    )  # fmt: skip
+    assert fl.match(o, bar(T0, 1, 1, 1, 1), fl.ZERO_COST).fill is None
+    with pytest.raises(BiasError):
+        fl.arrive(o, o.arrival_ns - 1)
+
+
+def test_limit_buy_needs_trade_through() -> None:
+    """A resting buy limit fills only when the low is strictly below the limit, at the limit."""
+    o = order(order_type="limit", limit=100.0)
+    first = fl.match(o, bar(T0, 101.0, 102.0, 100.0, 101.0), fl.ZERO_COST)
+    assert first.fill is None  # touched, not traded through
+    second = fl.match(first.order, bar(T0 + MIN, 101.0, 101.0, 99.5, 100.5), fl.ZERO_COST)
+    assert second.fill is not None
+    assert second.fill.price == 100.0
+    assert second.fill.liquidity == "maker"
+
+
+def test_marketable_limit_fills_at_open_as_taker() -> None:
+    """A buy limit above the open on arrival fills at the open, capped at the limit."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+        slippage=fl.SlippageModel(fixed_bps=100.0, impact_bps=0.0),
+        fees=fl.FeeSchedule(),
+        participation_rate=None,
+    )
+    o = order(config, order_type="limit", limit=100.5)
+    result = fl.match(o, bar(T0, 100.0, 101.0, 99.0, 100.0), config)
+    assert result.fill is not None
+    assert result.fill.liquidity == "taker"
+    assert result.fill.price == 100.5  # 100 × 1.01 = 101 capped at the limit
+
+
+def test_stop_sell_triggers_and_gaps_fill_at_open() -> None:
+    """A sell stop triggers when the low reaches it; a gap below fills at the open."""
+    o = order(side="sell", order_type="stop", stop=95.0)
+    assert fl.match(o, bar(T0, 100, 101, 96, 99), fl.ZERO_COST).fill is None
+    inside = fl.match(o, bar(T0, 100, 101, 94, 95), fl.ZERO_COST)
+    assert inside.fill is not None
+    assert inside.fill.price == 95.0
+    gap = fl.match(o, bar(T0, 90, 91, 89, 90), fl.ZERO_COST)
+    assert gap.fill is not None
+    assert gap.fill.price == 90.0
+
+
+def test_participation_cap_gives_partial_fills() -> None:
+    """Each bar fills at most participation × volume; the rest waits (GTC)."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+        slippage=fl.SlippageModel(fixed_bps=0.0, impact_bps=0.0),
+        fees=fl.FeeSchedule(),
+        participation_rate=0.1,
+    )
+    o = order(config, quantity=5.0)
+    r1 = fl.match(o, bar(T0, 10, 10, 10, 10, v=30.0), config)
+    assert r1.fill is not None
+    assert r1.fill.quantity == pytest.approx(3.0)
+    assert r1.order.phase == "working"
+    r2 = fl.match(r1.order, bar(T0 + MIN, 12, 12, 12, 12, v=100.0), config)
+    assert r2.fill is not None
+    assert r2.fill.quantity == pytest.approx(2.0)
+    assert r2.order.phase == "filled"
+    assert r2.order.average_price == pytest.approx((3 * 10 + 2 * 12) / 5)
+
+
+def test_zero_volume_bar_fills_nothing() -> None:
+    """A bar with no volume cannot fill anything."""
+    o = order()
+    assert fl.match(o, bar(T0, 1, 1, 1, 1, v=0.0), fl.ZERO_COST).fill is None
+
+
+def test_ioc_expires_after_first_data_point() -> None:
+    """An IOC fills what it can against its first eligible data point and expires the rest."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+        fees=fl.FeeSchedule(),
+        participation_rate=0.5,
+    )
+    o = order(config, quantity=10.0, tif="IOC")
+    result = fl.match(o, bar(T0, 10, 10, 10, 10, v=4.0), config)
+    assert result.fill is not None
+    assert result.fill.quantity == 2.0
+    assert result.expired
+    assert result.order.phase == "expired"
+
+
+def test_day_order_expires_at_exchange_midnight() -> None:
+    """A DAY order expires at the end of the exchange-local day."""
+    o = order(tif="DAY", market="us", order_type="limit", limit=1.0)
+    # T0 is 2024-01-01 18:00 in New York: the day ends 2024-01-02 05:00 UTC.
+    assert o.expire_ns == 1_704_171_600_000_000_000
+    late = fl.match(o, bar(o.expire_ns, 0.5, 0.5, 0.5, 0.5), fl.ZERO_COST)  # type: ignore[arg-type]
+    assert late.expired
+    assert late.fill is None
+    assert fl.expire_if_due(o, o.expire_ns).phase == "expired"  # type: ignore[arg-type]
+
+
+def test_slippage_is_against_the_order() -> None:
+    """Buys pay more and sells receive less; bps = fixed + impact × participation."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+        slippage=fl.SlippageModel(fixed_bps=2.0, impact_bps=10.0),
+        fees=fl.FeeSchedule(),
+        participation_rate=None,
+    )
+    buy = fl.match(order(config, quantity=25.0), bar(T0, 100, 100, 100, 100, v=100.0), config)
+    assert buy.fill is not None
+    assert buy.fill.slippage_bps == pytest.approx(2.0 + 10.0 * 0.25)
+    assert buy.fill.price == pytest.approx(100 * (1 + 4.5e-4))
+    sell = fl.match(
+        order(config, side="sell", quantity=25.0), bar(T0, 100, 100, 100, 100, v=100.0), config
+    )
+    assert sell.fill is not None
+    assert sell.fill.price == pytest.approx(100 * (1 - 4.5e-4))
+
+
+def test_default_fees_per_market() -> None:
+    """Documented defaults: Binance 10 bps, IBKR per share with minimum, KRX commission + tax."""
+    crypto = fl.DEFAULT_FEES["crypto"]
+    assert crypto.fee("buy", 1.0, 60_000.0, "taker") == pytest.approx(60.0)
+    us = fl.DEFAULT_FEES["us"]
+    assert us.fee("buy", 100.0, 50.0, "taker") == pytest.approx(1.0)  # 0.50 → minimum 1.00
+    assert us.fee("buy", 1000.0, 50.0, "taker") == pytest.approx(5.0)
+    assert us.fee("sell", 1000.0, 50.0, "taker") == pytest.approx(5.0 + 50_000 * 0.278e-4)
+    assert us.fee("buy", 1000.0, 0.10, "taker") == pytest.approx(1.0)  # 1 % cap of 100
+    kr = fl.DEFAULT_FEES["kr"]
+    assert kr.fee("buy", 10.0, 70_000.0, "taker") == pytest.approx(105.0)
+    assert kr.fee("sell", 10.0, 70_000.0, "taker") == pytest.approx(105.0 + 1260.0)
+
+
+def test_negative_fee_component_is_refused() -> None:
+    """Fee schedules with a negative component are a ConfigError."""
+    with pytest.raises(ConfigError):
+        fl.FeeSchedule(maker_bps=-1.0).validate()
+
+
+def test_invalid_order_shapes_are_rejected() -> None:
+    """Zero quantity and a limit without a price are refused."""
+    with pytest.raises(OrderError):
+        order(quantity=0.0)
+    with pytest.raises(OrderError):
+        order(order_type="limit")
+
+
+prices = st.floats(min_value=0.01, max_value=1e6, allow_nan=False)
+sizes = st.floats(min_value=0.0, max_value=1e4, allow_nan=False)
+
+
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    order_type=st.sampled_from(["market", "limit", "stop"]),
+    tif=st.sampled_from(["GTC", "IOC", "DAY"]),
+    market=st.sampled_from(["kr", "us", "crypto"]),
+    quantity=st.floats(min_value=0.001, max_value=1e3),
+    trigger=prices,
+    latency=st.integers(min_value=1, max_value=10**9),
+    data=st.lists(
+        st.tuples(st.integers(min_value=-(10**9), max_value=10**11), prices, sizes),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_fill_invariants(
+    side: str, order_type: str, tif: str, market: str, quantity: float, trigger: float,
+    latency: int, data: list[tuple[int, float, float]],
+) -> None:  # fmt: skip
+    """Fees ≥ 0, no fill at or before arrival, fills never exceed the order quantity."""
+    config = fl.MarketFillConfig(latency=fl.LatencyModel(base_ns=latency, jitter_ns=latency // 2))
+    o = order(
+        config, side=side, order_type=order_type, quantity=quantity, tif=tif, market=market,
+        limit=trigger if order_type == "limit" else None,
+        stop=trigger if order_type == "stop" else None,
+    )  # fmt: skip
+    assert o.arrival_ns > o.created_ns
+    total = 0.0
+    for dt, price, size in sorted(data):
+        result = fl.match(o, fl.MarketData.from_trade(T0 + dt, price, size), config)
+        if result.fill is not None:
+            assert result.fill.fee >= 0.0
+            assert result.fill.ts_fill > o.arrival_ns
+            assert result.fill.quantity > 0.0
+            assert result.fill.slippage_bps >= 0.0
+            total += result.fill.quantity
+        o = result.order
+    assert total <= quantity * (1 + 1e-9)
+    assert o.filled_quantity == pytest.approx(total)

@@ -1,0 +1,105 @@
+"""Tests for tickertape.actors.pnl.accounting: netting, average cost, equity, drawdown."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tickertape.actors.pnl import accounting as acc
+from tickertape.errors import OrderError
+
+
+def test_average_cost_and_partial_close() -> None:
+    """Adding averages the cost; a partial close realizes against the average."""
+    book = acc.new_ledger("us", 10_000.0)
+    book, r1 = acc.apply_fill(book, "X", "buy", 10.0, 100.0, 1.0)
+    book, r2 = acc.apply_fill(book, "X", "buy", 10.0, 110.0, 1.0)
+    assert (r1, r2) == (0.0, 0.0)
+    assert book.positions["X"].average_cost == pytest.approx(105.0)
+    book, r3 = acc.apply_fill(book, "X", "sell", 5.0, 120.0, 1.0)
+    assert r3 == pytest.approx(75.0)
+    assert book.positions["X"].quantity == 15.0
+    assert book.positions["X"].average_cost == pytest.approx(105.0)
+    assert book.cash == pytest.approx(10_000 - 1000 - 1100 + 600 - 3)
+    assert book.fees == 3.0
+    assert acc.equity(book) == pytest.approx(book.cash + 15 * 120)
+
+
+def test_flip_opens_excess_at_fill_price() -> None:
+    """A sell larger than a long closes it and opens a short at the fill price."""
+    book = acc.new_ledger("crypto", 1000.0)
+    book, _ = acc.apply_fill(book, "X", "buy", 1.0, 100.0, 0.0)
+    book, realized = acc.apply_fill(book, "X", "sell", 3.0, 90.0, 0.0)
+    assert realized == pytest.approx(-10.0)
+    assert book.positions["X"].quantity == -2.0
+    assert book.positions["X"].average_cost == 90.0
+    book = acc.mark(book, "X", 80.0)
+    assert book.positions["X"].unrealized == pytest.approx(20.0)
+
+
+def test_short_close_realizes_inverted() -> None:
+    """Closing a short below its cost realizes a gain."""
+    book = acc.new_ledger("kr", 1_000_000.0)
+    book, _ = acc.apply_fill(book, "S", "sell", 10.0, 70_000.0, 0.0)
+    book, realized = acc.apply_fill(book, "S", "buy", 10.0, 69_000.0, 0.0)
+    assert realized == pytest.approx(10_000.0)
+    assert book.positions["S"].quantity == 0.0
+    assert book.positions["S"].average_cost == 0.0
+    assert book.currency == "KRW"
+
+
+def test_drawdown_tracks_high_water_mark() -> None:
+    """Drawdown is measured from the highest equity seen at any fill or mark."""
+    book = acc.new_ledger("us", 1000.0)
+    book, _ = acc.apply_fill(book, "X", "buy", 10.0, 10.0, 0.0)
+    book = acc.mark(book, "X", 20.0)
+    assert book.high_water_mark == pytest.approx(1100.0)
+    book = acc.mark(book, "X", 9.0)
+    assert acc.drawdown(book) == pytest.approx((1100 - 990) / 1100)
+    book = acc.mark(book, "X", 15.0)
+    assert book.max_drawdown == pytest.approx((1100 - 990) / 1100)
+    assert acc.to_book(book).drawdown == pytest.approx((1100 - 1050) / 1100)
+
+
+def test_invalid_fill_is_refused() -> None:
+    """A zero quantity or a negative fee is an OrderError."""
+    book = acc.new_ledger("us", 0.0)
+    with pytest.raises(OrderError):
+        acc.apply_fill(book, "X", "buy", 0.0, 1.0, 0.0)
+    with pytest.raises(OrderError):
+        acc.apply_fill(book, "X", "buy", 1.0, 1.0, -0.1)
+
+
+fills = st.lists(
+    st.tuples(
+        st.sampled_from(["A", "B"]),
+        st.sampled_from(["buy", "sell"]),
+        st.floats(min_value=0.01, max_value=100.0),
+        st.floats(min_value=0.5, max_value=500.0),
+        st.floats(min_value=0.0, max_value=5.0),
+        st.floats(min_value=0.5, max_value=500.0),
+    ),
+    max_size=40,
+)
+
+
+@given(fills=fills)
+def test_equity_identities(fills: list[tuple[str, str, float, float, float, float]]) -> None:
+    """equity = cash + Σ qty × mark = initial + realized + unrealized − fees; fees ≥ 0."""
+    book = acc.new_ledger("crypto", 10_000.0)
+    for symbol, side, qty, price, fee, mark in fills:
+        book, _ = acc.apply_fill(book, symbol, side, qty, price, fee)  # type: ignore[arg-type]
+        book = acc.mark(book, symbol, mark)
+        payload = acc.to_book(book)
+        total = payload.cash
+        for p in payload.positions:  # sorted by symbol, summed left to right
+            total += p.quantity * p.mark
+        assert payload.equity == total
+        assert payload.equity == pytest.approx(
+            payload.initial_cash + payload.realized + payload.unrealized - payload.fees,
+            rel=1e-9,
+            abs=1e-6,
+        )
+        assert payload.fees >= 0.0
+        assert 0.0 <= payload.drawdown <= payload.max_drawdown + 1e-12
