@@ -1,0 +1,266 @@
+"""Tokens and access control lists of the router (DESIGN §6, docs/protocol.md).
+
+The token file is TOML, one table per identity; only the SHA-256 of each token is
+stored (tokens are 32 random bytes, so a fast hash is enough: there is nothing to
+brute-force). Example::
+
+    # tickertape router tokens: written by `tape token create`
+    [identities.strategy-sma]
+    token_sha256 = "5e88...c2a1"
+    publish = ["strategy.intent.sma"]
+    subscribe = ["md.>", "indicator.>"]
+    commit = false
+
+- ``publish``: topic patterns the identity may publish on (its envelopes' ``source``
+  must also equal the identity).
+- ``subscribe``: patterns it may subscribe to and fetch; a requested pattern is allowed
+  only when every topic it can match is matched by one of these (:func:`covers`).
+- ``commit``: whether it may ``commit`` staged batches (the replay driver).
+
+Without a token file the router runs *open*: any identity, no token, every topic
+(loopback only; :func:`check_bind` enforces it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from tickertape.errors import AuthError, ConfigError
+from tickertape.topics import matches_any, validate_pattern
+
+
+class Grant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one identity may do.
+
+    Attributes:
+        token_sha256: hex SHA-256 of the identity's token.
+        publish: topic patterns it may publish on.
+        subscribe: topic patterns it may subscribe to or fetch.
+        commit: whether it may commit staged batches.
+    """
+
+    token_sha256: str
+    publish: list[str] = msgspec.field(default_factory=list)
+    subscribe: list[str] = msgspec.field(default_factory=list)
+    commit: bool = False
+
+
+class TokenFile(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The token file: ``identities`` maps an identity name to its :class:`Grant`."""
+
+    identities: dict[str, Grant] = msgspec.field(default_factory=dict)
+
+
+OPEN_GRANT = Grant(token_sha256="", publish=[">"], subscribe=[">"], commit=True)
+"""The grant every identity has when the router runs without a token file."""
+
+
+def hash_token(token: str) -> str:
+    """Return the hex SHA-256 of ``token`` (UTF-8), as stored in the token file."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def covers(allowed: str, requested: str) -> bool:
+    """True when every topic matched by pattern ``requested`` is matched by ``allowed``.
+
+    Token by token: ``>`` in ``allowed`` covers one or more remaining tokens of any
+    kind; ``*`` covers a literal or ``*`` (not ``>``, which can span several tokens); a
+    literal covers only itself.
+    """
+    a = allowed.split(".")
+    r = requested.split(".")
+    for i, tok in enumerate(a):
+        if tok == ">":
+            return len(r) > i
+        if i >= len(r):
+            return False
+        req = r[i]
+        if req == ">":
+            return False
+        if tok == "*":
+            continue
+        if tok != req:
+            return False
+    return len(a) == len(r)
+
+
+class Authority:
+    """Authenticates identities and answers ACL questions.
+
+    Args:
+        tokens: the parsed token file, or None to run open (no authentication).
+    """
+
+    def __init__(self, tokens: TokenFile | None) -> None:
+        self._tokens = tokens
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> Authority:
+        """Load a token file (or run open when ``path`` is None).
+
+        Raises:
+            ConfigError: the file is missing, not TOML, or has unknown or wrong members
+                (the message names the field path), or a pattern is invalid.
+        """
+        if path is None:
+            return cls(None)
+        return cls(load_token_file(path))
+
+    @property
+    def is_open(self) -> bool:
+        """True when there is no token file: every identity may do everything."""
+        return self._tokens is None
+
+    def authenticate(self, identity: str, token: str | None) -> Grant:
+        """Return the identity's grant when the token is right.
+
+        Raises:
+            AuthError: unknown identity, or missing or wrong token (compared in
+                constant time).
+        """
+        if self._tokens is None:
+            return OPEN_GRANT
+        grant = self._tokens.identities.get(identity)
+        if grant is None or token is None:
+            raise AuthError(f"identity {identity!r}: unknown identity or missing token")
+        if not hmac.compare_digest(hash_token(token), grant.token_sha256):
+            raise AuthError(f"identity {identity!r}: wrong token")
+        return grant
+
+
+def may_publish(grant: Grant, topic: str) -> bool:
+    """True when ``grant`` allows publishing on ``topic``."""
+    return matches_any(grant.publish, topic)
+
+
+def may_subscribe(grant: Grant, pattern: str) -> bool:
+    """True when every topic ``pattern`` can match is allowed by ``grant.subscribe``."""
+    return any(covers(a, pattern) for a in grant.subscribe)
+
+
+def load_token_file(path: str | Path) -> TokenFile:
+    """Read and validate a token file.
+
+    Raises:
+        ConfigError: unreadable, not TOML, unknown or wrong members, or invalid patterns.
+    """
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file: {exc.strerror}", path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", path) from None
+    try:
+        tokens = msgspec.convert(data, TokenFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(str(exc), path) from None
+    for name, grant in tokens.identities.items():
+        for pattern in (*grant.publish, *grant.subscribe):
+            problem = validate_pattern(pattern)
+            if problem is not None:
+                raise ConfigError(f"identities.{name}: {problem}", path)
+    return tokens
+
+
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(json.dumps(i) for i in items) + "]"
+
+
+def render_token_file(tokens: TokenFile) -> str:
+    """Render a token file as TOML (identities sorted by name)."""
+    lines = ["# tickertape router tokens: written by `tape token create`; only hashes are kept"]
+    for name in sorted(tokens.identities):
+        grant = tokens.identities[name]
+        lines += [
+            "",
+            f"[identities.{json.dumps(name)}]",
+            f"token_sha256 = {json.dumps(grant.token_sha256)}",
+            f"publish = {_toml_list(grant.publish)}",
+            f"subscribe = {_toml_list(grant.subscribe)}",
+            f"commit = {'true' if grant.commit else 'false'}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def create_token(
+    path: str | Path,
+    identity: str,
+    *,
+    publish: Sequence[str],
+    subscribe: Sequence[str],
+    commit: bool = False,
+) -> str:
+    """Create (or replace) ``identity`` in the token file and return its new token.
+
+    The file is written to a temporary name, fsync'd and renamed, with mode 0600.
+
+    Returns:
+        The token (43 URL-safe characters); it is not stored and cannot be recovered.
+
+    Raises:
+        ConfigError: the existing file is invalid, or a pattern or the name is invalid.
+    """
+    if not identity or len(identity) > 128 or any(c.isspace() for c in identity):
+        raise ConfigError(f"invalid identity name {identity!r}")
+    for pattern in (*publish, *subscribe):
+        problem = validate_pattern(pattern)
+        if problem is not None:
+            raise ConfigError(problem)
+    target = Path(path)
+    existing = load_token_file(target) if target.exists() else TokenFile()
+    token = secrets.token_urlsafe(32)
+    identities = dict(existing.identities)
+    identities[identity] = Grant(
+        token_sha256=hash_token(token),
+        publish=list(publish),
+        subscribe=list(subscribe),
+        commit=commit,
+    )
+    text = render_token_file(TokenFile(identities=identities))
+    tmp = target.with_name(target.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` names only the loopback interface (``localhost``, 127/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, authority: Authority) -> None:
+    """Refuse to listen beyond loopback without tokens (DESIGN §6).
+
+    Raises:
+        ConfigError: ``host`` is not loopback and the router runs open.
+    """
+    if not is_loopback(host) and authority.is_open:
+        raise ConfigError(
+            f"refusing to listen on {host!r} without a token file: pass --token-file "
+            "(create one with `tape token create`) or bind 127.0.0.1"
+        )

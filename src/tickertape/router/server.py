@@ -1,0 +1,1056 @@
+"""The router (``tape router``): WebSocket server, log before fan-out (DESIGN §2, §6).
+
+Flow of a published batch: a connection's reader decodes the frame
+(:mod:`tickertape.router.protocol`), checks identity, ACL and schemas, and queues
+the batch on its namespace's *appender*. The appender is one task per namespace: it
+takes every queued batch at once, appends them to the log as one call (group commit
+across connections), stamps the records with the offsets and gseqs the log assigned,
+fans them out to live subscriptions in gseq order, and only then resolves the
+publishers' ``puback``. A subscriber therefore never sees an event the log has not
+made durable, and the fan-out order is the gseq order.
+
+Each connection has one bounded send queue drained by one writer task. The live
+fan-out never waits on it: when it is full, the subscription is switched to reading
+the log by position (:mod:`tickertape.router.subscriptions`), and rejoins the live
+feed once its cursor reaches the head. A gap in the fanned-out gseqs (an append
+whose answer was lost with a log restart) switches every live subscription of the
+namespace to the log in the same way, so nothing is ever skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+import websockets
+from websockets.asyncio.server import Server, ServerConnection, serve
+
+from tickertape.errors import AuthError, DiskFullError, RouterError, SchemaError
+from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
+from tickertape.router.logservice import (
+    Appended,
+    EmbeddedLog,
+    LogBackend,
+    LogUnavailableError,
+    RemoteLog,
+)
+from tickertape.router.protocol import (
+    DEFAULT_NAMESPACE,
+    PROTOCOL_VERSION,
+    Ack,
+    AckItem,
+    CaughtUp,
+    Code,
+    Commit,
+    Committed,
+    Fetch,
+    FetchEnd,
+    FrameError,
+    Hello,
+    Lagging,
+    Limits,
+    Pub,
+    PubAck,
+    Ref,
+    ServerFrame,
+    Stats,
+    StatsReply,
+    Sub,
+    Subscribed,
+    Unsub,
+    Unsubscribed,
+    Welcome,
+    decode_client_frame,
+    encode_events_frame,
+    encode_frame,
+    error_frame,
+    validate_namespace,
+)
+from tickertape.router.staging import StageBook
+from tickertape.router.subscriptions import Subscription, SubState
+from tickertape.schemas import is_known
+from tickertape.schemas.envelope import Envelope, Record, stamp
+from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.system import Health
+from tickertape.topics import validate_topic
+
+log = structlog.get_logger("tickertape.router")
+
+_RECORD_ENCODER = msgspec.json.Encoder()
+_MAX_MERGE_EVENTS = 50_000
+"""Most events the appender merges into one log append."""
+
+
+class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How to run a router.
+
+    Attributes:
+        host: interface to bind; loopback by default, anything else needs tokens.
+        port: TCP port (0 picks a free one).
+        data_dir: the data directory of the embedded log.
+        namespace: the default namespace announced in ``welcome``.
+        log_url: URL of a ``tape eventlog`` process; None runs the log embedded.
+        token_file: the token/ACL TOML file; None runs open (loopback only).
+        tls_cert: PEM certificate chain for ``wss://``; needs ``tls_key``.
+        tls_key: PEM private key.
+        limits: per-connection limits.
+        health_interval_s: seconds between ``system.health.router`` messages.
+        accept_unknown_types: let through envelopes whose (type, v) has no schema
+            here (they are then checked only as envelopes).
+        compression: enable permessage-deflate (off: it costs ~half the throughput).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 7400
+    data_dir: str = "."
+    namespace: str = DEFAULT_NAMESPACE
+    log_url: str | None = None
+    token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    limits: Limits = Limits()
+    health_interval_s: float = 1.0
+    accept_unknown_types: bool = False
+    compression: bool = False
+
+
+class _TokenBucket:
+    __slots__ = ("burst", "level", "rate", "stamp")
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = 2.0 * rate
+        self.level = self.burst
+        self.stamp = time.monotonic()
+
+    def take(self, n: float) -> bool:
+        now = time.monotonic()
+        self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.level < n:
+            return False
+        self.level -= n
+        return True
+
+
+@dataclass(slots=True)
+class _Job:
+    kind: str  # "pub" | "ephemeral" | "commit"
+    envelopes: list[Envelope]
+    future: asyncio.Future[list[Appended]]
+    ts_log: int | None = None
+    publisher: str = ""
+
+
+@dataclass(eq=False, slots=True)
+class _Counters:
+    frames_in: int = 0
+    frames_out: int = 0
+    events_in: int = 0
+    events_out: int = 0
+    errors: int = 0
+    dropped_ephemeral: int = 0
+
+
+class _Namespace:
+    """One namespace: its appender task, head and subscriptions."""
+
+    def __init__(self, router: Router, name: str, head: int) -> None:
+        self.router = router
+        self.name = name
+        self.head = head
+        self.subs: dict[tuple[int, Ref], tuple[_Connection, Subscription]] = {}
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=1024)
+        self.owners: dict[str, str] = {}
+        self.appended = 0
+        self.append_latency_ns: list[int] = []
+        self.task = asyncio.create_task(self._run(), name=f"appender:{name}")
+
+    async def owner(self, topic: str) -> str | None:
+        if topic in self.owners:
+            return self.owners[topic]
+        source = await self.router.backend.topic_owner(self.name, topic)
+        if source is not None:
+            self.owners.setdefault(topic, source)
+        return self.owners.get(topic)
+
+    async def _run(self) -> None:
+        while True:
+            job = await self.queue.get()
+            if job.kind == "ephemeral":
+                self.router.fan_out_ephemeral(self, job.envelopes)
+                if not job.future.done():
+                    job.future.set_result([])
+                continue
+            jobs = [job]
+            if job.kind == "pub":
+                total = len(job.envelopes)
+                while total < _MAX_MERGE_EVENTS and not self.queue.empty():
+                    nxt = self.queue._queue[0]  # type: ignore[attr-defined]
+                    if nxt.kind != "pub":
+                        break
+                    jobs.append(self.queue.get_nowait())
+                    total += len(nxt.envelopes)
+            await self._append(jobs)
+
+    async def _append(self, jobs: list[_Job]) -> None:
+        envelopes = [e for j in jobs for e in j.envelopes]
+        ts_log = jobs[0].ts_log if jobs[0].ts_log is not None else time.time_ns()
+        started = time.perf_counter_ns()
+        try:
+            results = await self.router.backend.append(self.name, envelopes, ts_log)
+        except (LogUnavailableError, DiskFullError, RouterError) as exc:
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_exception(exc)
+            self.router.log_failed(self)
+            return
+        elapsed = time.perf_counter_ns() - started
+        if len(self.append_latency_ns) >= 4096:
+            del self.append_latency_ns[:2048]
+        self.append_latency_ns.append(elapsed)
+        records = [
+            stamp(env, r.offset, r.gseq, ts_log)
+            for env, r in zip(envelopes, results, strict=True)
+            if r.error is None and not r.duplicate and r.gseq is not None and r.offset is not None
+        ]
+        records.sort(key=lambda r: r.gseq)
+        self.appended += len(records)
+        self.router.fan_out(self, records)
+        pos = 0
+        for j in jobs:
+            n = len(j.envelopes)
+            if not j.future.done():
+                j.future.set_result(results[pos : pos + n])
+            pos += n
+
+
+class _Connection:
+    """One client connection: identity, grant, send queue, subscriptions."""
+
+    def __init__(self, router: Router, ws: ServerConnection, session: str) -> None:
+        self.router = router
+        self.ws = ws
+        self.session = session
+        self.id = id(self)
+        self.identity: str | None = None
+        self.grant: Grant | None = None
+        limits = router.config.limits
+        self.limits = limits
+        self.send_queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=limits.send_queue_frames)
+        self.subs: dict[Ref, tuple[_Namespace, Subscription]] = {}
+        self.fetches: dict[Ref, asyncio.Task[None]] = {}
+        self.catchups: dict[Ref, asyncio.Task[None]] = {}
+        self.acks: set[asyncio.Task[None]] = set()
+        self.inflight = asyncio.Semaphore(limits.max_inflight_pubs)
+        self.frames = _TokenBucket(limits.max_frames_per_s)
+        self.events = _TokenBucket(limits.max_events_per_s)
+        self.counters = _Counters()
+        self.closed = False
+
+    async def send(self, frame: ServerFrame) -> None:
+        await self.send_queue.put(encode_frame(frame))
+
+    async def send_error(self, code: Code | str, message: str, ref: Ref | None) -> None:
+        self.counters.errors += 1
+        self.router.counters.errors += 1
+        log.warning(
+            "request refused",
+            session=self.session,
+            identity=self.identity,
+            code=str(code),
+            ref=ref,
+            reason=message[:500],
+        )
+        await self.send(error_frame(code, message, ref))
+
+    async def writer(self) -> None:
+        while True:
+            frame = await self.send_queue.get()
+            await self.ws.send(frame, text=True)
+            self.send_queue.task_done()
+            self.counters.frames_out += 1
+
+    async def drained(self) -> None:
+        await self.send_queue.join()
+
+    def health(self) -> dict[str, Any]:
+        subs = []
+        for ref, (ns, sub) in sorted(self.subs.items(), key=lambda kv: str(kv[0])):
+            subs.append(
+                {
+                    "sub": ref,
+                    "ns": ns.name,
+                    "patterns": list(sub.patterns),
+                    "state": sub.state.value,
+                    "cursor": sub.cursor,
+                    "lag": max(0, ns.head - sub.cursor),
+                    "acked_gseq": sub.acked_gseq,
+                    "delivered": sub.delivered,
+                    "switches_to_log": sub.switches_to_log,
+                }
+            )
+        c = self.counters
+        return {
+            "session": self.session,
+            "identity": self.identity,
+            "peer": _peer(self.ws),
+            "queue_depth": self.send_queue.qsize(),
+            "queue_capacity": self.send_queue.maxsize,
+            "frames_in": c.frames_in,
+            "frames_out": c.frames_out,
+            "events_in": c.events_in,
+            "events_out": c.events_out,
+            "errors": c.errors,
+            "subscriptions": subs,
+        }
+
+
+def _peer(ws: ServerConnection) -> str:
+    addr = ws.remote_address
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return f"{addr[0]}:{addr[1]}"
+    return str(addr)
+
+
+def _percentile(values: Sequence[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+class Router:
+    """The router: accepts connections, validates, logs, fans out.
+
+    Args:
+        config: how to run it.
+        backend: the log backend; built from ``config`` (embedded or remote) when None.
+
+    Raises:
+        ConfigError: (from :meth:`start`) non-loopback bind without a token file, an
+            invalid token file, or TLS half configured.
+    """
+
+    def __init__(self, config: RouterConfig, backend: LogBackend | None = None) -> None:
+        self.config = config
+        self.authority = Authority.from_file(config.token_file)
+        check_bind(config.host, self.authority)
+        if backend is None:
+            backend = RemoteLog(config.log_url) if config.log_url else EmbeddedLog(config.data_dir)
+        self.backend: LogBackend = backend
+        self.namespaces: dict[str, _Namespace] = {}
+        self._ns_lock = asyncio.Lock()
+        self.connections: dict[int, _Connection] = {}
+        self.stages = StageBook()
+        self.counters = _Counters()
+        self._sessions = itertools.count(1)
+        self._health_seq = itertools.count(1)
+        self._server: Server | None = None
+        self._health_task: asyncio.Task[None] | None = None
+        self._log_watch: asyncio.Task[None] | None = None
+        self._started_ns = time.time_ns()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (after :meth:`start`)."""
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """``ws://`` or ``wss://`` URL of the bound socket."""
+        scheme = "wss" if self.config.tls_cert else "ws"
+        return f"{scheme}://{self.config.host}:{self.port}"
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        cert, key = self.config.tls_cert, self.config.tls_key
+        if cert is None and key is None:
+            return None
+        if cert is None or key is None:
+            from tickertape.errors import ConfigError
+
+            raise ConfigError("TLS needs both --tls-cert and --tls-key")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    async def start(self) -> None:
+        """Open the default namespace (retrying while a remote log is down) and listen."""
+        while True:
+            try:
+                await self.namespace(self.config.namespace)
+                break
+            except LogUnavailableError as exc:
+                log.warning("event log not reachable yet; retrying", reason=exc.reason)
+                await asyncio.sleep(0.5)
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            ssl=self._ssl_context(),
+            max_size=self.config.limits.max_frame_bytes,
+            compression="deflate" if self.config.compression else None,
+            ping_interval=20,
+            ping_timeout=20,
+            max_queue=4,
+        )
+        self._health_task = asyncio.create_task(self._health_loop(), name="router-health")
+        log.info(
+            "router listening",
+            url=self.url,
+            namespace=self.config.namespace,
+            log=self.config.log_url or f"embedded:{self.config.data_dir}",
+            auth="open" if self.authority.is_open else "tokens",
+        )
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled."""
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop accepting, close connections and the log backend."""
+        for task in (self._health_task, self._log_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for ns in self.namespaces.values():
+            ns.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ns.task
+        await self.backend.close()
+
+    async def namespace(self, name: str) -> _Namespace:
+        """Return the namespace, opening it (and its log) on first use.
+
+        Raises:
+            LogUnavailableError: the log could not be reached.
+        """
+        ns = self.namespaces.get(name)
+        if ns is not None:
+            return ns
+        async with self._ns_lock:
+            ns = self.namespaces.get(name)
+            if ns is None:
+                head = await self.backend.head(name)
+                ns = _Namespace(self, name, head)
+                self.namespaces[name] = ns
+        return ns
+
+    # ------------------------------------------------------------------ fan-out
+
+    def fan_out(self, ns: _Namespace, records: list[Record]) -> None:
+        """Deliver freshly appended records to live subscriptions (never waits)."""
+        if not records:
+            return
+        if records[0].gseq != ns.head + 1:
+            log.warning("gseq gap in fan-out; live subscriptions read the log", ns=ns.name)
+            self._all_to_log(ns)
+        ns.head = max(ns.head, records[-1].gseq)
+        encoded: list[bytes] | None = None
+        per_frame = self.config.limits.events_per_frame
+        for conn, sub in list(ns.subs.values()):
+            if sub.state is not SubState.LIVE:
+                continue
+            before = sub.cursor
+            picked = sub.select(records)
+            if not picked:
+                continue
+            if encoded is None:
+                encoded = [_RECORD_ENCODER.encode(r) for r in records]
+            last_ok = before
+            for start in range(0, len(picked), per_frame):
+                chunk = picked[start : start + per_frame]
+                frame = encode_events_frame(sub.ref, [encoded[i] for i in chunk])
+                try:
+                    conn.send_queue.put_nowait(frame)
+                except asyncio.QueueFull:
+                    undelivered = len(picked) - start
+                    sub.delivered -= undelivered
+                    sub.cursor = last_ok
+                    self._to_log(conn, ns, sub)
+                    break
+                last_ok = records[chunk[-1]].gseq
+                conn.counters.events_out += len(chunk)
+                self.counters.events_out += len(chunk)
+
+    def fan_out_ephemeral(self, ns: _Namespace, envelopes: list[Envelope]) -> None:
+        """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full."""
+        encoded = [_RECORD_ENCODER.encode(e) for e in envelopes]
+        for conn, sub in list(ns.subs.values()):
+            if sub.state is not SubState.LIVE:
+                continue
+            picked = [i for i, e in enumerate(envelopes) if sub.matches(e.topic)]
+            if not picked:
+                continue
+            frame = encode_events_frame(sub.ref, [encoded[i] for i in picked], ephemeral=True)
+            try:
+                conn.send_queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                conn.counters.dropped_ephemeral += len(picked)
+                self.counters.dropped_ephemeral += len(picked)
+
+    def _to_log(self, conn: _Connection, ns: _Namespace, sub: Subscription) -> None:
+        if sub.state is not SubState.LIVE or conn.closed:
+            return
+        sub.to_log()
+        log.info(
+            "subscriber behind; reading from the log",
+            session=conn.session,
+            identity=conn.identity,
+            sub=sub.ref,
+            gseq=sub.cursor,
+        )
+        self._start_catch_up(conn, ns, sub, lagging=True)
+
+    def _all_to_log(self, ns: _Namespace) -> None:
+        for conn, sub in list(ns.subs.values()):
+            self._to_log(conn, ns, sub)
+
+    def log_failed(self, ns: _Namespace) -> None:
+        """An append's outcome is unknown: find out the head again once the log is back."""
+        if self._log_watch is None or self._log_watch.done():
+            self._log_watch = asyncio.create_task(self._rehead(ns), name=f"rehead:{ns.name}")
+
+    async def _rehead(self, ns: _Namespace) -> None:
+        while True:
+            try:
+                head = await self.backend.head(ns.name)
+            except LogUnavailableError:
+                await asyncio.sleep(0.2)
+                continue
+            if head > ns.head:
+                log.info("log head moved while unreachable", ns=ns.name, head=head, was=ns.head)
+                ns.head = head
+                self._all_to_log(ns)
+            return
+
+    def _start_catch_up(
+        self, conn: _Connection, ns: _Namespace, sub: Subscription, *, lagging: bool
+    ) -> None:
+        task = asyncio.create_task(
+            self._catch_up(conn, ns, sub, lagging=lagging),
+            name=f"catch-up:{conn.session}:{sub.ref}",
+        )
+        conn.catchups[sub.ref] = task
+
+    async def _catch_up(
+        self, conn: _Connection, ns: _Namespace, sub: Subscription, *, lagging: bool
+    ) -> None:
+        if lagging:
+            await conn.send(Lagging(sub=sub.ref, gseq=sub.cursor))
+        announced = False
+        per_frame = self.config.limits.events_per_frame
+        while True:
+            target = ns.head
+            if sub.cursor >= target:
+                if not announced:
+                    await conn.send(CaughtUp(sub=sub.ref, gseq=sub.cursor))
+                    announced = True
+                    continue
+                sub.go_live()
+                return
+            cursor = self.backend.history(ns.name, sub.patterns, sub.cursor + 1, target, sub.min_ts)
+            try:
+                while chunk := await cursor.next_chunk():
+                    picked = sub.select(chunk)
+                    for start in range(0, len(picked), per_frame):
+                        part = [
+                            _RECORD_ENCODER.encode(chunk[i])
+                            for i in picked[start : start + per_frame]
+                        ]
+                        await conn.send_queue.put(encode_events_frame(sub.ref, part))
+                        conn.counters.events_out += len(part)
+                        self.counters.events_out += len(part)
+            except LogUnavailableError:
+                await asyncio.sleep(0.2)
+                continue
+            finally:
+                cursor.close()
+            sub.cursor = max(sub.cursor, target)
+
+    # ------------------------------------------------------------------ connections
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = _Connection(self, ws, f"s{next(self._sessions)}")
+        self.connections[conn.id] = conn
+        writer = asyncio.create_task(conn.writer(), name=f"writer:{conn.session}")
+        log.info("connection opened", session=conn.session, peer=_peer(ws))
+        try:
+            await self._read_loop(conn)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            conn.closed = True
+            await self._drop(conn, writer)
+            log.info("connection closed", session=conn.session, identity=conn.identity)
+
+    async def _drop(self, conn: _Connection, writer: asyncio.Task[None]) -> None:
+        self.connections.pop(conn.id, None)
+        for ref, (ns, _sub) in list(conn.subs.items()):
+            ns.subs.pop((conn.id, ref), None)
+        tasks = [writer, *conn.catchups.values(), *conn.fetches.values(), *conn.acks]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await task
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        ws = conn.ws
+        try:
+            first = await asyncio.wait_for(ws.recv(decode=False), conn.limits.hello_timeout_s)
+        except TimeoutError:
+            await conn.send_error(Code.NOT_AUTHENTICATED, "no hello in time", None)
+            await self._flush_and_close(conn, 1008, "no hello")
+            return
+        message: bytes | str = first
+        while True:
+            conn.counters.frames_in += 1
+            self.counters.frames_in += 1
+            if not conn.frames.take(1):
+                await conn.send_error(
+                    Code.RATE_LIMITED,
+                    f"more than {conn.limits.max_frames_per_s:g} frames/s; slow down",
+                    None,
+                )
+            else:
+                keep = await self._on_frame(conn, message)
+                if not keep:
+                    return
+            message = await ws.recv(decode=False)
+
+    async def _flush_and_close(self, conn: _Connection, code: int, reason: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.drained(), 2.0)
+        await conn.ws.close(code, reason)
+
+    async def _on_frame(self, conn: _Connection, message: bytes | str) -> bool:
+        try:
+            frame = decode_client_frame(message)
+        except FrameError as exc:
+            await conn.send_error(exc.code, exc.message, exc.frame_ref)
+            return True
+        try:
+            match frame:
+                case Hello():
+                    return await self._on_hello(conn, frame)
+                case _ if conn.grant is None:
+                    await conn.send_error(Code.NOT_AUTHENTICATED, "send hello first", frame.ref)
+                case Pub():
+                    await self._on_pub(conn, frame)
+                case Sub():
+                    await self._on_sub(conn, frame)
+                case Unsub():
+                    await self._on_unsub(conn, frame)
+                case Fetch():
+                    await self._on_fetch(conn, frame)
+                case Ack():
+                    entry = conn.subs.get(frame.sub)
+                    if entry is None:
+                        await conn.send_error(
+                            Code.UNKNOWN_SUBSCRIPTION, f"no subscription {frame.sub!r}", frame.ref
+                        )
+                    else:
+                        entry[1].acked_gseq = max(entry[1].acked_gseq, frame.gseq)
+                case Commit():
+                    await self._on_commit(conn, frame)
+                case Stats():
+                    await conn.send(StatsReply(ref=frame.ref, health=self.health()))
+        except RouterError as exc:
+            await conn.send_error(exc.code, exc.message, frame.ref)
+        except LogUnavailableError as exc:
+            await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
+        return True
+
+    async def _on_hello(self, conn: _Connection, frame: Hello) -> bool:
+        if conn.grant is not None:
+            await conn.send_error(
+                Code.ALREADY_AUTHENTICATED, "hello was already accepted", frame.ref
+            )
+            return True
+        try:
+            grant = self.authority.authenticate(frame.identity, frame.token)
+        except AuthError as exc:
+            await conn.send_error(Code.AUTH_FAILED, str(exc), frame.ref)
+            await self._flush_and_close(conn, 1008, "authentication failed")
+            return False
+        conn.identity = frame.identity
+        conn.grant = grant
+        ns = await self.namespace(self.config.namespace)
+        await conn.send(
+            Welcome(
+                ref=frame.ref,
+                session=conn.session,
+                identity=frame.identity,
+                namespace=self.config.namespace,
+                server_time_ns=time.time_ns(),
+                head_gseq=ns.head,
+                version=PROTOCOL_VERSION,
+                limits=conn.limits,
+            )
+        )
+        log.info(
+            "authenticated", session=conn.session, identity=frame.identity, client=frame.client
+        )
+        return True
+
+    def _ns_name(self, ns: str | None, ref: Ref) -> str:
+        name = self.config.namespace if ns is None else ns
+        problem = validate_namespace(name)
+        if problem is not None:
+            raise RouterError(Code.BAD_NAMESPACE, problem, str(ref))
+        return name
+
+    async def _validate(
+        self, conn: _Connection, ns: _Namespace, frame: Pub
+    ) -> list[AckItem] | None:
+        """Per-envelope problems, or None when every envelope is acceptable."""
+        identity = conn.identity
+        grant = conn.grant
+        assert identity is not None
+        assert grant is not None
+        problems: list[tuple[str, str] | None] = []
+        claims: dict[str, str] = {}
+        for env in frame.events:
+            problems.append(await self._check(env, identity, grant, ns, frame.ephemeral, claims))
+        if not any(problems):
+            for topic, source in claims.items():
+                ns.owners.setdefault(topic, source)
+            return None
+        return [
+            AckItem(id=env.id, error=p[0], message=p[1])
+            if p is not None
+            else AckItem(
+                id=env.id,
+                error=Code.BATCH_REJECTED,
+                message="another envelope of the batch was refused; nothing was stored",
+            )
+            for env, p in zip(frame.events, problems, strict=True)
+        ]
+
+    async def _check(
+        self,
+        env: Envelope,
+        identity: str,
+        grant: Grant,
+        ns: _Namespace,
+        ephemeral: bool,
+        claims: dict[str, str],
+    ) -> tuple[str, str] | None:
+        if env.source != identity:
+            return (
+                Code.SOURCE_MISMATCH,
+                f"source {env.source!r} is not the authenticated identity {identity!r}",
+            )
+        if env.id != f"{env.source}:{env.source_seq}":
+            return (Code.BAD_ID, f"id {env.id!r} must be {env.source}:{env.source_seq}")
+        problem = validate_topic(env.topic)
+        if problem is not None:
+            return (Code.INVALID_TOPIC, problem)
+        if not may_publish(grant, env.topic):
+            return (Code.FORBIDDEN, f"identity {identity!r} may not publish on {env.topic!r}")
+        if is_known(env.type, env.v):
+            try:
+                decode_payload(env.type, env.v, env.payload)
+            except SchemaError as exc:
+                return (Code.SCHEMA_INVALID, str(exc))
+        elif not self.config.accept_unknown_types:
+            return (Code.UNKNOWN_TYPE, f"no schema for {env.type} v{env.v} on this router")
+        if not ephemeral:
+            owner = claims.get(env.topic) or await ns.owner(env.topic)
+            if owner is not None and owner != identity:
+                return (
+                    Code.TOPIC_OWNED,
+                    f"topic {env.topic!r} is written by {owner!r}; one writer per topic",
+                )
+            claims[env.topic] = identity
+        return None
+
+    async def _on_pub(self, conn: _Connection, frame: Pub) -> None:
+        limits = conn.limits
+        if len(frame.events) > limits.max_batch_events:
+            raise RouterError(
+                Code.BATCH_TOO_LARGE,
+                f"{len(frame.events)} envelopes > max_batch_events {limits.max_batch_events}",
+            )
+        if not conn.events.take(len(frame.events)):
+            raise RouterError(
+                Code.RATE_LIMITED,
+                f"more than {limits.max_events_per_s:g} events/s; resend after a pause",
+            )
+        ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
+        refused = await self._validate(conn, ns, frame)
+        if refused is not None:
+            await conn.send(PubAck(ref=frame.ref, results=refused))
+            return
+        conn.counters.events_in += len(frame.events)
+        self.counters.events_in += len(frame.events)
+        if frame.stage is not None:
+            self.stages.add(ns.name, frame.stage, frame.events)
+            await conn.send(
+                PubAck(ref=frame.ref, results=[AckItem(id=e.id, staged=True) for e in frame.events])
+            )
+            return
+        kind = "ephemeral" if frame.ephemeral else "pub"
+        await conn.inflight.acquire()
+        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        try:
+            await ns.queue.put(_Job(kind, list(frame.events), future, publisher=conn.session))
+        except BaseException:
+            conn.inflight.release()
+            raise
+        task = asyncio.create_task(
+            self._answer_pub(conn, frame, future), name=f"puback:{conn.session}:{frame.ref}"
+        )
+        conn.acks.add(task)
+        task.add_done_callback(conn.acks.discard)
+
+    async def _answer_pub(
+        self, conn: _Connection, frame: Pub, future: asyncio.Future[list[Appended]]
+    ) -> None:
+        try:
+            try:
+                results = await future
+            except LogUnavailableError as exc:
+                await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
+                return
+            except DiskFullError as exc:
+                await conn.send_error(Code.DISK_FULL, str(exc), frame.ref)
+                return
+            if frame.ephemeral:
+                items = [AckItem(id=e.id) for e in frame.events]
+            else:
+                items = [
+                    AckItem(
+                        id=r.id,
+                        offset=r.offset,
+                        gseq=r.gseq,
+                        duplicate=r.duplicate,
+                        error=r.error,
+                        message=r.message,
+                    )
+                    for r in results
+                ]
+            await conn.send(PubAck(ref=frame.ref, results=items))
+        finally:
+            conn.inflight.release()
+
+    async def _on_sub(self, conn: _Connection, frame: Sub) -> None:
+        grant = conn.grant
+        assert grant is not None
+        if frame.ref in conn.subs or frame.ref in conn.fetches:
+            raise RouterError(Code.DUPLICATE_SUBSCRIPTION, f"subscription {frame.ref!r} is open")
+        if len(conn.subs) + len(conn.fetches) >= conn.limits.max_subscriptions:
+            raise RouterError(
+                Code.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {conn.limits.max_subscriptions} subscriptions per connection",
+            )
+        for pattern in frame.patterns:
+            if not may_subscribe(grant, pattern):
+                raise RouterError(
+                    Code.FORBIDDEN, f"identity {conn.identity!r} may not subscribe to {pattern!r}"
+                )
+        ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
+        sub = Subscription(frame.ref, ns.name, frame.patterns, frame.start, ns.head)
+        conn.subs[frame.ref] = (ns, sub)
+        ns.subs[(conn.id, frame.ref)] = (conn, sub)
+        await conn.send(
+            Subscribed(ref=frame.ref, ns=ns.name, from_gseq=sub.from_gseq, head_gseq=ns.head)
+        )
+        self._start_catch_up(conn, ns, sub, lagging=False)
+
+    async def _on_unsub(self, conn: _Connection, frame: Unsub) -> None:
+        entry = conn.subs.pop(frame.sub, None)
+        fetch = conn.fetches.pop(frame.sub, None)
+        if entry is None and fetch is None:
+            raise RouterError(Code.UNKNOWN_SUBSCRIPTION, f"no subscription {frame.sub!r}")
+        if entry is not None:
+            ns, _sub = entry
+            ns.subs.pop((conn.id, frame.sub), None)
+            task = conn.catchups.pop(frame.sub, None)
+            if task is not None:
+                task.cancel()
+        if fetch is not None:
+            fetch.cancel()
+        await conn.send(Unsubscribed(ref=frame.ref, sub=frame.sub))
+
+    async def _on_fetch(self, conn: _Connection, frame: Fetch) -> None:
+        grant = conn.grant
+        assert grant is not None
+        if frame.ref in conn.subs or frame.ref in conn.fetches:
+            raise RouterError(Code.DUPLICATE_SUBSCRIPTION, f"subscription {frame.ref!r} is open")
+        if len(conn.subs) + len(conn.fetches) >= conn.limits.max_subscriptions:
+            raise RouterError(
+                Code.TOO_MANY_SUBSCRIPTIONS,
+                f"at most {conn.limits.max_subscriptions} subscriptions per connection",
+            )
+        for pattern in frame.patterns:
+            if not may_subscribe(grant, pattern):
+                raise RouterError(
+                    Code.FORBIDDEN, f"identity {conn.identity!r} may not fetch {pattern!r}"
+                )
+        ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
+        sub = Subscription(frame.ref, ns.name, frame.patterns, frame.start, ns.head)
+        to_gseq = min(ns.head, frame.to_gseq) if frame.to_gseq is not None else ns.head
+        task = asyncio.create_task(
+            self._fetch(conn, ns, sub, to_gseq, frame.limit),
+            name=f"fetch:{conn.session}:{frame.ref}",
+        )
+        conn.fetches[frame.ref] = task
+
+    async def _fetch(
+        self, conn: _Connection, ns: _Namespace, sub: Subscription, to_gseq: int, limit: int | None
+    ) -> None:
+        sent = 0
+        last = sub.cursor
+        per_frame = self.config.limits.events_per_frame
+        try:
+            while sub.cursor < to_gseq and (limit is None or sent < limit):
+                cursor = self.backend.history(
+                    ns.name, sub.patterns, sub.cursor + 1, to_gseq, sub.min_ts
+                )
+                try:
+                    while (limit is None or sent < limit) and (chunk := await cursor.next_chunk()):
+                        picked = sub.select(chunk)
+                        if limit is not None and sent + len(picked) > limit:
+                            picked = picked[: limit - sent]
+                            if picked:
+                                sub.cursor = chunk[picked[-1]].gseq
+                        for start in range(0, len(picked), per_frame):
+                            part = picked[start : start + per_frame]
+                            enc = [_RECORD_ENCODER.encode(chunk[i]) for i in part]
+                            await conn.send_queue.put(encode_events_frame(sub.ref, enc))
+                            sent += len(part)
+                            last = chunk[part[-1]].gseq
+                except LogUnavailableError:
+                    await asyncio.sleep(0.2)
+                    continue
+                finally:
+                    cursor.close()
+                if limit is None or sent < limit:
+                    sub.cursor = max(sub.cursor, to_gseq)
+            await conn.send(FetchEnd(ref=sub.ref, count=sent, last_gseq=last))
+        finally:
+            conn.fetches.pop(sub.ref, None)
+
+    async def _on_commit(self, conn: _Connection, frame: Commit) -> None:
+        grant = conn.grant
+        assert grant is not None
+        if not grant.commit:
+            raise RouterError(Code.FORBIDDEN, f"identity {conn.identity!r} may not commit")
+        ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
+        envelopes = self.stages.take(ns.name, frame.stage, dict(frame.expect))
+        if not envelopes:
+            await conn.send(
+                Committed(ref=frame.ref, stage=frame.stage, first_gseq=0, last_gseq=0, count=0)
+            )
+            return
+        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        await ns.queue.put(_Job("commit", envelopes, future, ts_log=frame.ts_log))
+        try:
+            results = await future
+        except (LogUnavailableError, DiskFullError):
+            self.stages.restore(ns.name, frame.stage, envelopes)
+            raise
+        failed = [r for r in results if r.error is not None]
+        if failed:
+            raise RouterError(
+                failed[0].error or Code.INTERNAL,
+                f"{len(failed)} staged events refused by the log: {failed[0].message}",
+            )
+        gseqs = [r.gseq for r in results if r.gseq is not None]
+        await conn.send(
+            Committed(
+                ref=frame.ref,
+                stage=frame.stage,
+                first_gseq=min(gseqs) if gseqs else 0,
+                last_gseq=max(gseqs) if gseqs else 0,
+                count=len(results),
+            )
+        )
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, Any]:
+        """A snapshot of the router's health (the ``system.health`` payload, as a dict).
+
+        Returns:
+            ``component``, ``head_gseq`` (default namespace), ``connections`` (one dict
+            per connection: identity, queue depth, counters, and per subscription its
+            state, cursor and ``lag`` = head − cursor in gseqs), and ``metrics``:
+            totals, uptime in seconds, staged events, and the append latency p50/p99
+            in ms over the last appends of the default namespace.
+        """
+        default = self.namespaces.get(self.config.namespace)
+        latencies = default.append_latency_ns if default else []
+        c = self.counters
+        metrics = {
+            "uptime_s": (time.time_ns() - self._started_ns) / 1e9,
+            "connections": float(len(self.connections)),
+            "frames_in": float(c.frames_in),
+            "events_in": float(c.events_in),
+            "events_out": float(c.events_out),
+            "errors": float(c.errors),
+            "dropped_ephemeral": float(c.dropped_ephemeral),
+            "staged_events": float(self.stages.staged_events),
+            "append_p50_ms": _percentile(latencies, 0.50) / 1e6,
+            "append_p99_ms": _percentile(latencies, 0.99) / 1e6,
+        }
+        payload = Health(
+            component="router",
+            head_gseq=default.head if default else 0,
+            connections=[conn.health() for conn in self.connections.values()],
+            metrics=metrics,
+        )
+        result: dict[str, Any] = msgspec.to_builtins(payload)
+        result["namespaces"] = {name: ns.head for name, ns in sorted(self.namespaces.items())}
+        return result
+
+    async def _health_loop(self) -> None:
+        from tickertape.schemas import encode_payload
+
+        while True:
+            await asyncio.sleep(self.config.health_interval_s)
+            ns = self.namespaces.get(self.config.namespace)
+            if ns is None:
+                continue
+            health = self.health()
+            payload = Health(
+                component="router",
+                head_gseq=health["head_gseq"],
+                connections=health["connections"],
+                metrics=health["metrics"],
+            )
+            now = time.time_ns()
+            seq = next(self._health_seq)
+            env = Envelope(
+                id=f"router:{seq}",
+                topic="system.health.router",
+                type="system.health",
+                v=1,
+                market=None,
+                ts_event=now,
+                ts_init=now,
+                source="router",
+                source_seq=seq,
+                payload=encode_payload(payload),
+            )
+            self.fan_out_ephemeral(ns, [env])
