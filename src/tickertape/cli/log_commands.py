@@ -1,7 +1,419 @@
-"""`tape` subcommands: log (see the module owner for details)."""
+"""``tape tail``, ``tape verify``, ``tape stats``, ``tape compact``, ``tape retention``, ``tape append``.
+
+These work on the files of a namespace directly (``--data-dir``), or through a router
+with ``--router URL`` where noted.
+"""
 
 from __future__ import annotations
 
-import click
+import asyncio
+import sys
+from collections.abc import Iterator
+from typing import Any
 
-COMMANDS: list[click.Command] = []
+import click
+import msgspec
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.table import Table
+
+from tickertape.cli.options import Position, PositionType, data_options, format_ns
+from tickertape.cli.render import write_json, write_table
+from tickertape.errors import SchemaError, TickertapeError
+from tickertape.eventlog import EventLog, LogReader
+from tickertape.eventlog.sealing import apply_retention, compact
+from tickertape.eventlog.verify import verify_namespace
+from tickertape.schemas import decode_payload, is_known
+from tickertape.schemas.envelope import Envelope, Record
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+err = Console(stderr=True, highlight=False)
+
+
+def _records(
+    reader: LogReader, patterns: list[str], start: Position | None, end: Position | None
+) -> Iterator[Record]:
+    to_gseq = end.gseq if end is not None else None
+    to_ns = end.ts_ns if end is not None else None
+    if start is not None and start.ts_ns is not None:
+        records = reader.read_from_time(patterns or None, start.ts_ns, to_ns)
+        for rec in records:
+            if to_gseq is not None and rec.gseq > to_gseq:
+                return
+            yield rec
+        return
+    from_gseq = start.gseq if start is not None and start.gseq is not None else 1
+    for rec in reader.read(patterns or None, from_gseq, to_gseq):
+        if to_ns is not None and rec.ts_event >= to_ns:
+            continue
+        yield rec
+
+
+def _limited(records: Iterator[Record], limit: int | None) -> Iterator[Record]:
+    if limit is None:
+        yield from records
+        return
+    for i, rec in enumerate(records):
+        if i >= limit:
+            return
+        yield rec
+
+
+@click.command("tail")
+@click.argument("patterns", nargs=-1)
+@click.option("--from", "start", type=PositionType(), help="Start: DATE, ISO-TIME or gseq.")
+@click.option(
+    "--to", "end", type=PositionType(), help="End: DATE/ISO-TIME (exclusive) or gseq (inclusive)."
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Each stored record as one JSON line, nothing else."
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after N events.")
+@click.option("--router", help="Read through a router (ws://HOST:PORT) instead of the files.")
+@click.option("--identity", default="inspector", show_default=True, help="Identity for --router.")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="Token for --router.")
+@data_options
+def tail_command(
+    patterns: tuple[str, ...],
+    start: Position | None,
+    end: Position | None,
+    follow: bool,
+    as_json: bool,
+    limit: int | None,
+    router: str | None,
+    identity: str,
+    token_file: str | None,
+    data_dir: str,
+    namespace: str,
+) -> None:
+    """Print events matching PATTERNS (NATS wildcards; default all) in gseq order.
+
+    \b
+    Examples:
+      tape tail 'md.trade.crypto.*' --from 2024-08-08 --limit 20
+      tape tail 'order.>' --follow
+      tape tail --json --from 100 --to 200 > events.jsonl
+    """
+    if router is not None:
+        from tickertape.client import inspect
+
+        records_async = inspect.tail_remote(
+            router,
+            list(patterns) or [">"],
+            start=start,
+            end=end,
+            follow=follow,
+            limit=limit,
+            identity=identity,
+            token_file=token_file,
+            namespace=namespace,
+        )
+
+        def pump() -> Iterator[Record]:
+            loop = asyncio.new_event_loop()
+            agen = records_async.__aiter__()
+            try:
+                while True:
+                    try:
+                        yield loop.run_until_complete(agen.__anext__())
+                    except StopAsyncIteration:
+                        return
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        source: Iterator[Record] = pump()
+    else:
+        reader = LogReader(data_dir, namespace)
+        if follow:
+            if start is not None and start.ts_ns is not None:
+                first = reader.first_gseq_at(list(patterns) or None, start.ts_ns)
+                from_gseq = first if first is not None else reader.head_gseq() + 1
+            else:
+                from_gseq = start.gseq if start is not None and start.gseq else 1
+            source = reader.follow(list(patterns) or None, from_gseq)
+        else:
+            source = _records(reader, list(patterns), start, end)
+    source = _limited(source, limit)
+    try:
+        if as_json:
+            write_json(source)
+        else:
+            write_table(source)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON on stdout.")
+@data_options
+def verify_command(as_json: bool, data_dir: str, namespace: str) -> None:
+    """Check every record of every file of the namespace; exit 1 when anything is wrong.
+
+    Checks checksums, contiguous offsets, increasing gseq, monotonic ts_event per
+    topic, day files and index consistency, and reports each problem with file,
+    byte position and offset.
+    """
+    reader = LogReader(data_dir, namespace)
+    total = sum(size for _t, _s, size in reader.files())
+    with Progress(
+        TextColumn("verify"),
+        BarColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=as_json or not err.is_terminal,
+    ) as progress:
+        task = progress.add_task("verify", total=total)
+        report = verify_namespace(data_dir, namespace, lambda n: progress.advance(task, n))
+    if as_json:
+        sys.stdout.buffer.write(
+            orjson.dumps(msgspec.to_builtins(report), option=orjson.OPT_INDENT_2)
+        )
+        sys.stdout.buffer.write(b"\n")
+    else:
+        console = Console(highlight=False)
+        if report.problems:
+            table = Table(title=f"{len(report.problems)} problem(s)", show_lines=False)
+            for col in ("file", "byte", "offset", "what"):
+                table.add_column(col)
+            for p in report.problems:
+                table.add_row(
+                    p.path, str(p.position), "" if p.offset is None else str(p.offset), p.what
+                )
+            console.print(table)
+        status = "[green]clean[/]" if report.ok else "[red]NOT CLEAN[/]"
+        console.print(
+            f"{namespace}: {report.files} files, {report.records} records, "
+            f"{report.bytes:,} bytes, head gseq {report.head_gseq}: {status}"
+        )
+    sys.exit(0 if report.ok else 1)
+
+
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="As JSON on stdout.")
+@click.option("--router", help="Ask a running router for live statistics (connections, lag).")
+@click.option("--identity", default="inspector", show_default=True)
+@click.option("--token-file", type=click.Path(dir_okay=False))
+@data_options
+def stats_command(
+    as_json: bool,
+    router: str | None,
+    identity: str,
+    token_file: str | None,
+    data_dir: str,
+    namespace: str,
+) -> None:
+    """Per topic: records, bytes on disk (open and sealed), first/last ts_event and offset."""
+    if router is not None:
+        from tickertape.client import inspect
+
+        stats = asyncio.run(inspect.stats_remote(router, identity=identity, token_file=token_file))
+        if as_json:
+            click.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
+        else:
+            inspect.print_stats(stats)
+        return
+    reader = LogReader(data_dir, namespace)
+    rows: list[dict[str, Any]] = []
+    for topic in reader.topics():
+        summary = reader.topic_summary(topic)
+        open_bytes = sealed_bytes = 0
+        for seg in reader.segments(topic):
+            size = seg.path.stat().st_size
+            if seg.sealed:
+                sealed_bytes += size
+            else:
+                open_bytes += size
+        rows.append(
+            {
+                "topic": topic,
+                "records": summary.count,
+                "open_bytes": open_bytes,
+                "sealed_bytes": sealed_bytes,
+                "first_offset": summary.first_offset,
+                "last_offset": summary.last_offset,
+                "first_ts_event": summary.first_ts,
+                "last_ts_event": summary.last_ts,
+            }
+        )
+    head = reader.head_gseq()
+    if as_json:
+        click.echo(
+            orjson.dumps(
+                {"namespace": namespace, "head_gseq": head, "topics": rows},
+                option=orjson.OPT_INDENT_2,
+            ).decode()
+        )
+        return
+    table = Table(title=f"namespace {namespace}: head gseq {head}")
+    for col, justify in (
+        ("topic", "left"),
+        ("records", "right"),
+        ("open bytes", "right"),
+        ("sealed bytes", "right"),
+        ("offsets", "right"),
+        ("first ts_event", "left"),
+        ("last ts_event", "left"),
+    ):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(
+            r["topic"],
+            f"{r['records']:,}",
+            f"{r['open_bytes']:,}",
+            f"{r['sealed_bytes']:,}",
+            f"{r['first_offset']}–{r['last_offset']}" if r["records"] else "",
+            format_ns(r["first_ts_event"]) if r["records"] else "",
+            format_ns(r["last_ts_event"]) if r["records"] else "",
+        )
+    Console(highlight=False).print(table)
+
+
+@click.command("compact")
+@click.option(
+    "--all",
+    "include_open",
+    is_flag=True,
+    help="Also seal each topic's newest day (historical data).",
+)
+@data_options
+def compact_command(include_open: bool, data_dir: str, namespace: str) -> None:
+    """Seal every day that is over into seekable zstd (crash-safe), now."""
+    with EventLog.open(data_dir, namespace) as log:
+        sealed = compact(log, include_open=include_open)
+    err.print(f"sealed {len(sealed)} day file(s) in {namespace}")
+
+
+@click.command("retention")
+@click.option(
+    "--keep",
+    "rules",
+    multiple=True,
+    required=True,
+    metavar="PATTERN=DAYS",
+    help="Keep days of topics matching PATTERN for DAYS days (first match wins).",
+)
+@data_options
+def retention_command(rules: tuple[str, ...], data_dir: str, namespace: str) -> None:
+    """Delete whole days older than their topic's retention (the newest day is always kept)."""
+    import time
+
+    parsed: list[tuple[str, int]] = []
+    for rule in rules:
+        pattern, sep, days = rule.rpartition("=")
+        if not sep or not days.isdigit():
+            raise click.BadParameter(f"{rule!r}: expected PATTERN=DAYS, e.g. 'md.>=30'")
+        parsed.append((pattern, int(days)))
+    with EventLog.open(data_dir, namespace) as log:
+        deleted = apply_retention(log, parsed, time.time_ns())
+    err.print(f"deleted {len(deleted)} day file(s) from {namespace}")
+
+
+def _parse_stdin(lines: Iterator[bytes], refused: list[str]) -> Iterator[tuple[int, Envelope]]:
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            env = _ENVELOPE.decode(line)
+        except msgspec.ValidationError as exc:
+            refused.append(f"line {lineno}: invalid envelope: {exc}")
+            continue
+        except msgspec.DecodeError as exc:
+            refused.append(f"line {lineno}: not JSON: {exc}")
+            continue
+        if not is_known(env.type, env.v):
+            refused.append(f"line {lineno}: unknown type {env.type} v{env.v}")
+            continue
+        try:
+            decode_payload(env.type, env.v, env.payload)
+        except SchemaError as exc:
+            refused.append(f"line {lineno}: {exc}")
+            continue
+        yield lineno, env
+
+
+@click.command("append")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 65536))
+@click.option("--router", help="Publish through a router (ws://HOST:PORT) instead of the files.")
+@click.option("--identity", help="Identity for --router (must equal each envelope's source).")
+@click.option("--token-file", type=click.Path(dir_okay=False))
+@data_options
+def append_command(
+    batch: int,
+    router: str | None,
+    identity: str | None,
+    token_file: str | None,
+    data_dir: str,
+    namespace: str,
+) -> None:
+    """Append envelopes read as JSON lines on stdin, durably, in batches.
+
+    Prints a summary (appended, duplicates, refused with reasons) on stderr and exits 0
+    only when nothing was refused. Safe to re-run on the same input: (source,
+    source_seq) duplicates are acknowledged and not stored again.
+    """
+    refused: list[str] = []
+    appended = duplicates = 0
+    envelopes = _parse_stdin(iter(sys.stdin.buffer), refused)
+    if router is not None:
+        from tickertape.client import inspect
+
+        if identity is None:
+            raise click.UsageError("--router needs --identity")
+        summary = asyncio.run(
+            inspect.append_remote(
+                router,
+                identity=identity,
+                token_file=token_file,
+                envelopes=(env for _n, env in envelopes),
+                namespace=namespace,
+            )
+        )
+        appended, duplicates = summary["appended"], summary["duplicates"]
+        refused.extend(summary.get("refused", []))
+    else:
+        with EventLog.open(data_dir, namespace) as log:
+            chunk: list[tuple[int, Envelope]] = []
+
+            def flush() -> None:
+                nonlocal appended, duplicates
+                results = log.append([e for _n, e in chunk])
+                for (lineno, _e), res in zip(chunk, results, strict=True):
+                    if res.error:
+                        refused.append(f"line {lineno}: {res.error}: {res.message}")
+                    elif res.duplicate:
+                        duplicates += 1
+                    else:
+                        appended += 1
+                chunk.clear()
+
+            try:
+                for item in envelopes:
+                    chunk.append(item)
+                    if len(chunk) >= batch:
+                        flush()
+                if chunk:
+                    flush()
+            except TickertapeError:
+                err.print(f"appended {appended}, duplicates {duplicates} before the error")
+                raise
+    for reason in refused[:50]:
+        err.print(f"refused: {reason}")
+    if len(refused) > 50:
+        err.print(f"... and {len(refused) - 50} more refused")
+    err.print(f"appended {appended}, duplicates {duplicates}, refused {len(refused)}")
+    sys.exit(1 if refused else 0)
+
+
+COMMANDS: list[click.Command] = [
+    tail_command,
+    verify_command,
+    stats_command,
+    compact_command,
+    retention_command,
+    append_command,
+]

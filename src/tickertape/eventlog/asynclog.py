@@ -12,6 +12,8 @@ aiofiles' per-call thread hop ≈ 10 k/s — hence one thread for the whole grou
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,7 +112,7 @@ class AsyncEventLog:
         await self._queue.put((envelopes, ts_log, fut))
         return await fut
 
-    async def wait_for(self, gseq: int, timeout: float | None = None) -> bool:
+    async def wait_for(self, gseq: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the head passes ``gseq``; True if it did before the timeout."""
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         while self._log.head_gseq <= gseq:
@@ -148,7 +150,7 @@ class AsyncEventLog:
                 batch.extend(envs)
             try:
                 results = await loop.run_in_executor(
-                    self._executor, lambda b=batch, t=first[1]: self._log.append(b, ts_log=t)
+                    self._executor, functools.partial(self._log.append, batch, ts_log=first[1])
                 )
             except DiskFullError as exc:
                 for _e, _t, fut in items:
@@ -185,12 +187,10 @@ class AsyncEventLog:
         """Commit what is queued, then close the files and release the lock."""
         self._closing = True
         while not self._queue.empty() and not self._task.done():
-            await asyncio.sleep(0.001)
+            await self.wait_for(self._log.head_gseq, timeout=0.05)
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._log.close)
         self._executor.shutdown(wait=True)

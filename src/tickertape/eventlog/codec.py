@@ -42,6 +42,14 @@ def encode_into(envelope: Envelope, offset: int, gseq: int, ts_log: int, buffer:
     """
     start = len(buffer)
     _ENCODER.encode_into(envelope, buffer, start)
+    if buffer.find(b"\n", start) >= 0 or buffer.find(b"\r", start) >= 0:
+        # A raw payload with line breaks (only possible as whitespace between JSON
+        # tokens: strings escape them) would split the line: drop them.
+        del buffer[start:]
+        payload = bytes(envelope.payload).replace(b"\n", b"").replace(b"\r", b"")
+        _ENCODER.encode_into(
+            msgspec.structs.replace(envelope, payload=msgspec.Raw(payload)), buffer, start
+        )
     del buffer[-1]  # the closing brace: the log fields follow
     buffer += b',"offset":%d,"gseq":%d,"ts_log":%d' % (offset, gseq, ts_log)
     crc = zlib.crc32(memoryview(buffer)[start:])

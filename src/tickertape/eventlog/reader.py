@@ -251,8 +251,7 @@ class LogReader:
         while stop is None or not stop():
             head = self.head_gseq()
             if head >= next_gseq:
-                for rec in self.read(patterns, next_gseq, head):
-                    yield rec
+                yield from self.read(patterns, next_gseq, head)
                 next_gseq = head + 1
             else:
                 time.sleep(poll_s)

@@ -35,7 +35,7 @@ def iter_lines(
             reader = zstandard.ZstdDecompressor().stream_reader(
                 f, read_size=_READ_SIZE, read_across_frames=True
             )
-            buffered = io.BufferedReader(reader, buffer_size=_READ_SIZE)  # type: ignore[arg-type]
+            buffered = io.BufferedReader(reader, buffer_size=_READ_SIZE)
             pos = raw_pos
             for line in buffered:
                 yield pos, line

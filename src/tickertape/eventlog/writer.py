@@ -336,7 +336,7 @@ class EventLog:
             return
         low = max(head - MAX_GROUP, 0)
         present: set[int] = set()
-        for seg, tail in tails.values():
+        for _seg, tail in tails.values():
             present.update(g for (g, _p, _o, _t) in tail.records if g > low)
         open_topics = {seg.topic for seg, _t in tails.values()}
         for name, topic in self._topics.items():
