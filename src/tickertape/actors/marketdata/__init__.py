@@ -1,0 +1,1 @@
+"""The market-data actor: importers, sessions, corporate actions, bars, live feeds."""
