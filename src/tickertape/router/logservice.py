@@ -223,16 +223,16 @@ class EmbeddedLog:
     async def topic_owner(self, ns: str, topic: str) -> str | None:
         alog = await self._open(ns)
 
-        def last_source() -> str | None:
-            reader = alog.reader
-            next_offset = reader.next_offsets().get(topic, 0)
+        def last_source(event_log: Any) -> str | None:
+            next_offset = event_log.next_offsets().get(topic, 0)
             if next_offset == 0:
                 return None
-            for rec in reader.read_topic(topic, next_offset - 1):
+            for rec in event_log.read_topic(topic, next_offset - 1):
                 return str(rec.source)
             return None
 
-        return await asyncio.to_thread(last_source)
+        source = await alog.run_sync(last_source)
+        return None if source is None else str(source)
 
     async def close(self) -> None:
         logs, self._logs = self._logs, {}

@@ -147,7 +147,7 @@ class _Job:
     envelopes: list[Envelope]
     future: asyncio.Future[list[Appended]]
     ts_log: int | None = None
-    publisher: str = ""
+    conn: _Connection | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -202,6 +202,16 @@ class _Namespace:
             await self._append(jobs)
 
     async def _append(self, jobs: list[_Job]) -> None:
+        dropped = [j for j in jobs if j.conn is not None and j.conn.failed]
+        if dropped:
+            # The publisher had an append fail: nothing after it may be stored before
+            # it resends in order (the log treats lower source_seqs as duplicates).
+            for j in dropped:
+                if not j.future.done():
+                    j.future.set_exception(LogUnavailableError("an earlier batch failed"))
+            jobs = [j for j in jobs if j not in dropped]
+            if not jobs:
+                return
         envelopes = [e for j in jobs for e in j.envelopes]
         ts_log = jobs[0].ts_log if jobs[0].ts_log is not None else time.time_ns()
         started = time.perf_counter_ns()
@@ -209,6 +219,8 @@ class _Namespace:
             results = await self.router.backend.append(self.name, envelopes, ts_log)
         except (LogUnavailableError, DiskFullError, RouterError) as exc:
             for j in jobs:
+                if j.conn is not None:
+                    j.conn.failed = True
                 if not j.future.done():
                     j.future.set_exception(exc)
             self.router.log_failed(self)
@@ -255,6 +267,7 @@ class _Connection:
         self.events = _TokenBucket(limits.max_events_per_s)
         self.counters = _Counters()
         self.closed = False
+        self.failed = False
 
     async def send(self, frame: ServerFrame) -> None:
         await self.send_queue.put(encode_frame(frame))
@@ -678,6 +691,13 @@ class Router:
             await conn.send_error(exc.code, exc.message, frame.ref)
         except LogUnavailableError as exc:
             await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
+        except Exception as exc:  # a bug must not take the router down; it is logged
+            log.exception(
+                "request failed unexpectedly", session=conn.session, op=type(frame).__name__
+            )
+            await conn.send_error(
+                Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", frame.ref
+            )
         return True
 
     async def _on_hello(self, conn: _Connection, frame: Hello) -> bool:
@@ -813,7 +833,7 @@ class Router:
         await conn.inflight.acquire()
         future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
         try:
-            await ns.queue.put(_Job(kind, list(frame.events), future, publisher=conn.session))
+            await ns.queue.put(_Job(kind, list(frame.events), future, conn=conn))
         except BaseException:
             conn.inflight.release()
             raise
@@ -831,9 +851,11 @@ class Router:
                 results = await future
             except LogUnavailableError as exc:
                 await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
+                await self._flush_and_close(conn, 1013, "event log unavailable; resend")
                 return
             except DiskFullError as exc:
                 await conn.send_error(Code.DISK_FULL, str(exc), frame.ref)
+                await self._flush_and_close(conn, 1013, "disk full; resend later")
                 return
             if frame.ephemeral:
                 items = [AckItem(id=e.id) for e in frame.events]
