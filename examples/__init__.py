@@ -1,0 +1,1 @@
+"""Example strategies and configurations a user copies (importable as ``examples``)."""

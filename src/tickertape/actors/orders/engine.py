@@ -1,0 +1,311 @@
+"""The order engine actor: acts only on risk approvals, owns the order lifecycle.
+
+Consumes ``risk.approved.>`` (only from the risk identity; anything else is ignored
+and logged), ``risk.state`` (a HALTED scope cancels its open orders) and market data
+(``md.trade.>``, ``md.bar.>``, forwarded to the venue). Publishes the lifecycle on
+``order.{event}.{market}``: ``submitted``, ``accepted``, ``rejected``,
+``partially_filled``, ``filled``, ``canceled``, ``expired``.
+
+Ids are derived from the approval: the approval ``risk:42`` gives order id
+``ord-risk-42`` and client order id ``tt-risk-42``, so a replay or a restart
+produces the same ids and a venue refuses a second send. The ``submitted`` event is
+published (recorded) *before* the order is handed to the venue. On start the engine
+reconciles: an order it records as open that the venue does not know is sent again
+(same client id), and an order the venue holds that the engine does not know is
+canceled.
+
+Fills use one data source per symbol: trades when the symbol has trades, bars
+otherwise (a symbol with both never fills twice on the same prints).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.venue import (
+    SimulatedVenue,
+    SimulatedVenueState,
+    VenueOrder,
+    VenueResult,
+)
+from tickertape.errors import ClockError, ConfigError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.orders import Fill, OrderEvent, OrderStatus
+from tickertape.schemas.risk import RiskDecision, RiskState
+
+_OPEN = frozenset({"submitted", "accepted", "partially_filled"})
+
+
+class OrderEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of the order engine.
+
+    Attributes:
+        risk_source: the only source whose approvals are acted on.
+        venue: ``simulated`` (the only adapter shipped).
+        markets: fill configuration per market (latency, slippage, fees,
+            participation); see ``docs/risk.md`` for the defaults and their sources.
+        bar_intervals: bar intervals the simulated venue fills against, e.g.
+            ``["1m"]``; empty for every interval (use one interval per symbol).
+    """
+
+    risk_source: str = "risk"
+    venue: str = "simulated"
+    markets: dict[Market, fl.MarketFillConfig] = msgspec.field(default_factory=dict)
+    bar_intervals: list[str] = msgspec.field(default_factory=list)
+
+
+class OrderRecord(msgspec.Struct, kw_only=True):
+    """The engine's record of one order."""
+
+    order_id: str
+    client_order_id: str
+    strategy_id: str
+    approval_id: str
+    correlation_id: str | None
+    order: VenueOrder
+    status: OrderStatus = "submitted"
+    filled_quantity: float = 0.0
+    average_price: float = 0.0
+    arrival_ns: int = 0
+    fills: int = 0
+
+
+class OrderEngineState(msgspec.Struct, kw_only=True):
+    """The engine's state (its snapshot): its orders and the simulated venue's book."""
+
+    orders: dict[str, OrderRecord] = msgspec.field(default_factory=dict)
+    venue: SimulatedVenueState = msgspec.field(default_factory=SimulatedVenueState)
+    trade_symbols: list[str] = msgspec.field(default_factory=list)
+    ignored_approvals: int = 0
+
+
+def order_ids(approval_id: str) -> tuple[str, str]:
+    """(order id, client order id) derived from an approval's event id."""
+    token = approval_id.replace(":", "-").replace(".", "_")
+    return (f"ord-{token}", f"tt-{token}")
+
+
+class OrderEngine(Actor):
+    """The order engine (identity ``orders``) over a :class:`SimulatedVenue`.
+
+    Args:
+        config: the configuration.
+
+    Raises:
+        ConfigError: an unknown venue, or invalid fill settings.
+        BiasError: a zero or negative latency.
+    """
+
+    name = "orders"
+    state_version = 1
+
+    def __init__(self, config: OrderEngineConfig | None = None) -> None:
+        self.config = config if config is not None else OrderEngineConfig()
+        if self.config.venue != "simulated":
+            raise ConfigError(f"unknown venue {self.config.venue!r} (available: simulated)")
+        self.venue = SimulatedVenue(dict(self.config.markets))
+        self.state = OrderEngineState(venue=self.venue.state)
+        self._trade_symbols: set[str] = set()
+        self._intervals = frozenset(self.config.bar_intervals)
+        self.subscriptions = ("risk.approved.>", "risk.state", "md.trade.>", "md.bar.>")
+
+    # ----------------------------------------------------------- actor hooks
+
+    def on_start(self, ctx: Context) -> None:
+        """Reconcile the recorded open orders with the venue."""
+        known = set(self.venue.open_order_ids())
+        now = ctx.clock.now_ns()
+        for order_id, record in sorted(self.state.orders.items()):
+            if record.status in _OPEN and order_id not in known:
+                ctx.log.warning("reconcile_resend", order_id=order_id)
+                self._apply(self.venue.submit(record.order, now), ctx, None)
+        recorded = {o for o, r in self.state.orders.items() if r.status in _OPEN}
+        for order_id in sorted(known - recorded):
+            ctx.log.warning("reconcile_cancel_unknown", order_id=order_id)
+            self._apply(self.venue.cancel(order_id, now, "reconcile: unknown order"), ctx, None)
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        payload = event.payload
+        market = event.market
+        if isinstance(payload, Bar):
+            if market is None or (self._intervals and payload.interval not in self._intervals):
+                return
+            if f"{market}:{payload.symbol}" in self._trade_symbols:
+                return
+            data = fl.MarketData(
+                ts_event=event.ts_event,
+                start_ns=payload.start_ns,
+                open=payload.open,
+                high=payload.high,
+                low=payload.low,
+                close=payload.close,
+                volume=payload.volume,
+            )
+            result = self.venue.on_market_data(market, payload.symbol, data, ctx.clock.now_ns())
+            if result.reports or result.timers:
+                self._apply(result, ctx, event)
+        elif isinstance(payload, Trade):
+            if market is None:
+                return
+            self._trade_symbols.add(f"{market}:{payload.symbol}")
+            data = fl.MarketData.from_trade(event.ts_event, payload.price, payload.size)
+            result = self.venue.on_market_data(market, payload.symbol, data, ctx.clock.now_ns())
+            if result.reports or result.timers:
+                self._apply(result, ctx, event)
+        elif isinstance(payload, RiskDecision):
+            self._on_decision(payload, event, ctx)
+        elif isinstance(payload, RiskState) and payload.state == "HALTED":
+            self._cancel_scope(payload, event, ctx)
+
+    def on_timer(self, timer: Timer, ctx: Context) -> None:
+        self._apply(self.venue.on_timer(timer.name, ctx.clock.now_ns()), ctx, None)
+
+    def snapshot(self) -> msgspec.Struct:
+        self.state.venue = self.venue.state
+        self.state.trade_symbols = sorted(self._trade_symbols)
+        return self.state
+
+    def restore(self, state: bytes) -> None:
+        self.state = msgspec.msgpack.decode(state, type=OrderEngineState)
+        self.venue.restore(self.state.venue)
+        self._trade_symbols = set(self.state.trade_symbols)
+
+    # -------------------------------------------------------------- internals
+
+    def _on_decision(self, decision: RiskDecision, event: Event, ctx: Context) -> None:
+        if event.source != self.config.risk_source or not decision.approved:
+            if event.source != self.config.risk_source:
+                self.state.ignored_approvals += 1
+                ctx.log.error("approval_ignored_not_from_risk", source=event.source, id=event.id)
+            return
+        approved = decision.order
+        if approved is None:
+            return
+        if approved.cancel_order_id is not None:
+            now = ctx.clock.now_ns()
+            result = self.venue.cancel(approved.cancel_order_id, now, "canceled by strategy")
+            self._apply(result, ctx, event)
+            return
+        order_id, client_order_id = order_ids(event.id)
+        if order_id in self.state.orders:
+            return
+        order = VenueOrder(
+            order_id=order_id,
+            client_order_id=client_order_id,
+            market=approved.market,
+            symbol=approved.symbol,
+            side=approved.side,
+            order_type=approved.order_type,
+            quantity=approved.quantity,
+            time_in_force=approved.time_in_force,
+            limit_price=approved.limit_price,
+            stop_price=approved.stop_price,
+        )
+        record = OrderRecord(
+            order_id=order_id,
+            client_order_id=client_order_id,
+            strategy_id=decision.strategy_id,
+            approval_id=event.id,
+            correlation_id=event.correlation_id or event.id,
+            order=order,
+        )
+        self.state.orders[order_id] = record
+        self._publish(record, "submitted", ctx, event, None, "")
+        self._apply(self.venue.submit(order, ctx.clock.now_ns()), ctx, event)
+
+    def _cancel_scope(self, state: RiskState, event: Event, ctx: Context) -> None:
+        now = ctx.clock.now_ns()
+        for order_id, record in sorted(self.state.orders.items()):
+            if record.status not in _OPEN:
+                continue
+            in_scope = (
+                state.scope == "global"
+                or (state.scope == "market" and record.order.market == state.key)
+                or (state.scope == "strategy" and record.strategy_id == state.key)
+            )
+            if in_scope:
+                reason = f"halted: {state.reason}" if state.reason else "halted"
+                self._apply(self.venue.cancel(order_id, now, reason), ctx, event)
+
+    def _apply(self, result: VenueResult, ctx: Context, cause: Event | None) -> None:
+        for request in result.timers:
+            try:
+                ctx.clock.set_timer(request.name, at_ns=request.at_ns)
+            except ClockError:
+                # Due already (a restart after the arrival time): handle it now.
+                self._apply(self.venue.on_timer(request.name, ctx.clock.now_ns()), ctx, cause)
+        for report in result.reports:
+            record = self.state.orders.get(report.order_id)
+            if record is None:
+                continue
+            fill: Fill | None = None
+            status: OrderStatus
+            if report.kind == "fill" and report.fill is not None:
+                f = report.fill
+                record.fills += 1
+                fill = Fill(
+                    fill_id=f"{record.order_id}-f{record.fills}",
+                    price=f.price,
+                    quantity=f.quantity,
+                    fee=f.fee,
+                    currency=fl.CURRENCY[record.order.market],
+                    liquidity=f.liquidity,
+                    slippage_bps=f.slippage_bps,
+                    ts_fill=f.ts_fill,
+                    reference_price=f.reference_price,
+                )
+                full = report.filled_quantity >= record.order.quantity
+                status = "filled" if full else "partially_filled"
+            elif report.kind == "accepted":
+                status = "accepted"
+            else:
+                status = report.kind  # type: ignore[assignment]
+            record.status = status
+            record.filled_quantity = report.filled_quantity
+            record.average_price = report.average_price
+            if report.arrival_ns:
+                record.arrival_ns = report.arrival_ns
+            self._publish(record, status, ctx, cause, fill, report.reason)
+            if status not in _OPEN:
+                del self.state.orders[record.order_id]
+
+    def _publish(
+        self,
+        record: OrderRecord,
+        status: OrderStatus,
+        ctx: Context,
+        cause: Event | None,
+        fill: Fill | None,
+        reason: str,
+    ) -> None:
+        order = record.order
+        payload = OrderEvent(
+            order_id=record.order_id,
+            client_order_id=record.client_order_id,
+            strategy_id=record.strategy_id,
+            market=order.market,
+            symbol=order.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            quantity=order.quantity,
+            status=status,
+            time_in_force=order.time_in_force,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            filled_quantity=record.filled_quantity,
+            average_price=record.average_price,
+            approval_id=record.approval_id,
+            reason=reason,
+            fill=fill,
+            arrival_ns=record.arrival_ns,
+        )
+        ctx.publish(
+            f"order.{status}.{order.market}",
+            payload,
+            market=order.market,
+            causation=cause,
+            correlation_id=record.correlation_id,
+        )

@@ -1,0 +1,263 @@
+"""Venue adapters behind one small interface: the simulated venue, and real ones later.
+
+The order engine talks to a :class:`Venue` only. A venue takes orders and cancels,
+sees market data and timers, and answers with :class:`VenueReport` values (accepted,
+rejected, fill, canceled, expired) and :class:`TimerRequest` values (a simulated
+venue models latency as a timer of the engine's clock, never as an instant).
+
+A real broker adapter implements the same methods: ``submit`` sends the order with
+its ``client_order_id`` (venues refuse a duplicate client id, which is what makes a
+resend after a crash harmless), ``on_market_data`` and ``on_timer`` return nothing,
+and reports arrive from the broker's stream (polled in ``on_timer``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import msgspec
+
+from tickertape.actors.orders import fill_logic as fl
+from tickertape.errors import BiasError, OrderError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.strategy import OrderType, Side, TimeInForce
+
+ReportKind = Literal["accepted", "rejected", "fill", "canceled", "expired"]
+
+
+class VenueOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """An order as the engine sends it to a venue."""
+
+    order_id: str
+    client_order_id: str
+    market: Market
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: float
+    time_in_force: TimeInForce = "GTC"
+    limit_price: float | None = None
+    stop_price: float | None = None
+
+
+class VenueReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue says happened to an order.
+
+    Attributes:
+        order_id: the engine's order id.
+        kind: ``accepted``, ``rejected``, ``fill``, ``canceled`` or ``expired``.
+        fill: the execution, for ``fill``.
+        filled_quantity: cumulative filled quantity after this report.
+        average_price: volume-weighted average fill price after this report.
+        arrival_ns: when the order reached (reaches) the venue, ns.
+        reason: detail for rejections, cancels and expiries.
+    """
+
+    order_id: str
+    kind: ReportKind
+    fill: fl.FillResult | None = None
+    filled_quantity: float = 0.0
+    average_price: float = 0.0
+    arrival_ns: int = 0
+    reason: str = ""
+
+
+class TimerRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A timer the venue needs on the engine's clock (name, due time in ns)."""
+
+    name: str
+    at_ns: int
+
+
+class VenueResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Reports and timer requests of one venue call."""
+
+    reports: list[VenueReport] = msgspec.field(default_factory=list)
+    timers: list[TimerRequest] = msgspec.field(default_factory=list)
+
+
+class Venue(Protocol):
+    """The interface every venue adapter implements (simulated or real)."""
+
+    def submit(self, order: VenueOrder, now_ns: int) -> VenueResult:
+        """Send an order; a resend of a known ``client_order_id`` is a no-op."""
+        ...
+
+    def cancel(self, order_id: str, now_ns: int, reason: str) -> VenueResult:
+        """Cancel an open order; unknown or closed orders give no report."""
+        ...
+
+    def on_market_data(
+        self, market: Market, symbol: str, data: fl.MarketData, now_ns: int
+    ) -> VenueResult:
+        """Market data of ``symbol`` (the simulated venue matches against it)."""
+        ...
+
+    def on_timer(self, name: str, now_ns: int) -> VenueResult:
+        """A timer the venue asked for is due."""
+        ...
+
+    def open_order_ids(self) -> list[str]:
+        """Order ids the venue holds open (pending or working), sorted."""
+        ...
+
+
+class SimulatedVenueState(msgspec.Struct, kw_only=True):
+    """The simulated venue's book of orders (part of the engine's snapshot)."""
+
+    orders: dict[str, fl.SimOrder] = msgspec.field(default_factory=dict)
+
+
+class SimulatedVenue:
+    """A venue simulated with :mod:`tickertape.actors.orders.fill_logic`.
+
+    Orders arrive after the modeled latency (timer ``arrive:{order_id}``), fill
+    against later market data of their symbol, expire (IOC after their first data
+    point, DAY at the exchange-local midnight, timer ``expire:{order_id}``).
+    Cancels take effect at once.
+
+    Args:
+        configs: fill configuration per market; markets not listed use
+            :class:`~tickertape.actors.orders.fill_logic.MarketFillConfig` defaults.
+
+    Raises:
+        BiasError: a market's latency is zero or negative.
+        ConfigError: a market's rates or fees are out of range.
+    """
+
+    def __init__(self, configs: dict[Market, fl.MarketFillConfig] | None = None) -> None:
+        self.configs: dict[str, fl.MarketFillConfig] = {
+            m: fl.MarketFillConfig() for m in ("kr", "us", "crypto")
+        }
+        for market, config in (configs or {}).items():
+            self.configs[market] = config
+        for config in self.configs.values():
+            config.validate()
+        self.state = SimulatedVenueState()
+        self._by_symbol: dict[str, list[str]] = {}
+
+    def restore(self, state: SimulatedVenueState) -> None:
+        """Restore the venue's book (from the engine's snapshot)."""
+        self.state = state
+        self._by_symbol = {}
+        for order_id, order in sorted(state.orders.items()):
+            self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order_id)
+
+    def submit(self, order: VenueOrder, now_ns: int) -> VenueResult:
+        """Accept an order in flight; it reaches the venue at ``now_ns`` + latency."""
+        if order.order_id in self.state.orders:
+            return VenueResult()
+        config = self.configs[order.market]
+        try:
+            sim = fl.new_order(
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                market=order.market,
+                symbol=order.symbol,
+                side=order.side,
+                order_type=order.order_type,
+                quantity=order.quantity,
+                created_ns=now_ns,
+                config=config,
+                time_in_force=order.time_in_force,
+                limit_price=order.limit_price,
+                stop_price=order.stop_price,
+            )
+        except fl.OrderRejected as exc:
+            return VenueResult(
+                reports=[VenueReport(order_id=order.order_id, kind="rejected", reason=exc.reason)]
+            )
+        self.state.orders[order.order_id] = sim
+        self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order.order_id)
+        return VenueResult(
+            timers=[TimerRequest(name=f"arrive:{order.order_id}", at_ns=sim.arrival_ns)]
+        )
+
+    def cancel(self, order_id: str, now_ns: int, reason: str) -> VenueResult:
+        """Cancel an open order at once."""
+        order = self.state.orders.get(order_id)
+        if order is None or not order.is_open:
+            return VenueResult()
+        self._close(fl.cancel(order))
+        return VenueResult(
+            reports=[
+                VenueReport(
+                    order_id=order_id,
+                    kind="canceled",
+                    filled_quantity=order.filled_quantity,
+                    average_price=order.average_price,
+                    arrival_ns=order.arrival_ns,
+                    reason=reason,
+                )
+            ]
+        )
+
+    def on_timer(self, name: str, now_ns: int) -> VenueResult:
+        """Arrival (``arrive:``) and DAY expiry (``expire:``) timers."""
+        kind, _, order_id = name.partition(":")
+        order = self.state.orders.get(order_id)
+        if order is None or not order.is_open:
+            return VenueResult()
+        if kind == "arrive":
+            arrived = fl.arrive(order, now_ns)
+            self.state.orders[order_id] = arrived
+            timers = []
+            if arrived.expire_ns is not None:
+                timers.append(TimerRequest(name=f"expire:{order_id}", at_ns=arrived.expire_ns))
+            report = VenueReport(order_id=order_id, kind="accepted", arrival_ns=arrived.arrival_ns)
+            return VenueResult(reports=[report], timers=timers)
+        if kind == "expire":
+            expired = fl.expire_if_due(order, now_ns)
+            if expired.phase == "expired":
+                self._close(expired)
+                return VenueResult(reports=[self._report(expired, "expired", None, "DAY")])
+            return VenueResult()
+        raise OrderError(f"unknown venue timer {name!r}")
+
+    def on_market_data(
+        self, market: Market, symbol: str, data: fl.MarketData, now_ns: int
+    ) -> VenueResult:
+        """Match the symbol's working orders (by order id) against ``data``."""
+        ids = self._by_symbol.get(f"{market}:{symbol}")
+        if not ids:
+            return VenueResult()
+        if data.ts_event > now_ns:
+            raise BiasError(f"market data at {data.ts_event} is after the clock {now_ns}")
+        config = self.configs[market]
+        reports: list[VenueReport] = []
+        for order_id in sorted(ids):
+            result = fl.match(self.state.orders[order_id], data, config)
+            order = result.order
+            self.state.orders[order_id] = order
+            if result.fill is not None:
+                reports.append(self._report(order, "fill", result.fill, ""))
+            if result.expired:
+                reports.append(self._report(order, "expired", None, order.time_in_force))
+            if not order.is_open:
+                self._close(order)
+        return VenueResult(reports=reports)
+
+    def open_order_ids(self) -> list[str]:
+        """Ids of pending and working orders, sorted."""
+        return sorted(o for o, order in self.state.orders.items() if order.is_open)
+
+    def _close(self, order: fl.SimOrder) -> None:
+        self.state.orders.pop(order.order_id, None)
+        key = f"{order.market}:{order.symbol}"
+        ids = self._by_symbol.get(key, [])
+        if order.order_id in ids:
+            ids.remove(order.order_id)
+
+    @staticmethod
+    def _report(
+        order: fl.SimOrder, kind: ReportKind, fill: fl.FillResult | None, reason: str
+    ) -> VenueReport:
+        return VenueReport(
+            order_id=order.order_id,
+            kind=kind,
+            fill=fill,
+            filled_quantity=order.filled_quantity,
+            average_price=order.average_price,
+            arrival_ns=order.arrival_ns,
+            reason=reason,
+        )

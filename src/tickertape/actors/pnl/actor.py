@@ -1,0 +1,187 @@
+"""The pnl actor: keeps the books per strategy and for the portfolio, per market.
+
+Consumes fills (``order.partially_filled.*``, ``order.filled.*``, through ``order.>``)
+and marks (``md.trade.>`` prices, ``md.bar.>`` closes). Publishes
+:class:`~tickertape.schemas.pnl.PnlUpdate` on ``pnl.update.{strategy_id}`` and
+``pnl.update.portfolio``, one event per (book, market) with the envelope's market
+set: on every fill (for the strategy and the portfolio of that market), and for
+books whose marks changed at most once per ``update_interval_ns`` of the clock
+(timer ``publish``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.pnl import accounting
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.orders import OrderEvent
+from tickertape.schemas.pnl import PnlUpdate
+
+DEFAULT_INITIAL_CASH: dict[Market, float] = {
+    "kr": 100_000_000.0,
+    "us": 100_000.0,
+    "crypto": 100_000.0,
+}
+"""Starting capital per market when none is configured (KRW 100 M, USD 100 k, USDT 100 k)."""
+
+PORTFOLIO = "portfolio"
+
+
+class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of the pnl actor.
+
+    Attributes:
+        initial_cash: starting cash of every strategy book per market (the portfolio
+            book of a market starts with this times the number of strategies seen
+            trading it; see :meth:`PnlActor._portfolio`).
+        update_interval_ns: the longest a changed book waits for a ``pnl.update``
+            (default 60 s of the clock), > 0.
+        bar_intervals: bar intervals used as marks; empty for all.
+    """
+
+    initial_cash: dict[Market, float] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_INITIAL_CASH)
+    )
+    update_interval_ns: int = 60_000_000_000
+    bar_intervals: list[str] = msgspec.field(default_factory=list)
+
+
+class PnlState(msgspec.Struct, kw_only=True):
+    """The actor's state (its snapshot). Keys are ``"{book}:{market}"``."""
+
+    ledgers: dict[str, accounting.Ledger] = msgspec.field(default_factory=dict)
+    dirty: list[str] = msgspec.field(default_factory=list)
+
+
+class PnlActor(Actor):
+    """The pnl actor (identity ``pnl``).
+
+    Args:
+        config: the configuration.
+
+    Raises:
+        ConfigError: a non-positive interval, or a negative or unknown-market cash.
+    """
+
+    name = "pnl"
+    subscriptions = ("order.>", "md.trade.>", "md.bar.>")
+    state_version = 1
+
+    def __init__(self, config: PnlConfig | None = None) -> None:
+        self.config = config if config is not None else PnlConfig()
+        if self.config.update_interval_ns <= 0:
+            raise ConfigError("update_interval_ns must be > 0")
+        for market, cash in self.config.initial_cash.items():
+            if market not in MARKETS or cash < 0:
+                raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
+        self.state = PnlState()
+        self._dirty: set[str] = set()
+        self._holders: dict[str, list[str]] = {}
+        self._intervals = frozenset(self.config.bar_intervals)
+
+    def on_start(self, ctx: Context) -> None:
+        ctx.clock.set_timer("publish", interval_ns=self.config.update_interval_ns)
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        payload = event.payload
+        market = event.market
+        if isinstance(payload, Bar):
+            if market is not None and (not self._intervals or payload.interval in self._intervals):
+                self._mark(market, payload.symbol, payload.close)
+        elif isinstance(payload, Trade):
+            if market is not None:
+                self._mark(market, payload.symbol, payload.price)
+        elif isinstance(payload, OrderEvent) and payload.fill is not None:
+            self._on_fill(payload, event, ctx)
+
+    def on_timer(self, timer: Timer, ctx: Context) -> None:
+        if timer.name != "publish":
+            return
+        for key in sorted(self._dirty):
+            self._publish(key, ctx, None)
+        self._dirty.clear()
+
+    def snapshot(self) -> msgspec.Struct:
+        self.state.dirty = sorted(self._dirty)
+        return self.state
+
+    def restore(self, state: bytes) -> None:
+        self.state = msgspec.msgpack.decode(state, type=PnlState)
+        self._dirty = set(self.state.dirty)
+        self._holders = {}
+        for key, ledger in sorted(self.state.ledgers.items()):
+            for symbol in ledger.positions:
+                self._hold(f"{ledger.market}:{symbol}", key)
+
+    # -------------------------------------------------------------- internals
+
+    def _hold(self, symbol_key: str, book_key: str) -> None:
+        holders = self._holders.setdefault(symbol_key, [])
+        if book_key not in holders:
+            holders.append(book_key)
+            holders.sort()
+
+    def _ledger(self, book: str, market: Market) -> accounting.Ledger:
+        key = f"{book}:{market}"
+        ledger = self.state.ledgers.get(key)
+        if ledger is None:
+            cash = self.config.initial_cash.get(market, DEFAULT_INITIAL_CASH[market])
+            if book == PORTFOLIO:
+                cash = 0.0  # grows by each strategy's initial cash as strategies appear
+            ledger = accounting.new_ledger(market, cash)
+            self.state.ledgers[key] = ledger
+        return ledger
+
+    def _portfolio_for(self, strategy_id: str, market: Market) -> accounting.Ledger:
+        portfolio = self._ledger(PORTFOLIO, market)
+        if f"{strategy_id}:{market}" not in self.state.ledgers:
+            cash = self.config.initial_cash.get(market, DEFAULT_INITIAL_CASH[market])
+            portfolio = msgspec.structs.replace(
+                portfolio,
+                initial_cash=portfolio.initial_cash + cash,
+                cash=portfolio.cash + cash,
+                high_water_mark=portfolio.high_water_mark + cash,
+            )
+        return portfolio
+
+    def _mark(self, market: Market, symbol: str, price: float) -> None:
+        holders = self._holders.get(f"{market}:{symbol}")
+        if not holders:
+            return
+        ledgers = self.state.ledgers
+        for key in holders:
+            before = ledgers[key]
+            after = accounting.mark(before, symbol, price)
+            if after is not before:
+                ledgers[key] = after
+                self._dirty.add(key)
+
+    def _on_fill(self, order: OrderEvent, event: Event, ctx: Context) -> None:
+        fill = order.fill
+        assert fill is not None
+        market = order.market
+        sid = order.strategy_id
+        portfolio = self._portfolio_for(sid, market)
+        strategy = self._ledger(sid, market)
+        for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
+            key = f"{book}:{market}"
+            updated, _ = accounting.apply_fill(
+                ledger, order.symbol, order.side, fill.quantity, fill.price, fill.fee
+            )
+            self.state.ledgers[key] = updated
+            self._hold(f"{market}:{order.symbol}", key)
+            self._publish(key, ctx, event)
+            self._dirty.discard(key)
+
+    def _publish(self, key: str, ctx: Context, cause: Event | None) -> None:
+        ledger = self.state.ledgers[key]
+        book, _, _ = key.rpartition(":")
+        update = PnlUpdate(
+            strategy_id=None if book == PORTFOLIO else book,
+            books=[accounting.to_book(ledger)],
+        )
+        ctx.publish(f"pnl.update.{book}", update, market=ledger.market, causation=cause)

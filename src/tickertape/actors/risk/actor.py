@@ -1,0 +1,340 @@
+"""The risk gate actor: the only source of approvals (DESIGN §1.4, §9).
+
+Consumes intents (``strategy.intent.>``), order lifecycle events (``order.>``: open
+orders and fills), PnL updates (``pnl.update.>``: drawdown), market data (prices and
+their age), manual commands (``system.command.risk``: ``tape halt`` / ``tape resume``)
+and clock drift alerts (``system.clock_drift``). For each intent it publishes one
+:class:`~tickertape.schemas.risk.RiskDecision` on ``risk.approved.{strategy_id}`` or
+``risk.rejected.{strategy_id}`` with its reason code and inputs: the log is the audit
+trail. Every trading-state change is a ``risk.state`` event.
+
+Automatic halts: a strategy whose drawdown reaches its ``max_drawdown`` is HALTED
+(reason ``DRAWDOWN``); a portfolio book of a market reaching the market's limit halts
+the market; a clock drift alert halts everything (reason ``CLOCK_DRIFT``) until a
+global ``resume``.
+
+An intent is only considered when its envelope's ``source`` is
+``strategy.{intent.strategy_id}``: a strategy cannot ask in another's name.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+import msgspec
+
+from tickertape.actors.base import Actor, Context, Event
+from tickertape.actors.pnl import accounting
+from tickertape.actors.risk.checks import (
+    ORDER_RATE_WINDOW_NS,
+    Decision,
+    LimitsFile,
+    RiskView,
+    TradingStates,
+    decide,
+    effective_limits,
+    effective_state,
+    parse_limits,
+)
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.orders import OrderEvent
+from tickertape.schemas.pnl import PnlUpdate
+from tickertape.schemas.risk import RiskCommand, RiskDecision, RiskState, TradingState
+from tickertape.schemas.strategy import Intent
+from tickertape.schemas.system import ClockDrift
+
+DEFAULT_INITIAL_CASH: dict[Market, float] = {
+    "kr": 100_000_000.0,
+    "us": 100_000.0,
+    "crypto": 100_000.0,
+}
+"""Starting capital per market when none is configured (KRW 100 M, USD 100 k, USDT 100 k)."""
+
+_OPEN = frozenset({"submitted", "accepted", "partially_filled"})
+
+
+class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of the risk actor.
+
+    Attributes:
+        limits_file: path of the limits TOML (see ``docs/risk.md``), read and validated
+            when the actor is built; None for ``limits`` only.
+        limits: inline limits, used when ``limits_file`` is None.
+        initial_cash: starting cash per market, for the cash check (the pnl actor must
+            be configured with the same figures).
+        halt_on_clock_drift: halt everything on a clock drift alert.
+    """
+
+    limits_file: str | None = None
+    limits: LimitsFile = msgspec.field(default_factory=LimitsFile)
+    initial_cash: dict[Market, float] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_INITIAL_CASH)
+    )
+    halt_on_clock_drift: bool = True
+
+
+class TrackedOrder(msgspec.Struct, kw_only=True):
+    """An approved order the gate still counts as open."""
+
+    strategy_id: str
+    market: Market
+    symbol: str
+    signed_remaining: float
+    price: float
+
+
+class RiskActorState(msgspec.Struct, kw_only=True):
+    """The gate's state (its snapshot)."""
+
+    states: TradingStates = msgspec.field(default_factory=TradingStates)
+    ledgers: dict[str, accounting.Ledger] = msgspec.field(default_factory=dict)
+    orders: dict[str, TrackedOrder] = msgspec.field(default_factory=dict)
+    prices: dict[str, tuple[float, int]] = msgspec.field(default_factory=dict)
+    drawdowns: dict[str, float] = msgspec.field(default_factory=dict)
+    approvals: dict[str, list[int]] = msgspec.field(default_factory=dict)
+    clock_drift: bool = False
+    decisions: int = 0
+
+
+def load_limits(config: RiskConfig) -> LimitsFile:
+    """The limits of ``config``: the file when given, else the inline table.
+
+    Raises:
+        ConfigError: the file cannot be read or does not validate.
+    """
+    if config.limits_file is None:
+        config.limits.validate()
+        return config.limits
+    path = Path(config.limits_file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read risk limits: {exc.strerror}", path) from None
+    return parse_limits(text, str(path))
+
+
+class RiskActor(Actor):
+    """The risk gate (identity ``risk``).
+
+    Args:
+        config: the configuration (limits are loaded and validated here).
+
+    Raises:
+        ConfigError: invalid limits or initial cash.
+    """
+
+    name = "risk"
+    subscriptions = (
+        "strategy.intent.>",
+        "order.>",
+        "pnl.update.>",
+        "md.trade.>",
+        "md.bar.>",
+        "system.command.risk",
+        "system.clock_drift",
+        "system.clock.drift",
+    )
+    state_version = 1
+
+    def __init__(self, config: RiskConfig | None = None) -> None:
+        self.config = config if config is not None else RiskConfig()
+        self.limits = load_limits(self.config)
+        for market, cash in self.config.initial_cash.items():
+            if market not in MARKETS or cash < 0:
+                raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
+        self.state = RiskActorState()
+        self._recent: dict[str, deque[int]] = {}
+
+    # ----------------------------------------------------------- actor hooks
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        payload = event.payload
+        if isinstance(payload, Intent):
+            self._on_intent(payload, event, ctx)
+        elif isinstance(payload, Bar | Trade):
+            if event.market is not None:
+                price = payload.close if isinstance(payload, Bar) else payload.price
+                key = f"{event.market}:{payload.symbol}"
+                self.state.prices[key] = (price, event.ts_event)
+        elif isinstance(payload, OrderEvent):
+            self._on_order(payload)
+        elif isinstance(payload, PnlUpdate):
+            self._on_pnl(payload, event, ctx)
+        elif isinstance(payload, RiskCommand):
+            self._on_command(payload, event, ctx)
+        elif isinstance(payload, ClockDrift) and self.config.halt_on_clock_drift:
+            self.state.clock_drift = True
+            self._set_state("global", None, "HALTED", "CLOCK_DRIFT", event, ctx)
+
+    def snapshot(self) -> msgspec.Struct:
+        self.state.approvals = {k: list(v) for k, v in sorted(self._recent.items())}
+        return self.state
+
+    def restore(self, state: bytes) -> None:
+        self.state = msgspec.msgpack.decode(state, type=RiskActorState)
+        self._recent = {k: deque(v) for k, v in self.state.approvals.items()}
+
+    # -------------------------------------------------------------- internals
+
+    def _ledger(self, strategy_id: str, market: Market) -> accounting.Ledger:
+        key = f"{strategy_id}:{market}"
+        ledger = self.state.ledgers.get(key)
+        if ledger is None:
+            cash = self.config.initial_cash.get(market, DEFAULT_INITIAL_CASH[market])
+            ledger = accounting.new_ledger(market, cash)
+            self.state.ledgers[key] = ledger
+        return ledger
+
+    def _view(self, intent: Intent, now: int) -> RiskView:
+        sid, market, symbol = intent.strategy_id, intent.market, intent.symbol
+        ledger = self._ledger(sid, market)
+        price_seen = self.state.prices.get(f"{market}:{symbol}")
+        price = price_seen[0] if price_seen else None
+        pending = 0.0
+        reserved = 0.0
+        open_ids: list[str] = []
+        for order_id, order in sorted(self.state.orders.items()):
+            if order.strategy_id != sid:
+                continue
+            open_ids.append(order_id)
+            if order.market == market and order.symbol == symbol:
+                pending += order.signed_remaining
+            if order.market == market and order.signed_remaining > 0:
+                reserved += order.signed_remaining * order.price
+        gross = 0.0
+        for sym, pos in sorted(ledger.positions.items()):
+            mark = self.state.prices.get(f"{market}:{sym}")
+            mark_price = mark[0] if mark else pos.mark
+            if sym == symbol:
+                continue
+            gross += abs(pos.quantity * mark_price)
+        position = accounting.position(ledger, symbol)
+        if price is not None:
+            gross += abs(position + pending) * price
+        recent = self._recent.get(sid)
+        while recent and recent[0] <= now - ORDER_RATE_WINDOW_NS:
+            recent.popleft()
+        return RiskView(
+            now_ns=now,
+            position=position,
+            pending=pending,
+            price=price,
+            last_data_ns=price_seen[1] if price_seen else None,
+            gross_exposure=gross,
+            open_orders=len(open_ids),
+            open_order_ids=frozenset(open_ids),
+            recent_orders=len(recent) if recent else 0,
+            cash=ledger.cash - reserved,
+            drawdown=self.state.drawdowns.get(f"{sid}:{market}", 0.0),
+            clock_drift=self.state.clock_drift,
+        )
+
+    def _on_intent(self, intent: Intent, event: Event, ctx: Context) -> None:
+        now = ctx.clock.now_ns()
+        if event.source != f"strategy.{intent.strategy_id}":
+            decision = Decision(
+                approved=False,
+                reason_code="INVALID_INTENT",
+                reason=f"source {event.source!r} may not act for strategy {intent.strategy_id!r}",
+                order=None,
+                inputs={},
+            )
+        else:
+            limits = effective_limits(self.limits, intent.market, intent.strategy_id)
+            state = effective_state(self.state.states, intent.market, intent.strategy_id)
+            decision = decide(intent, self._view(intent, now), limits, state)
+        self.state.decisions += 1
+        verdict = "approved" if decision.approved else "rejected"
+        payload = RiskDecision(
+            strategy_id=intent.strategy_id,
+            intent_id=intent.intent_id,
+            approved=decision.approved,
+            reason_code=decision.reason_code,
+            reason=decision.reason,
+            order=decision.order,
+            inputs=dict(sorted(decision.inputs.items())),
+        )
+        approval_id = ctx.publish(
+            f"risk.{verdict}.{intent.strategy_id}", payload, market=intent.market, causation=event
+        )
+        order = decision.order
+        if decision.approved and order is not None and order.cancel_order_id is None:
+            signed = order.quantity if order.side == "buy" else -order.quantity
+            self.state.orders[f"approval:{approval_id}"] = TrackedOrder(
+                strategy_id=intent.strategy_id,
+                market=intent.market,
+                symbol=intent.symbol,
+                signed_remaining=signed,
+                price=decision.inputs.get("price", 0.0),
+            )
+            self._recent.setdefault(intent.strategy_id, deque()).append(now)
+
+    def _on_order(self, order: OrderEvent) -> None:
+        if order.approval_id is not None:
+            tracked = self.state.orders.pop(f"approval:{order.approval_id}", None)
+            if tracked is not None and order.status in _OPEN:
+                self.state.orders[order.order_id] = tracked
+        if order.fill is not None:
+            key = f"{order.strategy_id}:{order.market}"
+            ledger = self._ledger(order.strategy_id, order.market)
+            fill = order.fill
+            self.state.ledgers[key], _ = accounting.apply_fill(
+                ledger, order.symbol, order.side, fill.quantity, fill.price, fill.fee
+            )
+        tracked = self.state.orders.get(order.order_id)
+        if tracked is None:
+            return
+        if order.status not in _OPEN:
+            del self.state.orders[order.order_id]
+            return
+        remaining = max(order.quantity - order.filled_quantity, 0.0)
+        tracked.signed_remaining = remaining if order.side == "buy" else -remaining
+
+    def _on_pnl(self, update: PnlUpdate, event: Event, ctx: Context) -> None:
+        for book in update.books:
+            market = book.market
+            if update.strategy_id is None:
+                limit = effective_limits(self.limits, market, "").max_drawdown
+                breached = limit is not None and book.drawdown >= limit
+                if breached and self.state.states.of("market", market) != "HALTED":
+                    self._set_state("market", market, "HALTED", "DRAWDOWN", event, ctx)
+                continue
+            sid = update.strategy_id
+            self.state.drawdowns[f"{sid}:{market}"] = book.drawdown
+            limit = effective_limits(self.limits, market, sid).max_drawdown
+            breached = limit is not None and book.drawdown >= limit
+            if breached and self.state.states.of("strategy", sid) != "HALTED":
+                self._set_state("strategy", sid, "HALTED", "DRAWDOWN", event, ctx)
+
+    def _on_command(self, command: RiskCommand, event: Event, ctx: Context) -> None:
+        target: TradingState = {"halt": "HALTED", "resume": "ACTIVE", "reduce": "REDUCING"}[
+            command.command
+        ]  # type: ignore[assignment]
+        try:
+            self._set_state(command.scope, command.key, target, command.reason, event, ctx)
+        except ConfigError as exc:
+            ctx.log.error("risk_command_refused", error=str(exc), id=event.id)
+            return
+        if command.scope == "global" and command.command == "resume":
+            self.state.clock_drift = False
+
+    def _set_state(
+        self,
+        scope: str,
+        key: str | None,
+        state: TradingState,
+        reason: str,
+        event: Event,
+        ctx: Context,
+    ) -> None:
+        self.state.states = self.state.states.with_state(scope, key, state)
+        market: Market | None = key if scope == "market" and key in MARKETS else None  # type: ignore[assignment]
+        ctx.publish(
+            "risk.state",
+            RiskState(scope=scope, key=key, state=state, reason=reason),  # type: ignore[arg-type]
+            market=market,
+            causation=event,
+        )

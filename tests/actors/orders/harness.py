@@ -1,0 +1,103 @@
+"""Shared helpers of the trading-chain tests: bar records, the CME 6E file, a chain run."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from tickertape.actors.base import Actor
+from tickertape.actors.orders import OrderEngine, OrderEngineConfig
+from tickertape.actors.pnl import PnlActor, PnlConfig
+from tickertape.actors.risk import RiskActor, RiskConfig
+from tickertape.actors.runtime import InProcessHost, MemorySink
+from tickertape.schemas import Envelope, Record, decode_payload, encode_payload, stamp
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.market import Bar
+from tickertape.timeauthority.clock import SimulatedClock
+from tickertape.timeauthority.scheduler import StepPlanner
+
+MINUTE_NS = 60_000_000_000
+REPO = Path(__file__).resolve().parents[3]
+SIXE = "cme-6eh4-1m-2024-01/6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+
+BarRow = tuple[int, float, float, float, float, float]
+"""(close time ns, open, high, low, close, volume)."""
+
+
+def data_file(relative: str) -> Path:
+    """The bundled data file: ``data/`` of the repository if present, else ``../shared/data``."""
+    for root in (REPO / "data", REPO.parent / "shared" / "data"):
+        if (root / relative).exists():
+            return root / relative
+    raise FileNotFoundError(relative)
+
+
+def load_6e_bars() -> list[BarRow]:
+    """The CME 6EH4 1-minute bars of January 2024 (timestamps are bar end times, UTC)."""
+    rows: list[BarRow] = []
+    with gzip.open(data_file(SIXE), "rt", newline="") as f:
+        for row in csv.DictReader(f):
+            ts = datetime.strptime(row["timestamp_utc"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            rows.append(
+                (
+                    int(ts.timestamp()) * 1_000_000_000,
+                    float(row["open"]),
+                    float(row["high"]),
+                    float(row["low"]),
+                    float(row["close"]),
+                    float(row["volume"]),
+                )
+            )
+    return rows
+
+
+def bar_records(
+    rows: Sequence[BarRow], market: Market, symbol: str, interval: str = "1m"
+) -> list[Record]:
+    """Stored ``md.bar`` records of ``rows``, as the market-data actor would publish them."""
+    records = []
+    topic = f"md.bar.{interval}.{market}.{symbol}"
+    for i, (ts, o, h, lo, c, v) in enumerate(rows):
+        bar = Bar(
+            symbol=symbol, interval=interval, open=o, high=h, low=lo, close=c, volume=v,
+            start_ns=ts - MINUTE_NS,
+        )  # fmt: skip
+        env = Envelope(
+            id=f"marketdata:{i + 1}", topic=topic, type="md.bar", v=1, market=market,
+            ts_event=ts, ts_init=ts, source="marketdata", source_seq=i + 1,
+            payload=encode_payload(bar),
+        )  # fmt: skip
+        records.append(stamp(env, i, i + 1, ts))
+    return records
+
+
+def run_chain(
+    inputs: Sequence[Record],
+    actors: Sequence[Actor],
+    *,
+    orders: OrderEngineConfig | None = None,
+    risk: RiskConfig | None = None,
+    pnl: PnlConfig | None = None,
+) -> list[Record]:
+    """Run ``actors`` plus risk, orders and pnl over ``inputs`` in-process; return the outputs."""
+    sink = MemorySink()
+    start = inputs[0].ts_event
+    host = InProcessHost(sink, clock=SimulatedClock(start), seed=1)
+    for actor in (*actors, RiskActor(risk), OrderEngine(orders), PnlActor(pnl)):
+        host.add(actor)
+    host.start()
+    host.run(StepPlanner(inputs, host.timers, start_ns=start, end_ns=inputs[-1].ts_event + 1))
+    host.stop()
+    return sink.records
+
+
+def payloads(records: Sequence[Record], prefix: str) -> list[tuple[Record, msgspec.Struct]]:
+    """(record, decoded payload) of the records whose topic starts with ``prefix``."""
+    return [
+        (r, decode_payload(r.type, r.v, r.payload)) for r in records if r.topic.startswith(prefix)
+    ]
