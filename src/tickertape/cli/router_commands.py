@@ -1,7 +1,191 @@
-"""`tape` subcommands: router (see the module owner for details)."""
+"""``tape router``, ``tape eventlog`` and ``tape token create``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from tickertape.router.auth import create_token
+from tickertape.router.logservice import LogService
+from tickertape.router.protocol import Limits
+from tickertape.router.server import Router, RouterConfig
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM."""
+
+    async def guarded() -> None:
+        task: asyncio.Task[None] = asyncio.create_task(main(), name="tape-main")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+        asyncio.run(guarded())
+    else:
+        uvloop.run(guarded())
+
+
+@click.command("router")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=7400, show_default=True, type=int, help="TCP port (0: any).")
+@click.option(
+    "--data-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory of the embedded event log.",
+)
+@click.option("--namespace", default="main", show_default=True, help="Default namespace.")
+@click.option(
+    "--log-url",
+    default=None,
+    help="URL of a `tape eventlog` process; the log runs embedded when omitted.",
+)
+@click.option(
+    "--token-file",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Tokens and ACL (TOML); required to bind beyond loopback.",
+)
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False, exists=True))
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False, exists=True))
+@click.option("--max-frame-bytes", default=Limits().max_frame_bytes, show_default=True, type=int)
+@click.option("--max-batch-events", default=Limits().max_batch_events, show_default=True, type=int)
+@click.option(
+    "--max-subscriptions", default=Limits().max_subscriptions, show_default=True, type=int
+)
+@click.option(
+    "--max-frames-per-s", default=Limits().max_frames_per_s, show_default=True, type=float
+)
+@click.option(
+    "--max-events-per-s", default=Limits().max_events_per_s, show_default=True, type=float
+)
+@click.option(
+    "--send-queue-frames", default=Limits().send_queue_frames, show_default=True, type=int
+)
+@click.option("--health-interval", default=1.0, show_default=True, type=float, help="Seconds.")
+@click.option("--accept-unknown-types", is_flag=True, help="Let through (type, v) with no schema.")
+@click.option("--compression", is_flag=True, help="Enable permessage-deflate (slower on a LAN).")
+def router_command(
+    host: str,
+    port: int,
+    data_dir: Path,
+    namespace: str,
+    log_url: str | None,
+    token_file: Path | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    max_frame_bytes: int,
+    max_batch_events: int,
+    max_subscriptions: int,
+    max_frames_per_s: float,
+    max_events_per_s: float,
+    send_queue_frames: int,
+    health_interval: float,
+    accept_unknown_types: bool,
+    compression: bool,
+) -> None:
+    """Run the router: authenticate, validate, log, fan out (ws://127.0.0.1:7400)."""
+    config = RouterConfig(
+        host=host,
+        port=port,
+        data_dir=str(data_dir),
+        namespace=namespace,
+        log_url=log_url,
+        token_file=None if token_file is None else str(token_file),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        limits=Limits(
+            max_frame_bytes=max_frame_bytes,
+            max_batch_events=max_batch_events,
+            max_subscriptions=max_subscriptions,
+            max_frames_per_s=max_frames_per_s,
+            max_events_per_s=max_events_per_s,
+            send_queue_frames=send_queue_frames,
+        ),
+        health_interval_s=health_interval,
+        accept_unknown_types=accept_unknown_types,
+        compression=compression,
+    )
+
+    async def main() -> None:
+        router = Router(config)
+        try:
+            await router.start()
+            click.echo(f"router listening on {router.url}", err=True)
+            await router.serve_forever()
+        finally:
+            await router.close()
+
+    _run(main)
+
+
+@click.command("eventlog")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", default=7401, show_default=True, type=int, help="TCP port (0: any).")
+@click.option(
+    "--data-dir",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory of the log.",
+)
+def eventlog_command(host: str, port: int, data_dir: Path) -> None:
+    """Run the event log as its own process, for `tape router --log-url`."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise click.BadParameter(
+            "the log service trusts its clients: bind loopback", param_hint="--host"
+        )
+
+    async def main() -> None:
+        service = LogService(data_dir, host, port)
+        try:
+            await service.start()
+            click.echo(f"eventlog listening on ws://{host}:{service.port}", err=True)
+            await service.serve_forever()
+        finally:
+            await service.close()
+
+    _run(main)
+
+
+@click.group("token")
+def token_group() -> None:
+    """Manage router tokens and ACLs."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--publish", "publish", multiple=True, help="Topic pattern it may publish (repeat).")
+@click.option("--subscribe", "subscribe", multiple=True, help="Pattern it may subscribe (repeat).")
+@click.option("--commit", is_flag=True, help="May commit staged batches (the replay driver).")
+@click.option(
+    "--token-file",
+    default="tokens.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The token file to create or update.",
+)
+def token_create(
+    name: str, publish: tuple[str, ...], subscribe: tuple[str, ...], commit: bool, token_file: Path
+) -> None:
+    """Create or replace NAME's token; prints the token once (only its hash is kept)."""
+    token = create_token(token_file, name, publish=publish, subscribe=subscribe, commit=commit)
+    click.echo(token)
+    click.echo(
+        f"identity {name!r} written to {token_file} (keep the token: it is not stored)", err=True
+    )
+
+
+COMMANDS: list[click.Command] = [router_command, eventlog_command, token_group]
