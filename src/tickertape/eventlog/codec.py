@@ -5,22 +5,24 @@ checksum member covering every byte before it (DESIGN §5)::
 
     {"id":"md:1",...,"payload":{...},"offset":0,"gseq":1,"ts_log":1700000000000000000,"crc":123456789}\\n
 
-``crc`` is zlib's CRC-32 (ISO-HDLC polynomial, as in gzip and PNG) of the bytes from
-the opening ``{`` up to, not including, ``,"crc":``. The envelope part is encoded by
+``crc`` is the CRC-32C (Castagnoli polynomial 0x1EDC6F41, RFC 3720 §B.4; the
+checksum of Kafka's record batches and of ext4) of the bytes from the opening ``{`` up
+to, not including, ``,"crc":``, as an unsigned decimal integer. CRC-32C is computed in
+hardware on x86-64 (SSE 4.2) and ARMv8, which on this machine halves its cost against
+zlib's CRC-32; ``crc32c("123456789") == 0xE3069283`` is the standard check value. The envelope part is encoded by
 msgspec in the field order of :class:`~tickertape.schemas.Envelope`, so the same
 envelope always yields the same bytes.
 """
 
 from __future__ import annotations
 
-import zlib
-
+import crc32c
 import msgspec
 
-from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.envelope import Envelope, Record, StoredRecord
 
 _ENCODER = msgspec.json.Encoder()
-_RECORD_DECODER = msgspec.json.Decoder(Record)
+_RECORD_DECODER = msgspec.json.Decoder(StoredRecord)
 _CRC_TAG = b',"crc":'
 
 
@@ -32,28 +34,36 @@ class CodecError(ValueError):
         super().__init__(reason)
 
 
-def encode_into(envelope: Envelope, offset: int, gseq: int, ts_log: int, buffer: bytearray) -> int:
+def ts_log_suffix(ts_log: int) -> bytes:
+    """The encoded ``ts_log`` member, computed once per group for :func:`encode_into`."""
+    return b',"ts_log":%d' % ts_log
+
+
+def encode_into(
+    envelope: Envelope, offset: int, gseq: int, ts_log: int | bytes, buffer: bytearray
+) -> int:
     """Append the stored line of ``envelope`` to ``buffer``; return the line's length.
 
     Args:
         envelope: the producer's envelope.
-        offset, gseq, ts_log: the log's fields (ts_log in ns).
+        offset, gseq: the log's positions.
+        ts_log: append time in ns, or its :func:`ts_log_suffix` (faster in a loop).
         buffer: a reused buffer; the line is appended at its end.
     """
     start = len(buffer)
     _ENCODER.encode_into(envelope, buffer, start)
-    if buffer.find(b"\n", start) >= 0 or buffer.find(b"\r", start) >= 0:
+    if buffer.find(b"\n", start) >= 0:
         # A raw payload with line breaks (only possible as whitespace between JSON
         # tokens: strings escape them) would split the line: drop them.
         del buffer[start:]
-        payload = bytes(envelope.payload).replace(b"\n", b"").replace(b"\r", b"")
+        payload = bytes(envelope.payload).replace(b"\n", b"")
         _ENCODER.encode_into(
             msgspec.structs.replace(envelope, payload=msgspec.Raw(payload)), buffer, start
         )
     del buffer[-1]  # the closing brace: the log fields follow
-    buffer += b',"offset":%d,"gseq":%d,"ts_log":%d' % (offset, gseq, ts_log)
-    crc = zlib.crc32(memoryview(buffer)[start:])
-    buffer += b',"crc":%d}\n' % crc
+    buffer += f',"offset":{offset},"gseq":{gseq}'.encode()
+    buffer += ts_log if isinstance(ts_log, bytes) else ts_log_suffix(ts_log)
+    buffer += f',"crc":{crc32c.crc32c(memoryview(buffer)[start:])}}}\n'.encode()
     return len(buffer) - start
 
 
@@ -62,42 +72,29 @@ def encode_record(record: Record) -> bytes:
     buffer = bytearray()
     body = _ENCODER.encode(record)
     buffer += body[:-1]
-    crc = zlib.crc32(buffer)
+    crc = crc32c.crc32c(buffer)
     buffer += b',"crc":%d}\n' % crc
     return bytes(buffer)
 
 
-def check_line(line: bytes) -> None:
-    """Verify a line's framing and checksum without decoding it.
-
-    Raises:
-        CodecError: no trailing newline (torn), no checksum, or checksum mismatch.
-    """
-    if not line.endswith(b"}\n"):
-        raise CodecError("torn record (no closing brace and newline)")
-    end = len(line) - 2
-    pos = line.rfind(_CRC_TAG, 0, end)
-    if pos < 0:
-        raise CodecError("no crc member")
-    try:
-        stored = int(line[pos + len(_CRC_TAG) : end])
-    except ValueError:
-        raise CodecError("crc member is not an integer") from None
-    if zlib.crc32(memoryview(line)[:pos]) != stored:
-        raise CodecError("checksum mismatch")
-
-
 def decode_line(line: bytes) -> Record:
-    """Decode one stored line (with its newline) into a :class:`Record`, checking its CRC.
+    """Decode one stored line into a :class:`Record`, checking its CRC.
+
+    The line may end with its newline or not; a line cut anywhere fails to parse.
 
     Raises:
         CodecError: torn, checksum mismatch, or not a valid record.
     """
-    check_line(line)
     try:
-        return _RECORD_DECODER.decode(line)
-    except msgspec.DecodeError as exc:
+        rec = _RECORD_DECODER.decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        if not line.endswith((b"}\n", b"}")):
+            raise CodecError("torn record (no closing brace and newline)") from None
         raise CodecError(f"not a valid record: {exc}") from None
+    pos = line.rfind(_CRC_TAG)
+    if pos < 0 or crc32c.crc32c(line[:pos]) != rec.crc:
+        raise CodecError("checksum mismatch")
+    return rec
 
 
 def decode_trusted(line: bytes) -> Record:

@@ -19,17 +19,67 @@ import struct
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import crc32c
+import msgspec
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
 from tickertape.eventlog.layout import Segment, list_segments, list_topics, namespace_dir
-from tickertape.eventlog.segment import build_index, iter_lines
-from tickertape.schemas.envelope import Record
+from tickertape.eventlog.segment import build_index, iter_raw_lines
+from tickertape.schemas.envelope import Record, StoredRecord
 from tickertape.topics import matches_any
 
 _HEAD = struct.Struct("<q")
+_INF = 1 << 63
+_DECODER = msgspec.json.Decoder(StoredRecord)
+
+
+@dataclass(slots=True)
+class _Bounds:
+    min_offset: int = 0
+    max_offset: int = _INF
+    min_gseq: int = 0
+    max_gseq: int = _INF
+    min_ts: int = -1
+    max_ts: int = _INF
+    done: bool = False
+
+
+def _entry_offset(e: IndexEntry) -> int:
+    return e.offset
+
+
+def _entry_gseq(e: IndexEntry) -> int:
+    return e.gseq
+
+
+def _entry_ts(e: IndexEntry) -> int:
+    return e.ts_event
+
+
+def _last_offset(i: SegmentIndex) -> int:
+    return i.last_offset
+
+
+def _last_gseq(i: SegmentIndex) -> int:
+    return i.last_gseq
+
+
+def _last_ts(i: SegmentIndex) -> int:
+    return i.last_ts
+
+
+def decode_line_reason(line: bytes) -> str:
+    """Why a line does not decode (for error messages)."""
+    try:
+        decode_line(line)
+    except CodecError as exc:
+        return exc.reason
+    return "invalid record"
 
 
 class LogReader:
@@ -111,25 +161,51 @@ class LogReader:
     # -------------------------------------------------------------- reading
 
     def _iter_segment(
-        self, seg: Segment, entry: IndexEntry | None, max_gseq: int
+        self, seg: Segment, entry: IndexEntry | None, bounds: _Bounds
     ) -> Iterator[Record]:
-        expected = entry.offset if entry is not None else None
+        """Records of one day file from an index entry, within ``bounds`` (hot path)."""
+        expected = entry.offset if entry is not None else -1
         file_pos = entry.file_pos if entry is not None else 0
         raw_pos = entry.raw_pos if entry is not None else 0
-        for pos, line in iter_lines(seg, file_pos, raw_pos):
-            if not seg.sealed and not line.endswith(b"\n"):
+        min_offset, max_offset = bounds.min_offset, bounds.max_offset
+        min_gseq, max_gseq = bounds.min_gseq, bounds.max_gseq
+        min_ts, max_ts = bounds.min_ts, bounds.max_ts
+        decode = _DECODER.decode
+        crc32 = crc32c.crc32c
+        sealed = seg.sealed
+        pos = raw_pos
+        for line in iter_raw_lines(seg, file_pos):
+            size = len(line)
+            if not sealed and line[-1] != 10:
                 return  # a write in progress (or a torn tail awaiting recovery)
             try:
-                rec = decode_line(line)
-            except CodecError as exc:
-                raise CorruptRecordError(seg.path, pos, expected, exc.reason) from None
-            if expected is not None and rec.offset != expected:
+                rec = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                reason = decode_line_reason(line)
                 raise CorruptRecordError(
-                    seg.path, pos, expected, f"offset {rec.offset} where {expected} was expected"
+                    seg.path, pos, expected if expected >= 0 else None, reason
+                ) from None
+            if crc32(line[: line.rfind(b',"crc":')]) != rec.crc:
+                raise CorruptRecordError(
+                    seg.path, pos, expected if expected >= 0 else None, "checksum mismatch"
                 )
-            if rec.gseq > max_gseq:
+            offset = rec.offset
+            if expected >= 0 and offset != expected:
+                raise CorruptRecordError(
+                    seg.path, pos, expected, f"offset {offset} where {expected} was expected"
+                )
+            expected = offset + 1
+            pos += size
+            gseq = rec.gseq
+            if gseq > max_gseq or offset > max_offset:
+                bounds.done = True
                 return
-            expected = rec.offset + 1
+            ts = rec.ts_event
+            if ts >= max_ts:
+                bounds.done = True
+                return
+            if offset < min_offset or gseq < min_gseq or ts < min_ts:
+                continue
             yield rec
 
     def _iter_topic(
@@ -138,11 +214,13 @@ class LogReader:
         key: Callable[[IndexEntry], int],
         summary_last: Callable[[SegmentIndex], int],
         value: int,
-        max_gseq: int,
+        bounds: _Bounds,
     ) -> Iterator[Record]:
-        """Records of ``topic`` starting near the first one whose key ≥ value."""
+        """Records of ``topic`` within ``bounds``, starting near the first whose key ≥ value."""
         started = False
         for seg in self.segments(topic):
+            if bounds.done:
+                return
             if not started:
                 idx = self.segment_index(seg)
                 if idx.count == 0 or summary_last(idx) < value:
@@ -151,9 +229,9 @@ class LogReader:
                 i = bisect_right(keys, value) - 1
                 entry = idx.entries[max(i, 0)] if idx.entries else None
                 started = True
-                yield from self._iter_segment(seg, entry, max_gseq)
+                yield from self._iter_segment(seg, entry, bounds)
             else:
-                yield from self._iter_segment(seg, None, max_gseq)
+                yield from self._iter_segment(seg, None, bounds)
 
     def read_topic(
         self,
@@ -168,15 +246,12 @@ class LogReader:
         Raises:
             CorruptRecordError: a record fails its checksum or breaks offset contiguity.
         """
-        limit = self.head_gseq() if max_gseq is None else max_gseq
-        for rec in self._iter_topic(
-            topic, lambda e: e.offset, lambda i: i.last_offset, from_offset, limit
-        ):
-            if rec.offset < from_offset:
-                continue
-            if to_offset is not None and rec.offset > to_offset:
-                return
-            yield rec
+        bounds = _Bounds(
+            min_offset=from_offset,
+            max_offset=_INF if to_offset is None else to_offset,
+            max_gseq=self.head_gseq() if max_gseq is None else max_gseq,
+        )
+        return self._iter_topic(topic, _entry_offset, _last_offset, from_offset, bounds)
 
     def read(
         self,
@@ -192,21 +267,16 @@ class LogReader:
         head = self.head_gseq()
         limit = head if to_gseq is None else min(to_gseq, head)
         iterators = [
-            self._gseq_filtered(
-                self._iter_topic(t, lambda e: e.gseq, lambda i: i.last_gseq, from_gseq, limit),
+            self._iter_topic(
+                t,
+                _entry_gseq,
+                _last_gseq,
                 from_gseq,
+                _Bounds(min_gseq=from_gseq, max_gseq=limit),
             )
             for t in self.topics(patterns)
         ]
         return merge_by_gseq(iterators)
-
-    @staticmethod
-    def _gseq_filtered(records: Iterator[Record], from_gseq: int) -> Iterator[Record]:
-        for rec in records:
-            if rec.gseq >= from_gseq:
-                yield rec
-                yield from records
-                return
 
     def read_from_time(
         self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
@@ -216,18 +286,17 @@ class LogReader:
         Stops each topic before the first record with ``ts_event ≥ to_ns``.
         """
         head = self.head_gseq()
-
-        def topic_iter(topic: str) -> Iterator[Record]:
-            for rec in self._iter_topic(
-                topic, lambda e: e.ts_event, lambda i: i.last_ts, ts_ns, head
-            ):
-                if rec.ts_event < ts_ns:
-                    continue
-                if to_ns is not None and rec.ts_event >= to_ns:
-                    return
-                yield rec
-
-        return merge_by_gseq([topic_iter(t) for t in self.topics(patterns)])
+        iterators = [
+            self._iter_topic(
+                t,
+                _entry_ts,
+                _last_ts,
+                ts_ns,
+                _Bounds(min_ts=ts_ns, max_ts=_INF if to_ns is None else to_ns, max_gseq=head),
+            )
+            for t in self.topics(patterns)
+        ]
+        return merge_by_gseq(iterators)
 
     def first_gseq_at(self, patterns: Sequence[str] | None, ts_ns: int) -> int | None:
         """The smallest gseq among matching records with ``ts_event ≥ ts_ns``, or None."""

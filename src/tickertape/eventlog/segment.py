@@ -49,6 +49,21 @@ def iter_lines(
                 pos += len(line)
 
 
+def iter_raw_lines(segment: Segment, file_pos: int = 0) -> Iterator[bytes]:
+    """Yield the lines of ``segment`` from a file (or frame) position, without positions."""
+    if segment.sealed:
+        with open(segment.path, "rb") as f:
+            f.seek(file_pos)
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                f, read_size=_READ_SIZE, read_across_frames=True
+            )
+            yield from io.BufferedReader(reader, buffer_size=_READ_SIZE)
+    else:
+        with open(segment.path, "rb", buffering=_READ_SIZE) as f:
+            f.seek(file_pos)
+            yield from f
+
+
 def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:
     """Yield ``(file_pos, decompressed_frame)`` for each zstd frame of a sealed file."""
     data = path.read_bytes()

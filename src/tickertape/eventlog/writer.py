@@ -39,12 +39,12 @@ from tickertape.errors import (
     LogError,
     LogFatalError,
 )
-from tickertape.eventlog.codec import CodecError, decode_line, encode_into
+from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
 from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex, load_index, save_index
 from tickertape.eventlog.layout import (
+    NS_PER_DAY,
     Segment,
     day_name,
-    day_of,
     fsync_dir,
     list_segments,
     list_topics,
@@ -155,6 +155,7 @@ class EventLog:
         self._topics: dict[str, _Topic] = {}
         self._sources: dict[str, int] = {}
         self._recent: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._recent_old: dict[tuple[str, int], tuple[str, int, int]] = {}
         self._head = 0
         self._failed: LogError | None = None
         self._closed = False
@@ -366,6 +367,7 @@ class EventLog:
         self._topics.clear()
         self._sources.clear()
         self._recent.clear()
+        self._recent_old.clear()
         self._recover_after_cut()
 
     def _recover_after_cut(self) -> None:
@@ -474,93 +476,105 @@ class EventLog:
         return results
 
     def _append_group(self, group: Sequence[Envelope], ts_log: int) -> list[AppendResult]:
-        results: list[AppendResult | None] = []
+        results: list[AppendResult] = []
         buffers = self._buffers
         buffers.clear()
         order: list[tuple[str, int]] = []
+        sources = self._sources
         pending_src: dict[str, int] = {}
         pending_keys: dict[tuple[str, int], tuple[str, int, int]] = {}
-        pending_topic: dict[str, list[int]] = {}  # name -> [next_offset, last_ts, last_gseq]
+        pending_topic: dict[
+            str, list[int]
+        ] = {}  # name -> [next_offset, last_ts, last_gseq, sealed_day]
         new_topics: list[str] = []
         accepted: list[tuple[str, int, int, int, int, str, int, int]] = []
         head = self._head
+        ts_suffix = ts_log_suffix(ts_log)
+        current_day = -1
+        current_day_end = -1
+        current_day_start = 0
         for env in group:
-            src_last = pending_src.get(env.source)
+            source = env.source
+            seq = env.source_seq
+            src_last = pending_src.get(source)
             if src_last is None:
-                src_last = self._sources.get(env.source, 0)
-            if env.source_seq <= src_last:
+                src_last = sources.get(source, 0)
+            if seq <= src_last:
                 results.append(self._duplicate(env, pending_keys))
                 continue
-            state = pending_topic.get(env.topic)
+            topic_name = env.topic
+            state = pending_topic.get(topic_name)
             if state is None:
-                t = self._topics.get(env.topic)
+                t = self._topics.get(topic_name)
                 if t is None:
-                    problem = validate_topic(env.topic)
+                    problem = validate_topic(topic_name)
                     if problem is not None:
                         results.append(
                             AppendResult(id=env.id, error="INVALID_TOPIC", message=problem)
                         )
                         continue
-                    new_topics.append(env.topic)
+                    new_topics.append(topic_name)
                     state = [0, -1, 0, -1]
                 else:
                     state = [t.next_offset, t.last_ts, t.last_gseq, t.sealed_day]
-                pending_topic[env.topic] = state
-            if env.ts_event < state[1]:
+                pending_topic[topic_name] = state
+            ts_event = env.ts_event
+            if ts_event < state[1]:
                 results.append(
                     AppendResult(
                         id=env.id,
                         error="TS_REGRESSION",
                         message=(
-                            f"ts_event regression on topic {env.topic!r}: {env.ts_event} < "
+                            f"ts_event regression on topic {topic_name!r}: {ts_event} < "
                             f"last stored {state[1]}"
                         ),
                     )
                 )
                 continue
-            day = day_of(env.ts_event)
+            if current_day_start <= ts_event < current_day_end:
+                day = current_day
+            else:
+                day = current_day = ts_event // NS_PER_DAY
+                current_day_start = day * NS_PER_DAY
+                current_day_end = current_day_start + NS_PER_DAY
             if day <= state[3]:
                 results.append(
                     AppendResult(
                         id=env.id,
                         error="DAY_SEALED",
-                        message=f"topic {env.topic!r}: day {day_name(day)} is sealed; appends must be later",
+                        message=f"topic {topic_name!r}: day {day_name(day)} is sealed; appends must be later",
                     )
                 )
                 continue
             offset = state[0]
             head += 1
             state[0] = offset + 1
-            state[1] = env.ts_event
+            state[1] = ts_event
             state[2] = head
-            key = (env.topic, day)
+            key = (topic_name, day)
             buf = buffers.get(key)
             if buf is None:
                 buf = buffers[key] = bytearray()
                 order.append(key)
             pos = len(buf)
-            encode_into(env, offset, head, ts_log, buf)
-            accepted.append(
-                (env.topic, day, offset, head, env.ts_event, env.source, env.source_seq, pos)
-            )
-            pending_src[env.source] = env.source_seq
-            pending_keys[(env.source, env.source_seq)] = (env.topic, offset, head)
+            encode_into(env, offset, head, ts_suffix, buf)
+            accepted.append((topic_name, day, offset, head, ts_event, source, seq, pos))
+            pending_src[source] = seq
+            pending_keys[(source, seq)] = (topic_name, offset, head)
             results.append(AppendResult(id=env.id, offset=offset, gseq=head))
         if accepted:
             self._write(order, new_topics, accepted)
             self._head = head
-            for src, seq in pending_src.items():
-                self._sources[src] = seq
-            for (src, seq), pos3 in pending_keys.items():
-                self._remember(src, seq, *pos3)
+            sources.update(pending_src)
+            self._remember_many(pending_keys)
             self._publish_head()
-        return [r for r in results if r is not None]
+        return results
 
     def _duplicate(
         self, env: Envelope, pending: dict[tuple[str, int], tuple[str, int, int]]
     ) -> AppendResult:
         key = (env.source, env.source_seq)
-        pos = pending.get(key) or self._recent.get(key)
+        pos = pending.get(key) or self._recent.get(key) or self._recent_old.get(key)
         if pos is None:
             pos = self._find_stored(env)
         if pos is None:
@@ -576,10 +590,17 @@ class EventLog:
         return None
 
     def _remember(self, source: str, seq: int, topic: str, offset: int, gseq: int) -> None:
-        recent = self._recent
-        recent[(source, seq)] = (topic, offset, gseq)
-        if len(recent) > RECENT_KEYS:
-            del recent[next(iter(recent))]
+        self._recent[(source, seq)] = (topic, offset, gseq)
+        if len(self._recent) > RECENT_KEYS // 2:
+            self._recent_old = self._recent
+            self._recent = {}
+
+    def _remember_many(self, keys: dict[tuple[str, int], tuple[str, int, int]]) -> None:
+        """Keep recent (source, source_seq) positions: two generations of RECENT_KEYS/2."""
+        self._recent.update(keys)
+        if len(self._recent) > RECENT_KEYS // 2:
+            self._recent_old = self._recent
+            self._recent = {}
 
     def _write(
         self,

@@ -92,6 +92,12 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
         return (self.source, self.source_seq)
 
 
+class StoredRecord(Record, frozen=True, kw_only=True):
+    """A :class:`Record` as decoded from disk, with the line's ``crc`` member."""
+
+    crc: int
+
+
 def stamp(envelope: Envelope, offset: int, gseq: int, ts_log: int) -> Record:
     """Return the record the log stores for ``envelope`` at the given positions."""
     return Record(

@@ -1,0 +1,157 @@
+"""Event log figures: durable append, acknowledgement latency, replay reads, sealing.
+
+Prints a table (median of --repeat runs). Run: ``python benchmarks/bench_eventlog.py``.
+Events are ~300-byte market-data envelopes (md.trade) as in PERF_NOTES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
+from tickertape.eventlog.sealing import compact
+from tickertape.schemas import Envelope, encode_payload
+from tickertape.schemas.market import Trade
+
+T0 = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z
+
+
+def make_envelopes(n: int, topics: int = 1, source: str = "bench") -> list[Envelope]:
+    """n md.trade envelopes spread round-robin over ``topics`` topics, 1 ms apart."""
+    out = []
+    for i in range(1, n + 1):
+        sym = f"SYM{i % topics}"
+        trade = Trade(symbol=sym, price=61_000.0 + (i % 500) * 0.01, size=0.001 * (i % 97 + 1),
+                      side="buy" if i % 3 else "sell", trade_id=str(3_000_000_000 + i))  # fmt: skip
+        ts = T0 + i * 1_000_000
+        out.append(
+            Envelope(id=f"{source}:{i}", topic=f"md.trade.crypto.{sym}", type="md.trade", v=1,
+                     market="crypto", ts_event=ts, ts_init=ts + 250_000, source=source,
+                     source_seq=i, payload=encode_payload(trade))  # fmt: skip
+        )
+    return out
+
+
+def bench_append(n: int, batch: int) -> float:
+    envs = make_envelopes(n)
+    with tempfile.TemporaryDirectory() as d:
+        log = EventLog.open(d)
+        t = time.perf_counter()
+        for i in range(0, n, batch):
+            log.append(envs[i : i + batch])
+        dt = time.perf_counter() - t
+        log.close()
+    return n / dt
+
+
+async def _latency(rate: int, seconds: float) -> tuple[float, float, float]:
+    n = int(rate * seconds)
+    envs = make_envelopes(n)
+    with tempfile.TemporaryDirectory() as d:
+        log = await AsyncEventLog.open(d)
+        latencies: list[float] = []
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        tasks = []
+
+        async def one(env: Envelope) -> None:
+            t = time.perf_counter()
+            await log.append([env])
+            latencies.append(time.perf_counter() - t)
+
+        for i, env in enumerate(envs):
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(env), name=f"append-{i}"))
+        await asyncio.gather(*tasks)
+        await log.close()
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    return q[49] * 1e3, q[98] * 1e3, latencies[-1] * 1e3
+
+
+def bench_reads(n: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as d:
+        log = EventLog.open(d)
+        for i in range(0, n, 10_000):
+            log.append(make_envelopes(n, 1, "one")[i : i + 10_000]) if False else None
+        envs1 = make_envelopes(n, 1, "one")
+        for i in range(0, n, 10_000):
+            log.append(envs1[i : i + 10_000])
+        log.close()
+        reader = LogReader(d)
+        topic = reader.topics()[0]
+        t = time.perf_counter()
+        count = sum(1 for _ in reader.read_topic(topic))
+        out["read one topic (open day)"] = count / (time.perf_counter() - t)
+        sizes_open = sum(p.stat().st_size for p in Path(d).rglob("*.jsonl"))
+        log = EventLog.open(d)
+        compact(log, include_open=True)
+        log.close()
+        sizes_sealed = sum(p.stat().st_size for p in Path(d).rglob("*.zst"))
+        reader = LogReader(d)
+        t = time.perf_counter()
+        count = sum(1 for _ in reader.read_topic(topic))
+        out["read one topic (sealed day)"] = count / (time.perf_counter() - t)
+        out["sealing ratio"] = sizes_open / sizes_sealed
+    with tempfile.TemporaryDirectory() as d:
+        log = EventLog.open(d)
+        envs = make_envelopes(n, 10, "ten")
+        for i in range(0, n, 10_000):
+            log.append(envs[i : i + 10_000])
+        log.close()
+        reader = LogReader(d)
+        t = time.perf_counter()
+        count = sum(1 for _ in reader.read())
+        out["merged read of 10 topics by gseq"] = count / (time.perf_counter() - t)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--latency-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+
+    rows: list[tuple[str, str, str]] = []
+    for batch in (1_000, 10_000):
+        v = statistics.median(bench_append(args.events, batch) for _ in range(args.repeat))
+        rows.append((f"durable append, batches of {batch:,}", f"{v:,.0f} events/s", "≥ 400,000"))
+    lat = [asyncio.run(_latency(10_000, args.latency_seconds)) for _ in range(args.repeat)]
+    rows.append(("ack latency p50 @ 10k/s one by one", f"{statistics.median(x[0] for x in lat):.3f} ms", ""))
+    rows.append(("ack latency p99 @ 10k/s one by one", f"{statistics.median(x[1] for x in lat):.3f} ms", "≤ 2 ms"))
+    reads = [bench_reads(args.events) for _ in range(args.repeat)]
+    targets = {
+        "read one topic (open day)": "≥ 1,000,000",
+        "read one topic (sealed day)": "≥ 70% of open",
+        "merged read of 10 topics by gseq": "≥ 700,000",
+        "sealing ratio": "≥ 5×",
+    }
+    for key, target in targets.items():
+        v = statistics.median(r[key] for r in reads)
+        unit = "×" if key == "sealing ratio" else " events/s"
+        rows.append((key, f"{v:,.1f}{unit}" if unit == "×" else f"{v:,.0f}{unit}", target))
+    table = Table(title=f"event log, {args.events:,} events of ~300 B, median of {args.repeat}")
+    table.add_column("measure")
+    table.add_column("median", justify="right")
+    table.add_column("target", justify="right")
+    for r in rows:
+        table.add_row(*r)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
