@@ -1,0 +1,119 @@
+"""Helpers shared by the router and client tests: envelopes, routers in-process and as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tickertape.router.protocol import Limits
+from tickertape.router.server import Router, RouterConfig
+from tickertape.schemas import Envelope, encode_payload
+from tickertape.schemas.market import Trade
+
+BASE_NS = 1_700_000_000_000_000_000
+
+
+def trade(source: str, seq: int, symbol: str = "BTC", *, topic: str | None = None) -> Envelope:
+    """A valid md.trade envelope from ``source`` with ``source_seq`` = ``seq``."""
+    payload = encode_payload(
+        Trade(symbol=symbol, price=100.0 + seq % 7, size=1.0, side="buy", trade_id=str(seq))
+    )
+    return Envelope(
+        id=f"{source}:{seq}",
+        topic=topic or f"md.trade.crypto.{symbol}",
+        type="md.trade",
+        v=1,
+        market="crypto",
+        ts_event=BASE_NS + seq * 1_000,
+        ts_init=BASE_NS + seq * 1_000,
+        source=source,
+        source_seq=seq,
+        payload=payload,
+    )
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Wait until ``check()`` is true, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_router(data_dir: Path, **config: Any) -> AsyncIterator[Router]:
+    """A router in this process on a free port (embedded log under ``data_dir``)."""
+    limits = config.pop("limits", Limits())
+    router = Router(
+        RouterConfig(port=0, data_dir=str(data_dir), limits=limits, health_interval_s=0.2, **config)
+    )
+    await router.start()
+    try:
+        yield router
+    finally:
+        await router.close()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    """Block until something accepts TCP connections on loopback ``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listening on port {port} after {timeout} s")
+
+
+def tape(*args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``tape ARGS`` as a separate process (stderr to ``log`` when given)."""
+    err = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("tape")), "--log-level", "warning", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+        env={**os.environ, "PYTHONASYNCIODEBUG": ""},
+    )
+
+
+def python(script: str, *args: str) -> subprocess.Popen[bytes]:
+    """Run a Python script (as text) in a separate process; stdout is piped."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONASYNCIODEBUG": ""},
+    )
+
+
+def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to ``proc`` (when still running) and reap it."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)

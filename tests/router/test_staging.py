@@ -1,0 +1,35 @@
+"""Tests for tickertape.router.staging: staged events, expected counts, commit order."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickertape.router.staging import StageBook, StageIncompleteError
+
+from .support import trade
+
+
+def test_take_sorts_by_ts_event_source_and_seq_and_dedupes() -> None:
+    """A stage is released in (ts_event, source, source_seq) order, a resend counted once."""
+    book = StageBook()
+    book.add("main", "s1", [trade("b", 2), trade("a", 2), trade("a", 1)])
+    book.add("main", "s1", [trade("a", 1)])
+    assert book.counts("main", "s1") == {"a": 2, "b": 1}
+    events = book.take("main", "s1", {"a": 2, "b": 1, "c": 0})
+    assert [(e.source, e.source_seq) for e in events] == [("a", 1), ("a", 2), ("b", 2)]
+    assert book.staged_events == 0
+
+
+def test_incomplete_stage_is_kept() -> None:
+    """Counts differing from expect raise STAGE_INCOMPLETE and keep the stage."""
+    book = StageBook()
+    book.add("main", "s1", [trade("a", 1)])
+    with pytest.raises(StageIncompleteError) as info:
+        book.take("main", "s1", {"a": 1, "b": 1})
+    assert info.value.code == "STAGE_INCOMPLETE"
+    assert book.counts("main", "s1") == {"a": 1}
+
+
+def test_empty_commit_of_unknown_stage_is_allowed() -> None:
+    """An unknown stage with nothing expected commits zero events."""
+    assert StageBook().take("main", "nothing", {}) == []
