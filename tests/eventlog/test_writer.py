@@ -1,0 +1,337 @@
+"""Tests of tickertape.eventlog.writer: positions, dedupe, refusals, days, the lock, reopen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tickertape.errors import LogClosedError, LogError
+from tickertape.eventlog import EventLog
+from tickertape.eventlog import writer as writer_module
+from tickertape.eventlog.sealing import compact
+
+from .conftest import FixedClock
+from .envelopes import (
+    NS_PER_DAY,
+    T0,
+    TRADE_TOPIC,
+    day_file,
+    envelope,
+    envelopes,
+    keys,
+    stored_records,
+    topic_dir,
+)
+
+TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
+
+
+def test_offsets_and_gseq_are_contiguous(log: EventLog) -> None:
+    """offset counts per topic from 0 and gseq per namespace from 1, with no gap."""
+    batch = envelopes(30, topics=TOPICS)
+    results = log.append(batch[:10]) + log.append(batch[10:])
+    assert [r.gseq for r in results] == list(range(1, 31))
+    per_topic: dict[str, list[int]] = {}
+    for env, res in zip(batch, results, strict=True):
+        assert res.error is None
+        assert not res.duplicate
+        per_topic.setdefault(env.topic, []).append(res.offset)  # type: ignore[arg-type]
+    for offsets in per_topic.values():
+        assert offsets == list(range(len(offsets)))
+    assert log.head_gseq == 30
+    assert log.next_offsets() == dict.fromkeys(TOPICS, 10)
+    assert [r.gseq for r in log.read()] == list(range(1, 31))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(st.sampled_from(TOPICS), st.integers(1, 5)), min_size=1, max_size=12))
+def test_positions_property(tmp_path: Path, plan: list[tuple[str, int]]) -> None:
+    """Any sequence of batches over any topics stores contiguous offsets and gseq, readable back."""
+    data = tmp_path / f"p{len(list(tmp_path.iterdir()))}"
+    seq = 0
+    expected: list[tuple[str, int]] = []
+    with EventLog.open(data) as lg:
+        for topic, n in plan:
+            batch = []
+            for _ in range(n):
+                seq += 1
+                batch.append(envelope(seq, topic=topic))
+            lg.append(batch)
+            expected += [(topic, e.source_seq) for e in batch]
+        records = list(lg.read())
+    assert [(r.topic, r.source_seq) for r in records] == expected
+    assert [r.gseq for r in records] == list(range(1, seq + 1))
+    for topic in TOPICS:
+        assert [r.offset for r in records if r.topic == topic] == list(
+            range(sum(1 for t, _ in expected if t == topic))
+        )
+
+
+def test_duplicate_in_the_same_batch_returns_the_first_position(log: EventLog) -> None:
+    """A (source, source_seq) repeated within one batch is stored once; both get its position."""
+    e = envelope(1)
+    res = log.append([e, e, envelope(2)])
+    assert (res[0].offset, res[0].gseq, res[0].duplicate) == (0, 1, False)
+    assert (res[1].offset, res[1].gseq, res[1].duplicate) == (0, 1, True)
+    assert (res[2].offset, res[2].gseq) == (1, 2)
+    assert log.head_gseq == 2
+
+
+def test_duplicate_in_a_later_batch_returns_the_original_position(log: EventLog) -> None:
+    """Re-appending stored envelopes returns their original offset and gseq, storing nothing."""
+    first = log.append(envelopes(5, topics=TOPICS))
+    again = log.append(envelopes(5, topics=TOPICS))
+    assert all(r.duplicate for r in again)
+    assert [(r.offset, r.gseq) for r in again] == [(r.offset, r.gseq) for r in first]
+    assert log.head_gseq == 5
+
+
+def test_duplicate_after_reopen_returns_the_original_position(data_dir: Path) -> None:
+    """After a reopen the dedupe state is rebuilt from the files."""
+    with EventLog.open(data_dir) as lg:
+        first = lg.append(envelopes(5, topics=TOPICS))
+    with EventLog.open(data_dir) as lg:
+        assert lg.last_source_seq("md") == 5
+        again = lg.append(envelopes(5, topics=TOPICS))
+        assert lg.head_gseq == 5
+    assert all(r.duplicate for r in again)
+    assert [(r.offset, r.gseq) for r in again] == [(r.offset, r.gseq) for r in first]
+
+
+def test_duplicate_older_than_the_window_is_found_by_topic_scan(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A duplicate evicted from the in-memory window still gets its original position."""
+    monkeypatch.setattr(writer_module, "RECENT_KEYS", 4)
+    first = log.append(envelopes(20, topics=TOPICS))
+    again = log.append([envelope(2, topic=TOPICS[1])])
+    assert again[0].duplicate
+    assert (again[0].offset, again[0].gseq) == (first[1].offset, first[1].gseq)
+
+
+def test_duplicate_after_sealing_and_reopen_is_found(data_dir: Path) -> None:
+    """A duplicate of a record in a sealed day (not in memory after reopen) gets its position."""
+    with EventLog.open(data_dir) as lg:
+        first = lg.append(envelopes(6, topics=TOPICS))
+        compact(lg, include_open=True)
+    with EventLog.open(data_dir) as lg:
+        again = lg.append([envelope(3, topic=TOPICS[2])])
+    assert again[0].duplicate
+    assert (again[0].offset, again[0].gseq) == (first[2].offset, first[2].gseq)
+
+
+def test_source_seq_below_the_last_is_a_duplicate(log: EventLog) -> None:
+    """An envelope at or below its source's last stored source_seq is acknowledged, not stored."""
+    log.append([envelope(10)])
+    res = log.append([envelope(3, ts_event=T0 + 10**9)])
+    assert res[0].duplicate
+    assert res[0].error is None
+    assert log.head_gseq == 1
+
+
+def test_sources_are_deduplicated_independently(log: EventLog) -> None:
+    """Two sources with the same source_seq are both stored."""
+    res = log.append([envelope(1, source="a"), envelope(1, source="b", ts_event=T0 + 5000)])
+    assert [r.gseq for r in res] == [1, 2]
+    assert log.last_source_seq("a") == 1
+    assert log.last_source_seq("b") == 1
+    assert log.last_source_seq("nobody") == 0
+
+
+def test_ts_regression_is_refused_naming_topic_and_timestamps(log: EventLog) -> None:
+    """A ts_event below the topic's last is refused with TS_REGRESSION naming both times."""
+    log.append([envelope(1, ts_event=T0 + 500)])
+    res = log.append([envelope(2, ts_event=T0 + 100), envelope(3, ts_event=T0 + 600)])
+    assert res[0].error == "TS_REGRESSION"
+    assert res[0].offset is None
+    assert res[0].gseq is None
+    assert TRADE_TOPIC in (res[0].message or "")
+    assert str(T0 + 100) in (res[0].message or "")
+    assert str(T0 + 500) in (res[0].message or "")
+    assert (res[1].error, res[1].gseq) == (None, 2)
+    assert keys(log.read()) == [("md", 1), ("md", 3)]
+
+
+def test_ts_regression_within_one_batch_is_refused(log: EventLog) -> None:
+    """The regression check applies between envelopes of the same batch."""
+    res = log.append([envelope(1, ts_event=T0 + 500), envelope(2, ts_event=T0 + 499)])
+    assert res[1].error == "TS_REGRESSION"
+    assert log.head_gseq == 1
+
+
+def test_equal_ts_event_is_accepted(log: EventLog) -> None:
+    """ts_event may repeat on a topic (it never decreases)."""
+    res = log.append([envelope(1, ts_event=T0), envelope(2, ts_event=T0)])
+    assert [r.gseq for r in res] == [1, 2]
+
+
+def test_other_topics_are_not_affected_by_a_regression(log: EventLog) -> None:
+    """Per-topic time: an earlier ts_event on another topic is fine."""
+    res = log.append(
+        [envelope(1, ts_event=T0 + 500), envelope(2, topic=TOPICS[1], ts_event=T0 + 1)]
+    )
+    assert [r.error for r in res] == [None, None]
+
+
+@pytest.mark.parametrize("topic", ["", "md..trade", "md trade", ".md", "md.", "md.*", "md.>"])
+def test_invalid_topic_is_refused(log: EventLog, topic: str) -> None:
+    """An invalid topic name is refused with INVALID_TOPIC; the rest of the batch is stored."""
+    bad = envelope(1).__class__(**{**_fields(envelope(1)), "topic": topic})
+    res = log.append([bad, envelope(2)])
+    assert res[0].error == "INVALID_TOPIC"
+    assert res[0].message
+    assert res[1].gseq == 1
+    assert log.topics() == [TRADE_TOPIC]
+
+
+def _fields(env: object) -> dict[str, object]:
+    return {f: getattr(env, f) for f in env.__struct_fields__}  # type: ignore[attr-defined]
+
+
+def test_day_sealed_after_compact_all(log: EventLog) -> None:
+    """After `compact --all`, appends to a sealed day are refused with DAY_SEALED, a later day works."""
+    log.append([envelope(1)])
+    compact(log, include_open=True)
+    res = log.append([envelope(2), envelope(3, ts_event=T0 + NS_PER_DAY)])
+    assert res[0].error == "DAY_SEALED"
+    assert "2024-01-01" in (res[0].message or "")
+    assert (res[1].error, res[1].offset, res[1].gseq) == (None, 1, 2)
+    assert keys(log.read()) == [("md", 1), ("md", 3)]
+
+
+def test_days_roll_at_utc_midnight(log: EventLog, data_dir: Path) -> None:
+    """Records go to the file of their ts_event's UTC day; the last ns before midnight stays."""
+    midnight = T0 + NS_PER_DAY
+    log.append(
+        [
+            envelope(1, ts_event=T0),
+            envelope(2, ts_event=midnight - 1),
+            envelope(3, ts_event=midnight),
+        ]
+    )
+    log.append([envelope(4, ts_event=midnight + 2 * NS_PER_DAY)])
+    d = topic_dir(data_dir, TRADE_TOPIC)
+    assert sorted(p.name for p in d.glob("*.jsonl")) == [
+        "2024-01-01.jsonl",
+        "2024-01-02.jsonl",
+        "2024-01-04.jsonl",
+    ]
+    assert keys(stored_records(d / "2024-01-01.jsonl")) == [("md", 1), ("md", 2)]
+    assert keys(stored_records(d / "2024-01-02.jsonl")) == [("md", 3)]
+    assert [r.offset for r in log.read_topic(TRADE_TOPIC)] == [0, 1, 2, 3]
+
+
+def test_one_batch_spanning_days_and_topics(log: EventLog, data_dir: Path) -> None:
+    """A batch crossing midnight on several topics lands in the right files with right positions."""
+    batch = envelopes(40, topics=TOPICS, step_ns=NS_PER_DAY // 10, start_ns=T0 + NS_PER_DAY // 2)
+    log.append(batch)
+    records = list(log.read())
+    assert [(r.topic, r.source_seq) for r in records] == [(e.topic, e.source_seq) for e in batch]
+    for rec in records:
+        in_file = stored_records(day_file(data_dir, rec.topic, rec.ts_event))
+        assert rec.gseq in {r.gseq for r in in_file}
+
+
+def test_records_store_the_envelope_and_ts_log(data_dir: Path) -> None:
+    """Stored fields equal the envelope's; ts_log comes from the clock or the argument."""
+    clock = FixedClock(start=42)
+    with EventLog.open(data_dir, now_ns=clock) as lg:
+        lg.append([envelope(1)])
+        lg.append([envelope(2)], ts_log=7)
+        r1, r2 = lg.read()
+    assert r1.ts_log == 43
+    assert r2.ts_log == 7
+    env = envelope(1)
+    for f in env.__struct_fields__:
+        if f != "payload":
+            assert getattr(r1, f) == getattr(env, f)
+    assert bytes(r1.payload) == bytes(env.payload)
+
+
+_HOLD_LOCK = """
+import sys, time
+from tickertape.eventlog import EventLog
+log = EventLog.open(sys.argv[1])
+print("open", flush=True)
+sys.stdin.readline()
+log.close()
+"""
+
+
+def test_second_writer_in_another_process_is_refused(data_dir: Path) -> None:
+    """While a process holds the namespace, EventLog.open elsewhere raises LogError; after it closes, open works."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    ) as child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline() == b"open\n"
+            with pytest.raises(LogError, match="open for writing by another process"):
+                EventLog.open(data_dir)
+            # another namespace is independent
+            EventLog.open(data_dir, "runs/r1").close()
+        finally:
+            child.stdin.write(b"\n")
+            child.stdin.close()
+            child.wait(timeout=30)
+    EventLog.open(data_dir).close()
+
+
+def test_reopen_restores_head_offsets_and_source_seq(data_dir: Path) -> None:
+    """Reopening restores head_gseq, next offsets and last source_seq, and appends continue."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10, topics=TOPICS))
+        lg.append(envelopes(3, source="other", start_ns=T0 + NS_PER_DAY))
+        head, nxt = lg.head_gseq, lg.next_offsets()
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == head == 13
+        assert lg.next_offsets() == nxt
+        assert lg.last_source_seq("md") == 10
+        assert lg.last_source_seq("other") == 3
+        assert lg.recovery.dropped == []
+        assert lg.recovery.corrupt == []
+        res = lg.append([envelope(11, topic=TOPICS[0], ts_event=T0 + 2 * NS_PER_DAY)])
+        assert (res[0].offset, res[0].gseq) == (nxt[TOPICS[0]], 14)
+
+
+def test_reopen_restores_state_from_sealed_days(data_dir: Path) -> None:
+    """A namespace whose days are all sealed reopens with the same head, offsets and sources."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10, topics=TOPICS))
+        compact(lg, include_open=True)
+        head, nxt = lg.head_gseq, lg.next_offsets()
+    with EventLog.open(data_dir) as lg:
+        assert (lg.head_gseq, lg.next_offsets(), lg.last_source_seq("md")) == (head, nxt, 10)
+
+
+def test_append_after_close_is_refused(data_dir: Path) -> None:
+    """A closed log refuses appends with LogClosedError."""
+    lg = EventLog.open(data_dir)
+    lg.close()
+    lg.close()
+    with pytest.raises(LogClosedError):
+        lg.append([envelope(1)])
+
+
+def test_empty_append_stores_nothing(log: EventLog) -> None:
+    """An empty batch returns no results and changes nothing."""
+    assert log.append([]) == []
+    assert log.head_gseq == 0
+
+
+def test_large_batch_is_split_into_groups(log: EventLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch larger than MAX_GROUP is stored whole, in order, with contiguous positions."""
+    monkeypatch.setattr(writer_module, "MAX_GROUP", 7)
+    res = log.append(envelopes(50, topics=TOPICS))
+    assert [r.gseq for r in res] == list(range(1, 51))
+    assert [r.source_seq for r in log.read()] == list(range(1, 51))
