@@ -42,10 +42,10 @@ def trade(source: str, seq: int, symbol: str = "BTC", *, topic: str | None = Non
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], bool | Awaitable[bool]], within: float = 10.0, interval: float = 0.02
 ) -> None:
-    """Wait until ``check()`` is true, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Wait until ``check()`` is true, or fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = check()
         if not isinstance(result, bool):
@@ -53,7 +53,7 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within} s")
         await asyncio.sleep(interval)
 
 

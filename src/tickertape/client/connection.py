@@ -636,8 +636,6 @@ class Client:
             ns: namespace.
         """
         ref = next(self._refs)
-        if to_gseq is None and self.welcome is not None:
-            to_gseq = self.welcome.head_gseq if ns is None else None
         frame = Fetch(
             ref=ref, patterns=list(patterns), start=start, to_gseq=to_gseq, limit=limit, ns=ns
         )

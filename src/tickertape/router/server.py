@@ -819,6 +819,17 @@ class Router:
         ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
         refused = await self._validate(conn, ns, frame)
         if refused is not None:
+            conn.counters.errors += 1
+            self.counters.errors += 1
+            first = next(r for r in refused if r.error != Code.BATCH_REJECTED)
+            log.warning(
+                "batch refused",
+                session=conn.session,
+                identity=conn.identity,
+                ref=frame.ref,
+                code=first.error,
+                reason=(first.message or "")[:500],
+            )
             await conn.send(PubAck(ref=frame.ref, results=refused))
             return
         conn.counters.events_in += len(frame.events)

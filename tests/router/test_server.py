@@ -1,0 +1,334 @@
+"""Tests for tickertape.router.server, in process over real sockets: publish, subscribe, ACL, errors, replay extensions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+
+from tickertape.client import Client, PublishRefusedError
+from tickertape.errors import AuthError, RouterError
+from tickertape.eventlog import LogReader
+from tickertape.router.auth import create_token
+from tickertape.router.protocol import Limits, StartAt
+from tickertape.schemas import Envelope, Record
+
+from .support import running_router, trade
+
+
+def _obj(env: Envelope) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(msgspec.json.encode(env))
+    return obj
+
+
+async def _drain(sub: Any, n: int, within: float = 20.0) -> list[Any]:
+    out: list[Any] = []
+
+    async def take() -> None:
+        async for item in sub:
+            out.append(item)
+            if len(out) >= n:
+                return
+
+    await asyncio.wait_for(take(), within)
+    return out
+
+
+async def test_history_to_live_seam_is_exactly_once(tmp_path: Path) -> None:
+    """A subscriber joining mid-stream from the beginning gets every event once, in gseq order."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, "md") as pub,
+        Client(router.url, "reader") as reader,
+    ):
+        for start in range(1, 3001, 300):
+            await pub.publish([trade("md", i) for i in range(start, start + 300)])
+
+        async def more() -> None:
+            for start in range(3001, 8001, 250):
+                await pub.publish([trade("md", i) for i in range(start, start + 250)])
+
+        task = asyncio.create_task(more())
+        sub = reader.subscribe(["md.>"], "beginning")
+        got = await _drain(sub, 8000)
+        await task
+        assert [r.gseq for r in got] == list(range(1, 8001))
+        assert sub.caught_up.is_set()
+
+
+async def test_publish_is_durable_before_ack(tmp_path: Path) -> None:
+    """A puback's positions are readable from the log files by another reader."""
+    async with running_router(tmp_path) as router, Client(router.url, "md") as pub:
+        acks = await pub.publish([trade("md", 1), trade("md", 2)])
+        assert [a.gseq for a in acks] == [1, 2]
+        records = list(LogReader(tmp_path, "main").read(["md.>"]))
+        assert [r.id for r in records] == ["md:1", "md:2"]
+        again = await pub.publish([trade("md", 2)])
+        assert again[0].duplicate
+        assert again[0].gseq == 2
+
+
+@pytest.fixture
+def acl_tokens(tmp_path: Path) -> dict[str, Any]:
+    path = tmp_path / "tokens.toml"
+    return {
+        "path": path,
+        "strat": create_token(path, "strat", publish=["strategy.intent.*"], subscribe=["md.>"]),
+        "risk": create_token(path, "risk", publish=["risk.>"], subscribe=[">"]),
+        "driver": create_token(path, "driver", publish=[">"], subscribe=[">"], commit=True),
+    }
+
+
+def _intent(source: str, seq: int, topic: str) -> Envelope:
+    return msgspec.structs.replace(
+        trade(source, seq), topic=topic, type="md.trade", market="crypto"
+    )
+
+
+async def test_acl_blocks_publish_spoofing_and_subscribe(
+    tmp_path: Path, acl_tokens: dict[str, Any]
+) -> None:
+    """strategy.intent.* only: no risk.approved.*, no other source, no subscription outside md.>."""
+    async with (
+        running_router(tmp_path / "d", token_file=str(acl_tokens["path"])) as router,
+        Client(router.url, "strat", acl_tokens["strat"]) as strat,
+    ):
+        ok = await strat.publish([_intent("strat", 1, "strategy.intent.sma")])
+        assert ok[0].gseq == 1
+        with pytest.raises(PublishRefusedError) as info:
+            await strat.publish([_intent("strat", 2, "risk.approved.sma")])
+        assert info.value.code == "FORBIDDEN"
+        with pytest.raises(PublishRefusedError) as info:
+            await strat.publish([_intent("risk", 1, "strategy.intent.sma")])
+        assert info.value.code == "SOURCE_MISMATCH"
+        sub = strat.subscribe(["risk.>"], "beginning")
+        with pytest.raises(RouterError) as err:
+            await _drain(sub, 1)
+        assert err.value.code == "FORBIDDEN"
+        allowed = strat.subscribe(["md.>"], "beginning")
+        await asyncio.wait_for(allowed.caught_up.wait(), 10)
+        with pytest.raises(AuthError):
+            await Client(router.url, "strat", acl_tokens["risk"], connect_timeout_s=5).start()
+        stored = list(LogReader(tmp_path / "d", "main").read([">"]))
+        assert [r.topic for r in stored] == ["strategy.intent.sma"]
+
+
+async def _raw(url: str, frames: list[Any], expect: int) -> list[dict[str, Any]]:
+    async with ws_connect(url) as ws:
+        for frame in frames:
+            await ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))
+        out = []
+        for _ in range(expect):
+            out.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        return out
+
+
+async def test_bad_frames_get_errors_and_others_are_unaffected(tmp_path: Path) -> None:
+    """Each bad frame gets an error with its code and ref; another client's stream stays intact."""
+    async with (
+        running_router(tmp_path, limits=Limits(max_batch_events=5)) as router,
+        Client(router.url, "md") as pub,
+        Client(router.url, "reader") as reader,
+    ):
+        sub = reader.subscribe(["md.>"], "beginning")
+        good = trade("bad", 1)
+        frames: list[Any] = [
+            {"op": "pub", "ref": 0, "events": []},
+            {"op": "hello", "ref": 1, "identity": "bad"},
+            "not json",
+            {"op": "zap", "ref": 2},
+            {"op": "sub", "ref": 3},
+            {"op": "sub", "ref": 4, "patterns": ["md.>.x"]},
+            {"op": "pub", "ref": 5, "events": [{"id": 1}]},
+            {"op": "pub", "ref": 6, "events": [_obj(trade("other", 1))]},
+            {"op": "pub", "ref": 7, "events": [_obj(good)] * 6},
+            {"op": "pub", "ref": 8, "events": [{**_obj(good), "payload": {"symbol": 1}}]},
+            {"op": "pub", "ref": 9, "events": [{**_obj(good), "type": "no.such"}]},
+            {"op": "unsub", "ref": 10, "sub": "nope"},
+            {"op": "sub", "ref": 11, "patterns": ["md.>"], "ns": "bad/ns/x"},
+            {"op": "hello", "ref": 12, "identity": "bad"},
+        ]
+        replies = await _raw(router.url, frames, expect=14)
+        codes = {
+            r.get("ref"): r.get("code") or [i.get("error") for i in r.get("results", [])]
+            for r in replies
+        }
+        assert codes[0] == "NOT_AUTHENTICATED"
+        assert codes[None] == "BAD_JSON"
+        assert codes[2] == "UNKNOWN_OP"
+        assert codes[3] == "BAD_FRAME"
+        assert codes[4] == "BAD_PATTERN"
+        assert codes[5] == "SCHEMA_INVALID"
+        assert codes[6] == ["SOURCE_MISMATCH"]
+        assert codes[7] == "BATCH_TOO_LARGE"
+        assert codes[8] == ["SCHEMA_INVALID"]
+        assert codes[9] == ["UNKNOWN_TYPE"]
+        assert codes[10] == "UNKNOWN_SUBSCRIPTION"
+        assert codes[11] == "BAD_NAMESPACE"
+        assert codes[12] == "ALREADY_AUTHENTICATED"
+        await pub.publish([trade("md", i) for i in range(1, 6)])
+        got = await _drain(sub, 5)
+        assert [r.gseq for r in got] == [1, 2, 3, 4, 5]
+        assert router.counters.errors >= 12
+
+
+async def test_oversized_frame_closes_only_that_connection(tmp_path: Path) -> None:
+    """A frame above max_frame_bytes closes its connection with 1009; the router keeps serving."""
+    async with (
+        running_router(tmp_path, limits=Limits(max_frame_bytes=10_000)) as router,
+        ws_connect(router.url) as ws,
+    ):
+        await ws.send(json.dumps({"op": "hello", "ref": 1, "identity": "x"}))
+        await ws.recv()
+        await ws.send("x" * 20_000)
+        await asyncio.wait_for(ws.wait_closed(), 10)
+        assert ws.close_code == 1009
+        async with Client(router.url, "md") as pub:
+            assert (await pub.publish([trade("md", 1)]))[0].gseq == 1
+
+
+async def test_second_writer_on_a_topic_is_refused(tmp_path: Path) -> None:
+    """Once md writes a topic, another identity publishing there gets TOPIC_OWNED."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, "md") as a,
+        Client(router.url, "md2") as b,
+    ):
+        await a.publish([trade("md", 1)])
+        with pytest.raises(PublishRefusedError) as info:
+            await b.publish([trade("md2", 1)])
+        assert info.value.code == "TOPIC_OWNED"
+    async with running_router(tmp_path) as router, Client(router.url, "md2") as b:
+        with pytest.raises(PublishRefusedError) as info:
+            await b.publish([trade("md2", 1)])
+        assert info.value.code == "TOPIC_OWNED"
+
+
+async def test_subscription_and_rate_limits(tmp_path: Path) -> None:
+    """More subscriptions than allowed, and frames above the rate, are refused with codes."""
+    limits = Limits(max_subscriptions=2, max_frames_per_s=20)
+    async with running_router(tmp_path, limits=limits) as router:
+        frames: list[Any] = [{"op": "hello", "ref": 0, "identity": "x"}]
+        frames += [{"op": "sub", "ref": i, "patterns": ["md.>"]} for i in range(1, 4)]
+        frames += [{"op": "stats", "ref": 100 + i} for i in range(60)]
+        replies = await _raw(router.url, frames, expect=64)
+        codes = [r.get("code") for r in replies if r["op"] == "error"]
+        assert "TOO_MANY_SUBSCRIPTIONS" in codes
+        assert "RATE_LIMITED" in codes
+
+
+async def test_staged_publish_and_commit(tmp_path: Path, acl_tokens: dict[str, Any]) -> None:
+    """Staged events are held, committed as one sorted batch with the given ts_log, and fanned out."""
+    async with (
+        running_router(tmp_path / "d", token_file=str(acl_tokens["path"])) as router,
+        Client(router.url, "driver", acl_tokens["driver"]) as driver,
+        Client(router.url, "strat", acl_tokens["strat"]) as strat,
+    ):
+        ns = "runs/test-1"
+        sub = driver.subscribe([">"], "beginning", ns=ns)
+        late = _intent("strat", 2, "strategy.intent.a")
+        early = msgspec.structs.replace(
+            _intent("strat", 1, "strategy.intent.b"), ts_event=late.ts_event
+        )
+        acks = await strat.publish([late, early], ns=ns, stage="step-1")
+        assert all(a.staged for a in acks)
+        with pytest.raises(RouterError) as err:
+            await driver.commit("step-1", {"strat": 3}, ts_log=42, ns=ns)
+        assert err.value.code == "STAGE_INCOMPLETE"
+        with pytest.raises(RouterError) as err:
+            await strat.commit("step-1", {"strat": 2}, ts_log=42, ns=ns)
+        assert err.value.code == "FORBIDDEN"
+        done = await driver.commit("step-1", {"strat": 2}, ts_log=42, ns=ns)
+        assert (done.first_gseq, done.last_gseq, done.count) == (1, 2, 2)
+        empty = await driver.commit("step-2", {}, ts_log=43, ns=ns)
+        assert empty.count == 0
+        got = await _drain(sub, 2)
+        assert [(r.source_seq, r.ts_log) for r in got] == [(1, 42), (2, 42)]
+        assert list(LogReader(tmp_path / "d", "main").read([">"])) == []
+
+
+async def test_ephemeral_messages_reach_live_subscribers_and_are_not_logged(tmp_path: Path) -> None:
+    """An ephemeral pub is delivered without positions and never stored; health arrives too."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, "ta") as ta,
+        Client(router.url, "actor") as actor,
+    ):
+        sub = actor.subscribe(["system.>"], "now", include_ephemeral=True)
+        await asyncio.wait_for(sub.caught_up.wait(), 10)
+        alert = trade("ta", 1, topic="system.replay.step")
+        await ta.publish([alert], ephemeral=True)
+        got: list[Any] = []
+
+        async def until_both() -> None:
+            async for item in sub:
+                got.append(item)
+                topics = {g.topic for g in got}
+                if "system.replay.step" in topics and "system.health.router" in topics:
+                    return
+
+        await asyncio.wait_for(until_both(), 10)
+        assert all(isinstance(g, Envelope) for g in got)
+        assert not any(isinstance(g, Record) for g in got)
+        assert list(LogReader(tmp_path, "main").read([">"])) == []
+        stats = await ta.stats()
+        assert stats["component"] == "router"
+        assert {c["identity"] for c in stats["connections"]} == {"ta", "actor"}
+
+
+async def test_slow_subscriber_is_switched_to_the_log_and_catches_up(tmp_path: Path) -> None:
+    """A subscriber that stops reading is moved to log reading, then gets everything once."""
+    limits = Limits(send_queue_frames=4)
+    async with (
+        running_router(tmp_path, limits=limits) as router,
+        Client(router.url, "md") as pub,
+        Client(router.url, "slow") as slow,
+    ):
+        sub = slow.subscribe(["md.>"], "now", queue_frames=1)
+        await asyncio.wait_for(sub.caught_up.wait(), 10)
+        for start in range(1, 20_001, 100):
+            await pub.publish([trade("md", i) for i in range(start, start + 100)])
+        got = await _drain(sub, 20_000, within=60)
+        assert [r.gseq for r in got] == list(range(1, 20_001))
+        stats = await pub.stats()
+        subs = [s for c in stats["connections"] for s in c["subscriptions"]]
+        assert subs[0]["switches_to_log"] >= 1
+        assert sub.lagging_count >= 1
+
+
+async def test_fetch_streams_a_bounded_range(tmp_path: Path) -> None:
+    """fetch yields the requested range and ends."""
+    async with running_router(tmp_path) as router, Client(router.url, "md") as c:
+        await c.publish([trade("md", i) for i in range(1, 51)])
+        got = [r async for r in c.fetch(["md.>"], StartAt(gseq=10), to_gseq=20)]
+        assert [r.gseq for r in got] == list(range(10, 21))
+        limited = [r async for r in c.fetch(["md.>"], "beginning", limit=7)]
+        assert len(limited) == 7
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_tls(tmp_path: Path) -> None:
+    """With --tls-cert/--tls-key the router speaks wss:// and a client trusting the cert works."""
+    cert, key = _self_signed(tmp_path)
+    async with running_router(tmp_path / "d", tls_cert=str(cert), tls_key=str(key)) as router:
+        assert router.url.startswith("wss://")
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with Client(router.url, "md", ssl_context=ctx) as c:
+            assert (await c.publish([trade("md", 1)]))[0].gseq == 1
