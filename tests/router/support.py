@@ -92,13 +92,14 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 def tape(*args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``tape ARGS`` as a separate process (stderr to ``log`` when given)."""
-    err = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(
-        [str(Path(sys.executable).with_name("tape")), "--log-level", "warning", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        env={**os.environ, "PYTHONASYNCIODEBUG": ""},
-    )
+    command = [str(Path(sys.executable).with_name("tape")), "--log-level", "warning", *args]
+    env = {**os.environ, "PYTHONASYNCIODEBUG": ""}
+    if log is None:
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
+    with open(log, "ab") as err:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
 
 
 def python(script: str, *args: str) -> subprocess.Popen[bytes]:

@@ -6,6 +6,7 @@
 - :mod:`tickertape.client.inspect`: what ``tape tail/stats/append --router`` use.
 """
 
+from tickertape.client import inspect
 from tickertape.client.connection import (
     DEFAULT_OUTBOX_EVENTS,
     Client,
@@ -23,4 +24,5 @@ __all__ = [
     "RemoteSubscription",
     "StartAt",
     "connect",
+    "inspect",
 ]

@@ -6,14 +6,15 @@ restarts the same way (reconnect, resume by gseq, resend the outbox).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tickertape.client.connection import Client
-from tickertape.router.protocol import AckItem, Start, StartAt
+from tickertape.client.connection import Client, PublishRefusedError
+from tickertape.errors import ConfigError
+from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
 DEFAULT_BATCH = 1_000
@@ -23,164 +24,293 @@ DEFAULT_BATCH = 1_000
 class AppendSummary(msgspec.Struct, frozen=True, kw_only=True):
     """What :func:`append_remote` did.
 
+    Also readable as a mapping (``summary["appended"]``) for callers that treat it
+    as a dict.
+
     Attributes:
         sent: envelopes read and published.
-        stored: newly stored by the log.
+        appended: newly stored by the log.
         duplicates: already stored (same source, source_seq): not stored again.
+        refused: one line per refused envelope: ``"<id>: <CODE>: <message>"``.
         first_gseq: the smallest gseq stored or found (0 when none).
         last_gseq: the largest (0 when none).
         batches: ``pub`` frames acknowledged.
     """
 
     sent: int
-    stored: int
+    appended: int
     duplicates: int
+    refused: list[str]
     first_gseq: int
     last_gseq: int
     batches: int
 
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
 
-def _start(start: str | int | None) -> Start:
-    if start is None or start == "now":
-        return "now"
-    if start == "beginning":
-        return "beginning"
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style access to a field."""
+        return getattr(self, key, default)
+
+
+def read_token(token: str | None, token_file: str | Path | None) -> str | None:
+    """The token given, or the first line of ``token_file`` (whitespace stripped).
+
+    Raises:
+        ConfigError: the token file cannot be read.
+    """
+    if token is not None or token_file is None:
+        return token
+    try:
+        return Path(token_file).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ConfigError(f"cannot read token: {exc.strerror}", token_file) from None
+
+
+def _start(start: Any, follow: bool) -> Start:
+    if isinstance(start, StartAt) or start in ("now", "beginning"):
+        return start  # type: ignore[no-any-return]
+    if start is None:
+        return "now" if follow else "beginning"
     if isinstance(start, int):
         return StartAt(gseq=max(1, start))
-    raise ValueError(f"start must be 'now', 'beginning' or a gseq, not {start!r}")
+    gseq = getattr(start, "gseq", None)
+    ts_ns = getattr(start, "ts_ns", None)
+    if gseq is not None or ts_ns is not None:
+        return StartAt(gseq=None if gseq is None else max(1, gseq), time=ts_ns)
+    raise ValueError(f"start must be 'now', 'beginning', a gseq or a position, not {start!r}")
 
 
 async def tail_remote(
     url: str,
     patterns: Iterable[str],
-    start: Start | str | int | None = "beginning",
+    start: Any = None,
     follow: bool = False,
     limit: int | None = None,
-    identity: str = "tail",
+    identity: str = "inspector",
     token: str | None = None,
     *,
-    ns: str | None = None,
+    end: Any = None,
+    token_file: str | Path | None = None,
+    namespace: str | None = None,
     **options: Any,
 ) -> AsyncIterator[Record]:
     """Yield stored events through the router, in gseq order, each once.
 
     Args:
         url: the router's URL.
-        patterns: topic patterns (``[">"]`` for everything).
-        start: ``"now"``, ``"beginning"``, a gseq (int, inclusive) or a :class:`StartAt`
-            (``StartAt(time=ns)`` for a time).
+        patterns: topic patterns (everything when empty).
+        start: ``"now"``, ``"beginning"``, a gseq (int, inclusive), a :class:`StartAt`,
+            or any object with ``gseq`` / ``ts_ns`` attributes (the CLI's position).
+            None means the beginning, or now with ``follow``.
         follow: keep yielding live events after the history (until cancelled);
-            otherwise stop at the head as of the connection.
+            otherwise stop at the head as of the request.
         limit: stop after this many events.
         identity: identity to connect as (needs subscribe rights on ``patterns``).
-        token: its token.
-        ns: namespace.
+        token: its token (or ``token_file``: a file holding it).
+        end: an object with ``gseq`` (inclusive) or ``ts_ns`` (exclusive) bounding
+            the events, or None.
+        token_file: file holding the token.
+        namespace: namespace (the router's default when None).
         **options: passed to :class:`Client` (``ssl_context``...).
 
     Raises:
         RouterError: the router refused the subscription (``FORBIDDEN``, ``BAD_PATTERN``).
         AuthError: the identity or token was refused.
     """
-    begin = start if isinstance(start, StartAt) else _start(start)
+    begin = _start(start, follow)
     pats = list(patterns) or [">"]
-    async with Client(url, identity, token, **options) as client:
-        if follow:
-            stream = client.subscribe(pats, begin, ns=ns)
+    end_gseq = getattr(end, "gseq", None)
+    end_ts = getattr(end, "ts_ns", None)
+    secret = read_token(token, token_file)
+    async with Client(url, identity, secret, **options) as client:
+        if follow and end_gseq is None:
+            stream = client.subscribe(pats, begin, ns=namespace)
         else:
-            stream = client.fetch(pats, begin, ns=ns, limit=limit)
+            stream = client.fetch(pats, begin, ns=namespace, to_gseq=end_gseq)
         try:
-            count = itertools.count(1)
+            count = 0
             async for item in stream:
-                if isinstance(item, Record):
-                    yield item
-                    if limit is not None and next(count) >= limit:
-                        return
+                if not isinstance(item, Record):
+                    continue
+                if end_ts is not None and item.ts_event >= end_ts:
+                    continue
+                yield item
+                count += 1
+                if limit is not None and count >= limit:
+                    return
         finally:
             await stream.close()
 
 
 async def stats_remote(
-    url: str, identity: str = "stats", token: str | None = None, **options: Any
+    url: str,
+    identity: str = "inspector",
+    token: str | None = None,
+    *,
+    token_file: str | Path | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Return the router's health snapshot (``component``, ``head_gseq``,
-    ``connections`` with per-subscription ``lag``, ``metrics``, ``namespaces``).
+    """Return the router's health snapshot.
+
+    Returns:
+        ``component``, ``head_gseq``, ``connections`` (per connection: identity, queue
+        depth, counters, and per subscription its state, cursor and ``lag`` in gseqs),
+        ``metrics`` (totals, append latency p50/p99 in ms...) and ``namespaces``
+        (name → head gseq).
 
     Raises:
         AuthError: the identity or token was refused.
         TimeoutError: the router could not be reached in time.
     """
-    async with Client(url, identity, token, **options) as client:
+    options.setdefault("connect_timeout_s", 10.0)
+    async with Client(url, identity, read_token(token, token_file), **options) as client:
         return await client.stats()
+
+
+def print_stats(stats: dict[str, Any], console: Any = None) -> None:
+    """Print a health snapshot from :func:`stats_remote` as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = console or Console()
+    metrics = stats.get("metrics", {})
+    head = Table(title=f"router: head gseq {stats.get('head_gseq', 0)}", show_header=True)
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    for key in sorted(metrics):
+        value = metrics[key]
+        head.add_row(
+            key,
+            f"{value:,.3f}"
+            if isinstance(value, float) and not value.is_integer()
+            else f"{int(value):,}",
+        )
+    for name, gseq in sorted(stats.get("namespaces", {}).items()):
+        head.add_row(f"namespace {name}", f"{gseq:,}")
+    out.print(head)
+    conns = Table(title="connections", show_header=True)
+    for col in (
+        "session",
+        "identity",
+        "queue",
+        "events in",
+        "events out",
+        "errors",
+        "subscription",
+        "state",
+        "lag",
+    ):
+        conns.add_column(
+            col,
+            justify="right"
+            if col in ("queue", "events in", "events out", "errors", "lag")
+            else "left",
+        )
+    for c in stats.get("connections", []):
+        subs = c.get("subscriptions") or [{}]
+        for i, sub in enumerate(subs):
+            first = i == 0
+            conns.add_row(
+                c.get("session", "") if first else "",
+                c.get("identity") or "" if first else "",
+                f"{c.get('queue_depth', 0)}/{c.get('queue_capacity', 0)}" if first else "",
+                f"{c.get('events_in', 0):,}" if first else "",
+                f"{c.get('events_out', 0):,}" if first else "",
+                str(c.get("errors", 0)) if first else "",
+                ",".join(sub.get("patterns", [])),
+                sub.get("state", ""),
+                f"{sub['lag']:,}" if "lag" in sub else "",
+            )
+    out.print(conns)
 
 
 async def append_remote(
     url: str,
     identity: str,
-    token: str | None,
-    envelopes: Iterable[Envelope],
+    token: str | None = None,
+    envelopes: Iterable[Envelope] = (),
     *,
+    token_file: str | Path | None = None,
+    namespace: str | None = None,
     batch: int = DEFAULT_BATCH,
-    ns: str | None = None,
     **options: Any,
 ) -> AppendSummary:
     """Publish envelopes durably through the router and wait for every acknowledgement.
 
-    Batches are pipelined (up to the client's outbox) and resent across router
-    restarts with the same (source, source_seq), so running it again on the same
-    input stores nothing twice.
+    Batches are sent one at a time (a refused envelope is reported and its batch
+    resent without it, which needs the batches after it not yet stored) and resent
+    across router restarts with the same (source, source_seq), so running it again on
+    the same input stores nothing twice.
 
     Args:
         url: the router's URL.
         identity: the publishing identity (must equal every envelope's ``source``).
-        token: its token.
+        token: its token (or ``token_file``).
         envelopes: the envelopes, in source_seq order per source.
+        token_file: file holding the token.
+        namespace: namespace (the router's default when None).
         batch: envelopes per ``pub`` frame.
-        ns: namespace.
         **options: passed to :class:`Client`.
 
     Returns:
         An :class:`AppendSummary`.
 
     Raises:
-        PublishRefusedError: the router refused envelopes (nothing of that batch stored;
-            earlier batches were).
+        AuthError: the identity or token was refused.
+        RouterError: a non-retryable error for a whole batch.
     """
-    import asyncio
-
-    results: list[list[AckItem]] = []
-    async with Client(url, identity, token, **options) as client:
-        pending: list[asyncio.Task[list[AckItem]]] = []
-        chunk: list[Envelope] = []
-        window = max(1, client._outbox_cap // max(1, batch))
-
-        async def flush_some(keep: int) -> None:
-            while len(pending) > keep:
-                results.append(await pending.pop(0))
-
-        try:
-            for env in envelopes:
-                chunk.append(env)
-                if len(chunk) >= batch:
-                    pending.append(
-                        asyncio.create_task(client.publish(chunk, ns=ns), name="append-remote")
-                    )
-                    chunk = []
-                    await flush_some(window)
-            if chunk:
-                pending.append(
-                    asyncio.create_task(client.publish(chunk, ns=ns), name="append-remote")
-                )
-            await flush_some(0)
-        finally:
-            for task in pending:
-                task.cancel()
-    items = [item for r in results for item in r]
-    gseqs = [i.gseq for i in items if i.gseq is not None]
+    sent = appended = duplicates = batches = 0
+    refused: list[str] = []
+    first = last = 0
+    secret = read_token(token, token_file)
+    async with Client(url, identity, secret, **options) as client:
+        for chunk in _chunks(envelopes, batch):
+            sent += len(chunk)
+            todo = chunk
+            while todo:
+                try:
+                    items = await client.publish(todo, ns=namespace)
+                except PublishRefusedError as exc:
+                    bad = {
+                        r.id
+                        for r in exc.results
+                        if r.error is not None and r.error != Code.BATCH_REJECTED
+                    }
+                    refused += [
+                        f"{r.id}: {r.error}: {r.message}" for r in exc.results if r.id in bad
+                    ]
+                    todo = [e for e in todo if e.id not in bad]
+                    continue
+                batches += 1
+                for item in items:
+                    if item.error is not None:
+                        refused.append(f"{item.id}: {item.error}: {item.message}")
+                    elif item.duplicate:
+                        duplicates += 1
+                    else:
+                        appended += 1
+                    if item.gseq is not None:
+                        first = item.gseq if first == 0 else min(first, item.gseq)
+                        last = max(last, item.gseq)
+                todo = []
     return AppendSummary(
-        sent=len(items),
-        stored=sum(1 for i in items if not i.duplicate and i.gseq is not None),
-        duplicates=sum(1 for i in items if i.duplicate),
-        first_gseq=min(gseqs, default=0),
-        last_gseq=max(gseqs, default=0),
-        batches=len(results),
+        sent=sent,
+        appended=appended,
+        duplicates=duplicates,
+        refused=refused,
+        first_gseq=first,
+        last_gseq=last,
+        batches=batches,
     )
+
+
+def _chunks(envelopes: Iterable[Envelope], size: int) -> Iterable[list[Envelope]]:
+    chunk: list[Envelope] = []
+    for env in envelopes:
+        chunk.append(env)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

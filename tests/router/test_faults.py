@@ -1,0 +1,185 @@
+"""Fault tests with real processes and sockets: router and log killed, subscriber stopped.
+
+Sizes are kept small for CI; set TICKERTAPE_FAULT_EVENTS=100000 for the full run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tickertape.eventlog import LogReader
+
+from .support import free_port, kill, python, tape, wait_port
+
+N_EVENTS = int(os.environ.get("TICKERTAPE_FAULT_EVENTS", "20000"))
+ROOT = Path(__file__).resolve().parents[2]
+
+PUBLISHER = """
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[4])
+import msgspec
+from tickertape.client import Client
+from tests.router.support import trade
+
+async def main(url, n, rate):
+    async with Client(url, "md", max_backoff_s=0.3) as c:
+        step = 200 if rate == 0 else 50
+        for s in range(1, n + 1, step):
+            batch = [trade("md", i) for i in range(s, min(s + step, n + 1))]
+            if rate:
+                now = time.time_ns()
+                batch = [msgspec.structs.replace(e, ts_init=now) for e in batch]
+            await c.publish(batch)
+            if rate:
+                await asyncio.sleep(step / rate)
+        print(json.dumps({"acked": n, "reconnects": c.reconnects}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
+"""
+
+SUBSCRIBER = """
+import asyncio, json, sys, time
+sys.path.insert(0, sys.argv[4])
+from tickertape.client import Client
+
+async def main(url, n, name):
+    gseqs, seqs, lat = [], [], []
+    async with Client(url, name, max_backoff_s=0.3) as c:
+        sub = c.subscribe(["md.>"], "beginning")
+        print("subscribed", flush=True)
+        async for r in sub:
+            gseqs.append(r.gseq)
+            seqs.append(r.source_seq)
+            lat.append((time.time_ns(), time.time_ns() - r.ts_init))
+            if len(gseqs) >= n:
+                break
+    print(json.dumps({"gseqs": gseqs, "seqs": seqs, "lat": lat, "reconnects": c.reconnects,
+                      "lagging": sub.lagging_count}), flush=True)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+"""
+
+
+def _result(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, f"no result; stderr: {err.decode()[-2000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def _wait_line(proc: subprocess.Popen[bytes], text: str) -> None:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode()
+    assert text in line, line
+
+
+def _check_exactly_once(result: dict[str, Any], n: int) -> None:
+    assert result["gseqs"] == list(range(1, n + 1)), "gap, repeat or disorder in gseqs"
+    assert result["seqs"] == list(range(1, n + 1)), "an event was stored twice or lost"
+
+
+@pytest.mark.slow
+def test_router_sigkilled_and_restarted_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """Three SIGKILL+restarts of the router while publishing: each subscriber gets every event once, in order."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    data = tmp_path / "data"
+    args = ("router", "--port", str(port), "--data-dir", str(data))
+    router = tape(*args, log=tmp_path / "router.log")
+    wait_port(port)
+    subs = [python(SUBSCRIBER, url, str(N_EVENTS), f"reader{i}", str(ROOT)) for i in range(3)]
+    for s in subs:
+        _wait_line(s, "subscribed")
+    pub = python(PUBLISHER, url, str(N_EVENTS), "0", str(ROOT))
+    try:
+        for _ in range(3):
+            time.sleep(0.8)
+            kill(router)
+            time.sleep(0.2)
+            router = tape(*args, log=tmp_path / "router.log")
+            wait_port(port)
+        assert _result(pub, 60)["acked"] == N_EVENTS
+        for s in subs:
+            _check_exactly_once(_result(s, 60), N_EVENTS)
+    finally:
+        for p in (pub, *subs, router):
+            kill(p)
+    stored = list(LogReader(data, "main").read(["md.>"]))
+    assert [r.source_seq for r in stored] == list(range(1, N_EVENTS + 1))
+
+
+@pytest.mark.slow
+def test_log_process_sigkilled_and_restarted_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    """Killing the separate eventlog process repeatedly loses no acknowledged event and stores none twice."""
+    log_port, port = free_port(), free_port()
+    url = f"ws://127.0.0.1:{port}"
+    data = tmp_path / "data"
+    log_args = ("eventlog", "--port", str(log_port), "--data-dir", str(data))
+    eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
+    wait_port(log_port)
+    router = tape(
+        "router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}",
+        log=tmp_path / "router.log",
+    )  # fmt: skip
+    wait_port(port)
+    sub = python(SUBSCRIBER, url, str(N_EVENTS), "reader", str(ROOT))
+    _wait_line(sub, "subscribed")
+    pub = python(PUBLISHER, url, str(N_EVENTS), "0", str(ROOT))
+    try:
+        for _ in range(3):
+            time.sleep(0.8)
+            kill(eventlog)
+            time.sleep(0.3)
+            eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
+            wait_port(log_port)
+        assert _result(pub, 90)["acked"] == N_EVENTS
+        _check_exactly_once(_result(sub, 60), N_EVENTS)
+    finally:
+        for p in (pub, sub, router, eventlog):
+            kill(p)
+    stored = list(LogReader(data, "main").read(["md.>"]))
+    assert [r.source_seq for r in stored] == list(range(1, N_EVENTS + 1))
+
+
+@pytest.mark.slow
+def test_stopped_subscriber_does_not_slow_others_and_catches_up(tmp_path: Path) -> None:
+    """A SIGSTOP'd subscriber leaves the others' latency within 2x (plus 5 ms) and catches up after SIGCONT."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    router = tape("router", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+                  "--send-queue-frames", "64", log=tmp_path / "router.log")  # fmt: skip
+    wait_port(port)
+    n, rate, pause_s = 40_000, 5_000.0, float(os.environ.get("TICKERTAPE_PAUSE_S", "4"))
+    subs = [python(SUBSCRIBER, url, str(n), f"reader{i}", str(ROOT)) for i in range(3)]
+    for s in subs:
+        _wait_line(s, "subscribed")
+    pub = python(PUBLISHER, url, str(n), str(rate), str(ROOT))
+    try:
+        time.sleep(2.0)
+        paused_at = time.time_ns()
+        subs[0].send_signal(signal.SIGSTOP)
+        time.sleep(pause_s)
+        resumed_at = time.time_ns()
+        subs[0].send_signal(signal.SIGCONT)
+        assert _result(pub, 60)["acked"] == n
+        results = [_result(s, 60) for s in subs]
+    finally:
+        for p in (pub, *subs, router):
+            kill(p)
+    assert results[0]["gseqs"] == list(range(1, n + 1))
+    for r in results[1:]:
+        assert r["gseqs"] == list(range(1, n + 1))
+        before = sorted(lat for t, lat in r["lat"] if t < paused_at)
+        during = sorted(lat for t, lat in r["lat"] if paused_at <= t < resumed_at)
+        p50_before = before[len(before) // 2]
+        p50_during = during[len(during) // 2]
+        assert p50_during <= 2 * p50_before + 5_000_000, (p50_before, p50_during)
