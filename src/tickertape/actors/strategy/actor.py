@@ -23,6 +23,8 @@ does ``enabled = false`` in the configuration.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections import deque
 from typing import Any, ClassVar
 
@@ -293,6 +295,11 @@ class Strategy:
 def load_strategy_class(path: str) -> type[Strategy]:
     """Import ``package.module:Class`` and check it is a :class:`Strategy`.
 
+    Like ``python -m``, the current directory is searched too: when the module is not
+    found on ``sys.path``, the working directory is appended to it and the import is
+    tried once more (so ``examples.strategies.sma_cross:SmaCross`` works from a
+    checkout).
+
     Raises:
         ConfigError: malformed path, module not importable, class missing or not a
             Strategy subclass.
@@ -301,7 +308,14 @@ def load_strategy_class(path: str) -> type[Strategy]:
     if not sep or not module_name or not class_name:
         raise ConfigError(f"strategy {path!r} must look like 'package.module:Class'")
     try:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            cwd = os.getcwd()
+            if cwd in sys.path:
+                raise
+            sys.path.append(cwd)
+            module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(f"cannot import strategy module {module_name!r}: {exc}") from None
     cls = getattr(module, class_name, None)

@@ -1,0 +1,108 @@
+"""Tests of the strategy actor: loading by path, context views, intents only, snapshots."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
+from tickertape.actors.orders import OrderEngineConfig
+from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.strategy import (
+    Strategy,
+    StrategyActor,
+    StrategyConfig,
+    StrategyContext,
+    build_strategy,
+    load_strategy_class,
+)
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.market import Bar
+from tickertape.schemas.orders import OrderEvent
+
+T0 = 1_704_067_200_000_000_000
+
+
+def test_load_by_module_path() -> None:
+    """package.module:Class loads a Strategy subclass; anything else is a ConfigError."""
+    cls = load_strategy_class("examples.strategies.sma_cross:SmaCross")
+    assert issubclass(cls, Strategy)
+    for bad in (
+        "examples.strategies.sma_cross",
+        "no.such.module:X",
+        "tickertape.errors:ConfigError",
+    ):
+        with pytest.raises(ConfigError):
+            load_strategy_class(bad)
+    with pytest.raises(ConfigError, match="no strategy class"):
+        build_strategy(StrategyConfig())
+
+
+def test_config_refuses_unknown_keys() -> None:
+    """The strategy configuration forbids unknown fields."""
+    with pytest.raises(msgspec.ValidationError, match="unknown field"):
+        msgspec.toml.decode(b'strategy_id = "x"\nsymbol = "y"\n', type=StrategyConfig)
+    with pytest.raises(ConfigError):
+        StrategyActor(StrategyConfig(strategy_id="bad id"), strategy=Strategy())
+
+
+class Observer(Strategy):
+    """Buys 2 limit below the market on bar 1, cancels on bar 3, records its views."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.views: list[tuple[float, int]] = []
+        self.fills: list[OrderEvent] = []
+
+    def on_bar(self, market: Market, bar: Bar, ctx: StrategyContext) -> None:
+        self.n += 1
+        self.views.append(
+            (ctx.position(market, bar.symbol), len(ctx.open_orders(market, bar.symbol)))
+        )
+        assert ctx.last_price(market, bar.symbol) == bar.close
+        assert ctx.now_ns() == T0 + self.n * MINUTE_NS
+        if self.n == 1:
+            ctx.submit_order(market, bar.symbol, "buy", 2.0, order_type="limit", limit_price=50.0)
+            ctx.submit_order(market, bar.symbol, "buy", 1.0)
+        elif self.n == 3:
+            for order in ctx.open_orders(market, bar.symbol):
+                ctx.cancel_order(order.order_id, reason="stale")
+
+    def on_fill(self, order: OrderEvent, ctx: StrategyContext) -> None:
+        self.fills.append(order)
+
+
+def test_context_tracks_positions_and_open_orders_from_events() -> None:
+    """Positions come from fills and open orders from lifecycle events; cancels go out."""
+    observer = Observer()
+    rows = [(T0 + i * MINUTE_NS, 100.0, 101.0, 99.0, 100.0, 100.0) for i in range(1, 6)]
+    out = run_chain(
+        bar_records(rows, "crypto", "ABC"),
+        [StrategyActor(StrategyConfig(strategy_id="obs"), strategy=observer)],
+        orders=OrderEngineConfig(markets={"crypto": fl.ZERO_COST}),
+    )
+    # bar 2: both orders open (the market order fills on bar 2, one wave later)
+    assert observer.views == [(0.0, 0), (0.0, 2), (1.0, 1), (1.0, 0), (1.0, 0)]
+    assert [f.fill.quantity for f in observer.fills] == [1.0]
+    intents = [p for _, p in payloads(out, "strategy.intent.obs")]
+    assert [i.action for i in intents] == ["order", "order", "cancel"]
+    assert [i.intent_id for i in intents] == ["obs-1", "obs-2", "obs-3"]
+    assert {r.topic.split(".")[0] for r, _ in payloads(out, "") if r.source == "strategy.obs"} == {
+        "strategy"
+    }
+    statuses = [p.status for _, p in payloads(out, "order.") if p.order_type == "limit"]
+    assert statuses == ["submitted", "accepted", "canceled"]
+
+
+def test_snapshot_round_trip() -> None:
+    """The actor's state survives a msgpack snapshot and restore."""
+    actor = StrategyActor(StrategyConfig(strategy_id="a"), strategy=Strategy())
+    actor.state.positions["crypto:ABC"] = 3.0
+    actor.state.intent_seq = 7
+    data = msgspec.msgpack.encode(actor.snapshot())
+    other = StrategyActor(StrategyConfig(strategy_id="a"), strategy=Strategy())
+    other.restore(data)
+    assert other.state.positions == {"crypto:ABC": 3.0}
+    assert other.state.intent_seq == 7

@@ -1,0 +1,95 @@
+"""The RSI example: TA-Lib-equal RSI, bounded positions on real bars, loadable configs."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import tomllib
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+from examples.strategies.rsi_reversion import RsiReversion, RsiReversionParams
+
+from tests.actors.orders.harness import REPO, bar_records, data_file, payloads, run_chain
+from tickertape.actors.orders import OrderEngineConfig
+from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.risk import parse_limits
+from tickertape.actors.strategy import StrategyActor, StrategyConfig, build_strategy
+
+REFERENCE = "indicator-reference/talib-computed/talib_ref_6EH4_1m_2024-01_first3000.csv"
+
+
+def test_rsi_equals_talib_reference() -> None:
+    """The strategy's RSI(14) equals TA-Lib's on the 6E reference series (1e-9 relative)."""
+    strategy = RsiReversion(RsiReversionParams(symbol="X"))
+    checked = 0
+    with open(data_file(REFERENCE), newline="") as f:
+        for row in csv.DictReader(f):
+            value = strategy.rsi(float(row["close"]))
+            if row["RSI_14"]:
+                assert value == pytest.approx(float(row["RSI_14"]), rel=1e-9)
+                checked += 1
+            else:
+                assert value is None
+    assert checked > 2900
+
+
+@pytest.mark.parametrize("name", ["sma_cross", "rsi_reversion"])
+def test_example_configs_load(name: str) -> None:
+    """Each example TOML validates as a StrategyConfig and builds its strategy."""
+    text = (REPO / "examples" / "strategies" / f"{name}.toml").read_bytes()
+    config = msgspec.toml.decode(text, type=StrategyConfig)
+    strategy = build_strategy(config)
+    assert type(strategy).__module__ == f"examples.strategies.{name}"
+
+
+def test_example_risk_limits_validate() -> None:
+    """examples/risk.toml is a valid limits file."""
+    limits = parse_limits((REPO / "examples" / "risk.toml").read_text())
+    assert limits.strategies["sma"].max_position == 5.0
+    assert tomllib.loads((REPO / "examples" / "risk.toml").read_text())["global"]["check_cash"]
+
+
+def btc_rows(n: int) -> list[tuple[int, float, float, float, float, float]]:
+    rows = []
+    with gzip.open(data_file("ftx-btc-perp-1m-2022-01/" + _ftx_name()), "rt", newline="") as f:
+        for row in csv.DictReader(f):
+            ts = datetime.fromisoformat(row["timestamp"] + "+00:00")
+            rows.append(
+                (int(ts.timestamp()) * 10**9, float(row["open"]), float(row["high"]),
+                 float(row["low"]), float(row["close"]), float(row["volume"]))
+            )  # fmt: skip
+            if len(rows) == n:
+                break
+    return rows
+
+
+def _ftx_name() -> str:
+    root = data_file("ftx-btc-perp-1m-2022-01")
+    return sorted(p.name for p in Path(root).iterdir() if p.name.endswith(".gz"))[0]
+
+
+def test_rsi_positions_stay_within_quantity_on_btc() -> None:
+    """On real BTC-PERP bars the strategy trades and never holds more than its quantity."""
+    config = StrategyConfig(
+        strategy_id="rsi",
+        strategy="examples.strategies.rsi_reversion:RsiReversion",
+        subscriptions=["md.bar.1m.crypto.BTC-PERP"],
+        params={"symbol": "BTC-PERP", "quantity": 0.01},
+    )
+    outputs = run_chain(
+        bar_records(btc_rows(3000), "crypto", "BTC-PERP"),
+        [StrategyActor(config)],
+        orders=OrderEngineConfig(markets={"crypto": fl.MarketFillConfig()}),
+    )
+    position = 0.0
+    fills = 0
+    for _, order in payloads(outputs, "order."):
+        if order.fill is not None:
+            fills += 1
+            position += order.fill.quantity if order.side == "buy" else -order.fill.quantity
+            assert abs(position) <= 0.01 + 1e-12
+            assert order.fill.fee > 0.0
+    assert fills > 10
