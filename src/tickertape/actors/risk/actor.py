@@ -29,6 +29,7 @@ from tickertape.actors.pnl import accounting
 from tickertape.actors.risk.checks import (
     ORDER_RATE_WINDOW_NS,
     Decision,
+    Limits,
     LimitsFile,
     RiskView,
     TradingStates,
@@ -147,6 +148,7 @@ class RiskActor(Actor):
                 raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
         self.state = RiskActorState()
         self._recent: dict[str, deque[int]] = {}
+        self._limits_cache: dict[tuple[str, str], Limits] = {}
 
     # ----------------------------------------------------------- actor hooks
 
@@ -178,6 +180,14 @@ class RiskActor(Actor):
         self._recent = {k: deque(v) for k, v in self.state.approvals.items()}
 
     # -------------------------------------------------------------- internals
+
+    def _limits(self, market: Market, strategy_id: str) -> Limits:
+        key = (market, strategy_id)
+        limits = self._limits_cache.get(key)
+        if limits is None:
+            limits = effective_limits(self.limits, market, strategy_id)
+            self._limits_cache[key] = limits
+        return limits
 
     def _ledger(self, strategy_id: str, market: Market) -> accounting.Ledger:
         key = f"{strategy_id}:{market}"
@@ -243,7 +253,7 @@ class RiskActor(Actor):
                 inputs={},
             )
         else:
-            limits = effective_limits(self.limits, intent.market, intent.strategy_id)
+            limits = self._limits(intent.market, intent.strategy_id)
             state = effective_state(self.state.states, intent.market, intent.strategy_id)
             decision = decide(intent, self._view(intent, now), limits, state)
         self.state.decisions += 1
@@ -297,14 +307,14 @@ class RiskActor(Actor):
         for book in update.books:
             market = book.market
             if update.strategy_id is None:
-                limit = effective_limits(self.limits, market, "").max_drawdown
+                limit = self._limits(market, "").max_drawdown
                 breached = limit is not None and book.drawdown >= limit
                 if breached and self.state.states.of("market", market) != "HALTED":
                     self._set_state("market", market, "HALTED", "DRAWDOWN", event, ctx)
                 continue
             sid = update.strategy_id
             self.state.drawdowns[f"{sid}:{market}"] = book.drawdown
-            limit = effective_limits(self.limits, market, sid).max_drawdown
+            limit = self._limits(market, sid).max_drawdown
             breached = limit is not None and book.drawdown >= limit
             if breached and self.state.states.of("strategy", sid) != "HALTED":
                 self._set_state("strategy", sid, "HALTED", "DRAWDOWN", event, ctx)
