@@ -6,7 +6,8 @@ and marks (``md.trade.>`` prices, ``md.bar.>`` closes). Publishes
 ``pnl.update.portfolio``, one event per (book, market) with the envelope's market
 set: on every fill (for the strategy and the portfolio of that market), and for
 books whose marks changed at most once per ``update_interval_ns`` of the clock
-(timer ``publish``).
+(timer ``publish``, due on multiples of the interval since the epoch, so a restart
+keeps the schedule).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class PnlActor(Actor):
         self._intervals = frozenset(self.config.bar_intervals)
 
     def on_start(self, ctx: Context) -> None:
-        ctx.clock.set_timer("publish", interval_ns=self.config.update_interval_ns)
+        self._arm(ctx)
 
     def on_event(self, event: Event, ctx: Context) -> None:
         payload = event.payload
@@ -104,6 +105,13 @@ class PnlActor(Actor):
         for key in sorted(self._dirty):
             self._publish(key, ctx, None)
         self._dirty.clear()
+        self._arm(ctx)
+
+    def _arm(self, ctx: Context) -> None:
+        # Publish ticks sit on multiples of the interval (epoch-aligned), so a restart
+        # re-arms the very schedule an uninterrupted run follows.
+        interval = self.config.update_interval_ns
+        ctx.clock.set_timer("publish", at_ns=(ctx.clock.now_ns() // interval + 1) * interval)
 
     def snapshot(self) -> msgspec.Struct:
         self.state.dirty = sorted(self._dirty)
