@@ -130,7 +130,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         max_events_per_s: sustained envelopes published per second per connection
             (500 000), burst twice that.
         send_queue_frames: frames buffered towards one client before its live feed
-            is switched to reading the log (256).
+            is switched to reading the log (64).
+        send_queue_bytes: bytes buffered towards one client, same effect (16 MiB).
         max_inflight_pubs: ``pub`` batches of one connection awaiting the log (32);
             the router stops reading that connection's frames beyond that.
         events_per_frame: most events the router puts in one ``events`` frame (1 000).
@@ -142,7 +143,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_subscriptions: int = 64
     max_frames_per_s: float = 5_000.0
     max_events_per_s: float = 500_000.0
-    send_queue_frames: int = 256
+    send_queue_frames: int = 64
+    send_queue_bytes: int = 16 * 1024 * 1024
     max_inflight_pubs: int = 32
     events_per_frame: int = 1_000
     hello_timeout_s: float = 10.0

@@ -268,9 +268,30 @@ class _Connection:
         self.counters = _Counters()
         self.closed = False
         self.failed = False
+        self.queued_bytes = 0
+        self.room = asyncio.Event()
 
     async def send(self, frame: ServerFrame) -> None:
-        await self.send_queue.put(encode_frame(frame))
+        await self.put(encode_frame(frame))
+
+    def try_put(self, frame: bytes) -> bool:
+        """Queue a fan-out frame without waiting; False when the queue is full."""
+        if self.queued_bytes + len(frame) > self.limits.send_queue_bytes and self.queued_bytes:
+            return False
+        try:
+            self.send_queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            return False
+        self.queued_bytes += len(frame)
+        return True
+
+    async def put(self, frame: bytes) -> None:
+        """Queue a frame, waiting for room (frames and bytes)."""
+        while self.queued_bytes and self.queued_bytes + len(frame) > self.limits.send_queue_bytes:
+            self.room.clear()
+            await self.room.wait()
+        await self.send_queue.put(frame)
+        self.queued_bytes += len(frame)
 
     async def send_error(self, code: Code | str, message: str, ref: Ref | None) -> None:
         self.counters.errors += 1
@@ -289,6 +310,8 @@ class _Connection:
         while True:
             frame = await self.send_queue.get()
             await self.ws.send(frame, text=True)
+            self.queued_bytes -= len(frame)
+            self.room.set()
             self.send_queue.task_done()
             self.counters.frames_out += 1
 
@@ -492,9 +515,7 @@ class Router:
             for start in range(0, len(picked), per_frame):
                 chunk = picked[start : start + per_frame]
                 frame = encode_events_frame(sub.ref, [encoded[i] for i in chunk])
-                try:
-                    conn.send_queue.put_nowait(frame)
-                except asyncio.QueueFull:
+                if not conn.try_put(frame):
                     undelivered = len(picked) - start
                     sub.delivered -= undelivered
                     sub.cursor = last_ok
@@ -514,9 +535,7 @@ class Router:
             if not picked:
                 continue
             frame = encode_events_frame(sub.ref, [encoded[i] for i in picked], ephemeral=True)
-            try:
-                conn.send_queue.put_nowait(frame)
-            except asyncio.QueueFull:
+            if not conn.try_put(frame):
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
 
@@ -589,7 +608,7 @@ class Router:
                             _RECORD_ENCODER.encode(chunk[i])
                             for i in picked[start : start + per_frame]
                         ]
-                        await conn.send_queue.put(encode_events_frame(sub.ref, part))
+                        await conn.put(encode_events_frame(sub.ref, part))
                         conn.counters.events_out += len(part)
                         self.counters.events_out += len(part)
             except LogUnavailableError:
@@ -742,18 +761,47 @@ class Router:
     async def _validate(
         self, conn: _Connection, ns: _Namespace, frame: Pub
     ) -> list[AckItem] | None:
-        """Per-envelope problems, or None when every envelope is acceptable."""
+        """Per-envelope problems, or None when every envelope is acceptable.
+
+        Topic checks (name, ACL, single writer) run once per distinct topic of the
+        batch; source, id and payload checks once per envelope.
+        """
         identity = conn.identity
         grant = conn.grant
         assert identity is not None
         assert grant is not None
+        topic_problems: dict[str, tuple[str, str] | None] = {}
+        for topic in {env.topic for env in frame.events}:
+            topic_problems[topic] = await self._check_topic(
+                topic, identity, grant, ns, frame.ephemeral
+            )
         problems: list[tuple[str, str] | None] = []
-        claims: dict[str, str] = {}
+        accept_unknown = self.config.accept_unknown_types
         for env in frame.events:
-            problems.append(await self._check(env, identity, grant, ns, frame.ephemeral, claims))
+            problem = topic_problems[env.topic]
+            if env.source != identity:
+                problem = (
+                    Code.SOURCE_MISMATCH,
+                    f"source {env.source!r} is not the authenticated identity {identity!r}",
+                )
+            elif env.id != f"{env.source}:{env.source_seq}":
+                problem = (Code.BAD_ID, f"id {env.id!r} must be {env.source}:{env.source_seq}")
+            elif problem is None:
+                if is_known(env.type, env.v):
+                    try:
+                        decode_payload(env.type, env.v, env.payload)
+                    except SchemaError as exc:
+                        problem = (Code.SCHEMA_INVALID, str(exc))
+                elif not accept_unknown:
+                    problem = (
+                        Code.UNKNOWN_TYPE,
+                        f"no schema for {env.type} v{env.v} on this router",
+                    )
+            problems.append(problem)
         if not any(problems):
-            for topic, source in claims.items():
-                ns.owners.setdefault(topic, source)
+            if not frame.ephemeral:
+                for topic in topic_problems:
+                    ns.owners.setdefault(topic, identity)
             return None
         return [
             AckItem(id=env.id, error=p[0], message=p[1])
@@ -766,42 +814,21 @@ class Router:
             for env, p in zip(frame.events, problems, strict=True)
         ]
 
-    async def _check(
-        self,
-        env: Envelope,
-        identity: str,
-        grant: Grant,
-        ns: _Namespace,
-        ephemeral: bool,
-        claims: dict[str, str],
+    async def _check_topic(
+        self, topic: str, identity: str, grant: Grant, ns: _Namespace, ephemeral: bool
     ) -> tuple[str, str] | None:
-        if env.source != identity:
-            return (
-                Code.SOURCE_MISMATCH,
-                f"source {env.source!r} is not the authenticated identity {identity!r}",
-            )
-        if env.id != f"{env.source}:{env.source_seq}":
-            return (Code.BAD_ID, f"id {env.id!r} must be {env.source}:{env.source_seq}")
-        problem = validate_topic(env.topic)
+        problem = validate_topic(topic)
         if problem is not None:
             return (Code.INVALID_TOPIC, problem)
-        if not may_publish(grant, env.topic):
-            return (Code.FORBIDDEN, f"identity {identity!r} may not publish on {env.topic!r}")
-        if is_known(env.type, env.v):
-            try:
-                decode_payload(env.type, env.v, env.payload)
-            except SchemaError as exc:
-                return (Code.SCHEMA_INVALID, str(exc))
-        elif not self.config.accept_unknown_types:
-            return (Code.UNKNOWN_TYPE, f"no schema for {env.type} v{env.v} on this router")
+        if not may_publish(grant, topic):
+            return (Code.FORBIDDEN, f"identity {identity!r} may not publish on {topic!r}")
         if not ephemeral:
-            owner = claims.get(env.topic) or await ns.owner(env.topic)
+            owner = await ns.owner(topic)
             if owner is not None and owner != identity:
                 return (
                     Code.TOPIC_OWNED,
-                    f"topic {env.topic!r} is written by {owner!r}; one writer per topic",
+                    f"topic {topic!r} is written by {owner!r}; one writer per topic",
                 )
-            claims[env.topic] = identity
         return None
 
     async def _on_pub(self, conn: _Connection, frame: Pub) -> None:
@@ -970,7 +997,7 @@ class Router:
                         for start in range(0, len(picked), per_frame):
                             part = picked[start : start + per_frame]
                             enc = [_RECORD_ENCODER.encode(chunk[i]) for i in part]
-                            await conn.send_queue.put(encode_events_frame(sub.ref, enc))
+                            await conn.put(encode_events_frame(sub.ref, enc))
                             sent += len(part)
                             last = chunk[part[-1]].gseq
                 except LogUnavailableError:
