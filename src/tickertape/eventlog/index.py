@@ -14,13 +14,12 @@ size when the index was written) tells whether it is stale.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
 
 import msgspec
-
-from tickertape.eventlog.layout import write_atomic
 
 INDEX_EVERY = 1024
 """Records between index entries; also the number of records per sealed zstd frame."""
@@ -61,9 +60,15 @@ _DEC = msgspec.msgpack.Decoder(SegmentIndex)
 
 
 def save_index(path: Path, index: SegmentIndex) -> None:
-    """Write an index file durably (temp, fsync, rename, directory fsync)."""
+    """Write an index file (temp, rename) without fsync: it is a cache.
+
+    After a crash an index may be missing, empty or stale; its CRC and ``data_size``
+    tell, and it is rebuilt from the data file.
+    """
     body = _ENC.encode(index)
-    write_atomic(path, body + struct.pack("<I", zlib.crc32(body)))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    os.replace(tmp, path)
 
 
 def load_index(path: Path) -> SegmentIndex | None:
