@@ -1,0 +1,191 @@
+"""Where a host's outputs go: a sink appends a wave and returns the stored records.
+
+A :class:`Sink` takes one wave of envelopes (already in canonical order) and the
+step's time, stores them as one batch, and returns a :class:`~tickertape.schemas.Record`
+per envelope: the stored one for new events, and for duplicates (same ``source`` and
+``source_seq`` as an event already stored, as happens when an actor regenerates its
+outputs while catching up) the *stored* record. A duplicate whose content differs from
+the stored event is a divergence: the actor is not deterministic. Sinks report it
+through :attr:`Sink.divergences` rather than raising, so the run continues and the
+alert names both events.
+
+:class:`MemorySink` keeps records in memory (tests, benchmarks); :class:`LogSink`
+appends to an event log (``tickertape.eventlog.EventLog``'s documented API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from tickertape.errors import LogError
+from tickertape.schemas.envelope import Envelope, Record, stamp, unstamp
+
+_COMPARED = (
+    "topic",
+    "type",
+    "v",
+    "market",
+    "ts_event",
+    "causation_id",
+    "correlation_id",
+)
+
+
+class Divergence(msgspec.Struct, frozen=True, kw_only=True):
+    """A regenerated event that differs from the stored one with the same id.
+
+    Attributes:
+        id: the shared id ``"{source}:{source_seq}"``.
+        fields: names of the fields that differ.
+        stored: the stored event (its envelope as JSON-ready builtins).
+        regenerated: the regenerated envelope.
+    """
+
+    id: str
+    fields: list[str]
+    stored: dict[str, Any]
+    regenerated: dict[str, Any]
+
+
+def compare(regenerated: Envelope, stored: Record) -> Divergence | None:
+    """Return the :class:`Divergence` between an event and its stored twin, or None.
+
+    ``ts_init`` is not compared: it is the producer's clock when the envelope was
+    built, which legitimately differs between a live run and its catch-up.
+    """
+    fields = [f for f in _COMPARED if getattr(regenerated, f) != getattr(stored, f)]
+    if bytes(regenerated.payload) != bytes(stored.payload):
+        fields.append("payload")
+    if not fields:
+        return None
+    return Divergence(
+        id=regenerated.id,
+        fields=fields,
+        stored=_as_dict(unstamp(stored)),
+        regenerated=_as_dict(regenerated),
+    )
+
+
+def _as_dict(envelope: Envelope) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(envelope))
+    return decoded
+
+
+class Sink(Protocol):
+    """Stores one wave at a time."""
+
+    divergences: list[Divergence]
+
+    def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
+        """Store ``envelopes`` as one batch with ``ts_log``; return their records.
+
+        Raises:
+            LogError: the batch was refused (nothing stored).
+        """
+        ...
+
+
+class MemorySink:
+    """An in-memory log of one namespace, with the log's duplicate rule.
+
+    Attributes:
+        records: every stored record, in gseq order.
+        divergences: duplicates whose content differed from the stored event.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.divergences: list[Divergence] = []
+        self._offsets: dict[str, int] = {}
+        self._by_key: dict[tuple[str, int], Record] = {}
+        self._last_seq: dict[str, int] = {}
+
+    def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
+        """Store ``envelopes``; duplicates return the stored record (see :class:`Sink`)."""
+        out: list[Record] = []
+        for env in envelopes:
+            if env.source_seq <= self._last_seq.get(env.source, 0):
+                stored = self._by_key[(env.source, env.source_seq)]
+                divergence = compare(env, stored)
+                if divergence is not None:
+                    self.divergences.append(divergence)
+                out.append(stored)
+                continue
+            offset = self._offsets.get(env.topic, 0)
+            record = stamp(env, offset, len(self.records) + 1, ts_log)
+            self._offsets[env.topic] = offset + 1
+            self._last_seq[env.source] = env.source_seq
+            self._by_key[(env.source, env.source_seq)] = record
+            self.records.append(record)
+            out.append(record)
+        return out
+
+
+class AppendLog(Protocol):
+    """The part of ``tickertape.eventlog.EventLog`` a :class:`LogSink` uses."""
+
+    def append(self, envelopes: Sequence[Envelope], ts_log: int | None = None) -> list[Any]: ...
+
+    def read(
+        self,
+        patterns: Iterable[str] | None = None,
+        from_gseq: int = 1,
+        to_gseq: int | None = None,
+    ) -> Iterator[Record]: ...
+
+
+class AppendRefusedError(LogError):
+    """The event log refused an event of a wave.
+
+    Attributes:
+        id: the refused event.
+        code: the log's error code (``TS_REGRESSION``, ``INVALID_TOPIC``, ``DISK_FULL``).
+        detail: the log's message.
+    """
+
+    def __init__(self, id: str, code: str, detail: str | None) -> None:
+        self.id = id
+        self.code = code
+        self.detail = detail
+        super().__init__(f"the log refused {id!r}: [{code}] {detail or ''}".rstrip())
+
+
+class LogSink:
+    """Appends waves to an event log; duplicates are read back and compared.
+
+    Args:
+        log: an open ``EventLog`` (one writer per namespace).
+    """
+
+    def __init__(self, log: AppendLog) -> None:
+        self._log = log
+        self.divergences: list[Divergence] = []
+
+    def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
+        """Append ``envelopes`` durably with ``ts_log`` (see :class:`Sink`).
+
+        Raises:
+            AppendRefusedError: the log refused an event.
+        """
+        if not envelopes:
+            return []
+        results = self._log.append(list(envelopes), ts_log=ts_log)
+        out: list[Record] = []
+        for env, result in zip(envelopes, results, strict=True):
+            if result.error is not None:
+                raise AppendRefusedError(env.id, result.error, result.message)
+            if result.duplicate:
+                stored = next(iter(self._log.read(None, result.gseq, result.gseq)), None)
+                if stored is None:
+                    out.append(stamp(env, result.offset, result.gseq, ts_log))
+                    continue
+                divergence = compare(env, stored)
+                if divergence is not None:
+                    self.divergences.append(divergence)
+                out.append(stored)
+            else:
+                out.append(stamp(env, result.offset, result.gseq, ts_log))
+        return out

@@ -1,0 +1,124 @@
+"""The step/wave scheduler of DESIGN §7, pure: records and timers in, steps out.
+
+Time advances in *steps*. A step at time ``T`` holds:
+
+1. every timer due at or before ``T``, in the canonical order ``(due_ns, name, owner)``;
+2. then every input record whose ``ts_event`` ≤ ``T``, in gseq order.
+
+``T`` is the ``ts_event`` of the next input record, or the due time of the earliest
+timer when that comes first (a step with timers only). Inputs are read merged by gseq;
+a record whose ``ts_event`` is earlier than the clock (an older event on another
+topic, stored later) joins the current step: actors never see an event *after* its
+time, and the clock never goes backwards.
+
+Within a step, outputs are delivered in *waves* (:func:`wave_order`): wave 0 is the
+step's input; every output of wave *n* forms wave *n+1*, ordered by
+``(ts_event, source, source_seq)``; the step ends when a wave is empty. The host runs
+the waves; this module only plans steps and orders waves, so the same rule serves the
+in-process host and the distributed time authority.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import msgspec
+
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.timeauthority.timers import ScheduledTimer, TimerQueue
+
+E = TypeVar("E", Envelope, Record)
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of simulated time.
+
+    Attributes:
+        index: 0-based step number within the run.
+        time_ns: the step's time; the clock reads this during the step.
+        timers: timers firing in this step, canonical order.
+        events: input records of this step, gseq order.
+    """
+
+    index: int
+    time_ns: int
+    timers: list[ScheduledTimer]
+    events: list[Record]
+
+
+def wave_order(outputs: Iterable[E]) -> list[E]:
+    """Return a wave's events in the canonical order ``(ts_event, source, source_seq)``."""
+    return sorted(outputs, key=lambda e: (e.ts_event, e.source, e.source_seq))
+
+
+class StepPlanner:
+    """Plans the next step from an input stream and a timer queue.
+
+    The planner consults the timer queue each time it plans a step, so timers set
+    during a step are honoured by the next one.
+
+    Args:
+        inputs: input records merged by gseq (for instance ``LogReader.read_from_time``).
+        timers: the host's timer queue.
+        start_ns: the clock's initial time; nothing is planned before it.
+        end_ns: no step is planned after this time (inclusive bound). With None, the
+            run ends with the inputs: timers due after the last input never fire
+            (otherwise an interval timer would keep a replay running for ever).
+    """
+
+    def __init__(
+        self,
+        inputs: Iterable[Record],
+        timers: TimerQueue,
+        *,
+        start_ns: int = 0,
+        end_ns: int | None = None,
+    ) -> None:
+        self._inputs: Iterator[Record] = iter(inputs)
+        self._timers = timers
+        self._now = start_ns
+        self._end = end_ns
+        self._peeked: Record | None = None
+        self._exhausted = False
+        self._index = 0
+
+    @property
+    def now_ns(self) -> int:
+        """Time of the last planned step (or ``start_ns``)."""
+        return self._now
+
+    def next_step(self) -> Step | None:
+        """Return the next step, or None when inputs and timers (up to ``end_ns``) are done."""
+        record = self._peek()
+        t_input = None if record is None else max(self._now, record.ts_event)
+        t_timer = self._timers.next_due()
+        if t_timer is not None and t_timer < self._now:
+            t_timer = self._now
+        if t_input is None and (t_timer is None or self._end is None):
+            return None
+        if t_input is None or (t_timer is not None and t_timer < t_input):
+            assert t_timer is not None
+            t = t_timer
+        else:
+            t = t_input
+        if self._end is not None and t > self._end:
+            return None
+        events: list[Record] = []
+        while record is not None and record.ts_event <= t:
+            events.append(record)
+            self._peeked = None
+            record = self._peek()
+        timers = self._timers.pop_due(t)
+        self._now = t
+        step = Step(index=self._index, time_ns=t, timers=timers, events=events)
+        self._index += 1
+        return step
+
+    def _peek(self) -> Record | None:
+        if self._peeked is None and not self._exhausted:
+            try:
+                self._peeked = next(self._inputs)
+            except StopIteration:
+                self._exhausted = True
+        return self._peeked
