@@ -97,7 +97,7 @@ def command_exists(name: str) -> bool:
     """True when ``tape NAME`` is part of this build."""
     from tickertape.cli.main import cli
 
-    return name in cli.commands  # type: ignore[attr-defined]
+    return name in cli.commands
 
 
 def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
