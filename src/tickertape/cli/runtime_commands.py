@@ -1,7 +1,227 @@
-"""`tape` subcommands: runtime (see the module owner for details)."""
+"""``tape replay``, ``tape clock`` and ``tape actor``: the runtime's commands.
+
+- ``tape replay --from DATE [...]``: re-run actors over recorded history into
+  ``runs/<run-id>`` (in this process, or distributed through a router).
+- ``tape clock --mode live|backtest|replay``: the time authority service;
+  ``tape clock ctl pause|resume|seek TIME|speed N|max`` controls it.
+- ``tape actor NAME --router URL``: host one actor in this process through a router.
+"""
 
 from __future__ import annotations
 
-import click
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
-COMMANDS: list[click.Command] = []
+import click
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from tickertape.actors.runtime.resolution import ACTOR_PACKAGES, ActorSpec, config_hash, resolve
+from tickertape.errors import ConfigError
+from tickertape.replay.inprocess import run_in_process
+from tickertape.replay.manifest import RunSettings
+from tickertape.replay.progress import ReplayProgress
+from tickertape.snapshots.policy import SnapshotPolicy
+from tickertape.timeauthority.pacing import Pacer, parse_speed
+
+DEFAULT_ACTORS: tuple[str, ...] = ("indicators", "risk", "orders", "pnl")
+"""Actors replayed when ``--actors`` is not given (strategies must be named)."""
+
+console = Console(stderr=True)
+
+
+def parse_time(text: str, *, end: bool = False) -> int:
+    """Parse ``YYYY-MM-DD``, an ISO date-time (UTC unless it says otherwise) or ns.
+
+    With ``end=True`` a bare date means the end of that day (the next midnight),
+    so ``--to 2024-01-31`` includes the 31st.
+
+    Raises:
+        ConfigError: not a date, date-time or integer.
+    """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if end:
+                moment += timedelta(days=1)
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a date (2024-01-01), an ISO date-time or ns since the epoch"
+        ) from None
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def resolve_actors(items: tuple[str, ...]) -> list[ActorSpec]:
+    """Resolve ``--actors`` items (repeatable, comma-separated); defaults when empty.
+
+    Raises:
+        ConfigError: an item does not resolve, or two actors share a name.
+    """
+    names = [i.strip() for item in items for i in item.split(",") if i.strip()]
+    specs: list[ActorSpec] = []
+    if not names:
+        for name in DEFAULT_ACTORS:
+            try:
+                specs.append(resolve(name))
+            except ConfigError as exc:
+                console.print(f"[yellow]skipping actor {name}:[/] {exc}")
+    else:
+        specs = [resolve(n) for n in names]
+    seen: dict[str, str] = {}
+    for spec in specs:
+        if spec.name in seen:
+            raise ConfigError(f"two actors named {spec.name!r} ({seen[spec.name]}, {spec.origin})")
+        seen[spec.name] = spec.origin
+    return specs
+
+
+def _estimate_end(data_dir: Path, settings: RunSettings) -> int | None:
+    if settings.end_ns is not None:
+        return settings.end_ns
+    from tickertape.eventlog import LogReader
+
+    reader = LogReader(data_dir, settings.source_namespace)
+    ends = [reader.topic_summary(t).last_ts for t in reader.topics(settings.topics)]
+    return max(ends, default=None)
+
+
+@click.command("replay")
+@click.option("--from", "from_", required=True, help="Start: 2024-01-01, an ISO time, or ns.")
+@click.option("--to", "to", default=None, help="End (a bare date includes that day).")
+@click.option("--speed", default="max", show_default=True, help="max, or N × wall time.")
+@click.option("--topics", multiple=True, help="Input topic patterns (repeatable). Default: md.>")
+@click.option(
+    "--actors",
+    multiple=True,
+    help="NAME or package.module:Class, optionally @config.toml (repeatable, or comma-"
+    f"separated). Default: {', '.join(DEFAULT_ACTORS)}. Packages: {', '.join(ACTOR_PACKAGES)}.",
+)
+@click.option("--in-process", "mode", flag_value="in-process", default=True, help="Default.")
+@click.option("--router", "router_url", default=None, help="Distributed, via this router URL.")
+@click.option(
+    "--distributed",
+    "mode",
+    flag_value="distributed",
+    help="Distributed on this machine: an embedded router and one process per actor.",
+)
+@click.option("--run-id", default=None, help="Default: <from>-<config hash>.")
+@click.option("--source-namespace", default="main", show_default=True)
+@click.option(
+    "--data-dir",
+    "-d",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of ctx.random.")
+@click.option(
+    "--snapshot-every",
+    default=100_000,
+    show_default=True,
+    type=int,
+    help="Snapshot the actors every N events (0: never).",
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its snapshots.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def replay_command(
+    from_: str,
+    to: str | None,
+    speed: str,
+    topics: tuple[str, ...],
+    actors: tuple[str, ...],
+    mode: str,
+    router_url: str | None,
+    run_id: str | None,
+    source_namespace: str,
+    data_dir: Path,
+    seed: int,
+    snapshot_every: int,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """Re-run actors over recorded history into runs/<run-id>, byte-identical every time."""
+    start_ns = parse_time(from_)
+    end_ns = None if to is None else parse_time(to, end=True)
+    if end_ns is not None and end_ns <= start_ns:
+        raise ConfigError(f"--to {to} is not after --from {from_}")
+    specs = resolve_actors(actors)
+    patterns = list(topics) or ["md.>"]
+    settings = RunSettings(
+        run_id=run_id or "pending",
+        source_namespace=source_namespace,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        topics=patterns,
+        seed=seed,
+    )
+    if run_id is None:
+        unnamed = msgspec.structs.replace(settings, run_id="")
+        digest = config_hash(specs, {"settings": msgspec.to_builtins(unnamed)})
+        settings = msgspec.structs.replace(settings, run_id=f"{from_[:10]}-{digest[:10]}")
+    policy = (
+        SnapshotPolicy(every_events=snapshot_every, every_ns=None) if snapshot_every > 0 else None
+    )
+    pacer = Pacer(parse_speed(speed))
+    if router_url is not None:
+        mode = "router"
+    if mode != "in-process":
+        from tickertape.replay.distributed import run_distributed_cli
+
+        result = run_distributed_cli(
+            data_dir,
+            settings,
+            specs,
+            actor_items=actors,
+            router_url=router_url,
+            speed=pacer.speed,
+            snapshot_every=snapshot_every,
+            quiet=quiet,
+        )
+    else:
+        with ReplayProgress(
+            start_ns, _estimate_end(data_dir, settings), enabled=not quiet and sys.stderr.isatty()
+        ) as progress:
+            result = run_in_process(
+                data_dir,
+                settings,
+                specs,
+                pacer=pacer,
+                progress=progress,
+                snapshot_policy=policy,
+                resume=resume,
+            )
+    table = Table(title=f"replay {result.run_id}")
+    table.add_column("namespace")
+    table.add_column("actors")
+    table.add_column("steps", justify="right")
+    table.add_column("inputs", justify="right")
+    table.add_column("outputs", justify="right")
+    table.add_column("divergences", justify="right")
+    table.add_column("wall s", justify="right")
+    table.add_row(
+        result.namespace,
+        ", ".join(sorted(s.name for s in specs)),
+        f"{result.steps:,}",
+        f"{result.input_events:,}",
+        f"{result.output_events:,}",
+        str(result.divergences),
+        f"{result.wall_seconds:.2f}",
+    )
+    Console().print(table)
+    if result.divergences:
+        raise click.ClickException(
+            f"{result.divergences} divergences: see the system.alert events of {result.namespace}"
+        )
+
+
+COMMANDS: list[click.Command] = [replay_command]

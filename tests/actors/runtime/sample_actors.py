@@ -27,6 +27,7 @@ class MeanState(msgspec.Struct, kw_only=True):
 class MeanActor(Actor):
     """Publishes the mean of the last ``window`` trade prices per symbol."""
 
+    CONFIG_CLASS = MeanConfig
     name = "indicators"
     subscriptions = ("md.trade.crypto.*",)
     state_version = 1
@@ -71,6 +72,7 @@ class SignalConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class SignalState(msgspec.Struct, kw_only=True):
     """State of :class:`SignalActor`."""
 
+    started: bool = False
     last_mean: dict[str, float] = msgspec.field(default_factory=dict)
     pending: list[str] = msgspec.field(default_factory=list)
 
@@ -78,6 +80,7 @@ class SignalState(msgspec.Struct, kw_only=True):
 class SignalActor(Actor):
     """Emits an intent when the mean rises, and a cancel intent after a modeled delay."""
 
+    CONFIG_CLASS = SignalConfig
     name = "strategy.test"
     subscriptions = ("indicator.mean.v1.crypto.*",)
     state_version = 1
@@ -87,7 +90,9 @@ class SignalActor(Actor):
         self.state = SignalState()
 
     def on_start(self, ctx: Context) -> None:
-        ctx.clock.set_timer("heartbeat", interval_ns=1_000 * MS)
+        if not self.state.started:  # a restored snapshot holds the armed timer
+            self.state.started = True
+            ctx.clock.set_timer("heartbeat", interval_ns=1_000 * MS)
 
     def on_event(self, event: Event, ctx: Context) -> None:
         value: IndicatorValue = event.payload

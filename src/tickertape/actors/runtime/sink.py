@@ -15,7 +15,7 @@ appends to an event log (``tickertape.eventlog.EventLog``'s documented API).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -77,7 +77,10 @@ def _as_dict(envelope: Envelope) -> dict[str, Any]:
 class Sink(Protocol):
     """Stores one wave at a time."""
 
-    divergences: list[Divergence]
+    @property
+    def divergences(self) -> list[Divergence]:
+        """Duplicates whose content differed from the stored event, in order found."""
+        ...
 
     def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
         """Store ``envelopes`` as one batch with ``ts_log``; return their records.
@@ -127,11 +130,11 @@ class MemorySink:
 class AppendLog(Protocol):
     """The part of ``tickertape.eventlog.EventLog`` a :class:`LogSink` uses."""
 
-    def append(self, envelopes: Sequence[Envelope], ts_log: int | None = None) -> list[Any]: ...
+    def append(self, envelopes: Sequence[Envelope], *, ts_log: int | None = None) -> list[Any]: ...
 
     def read(
         self,
-        patterns: Iterable[str] | None = None,
+        patterns: Sequence[str] | None = None,
         from_gseq: int = 1,
         to_gseq: int | None = None,
     ) -> Iterator[Record]: ...

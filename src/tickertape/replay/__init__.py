@@ -1,0 +1,6 @@
+"""Replay drivers: in-process (:mod:`.inprocess`) and distributed (:mod:`.distributed`)."""
+
+from tickertape.replay.inprocess import ReplayResult, run_in_process
+from tickertape.replay.manifest import RunSettings
+
+__all__ = ["ReplayResult", "RunSettings", "run_in_process"]

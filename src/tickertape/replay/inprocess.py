@@ -1,0 +1,332 @@
+"""The in-process replay driver: every actor in this process, one run namespace out.
+
+``run_in_process`` reads the input topics of the source namespace from a time
+(merged by gseq, bounded by the source's head when the run starts), drives an
+:class:`~tickertape.actors.runtime.inprocess.InProcessHost` step by step, and appends
+every wave to ``runs/<run-id>`` with ``ts_log`` = the step's simulated time. The
+namespace starts with the run manifest and ends with the run summary
+(:mod:`tickertape.replay.manifest`). Nothing reads the wall clock except the pacer
+(``--speed N``) and the progress display, which never reach the log.
+
+Snapshots of all actors are taken together, at step boundaries, whenever the policy
+is due for any of them, with ``positions = {<source namespace>: last input gseq}``;
+``resume=True`` restarts a run from the newest common snapshot, and the log drops
+the outputs it already has (same ``source``, ``source_seq``), reporting any that
+differ as divergences.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from tickertape.actors.runtime.inprocess import InProcessHost
+from tickertape.actors.runtime.resolution import ActorSpec, config_hash
+from tickertape.actors.runtime.sink import Divergence, LogSink, Sink
+from tickertape.errors import ConfigError
+from tickertape.eventlog import EventLog, LogReader
+from tickertape.replay.manifest import (
+    DRIVER_SOURCE,
+    OutputCounter,
+    RunSettings,
+    alert_envelope,
+    family_counts,
+    manifest_envelope,
+    summary_envelope,
+)
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.system import Alert
+from tickertape.snapshots.codec import Snapshot
+from tickertape.snapshots.policy import SnapshotPolicy
+from tickertape.snapshots.store import SnapshotStore
+from tickertape.timeauthority.clock import SimulatedClock
+from tickertape.timeauthority.pacing import Pacer
+from tickertape.timeauthority.scheduler import StepPlanner
+
+_log = structlog.get_logger("tickertape.replay")
+
+
+class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a replay did.
+
+    Attributes:
+        run_id: the run.
+        namespace: ``runs/<run_id>``.
+        steps: steps run.
+        input_events: input records read.
+        output_events: records the actors produced (stored or found duplicate).
+        divergences: regenerated outputs that differed from stored ones.
+        head_gseq: the run namespace's head after the summary.
+        wall_seconds: elapsed wall time (informational; never stored).
+    """
+
+    run_id: str
+    namespace: str
+    steps: int
+    input_events: int
+    output_events: int
+    divergences: int
+    head_gseq: int
+    wall_seconds: float
+
+
+class DriverState(msgspec.Struct, kw_only=True):
+    """The driver's own counters, snapshotted with the actors so a resumed run's
+    summary equals an uninterrupted one's.
+
+    Attributes:
+        steps: steps run.
+        inputs: input records read.
+        last_ts_event: the largest output ``ts_event`` so far, ns.
+    """
+
+    steps: int = 0
+    inputs: int = 0
+    last_ts_event: int = 0
+
+
+DRIVER_STATE_VERSION = 1
+
+ProgressFn = Callable[[int, int, int], None]
+"""Called as ``progress(sim_ns, input_events, output_events)`` after steps."""
+
+
+class CountingSink:
+    """A sink that counts what passes through it per topic family."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+        self.counter = OutputCounter()
+
+    @property
+    def divergences(self) -> list[Divergence]:
+        """The inner sink's divergences."""
+        return self.inner.divergences
+
+    def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
+        """Append through the inner sink and count the stored records."""
+        records = self.inner.append(envelopes, ts_log)
+        self.counter.add(records)
+        return records
+
+
+def input_positions(reader: LogReader, settings: RunSettings) -> dict[str, int]:
+    """The source positions a run reads up to: ``{"head_gseq": ...}`` at its start."""
+    return {"head_gseq": reader.head_gseq()}
+
+
+def read_inputs(
+    reader: LogReader, settings: RunSettings, *, head_gseq: int, after_gseq: int = 0
+) -> Iterator[Record]:
+    """The run's input records, merged by gseq, with ``after_gseq < gseq ≤ head_gseq``."""
+    for record in reader.read_from_time(settings.topics, settings.start_ns, settings.end_ns):
+        if after_gseq < record.gseq <= head_gseq:
+            yield record
+
+
+def run_in_process(
+    data_dir: str | Path,
+    settings: RunSettings,
+    specs: list[ActorSpec],
+    *,
+    pacer: Pacer | None = None,
+    progress: ProgressFn | None = None,
+    snapshot_policy: SnapshotPolicy | None = None,
+    resume: bool = False,
+) -> ReplayResult:
+    """Replay the source namespace through ``specs`` into ``runs/<run_id>``.
+
+    Args:
+        data_dir: the data directory (logs/ and snapshots/).
+        settings: what to read and the run's id and seed.
+        specs: the actors (see :mod:`tickertape.actors.runtime.resolution`).
+        pacer: paces steps (``--speed``); None runs at max speed.
+        progress: called after steps (at most every 0.1 s of wall time).
+        snapshot_policy: when to snapshot (None: never).
+        resume: continue an interrupted run from its newest snapshots.
+
+    Returns:
+        The run's counts.
+
+    Raises:
+        ConfigError: the run namespace already holds events (without ``resume``),
+            or no actor was given.
+        BiasError, ActorFailedError, LogError: from the actors and the log; the run
+            stops and its namespace holds what was stored so far.
+    """
+    if not specs:
+        raise ConfigError("no actors to replay (give --actors)")
+    started = time.monotonic()
+    data_dir = Path(data_dir)
+    reader = LogReader(data_dir, settings.source_namespace)
+    positions = input_positions(reader, settings)
+    head = positions["head_gseq"]
+    log = EventLog.open(data_dir, settings.namespace)
+    try:
+        if log.head_gseq and not resume:
+            raise ConfigError(
+                f"run namespace {settings.namespace!r} already holds {log.head_gseq} events: "
+                "choose another --run-id, or resume it"
+            )
+        sink = CountingSink(LogSink(log))
+        host_snapshot_root = (
+            None if snapshot_policy is None else data_dir / "snapshots" / settings.namespace
+        )
+        host = InProcessHost(
+            sink,
+            clock=SimulatedClock(settings.start_ns),
+            seed=settings.seed,
+            snapshot_policy=snapshot_policy,
+            snapshot_root=host_snapshot_root,
+        )
+        for spec in specs:
+            host.add(spec.actor, spec.name)
+        chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
+        manifest = manifest_envelope(
+            settings, actors=host.actor_names, config_hash=chash, input_positions=positions
+        )
+        sink.inner.append([manifest], settings.start_ns)
+
+        state = DriverState()
+        driver_store = (
+            None
+            if host_snapshot_root is None
+            else SnapshotStore(host_snapshot_root / DRIVER_SOURCE)
+        )
+        after_gseq = 0
+        if resume and driver_store is not None:
+            after_gseq = _restore(host, driver_store, state, settings)
+        planner = StepPlanner(
+            read_inputs(reader, settings, head_gseq=head, after_gseq=after_gseq),
+            host.timers,
+            start_ns=host.clock.now_ns(),
+            end_ns=None if settings.end_ns is None else settings.end_ns - 1,
+        )
+        host.start()
+        last_progress = 0.0
+        handled_at_snapshot = 0
+        clock_at_snapshot = host.clock.now_ns()
+        last_input_gseq = after_gseq
+
+        def snapshot_all() -> None:
+            positions = {settings.source_namespace: last_input_gseq}
+            host.maybe_snapshot(positions, force=True)
+            if driver_store is not None:
+                driver_store.save(
+                    Snapshot(
+                        actor=DRIVER_SOURCE,
+                        state_version=DRIVER_STATE_VERSION,
+                        state=msgspec.msgpack.encode(state),
+                        positions=positions,
+                        source_seq=0,
+                        clock_ns=host.clock.now_ns(),
+                        events_handled=state.inputs + sink.counter.total,
+                    )
+                )
+
+        while (step := planner.next_step()) is not None:
+            if pacer is not None:
+                _wait(pacer, step.time_ns)
+            host.run_step(step)
+            state.steps += 1
+            state.inputs += len(step.events)
+            state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
+            if step.events:
+                last_input_gseq = step.events[-1].gseq
+            if snapshot_policy is not None:
+                handled = state.inputs + sink.counter.total
+                if snapshot_policy.due(
+                    handled - handled_at_snapshot, step.time_ns, clock_at_snapshot
+                ):
+                    snapshot_all()
+                    handled_at_snapshot = handled
+                    clock_at_snapshot = step.time_ns
+            if progress is not None:
+                now = time.monotonic()
+                if now - last_progress >= 0.1:
+                    last_progress = now
+                    progress(step.time_ns, state.inputs, sink.counter.total)
+        host.stop()
+        state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
+        if snapshot_policy is not None and snapshot_policy.on_stop:
+            snapshot_all()
+        end_ns = host.clock.now_ns()
+        seq = 2
+        divergences = list(sink.divergences)
+        for d in divergences:
+            _log.error("divergence", id=d.id, fields=d.fields)
+            alert = Alert(
+                severity="critical",
+                code="DIVERGENCE",
+                message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
+                detail={"stored": d.stored, "regenerated": d.regenerated},
+            )
+            sink.inner.append([alert_envelope(alert, seq, end_ns)], end_ns)
+            seq += 1
+        counts = family_counts(log.next_offsets())
+        summary = summary_envelope(
+            settings,
+            source_seq=seq,
+            ts_ns=end_ns,
+            input_events=state.inputs,
+            steps=state.steps,
+            counts=counts,
+            last_ts_event=state.last_ts_event,
+        )
+        sink.inner.append([summary], end_ns)
+        if progress is not None:
+            progress(end_ns, state.inputs, sink.counter.total)
+        return ReplayResult(
+            run_id=settings.run_id,
+            namespace=settings.namespace,
+            steps=state.steps,
+            input_events=state.inputs,
+            output_events=sum(counts.values()),
+            divergences=len(divergences),
+            head_gseq=log.head_gseq,
+            wall_seconds=time.monotonic() - started,
+        )
+    finally:
+        log.close()
+
+
+def _restore(
+    host: InProcessHost, driver_store: SnapshotStore, state: DriverState, settings: RunSettings
+) -> int:
+    snaps = host.load_snapshots()
+    driver = driver_store.load_latest(DRIVER_STATE_VERSION)
+    if sorted(snaps) != host.actor_names or driver is None:
+        missing = sorted(set(host.actor_names) - set(snaps))
+        _log.info("resume_from_start", reason="no snapshot", actors=missing)
+        return 0
+    everything = [*snaps.values(), driver]
+    positions = {s.positions.get(settings.source_namespace, 0) for s in everything}
+    clocks = {s.clock_ns for s in everything}
+    if len(positions) != 1 or len(clocks) != 1:
+        _log.info("resume_from_start", reason="snapshots are not from the same step")
+        return 0
+    host.clock.advance_to(clocks.pop())
+    for name, snap in sorted(snaps.items()):
+        host.restore(name, snap)
+    assert driver.state is not None
+    restored = msgspec.msgpack.decode(driver.state, type=DriverState)
+    state.steps, state.inputs, state.last_ts_event = (
+        restored.steps,
+        restored.inputs,
+        restored.last_ts_event,
+    )
+    position = positions.pop()
+    _log.info("resumed", after_gseq=position, clock_ns=host.clock.now_ns())
+    return position
+
+
+def _wait(pacer: Pacer, sim_ns: int) -> None:
+    while pacer.paused:
+        time.sleep(0.05)
+    delay = pacer.delay(sim_ns)
+    if delay > 0:
+        time.sleep(delay)
