@@ -1,7 +1,167 @@
-"""`tape` subcommands: marketdata (see the module owner for details)."""
+"""`tape import`: historical market data into the event log (docs/marketdata.md)."""
 
 from __future__ import annotations
 
-import click
+from pathlib import Path
+from typing import cast
 
-COMMANDS: list[click.Command] = []
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tickertape.actors.marketdata.importers import (
+    FORMATS,
+    ParsedFile,
+    parse_binance_ws,
+    parse_krx_daily,
+    parse_ohlcv_csv,
+    parse_quandl_wiki,
+)
+from tickertape.actors.marketdata.loader import import_files
+from tickertape.eventlog import EventLog
+from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.topics import validate_topic
+
+
+def _parse(
+    fmt: str,
+    path: Path,
+    *,
+    market: str | None,
+    symbol: str | None,
+    strict: bool,
+    interval: str | None,
+    time_column: str | None,
+    tz: str,
+    stamp: str,
+    adjusted: bool,
+) -> ParsedFile:
+    if fmt == "binance-ws":
+        return parse_binance_ws(path, strict=strict)
+    if fmt == "quandl-wiki":
+        return parse_quandl_wiki(path, strict=strict)
+    if symbol is None:
+        raise click.UsageError(f"format {fmt} needs --symbol (the file does not name it)")
+    if validate_topic(symbol) is not None:
+        raise click.BadParameter(f"{symbol!r} is not a topic token", param_hint="--symbol")
+    if fmt == "krx-daily":
+        return parse_krx_daily(path, symbol=symbol, adjusted=adjusted, strict=strict)
+    if market is None or interval is None:
+        raise click.UsageError("format ohlcv-csv needs --market and --interval")
+    return parse_ohlcv_csv(
+        path,
+        market=cast(Market, market),
+        symbol=symbol,
+        interval=interval,
+        time_column=time_column,
+        tz=tz,
+        stamp="end" if stamp == "end" else "start",
+        adjusted=adjusted,
+        strict=strict,
+    )
+
+
+@click.command("import")
+@click.argument("format", type=click.Choice(FORMATS))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--market", type=click.Choice(MARKETS), help="Market of the bars (ohlcv-csv).")
+@click.option("--symbol", help="Instrument symbol when the file does not name it.")
+@click.option("--interval", help="Bar interval for ohlcv-csv, e.g. 1m, 1h, 1d.")
+@click.option("--time-column", help="Name of the time column (ohlcv-csv; default: first).")
+@click.option("--tz", default="UTC", show_default=True, help="Time zone of naive timestamps.")
+@click.option(
+    "--stamp",
+    type=click.Choice(["start", "end"]),
+    default="start",
+    show_default=True,
+    help="Whether a row's time is the bar's start or its end (ohlcv-csv).",
+)
+@click.option(
+    "--adjusted/--raw",
+    default=False,
+    show_default=True,
+    help="Whether the file's prices are adjusted for corporate actions.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first malformed row.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+)
+@click.option("--namespace", default="main", show_default=True)
+def import_command(
+    format: str,
+    files: tuple[Path, ...],
+    market: str | None,
+    symbol: str | None,
+    interval: str | None,
+    time_column: str | None,
+    tz: str,
+    stamp: str,
+    adjusted: bool,
+    strict: bool,
+    data_dir: Path,
+    namespace: str,
+) -> None:
+    """Import historical FILES of FORMAT into the log, merged in time order, idempotently.
+
+    Malformed rows are refused with file, line and reason (all of them listed in the
+    file's system.import_manifest event) and the rest is imported, unless --strict.
+    Importing the same file again stores nothing new.
+    """
+    console = Console(stderr=True)
+    parsed = [
+        _parse(
+            format,
+            path,
+            market=market,
+            symbol=symbol,
+            strict=strict,
+            interval=interval,
+            time_column=time_column,
+            tz=tz,
+            stamp=stamp,
+            adjusted=adjusted,
+        )
+        for path in files
+    ]
+    total = sum(len(events) for p in parsed for events in p.streams.values())
+    log = EventLog.open(data_dir, namespace)
+    try:
+        with Progress(
+            TextColumn("importing"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} events"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("import", total=total)
+            reports = import_files(log, parsed, progress=lambda n: progress.advance(task, n))
+    finally:
+        log.close()
+    table = Table(title=f"import {format} into {namespace}")
+    for column in ("file", "rows read", "stored", "duplicate", "refused"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for report in reports:
+        m = report.manifest
+        table.add_row(
+            m.file_name,
+            str(m.rows_read),
+            str(m.events_stored),
+            str(m.events_duplicate),
+            str(m.rows_refused),
+        )
+    Console().print(table)
+    for parsed_file in parsed:
+        for error in parsed_file.refused[:20]:
+            console.print(f"[yellow]refused[/yellow] {error}")
+        if len(parsed_file.refused) > 20:
+            console.print(f"... and {len(parsed_file.refused) - 20} more in {parsed_file.path}")
+
+
+COMMANDS: list[click.Command] = [import_command]

@@ -47,6 +47,8 @@ class AppendLog(Protocol):
 
     def last_ts_event(self, topic: str) -> int | None: ...
 
+    def last_source_seq(self, source: str) -> int: ...
+
 
 class FileReport(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of importing one file (also published as its manifest)."""
@@ -128,8 +130,15 @@ def import_files(
     for parsed in files:
         for source in parsed.streams:
             source_file[source] = parsed.path
+    # What the log already holds of a source is a duplicate by definition: count it
+    # here instead of asking the log one event at a time.
+    known = {source: log.last_source_seq(source) for source in source_file}
     batch: list[Envelope] = []
     for envelope in build_envelopes(files):
+        if envelope.source_seq <= known[envelope.source]:
+            path = source_file[envelope.source]
+            duplicate[path] = duplicate.get(path, 0) + 1
+            continue
         batch.append(envelope)
         if len(batch) >= batch_size:
             _flush(log, batch, source_file, stored, duplicate, progress)
