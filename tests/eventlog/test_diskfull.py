@@ -106,9 +106,7 @@ def test_file_size_limit_refuses_the_batch_and_leaves_files_unchanged(
     out = run_child(data_dir, big, small, fsize=largest_file(data_dir) + 200)
     assert out["error"] == "DiskFullError"
     assert "no space left" in str(out["message"])
-    assert "nothing of the batch was stored" in str(
-        out["message"]
-    )
+    assert "nothing of the batch was stored" in str(out["message"])
     assert out["head_before"] == out["head_after"] == head
     # the log stays usable: a small append that fits is stored right after
     assert out["small"] == [[head + 1, None]]

@@ -1,0 +1,329 @@
+"""Tests of tickertape.eventlog.reader: positions, time, patterns, merge, sealed days, follow, index."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tickertape.eventlog import EventLog, LogReader, merge_by_gseq
+from tickertape.eventlog.index import IndexEntry, load_index, save_index
+from tickertape.eventlog.sealing import compact
+from tickertape.eventlog.verify import verify_namespace
+from tickertape.schemas.envelope import Record
+from tickertape.topics import matches_any
+
+from .conftest import FixedClock
+from .envelopes import NS_PER_DAY, T0, envelope, envelopes, topic_dir
+
+TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
+PATTERNS = [
+    None,
+    [">"],
+    ["md.>"],
+    ["md.trade.*.*"],
+    ["md.*.crypto.BTCUSDT"],
+    ["md.trade.us.AAPL"],
+    ["md.quote.>", "md.trade.us.*"],
+    ["nothing.>"],
+]
+DAYS = 3
+PER_DAY = 3000  # > INDEX_EVERY records per file on the busiest topic: several index entries
+
+
+def build(data_dir: Path) -> None:
+    """3 topics (uneven) over 3 days, appended in several batches, with a fixed ts_log clock."""
+    topics = (TOPICS[0], TOPICS[0], TOPICS[1], TOPICS[2])
+    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
+        seq = 1
+        for day in range(DAYS):
+            for part in range(3):
+                n = PER_DAY // 3
+                lg.append(
+                    envelopes(
+                        n,
+                        topics=topics,
+                        start_seq=seq,
+                        step_ns=3_000_000,
+                        start_ns=T0 + day * NS_PER_DAY + part * n * 3_000_000,
+                    )
+                )
+                seq += n
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Record]]:
+    """The same log twice: all days open, and all days sealed; plus every record in gseq order."""
+    open_dir = tmp_path_factory.mktemp("open")
+    build(open_dir)
+    sealed_dir = tmp_path_factory.mktemp("sealed")
+    shutil.rmtree(sealed_dir)
+    shutil.copytree(open_dir, sealed_dir)
+    with EventLog.open(sealed_dir) as lg:
+        compact(lg, include_open=True)
+    assert not list(sealed_dir.rglob("*.jsonl"))
+    records = list(LogReader(open_dir).read())
+    assert [r.gseq for r in records] == list(range(1, DAYS * PER_DAY + 1))
+    return open_dir, sealed_dir, records
+
+
+def ids(records: list[Record]) -> list[tuple[str, int, int]]:
+    return [(r.topic, r.offset, r.gseq) for r in records]
+
+
+def test_sealed_and_open_days_read_alike(logs: tuple[Path, Path, list[Record]]) -> None:
+    """Every record read from sealed days equals the one read from open days, field for field."""
+    open_dir, sealed_dir, records = logs
+    assert list(LogReader(sealed_dir).read()) == records
+    for topic in TOPICS:
+        assert list(LogReader(sealed_dir).read_topic(topic)) == list(
+            LogReader(open_dir).read_topic(topic)
+        )
+    assert verify_namespace(sealed_dir).ok
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    topic=st.sampled_from(TOPICS),
+    start=st.integers(-5, 5000),
+    length=st.none() | st.integers(-1, 6000),
+    sealed=st.booleans(),
+)
+def test_read_topic_from_any_offset(
+    logs: tuple[Path, Path, list[Record]],
+    topic: str,
+    start: int,
+    length: int | None,
+    sealed: bool,
+) -> None:
+    """read_topic(from, to) returns exactly the topic's records with from ≤ offset ≤ to."""
+    open_dir, sealed_dir, records = logs
+    start = max(start, 0)
+    to = None if length is None else start + length
+    got = list(LogReader(sealed_dir if sealed else open_dir).read_topic(topic, start, to))
+    want = [
+        r
+        for r in records
+        if r.topic == topic and r.offset >= start and (to is None or r.offset <= to)
+    ]
+    assert ids(got) == ids(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    patterns=st.sampled_from(PATTERNS),
+    start=st.integers(1, DAYS * PER_DAY + 5),
+    to=st.none() | st.integers(0, DAYS * PER_DAY + 5),
+    sealed=st.booleans(),
+)
+def test_read_from_any_gseq(
+    logs: tuple[Path, Path, list[Record]],
+    patterns: list[str] | None,
+    start: int,
+    to: int | None,
+    sealed: bool,
+) -> None:
+    """read(patterns, from_gseq, to_gseq) is the matching records in that gseq range, in gseq order."""
+    open_dir, sealed_dir, records = logs
+    got = list(LogReader(sealed_dir if sealed else open_dir).read(patterns, start, to))
+    want = [
+        r
+        for r in records
+        if (patterns is None or matches_any(patterns, r.topic))
+        and r.gseq >= start
+        and (to is None or r.gseq <= to)
+    ]
+    assert ids(got) == ids(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    patterns=st.sampled_from(PATTERNS),
+    start=st.integers(T0 - NS_PER_DAY, T0 + (DAYS + 1) * NS_PER_DAY),
+    span=st.none() | st.integers(0, 2 * NS_PER_DAY),
+    sealed=st.booleans(),
+)
+def test_read_from_any_time(
+    logs: tuple[Path, Path, list[Record]],
+    patterns: list[str] | None,
+    start: int,
+    span: int | None,
+    sealed: bool,
+) -> None:
+    """read_from_time(ts, to) is the matching records with ts ≤ ts_event < to, in gseq order."""
+    open_dir, sealed_dir, records = logs
+    to = None if span is None else start + span
+    got = list(LogReader(sealed_dir if sealed else open_dir).read_from_time(patterns, start, to))
+    want = [
+        r
+        for r in records
+        if (patterns is None or matches_any(patterns, r.topic))
+        and r.ts_event >= start
+        and (to is None or r.ts_event < to)
+    ]
+    assert ids(got) == ids(want)
+
+
+def test_read_from_an_exact_record_time(logs: tuple[Path, Path, list[Record]]) -> None:
+    """A time equal to a record's ts_event starts at that record (first with ts_event ≥ t)."""
+    open_dir, _sealed, records = logs
+    for rec in (records[0], records[1234], records[-1]):
+        first = next(LogReader(open_dir).read_from_time([rec.topic], rec.ts_event))
+        assert first.gseq == rec.gseq
+    assert LogReader(open_dir).first_gseq_at(None, records[77].ts_event) == 78
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(1, 10_000), unique=True, max_size=30).map(sorted),
+        max_size=6,
+    ).filter(lambda ls: len({g for x in ls for g in x}) == sum(len(x) for x in ls))
+)
+def test_merge_equals_sorted_by_gseq(streams: list[list[int]]) -> None:
+    """merge_by_gseq of gseq-ordered streams equals all their records sorted by gseq."""
+    recs = [[_record(g, f"t.{i}") for g in stream] for i, stream in enumerate(streams)]
+    merged = list(merge_by_gseq([iter(x) for x in recs]))
+    assert [r.gseq for r in merged] == sorted(g for stream in streams for g in stream)
+    assert sorted(merged, key=lambda r: r.gseq) == merged
+
+
+def _record(gseq: int, topic: str) -> Record:
+    env = envelope(gseq, topic=topic)
+    return Record(
+        **{f: getattr(env, f) for f in env.__struct_fields__}, offset=0, gseq=gseq, ts_log=0
+    )
+
+
+def test_topics_and_summary(logs: tuple[Path, Path, list[Record]]) -> None:
+    """topics() lists sorted topics (filtered by patterns); topic_summary counts and bounds agree."""
+    open_dir, sealed_dir, records = logs
+    for d in (open_dir, sealed_dir):
+        reader = LogReader(d)
+        assert reader.topics() == sorted(TOPICS)
+        assert reader.topics(["md.trade.>"]) == sorted(TOPICS[0::2])
+        assert reader.head_gseq() == len(records)
+        for topic in TOPICS:
+            mine = [r for r in records if r.topic == topic]
+            s = reader.topic_summary(topic)
+            assert (s.count, s.first_offset, s.last_offset) == (len(mine), 0, len(mine) - 1)
+            assert (s.first_gseq, s.last_gseq) == (mine[0].gseq, mine[-1].gseq)
+            assert (s.first_ts, s.last_ts) == (mine[0].ts_event, mine[-1].ts_event)
+
+
+def test_reader_of_a_missing_namespace_is_empty(tmp_path: Path) -> None:
+    """A namespace that does not exist reads as empty."""
+    reader = LogReader(tmp_path, "runs/none")
+    assert (reader.topics(), reader.head_gseq(), list(reader.read())) == ([], 0, [])
+
+
+_APPENDER = r"""
+import sys, time
+from tickertape.eventlog import EventLog
+from tests.eventlog.envelopes import envelopes
+log = EventLog.open(sys.argv[1])
+for i in range(3):
+    sys.stdin.readline()
+    log.append(envelopes(10, start_seq=1 + 10 * i, start_ns=10**18 + i * 10**9))
+    print("appended", flush=True)
+log.close()
+"""
+
+
+def test_follow_sees_records_appended_by_another_process(tmp_path: Path) -> None:
+    """follow() yields the records another process appends, in gseq order, as they are committed."""
+    data_dir = tmp_path / "data"
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=root,
+    ) as child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        deadline = time.monotonic() + 30
+        follower = LogReader(data_dir).follow(
+            None, 1, poll_s=0.01, stop=lambda: time.monotonic() > deadline
+        )
+        got: list[int] = []
+        for batch in range(3):
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == b"appended\n"
+            while len(got) < 10 * (batch + 1):
+                got.append(next(follower).gseq)
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    follower.close()
+    assert got == list(range(1, 31))
+
+
+def idx_of(data_dir: Path) -> Path:
+    return topic_dir(data_dir, TOPICS[0]) / "2024-01-02.idx"
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "garbage", "stale", "wrong_kind"])
+def test_index_rebuilt_when_missing_or_stale(tmp_path: Path, damage: str) -> None:
+    """A missing, truncated, corrupt, stale or wrong-kind .idx is ignored and reads are unchanged."""
+    data_dir = tmp_path / "data"
+    build(data_dir)
+    path = idx_of(data_dir)
+    want = list(LogReader(data_dir).read_topic(TOPICS[0], 2000))
+    if damage == "delete":
+        path.unlink()
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[:10])
+    elif damage == "garbage":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif damage == "stale":
+        old = path.read_bytes()
+        with EventLog.open(data_dir) as lg:
+            more = envelopes(5, topics=(TOPICS[0],), start_seq=10**6, start_ns=T0 + NS_PER_DAY + 1)
+            lg.append(list(more))
+        path.write_bytes(old)
+        want = list(LogReader(data_dir).read_topic(TOPICS[0], 2000))
+    elif damage == "wrong_kind":
+        index = load_index(path)
+        assert index is not None
+        index.sealed = True
+        save_index(path, index)
+    fresh = LogReader(data_dir)
+    assert list(fresh.read_topic(TOPICS[0], 2000)) == want
+    assert verify_namespace(data_dir).ok
+
+
+def test_stale_index_after_more_appends_is_rebuilt(tmp_path: Path) -> None:
+    """An index saved before later appends (size mismatch) does not hide the new records."""
+    data_dir = tmp_path / "data"
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10))
+    path = topic_dir(data_dir, TOPICS[0]) / "2024-01-01.idx"
+    old = path.read_bytes()
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10, start_seq=11, start_ns=T0 + 10**6))
+    path.write_bytes(old)
+    assert [r.offset for r in LogReader(data_dir).read_topic(TOPICS[0], 5)] == list(range(5, 20))
+
+
+def test_verify_flags_a_fresh_looking_index_that_lies(tmp_path: Path) -> None:
+    """An index with a valid checksum and size but wrong entries is reported by verify."""
+    data_dir = tmp_path / "data"
+    build(data_dir)
+    path = idx_of(data_dir)
+    index = load_index(path)
+    assert index is not None
+    assert len(index.entries) >= 2
+    e = index.entries[1]
+    index.entries[1] = IndexEntry(e.offset + 1, e.gseq, e.ts_event, e.file_pos, e.raw_pos)
+    save_index(path, index)
+    report = verify_namespace(data_dir)
+    assert [p.path for p in report.problems] == [str(path)]
