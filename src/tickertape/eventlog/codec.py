@@ -87,7 +87,7 @@ def decode_line(line: bytes) -> Record:
     """
     try:
         rec = _RECORD_DECODER.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         if not line.endswith((b"}\n", b"}")):
             raise CodecError("torn record (no closing brace and newline)") from None
         raise CodecError(f"not a valid record: {exc}") from None
@@ -103,5 +103,8 @@ def decode_trusted(line: bytes) -> Record:
 
 
 def encode_wire(record: Record) -> bytes:
-    """Encode a record as compact JSON without the crc (for the wire and ``--json``)."""
-    return _ENCODER.encode(record)
+    """Encode a record as compact JSON without the crc member (the wire and ``--json``)."""
+    data = _ENCODER.encode(record)
+    if isinstance(record, StoredRecord):
+        data = data[: data.rfind(_CRC_TAG)] + b"}"
+    return data

@@ -180,7 +180,7 @@ class LogReader:
                 return  # a write in progress (or a torn tail awaiting recovery)
             try:
                 rec = decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                 reason = decode_line_reason(line)
                 raise CorruptRecordError(
                     seg.path, pos, expected if expected >= 0 else None, reason

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import zstandard
 
+from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex
 from tickertape.eventlog.layout import Segment
@@ -37,9 +38,12 @@ def iter_lines(
             )
             buffered = io.BufferedReader(reader, buffer_size=_READ_SIZE)
             pos = raw_pos
-            for line in buffered:
-                yield pos, line
-                pos += len(line)
+            try:
+                for line in buffered:
+                    yield pos, line
+                    pos += len(line)
+            except zstandard.ZstdError as exc:
+                raise CorruptRecordError(segment.path, pos, None, f"zstd frame: {exc}") from None
     else:
         with open(segment.path, "rb", buffering=_READ_SIZE) as f:
             f.seek(file_pos)
@@ -57,7 +61,12 @@ def iter_raw_lines(segment: Segment, file_pos: int = 0) -> Iterator[bytes]:
             reader = zstandard.ZstdDecompressor().stream_reader(
                 f, read_size=_READ_SIZE, read_across_frames=True
             )
-            yield from io.BufferedReader(reader, buffer_size=_READ_SIZE)
+            try:
+                yield from io.BufferedReader(reader, buffer_size=_READ_SIZE)
+            except zstandard.ZstdError as exc:
+                raise CorruptRecordError(
+                    segment.path, file_pos, None, f"zstd frame: {exc}"
+                ) from None
     else:
         with open(segment.path, "rb", buffering=_READ_SIZE) as f:
             f.seek(file_pos)
@@ -71,7 +80,10 @@ def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:
     pos = 0
     while pos < len(data):
         dobj = dctx.decompressobj()
-        out = dobj.decompress(data[pos:])
+        try:
+            out = dobj.decompress(data[pos:])
+        except zstandard.ZstdError as exc:
+            raise CorruptRecordError(path, pos, None, f"zstd frame: {exc}") from None
         consumed = len(data) - pos - len(dobj.unused_data)
         if consumed <= 0:
             break
@@ -117,7 +129,12 @@ def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tu
 
     if segment.sealed:
         raw = 0
-        for file_pos, frame in frame_positions(segment.path):
+        try:
+            frames = list(frame_positions(segment.path))
+        except CorruptRecordError as exc:
+            problems.append((exc.position, exc.reason))
+            frames = []
+        for file_pos, frame in frames:
             first = True
             start = 0
             while start < len(frame):

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import msgspec
 
+from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import INDEX_EVERY, load_index
-from tickertape.eventlog.layout import day_name, day_of
+from tickertape.eventlog.layout import Segment, day_name, day_of
 from tickertape.eventlog.reader import LogReader
 from tickertape.eventlog.segment import iter_lines
 
@@ -46,6 +47,81 @@ class VerifyReport(msgspec.Struct):
         return not self.problems
 
 
+class _TopicState:
+    """Running expectations while one topic's day files are checked in order."""
+
+    __slots__ = ("expected_offset", "last_gseq", "last_ts", "topic")
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.expected_offset: int | None = None
+        self.last_gseq = 0
+        self.last_ts = -1
+
+
+def _check_segment(
+    seg: Segment,
+    state: _TopicState,
+    report: VerifyReport,
+    seen: bytearray,
+    positions: list[tuple[int, int, int]],
+) -> int:
+    """Check one day file; return its record count. Raises CorruptRecordError on a bad frame."""
+    n = 0
+    for pos, line in iter_lines(seg):
+        if not line.endswith(b"\n") and not seg.sealed:
+            report.problems.append(
+                Problem(str(seg.path), pos, state.expected_offset, "torn record at the end")
+            )
+            break
+        try:
+            rec = decode_line(line)
+        except CodecError as exc:
+            report.problems.append(Problem(str(seg.path), pos, state.expected_offset, exc.reason))
+            if state.expected_offset is not None:
+                state.expected_offset += 1
+            continue
+        report.records += 1
+        where = (str(seg.path), pos, rec.offset)
+        if state.expected_offset is not None and rec.offset != state.expected_offset:
+            report.problems.append(
+                Problem(*where, f"offset {rec.offset} where {state.expected_offset} was expected")
+            )
+        if rec.gseq <= state.last_gseq:
+            report.problems.append(
+                Problem(*where, f"gseq {rec.gseq} not above the topic's previous {state.last_gseq}")
+            )
+        if rec.ts_event < state.last_ts:
+            report.problems.append(
+                Problem(*where, f"ts_event {rec.ts_event} below the previous {state.last_ts}")
+            )
+        if day_of(rec.ts_event) != seg.day:
+            report.problems.append(
+                Problem(
+                    *where, f"ts_event is on {day_name(day_of(rec.ts_event))}, not the file's day"
+                )
+            )
+        if rec.topic != state.topic:
+            report.problems.append(
+                Problem(*where, f"topic {rec.topic!r} in the file of {state.topic!r}")
+            )
+        if 0 < rec.gseq < len(seen):
+            if seen[rec.gseq]:
+                report.problems.append(Problem(*where, f"gseq {rec.gseq} appears twice"))
+            seen[rec.gseq] = 1
+        else:
+            report.problems.append(
+                Problem(*where, f"gseq {rec.gseq} beyond the committed head {report.head_gseq}")
+            )
+        if n % INDEX_EVERY == 0:
+            positions.append((rec.offset, rec.gseq, pos))
+        n += 1
+        state.expected_offset = rec.offset + 1
+        state.last_gseq = max(state.last_gseq, rec.gseq)
+        state.last_ts = max(state.last_ts, rec.ts_event)
+    return n
+
+
 def verify_namespace(
     data_dir: str | Path,
     namespace: str = "main",
@@ -58,75 +134,22 @@ def verify_namespace(
     """
     reader = LogReader(data_dir, namespace)
     report = VerifyReport(namespace=namespace, head_gseq=reader.head_gseq())
-    seen = bytearray(report.head_gseq + 2)
+    seen = bytearray(report.head_gseq + 1)
     for topic in reader.topics():
-        expected_offset: int | None = None
-        last_gseq = 0
-        last_ts = -1
+        state = _TopicState(topic)
         for seg in reader.segments(topic):
             report.files += 1
             size = seg.path.stat().st_size
             report.bytes += size
-            positions: list[tuple[int, int, int]] = []  # offset, gseq, raw_pos of indexed records
-            n = 0
-            for pos, line in iter_lines(seg):
-                if not line.endswith(b"\n") and not seg.sealed:
-                    report.problems.append(
-                        Problem(str(seg.path), pos, expected_offset, "torn record at the end")
-                    )
-                    break
-                try:
-                    rec = decode_line(line)
-                except CodecError as exc:
-                    report.problems.append(Problem(str(seg.path), pos, expected_offset, exc.reason))
-                    if expected_offset is not None:
-                        expected_offset += 1
-                    continue
-                report.records += 1
-                where = (str(seg.path), pos, rec.offset)
-                if expected_offset is not None and rec.offset != expected_offset:
-                    report.problems.append(
-                        Problem(*where, f"offset {rec.offset} where {expected_offset} was expected")
-                    )
-                if rec.gseq <= last_gseq:
-                    report.problems.append(
-                        Problem(
-                            *where, f"gseq {rec.gseq} not above the topic's previous {last_gseq}"
-                        )
-                    )
-                if rec.ts_event < last_ts:
-                    report.problems.append(
-                        Problem(*where, f"ts_event {rec.ts_event} below the previous {last_ts}")
-                    )
-                if day_of(rec.ts_event) != seg.day:
-                    report.problems.append(
-                        Problem(
-                            *where,
-                            f"ts_event is on {day_name(day_of(rec.ts_event))}, not the file's day",
-                        )
-                    )
-                if rec.topic != topic:
-                    report.problems.append(
-                        Problem(*where, f"topic {rec.topic!r} in the file of {topic!r}")
-                    )
-                if 0 < rec.gseq < len(seen):
-                    if seen[rec.gseq]:
-                        report.problems.append(Problem(*where, f"gseq {rec.gseq} appears twice"))
-                    seen[rec.gseq] = 1
-                elif rec.gseq >= len(seen):
-                    report.problems.append(
-                        Problem(
-                            *where, f"gseq {rec.gseq} beyond the committed head {report.head_gseq}"
-                        )
-                    )
-                if n % INDEX_EVERY == 0:
-                    positions.append((rec.offset, rec.gseq, pos))
-                n += 1
-                expected_offset = rec.offset + 1
-                last_gseq = max(last_gseq, rec.gseq)
-                last_ts = max(last_ts, rec.ts_event)
+            positions: list[tuple[int, int, int]] = []
+            try:
+                n = _check_segment(seg, state, report, seen, positions)
+            except CorruptRecordError as exc:
+                report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
+                n = -1
             index = load_index(seg.index_path)
-            if index is not None and index.data_size == size and index.sealed == seg.sealed:
+            fresh = index is not None and index.data_size == size and index.sealed == seg.sealed
+            if n >= 0 and index is not None and fresh:
                 if index.count != n:
                     report.problems.append(
                         Problem(
@@ -137,9 +160,7 @@ def verify_namespace(
                         )
                     )
                 indexed = {(e.offset, e.gseq, e.raw_pos) for e in index.entries}
-                actual = {(o, g, p) for (o, g, p) in positions}
-                stray = sorted(indexed - actual)
-                for off, g, p in stray[:10]:
+                for off, g, p in sorted(indexed - set(positions))[:10]:
                     report.problems.append(
                         Problem(
                             str(seg.index_path),

@@ -190,6 +190,7 @@ class EventLog:
         self._head_map: mmap.mmap | None = None
         self._buffers: dict[tuple[str, int], bytearray] = {}
         self._rolled: list[Path] = []
+        self._corrupt_gaps: list[tuple[int, int]] = []
         self._deferred_close: list[int] = []
         self.recovery = RecoveryReport()
         self.reader = LogReader(data_dir, namespace)
@@ -303,8 +304,11 @@ class EventLog:
         valid_end = 0
         bad_since: int | None = None
         n = 0
+        prev_gseq = 0
         for pos, line in iter_lines(seg):
             try:
+                if not line.endswith(b"\n"):
+                    raise CodecError("torn record (no newline)")
                 rec = decode_line(line)
             except CodecError as exc:
                 if bad_since is None:
@@ -312,10 +316,13 @@ class EventLog:
                     bad_reason = exc.reason
                 continue
             if bad_since is not None:
+                # Corruption with valid records after it: reported, never truncated.
                 self.recovery.corrupt.append(
                     f"{seg.path}: byte {bad_since}: {bad_reason} (valid records follow)"
                 )
+                self._corrupt_gaps.append((prev_gseq, rec.gseq))
                 bad_since = None
+            prev_gseq = rec.gseq
             if n % INDEX_EVERY == 0:
                 index.entries.append(IndexEntry(rec.offset, rec.gseq, rec.ts_event, pos, pos))
             if index.count == 0:
@@ -364,16 +371,35 @@ class EventLog:
         head = self._head
         if head == 0:
             return
-        low = max(head - MAX_GROUP, 0)
+        # Everything up to the HEAD the writer last published was fsync'd; it is not
+        # itself fsync'd, so after a power loss it may lag (never lead) the truth.
+        low = max(head - MAX_GROUP, min(self._read_head_hint(), head), 0)
         present: set[int] = set()
         for _seg, tail in tails.values():
             present.update(g for (g, _p, _o, _t) in tail.records if g > low)
-        open_topics = {seg.topic for seg, _t in tails.values()}
-        for name, topic in self._topics.items():
-            if topic.last_gseq > low and name not in open_topics:
-                # Its newest day is sealed: sealed records were all committed.
-                present.update(r.gseq for r in self.reader.read_topic(name) if r.gseq > low)
-        missing = next((g for g in range(low + 1, head + 1) if g not in present), None)
+        # Sealed days hold only committed records; they count as present.
+        for name in self._topics:
+            for seg in list_segments(self.dir / name, name):
+                if not seg.sealed:
+                    continue
+                index = load_index(seg.index_path)
+                if index is not None and index.last_gseq <= low:
+                    continue
+                for _pos, line in iter_lines(seg):
+                    try:
+                        g = decode_line(line).gseq
+                    except CodecError:
+                        continue
+                    if g > low:
+                        present.add(g)
+        gaps = self._corrupt_gaps
+
+        def explained(g: int) -> bool:
+            return any(a < g < b for a, b in gaps)
+
+        missing = next(
+            (g for g in range(low + 1, head + 1) if g not in present and not explained(g)), None
+        )
         if missing is None:
             return
         for seg, tail in tails.values():
@@ -397,6 +423,7 @@ class EventLog:
         self._sources.clear()
         self._recent.clear()
         self._recent_old.clear()
+        self._corrupt_gaps.clear()
         self._recover_after_cut()
 
     def _recover_after_cut(self) -> None:
@@ -412,6 +439,13 @@ class EventLog:
                 topic.day = segments[-1].day
             self._topics[name] = topic
         self._head = max((t.last_gseq for t in self._topics.values()), default=0)
+
+    def _read_head_hint(self) -> int:
+        try:
+            data = (self.dir / "HEAD").read_bytes()
+        except FileNotFoundError:
+            return 0
+        return int(struct.unpack("<q", data[:8])[0]) if len(data) >= 8 else 0
 
     def _open_head_file(self) -> None:
         path = self.dir / "HEAD"
