@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from tickertape.errors import DiskFullError, LogClosedError, LogError
 from tickertape.eventlog.reader import LogReader
@@ -25,6 +26,7 @@ from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog
 from tickertape.schemas.envelope import Envelope
 
 _Item = tuple[Sequence[Envelope], int | None, "asyncio.Future[list[AppendResult]]"]
+_STOP: Any = object()  # queued by close(): the commit loop ends after what precedes it
 
 
 class AsyncEventLog:
@@ -137,11 +139,13 @@ class AsyncEventLog:
         loop = asyncio.get_running_loop()
         while True:
             first = await self._queue.get()
+            if first is _STOP:
+                return
             items = [first]
             count = len(first[0])
             while count < MAX_GROUP and not self._queue.empty():
                 nxt = self._queue._queue[0]  # type: ignore[attr-defined]
-                if nxt[1] != first[1] or count + len(nxt[0]) > MAX_GROUP:
+                if nxt is _STOP or nxt[1] != first[1] or count + len(nxt[0]) > MAX_GROUP:
                     break
                 items.append(self._queue.get_nowait())
                 count += len(nxt[0])
@@ -185,12 +189,14 @@ class AsyncEventLog:
 
     async def close(self) -> None:
         """Commit what is queued, then close the files and release the lock."""
+        if self._closing:
+            return
         self._closing = True
-        while not self._queue.empty() and not self._task.done():
-            await self.wait_for(self._log.head_gseq, timeout=0.05)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        if not self._task.done():
+            # Everything queued before the stop marker is committed, in order.
+            await self._queue.put(_STOP)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._log.close)
         self._executor.shutdown(wait=True)
