@@ -86,11 +86,29 @@ def tape_executable() -> str:
     return found
 
 
+REPO = Path(__file__).resolve().parents[3]
+"""The repository root (the bundled data/ and examples/ live there)."""
+
+DEMO_ACTORS = (
+    "marketdata",
+    "indicators",
+    f"strategy@{REPO / 'examples' / 'strategies' / 'sma_cross.toml'}",
+    "risk",
+    "orders",
+    "pnl",
+)
+
+
 def run_tape(*args: str, data_dir: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run ``tape ARGS`` with the demo's data directory; its output goes to the terminal."""
-    cmd = [tape_executable(), *args]
+    """Run ``tape ARGS`` with the demo's data directory; its output goes to the terminal.
+
+    The repository root is put on ``PYTHONPATH`` so that ``examples.strategies`` import.
+    """
+    cmd = [tape_executable(), "--log-level", "warning", *args]
     console.print(f"[dim]$ tape {' '.join(args)}[/]")
-    return subprocess.run(cmd, cwd=data_dir, check=False)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return subprocess.run(cmd, cwd=data_dir, check=False, env=env)
 
 
 def command_exists(name: str) -> bool:
@@ -131,7 +149,7 @@ def demo_command(bundled: Path | None, data_dir: Path) -> None:
     started = time.monotonic()
     data_dir = data_dir.resolve()
     if bundled is None:
-        bundled = Path(__file__).resolve().parents[3] / "data"
+        bundled = REPO / "data"
     bundled = bundled.resolve()
     if not (bundled / "README.md").exists():
         raise click.ClickException(f"bundled data not found in {bundled}; pass --data FOLDER")
@@ -157,14 +175,14 @@ def demo_command(bundled: Path | None, data_dir: Path) -> None:
     if command_exists("replay"):
         proc = run_tape(
             "replay", "--from", "2024-01-01", "--speed", "max", "--in-process",
-            "--run-id", run_in, data_dir=data_dir,
+            "--actors", ",".join(DEMO_ACTORS), "--run-id", run_in, data_dir=data_dir,
         )  # fmt: skip
         if proc.returncode != 0:
             raise click.ClickException(f"in-process replay failed (exit {proc.returncode})")
         console.print(Rule("3. the same replay distributed: each component its own process"))
         proc = run_tape(
             "replay", "--from", "2024-01-01", "--speed", "max", "--distributed",
-            "--run-id", run_dist, data_dir=data_dir,
+            "--actors", ",".join(DEMO_ACTORS), "--run-id", run_dist, data_dir=data_dir,
         )  # fmt: skip
         if proc.returncode != 0:
             steps_missing.append("distributed replay failed")
