@@ -133,13 +133,11 @@ class MarketHours:
         import pandas as pd
 
         cal = self._calendar
-        lo = pd.Timestamp(first * _MINUTE_NS, tz="UTC")
-        hi = pd.Timestamp(last * _MINUTE_NS, tz="UTC")
-        lo = max(lo, cal.first_minute)
-        hi = min(hi, cal.last_minute)
-        if hi < lo:
-            return 0
         with _quiet():
+            lo = max(pd.Timestamp(first * _MINUTE_NS, tz="UTC"), cal.first_minute)
+            hi = min(pd.Timestamp(last * _MINUTE_NS, tz="UTC"), cal.last_minute)
+            if hi < lo:
+                return 0
             return len(cal.minutes_in_range(lo, hi))
 
     def sessions_between(self, after: date, before: date) -> int:
@@ -149,11 +147,9 @@ class MarketHours:
         if self._calendar is None:
             return (before - after).days - 1
         cal = self._calendar
-        lo = (after + timedelta(days=1)).isoformat()
-        hi = (before - timedelta(days=1)).isoformat()
-        lo = max(lo, cal.first_session.date().isoformat())
-        hi = min(hi, cal.last_session.date().isoformat())
-        if hi < lo:
-            return 0
         with _quiet():
+            lo = max((after + timedelta(days=1)).isoformat(), cal.first_session.date().isoformat())
+            hi = min((before - timedelta(days=1)).isoformat(), cal.last_session.date().isoformat())
+            if hi < lo:
+                return 0
             return len(cal.sessions_in_range(lo, hi))

@@ -1,0 +1,365 @@
+"""The indicators actor: TA-Lib-exact indicators per symbol and bar interval.
+
+For each configured series (interval, markets, symbols, raw or adjusted prices) it
+subscribes to ``md.bar.{interval}[-adj].{market}.{symbol}``, feeds every bar to the
+series' calculators (:mod:`tickertape.actors.indicators.calculators`, O(1) each) and
+publishes one :class:`~tickertape.schemas.indicator.IndicatorValue` per indicator and
+bar once warmed up, on ``indicator.{name}.v1.{market}.{symbol}``, with ``ts_event`` =
+the bar's close time. Names carry the parameters:
+
+=========================  ===========================================  ==================
+name                       values                                       first bar (n = period)
+=========================  ===========================================  ==================
+``sma_{n}``                ``value``                                    n
+``ema_{n}``                ``value``                                    n
+``rsi_{n}``                ``value`` (0–100, Wilder)                    n + 1
+``macd_{f}_{s}_{g}``       ``macd``, ``signal``, ``hist``               s + g − 1
+``trange``                 ``value``                                    2
+``atr_{n}``                ``value`` (Wilder)                           n + 1
+``dmi_{n}``                ``plus_di``, ``minus_di``, ``dx``, ``adx``   n + 1 (adx: 2n)
+``bbands_{n}_{k}``         ``upper``, ``middle``, ``lower``             n
+=========================  ===========================================  ==================
+
+A series expects raw or adjusted prices; a bar of the other kind raises
+:class:`~tickertape.actors.marketdata.adjustment.PriceBasisError`. One symbol has one
+interval per actor (the topic does not name the interval; the payload does).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from tickertape.actors.base import Actor, Context, Event
+from tickertape.actors.indicators.calculators import (
+    Atr,
+    AtrState,
+    Bollinger,
+    BollingerState,
+    CalculatorState,
+    Dmi,
+    DmiState,
+    Ema,
+    EmaState,
+    Macd,
+    MacdState,
+    Rsi,
+    RsiState,
+    Sma,
+    SmaState,
+    TrueRange,
+    TrueRangeState,
+)
+from tickertape.actors.marketdata.adjustment import require_basis
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.indicator import IndicatorValue
+from tickertape.schemas.market import Bar
+
+IndicatorKind = Literal["sma", "ema", "rsi", "macd", "trange", "atr", "dmi", "bbands"]
+
+
+class IndicatorSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One indicator of a series.
+
+    Attributes:
+        kind: which indicator.
+        period: window for sma, ema, rsi, atr, dmi, bbands.
+        fast, slow, signal: MACD periods.
+        num_std: Bollinger band width in standard deviations.
+    """
+
+    kind: IndicatorKind
+    period: int = 14
+    fast: int = 12
+    slow: int = 26
+    signal: int = 9
+    num_std: float = 2.0
+
+    @property
+    def name(self) -> str:
+        """The topic token, e.g. ``rsi_14``, ``macd_12_26_9``, ``bbands_20_2``."""
+        if self.kind == "trange":
+            return "trange"
+        if self.kind == "macd":
+            return f"macd_{self.fast}_{self.slow}_{self.signal}"
+        if self.kind == "bbands":
+            k = int(self.num_std) if self.num_std == int(self.num_std) else self.num_std
+            return f"bbands_{self.period}_{str(k).replace('.', '_')}"
+        return f"{self.kind}_{self.period}"
+
+    @property
+    def params(self) -> dict[str, float]:
+        """The parameters as published."""
+        if self.kind == "trange":
+            return {}
+        if self.kind == "macd":
+            return {"fast": self.fast, "slow": self.slow, "signal": self.signal}
+        if self.kind == "bbands":
+            return {"period": self.period, "num_std": self.num_std}
+        return {"period": self.period}
+
+
+DEFAULT_INDICATORS: tuple[IndicatorSpec, ...] = (
+    IndicatorSpec(kind="sma", period=10),
+    IndicatorSpec(kind="sma", period=20),
+    IndicatorSpec(kind="ema", period=10),
+    IndicatorSpec(kind="ema", period=20),
+    IndicatorSpec(kind="rsi", period=14),
+    IndicatorSpec(kind="macd"),
+    IndicatorSpec(kind="trange"),
+    IndicatorSpec(kind="atr", period=14),
+    IndicatorSpec(kind="dmi", period=14),
+    IndicatorSpec(kind="bbands", period=20, num_std=2.0),
+)
+"""The full set: the columns of the TA-Lib reference files."""
+
+
+class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which bars a set of indicators runs on.
+
+    Attributes:
+        interval: bar interval (``1m``, ``1d``...).
+        markets: markets to cover.
+        symbols: symbols to cover; empty means every symbol of those markets.
+        adjusted: consume adjusted bars (``{interval}-adj`` topics) instead of raw.
+        indicators: what to compute.
+    """
+
+    interval: str = "1m"
+    markets: list[Market] = msgspec.field(default_factory=lambda: ["crypto", "us", "kr"])
+    symbols: list[str] = msgspec.field(default_factory=list)
+    adjusted: bool = False
+    indicators: list[IndicatorSpec] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_INDICATORS)
+    )
+
+
+class IndicatorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of :class:`IndicatorActor` (``[indicators]`` in TOML).
+
+    A symbol listed explicitly in a series takes that series over one covering its
+    whole market.
+    """
+
+    series: list[SeriesConfig] = msgspec.field(default_factory=lambda: [SeriesConfig()])
+
+
+class SeriesState(msgspec.Struct, frozen=True):
+    """One (market, symbol) series: its config index and calculator states."""
+
+    market: str
+    symbol: str
+    series_index: int
+    calculators: list[CalculatorState]
+
+
+class IndicatorsState(msgspec.Struct, frozen=True):
+    """Snapshot of :class:`IndicatorActor`, series sorted by (market, symbol)."""
+
+    series: list[SeriesState]
+
+
+Calculator = Sma | Ema | Rsi | Macd | TrueRange | Atr | Dmi | Bollinger
+
+
+def _build(spec: IndicatorSpec) -> Calculator:
+    match spec.kind:
+        case "sma":
+            return Sma(spec.period)
+        case "ema":
+            return Ema(spec.period)
+        case "rsi":
+            return Rsi(spec.period)
+        case "macd":
+            return Macd(spec.fast, spec.slow, spec.signal)
+        case "trange":
+            return TrueRange()
+        case "atr":
+            return Atr(spec.period)
+        case "dmi":
+            return Dmi(spec.period)
+        case "bbands":
+            return Bollinger(spec.period, spec.num_std)
+    raise ConfigError(f"unknown indicator kind {spec.kind!r}")
+
+
+def _from_state(state: CalculatorState) -> Calculator:
+    match state:
+        case SmaState():
+            return Sma.from_state(state)
+        case EmaState():
+            return Ema.from_state(state)
+        case RsiState():
+            return Rsi.from_state(state)
+        case MacdState():
+            return Macd.from_state(state)
+        case TrueRangeState():
+            return TrueRange.from_state(state)
+        case AtrState():
+            return Atr.from_state(state)
+        case DmiState():
+            return Dmi.from_state(state)
+        case BollingerState():
+            return Bollinger.from_state(state)
+
+
+class _Series:
+    __slots__ = ("calculators", "index", "market", "names", "params", "spec", "symbol", "topics")
+
+    def __init__(self, market: str, symbol: str, index: int, spec: SeriesConfig) -> None:
+        self.market = market
+        self.symbol = symbol
+        self.index = index
+        self.spec = spec
+        self.calculators: list[Calculator] = [_build(i) for i in spec.indicators]
+        self.names = [i.name for i in spec.indicators]
+        self.params = [i.params for i in spec.indicators]
+        self.topics = [f"indicator.{name}.v1.{market}.{symbol}" for name in self.names]
+
+
+class IndicatorActor(Actor):
+    """Computes indicators on bars and publishes them on versioned topics.
+
+    Args:
+        config: the configuration; defaults (the full set on ``1m`` bars of every
+            market) when None.
+
+    Raises:
+        ConfigError: invalid indicator parameters, or one symbol configured on two
+            intervals.
+    """
+
+    name = "indicators"
+    state_version = 1
+
+    def __init__(self, config: IndicatorsConfig | None = None) -> None:
+        self.config = config or IndicatorsConfig()
+        subscriptions: list[str] = []
+        self._explicit: dict[tuple[str, str], int] = {}
+        self._by_market: dict[str, int] = {}
+        for index, series in enumerate(self.config.series):
+            for spec in series.indicators:
+                _build(spec)  # validates the parameters now
+            token = f"{series.interval}-adj" if series.adjusted else series.interval
+            for market in series.markets:
+                if series.symbols:
+                    for symbol in series.symbols:
+                        if (market, symbol) in self._explicit:
+                            raise ConfigError(f"{market}.{symbol} is configured twice")
+                        self._explicit[(market, symbol)] = index
+                        subscriptions.append(f"md.bar.{token}.{market}.{symbol}")
+                else:
+                    if market in self._by_market:
+                        raise ConfigError(f"market {market} is configured twice")
+                    self._by_market[market] = index
+                    subscriptions.append(f"md.bar.{token}.{market}.*")
+        self.subscriptions = tuple(dict.fromkeys(subscriptions))
+        self._series: dict[tuple[str, str], _Series] = {}
+
+    def _series_for(self, market: str, symbol: str) -> _Series | None:
+        key = (market, symbol)
+        series = self._series.get(key)
+        if series is None:
+            index = self._explicit.get(key, self._by_market.get(market))
+            if index is None:
+                return None
+            series = self._series[key] = _Series(market, symbol, index, self.config.series[index])
+        return series
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        """Feed a bar of a configured series to its calculators and publish the values."""
+        bar = event.payload
+        if not isinstance(bar, Bar):
+            return
+        market = event.market
+        if market is None:
+            return
+        series = self._series_for(market, bar.symbol)
+        if series is None or bar.interval != series.spec.interval:
+            return
+        require_basis(bar, series.spec.adjusted, event.topic)
+        for i, values in enumerate(self.update(series, bar)):
+            if values is None:
+                continue
+            ctx.publish(
+                series.topics[i],
+                IndicatorValue(
+                    symbol=bar.symbol,
+                    name=series.names[i],
+                    interval=bar.interval,
+                    params=series.params[i],
+                    values=values,
+                    bar_ts=event.ts_event,
+                    adjusted=bar.adjusted,
+                ),
+                market=market,
+                ts_event=event.ts_event,
+                causation=event,
+            )
+
+    @staticmethod
+    def update(series: _Series, bar: Bar) -> list[dict[str, float] | None]:
+        """Feed one bar to every calculator of ``series``; return their values (None: warm-up)."""
+        out: list[dict[str, float] | None] = []
+        high, low, close = bar.high, bar.low, bar.close
+        for calc in series.calculators:
+            if isinstance(calc, (Sma, Ema, Rsi)):
+                v = calc.update(close)
+                out.append(None if v is None else {"value": v})
+            elif isinstance(calc, Macd):
+                m = calc.update(close)
+                out.append(None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]})
+            elif isinstance(calc, Bollinger):
+                b = calc.update(close)
+                out.append(None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]})
+            elif isinstance(calc, Dmi):
+                d = calc.update(high, low, close)
+                if d is None:
+                    out.append(None)
+                else:
+                    values = {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx}
+                    if d.adx is not None:
+                        values["adx"] = d.adx
+                    out.append(values)
+            else:
+                v = calc.update(high, low, close)
+                out.append(None if v is None else {"value": v})
+        return out
+
+    def snapshot(self) -> IndicatorsState:
+        """Return every series' calculator states (sorted: deterministic bytes)."""
+        return IndicatorsState(
+            series=[
+                SeriesState(
+                    market=s.market,
+                    symbol=s.symbol,
+                    series_index=s.index,
+                    calculators=[c.state() for c in s.calculators],
+                )
+                for _, s in sorted(self._series.items())
+            ]
+        )
+
+    def restore(self, state: bytes) -> None:
+        """Restore from the msgpack bytes of an :class:`IndicatorsState`.
+
+        Raises:
+            ConfigError: the snapshot's series do not fit the current configuration.
+        """
+        decoded = msgspec.msgpack.decode(state, type=IndicatorsState)
+        self._series.clear()
+        for saved in decoded.series:
+            if saved.series_index >= len(self.config.series):
+                raise ConfigError(f"snapshot series {saved.series_index} is not configured")
+            series = _Series(
+                saved.market,
+                saved.symbol,
+                saved.series_index,
+                self.config.series[saved.series_index],
+            )
+            if len(saved.calculators) != len(series.calculators):
+                raise ConfigError(f"snapshot of {saved.market}.{saved.symbol} has other indicators")
+            series.calculators = [_from_state(c) for c in saved.calculators]
+            self._series[(saved.market, saved.symbol)] = series

@@ -1,0 +1,296 @@
+"""The market-data actor: trades into bars, gap detection, forward-adjusted bars.
+
+Consumes (configurable patterns):
+
+- ``md.trade.{market}.{symbol}``: aggregated into ``md.bar.{interval}.{market}.{symbol}``
+  for each configured interval (``1s`` and ``1m`` by default). A bar is published only
+  when its interval is over on the actor's clock (a timer at its end, or a trade of a
+  later interval), with ``ts_event`` = its close time. Trade ids that are integers are
+  checked for continuity: a jump publishes ``md.gap`` (``kind="sequence"``,
+  ``stream="trade"``, ``missing`` = ids skipped).
+- bar topics to watch (imported bars): a bar starting after the previous bar's end
+  while the market was open (per its trading calendar) publishes ``md.gap``
+  (``kind="time"``, ``stream="bar.{interval}"``, ``missing`` = open intervals missed).
+  Closed-market time (nights, weekends, holidays) is not a gap.
+- raw daily bars to adjust, with ``md.corporate_action``: forward-adjusted copies on
+  ``md.bar.{interval}-adj.{market}.{symbol}`` (see
+  :mod:`tickertape.actors.marketdata.adjustment`).
+
+The actor reads time only from ``ctx.clock``; its state snapshots and restores
+exactly (:class:`MarketDataState`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import cast
+
+import msgspec
+
+from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.marketdata.adjustment import (
+    ForwardAdjuster,
+    ForwardAdjusterState,
+    adjusted_topic,
+)
+from tickertape.actors.marketdata.bars import BarBuilder, BarBuilderState
+from tickertape.actors.marketdata.importers import interval_ns
+from tickertape.actors.marketdata.sessions import MarketHours
+from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.schemas.market import Bar, CorporateAction, Gap, Trade
+from tickertape.topics import matches_any, validate_pattern
+
+_MINUTE_NS = 60_000_000_000
+
+
+class MarketDataConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of :class:`MarketDataActor` (``[marketdata]`` in TOML).
+
+    Attributes:
+        trade_patterns: trade topics to aggregate and check for id gaps.
+        bar_intervals: intervals built from trades (each a whole number of seconds).
+        watch_bar_patterns: bar topics checked for time gaps against the calendar.
+        adjust_patterns: raw bar topics to republish forward-adjusted; corporate
+            actions of the same market and symbol are consumed with them.
+        calendars: trading-hours key per ``market`` or ``market.symbol`` (the latter
+            wins): ``crypto`` (24/7), ``us`` (NYSE), ``us-futures`` (CME Globex),
+            ``kr`` (KRX).
+    """
+
+    trade_patterns: list[str] = msgspec.field(default_factory=lambda: ["md.trade.>"])
+    bar_intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "1m"])
+    watch_bar_patterns: list[str] = msgspec.field(default_factory=list)
+    adjust_patterns: list[str] = msgspec.field(default_factory=list)
+    calendars: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"crypto": "crypto", "us": "us", "kr": "kr"}
+    )
+
+
+class MarketDataState(msgspec.Struct, frozen=True):
+    """Snapshot of :class:`MarketDataActor` (keys sorted: deterministic bytes)."""
+
+    builders: dict[str, BarBuilderState]
+    last_trade_ids: dict[str, int]
+    last_bar_end: dict[str, int]
+    adjusters: dict[str, ForwardAdjusterState]
+
+
+def _split_topic(topic: str) -> tuple[str, str]:
+    """Return (market, symbol): the last two tokens of an ``md.*`` topic."""
+    parts = topic.rsplit(".", 2)
+    return parts[-2], parts[-1]
+
+
+class MarketDataActor(Actor):
+    """Builds bars from trades, detects sequence and time gaps, forward-adjusts bars.
+
+    Args:
+        config: the configuration; defaults when None.
+
+    Raises:
+        ConfigError: an invalid pattern or interval (bars from trades must last a
+            whole number of seconds).
+    """
+
+    name = "marketdata"
+    state_version = 1
+
+    def __init__(self, config: MarketDataConfig | None = None) -> None:
+        self.config = config or MarketDataConfig()
+        patterns = [
+            *self.config.trade_patterns,
+            *self.config.watch_bar_patterns,
+            *self.config.adjust_patterns,
+        ]
+        for pattern in patterns:
+            problem = validate_pattern(pattern)
+            if problem is not None:
+                raise ConfigError(problem)
+        self._intervals: list[tuple[str, int]] = []
+        for interval in self.config.bar_intervals:
+            length = interval_ns(interval)
+            if length % 1_000_000_000:
+                raise ConfigError(f"bar interval {interval!r} is not a whole number of seconds")
+            self._intervals.append((interval, length))
+        corporate = ["md.corporate_action.>"] if self.config.adjust_patterns else []
+        self.subscriptions = tuple(dict.fromkeys([*patterns, *corporate]))
+        self._builders: dict[str, BarBuilder] = {}
+        self._builder_market: dict[str, str] = {}
+        self._last_trade_id: dict[str, int] = {}
+        self._last_bar_end: dict[str, int] = {}
+        self._adjusters: dict[str, ForwardAdjuster] = {}
+        self._hours: dict[str, MarketHours] = {}
+
+    # ----------------------------------------------------------------- events
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        """Dispatch trades, bars and corporate actions (other types are ignored)."""
+        payload = event.payload
+        topic = event.topic
+        if isinstance(payload, Trade):
+            if matches_any(self.config.trade_patterns, topic):
+                self.on_trade(event, payload, ctx)
+        elif isinstance(payload, Bar):
+            if matches_any(self.config.watch_bar_patterns, topic):
+                self._check_bar_gap(event, payload, ctx)
+            if matches_any(self.config.adjust_patterns, topic) and not payload.adjusted:
+                self._adjust(event, payload, ctx)
+        elif isinstance(payload, CorporateAction):
+            market, symbol = _split_topic(topic)
+            self._adjuster(f"{market}.{symbol}").on_action(payload)
+
+    def on_trade(self, event: Event, trade: Trade, ctx: Context) -> None:
+        """Check the trade id's continuity and add the trade to every bar interval."""
+        market, symbol = _split_topic(event.topic)
+        key = f"{market}.{symbol}"
+        if trade.trade_id.isdigit():
+            trade_id = int(trade.trade_id)
+            last = self._last_trade_id.get(key)
+            if last is not None and trade_id > last + 1:
+                gap = Gap(
+                    symbol=symbol,
+                    kind="sequence",
+                    stream="trade",
+                    last_seen=last,
+                    next_seen=trade_id,
+                    missing=trade_id - last - 1,
+                )
+                ctx.publish(f"md.gap.{market}.{symbol}", gap, market=event.market, causation=event)
+            if last is None or trade_id > last:
+                self._last_trade_id[key] = trade_id
+        now = ctx.clock.now_ns()
+        for interval, length in self._intervals:
+            name = f"bar|{interval}|{key}"
+            builder = self._builders.get(name)
+            if builder is None:
+                builder = self._builders[name] = BarBuilder(symbol, interval, length)
+                self._builder_market[name] = market
+            done = builder.add(event.ts_event, trade.price, trade.size)
+            if done is not None:
+                self._publish_bar(name, done, ctx, event)
+            end = builder.end_ns
+            assert end is not None
+            if end <= now:
+                bar = builder.close()
+                assert bar is not None
+                ctx.clock.cancel_timer(name)
+                self._publish_bar(name, bar, ctx, event)
+            else:
+                ctx.clock.set_timer(name, at_ns=end)
+
+    def on_timer(self, timer: Timer, ctx: Context) -> None:
+        """Publish the bar whose interval ended (timer ``bar|{interval}|{market}.{symbol}``)."""
+        builder = self._builders.get(timer.name)
+        if builder is None:
+            return
+        end = builder.end_ns
+        if end is None or end > ctx.clock.now_ns():
+            return
+        bar = builder.close()
+        if bar is not None:
+            self._publish_bar(timer.name, bar, ctx, None)
+
+    def _publish_bar(self, name: str, bar: Bar, ctx: Context, cause: Event | None) -> None:
+        market = self._builder_market[name]
+        ctx.publish(
+            f"md.bar.{bar.interval}.{market}.{bar.symbol}",
+            bar,
+            market=_market(market),
+            ts_event=bar.start_ns + interval_ns(bar.interval),
+            causation=cause,
+        )
+
+    # ------------------------------------------------------------------- gaps
+
+    def _hours_for(self, market: str, symbol: str) -> MarketHours:
+        key = self.config.calendars.get(f"{market}.{symbol}") or self.config.calendars.get(market)
+        if key is None:
+            raise ConfigError(f"no trading calendar configured for {market}.{symbol}")
+        hours = self._hours.get(key)
+        if hours is None:
+            hours = self._hours[key] = MarketHours(key)
+        return hours
+
+    def _check_bar_gap(self, event: Event, bar: Bar, ctx: Context) -> None:
+        market, symbol = _split_topic(event.topic)
+        topic = event.topic
+        previous_end = self._last_bar_end.get(topic)
+        self._last_bar_end[topic] = event.ts_event
+        if previous_end is None or bar.start_ns <= previous_end:
+            return
+        hours = self._hours_for(market, symbol)
+        if bar.interval.endswith("d"):
+            after = datetime.fromtimestamp(previous_end / 1e9, UTC).date()
+            before = datetime.fromtimestamp(bar.start_ns / 1e9, UTC).date()
+            missing = hours.sessions_between(after, before)
+        else:
+            length = interval_ns(bar.interval)
+            open_minutes = hours.open_minutes(previous_end, bar.start_ns)
+            missing = open_minutes * _MINUTE_NS // length
+        if missing <= 0:
+            return
+        gap = Gap(
+            symbol=symbol,
+            kind="time",
+            stream=f"bar.{bar.interval}",
+            last_seen=previous_end,
+            next_seen=bar.start_ns,
+            missing=missing,
+        )
+        ctx.publish(
+            f"md.gap.{market}.{symbol}",
+            gap,
+            market=event.market,
+            ts_event=event.ts_event,
+            causation=event,
+        )
+
+    # ------------------------------------------------------------- adjustment
+
+    def _adjuster(self, key: str) -> ForwardAdjuster:
+        adjuster = self._adjusters.get(key)
+        if adjuster is None:
+            adjuster = self._adjusters[key] = ForwardAdjuster()
+        return adjuster
+
+    def _adjust(self, event: Event, bar: Bar, ctx: Context) -> None:
+        market, symbol = _split_topic(event.topic)
+        session_date = datetime.fromtimestamp(bar.start_ns / 1e9, UTC).date()
+        adjusted = self._adjuster(f"{market}.{symbol}").adjust(bar, session_date)
+        ctx.publish(
+            adjusted_topic(bar.interval, market, symbol),
+            adjusted,
+            market=event.market,
+            ts_event=event.ts_event,
+            causation=event,
+        )
+
+    # --------------------------------------------------------------- snapshot
+
+    def snapshot(self) -> MarketDataState:
+        """Return the open bars, last trade ids, last bar ends and adjusters."""
+        return MarketDataState(
+            builders={k: self._builders[k].state() for k in sorted(self._builders)},
+            last_trade_ids=dict(sorted(self._last_trade_id.items())),
+            last_bar_end=dict(sorted(self._last_bar_end.items())),
+            adjusters={k: self._adjusters[k].state() for k in sorted(self._adjusters)},
+        )
+
+    def restore(self, state: bytes) -> None:
+        """Restore from the msgpack bytes of a :class:`MarketDataState`."""
+        decoded = msgspec.msgpack.decode(state, type=MarketDataState)
+        self._builders.clear()
+        self._builder_market.clear()
+        for key, builder_state in decoded.builders.items():
+            self._builders[key] = BarBuilder.from_state(builder_state)
+            self._builder_market[key] = key.split("|")[2].split(".", 1)[0]
+        self._last_trade_id = dict(decoded.last_trade_ids)
+        self._last_bar_end = dict(decoded.last_bar_end)
+        self._adjusters = {k: ForwardAdjuster(v) for k, v in decoded.adjusters.items()}
+
+
+def _market(market: str) -> Market:
+    if market not in MARKETS:
+        raise ConfigError(f"unknown market {market!r} in a market-data topic")
+    return cast(Market, market)

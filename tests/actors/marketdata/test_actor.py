@@ -1,0 +1,226 @@
+"""The market-data actor on real data: bars at interval end, gaps, adjustment, snapshots."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from tickertape.actors.marketdata import (
+    ACTOR_CLASS,
+    CONFIG_CLASS,
+    MarketDataActor,
+    MarketDataConfig,
+)
+from tickertape.actors.marketdata.adjustment import PriceBasisError, back_adjust
+from tickertape.actors.marketdata.importers import (
+    ParsedEvent,
+    parse_binance_ws,
+    parse_krx_daily,
+    parse_ohlcv_csv,
+    parse_quandl_wiki,
+    source_name,
+)
+from tickertape.actors.marketdata.sessions import MarketHours
+from tickertape.errors import ConfigError
+from tickertape.schemas.market import Bar, CorporateAction, Gap, Trade
+
+from .harness import FakeContext, make_event, run
+
+DATA = Path(__file__).resolve().parents[3] / "data"
+BTC_0808 = DATA / "binance-spot-ws-2024-08-08" / "btcusdt_20240808.gz"
+BTC_0809 = DATA / "binance-spot-ws-2024-08-08" / "btcusdt_20240809.gz"
+CME = DATA / "cme-6eh4-1m-2024-01" / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+QUANDL = DATA / "us-equities-daily-2014" / "QUANDL_SAMPLE_TABLE.csv"
+
+
+def _trade_events(*paths: Path, drop_trade_id: str | None = None) -> list:  # type: ignore[type-arg]
+    events = []
+    for path in paths:
+        (parsed,) = parse_binance_ws(path).streams.values()
+        events.extend(
+            e
+            for e in parsed
+            if isinstance(e.payload, Trade) and e.payload.trade_id != drop_trade_id
+        )
+    return [
+        make_event(e.topic, e.payload, e.market, e.ts_event, i) for i, e in enumerate(events, 1)
+    ]
+
+
+@pytest.fixture(scope="module")
+def btc_trades() -> list:  # type: ignore[type-arg]
+    return _trade_events(BTC_0808, BTC_0809)
+
+
+def test_package_exposes_actor_and_config() -> None:
+    """The runtime resolves the actor and its configuration from the package."""
+    assert ACTOR_CLASS is MarketDataActor
+    assert CONFIG_CLASS is MarketDataConfig
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.convert({"bar_intervals": ["1m"], "typo": 1}, MarketDataConfig)
+
+
+def test_bars_are_published_after_their_interval_with_all_volume(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """Every 1s/1m bar appears at its close time, never earlier, and volumes add up."""
+    actor = MarketDataActor()
+    ctx = FakeContext("marketdata")
+    last_ts = btc_trades[-1].ts_event
+    run(actor, ctx, btc_trades, until_ns=last_ts + 120_000_000_000)
+    bars = [p for p in ctx.published if isinstance(p.payload, Bar)]
+    for interval, length in (("1s", 1_000_000_000), ("1m", 60_000_000_000)):
+        mine = [p for p in bars if p.payload.interval == interval]
+        assert all(p.ts_event == p.payload.start_ns + length for p in mine)
+        assert all(p.topic == f"md.bar.{interval}.crypto.BTCUSDT" for p in mine)
+        total = sum(p.payload.volume for p in mine)
+        assert total == pytest.approx(sum(e.payload.size for e in btc_trades), rel=1e-12)
+        starts = [p.payload.start_ns for p in mine]
+        assert starts == sorted(set(starts))
+    assert not [p for p in ctx.published if isinstance(p.payload, Gap)]
+
+
+def test_open_bar_is_not_published_before_its_end(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """With the clock inside a minute, that minute's bar has not been published."""
+    actor = MarketDataActor(MarketDataConfig(bar_intervals=["1m"]))
+    ctx = FakeContext("marketdata")
+    run(actor, ctx, btc_trades[:500])
+    now = ctx.clock.now
+    open_start = now - now % 60_000_000_000
+    assert all(p.payload.start_ns < open_start for p in ctx.published)
+
+
+def test_one_missing_trade_is_exactly_one_sequence_gap() -> None:
+    """Removing one trade from the real capture yields exactly one gap of one id."""
+    events = _trade_events(BTC_0808, drop_trade_id="3735690000")
+    actor = MarketDataActor(MarketDataConfig(bar_intervals=["1m"]))
+    ctx = FakeContext("marketdata")
+    run(actor, ctx, events)
+    gaps = [p.payload for p in ctx.published if isinstance(p.payload, Gap)]
+    assert gaps == [
+        Gap(
+            symbol="BTCUSDT",
+            kind="sequence",
+            stream="trade",
+            last_seen=3735689999,
+            next_seen=3735690001,
+            missing=1,
+        )
+    ]
+
+
+def test_snapshot_restore_continues_exactly(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """A restart from a snapshot mid-stream publishes what the uninterrupted run did."""
+    end = btc_trades[-1].ts_event + 120_000_000_000
+    whole = MarketDataActor()
+    whole_ctx = FakeContext("marketdata")
+    run(whole, whole_ctx, btc_trades, until_ns=end)
+
+    cut = 4321
+    first = MarketDataActor()
+    ctx = FakeContext("marketdata")
+    run(first, ctx, btc_trades[:cut])
+    state = msgspec.msgpack.encode(first.snapshot())
+    second = MarketDataActor()
+    second.restore(state)
+    ctx2 = FakeContext("marketdata")
+    ctx2.clock.now = ctx.clock.now
+    ctx2.clock.timers = dict(ctx.clock.timers)
+    run(second, ctx2, btc_trades[cut:], until_ns=end)
+    assert ctx.published + ctx2.published == whole_ctx.published
+
+
+def _bar_events(parsed: list[ParsedEvent]) -> list:  # type: ignore[type-arg]
+    return [
+        make_event(e.topic, e.payload, e.market, e.ts_event, i) for i, e in enumerate(parsed, 1)
+    ]
+
+
+def test_cme_time_gaps_skip_weekends_and_count_open_minutes() -> None:
+    """6E bars: no gap across the weekend close; missing open minutes are reported as gaps."""
+    (parsed,) = parse_ohlcv_csv(
+        CME, market="us", symbol="6EH4", interval="1m", stamp="end"
+    ).streams.values()
+    events = _bar_events(parsed[:3000])
+    config = MarketDataConfig(
+        trade_patterns=[],
+        watch_bar_patterns=["md.bar.1m.us.*"],
+        calendars={"us.6EH4": "us-futures"},
+    )
+    actor = MarketDataActor(config)
+    ctx = FakeContext("marketdata")
+    run(actor, ctx, events)
+    gaps = [p.payload for p in ctx.published if isinstance(p.payload, Gap)]
+    assert gaps, "thin overnight minutes of 6E must show as gaps"
+    assert all(g.kind == "time" and g.stream == "bar.1m" and g.missing >= 1 for g in gaps)
+    hours = MarketHours("us-futures")
+    for g in gaps:
+        assert g.missing == hours.open_minutes(g.last_seen, g.next_seen)
+    # Friday 2024-01-05 22:00 UTC close to Sunday 2024-01-07 23:00 UTC open: not a gap.
+    weekend = [g for g in gaps if g.last_seen < 1_704_668_400_000_000_000 < g.next_seen]
+    assert all(g.missing < 24 * 60 for g in weekend)
+
+
+def test_forward_adjusted_aapl_is_continuous_across_the_split() -> None:
+    """AAPL's forward-adjusted close after the 7:1 split is the raw close times 7 (and dividends)."""
+    parsed = parse_quandl_wiki(QUANDL).streams[source_name("quandl-wiki", QUANDL, "AAPL")]
+    events = _bar_events(parsed)
+    actor = MarketDataActor(MarketDataConfig(trade_patterns=[], adjust_patterns=["md.bar.1d.us.*"]))
+    ctx = FakeContext("marketdata")
+    run(actor, ctx, events)
+    adjusted = [p for p in ctx.published if isinstance(p.payload, Bar)]
+    assert all(p.topic == "md.bar.1d-adj.us.AAPL" and p.payload.adjusted for p in adjusted)
+    raw = [e.payload for e in parsed if isinstance(e.payload, Bar)]
+    assert len(adjusted) == len(raw) == 252
+    by_day = {r.start_ns: (r, a.payload) for r, a in zip(raw, adjusted, strict=True)}
+    before = [v for k, v in sorted(by_day.items()) if k < 1_402_320_600_000_000_000]
+    after = [v for k, v in sorted(by_day.items()) if k >= 1_402_320_600_000_000_000]
+    r, a = after[0]
+    closes = {b.start_ns: b.close for b in raw}
+    days = sorted(closes)
+    expected = 7.0
+    for ex_ns, amount in ((1_391_697_000_000_000_000, 3.05), (1_399_555_800_000_000_000, 3.29)):
+        previous = closes[days[days.index(ex_ns) - 1]]
+        expected *= previous / (previous - amount)
+    assert a.close / r.close == pytest.approx(expected, rel=1e-12)
+    assert a.volume == pytest.approx(r.volume / 7.0)
+    assert abs(a.close / before[-1][1].close - 1) < 0.05  # no 7x jump in the series
+    assert before[0][1].close == before[0][0].close  # nothing effective yet
+
+
+def test_back_adjusted_samsung_matches_the_vendor_file_exactly() -> None:
+    """Raw Samsung bars back-adjusted for the 50:1 split of 2018-05-04 equal the adjusted file."""
+    (raw,) = parse_krx_daily(
+        DATA / "krx-005930-daily" / "v1_005930_raw_1985_2018.csv", symbol="005930", adjusted=False
+    ).streams.values()
+    (adj,) = parse_krx_daily(
+        DATA / "krx-005930-daily" / "v3_005930_adjusted_2018_2021_with_features.csv",
+        symbol="005930",
+        adjusted=True,
+    ).streams.values()
+    window = [e.payload for e in raw if e.payload.start_ns >= adj[0].payload.start_ns]
+    split = CorporateAction(symbol="005930", action="split", ex_date="2018-05-04", ratio=50.0)
+    dated = [(date(2018, 1, 1), bar) for bar in window]
+    result = back_adjust(dated, [split])
+    vendor = {e.payload.start_ns: e.payload for e in adj}
+    assert len(result) == 32
+    for bar in result:
+        expected = vendor[bar.start_ns]
+        assert (bar.open, bar.high, bar.low, bar.close) == (
+            expected.open,
+            expected.high,
+            expected.low,
+            expected.close,
+        )
+        assert bar.adjusted
+    with pytest.raises(PriceBasisError):
+        back_adjust([(date(2018, 1, 2), result[0])], [split])
+
+
+def test_invalid_configuration_is_refused() -> None:
+    """Sub-second or malformed intervals and bad patterns raise ConfigError."""
+    with pytest.raises(ConfigError):
+        MarketDataActor(MarketDataConfig(bar_intervals=["1x"]))
+    with pytest.raises(ConfigError):
+        MarketDataActor(MarketDataConfig(trade_patterns=["md.>.x"]))
