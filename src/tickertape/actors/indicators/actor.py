@@ -27,6 +27,7 @@ interval per actor (the topic does not name the interval; the payload does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import msgspec
@@ -205,18 +206,87 @@ def _from_state(state: CalculatorState) -> Calculator:
             return Bollinger.from_state(state)
 
 
+Feeder = Callable[[float, float, float], "dict[str, float] | None"]
+
+
+def _feeder(calc: Calculator) -> Feeder:
+    """Return a function feeding (high, low, close) to ``calc`` and shaping its values."""
+    if isinstance(calc, (Sma, Ema, Rsi)):
+        close_only = calc.update
+
+        def single(high: float, low: float, close: float) -> dict[str, float] | None:
+            v = close_only(close)
+            return None if v is None else {"value": v}
+
+        return single
+    if isinstance(calc, Macd):
+        macd = calc.update
+
+        def triple(high: float, low: float, close: float) -> dict[str, float] | None:
+            m = macd(close)
+            return None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]}
+
+        return triple
+    if isinstance(calc, Bollinger):
+        bands = calc.update
+
+        def band(high: float, low: float, close: float) -> dict[str, float] | None:
+            b = bands(close)
+            return None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]}
+
+        return band
+    if isinstance(calc, Dmi):
+        dmi = calc.update
+
+        def directional(high: float, low: float, close: float) -> dict[str, float] | None:
+            d = dmi(high, low, close)
+            if d is None:
+                return None
+            if d.adx is None:
+                return {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx}
+            return {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx, "adx": d.adx}
+
+        return directional
+    ranged = calc.update
+
+    def range_value(high: float, low: float, close: float) -> dict[str, float] | None:
+        v = ranged(high, low, close)
+        return None if v is None else {"value": v}
+
+    return range_value
+
+
 class _Series:
-    __slots__ = ("calculators", "index", "market", "names", "params", "spec", "symbol", "topics")
+    __slots__ = (
+        "_calculators",
+        "feeders",
+        "index",
+        "market",
+        "names",
+        "params",
+        "spec",
+        "symbol",
+        "topics",
+    )
 
     def __init__(self, market: str, symbol: str, index: int, spec: SeriesConfig) -> None:
         self.market = market
         self.symbol = symbol
         self.index = index
         self.spec = spec
-        self.calculators: list[Calculator] = [_build(i) for i in spec.indicators]
         self.names = [i.name for i in spec.indicators]
         self.params = [i.params for i in spec.indicators]
         self.topics = [f"indicator.{name}.v1.{market}.{symbol}" for name in self.names]
+        self.calculators = [_build(i) for i in spec.indicators]
+
+    @property
+    def calculators(self) -> list[Calculator]:
+        return self._calculators
+
+    @calculators.setter
+    def calculators(self, value: list[Calculator]) -> None:
+        self._calculators = value
+        self.feeders = [_feeder(c) for c in value]
 
 
 class IndicatorActor(Actor):
@@ -302,31 +372,8 @@ class IndicatorActor(Actor):
     @staticmethod
     def update(series: _Series, bar: Bar) -> list[dict[str, float] | None]:
         """Feed one bar to every calculator of ``series``; return their values (None: warm-up)."""
-        out: list[dict[str, float] | None] = []
         high, low, close = bar.high, bar.low, bar.close
-        for calc in series.calculators:
-            if isinstance(calc, (Sma, Ema, Rsi)):
-                v = calc.update(close)
-                out.append(None if v is None else {"value": v})
-            elif isinstance(calc, Macd):
-                m = calc.update(close)
-                out.append(None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]})
-            elif isinstance(calc, Bollinger):
-                b = calc.update(close)
-                out.append(None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]})
-            elif isinstance(calc, Dmi):
-                d = calc.update(high, low, close)
-                if d is None:
-                    out.append(None)
-                else:
-                    values = {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx}
-                    if d.adx is not None:
-                        values["adx"] = d.adx
-                    out.append(values)
-            else:
-                v = calc.update(high, low, close)
-                out.append(None if v is None else {"value": v})
-        return out
+        return [feed(high, low, close) for feed in series.feeders]
 
     def snapshot(self) -> IndicatorsState:
         """Return every series' calculator states (sorted: deterministic bytes)."""
