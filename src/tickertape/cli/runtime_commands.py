@@ -224,4 +224,56 @@ def replay_command(
         )
 
 
-COMMANDS: list[click.Command] = [replay_command]
+@click.command("actor")
+@click.argument("name", required=False)
+@click.option("--router", "router_url", required=True, help="Router URL (ws://host:port).")
+@click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False))
+@click.option("--strategy", default=None, help="package.module:Class (a Strategy or an Actor).")
+@click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
+@click.option("--replay", "replay_run", default=None, help="Join the distributed replay RUN-ID.")
+@click.option(
+    "--data-dir",
+    "-d",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where this actor's snapshots are kept.",
+)
+def actor_command(
+    name: str | None,
+    router_url: str,
+    config_file: str | None,
+    strategy: str | None,
+    token: str | None,
+    replay_run: str | None,
+    data_dir: Path,
+) -> None:
+    """Host one actor in this process through the router.
+
+    NAME is an actor package (indicators, strategy, risk, orders, pnl) or
+    package.module:Class; --strategy loads a strategy or actor class by path.
+    """
+    import asyncio
+
+    from tickertape.actors.runtime.resolution import resolve_package, resolve_path
+
+    target = strategy or name
+    if not target:
+        raise click.UsageError("give an actor NAME or --strategy package.module:Class")
+    if ":" in target:
+        spec = resolve_path(target, config_file)
+    else:
+        spec = resolve_package(target, config_file)
+    if replay_run is None:
+        from tickertape.actors.runtime.remote import run_live_actor
+
+        asyncio.run(run_live_actor(router_url, spec.actor, spec.name, data_dir, token=token))
+        return
+    from tickertape.actors.runtime.remote import run_replay_actor
+
+    asyncio.run(
+        run_replay_actor(router_url, spec.actor, spec.name, replay_run, data_dir, token=token)
+    )
+
+
+COMMANDS: list[click.Command] = [replay_command, actor_command]

@@ -1,13 +1,512 @@
-"""The distributed replay driver (see docs/replay.md)."""
+"""The distributed replay: a time authority and one process per actor, via a router.
+
+The time authority (:class:`ReplayCoordinator`, also ``tape clock --mode replay``)
+reads the input topics of the source namespace, plans steps with the same
+:class:`~tickertape.timeauthority.scheduler.StepPlanner` as the in-process host, and
+runs each step's waves over the router (docs/protocol.md §8):
+
+1. it announces the wave on ``system.replay.step`` (ephemeral): wave 0 names the
+   step's input gseq range, wave n ≥ 1 the run-namespace gseq range committed for
+   wave n-1;
+2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.ReplayActorProcess`),
+   publishes its outputs *staged* under ``<run>:<step>:<wave>`` and reports
+   ``system.replay.done`` with its output count and its next timer;
+3. the authority commits the stage (``commit``, ``ts_log`` = the step's time): the
+   router appends it as one batch sorted by (``ts_event``, ``source``,
+   ``source_seq``) — the same bytes the in-process host writes;
+4. a step ends with an empty wave.
+
+Actors that die are restarted by the driver's :class:`~tickertape.replay.supervision.Supervisor`;
+a restarted actor says ``hello`` with the epoch of its newest snapshot and gets
+the announcements since then (the authority keeps them from the second-to-last
+snapshot on), replays the committed ones without publishing, and rejoins the wave
+in progress. Snapshots are taken on ``snapshot`` announcements every
+``snapshot_every_steps`` steps.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from tickertape.actors.runtime.resolution import ActorSpec
-from tickertape.errors import ConfigError
-from tickertape.replay.inprocess import ReplayResult
-from tickertape.replay.manifest import RunSettings
+import msgspec
+import structlog
+
+from tickertape.actors.runtime.resolution import ActorSpec, config_hash
+from tickertape.client import Client, RemoteSubscription
+from tickertape.errors import ConfigError, RouterError
+from tickertape.eventlog import LogReader
+from tickertape.replay.control import (
+    CONTROL_PATTERN,
+    DONE_TOPIC,
+    HELLO_TOPIC,
+    STEP_TOPIC,
+    WELCOME_TOPIC,
+    Done,
+    Hello,
+    Phase,
+    StepAnnounce,
+    Welcome,
+)
+from tickertape.replay.inprocess import ReplayResult, input_positions, read_inputs
+from tickertape.replay.manifest import (
+    DRIVER_SOURCE,
+    MANIFEST_TOPIC,
+    SUMMARY_TOPIC,
+    RunSettings,
+    driver_envelope,
+    family_counts,
+    manifest_envelope,
+    summary_envelope,
+)
+from tickertape.replay.supervision import Supervisor, tape_command
+from tickertape.router.protocol import Committed
+from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.registry import decode_payload
+from tickertape.timeauthority.pacing import Pacer
+from tickertape.timeauthority.scheduler import StepPlanner
+from tickertape.timeauthority.timers import ScheduledTimer
+
+_log = structlog.get_logger("tickertape.timeauthority")
+
+REANNOUNCE_S = 2.0
+"""Re-send an announcement when an actor has not answered within this many seconds
+(ephemeral messages are best effort; actors answer a repeated one idempotently)."""
+
+
+class RemoteTimers:
+    """The authority's view of the actors' timers: each actor's earliest, as reported.
+
+    The actors fire their own timers; :meth:`pop_due` returns nothing.
+    """
+
+    def __init__(self) -> None:
+        self.next: dict[str, int | None] = {}
+
+    def next_due(self) -> int | None:
+        """The earliest timer any actor reported, or None."""
+        due = [t for t in self.next.values() if t is not None]
+        return min(due) if due else None
+
+    def pop_due(self, until_ns: int) -> list[ScheduledTimer]:
+        """Nothing: the actors fire their own timers."""
+        return []
+
+
+StepHook = Callable[[int, int], None]
+"""Called as ``hook(step_index, time_ns)`` after each step (tests, progress)."""
+
+
+class ReplayCoordinator:
+    """The replay time authority over a router.
+
+    Args:
+        client: a started client (identity ``replay``, ACL with ``commit``).
+        data_dir: the data directory holding the source namespace (read locally)
+            and the run namespace (read for the summary).
+        settings: the run.
+        actors: the identities of the actors taking part.
+        config_digest: the configuration hash for the manifest.
+        pacer: paces steps (``--speed``).
+        snapshot_every_steps: steps between snapshot announcements (≥ 1).
+        on_step: hook after each step.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        data_dir: str | Path,
+        settings: RunSettings,
+        actors: list[str],
+        *,
+        config_digest: str,
+        pacer: Pacer | None = None,
+        snapshot_every_steps: int = 1_000,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.client = client
+        self.data_dir = Path(data_dir)
+        self.settings = settings
+        self.actors = sorted(actors)
+        self.config_digest = config_digest
+        self.pacer = pacer
+        self.snapshot_every_steps = max(1, snapshot_every_steps)
+        self.on_step = on_step
+        self.namespace = settings.namespace
+        self.timers = RemoteTimers()
+        self._seq = 0
+        self._ctl_seq = 0
+        self._history: list[StepAnnounce] = []
+        self._epochs: list[int] = [0]
+        self._committed_seq = 0
+        self._nonces: dict[str, str] = {}
+        self._dones: dict[int, dict[str, Done]] = {}
+        self._ctl: RemoteSubscription | None = None
+        self.steps = 0
+        self.inputs = 0
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+
+    def pause(self) -> None:
+        """Hold the next step until :meth:`resume` (the wave in progress completes)."""
+        self.resumed.clear()
+        if self.pacer is not None:
+            self.pacer.pause()
+
+    def resume(self) -> None:
+        """Release steps again."""
+        if self.pacer is not None:
+            self.pacer.resume()
+        self.resumed.set()
+
+    async def run(self) -> ReplayResult:
+        """Run the whole replay; return its counts.
+
+        Raises:
+            ConfigError: the run namespace already holds events.
+            RouterError: the router refused a commit or a publication.
+        """
+        started = time.monotonic()
+        settings = self.settings
+        run_reader = LogReader(self.data_dir, self.namespace)
+        if run_reader.head_gseq():
+            raise ConfigError(
+                f"run namespace {self.namespace!r} already holds {run_reader.head_gseq()} "
+                "events: choose another --run-id"
+            )
+        self._ctl = self.client.subscribe(
+            [CONTROL_PATTERN], "now", ns=self.namespace, include_ephemeral=True, queue_frames=4096
+        )
+        await self._ctl.caught_up.wait()
+        reader = LogReader(self.data_dir, settings.source_namespace)
+        positions = input_positions(reader, settings)
+        manifest = manifest_envelope(
+            settings, actors=self.actors, config_hash=self.config_digest, input_positions=positions
+        )
+        await self._publish_driver(manifest, "manifest", settings.start_ns)
+        await self._wait_hellos()
+
+        await self._run_step("start", -1, settings.start_ns)
+        planner = StepPlanner(
+            read_inputs(reader, settings, head_gseq=positions["head_gseq"]),
+            self.timers,
+            start_ns=settings.start_ns,
+            end_ns=None if settings.end_ns is None else settings.end_ns - 1,
+        )
+        last_input = 0
+        while (step := planner.next_step()) is not None:
+            if self.pacer is not None:
+                await _pace(self.pacer, self.resumed, step.time_ns)
+            source_to = step.events[-1].gseq if step.events else last_input
+            await self._run_step(
+                "step",
+                step.index,
+                step.time_ns,
+                source_after=last_input,
+                source_to=source_to,
+                source_count=len(step.events),
+            )
+            last_input = source_to
+            self.steps += 1
+            self.inputs += len(step.events)
+            if self.on_step is not None:
+                self.on_step(step.index, step.time_ns)
+            if self.steps % self.snapshot_every_steps == 0:
+                await self._snapshot(step.time_ns)
+        end_ns = planner.now_ns
+        await self._run_step("stop", -2, end_ns)
+        await self._announce("end", -3, 0, end_ns, wait=False)
+
+        topics = {t: run_reader.topic_summary(t) for t in run_reader.topics()}
+        counts = family_counts({t: s.count for t, s in topics.items()})
+        last_ts = max(
+            (s.last_ts for t, s in topics.items() if t not in (MANIFEST_TOPIC, SUMMARY_TOPIC)),
+            default=0,
+        )
+        summary = summary_envelope(
+            settings,
+            source_seq=2,
+            ts_ns=end_ns,
+            input_events=self.inputs,
+            steps=self.steps,
+            counts=counts,
+            last_ts_event=last_ts,
+        )
+        await self._publish_driver(summary, "summary", end_ns)
+        return ReplayResult(
+            run_id=settings.run_id,
+            namespace=self.namespace,
+            steps=self.steps,
+            input_events=self.inputs,
+            output_events=sum(counts.values()),
+            divergences=0,
+            head_gseq=LogReader(self.data_dir, self.namespace).head_gseq(),
+            wall_seconds=time.monotonic() - started,
+        )
+
+    # ------------------------------------------------------------------ waves
+
+    async def _run_step(
+        self,
+        phase: Phase,
+        step: int,
+        time_ns: int,
+        *,
+        source_after: int = 0,
+        source_to: int = 0,
+        source_count: int = 0,
+    ) -> None:
+        announce = await self._announce(
+            phase,
+            step,
+            0,
+            time_ns,
+            source_after=source_after,
+            source_to=source_to,
+            source_count=source_count,
+        )
+        while True:
+            dones = self._dones.pop(announce.seq)
+            expect = {a: d.outputs for a, d in sorted(dones.items()) if d.outputs}
+            for actor, d in dones.items():
+                self.timers.next[actor] = d.next_timer_ns
+            self._committed_seq = announce.seq
+            if not expect:
+                return
+            committed = await self._commit(announce.stage, expect, time_ns)
+            if committed.count == 0:
+                return
+            announce = await self._announce(
+                phase,
+                step,
+                announce.wave + 1,
+                time_ns,
+                run_from=committed.first_gseq,
+                run_to=committed.last_gseq,
+            )
+
+    async def _commit(self, stage: str, expect: dict[str, int], ts_log: int) -> Committed:
+        for attempt in range(50):
+            try:
+                return await self.client.commit(stage, expect, ts_log, ns=self.namespace)
+            except RouterError as exc:
+                if exc.code != "STAGE_INCOMPLETE" or attempt == 49:
+                    raise
+                await asyncio.sleep(0.02)
+        raise AssertionError("unreachable")
+
+    async def _snapshot(self, time_ns: int) -> None:
+        announce = await self._announce("snapshot", -4, 0, time_ns)
+        self._dones.pop(announce.seq)
+        self._committed_seq = announce.seq
+        self._epochs.append(announce.seq)
+        if len(self._epochs) > 2:
+            keep_after = self._epochs[-2]
+            self._history = [a for a in self._history if a.seq > keep_after]
+            self._epochs = self._epochs[-2:]
+
+    async def _announce(
+        self,
+        phase: Phase,
+        step: int,
+        wave: int,
+        time_ns: int,
+        *,
+        wait: bool = True,
+        **ranges: int,
+    ) -> StepAnnounce:
+        self._seq += 1
+        announce = StepAnnounce(
+            run_id=self.settings.run_id,
+            seq=self._seq,
+            phase=phase,
+            step=step,
+            wave=wave,
+            time_ns=time_ns,
+            **ranges,
+        )
+        self._history.append(announce)
+        self._dones[announce.seq] = {}
+        await self._send(STEP_TOPIC, announce, time_ns)
+        if wait:
+            await self._wait_dones(announce)
+        return announce
+
+    async def _wait_dones(self, announce: StepAnnounce) -> None:
+        dones = self._dones[announce.seq]
+        while len(dones) < len(self.actors):
+            try:
+                async with asyncio.timeout(REANNOUNCE_S):
+                    while len(dones) < len(self.actors):
+                        await self._handle(await self._next_control())
+            except TimeoutError:
+                missing = sorted(set(self.actors) - set(dones))
+                _log.info("reannounce", seq=announce.seq, waiting_for=missing)
+                await self._send(STEP_TOPIC, announce, announce.time_ns)
+
+    async def _wait_hellos(self) -> None:
+        while len(self._nonces) < len(self.actors):
+            await self._handle(await self._next_control())
+
+    async def _next_control(self) -> Envelope:
+        assert self._ctl is not None
+        while True:
+            item = await anext(self._ctl)
+            if isinstance(item, Envelope) and item.topic in (HELLO_TOPIC, DONE_TOPIC):
+                return item
+
+    async def _handle(self, env: Envelope) -> None:
+        payload = decode_payload(env.type, env.v, env.payload)
+        if isinstance(payload, Hello):
+            if payload.run_id != self.settings.run_id or payload.actor not in self.actors:
+                return
+            self._nonces[payload.actor] = payload.nonce
+            if payload.epoch and payload.epoch not in self._epochs:
+                _log.warning("unknown_epoch", actor=payload.actor, epoch=payload.epoch)
+            history = [a for a in self._history if a.seq > payload.epoch]
+            welcome = Welcome(
+                run_id=self.settings.run_id,
+                actor=payload.actor,
+                nonce=payload.nonce,
+                settings=self.settings,
+                history=history,
+                committed_seq=self._committed_seq,
+            )
+            _log.info("welcome", actor=payload.actor, epoch=payload.epoch, history=len(history))
+            await self._send(WELCOME_TOPIC, welcome, self.settings.start_ns)
+        elif isinstance(payload, Done):
+            if payload.run_id != self.settings.run_id:
+                return
+            if self._nonces.get(payload.actor) != payload.nonce:
+                return
+            waiting = self._dones.get(payload.seq)
+            if waiting is not None:
+                waiting[payload.actor] = payload
+
+    async def _send(self, topic: str, payload: msgspec.Struct, ts_ns: int) -> None:
+        self._ctl_seq += 1
+        env = driver_envelope(topic, payload, self._ctl_seq, ts_ns)
+        await self.client.publish([env], ns=self.namespace, ephemeral=True)
+
+    async def _publish_driver(self, env: Envelope, what: str, ts_log: int) -> None:
+        stage = f"{self.settings.run_id}:{what}"
+        await self.client.publish([env], ns=self.namespace, stage=stage)
+        await self._commit(stage, {DRIVER_SOURCE: 1}, ts_log)
+
+
+async def _pace(pacer: Pacer, resumed: asyncio.Event, sim_ns: int) -> None:
+    await resumed.wait()
+    delay = pacer.delay(sim_ns)
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def actor_argv(
+    item: str, router_url: str, run_id: str, data_dir: str | Path, *, log_level: str = "warning"
+) -> list[str]:
+    """The command line of one actor process for an ``--actors`` item."""
+    target, _, config = item.partition("@")
+    argv = [*tape_command(), "--log-level", log_level, "actor", target, "--router", router_url]
+    argv += ["--replay", run_id, "--data-dir", str(data_dir)]
+    if config:
+        argv += ["--config", str(Path(config).resolve())]
+    return argv
+
+
+async def run_distributed(
+    data_dir: str | Path,
+    settings: RunSettings,
+    specs: list[ActorSpec],
+    actor_items: list[str],
+    *,
+    router_url: str | None = None,
+    pacer: Pacer | None = None,
+    snapshot_every_steps: int = 1_000,
+    on_step: Callable[[Supervisor, int, int], None] | None = None,
+    cwd: str | Path | None = None,
+) -> ReplayResult:
+    """Run a distributed replay: a router (embedded unless ``router_url``), one
+    supervised process per actor, and the time authority in this process.
+
+    Args:
+        data_dir: the data directory (the embedded router's log, the snapshots).
+        settings: the run.
+        specs: the actors, resolved here for names and the configuration hash.
+        actor_items: the ``--actors`` items, passed to each actor process.
+        router_url: an existing router (its data directory must be ``data_dir``),
+            or None to start one in this process on a free loopback port.
+        pacer: paces steps.
+        snapshot_every_steps: steps between snapshots.
+        on_step: hook ``(supervisor, step_index, time_ns)`` after each step.
+        cwd: the actor processes' working directory.
+
+    Raises:
+        ActorGaveUpError: an actor kept dying.
+        ConfigError, RouterError: as :meth:`ReplayCoordinator.run`.
+    """
+    from tickertape.router.protocol import Limits
+    from tickertape.router.server import Router, RouterConfig
+
+    if len(specs) != len(actor_items):
+        raise ConfigError("one --actors item per actor is needed for a distributed replay")
+    router: Router | None = None
+    if router_url is None:
+        router = Router(
+            RouterConfig(
+                port=0,
+                data_dir=str(data_dir),
+                namespace=settings.source_namespace,
+                limits=Limits(max_frames_per_s=1e7, max_events_per_s=1e9),
+                health_interval_s=3600.0,
+            )
+        )
+        await router.start()
+        router_url = router.url
+    supervisor = Supervisor(cwd=cwd)
+    client = Client(router_url, DRIVER_SOURCE)
+    try:
+        await client.start()
+        chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
+        for spec, item in zip(specs, actor_items, strict=True):
+            await supervisor.start(
+                spec.name, actor_argv(item, router_url, settings.run_id, data_dir)
+            )
+
+        def hook(index: int, time_ns: int) -> None:
+            if on_step is not None:
+                on_step(supervisor, index, time_ns)
+
+        coordinator = ReplayCoordinator(
+            client,
+            data_dir,
+            settings,
+            [s.name for s in specs],
+            config_digest=chash,
+            pacer=pacer,
+            snapshot_every_steps=snapshot_every_steps,
+            on_step=hook,
+        )
+        run = asyncio.create_task(coordinator.run(), name="replay-coordinator")
+        assert supervisor.failed is not None
+        waiting: set[asyncio.Future[Any]] = {run, supervisor.failed}
+        done, _ = await asyncio.wait(waiting, return_when="FIRST_COMPLETED")
+        if run not in done:
+            run.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await run
+            raise supervisor.failed.result()
+        result = run.result()
+        await supervisor.wait_exited(10.0)
+        return result
+    finally:
+        await supervisor.stop()
+        await client.close()
+        if router is not None:
+            await router.close()
 
 
 def run_distributed_cli(
@@ -21,5 +520,29 @@ def run_distributed_cli(
     snapshot_every: int,
     quiet: bool,
 ) -> ReplayResult:
-    """Run a distributed replay (not built yet)."""
-    raise ConfigError("distributed replay is not available in this build; use --in-process")
+    """``tape replay --distributed | --router URL``: run :func:`run_distributed`."""
+    items = [i.strip() for item in actor_items for i in item.split(",") if i.strip()]
+    if not items:
+        items = [s.origin for s in specs]
+    every = max(1, snapshot_every // 10) if snapshot_every > 0 else 1_000_000_000
+    return asyncio.run(
+        run_distributed(
+            data_dir.resolve(),
+            settings,
+            specs,
+            items,
+            router_url=router_url,
+            pacer=Pacer(speed),
+            snapshot_every_steps=every,
+            cwd=Path.cwd(),
+        )
+    )
+
+
+__all__ = [
+    "RemoteTimers",
+    "ReplayCoordinator",
+    "actor_argv",
+    "run_distributed",
+    "run_distributed_cli",
+]

@@ -198,15 +198,16 @@ def run_in_process(
             else SnapshotStore(host_snapshot_root / DRIVER_SOURCE)
         )
         after_gseq = 0
+        restored = False
         if resume and driver_store is not None:
-            after_gseq = _restore(host, driver_store, state, settings)
+            restored, after_gseq = _restore(host, driver_store, state, settings)
         planner = StepPlanner(
             read_inputs(reader, settings, head_gseq=head, after_gseq=after_gseq),
             host.timers,
             start_ns=host.clock.now_ns(),
             end_ns=None if settings.end_ns is None else settings.end_ns - 1,
         )
-        host.start()
+        host.start(call_on_start=not restored)
         last_progress = 0.0
         handled_at_snapshot = 0
         clock_at_snapshot = host.clock.now_ns()
@@ -296,19 +297,19 @@ def run_in_process(
 
 def _restore(
     host: InProcessHost, driver_store: SnapshotStore, state: DriverState, settings: RunSettings
-) -> int:
+) -> tuple[bool, int]:
     snaps = host.load_snapshots()
     driver = driver_store.load_latest(DRIVER_STATE_VERSION)
     if sorted(snaps) != host.actor_names or driver is None:
         missing = sorted(set(host.actor_names) - set(snaps))
         _log.info("resume_from_start", reason="no snapshot", actors=missing)
-        return 0
+        return False, 0
     everything = [*snaps.values(), driver]
     positions = {s.positions.get(settings.source_namespace, 0) for s in everything}
     clocks = {s.clock_ns for s in everything}
     if len(positions) != 1 or len(clocks) != 1:
         _log.info("resume_from_start", reason="snapshots are not from the same step")
-        return 0
+        return False, 0
     host.clock.advance_to(clocks.pop())
     for name, snap in sorted(snaps.items()):
         host.restore(name, snap)
@@ -321,7 +322,7 @@ def _restore(
     )
     position = positions.pop()
     _log.info("resumed", after_gseq=position, clock_ns=host.clock.now_ns())
-    return position
+    return True, position
 
 
 def _wait(pacer: Pacer, sim_ns: int) -> None:

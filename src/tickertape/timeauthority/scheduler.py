@@ -21,14 +21,27 @@ in-process host and the distributed time authority.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
 from tickertape.schemas.envelope import Envelope, Record
-from tickertape.timeauthority.timers import ScheduledTimer, TimerQueue
+from tickertape.timeauthority.timers import ScheduledTimer
 
 E = TypeVar("E", Envelope, Record)
+
+
+class TimerSource(Protocol):
+    """Where the planner learns about timers: a :class:`TimerQueue`, or the time
+    authority's view of remote actors' timers (which they fire themselves)."""
+
+    def next_due(self) -> int | None:
+        """The earliest due time, or None."""
+        ...
+
+    def pop_due(self, until_ns: int) -> list[ScheduledTimer]:
+        """Remove and return the timers due at or before ``until_ns``, canonical order."""
+        ...
 
 
 class Step(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,7 +73,7 @@ class StepPlanner:
 
     Args:
         inputs: input records merged by gseq (for instance ``LogReader.read_from_time``).
-        timers: the host's timer queue.
+        timers: the host's timer queue (or any :class:`TimerSource`).
         start_ns: the clock's initial time; nothing is planned before it.
         end_ns: no step is planned after this time (inclusive bound). With None, the
             run ends with the inputs: timers due after the last input never fire
@@ -70,7 +83,7 @@ class StepPlanner:
     def __init__(
         self,
         inputs: Iterable[Record],
-        timers: TimerQueue,
+        timers: TimerSource,
         *,
         start_ns: int = 0,
         end_ns: int | None = None,

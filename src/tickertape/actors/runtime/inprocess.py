@@ -215,9 +215,16 @@ class InProcessHost:
 
     # ------------------------------------------------------------- lifecycle
 
-    def start(self) -> StepResult:
-        """Call every actor's ``on_start`` (sorted by name) and run the waves of its outputs."""
+    def start(self, *, call_on_start: bool = True) -> StepResult:
+        """Call every actor's ``on_start`` (sorted by name) and run the waves of its outputs.
+
+        Args:
+            call_on_start: False when resuming a replay from snapshots: ``on_start``
+                ran when the run started, and the snapshots hold its effects (timers).
+        """
         self._started = True
+        if not call_on_start:
+            return StepResult(waves=0, outputs=0, deliveries=0)
         for slot in self._ordered():
             self._call(slot, "on_start", None, slot.actor.on_start, slot.ctx)
         return self._run_output_waves(self.clock.now_ns(), 0)

@@ -1,0 +1,626 @@
+"""The remote host: one actor in its own process, through the router.
+
+:class:`HostedActor` is the single-actor core (context, clock, timers, delivery,
+snapshots) shared by the replay and live loops; it does no I/O.
+
+:class:`ReplayActorProcess` runs an actor in a distributed replay
+(docs/replay.md, "Distributed replay"): it restores its newest snapshot, says
+``hello`` to the time authority, receives the run's settings and the announcements
+it missed, subscribes to the input topics of the source namespace and to the run
+namespace, then runs each announced wave exactly as the in-process host would:
+
+- wave 0 of a step: its timers due by the step's time, then the step's inputs
+  (the announced gseq range, read from its source subscription: never beyond it);
+- wave n ≥ 1: the run records the time authority committed for wave n-1;
+- its outputs are published *staged* under the wave's stage id, then it reports
+  ``done`` with their count and its next timer.
+
+Announcements already committed (catch-up after a restart) are replayed without
+publishing: their outputs are in the log with the same ``(source, source_seq)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from tickertape.actors.base import Actor, Event, Timer
+from tickertape.actors.runtime.context import ActorContext
+from tickertape.actors.runtime.errors import ActorFailedError, FutureEventError
+from tickertape.actors.runtime.sink import Divergence, compare
+from tickertape.client import Client, RemoteSubscription, StartAt
+from tickertape.errors import SchemaError, TickertapeError, UnknownTypeError
+from tickertape.replay.control import (
+    CONTROL_PATTERN,
+    DONE_TOPIC,
+    HELLO_TOPIC,
+    STEP_TOPIC,
+    WELCOME_TOPIC,
+    Done,
+    Hello,
+    StepAnnounce,
+    Welcome,
+)
+from tickertape.replay.manifest import RunSettings
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.registry import decode_payload, encode_payload, schema_key
+from tickertape.snapshots.codec import Snapshot
+from tickertape.snapshots.policy import SnapshotPolicy
+from tickertape.snapshots.store import SnapshotStore, snapshot_dir
+from tickertape.timeauthority.clock import ActorClock, LiveClock, SimulatedClock, TimeSource
+from tickertape.timeauthority.timers import TimerQueue
+from tickertape.topics import matches_any
+
+_log = structlog.get_logger("tickertape.remote")
+
+
+class HostedActor:
+    """One actor with its context, clock and timers; no I/O.
+
+    Args:
+        actor: the actor.
+        name: its source identity.
+        source: its time source (a :class:`SimulatedClock` in replays).
+        seed: the run's seed.
+    """
+
+    def __init__(self, actor: Actor, name: str, source: TimeSource, *, seed: int = 0) -> None:
+        self.actor = actor
+        self.name = name
+        self.source = source
+        self.timers = TimerQueue()
+        self.ctx = ActorContext(name, ActorClock(name, source, self.timers), seed=seed)
+        self.patterns = tuple(actor.subscriptions)
+        self._skipped: set[tuple[str, int]] = set()
+
+    def wants(self, topic: str) -> bool:
+        """True when the actor subscribes to ``topic``."""
+        return matches_any(self.patterns, topic)
+
+    def call(self, handler: str) -> None:
+        """Call ``on_start`` or ``on_stop``."""
+        try:
+            getattr(self.actor, handler)(self.ctx)
+        except TickertapeError:
+            raise
+        except Exception as exc:
+            raise ActorFailedError(self.name, handler, None, exc) from exc
+
+    def fire_timers(self, until_ns: int) -> int:
+        """Fire the timers due at or before ``until_ns`` in canonical order; return how many."""
+        fired = self.timers.pop_due(until_ns)
+        for t in fired:
+            try:
+                self.actor.on_timer(Timer(t.name, t.due_ns), self.ctx)
+            except TickertapeError:
+                raise
+            except Exception as exc:
+                raise ActorFailedError(self.name, "on_timer", None, exc) from exc
+            self.ctx.events_handled += 1
+        return len(fired)
+
+    def deliver(self, records: Sequence[Record]) -> int:
+        """Deliver the records the actor subscribes to, in order; return how many."""
+        now = self.source.now_ns()
+        n = 0
+        for record in records:
+            if not self.wants(record.topic):
+                continue
+            try:
+                payload = decode_payload(record.type, record.v, record.payload)
+            except UnknownTypeError:
+                if (record.type, record.v) not in self._skipped:
+                    self._skipped.add((record.type, record.v))
+                    _log.warning("unknown_type_skipped", type=record.type, v=record.v)
+                continue
+            except SchemaError as exc:
+                _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
+                continue
+            if record.ts_event > now:
+                raise FutureEventError(self.name, record.id, record.ts_event, now)
+            try:
+                self.actor.on_event(Event(record, payload), self.ctx)
+            except TickertapeError:
+                raise
+            except Exception as exc:
+                raise ActorFailedError(self.name, "on_event", record.id, exc) from exc
+            self.ctx.events_handled += 1
+            n += 1
+        return n
+
+    def take_snapshot(self, positions: Mapping[str, int]) -> Snapshot:
+        """The actor's snapshot with the given positions."""
+        state = self.actor.snapshot()
+        return Snapshot(
+            actor=self.name,
+            state_version=type(self.actor).state_version,
+            state=None if state is None else msgspec.msgpack.encode(state),
+            positions=dict(sorted(positions.items())),
+            clock_ns=self.source.now_ns(),
+            timers=self.timers.timers_of(self.name),
+            **self.ctx.runtime_state(),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Restore state, counters and timers from ``snapshot``."""
+        if snapshot.state is not None:
+            self.actor.restore(snapshot.state)
+        self.ctx.restore_runtime_state(snapshot)
+        self.timers.restore(snapshot.timers)
+
+
+class ReplayActorProcess:
+    """Runs one actor of a distributed replay through a router.
+
+    Args:
+        client: a started :class:`tickertape.client.Client` whose identity is the
+            actor's name.
+        actor: the actor.
+        name: its identity.
+        run_id: the run to join.
+        data_dir: where its snapshots live (``snapshots/runs/<run-id>/<name>``).
+        keep: snapshots kept.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        actor: Actor,
+        name: str,
+        run_id: str,
+        data_dir: str | Path,
+        *,
+        keep: int = 3,
+    ) -> None:
+        self.client = client
+        self.actor = actor
+        self.name = name
+        self.run_id = run_id
+        self.namespace = f"runs/{run_id}"
+        self.store = SnapshotStore(snapshot_dir(data_dir, self.namespace, name), keep=keep)
+        self.nonce = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.clock = SimulatedClock(0)
+        self.hosted = HostedActor(actor, name, self.clock)
+        self.settings = RunSettings(run_id=run_id)
+        self.source_pos = 0
+        self.run_pos = 0
+        self.last_seq = 0
+        self._ctl_seq = 0
+        self._source_buffer: deque[Record] = deque()
+        self._run_buffer: deque[Record] = deque()
+        self._source_sub: RemoteSubscription | None = None
+        self._run_sub: RemoteSubscription | None = None
+        self._last_done: Envelope | None = None
+
+    async def run(self) -> None:
+        """Join the run, catch up, run every announced wave until ``end``.
+
+        Raises:
+            BiasError, ActorFailedError: from the actor (the process should exit
+                non-zero; the driver's supervisor restarts it from its snapshot).
+            RouterError: the router refused a publication.
+        """
+        ctl = self.client.subscribe(
+            [CONTROL_PATTERN], "now", ns=self.namespace, include_ephemeral=True, queue_frames=1024
+        )
+        await ctl.caught_up.wait()
+        snapshot = self.store.load_latest(type(self.actor).state_version)
+        epoch = 0 if snapshot is None else snapshot.positions.get("epoch", 0)
+        hello = Hello(run_id=self.run_id, actor=self.name, nonce=self.nonce, epoch=epoch)
+        welcome: Welcome | None = None
+        pending: deque[StepAnnounce] = deque()
+        while welcome is None:
+            await self._send(HELLO_TOPIC, hello)
+            try:
+                async with asyncio.timeout(1.0):
+                    while welcome is None:
+                        item = await anext(ctl)
+                        if not isinstance(item, Envelope):
+                            continue
+                        if item.topic == WELCOME_TOPIC:
+                            w = decode_payload(item.type, item.v, item.payload)
+                            if w.actor == self.name and w.nonce == self.nonce:
+                                welcome = w
+                        elif item.topic == STEP_TOPIC:
+                            pending.append(decode_payload(item.type, item.v, item.payload))
+            except TimeoutError:
+                continue
+        self.settings = settings = welcome.settings
+        self.hosted = HostedActor(self.actor, self.name, self.clock, seed=settings.seed)
+        if snapshot is not None:
+            self.clock.advance_to(snapshot.clock_ns)
+            self.hosted.restore(snapshot)
+            self.source_pos = snapshot.positions.get(settings.source_namespace, 0)
+            self.run_pos = snapshot.positions.get(self.namespace, 0)
+            self.last_seq = epoch
+        self._source_sub = self.client.subscribe(
+            settings.topics,
+            StartAt(gseq=self.source_pos + 1, time=settings.start_ns),
+            ns=settings.source_namespace,
+            queue_frames=64,
+        )
+        self._run_sub = self.client.subscribe(
+            [">"], StartAt(gseq=self.run_pos + 1), ns=self.namespace, queue_frames=64
+        )
+        _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
+        for announce in welcome.history:
+            if announce.seq > self.last_seq:
+                publish = announce.seq > welcome.committed_seq
+                if not await self._run_announce(announce, publish=publish):
+                    return
+        while True:
+            while pending:
+                if not await self._handle(pending.popleft()):
+                    return
+            item = await anext(ctl)
+            if isinstance(item, Envelope) and item.topic == STEP_TOPIC:
+                pending.append(decode_payload(item.type, item.v, item.payload))
+
+    async def _handle(self, announce: StepAnnounce) -> bool:
+        if announce.run_id != self.run_id:
+            return True
+        if announce.seq <= self.last_seq:
+            if announce.seq == self.last_seq and self._last_done is not None:
+                await self.client.publish([self._last_done], ns=self.namespace, ephemeral=True)
+            return True
+        return await self._run_announce(announce, publish=True)
+
+    async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
+
+        hosted = self.hosted
+        if a.phase == "end":
+            self.last_seq = a.seq
+            return False
+        if a.phase == "snapshot":
+            positions = {
+                self.settings.source_namespace: self.source_pos,
+                self.namespace: self.run_pos,
+                "epoch": a.seq,
+            }
+            self.store.save(hosted.take_snapshot(positions))
+        else:
+            self.clock.advance_to(a.time_ns)
+            if a.phase == "start" and a.wave == 0:
+                hosted.call("on_start")
+            elif a.phase == "stop" and a.wave == 0:
+                hosted.call("on_stop")
+            elif a.wave == 0:
+                hosted.fire_timers(a.time_ns)
+                if a.source_count:
+                    hosted.deliver(await self._take_source(a))
+                self.source_pos = max(self.source_pos, a.source_to)
+            if a.wave > 0:
+                hosted.deliver(await self._take_run(a))
+                self.run_pos = max(self.run_pos, a.run_to)
+        outputs = hosted.ctx.drain()
+        self.last_seq = a.seq
+        if not publish:
+            return True
+        if outputs:
+            await self.client.publish(outputs, ns=self.namespace, stage=a.stage)
+        done = Done(
+            run_id=self.run_id,
+            actor=self.name,
+            nonce=self.nonce,
+            seq=a.seq,
+            outputs=len(outputs),
+            next_timer_ns=hosted.timers.next_due(),
+        )
+        self._last_done = await self._send(DONE_TOPIC, done)
+        return True
+
+    async def _take_source(self, a: StepAnnounce) -> list[Record]:
+        assert self._source_sub is not None
+        end = self.settings.end_ns
+        out: list[Record] = []
+        while len(out) < a.source_count:
+            record = await self._next(self._source_sub, self._source_buffer)
+            if record.gseq <= a.source_after or (end is not None and record.ts_event >= end):
+                continue
+            out.append(record)
+        return out
+
+    async def _take_run(self, a: StepAnnounce) -> list[Record]:
+        assert self._run_sub is not None
+        out: list[Record] = []
+        while True:
+            record = await self._next(self._run_sub, self._run_buffer)
+            if record.gseq < a.run_from:
+                continue
+            out.append(record)
+            if record.gseq >= a.run_to:
+                return out
+
+    @staticmethod
+    async def _next(sub: RemoteSubscription, buffer: deque[Record]) -> Record:
+        if buffer:
+            return buffer.popleft()
+        item = await anext(sub)
+        assert isinstance(item, Record)
+        return item
+
+    async def _send(self, topic: str, payload: msgspec.Struct) -> Envelope:
+        ts_ns = self.clock.now_ns()
+        self._ctl_seq += 1
+        type_, v = schema_key(payload)
+        env = Envelope(
+            id=f"{self.name}:{self._ctl_seq}",
+            topic=topic,
+            type=type_,
+            v=v,
+            market=None,
+            ts_event=ts_ns,
+            ts_init=ts_ns,
+            source=self.name,
+            source_seq=self._ctl_seq,
+            payload=encode_payload(payload),
+        )
+        await self.client.publish([env], ns=self.namespace, ephemeral=True)
+        return env
+
+
+async def run_replay_actor(
+    router_url: str,
+    actor: Actor,
+    name: str,
+    run_id: str,
+    data_dir: str | Path,
+    *,
+    token: str | None = None,
+) -> None:
+    """Connect to ``router_url`` as ``name`` and run :class:`ReplayActorProcess`."""
+    client = Client(router_url, name, token)
+    await client.start()
+    try:
+        await ReplayActorProcess(client, actor, name, run_id, data_dir).run()
+    finally:
+        await client.close()
+
+
+class LiveTime:
+    """The live time of an actor: the machine's clock, never behind the data.
+
+    ``now_ns()`` is ``max(LiveClock, the ts_event of the last delivered event)``: a
+    record stamped by a slightly faster machine never reaches the actor "in the
+    future" (the drift itself is the time authority's business: ``system.clock.drift``).
+    """
+
+    def __init__(self) -> None:
+        self._live = LiveClock()
+        self._floor = 0
+
+    def now_ns(self) -> int:
+        """Current time, ns."""
+        return max(self._live.now_ns(), self._floor)
+
+    def observe(self, ts_event: int) -> None:
+        """Raise the floor to ``ts_event``."""
+        if ts_event > self._floor:
+            self._floor = ts_event
+
+
+class LiveActorProcess:
+    """Runs one actor live (DESIGN §8 lifecycle) through a router.
+
+    Start → newest valid snapshot (state, position, ``source_seq``) → subscribe from
+    that position → handle history → ``caught_up`` → live. Outputs are published
+    with their deterministic ``(source, source_seq)``: while catching up, those the
+    log already has come back as duplicates; each duplicate is fetched and compared,
+    and a differing one is reported as a ``DIVERGENCE`` alert on
+    ``system.alert.<actor>`` naming both events. Snapshots follow ``policy`` (actor
+    clock) and are taken on a clean stop. Every second the actor publishes its clock
+    (``system.clock.actor.<name>``, ephemeral) for the time authority's drift check.
+
+    Args:
+        client: a started client whose identity is ``name``.
+        actor: the actor.
+        name: its identity.
+        data_dir: where its snapshots live (``snapshots/<namespace>/<name>``).
+        namespace: the namespace it consumes and writes.
+        policy: snapshot cadence.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        actor: Actor,
+        name: str,
+        data_dir: str | Path,
+        *,
+        namespace: str = "main",
+        policy: SnapshotPolicy | None = None,
+    ) -> None:
+        self.client = client
+        self.actor = actor
+        self.name = name
+        self.namespace = namespace
+        self.policy = policy or SnapshotPolicy()
+        self.store = SnapshotStore(snapshot_dir(data_dir, namespace, name), keep=self.policy.keep)
+        self.time = LiveTime()
+        self.hosted = HostedActor(actor, name, self.time)
+        self.position = 0
+        self.divergences: list[Divergence] = []
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._alert_seq = 0
+        self._events_at_snapshot = 0
+        self._clock_at_snapshot = 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop cleanly (on_stop, final snapshot)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; see the class docstring.
+
+        Raises:
+            BiasError, ActorFailedError: from the actor.
+            RouterError: the router refused a publication or the subscription.
+        """
+        snapshot = self.store.load_latest(type(self.actor).state_version)
+        if snapshot is not None:
+            self.hosted.restore(snapshot)
+            self.time.observe(snapshot.clock_ns)
+            self.position = snapshot.positions.get(self.namespace, 0)
+            self._events_at_snapshot = snapshot.events_handled
+            self._clock_at_snapshot = snapshot.clock_ns
+        _log.info(
+            "starting", actor=self.name, position=self.position, snapshot=snapshot is not None
+        )
+        self.hosted.call("on_start")
+        await self._flush()
+        sub = self.client.subscribe(
+            list(self.hosted.patterns) or ["system.none"],
+            StartAt(gseq=self.position + 1),
+            ns=self.namespace,
+        )
+        tasks = [
+            asyncio.create_task(self._consume(sub), name=f"{self.name}:consume"),
+            asyncio.create_task(self._timers(), name=f"{self.name}:timers"),
+            asyncio.create_task(self._clock_reports(), name=f"{self.name}:clock"),
+            asyncio.create_task(self._caught_up(sub), name=f"{self.name}:caught-up"),
+        ]
+        stop = asyncio.create_task(self._stop.wait(), name=f"{self.name}:stop")
+        try:
+            done, _ = await asyncio.wait([*tasks, stop], return_when="FIRST_COMPLETED")
+            for task in done:
+                error = None if task is stop else task.exception()
+                if error is not None:
+                    raise error
+        finally:
+            for task in [*tasks, stop]:
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
+            await sub.close()
+        self.hosted.call("on_stop")
+        await self._flush()
+        if self.policy.on_stop:
+            self._save()
+
+    async def _caught_up(self, sub: RemoteSubscription) -> None:
+        await sub.caught_up.wait()
+        _log.info("caught_up", actor=self.name, position=self.position)
+        await asyncio.Event().wait()
+
+    async def _consume(self, sub: RemoteSubscription) -> None:
+        async for item in sub:
+            if not isinstance(item, Record):
+                continue
+            self.time.observe(item.ts_event)
+            self.hosted.fire_timers(self.time.now_ns())
+            self.hosted.deliver([item])
+            self.position = item.gseq
+            await self._flush()
+            self._maybe_snapshot()
+            self._wake.set()
+
+    async def _timers(self) -> None:
+        while True:
+            due = self.hosted.timers.next_due()
+            now = self.time.now_ns()
+            if due is not None and due <= now:
+                self.hosted.fire_timers(now)
+                await self._flush()
+                continue
+            delay = 3600.0 if due is None else (due - now) / 1e9
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _clock_reports(self) -> None:
+        from tickertape.schemas.system import ClockTick
+
+        topic = f"system.clock.actor.{self.name}"
+        seq = 0
+        while True:
+            seq += 1
+            now = self.time.now_ns()
+            env = Envelope(
+                id=f"{self.name}:clock{seq}",
+                topic=topic,
+                type="system.clock",
+                v=1,
+                market=None,
+                ts_event=now,
+                ts_init=now,
+                source=self.name,
+                source_seq=seq,
+                payload=encode_payload(ClockTick(mode="live", now_ns=now)),
+            )
+            await self.client.publish([env], ns=self.namespace, ephemeral=True)
+            await asyncio.sleep(1.0)
+
+    async def _flush(self) -> None:
+        outputs = self.hosted.ctx.drain()
+        if not outputs:
+            return
+        acks = await self.client.publish(outputs, ns=self.namespace)
+        for env, ack in zip(outputs, acks, strict=True):
+            if ack.duplicate and ack.gseq is not None:
+                await self._check_duplicate(env, ack.gseq)
+
+    async def _check_duplicate(self, env: Envelope, gseq: int) -> None:
+        fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
+        async for item in fetch:
+            if isinstance(item, Record) and item.gseq == gseq:
+                divergence = compare(env, item)
+                if divergence is not None:
+                    self.divergences.append(divergence)
+                    await self._alert(divergence)
+        await fetch.close()
+
+    async def _alert(self, d: Divergence) -> None:
+        from tickertape.schemas.system import Alert
+
+        _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
+        self._alert_seq += 1
+        now = self.time.now_ns()
+        alert = Alert(
+            severity="critical",
+            code="DIVERGENCE",
+            message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
+            detail={"stored": d.stored, "regenerated": d.regenerated},
+        )
+        self.hosted.ctx.publish(f"system.alert.{self.name}", alert, market=None, ts_event=now)
+        await self._flush()
+
+    def _maybe_snapshot(self) -> None:
+        since = self.hosted.ctx.events_handled - self._events_at_snapshot
+        if self.policy.due(since, self.time.now_ns(), self._clock_at_snapshot):
+            self._save()
+
+    def _save(self) -> None:
+        self.store.save(self.hosted.take_snapshot({self.namespace: self.position}))
+        self._events_at_snapshot = self.hosted.ctx.events_handled
+        self._clock_at_snapshot = self.time.now_ns()
+
+
+async def run_live_actor(
+    router_url: str,
+    actor: Actor,
+    name: str,
+    data_dir: str | Path,
+    *,
+    token: str | None = None,
+) -> None:
+    """Host ``actor`` live through ``router_url`` (see :class:`LiveActorProcess`)."""
+    client = Client(router_url, name, token)
+    await client.start()
+    process = LiveActorProcess(client, actor, name, data_dir)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, process.stop)
+    try:
+        await process.run()
+    finally:
+        await client.close()

@@ -1,0 +1,132 @@
+"""Control messages between the replay time authority and remote actors.
+
+All travel as *ephemeral* envelopes (never logged) on the run namespace, topics
+``system.replay.<kind>``, through the router (docs/protocol.md §8):
+
+- ``system.replay.hello`` (actor → TA): the actor is ready, with the epoch of the
+  snapshot it restored (0 for none); repeated until welcomed.
+- ``system.replay.welcome`` (TA → actor): the run's settings and the announcements
+  the actor must replay to catch up after its snapshot.
+- ``system.replay.step`` (TA → actors): one wave to run (:class:`StepAnnounce`).
+- ``system.replay.done`` (actor → TA): the actor ran a wave and staged its outputs.
+
+The payload Structs are registered here, so every process that imports
+:mod:`tickertape.replay` (every ``tape`` command, the router included) can validate
+them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from tickertape.replay.manifest import RunSettings
+from tickertape.schemas.registry import register
+
+HELLO_TOPIC = "system.replay.hello"
+WELCOME_TOPIC = "system.replay.welcome"
+STEP_TOPIC = "system.replay.step"
+DONE_TOPIC = "system.replay.done"
+CONTROL_PATTERN = "system.replay.>"
+
+Phase = Literal["start", "step", "stop", "snapshot", "end"]
+
+
+@register("system.replay.step", 1)
+class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
+    """One wave for every actor to run.
+
+    Attributes:
+        run_id: the run.
+        seq: announcement number, from 1, strictly increasing.
+        phase: ``start`` (wave 0 calls ``on_start``), ``step``, ``stop`` (wave 0
+            calls ``on_stop``), ``snapshot`` (take a snapshot, epoch = ``seq``) or
+            ``end`` (exit).
+        step: the step index (-1 for start, -2 for stop).
+        wave: the wave within the step (0 = inputs and timers).
+        time_ns: the step's simulated time.
+        source_after: wave 0: inputs have gseq > this in the source namespace.
+        source_to: wave 0: ... and ≤ this.
+        source_count: wave 0: how many input records (after the time window filter).
+        run_from: wave ≥ 1: the wave is the run namespace's records ``run_from..run_to``.
+        run_to: see ``run_from``.
+    """
+
+    run_id: str
+    seq: int
+    phase: Phase
+    step: int
+    wave: int
+    time_ns: int
+    source_after: int = 0
+    source_to: int = 0
+    source_count: int = 0
+    run_from: int = 0
+    run_to: int = 0
+
+    @property
+    def stage(self) -> str:
+        """The stage id of this wave's outputs: ``<run>:<step>:<wave>``."""
+        return f"{self.run_id}:{self.step}:{self.wave}"
+
+
+@register("system.replay.hello", 1)
+class Hello(msgspec.Struct, frozen=True, kw_only=True):
+    """An actor process is ready.
+
+    Attributes:
+        run_id: the run it joins.
+        actor: its identity.
+        nonce: unique per process start (a restart is a new nonce).
+        epoch: the ``seq`` of the snapshot announcement its restored snapshot answers,
+            0 when it starts without a snapshot.
+    """
+
+    run_id: str
+    actor: str
+    nonce: str
+    epoch: int = 0
+
+
+@register("system.replay.welcome", 1)
+class Welcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The time authority's answer to a hello.
+
+    Attributes:
+        run_id: the run.
+        actor: the actor addressed.
+        nonce: the hello's nonce.
+        settings: the run's settings.
+        history: announcements after the actor's epoch, oldest first.
+        committed_seq: announcements up to this ``seq`` are done: their outputs are in
+            the log already, so the actor replays them without publishing.
+    """
+
+    run_id: str
+    actor: str
+    nonce: str
+    settings: RunSettings
+    history: list[StepAnnounce] = msgspec.field(default_factory=list)
+    committed_seq: int = 0
+
+
+@register("system.replay.done", 1)
+class Done(msgspec.Struct, frozen=True, kw_only=True):
+    """An actor ran announcement ``seq`` and staged ``outputs`` events.
+
+    Attributes:
+        run_id: the run.
+        actor: the actor.
+        nonce: its process nonce.
+        seq: the announcement.
+        outputs: events staged under the wave's stage id.
+        next_timer_ns: the actor's earliest armed timer, or None.
+    """
+
+    run_id: str
+    actor: str
+    nonce: str
+    seq: int
+    outputs: int
+    next_timer_ns: int | None = None

@@ -1,0 +1,81 @@
+"""Distributed replay over a real router and real actor processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+from tickertape.actors.runtime.resolution import resolve
+from tickertape.replay import RunSettings, run_in_process
+from tickertape.replay.distributed import run_distributed
+from tickertape.replay.supervision import Supervisor
+
+START = 1_704_067_200 * 10**9
+REPO = Path(__file__).resolve().parents[2]
+ITEMS = [
+    "tests.actors.runtime.sample_actors:MeanActor",
+    "tests.actors.runtime.sample_actors:SignalActor",
+]
+
+
+def hashes(data_dir: Path, namespace: str) -> dict[str, str]:
+    root = data_dir / "logs" / namespace
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*.jsonl"))
+    }
+
+
+def in_process_reference(source_dir: Path, tmp_path: Path) -> dict[str, str]:
+    ref = tmp_path / "ref"
+    shutil.copytree(source_dir, ref)
+    specs = [resolve(i) for i in ITEMS]
+    run_in_process(ref, RunSettings(run_id="r1", start_ns=START), specs)
+    return hashes(ref, "runs/r1")
+
+
+@pytest.mark.slow
+async def test_distributed_equals_in_process(source_dir: Path, tmp_path: Path) -> None:
+    """Actors in their own processes through the router write the in-process run's bytes."""
+    expected = in_process_reference(source_dir, tmp_path)
+    specs = [resolve(i) for i in ITEMS]
+    result = await run_distributed(
+        source_dir, RunSettings(run_id="r1", start_ns=START), specs, ITEMS, cwd=REPO
+    )
+    assert result.input_events == 300
+    assert hashes(source_dir, "runs/r1") == expected
+
+
+@pytest.mark.slow
+async def test_sigkill_mid_replay_resumes_byte_identical(source_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL one actor mid-run: the supervisor restarts it from its snapshot; same bytes."""
+    expected = in_process_reference(source_dir, tmp_path)
+    specs = [resolve(i) for i in ITEMS]
+    killed: list[int] = []
+    holder: dict[str, Supervisor] = {}
+
+    def hook(supervisor: Supervisor, index: int, time_ns: int) -> None:
+        holder["s"] = supervisor
+        if index == 70 and not killed:
+            pid = supervisor.pid("strategy.test")
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    await run_distributed(
+        source_dir,
+        RunSettings(run_id="r1", start_ns=START),
+        specs,
+        ITEMS,
+        cwd=REPO,
+        snapshot_every_steps=25,
+        on_step=hook,
+    )
+    assert killed
+    assert holder["s"].restarts("strategy.test") == 1
+    assert hashes(source_dir, "runs/r1") == expected
