@@ -16,12 +16,6 @@ from .envelopes import T0, envelope, envelopes
 
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
 
-BUG_CLOSE_DRAIN = (
-    "AsyncEventLog.close cancels the commit task while a group is still being written on the "
-    "writer thread (queue empty but commit in flight): the futures of that group are never "
-    "resolved and its appenders wait forever; close must await the in-flight commit"
-)
-
 
 async def test_concurrent_appenders_get_durable_results(data_dir: Path) -> None:
     """Many tasks appending at once each get their positions after fsync; all are stored once."""
@@ -134,7 +128,6 @@ async def test_close_commits_what_is_queued(data_dir: Path) -> None:
         t.cancel()
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_CLOSE_DRAIN)
 async def test_close_resolves_every_appender(data_dir: Path) -> None:
     """Every append queued before close() resolves with its result (none is left waiting)."""
     alog = await AsyncEventLog.open(data_dir, max_pending=10_000)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import pytest
-
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.sealing import compact
@@ -18,18 +16,6 @@ from .envelopes import NS_PER_DAY, T0, envelopes
 
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT")
 FLIPS = 120
-
-BUG_UNICODE = (
-    "codec.decode_line / reader._iter_segment catch only msgspec.DecodeError/ValidationError: a "
-    "flipped high bit inside a JSON string is invalid UTF-8 and escapes as UnicodeDecodeError "
-    "instead of CorruptRecordError (and verify_namespace raises instead of reporting)"
-)
-
-BUG_ZSTD = (
-    "segment.iter_lines/iter_raw_lines let zstandard.ZstdError ('Data corruption detected') "
-    "escape from a damaged sealed file: readers must raise CorruptRecordError naming the file, "
-    "and verify_namespace must report it instead of raising"
-)
 
 
 def build(data_dir: Path, *, sealed: bool) -> dict[int, Record]:
@@ -109,7 +95,6 @@ def test_bit_flips_in_open_files(data_dir: Path) -> None:
     flip_and_check(data_dir, targets, seed=1, bits=range(7))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_ZSTD)
 def test_bit_flips_in_sealed_files(data_dir: Path) -> None:
     """Flips anywhere in sealed (zstd) day files: readers return originals or raise CorruptRecordError."""
     build(data_dir, sealed=True)
@@ -140,7 +125,6 @@ def flip_and_check_index(data_dir: Path, targets: list[Path]) -> None:
             path.write_bytes(data)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNICODE)
 def test_high_bit_flips_in_open_files(data_dir: Path) -> None:
     """Flips of the high bit (invalid UTF-8 in strings) in open files are detected as corruption."""
     build(data_dir, sealed=False)

@@ -68,16 +68,6 @@ def any_envelopes(draw: st.DrawFn) -> Envelope:
     )
 
 
-BUG_UNICODE = (
-    "codec.decode_line catches only msgspec.DecodeError/ValidationError: a flipped bit that "
-    "makes invalid UTF-8 inside a JSON string raises UnicodeDecodeError instead of CodecError"
-)
-BUG_WIRE_CRC = (
-    "codec.encode_wire(record) encodes the decoded StoredRecord, crc member included: "
-    "`tape tail --json` and the wire carry the on-disk crc"
-)
-
-
 def encoded(env: Envelope, offset: int = 0, gseq: int = 1, ts_log: int = 7) -> bytes:
     buf = bytearray()
     encode_into(env, offset, gseq, ts_log, buf)
@@ -119,15 +109,33 @@ def test_encode_record_matches_encode_into(env: Envelope, offset: int, gseq: int
         assert encode_record(stamp(env, offset, gseq, 5)) == line
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_WIRE_CRC)
 @settings(max_examples=100, deadline=None)
 @given(any_envelopes())
 def test_wire_form_is_the_line_without_crc(env: Envelope) -> None:
     """encode_wire(record) is the stored line minus its crc member and newline."""
+    # Producers' payloads come from a JSON decode, which never keeps surrounding whitespace.
+    raw = bytes(env.payload).strip(b" \t\r\n")
+    env = msgspec.structs.replace(env, payload=msgspec.Raw(raw))
     line = encoded(env)
     rec = decode_line(line)
     pos = line.rfind(b',"crc":')
     assert encode_wire(rec) == line[:pos] + b"}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "codec.encode_into stores a hand-built Raw payload with its surrounding whitespace "
+        "('{} ' is stored as '{} ,\"offset\"...'), while decoding keeps only the value, so the "
+        "wire form (tape tail --json) is not byte-identical to the stored line; strip the "
+        "payload's leading/trailing JSON whitespace in encode_into"
+    ),
+)
+def test_wire_form_of_a_payload_with_surrounding_whitespace() -> None:
+    """A payload given with whitespace around it still gives a wire form equal to the stored line."""
+    line = encoded(envelope(1, payload=msgspec.Raw(b' {"a":1} ')))
+    pos = line.rfind(b',"crc":')
+    assert encode_wire(decode_line(line)) == line[:pos] + b"}"
 
 
 def test_crc_is_crc32c_of_the_bytes_before_it() -> None:
@@ -137,7 +145,6 @@ def test_crc_is_crc32c_of_the_bytes_before_it() -> None:
     assert int(line[pos + 7 : -2]) == crc32c.crc32c(line[:pos])
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNICODE)
 @settings(max_examples=200, deadline=None)
 @given(any_envelopes(), st.data())
 def test_any_single_bit_flip_is_detected(env: Envelope, data: st.DataObject) -> None:
@@ -150,7 +157,6 @@ def test_any_single_bit_flip_is_detected(env: Envelope, data: st.DataObject) -> 
         decode_line(bytes(line))
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_UNICODE)
 def test_every_single_bit_flip_of_one_line_is_detected() -> None:
     """Exhaustively: each of the 8·n bit flips of a line is refused."""
     line = encoded(envelope(12345))

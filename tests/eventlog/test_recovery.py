@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -26,17 +27,6 @@ from .envelopes import (
 )
 
 QUOTE_TOPIC = "md.quote.crypto.BTCUSDT"
-
-BUG_NO_NEWLINE = (
-    "since f661ee4 codec.decode_line accepts a line without its newline, so writer._scan_open "
-    "keeps a last record whose newline was lost (head_gseq counts it, readers skip it) and the "
-    "next append is written on the same line: the tail must end in a newline or be cut"
-)
-BUG_MID_FILE_CUT = (
-    "writer._cut_incomplete_group treats the gseq of a corrupt record in the middle of an open "
-    "file (skipped by _scan_open) as 'missing' and truncates every later record of every open "
-    "file: mid-file corruption must be reported, never truncated"
-)
 
 
 def build(data_dir: Path, batches: list[list[int]]) -> None:
@@ -104,7 +94,6 @@ def test_cut_at_every_byte_of_the_last_two_records(tmp_path: Path, which: int) -
         check_reopens_cleanly(pristine, complete, allow_next=False)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_NO_NEWLINE)
 def test_cut_after_the_closing_brace_keeps_a_well_formed_file(data_dir: Path) -> None:
     """A record whose newline was lost is dropped or repaired: the next append never merges with it."""
     build(data_dir, [[1, 2, 3]])
@@ -180,6 +169,15 @@ def two_topic_log(data_dir: Path) -> tuple[Path, Path]:
     return day_file(data_dir, TRADE_TOPIC, T0), day_file(data_dir, QUOTE_TOPIC, T0)
 
 
+def crash_head(data_dir: Path, head: int) -> None:
+    """Put back the committed head the writer had published before the group (a crash mid-group).
+
+    The writer publishes its head (``logs/<ns>/HEAD``, little-endian int64) only after a
+    group's fsync, so a crash while writing a group leaves the previous value there.
+    """
+    (data_dir / "logs" / "main" / "HEAD").write_bytes(struct.pack("<q", head))
+
+
 def cut_lines(path: Path, keep: int, extra: int = 0) -> None:
     """Keep the first ``keep`` lines of a file, plus ``extra`` bytes of the next."""
     bounds = line_bounds(path)
@@ -213,6 +211,7 @@ def test_incomplete_multi_topic_group_is_cut_to_contiguous_gseq(
     """Records of a group present in one topic but missing in another are cut back to contiguous gseq."""
     a, b = two_topic_log(data_dir)
     cut_lines(a if topic == "A" else b, keep, extra)
+    crash_head(data_dir, 4)
     with EventLog.open(data_dir) as lg:
         assert lg.head_gseq == head
         assert bool(lg.recovery.dropped) == ((topic, keep, extra) != ("B", 3, 0))
@@ -227,6 +226,7 @@ def test_an_incomplete_group_is_not_acknowledged_again_as_duplicate(data_dir: Pa
     """After a cut group, re-sending its envelopes stores them (they were never acknowledged)."""
     _a, b = two_topic_log(data_dir)
     cut_lines(b, 2)
+    crash_head(data_dir, 4)
     with EventLog.open(data_dir) as lg:
         res = lg.append(GROUP)
         assert [r.duplicate for r in res] == [True, False, False, False]
@@ -247,7 +247,6 @@ def flip_in_middle(path: Path, line_no: int) -> tuple[int, bytes]:
     return start, line
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_MID_FILE_CUT)
 def test_corruption_in_the_middle_is_not_truncated(data_dir: Path) -> None:
     """A bad record followed by valid ones is reported on open, and nothing is truncated."""
     build(data_dir, [[1, 2, 3, 4, 5]])
@@ -262,7 +261,6 @@ def test_corruption_in_the_middle_is_not_truncated(data_dir: Path) -> None:
     assert path.stat().st_size == size
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_MID_FILE_CUT)
 def test_corruption_in_an_older_file_is_not_truncated(data_dir: Path) -> None:
     """A bad record in a closed (older) day file is left in place on open."""
     with EventLog.open(data_dir) as lg:

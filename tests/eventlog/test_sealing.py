@@ -16,12 +16,6 @@ from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelopes, keys, topic_dir, 
 
 QUOTE_TOPIC = "md.quote.crypto.BTCUSDT"
 
-BUG_SEALED_HISTORY_CUT = (
-    "writer._cut_incomplete_group collects present gseqs only from open files and from topics "
-    "whose newest day is sealed: gseqs in the older sealed (or retention-deleted) days of a topic "
-    "with an open newest day look 'missing', and reopening truncates the open files"
-)
-
 
 def three_days(data_dir: Path, per_day: int = 5) -> list[tuple[str, int]]:
     """Write ``per_day`` records a day for 3 days on two topics; return the stored keys."""
@@ -61,7 +55,6 @@ def test_compact_seals_closed_days_only(data_dir: Path) -> None:
     verify_clean(data_dir)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_SEALED_HISTORY_CUT)
 def test_reopen_after_compact_keeps_everything(data_dir: Path) -> None:
     """Reopening after `compact` (older days sealed, newest open) keeps every record."""
     before = three_days(data_dir)
@@ -138,18 +131,10 @@ def interrupted(
     [
         ("tmp_only", "2024-01-03"),
         ("tmp_partial", "2024-01-03"),
-        pytest.param(
-            "both",
-            "2024-01-03",
-            marks=pytest.mark.xfail(strict=True, reason=BUG_SEALED_HISTORY_CUT),
-        ),
+        ("both", "2024-01-03"),
         ("tmp_only", "2024-01-01"),
         ("tmp_partial", "2024-01-01"),
-        pytest.param(
-            "both",
-            "2024-01-01",
-            marks=pytest.mark.xfail(strict=True, reason=BUG_SEALED_HISTORY_CUT),
-        ),
+        ("both", "2024-01-01"),
     ],
 )
 def test_interrupted_seal_is_finished_or_undone_on_open(
@@ -235,7 +220,6 @@ def test_retention_of_sealed_days(data_dir: Path) -> None:
     assert [r.ts_event // NS_PER_DAY for r in records] == [T0 // NS_PER_DAY + 2] * 5
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_SEALED_HISTORY_CUT)
 def test_reopen_after_retention_keeps_the_remaining_days(data_dir: Path) -> None:
     """After retention removed old days, reopening keeps every remaining record."""
     three_days(data_dir)
