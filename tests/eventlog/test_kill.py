@@ -16,7 +16,7 @@ from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.verify import verify_namespace
 from tickertape.schemas.envelope import Envelope, Record
 
-from .envelopes import TAPE, envelope_json, envelopes, verify_clean
+from .envelopes import NS_PER_DAY, TAPE, envelope_json, envelopes, verify_clean
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +48,8 @@ print("done", flush=True)
 
 def write_input(path: Path, count: int) -> list[Envelope]:
     """Write ``count`` envelopes over three topics as JSON lines; return them."""
-    envs = envelopes(count, topics=TOPICS)
+    # about five UTC days: kills also land on day rolls
+    envs = envelopes(count, topics=TOPICS, step_ns=5 * NS_PER_DAY // count)
     path.write_bytes(b"".join(envelope_json(e) for e in envs))
     return envs
 
@@ -142,4 +143,48 @@ def test_tape_append_killed_and_rerun_stores_everything_once(tmp_path: Path) -> 
     assert b"refused 0" in proc.stderr
     records = check_log(data_dir, envs, len(envs))
     assert len(records) == len(envs)
+    verify_clean(data_dir)
+
+
+_COMPACT = r"""
+import sys
+from tickertape.eventlog import EventLog
+from tickertape.eventlog.sealing import compact
+log = EventLog.open(sys.argv[1])
+print("open", flush=True)
+compact(log, include_open=True)
+log.close()
+print("done", flush=True)
+"""
+
+
+def test_compaction_killed_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    """Sealing killed at random moments leaves every record readable exactly once after reopen."""
+    rng = random.Random(11)
+    data_dir = tmp_path / "data"
+    input_path = tmp_path / "input.jsonl"
+    envs = write_input(input_path, 30_000)
+    with EventLog.open(data_dir) as lg:
+        lg.append(envs)
+    progress: list[int] = []
+    for _ in range(KILLS):
+        with subprocess.Popen(
+            [sys.executable, "-c", _COMPACT, str(data_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"open\n"
+            time.sleep(rng.uniform(0.0, 0.15))
+            child.send_signal(signal.SIGKILL)
+            child.stdout.read()
+            child.wait()
+        records = check_log(data_dir, envs, len(envs))
+        assert len(records) == len(envs)
+        assert list(data_dir.rglob("*.tmp")) == []
+        progress.append(len(list(data_dir.rglob("*.jsonl.zst"))))
+        if progress[-1] == 15:
+            break
+    # the kills landed between seals of different files, not only before or after all of them
+    assert any(0 < n < 15 for n in progress), progress
     verify_clean(data_dir)
