@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import cast
 
@@ -164,4 +166,31 @@ def import_command(
             console.print(f"... and {len(parsed_file.refused) - 20} more in {parsed_file.path}")
 
 
-COMMANDS: list[click.Command] = [import_command]
+@click.command("exchange-sim")
+@click.option(
+    "--capture",
+    "captures",
+    multiple=True,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A recorded capture file (<local_recv_ns> <json> lines); repeat for more.",
+)
+@click.option("--speed", type=float, default=1.0, show_default=True, help="Pacing factor.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9443, show_default=True)
+def exchange_sim_command(captures: tuple[Path, ...], speed: float, host: str, port: int) -> None:
+    """Serve recorded Binance captures over WebSocket exactly as Binance framed them.
+
+    Combined stream at ws://HOST:PORT/stream?streams=..., REST depth snapshots at
+    http://HOST:PORT/api/v3/depth?symbol=...; paced by the recorded receive times
+    divided by --speed, starting when the first client connects.
+    """
+    if speed <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--speed")
+    from tickertape.actors.marketdata.exchange_sim import run_simulator
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_simulator(captures, host=host, port=port, speed=speed))
+
+
+COMMANDS: list[click.Command] = [import_command, exchange_sim_command]

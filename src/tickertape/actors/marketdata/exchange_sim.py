@@ -1,0 +1,270 @@
+"""A local Binance spot exchange that replays a recorded capture (``tape exchange-sim``).
+
+It serves, on one port:
+
+- ``ws://HOST:PORT/stream?streams=a/b/c``: the combined stream, each frame's text
+  exactly as Binance sent it in the capture, paced by the recorded receive times
+  (divided by ``speed``). Playback starts when the first client connects (or at once
+  with ``wait_for_client=False``) and runs on one clock for every client, as a real
+  exchange does: a client connecting later misses what was already sent.
+- ``http://HOST:PORT/api/v3/depth?symbol=BTCUSDT``: a REST depth snapshot of the
+  book as of the last diff sent (the capture's snapshot updated with every diff
+  played), in Binance's shape (``lastUpdateId``, ``bids``, ``asks``).
+
+A client whose bounded send queue fills is disconnected (code 1008), like a slow
+consumer on the real exchange. Frames are merged from all capture files by receive
+time; the capture format is ``<local_recv_ns> <json>`` per line (gzip or plain).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import structlog
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from tickertape.errors import ConfigError, ImportDataError
+
+_log = structlog.get_logger("tickertape.exchange_sim")
+
+QUEUE_LIMIT = 50_000
+"""Frames queued per client before it is disconnected as too slow."""
+
+
+class CaptureFrame:
+    """One recorded frame: receive time, stream name, the exact text."""
+
+    __slots__ = ("recv_ns", "stream", "text")
+
+    def __init__(self, recv_ns: int, stream: str, text: str) -> None:
+        self.recv_ns = recv_ns
+        self.stream = stream
+        self.text = text
+
+
+def load_capture(paths: Sequence[str | Path]) -> tuple[list[CaptureFrame], dict[str, str]]:
+    """Read capture files; return frames sorted by receive time and snapshots per symbol.
+
+    Returns:
+        (frames, snapshots): snapshots map an upper-case symbol (from the file name
+        ``btcusdt_...``) to the first REST snapshot's text found for it.
+
+    Raises:
+        ImportDataError: a file cannot be read or a line is malformed.
+    """
+    frames: list[CaptureFrame] = []
+    snapshots: dict[str, str] = {}
+    for path in map(Path, paths):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImportDataError(
+                path, None, f"cannot read capture: {exc.strerror or exc}"
+            ) from None
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        symbol = path.name.split("_", 1)[0].upper()
+        for lineno, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            head, _, body = line.strip().partition(b" ")
+            try:
+                recv_ns = int(head)
+                message = orjson.loads(body)
+            except ValueError:
+                raise ImportDataError(path, lineno, "not '<local_recv_ns> <json>'") from None
+            text = body.decode("utf-8")
+            if isinstance(message, dict) and "stream" in message:
+                frames.append(CaptureFrame(recv_ns, str(message["stream"]), text))
+            elif isinstance(message, dict) and "lastUpdateId" in message:
+                snapshots.setdefault(symbol, text)
+            else:
+                raise ImportDataError(path, lineno, "neither a stream frame nor a depth snapshot")
+    frames.sort(key=lambda f: f.recv_ns)
+    return frames, snapshots
+
+
+class _Book:
+    def __init__(self, snapshot: str | None) -> None:
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.last_update_id = 0
+        if snapshot is not None:
+            data = orjson.loads(snapshot)
+            self.bids = dict(data["bids"])
+            self.asks = dict(data["asks"])
+            self.last_update_id = int(data["lastUpdateId"])
+
+    def apply(self, diff: dict[str, object]) -> None:
+        final = int(diff["u"])  # type: ignore[call-overload]
+        if final <= self.last_update_id:
+            return
+        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
+            for price, qty in levels:  # type: ignore[attr-defined]
+                if float(qty) == 0.0:
+                    side.pop(price, None)
+                else:
+                    side[price] = qty
+        self.last_update_id = final
+
+    def snapshot(self, limit: int) -> bytes:
+        bids = sorted(self.bids.items(), key=lambda kv: -float(kv[0]))[:limit]
+        asks = sorted(self.asks.items(), key=lambda kv: float(kv[0]))[:limit]
+        return orjson.dumps(
+            {
+                "lastUpdateId": self.last_update_id,
+                "bids": [list(level) for level in bids],
+                "asks": [list(level) for level in asks],
+            }
+        )
+
+
+class ExchangeSimulator:
+    """Replays a capture over WebSocket and REST, paced by its recorded times.
+
+    Args:
+        frames: the capture's frames, sorted by receive time.
+        snapshots: the initial REST snapshot per symbol.
+        speed: pacing factor (2.0 plays twice as fast as recorded); > 0.
+        wait_for_client: start playback only when the first client connects.
+
+    Raises:
+        ConfigError: ``speed`` ≤ 0.
+    """
+
+    def __init__(
+        self,
+        frames: list[CaptureFrame],
+        snapshots: dict[str, str],
+        *,
+        speed: float = 1.0,
+        wait_for_client: bool = True,
+    ) -> None:
+        if not speed > 0:
+            raise ConfigError(f"speed must be > 0, got {speed!r}")
+        self.frames = frames
+        self.speed = speed
+        self.wait_for_client = wait_for_client
+        self._books = {s: _Book(text) for s, text in snapshots.items()}
+        self._clients: dict[ServerConnection, tuple[frozenset[str], asyncio.Queue[str | None]]] = {}
+        self._first_client = asyncio.Event()
+        self.sent = 0
+        self.finished = asyncio.Event()
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 9443) -> Server:
+        """Start listening; playback runs in a named task. Returns the server."""
+        server = await serve(
+            self._handle, host, port, process_request=self._http, compression=None, max_queue=16
+        )
+        self._playback = asyncio.create_task(self._play(), name="exchange-sim-playback")
+        return server
+
+    async def close(self) -> None:
+        """Stop the playback task."""
+        playback = getattr(self, "_playback", None)
+        if playback is not None:
+            playback.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await playback
+
+    def _book(self, symbol: str) -> _Book:
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = _Book(None)
+        return book
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urlsplit(request.path)
+        if url.path != "/api/v3/depth":
+            return None
+        query = parse_qs(url.query)
+        symbol = query.get("symbol", [""])[0].upper()
+        limit = int(query.get("limit", ["1000"])[0])
+        if symbol not in self._books:
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST, '{"code":-1121,"msg":"Invalid symbol."}'
+            )
+        body = self._book(symbol).snapshot(limit)
+        headers = Headers(
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        )
+        return Response(HTTPStatus.OK.value, "OK", headers, body)
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        url = urlsplit(connection.request.path if connection.request else "/")
+        streams = parse_qs(url.query).get("streams", [""])[0]
+        wanted = frozenset(s for s in streams.split("/") if s)
+        queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT + 1)  # + the sentinel
+        self._clients[connection] = (wanted, queue)
+        self._first_client.set()
+        try:
+            while True:
+                text = await queue.get()
+                if text is None:
+                    await connection.close(1008, "client too slow")
+                    return
+                await connection.send(text)
+        finally:
+            self._clients.pop(connection, None)
+
+    async def _play(self) -> None:
+        if self.wait_for_client:
+            await self._first_client.wait()
+        if not self.frames:
+            self.finished.set()
+            return
+        origin = self.frames[0].recv_ns
+        start = time.monotonic()
+        loop_sleep = asyncio.sleep
+        for frame in self.frames:
+            due = start + (frame.recv_ns - origin) / 1e9 / self.speed
+            delay = due - time.monotonic()
+            if delay > 0.0005:
+                await loop_sleep(delay)
+            symbol = frame.stream.split("@", 1)[0].upper()
+            if "@depth" in frame.stream:
+                self._book(symbol).apply(orjson.loads(frame.text)["data"])
+            for connection, (wanted, queue) in list(self._clients.items()):
+                if frame.stream not in wanted:
+                    continue
+                if queue.qsize() >= QUEUE_LIMIT:
+                    self._clients.pop(connection, None)
+                    queue.put_nowait(None)  # the reserved slot: tells the handler to close
+                    _log.warning("client_too_slow", remote=str(connection.remote_address))
+                else:
+                    queue.put_nowait(frame.text)
+            self.sent += 1
+        self.finished.set()
+        _log.info("playback_finished", frames=self.sent)
+
+
+async def run_simulator(
+    paths: Sequence[str | Path],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9443,
+    speed: float = 1.0,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Load the capture, serve it until cancelled (the CLI's entry point)."""
+    frames, snapshots = load_capture(paths)
+    simulator = ExchangeSimulator(frames, snapshots, speed=speed)
+    server = await simulator.serve(host, port)
+    _log.info("exchange_sim_listening", host=host, port=port, frames=len(frames), speed=speed)
+    if ready is not None:
+        ready.set()
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        await simulator.close()
