@@ -365,3 +365,29 @@ def test_commands_on_a_held_namespace_fail_clearly(filled: Path) -> None:
             child.stdin.write(b"\n")
             child.stdin.close()
             child.wait(timeout=30)
+
+
+def test_tail_follow_prints_new_events_as_they_are_appended(tmp_path: Path) -> None:
+    """`tape tail --follow --json` prints history, then each event appended later by another process."""
+    import subprocess
+
+    from tests.eventlog.envelopes import TAPE
+
+    data_dir = tmp_path / "data"
+    first = envelopes(3, topics=TOPICS)
+    assert run_tape("append", data_dir=data_dir, stdin=input_lines(first)).returncode == 0
+    with subprocess.Popen(
+        [TAPE, "tail", "--follow", "--json", "md.trade.>", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as follower:
+        assert follower.stdout is not None
+        try:
+            got = [json.loads(follower.stdout.readline()) for _ in range(2)]
+            later = envelopes(6, topics=TOPICS, start_seq=4, start_ns=T0 + 10**9)
+            assert run_tape("append", data_dir=data_dir, stdin=input_lines(later)).returncode == 0
+            got += [json.loads(follower.stdout.readline()) for _ in range(4)]
+        finally:
+            follower.kill()
+    assert gseqs(got) == [1, 3, 4, 6, 7, 9]
+    assert {r["topic"] for r in got} == {TOPICS[0], TOPICS[2]}

@@ -73,6 +73,26 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Rec
     return open_dir, sealed_dir, records
 
 
+@pytest.fixture(scope="module")
+def mixed(logs: tuple[Path, Path, list[Record]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same log with the days that are over sealed and each topic's newest day open."""
+    mixed_dir = tmp_path_factory.mktemp("mixed")
+    shutil.rmtree(mixed_dir)
+    shutil.copytree(logs[0], mixed_dir)
+    with EventLog.open(mixed_dir) as lg:
+        compact(lg)
+    assert list(mixed_dir.rglob("*.jsonl"))
+    assert list(mixed_dir.rglob("*.jsonl.zst"))
+    return mixed_dir
+
+
+LAYOUTS = st.sampled_from(["open", "sealed", "mixed"])
+
+
+def pick(logs: tuple[Path, Path, list[Record]], mixed: Path, layout: str) -> Path:
+    return {"open": logs[0], "sealed": logs[1], "mixed": mixed}[layout]
+
+
 def ids(records: list[Record]) -> list[tuple[str, int, int]]:
     return [(r.topic, r.offset, r.gseq) for r in records]
 
@@ -93,20 +113,21 @@ def test_sealed_and_open_days_read_alike(logs: tuple[Path, Path, list[Record]]) 
     topic=st.sampled_from(TOPICS),
     start=st.integers(-5, 5000),
     length=st.none() | st.integers(-1, 6000),
-    sealed=st.booleans(),
+    layout=LAYOUTS,
 )
 def test_read_topic_from_any_offset(
     logs: tuple[Path, Path, list[Record]],
+    mixed: Path,
     topic: str,
     start: int,
     length: int | None,
-    sealed: bool,
+    layout: str,
 ) -> None:
     """read_topic(from, to) returns exactly the topic's records with from ≤ offset ≤ to."""
-    open_dir, sealed_dir, records = logs
+    records = logs[2]
     start = max(start, 0)
     to = None if length is None else start + length
-    got = list(LogReader(sealed_dir if sealed else open_dir).read_topic(topic, start, to))
+    got = list(LogReader(pick(logs, mixed, layout)).read_topic(topic, start, to))
     want = [
         r
         for r in records
@@ -120,18 +141,19 @@ def test_read_topic_from_any_offset(
     patterns=st.sampled_from(PATTERNS),
     start=st.integers(1, DAYS * PER_DAY + 5),
     to=st.none() | st.integers(0, DAYS * PER_DAY + 5),
-    sealed=st.booleans(),
+    layout=LAYOUTS,
 )
 def test_read_from_any_gseq(
     logs: tuple[Path, Path, list[Record]],
+    mixed: Path,
     patterns: list[str] | None,
     start: int,
     to: int | None,
-    sealed: bool,
+    layout: str,
 ) -> None:
     """read(patterns, from_gseq, to_gseq) is the matching records in that gseq range, in gseq order."""
-    open_dir, sealed_dir, records = logs
-    got = list(LogReader(sealed_dir if sealed else open_dir).read(patterns, start, to))
+    records = logs[2]
+    got = list(LogReader(pick(logs, mixed, layout)).read(patterns, start, to))
     want = [
         r
         for r in records
@@ -147,19 +169,20 @@ def test_read_from_any_gseq(
     patterns=st.sampled_from(PATTERNS),
     start=st.integers(T0 - NS_PER_DAY, T0 + (DAYS + 1) * NS_PER_DAY),
     span=st.none() | st.integers(0, 2 * NS_PER_DAY),
-    sealed=st.booleans(),
+    layout=LAYOUTS,
 )
 def test_read_from_any_time(
     logs: tuple[Path, Path, list[Record]],
+    mixed: Path,
     patterns: list[str] | None,
     start: int,
     span: int | None,
-    sealed: bool,
+    layout: str,
 ) -> None:
     """read_from_time(ts, to) is the matching records with ts ≤ ts_event < to, in gseq order."""
-    open_dir, sealed_dir, records = logs
+    records = logs[2]
     to = None if span is None else start + span
-    got = list(LogReader(sealed_dir if sealed else open_dir).read_from_time(patterns, start, to))
+    got = list(LogReader(pick(logs, mixed, layout)).read_from_time(patterns, start, to))
     want = [
         r
         for r in records
