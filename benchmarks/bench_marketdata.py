@@ -1,0 +1,234 @@
+"""Market-data headline figures on the bundled real data; prints a table.
+
+1. Import: the four Binance capture files, the CME 6E and FTX BTC-PERP 1-minute bars,
+   parsed, merged and appended durably (fsync'd) to a fresh log; events/s per phase
+   and end to end.
+2. Indicators: the full default set (SMA 10/20, EMA 10/20, RSI 14, MACD 12/26/9,
+   TRANGE, ATR 14, DMI/ADX 14, Bollinger 20/2) on 45,031 FTX bars, µs per bar:
+   calculators alone, and the actor including building every IndicatorValue
+   payload (publishing is a no-op: the log is excluded).
+3. Live adapter: ``tape exchange-sim`` (a separate process) serving both symbols'
+   captures at 50x the recorded pace; frames received, gaps, wall time.
+
+Run: ``.venv/bin/python benchmarks/bench_marketdata.py [--skip-live]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gzip
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tickertape.actors.base import Event
+from tickertape.actors.indicators import IndicatorActor
+from tickertape.actors.indicators.actor import SeriesConfig, _Series
+from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
+from tickertape.actors.marketdata.importers import (
+    ParsedEvent,
+    parse_binance_ws,
+    parse_ohlcv_csv,
+)
+from tickertape.actors.marketdata.loader import build_envelopes
+from tickertape.eventlog import EventLog
+from tickertape.schemas.envelope import Record
+from tickertape.schemas.market import Gap
+from tickertape.schemas.registry import encode_payload, schema_key
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BINANCE = sorted((DATA / "binance-spot-ws-2024-08-08").glob("*.gz"))
+CME = DATA / "cme-6eh4-1m-2024-01" / "6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+FTX = DATA / "ftx-btc-perp-1m-2022-01" / "btc-perp-20211231-20220201_1m.csv.gz"
+
+
+def bench_import() -> list[tuple[str, str, str]]:
+    t0 = time.perf_counter()
+    parsed = [parse_binance_ws(p) for p in BINANCE]
+    parsed.append(parse_ohlcv_csv(CME, market="us", symbol="6EH4", interval="1m", stamp="end"))
+    parsed.append(parse_ohlcv_csv(FTX, market="crypto", symbol="BTC-PERP", interval="1m"))
+    t1 = time.perf_counter()
+    envelopes = list(build_envelopes(parsed))
+    t2 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as data_dir:
+        log = EventLog.open(data_dir)
+        try:
+            t3 = time.perf_counter()
+            for start in range(0, len(envelopes), 5_000):
+                results = log.append(envelopes[start : start + 5_000])
+                assert all(r.error is None and not r.duplicate for r in results)
+            t4 = time.perf_counter()
+        finally:
+            log.close()
+    n = len(envelopes)
+    return [
+        ("import: parse (6 files)", f"{n / (t1 - t0):,.0f} events/s", f"{n:,} events"),
+        ("import: envelopes + merge", f"{n / (t2 - t1):,.0f} events/s", ""),
+        ("import: durable append", f"{n / (t4 - t3):,.0f} events/s", "fsync'd, batches of 5,000"),
+        ("import: end to end", f"{n / (t4 - t3 + t2 - t0):,.0f} events/s", "target >= 150,000"),
+    ]
+
+
+class _NullContext:
+    def __init__(self) -> None:
+        self.published = 0
+
+    def publish(self, topic: str, payload: Any, **kwargs: Any) -> str:
+        self.published += 1
+        return ""
+
+
+def bench_indicators() -> list[tuple[str, str, str]]:
+    (events,) = parse_ohlcv_csv(
+        FTX, market="crypto", symbol="BTC-PERP", interval="1m"
+    ).streams.values()
+    bars = [e.payload for e in events]
+    series = _Series("crypto", "BTC-PERP", 0, SeriesConfig())
+    t0 = time.perf_counter()
+    for bar in bars:
+        IndicatorActor.update(series, bar)
+    calc_us = (time.perf_counter() - t0) / len(bars) * 1e6
+
+    stored = [_event(e, i) for i, e in enumerate(events, start=1)]
+    actor = IndicatorActor()
+    ctx = _NullContext()
+    t1 = time.perf_counter()
+    for event in stored:
+        actor.on_event(event, ctx)  # type: ignore[arg-type]
+    actor_us = (time.perf_counter() - t1) / len(stored) * 1e6
+    return [
+        (
+            "indicators: calculators, full set",
+            f"{calc_us:.2f} µs/bar",
+            f"{len(bars):,} bars; target <= 5",
+        ),
+        (
+            "indicators: actor incl. payloads",
+            f"{actor_us:.2f} µs/bar",
+            f"{ctx.published:,} IndicatorValue built",
+        ),
+    ]
+
+
+def _event(e: ParsedEvent, gseq: int) -> Event:
+    type_, v = schema_key(e.payload)
+    record = Record(
+        id=f"b:{gseq}",
+        topic=e.topic,
+        type=type_,
+        v=v,
+        market=e.market,
+        ts_event=e.ts_event,
+        ts_init=e.ts_event,
+        source="b",
+        source_seq=gseq,
+        causation_id=None,
+        correlation_id=None,
+        payload=encode_payload(e.payload),
+        offset=gseq - 1,
+        gseq=gseq,
+        ts_log=e.ts_event,
+    )
+    return Event(record=record, payload=e.payload)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_simulator(speed: float) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    tape = Path(sys.executable).parent / "tape"
+    args = [str(tape), "exchange-sim", "--speed", str(speed), "--port", str(port)]
+    for path in BINANCE:
+        args += ["--capture", str(path)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    url = f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return process, port
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+async def _follow(port: int, frames: int) -> tuple[BinanceLiveAdapter, int, float]:
+    gaps = 0
+    done = asyncio.Event()
+    adapter: BinanceLiveAdapter
+
+    async def sink(batch: list[ParsedEvent]) -> None:
+        nonlocal gaps
+        gaps += sum(isinstance(e.payload, Gap) for e in batch)
+        if adapter.feed.stats.messages >= frames:
+            done.set()
+
+    adapter = BinanceLiveAdapter(
+        f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", ["BTCUSDT", "ETHUSDT"], sink
+    )
+    task = asyncio.create_task(adapter.run(), name="bench-adapter")
+    t0 = time.perf_counter()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(done.wait(), 300)
+    elapsed = time.perf_counter() - t0
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return adapter, gaps, elapsed
+
+
+def bench_live(speed: float) -> list[tuple[str, str, str]]:
+    frames = sum(gzip.decompress(path.read_bytes()).count(b'{"stream"') for path in BINANCE)
+    process, port = _start_simulator(speed)
+    try:
+        adapter, gaps, elapsed = asyncio.run(_follow(port, frames))
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait()
+    stats = adapter.feed.stats
+    return [
+        (
+            f"live adapter at {speed:g}x",
+            f"{stats.messages:,}/{frames:,} frames",
+            f"{gaps} gaps, {stats.resyncs} resyncs, {elapsed:.1f} s wall "
+            f"({stats.messages / elapsed:,.0f} frames/s)",
+        )
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--speed", type=float, default=50.0)
+    options = parser.parse_args()
+    rows = bench_import() + bench_indicators()
+    if not options.skip_live:
+        rows += bench_live(options.speed)
+    table = Table(title="tickertape market data (bundled real data)")
+    table.add_column("measure")
+    table.add_column("result", justify="right")
+    table.add_column("notes")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
