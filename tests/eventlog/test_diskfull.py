@@ -191,3 +191,62 @@ def test_enospc_on_a_full_tmpfs(tmpfs: Path, tmp_path: Path) -> None:
     assert out["error"] is None
     assert LogReader(data_dir).head_gseq() == head + 200
     assert verify_namespace(data_dir).ok
+
+
+_ASYNC_CHILD = r"""
+import asyncio, json, sys
+import msgspec
+from tickertape.errors import DiskFullError
+from tickertape.eventlog import AsyncEventLog
+from tickertape.schemas.envelope import Envelope
+
+data_dir, big_path, small_path = sys.argv[1:4]
+dec = msgspec.json.Decoder(Envelope)
+big = [dec.decode(x) for x in open(big_path, "rb")]
+small = [dec.decode(x) for x in open(small_path, "rb")]
+
+async def main() -> dict:
+    alog = await AsyncEventLog.open(data_dir)
+    out = {}
+    try:
+        await alog.append(big)
+    except DiskFullError as exc:
+        out["error"] = type(exc).__name__
+    out["small"] = [[r.gseq, r.error] for r in await alog.append(small)]
+    await alog.close()
+    return out
+
+print(json.dumps(asyncio.run(main())), flush=True)
+"""
+
+
+def test_async_log_survives_a_refused_group(tmp_path: Path, data_dir: Path) -> None:
+    """Through AsyncEventLog, a group past RLIMIT_FSIZE raises DiskFullError; the next append is stored."""
+    seed_log(data_dir)
+    before = snapshot_bytes(data_dir)
+    big = write_jsonl(
+        tmp_path / "big.jsonl", envelopes(60, topics=(TOPIC_B,), start_seq=100, start_ns=T0 + 10**6)
+    )
+    small = write_jsonl(
+        tmp_path / "small.jsonl",
+        envelopes(1, topics=(TOPIC_A,), start_seq=1000, start_ns=T0 + 10**7),
+    )
+    limit = largest_file(data_dir) + 200
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _ASYNC_CHILD, str(data_dir), str(big), str(small)],
+        capture_output=True,
+        preexec_fn=preexec,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out == {"error": "DiskFullError", "small": [[31, None]]}
+    after = snapshot_bytes(data_dir)
+    for name, content in before.items():
+        assert after[name].startswith(content)
+    assert verify_namespace(data_dir).ok

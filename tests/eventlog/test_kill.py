@@ -56,6 +56,10 @@ def write_input(path: Path, count: int) -> list[Envelope]:
 
 def check_log(data_dir: Path, envs: list[Envelope], acknowledged: int) -> list[Record]:
     """Recover, then check: every acknowledged envelope stored once, nothing partial, positions contiguous."""
+    # Before any recovery, a reader sees only committed records: a gseq prefix with every ack.
+    seen = [r.gseq for r in LogReader(data_dir).read()]
+    assert seen == list(range(1, len(seen) + 1))
+    assert len(seen) >= acknowledged
     with EventLog.open(data_dir) as lg:
         head = lg.head_gseq
     records = list(LogReader(data_dir).read())

@@ -335,3 +335,35 @@ def test_large_batch_is_split_into_groups(log: EventLog, monkeypatch: pytest.Mon
     res = log.append(envelopes(50, topics=TOPICS))
     assert [r.gseq for r in res] == list(range(1, 51))
     assert [r.source_seq for r in log.read()] == list(range(1, 51))
+
+
+def test_large_records_round_trip_open_and_sealed(log: EventLog) -> None:
+    """Records far larger than the read buffers (300 KB payloads) read back intact, open and sealed."""
+    import msgspec
+
+    big = [
+        envelope(i, payload=msgspec.Raw(b'{"blob":"' + bytes([97 + i]) * 300_000 + b'"}'))
+        for i in range(1, 6)
+    ]
+    log.append(big)
+    before = [bytes(r.payload) for r in log.read()]
+    assert before == [bytes(e.payload) for e in big]
+    compact(log, include_open=True)
+    assert [bytes(r.payload) for r in log.read()] == before
+    assert [r.offset for r in log.read_topic(TRADE_TOPIC, 3)] == [3, 4]
+
+
+def test_missing_head_file_is_rebuilt(data_dir: Path) -> None:
+    """Without the HEAD file readers fall back to the files, and the next open writes it again."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(7, topics=TOPICS))
+    head = data_dir / "logs" / "main" / "HEAD"
+    head.unlink()
+    from tickertape.eventlog import LogReader
+
+    assert LogReader(data_dir).head_gseq() == 7
+    assert [r.gseq for r in LogReader(data_dir).read()] == list(range(1, 8))
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == 7
+    assert head.exists()
+    assert LogReader(data_dir).head_gseq() == 7
