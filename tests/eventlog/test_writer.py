@@ -367,3 +367,46 @@ def test_missing_head_file_is_rebuilt(data_dir: Path) -> None:
         assert lg.head_gseq == 7
     assert head.exists()
     assert LogReader(data_dir).head_gseq() == 7
+
+
+_MANY_TOPICS = r"""
+import sys
+from tickertape.eventlog import EventLog, LogReader
+from tests.eventlog.envelopes import envelope
+data_dir, n = sys.argv[1], int(sys.argv[2])
+with EventLog.open(data_dir) as lg:
+    lg.append([envelope(i + 1, topic=f"md.trade.crypto.S{i:04d}") for i in range(n // 2)])
+    for i in range(n // 2, n):
+        lg.append([envelope(i + 1, topic=f"md.trade.crypto.S{i:04d}")])
+with EventLog.open(data_dir) as lg:
+    print(lg.head_gseq, len(lg.topics()), flush=True)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "writer keeps one open fd per topic for the life of the log (and touches one per file in "
+        "a group): past RLIMIT_NOFILE (1024 by default on Linux; a crypto or US-equity universe "
+        "has thousands of symbols) os.open fails with EMFILE and the log dies with LogFatalError; "
+        "bound the open day files (close the least recently used) and open on demand"
+    ),
+)
+def test_more_topics_than_file_descriptors(tmp_path: Path) -> None:
+    """A namespace with more topics than the process may open files keeps working."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _MANY_TOPICS, str(tmp_path / "data"), "400"],
+        capture_output=True,
+        preexec_fn=limit,
+        cwd=root,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-500:]
+    assert proc.stdout.split() == [b"400", b"400"]
