@@ -386,3 +386,41 @@ def test_reads_during_a_concurrent_compaction(tmp_path: Path) -> None:
             reads += 1
     assert child.returncode == 0
     assert failures == [], f"{len(failures)} of {reads} reads failed, e.g. {failures[0]}"
+
+
+_READ_MANY = r"""
+import resource, sys
+from tickertape.eventlog import LogReader
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+reader = LogReader(sys.argv[1])
+print(sum(1 for _ in reader.read()), sum(1 for _ in reader.read_from_time(None, 0)), flush=True)
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "reader.read()/read_from_time() open one file per matching topic at once for the merge "
+        "(merge_by_gseq primes every iterator): past RLIMIT_NOFILE they raise OSError EMFILE; "
+        "a replay over thousands of symbols needs a merge that bounds open files"
+    ),
+)
+def test_merged_read_over_more_topics_than_file_descriptors(tmp_path: Path) -> None:
+    """A merged read over more topics than the process may open files returns every record."""
+    data_dir = tmp_path / "data"
+    with EventLog.open(data_dir) as lg:
+        for start in range(0, 400, 50):
+            lg.append(
+                [
+                    envelope(i + 1, topic=f"md.trade.crypto.S{i:04d}")
+                    for i in range(start, start + 50)
+                ]
+            )
+    proc = subprocess.run(
+        [sys.executable, "-c", _READ_MANY, str(data_dir)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-300:]
+    assert proc.stdout.split() == [b"400", b"400"]
