@@ -172,3 +172,13 @@ async def test_reader_and_run_sync(data_dir: Path) -> None:
     assert [r.gseq for r in alog.reader.read()] == [1, 2, 3, 4]
     assert await alog.run_sync(lambda lg: lg.head_gseq) == 4
     await alog.close()
+
+
+async def test_backpressure_with_a_small_queue(data_dir: Path) -> None:
+    """With max_pending=2, many concurrent appends wait for room and all complete, in order."""
+    alog = await AsyncEventLog.open(data_dir, max_pending=2)
+    results = await asyncio.gather(
+        *(alog.append([envelope(1, source=f"s{i}", ts_event=T0 + i)]) for i in range(100))
+    )
+    await alog.close()
+    assert [r[0].gseq for r in results] == list(range(1, 101))

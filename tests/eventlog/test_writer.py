@@ -410,3 +410,19 @@ def test_more_topics_than_file_descriptors(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode()[-500:]
     assert proc.stdout.split() == [b"400", b"400"]
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["open", "sealed"])
+def test_refusals_survive_reopen(data_dir: Path, sealed: bool) -> None:
+    """After a reopen the last ts_event per topic (and sealed days) are restored: regressions are refused."""
+    with EventLog.open(data_dir) as lg:
+        lg.append([envelope(1, ts_event=T0 + 500)])
+        if sealed:
+            compact(lg, include_open=True)
+    with EventLog.open(data_dir) as lg:
+        res = lg.append([envelope(2, ts_event=T0 + 100)])
+        assert res[0].error == "TS_REGRESSION"
+        res = lg.append([envelope(3, ts_event=T0 + 600)])
+        assert res[0].error == ("DAY_SEALED" if sealed else None)
+        res = lg.append([envelope(4, ts_event=T0 + NS_PER_DAY)])
+        assert (res[0].error, res[0].offset) == (None, 1 if sealed else 2)
