@@ -39,6 +39,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -166,6 +167,7 @@ def _order(events: list[tuple[int, int, ParsedEvent]]) -> list[ParsedEvent]:
 # ------------------------------------------------------------------------ binance-ws
 
 
+@lru_cache(maxsize=1024)
 def _raw_topic(stream: str) -> str:
     return "raw.binance." + _UNSAFE.sub("_", stream.replace("@", "_"))
 
