@@ -391,3 +391,66 @@ def test_tail_follow_prints_new_events_as_they_are_appended(tmp_path: Path) -> N
             follower.kill()
     assert gseqs(got) == [1, 3, 4, 6, 7, 9]
     assert {r["topic"] for r in got} == {TOPICS[0], TOPICS[2]}
+
+
+def damage_second_quote_record(data_dir: Path) -> tuple[Path, int]:
+    """Flip a bit inside the second record of the quote topic's first day; return (file, position)."""
+    path = topic_dir(data_dir, TOPICS[1]) / "2024-01-01.jsonl"
+    lines = stored_lines(path)
+    data = bytearray(path.read_bytes())
+    at = len(lines[0]) + lines[1].index(b'"source_seq":') + len(b'"source_seq":')
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+    return path, len(lines[0])
+
+
+def test_tail_stops_at_corruption_with_a_clear_error(filled: Path) -> None:
+    """`tape tail --json` prints the records before a corrupt one, then exits 1 naming file and byte."""
+    path, position = damage_second_quote_record(filled)
+    proc = run_tape("tail", "--json", data_dir=filled)
+    assert proc.returncode == 1
+    printed = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert gseqs(printed) == list(range(1, len(printed) + 1))
+    assert len(printed) < 90
+    err = proc.stderr.decode()
+    assert str(path) in err
+    assert f"byte {position}" in err
+
+
+def test_compact_refuses_a_corrupt_day_and_changes_nothing(filled: Path) -> None:
+    """`tape compact --all` on a day with a bad record exits 1 and leaves that day's file as it was."""
+    path, _position = damage_second_quote_record(filled)
+    before = path.read_bytes()
+    proc = run_tape("compact", "--all", data_dir=filled)
+    assert proc.returncode == 1
+    assert b"corrupt" in proc.stderr
+    assert path.read_bytes() == before
+    assert not path.with_name(path.name + ".zst").exists()
+
+
+def test_append_on_a_full_disk_exits_one_with_a_clear_error(filled: Path) -> None:
+    """`tape append` past RLIMIT_FSIZE exits 1, says no space was left, and stores nothing of that batch."""
+    import resource
+    import subprocess
+
+    from tests.eventlog.envelopes import TAPE
+
+    before = {p: p.read_bytes() for p in filled.rglob("*.jsonl")}
+    limit = max(len(b) for b in before.values()) + 100
+    more = envelopes(50, topics=TOPICS, start_seq=91, start_ns=T0 + 2 * NS_PER_DAY + 7_200 * 10**9)
+
+    def preexec() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(
+        [TAPE, "append", "--data-dir", str(filled)],
+        input=input_lines(more),
+        capture_output=True,
+        preexec_fn=preexec,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert b"no space left" in proc.stderr
+    assert {p: p.read_bytes() for p in filled.rglob("*.jsonl")} == before
+    assert run_tape("verify", data_dir=filled).returncode == 0
