@@ -121,11 +121,12 @@ class LogReader:
         return list_segments(self.dir / topic, topic)
 
     def segment_index(self, segment: Segment) -> SegmentIndex:
-        """The sparse index of a day file: from its ``.idx`` when fresh, else rebuilt by a scan."""
-        try:
-            st = segment.path.stat()
-        except FileNotFoundError:
-            return SegmentIndex(sealed=segment.sealed, data_size=0)
+        """The sparse index of a day file: from its ``.idx`` when fresh, else rebuilt by a scan.
+
+        Raises:
+            FileNotFoundError: the file was sealed or deleted since it was listed.
+        """
+        st = segment.path.stat()
         cached = self._indexes.get(segment.path)
         if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime:
             return cached[2]
@@ -137,6 +138,14 @@ class LogReader:
 
     def topic_summary(self, topic: str) -> SegmentIndex:
         """Counts and first/last offset, gseq and ts_event of a whole topic."""
+        for _attempt in range(10):
+            try:
+                return self._topic_summary(topic)
+            except FileNotFoundError:
+                continue  # a day was sealed while we read: list again
+        return self._topic_summary(topic)
+
+    def _topic_summary(self, topic: str) -> SegmentIndex:
         total = SegmentIndex(sealed=False, data_size=0)
         for seg in self.segments(topic):
             idx = self.segment_index(seg)
@@ -218,20 +227,34 @@ class LogReader:
     ) -> Iterator[Record]:
         """Records of ``topic`` within ``bounds``, starting near the first whose key ≥ value."""
         started = False
-        for seg in self.segments(topic):
-            if bounds.done:
-                return
-            if not started:
-                idx = self.segment_index(seg)
-                if idx.count == 0 or summary_last(idx) < value:
+        done_days: set[int] = set()
+        while True:
+            for seg in self.segments(topic):
+                if seg.day in done_days:
                     continue
-                keys = [key(e) for e in idx.entries]
-                i = bisect_right(keys, value) - 1
-                entry = idx.entries[max(i, 0)] if idx.entries else None
-                started = True
-                yield from self._iter_segment(seg, entry, bounds)
+                if bounds.done:
+                    return
+                try:
+                    if not started:
+                        idx = self.segment_index(seg)
+                        if idx.count == 0 or summary_last(idx) < value:
+                            done_days.add(seg.day)
+                            continue
+                        keys = [key(e) for e in idx.entries]
+                        i = bisect_right(keys, value) - 1
+                        entry = idx.entries[max(i, 0)] if idx.entries else None
+                        started = True
+                        yield from self._iter_segment(seg, entry, bounds)
+                    else:
+                        yield from self._iter_segment(seg, None, bounds)
+                except FileNotFoundError:
+                    # Sealed (or deleted) since it was listed: nothing of it was yielded
+                    # (a file being read stays readable); list the days again.
+                    started = started and seg.day not in done_days
+                    break
+                done_days.add(seg.day)
             else:
-                yield from self._iter_segment(seg, None, bounds)
+                return
 
     def read_topic(
         self,

@@ -27,7 +27,7 @@ import struct
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,9 @@ from tickertape.topics import validate_topic
 
 MAX_GROUP = 65_536
 """Most records written between two fsyncs; recovery relies on this bound."""
+
+MAX_OPEN_FILES = 256
+"""Day files kept open for appending; beyond, the least recently used are closed."""
 
 SYNCFS_THRESHOLD = 8
 """A group touching more files than this is made durable with one syncfs(2) (Linux)."""
@@ -156,6 +159,7 @@ class _Touched:
     fd: int
     size_before: int
     created: bool
+    synced: bool = False
 
 
 @dataclass(slots=True)
@@ -190,6 +194,8 @@ class EventLog:
         self._head_map: mmap.mmap | None = None
         self._buffers: dict[tuple[str, int], bytearray] = {}
         self._rolled: list[Path] = []
+        self._open_lru: OrderedDict[str, None] = OrderedDict()
+        self._scanned: dict[str, dict[tuple[str, int], tuple[str, int, int]]] = {}
         self._corrupt_gaps: list[tuple[int, int]] = []
         self._deferred_close: list[int] = []
         self.recovery = RecoveryReport()
@@ -265,8 +271,7 @@ class EventLog:
         self.recovery.head_gseq = self._head
         for name, seg in newest.items():
             topic = self._topics[name]
-            topic.fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
-            topic.size = os.fstat(topic.fd).st_size
+            topic.size = seg.path.stat().st_size  # opened on the first append
         if self.recovery.dropped or self.recovery.corrupt:
             log.warning(
                 "eventlog.recovered",
@@ -645,12 +650,22 @@ class EventLog:
         return AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
 
     def _find_stored(self, env: Envelope) -> tuple[str, int, int] | None:
+        """Position of a duplicate older than the in-memory window: one scan per topic.
+
+        The scan's (source, source_seq) → position map is kept (stored records never
+        change), so re-sending a whole old file costs one read of its topic.
+        """
         if env.topic not in self._topics:
             return None
-        for rec in self.reader.read_topic(env.topic):
-            if rec.source == env.source and rec.source_seq == env.source_seq:
-                return (rec.topic, rec.offset, rec.gseq)
-        return None
+        found = self._scanned.get(env.topic)
+        if found is None:
+            if len(self._scanned) >= 64:
+                self._scanned.clear()
+            found = self._scanned[env.topic] = {
+                (r.source, r.source_seq): (r.topic, r.offset, r.gseq)
+                for r in self.reader.read_topic(env.topic)
+            }
+        return found.get((env.source, env.source_seq))
 
     def _remember(self, source: str, seq: int, topic: str, offset: int, gseq: int) -> None:
         self._recent[(source, seq)] = (topic, offset, gseq)
@@ -686,6 +701,10 @@ class EventLog:
                     self._roll(topic, day)
                     created = True
                     created_dirs.add(topic.dir)
+                elif topic.fd < 0:
+                    topic.fd = os.open(
+                        topic.dir / f"{day_name(day)}.jsonl", os.O_WRONLY | os.O_APPEND
+                    )
                 path = topic.dir / f"{day_name(day)}.jsonl"
                 touched.append(_Touched(topic, day, path, topic.fd, topic.size, created))
                 data = self._buffers[(name, day)]
@@ -694,6 +713,10 @@ class EventLog:
                     n = os.write(topic.fd, view)
                     view = view[n:]
                 topic.size += len(data)
+                self._open_lru[name] = None
+                self._open_lru.move_to_end(name)
+                if len(self._open_lru) + len(self._deferred_close) > MAX_OPEN_FILES:
+                    self._shed_files(touched, created_dirs)
         except OSError as exc:
             self._undo(touched)
             if exc.errno in _DISK_FULL_ERRNOS:
@@ -701,13 +724,7 @@ class EventLog:
             self._failed = LogFatalError(self.dir, exc)
             raise self._failed from exc
         try:
-            if len(touched) > SYNCFS_THRESHOLD and _syncfs is not None:
-                _syncfs(touched[0].fd)  # one flush of the filesystem instead of many fsyncs
-            else:
-                for t in touched:
-                    os.fsync(t.fd)
-                for d in created_dirs:
-                    fsync_dir(d)
+            self._sync(touched, created_dirs)
         except OSError as exc:
             self._failed = LogFatalError(self.dir, exc)
             raise self._failed from exc
@@ -746,6 +763,42 @@ class EventLog:
             save_index(seg.index_path, index)
         self._rolled.clear()
 
+    def _sync(self, touched: list[_Touched], created_dirs: set[Path]) -> None:
+        """Make what the group wrote so far durable (fsyncs, or one syncfs for many files)."""
+        pending = [t for t in touched if t.fd >= 0 and not t.synced]
+        if not pending and not self._deferred_close:
+            return
+        if len(pending) + len(self._deferred_close) > SYNCFS_THRESHOLD and _syncfs is not None:
+            _syncfs(pending[0].fd if pending else self._deferred_close[0])
+        else:
+            for t in pending:
+                os.fsync(t.fd)
+            for fd in self._deferred_close:
+                os.fsync(fd)
+            for d in created_dirs:
+                fsync_dir(d)
+        for t in pending:
+            t.synced = True
+
+    def _shed_files(self, touched: list[_Touched], created_dirs: set[Path]) -> None:
+        """Stay under MAX_OPEN_FILES: sync what the group wrote, then close the least
+        recently used day files (they are reopened on demand)."""
+        self._sync(touched, created_dirs)
+        for fd in self._deferred_close:
+            os.close(fd)
+        self._deferred_close.clear()
+        closed: set[int] = set()
+        while len(self._open_lru) > MAX_OPEN_FILES // 2:
+            name, _ = self._open_lru.popitem(last=False)
+            topic = self._topics[name]
+            if topic.fd >= 0:
+                closed.add(topic.fd)
+                os.close(topic.fd)
+                topic.fd = -1
+        for t in touched:
+            if t.fd in closed:
+                t.fd = -1
+
     def _roll(self, topic: _Topic, day: int) -> None:
         """fsync and close the topic's open file (saving its index), create the file of ``day``."""
         if topic.fd >= 0:
@@ -764,7 +817,8 @@ class EventLog:
         if save and topic.index is not None and topic.index.count:
             topic.index.data_size = topic.size
             save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
-        os.close(topic.fd)
+        if topic.fd >= 0:
+            os.close(topic.fd)
         topic.fd = -1
 
     def _undo(self, touched: list[_Touched]) -> None:
@@ -811,20 +865,21 @@ class EventLog:
     def flush_indexes(self) -> None:
         """Save the sparse index of every open day file (a cache for other readers)."""
         for topic in self._topics.values():
-            if topic.fd >= 0 and topic.index is not None and topic.index.count:
+            if topic.day >= 0 and topic.index is not None and topic.index.count:
                 topic.index.data_size = topic.size
                 save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
 
     def open_days(self) -> dict[str, int]:
         """The UTC day number of each topic's open file (topics with one)."""
-        return {n: t.day for n, t in self._topics.items() if t.fd >= 0}
+        return {n: t.day for n, t in self._topics.items() if t.day >= 0}
 
     def _release_topic_file(self, name: str) -> None:
         """Close a topic's open file before it is sealed (next append reopens)."""
         topic = self._topics[name]
-        if topic.fd >= 0:
+        if topic.day >= 0:
             self._close_topic_file(topic)
             topic.day = -1
+            self._open_lru.pop(name, None)
 
     def _mark_sealed(self, name: str, day: int) -> None:
         topic = self._topics[name]
