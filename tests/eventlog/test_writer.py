@@ -383,25 +383,16 @@ with EventLog.open(data_dir) as lg:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "writer keeps one open fd per topic for the life of the log (and touches one per file in "
-        "a group): past RLIMIT_NOFILE (1024 by default on Linux; a crypto or US-equity universe "
-        "has thousands of symbols) os.open fails with EMFILE and the log dies with LogFatalError; "
-        "bound the open day files (close the least recently used) and open on demand"
-    ),
-)
 def test_more_topics_than_file_descriptors(tmp_path: Path) -> None:
     """A namespace with more topics than the process may open files keeps working."""
     import resource
 
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
 
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run(
-        [sys.executable, "-c", _MANY_TOPICS, str(tmp_path / "data"), "400"],
+        [sys.executable, "-c", _MANY_TOPICS, str(tmp_path / "data"), "1200"],
         capture_output=True,
         preexec_fn=limit,
         cwd=root,
@@ -409,7 +400,7 @@ def test_more_topics_than_file_descriptors(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr.decode()[-500:]
-    assert proc.stdout.split() == [b"400", b"400"]
+    assert proc.stdout.split() == [b"1200", b"1200"]
 
 
 @pytest.mark.parametrize("sealed", [False, True], ids=["open", "sealed"])
