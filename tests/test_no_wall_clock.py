@@ -52,6 +52,11 @@ ALLOWED: dict[str, set[str]] = {
     # The historical-file importer runs as a command, not as an actor handler: its
     # default clock stamps the operational import manifests.
     "marketdata/loader.py": {"time.time_ns"},
+    # The live venue adapter is the I/O shell that stamps local receive times
+    # (recv_ns) on raw messages as they arrive; handlers never see its clock.
+    "marketdata/binance_client.py": {"time.time_ns"},
+    # The exchange simulator is a stand-alone server pacing a capture in wall time.
+    "marketdata/exchange_sim.py": {"time.monotonic"},
 }
 
 

@@ -55,7 +55,8 @@ async def _session(url: str, identity: str) -> Any:
 async def _read_events(ws: Any, sub: str, until_gseq: int) -> tuple[list[int], bool]:
     gseqs: list[int] = []
     caught_up = False
-    while not gseqs or gseqs[-1] < until_gseq:
+    # History may reach until_gseq before the router says caught_up: read both.
+    while not gseqs or gseqs[-1] < until_gseq or not caught_up:
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         if frame["op"] == "events" and frame["sub"] == sub:
             gseqs += [e["gseq"] for e in frame["events"]]
