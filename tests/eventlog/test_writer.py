@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from tickertape.errors import LogClosedError, LogError
 from tickertape.eventlog import EventLog
 from tickertape.eventlog import writer as writer_module
+from tickertape.eventlog.layout import list_segments
 from tickertape.eventlog.sealing import compact
+from tickertape.eventlog.verify import verify_namespace
+from tickertape.schemas.envelope import Envelope
 
 from .conftest import FixedClock
 from .envelopes import (
@@ -417,3 +429,96 @@ def test_refusals_survive_reopen(data_dir: Path, sealed: bool) -> None:
         assert res[0].error == ("DAY_SEALED" if sealed else None)
         res = lg.append([envelope(4, ts_event=T0 + NS_PER_DAY)])
         assert (res[0].error, res[0].offset) == (None, 1 if sealed else 2)
+
+
+MODEL_TOPICS = tuple(f"md.trade.crypto.S{i}" for i in range(12))
+
+
+class LogModel(RuleBasedStateMachine):
+    """Random appends, duplicates, reopens, compactions and day changes against a plain model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="tape-model-"))
+        self.log = EventLog.open(self.data_dir, now_ns=FixedClock())
+        self.stored: list[tuple[str, int, int]] = []  # (topic, source_seq, ts_event) in gseq order
+        self.envs: dict[int, Envelope] = {}
+        self.last_ts: dict[str, int] = {}
+        self.sealed_day: dict[str, int] = {}
+        self.now = T0
+        self.seq = 0
+
+    def _ts(self, topic: str, step: int) -> int:
+        floor = max(self.last_ts.get(topic, 0), (self.sealed_day.get(topic, -1) + 1) * NS_PER_DAY)
+        return max(self.now, floor) + step
+
+    @rule(
+        picks=st.lists(
+            st.tuples(st.integers(0, len(MODEL_TOPICS) - 1), st.integers(0, 10**9)),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    def append(self, picks: list[tuple[int, int]]) -> None:
+        batch = []
+        for t, step in picks:
+            topic = MODEL_TOPICS[t]
+            self.seq += 1
+            env = envelope(self.seq, topic=topic, ts_event=self._ts(topic, step))
+            self.last_ts[topic] = env.ts_event
+            batch.append(env)
+        results = self.log.append(batch)
+        for env, res in zip(batch, results, strict=True):
+            assert res.error is None, res
+            assert res.gseq == len(self.stored) + 1
+            self.stored.append((env.topic, env.source_seq, env.ts_event))
+            self.envs[env.source_seq] = env
+
+    @precondition(lambda self: self.stored)
+    @rule(data=st.data())
+    def duplicate(self, data: st.DataObject) -> None:
+        i = data.draw(st.integers(0, len(self.stored) - 1))
+        res = self.log.append([self.envs[self.stored[i][1]]])
+        assert res[0].duplicate
+        assert res[0].gseq == i + 1
+
+    @rule()
+    def reopen(self) -> None:
+        self.log.close()
+        self.log = EventLog.open(self.data_dir, now_ns=FixedClock())
+        assert self.log.recovery.dropped == []
+        assert self.log.head_gseq == len(self.stored)
+
+    @rule(include_open=st.booleans())
+    def compact(self, include_open: bool) -> None:
+        compact(self.log, include_open=include_open)
+        for topic in self.log.topics():
+            days = [s.day for s in list_segments(self.log.dir / topic, topic) if s.sealed]
+            if days:
+                self.sealed_day[topic] = max(days)
+
+    @rule(days=st.integers(1, 3))
+    def next_day(self, days: int) -> None:
+        self.now = (self.now // NS_PER_DAY + days) * NS_PER_DAY
+
+    @invariant()
+    def reads_match_the_model(self) -> None:
+        records = list(self.log.read())
+        assert [(r.topic, r.source_seq, r.ts_event) for r in records] == self.stored
+        assert [r.gseq for r in records] == list(range(1, len(self.stored) + 1))
+
+    def teardown(self) -> None:
+        self.log.close()
+        report = verify_namespace(self.data_dir)
+        assert report.ok, report.problems
+        shutil.rmtree(self.data_dir)
+
+
+@pytest.mark.slow
+def test_log_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log agrees with a plain model under random operations (few open files allowed)."""
+    monkeypatch.setattr(writer_module, "MAX_OPEN_FILES", 4)
+    run_state_machine_as_test(
+        LogModel,
+        settings=settings(max_examples=40, stateful_step_count=25, deadline=None),
+    )
