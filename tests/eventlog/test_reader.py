@@ -415,3 +415,19 @@ def test_merged_read_over_more_topics_than_file_descriptors(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr.decode()[-300:]
     assert proc.stdout.split() == [b"1200", b"1200"]
+
+
+def test_follow_picks_up_topics_created_later(tmp_path: Path) -> None:
+    """follow() with a wildcard also yields records of topics that did not exist when it started."""
+    data_dir = tmp_path / "data"
+    with EventLog.open(data_dir) as lg:
+        lg.append([envelope(1, topic=TOPICS[0])])
+        deadline = time.monotonic() + 10
+        follower = LogReader(data_dir).follow(
+            ["md.>"], 1, poll_s=0.01, stop=lambda: time.monotonic() > deadline
+        )
+        assert next(follower).gseq == 1
+        lg.append([envelope(2, topic=TOPICS[2]), envelope(3, topic="md.bar.1m.us.AAPL")])
+        got = [next(follower), next(follower)]
+        follower.close()
+    assert [(r.gseq, r.topic) for r in got] == [(2, TOPICS[2]), (3, "md.bar.1m.us.AAPL")]

@@ -522,3 +522,16 @@ def test_log_model(monkeypatch: pytest.MonkeyPatch) -> None:
         LogModel,
         settings=settings(max_examples=40, stateful_step_count=25, deadline=None),
     )
+
+
+def test_old_duplicates_on_several_topics_in_one_batch(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Duplicates evicted from memory, on several topics in one batch, all get their original positions."""
+    monkeypatch.setattr(writer_module, "RECENT_KEYS", 4)
+    first = log.append(envelopes(60, topics=TOPICS))
+    picks = [2, 7, 11, 30, 31, 32, 59]
+    again = log.append([envelopes(60, topics=TOPICS)[i] for i in picks])
+    assert all(r.duplicate for r in again)
+    assert [(r.offset, r.gseq) for r in again] == [(first[i].offset, first[i].gseq) for i in picks]
+    assert log.head_gseq == 60
