@@ -520,7 +520,11 @@ def test_log_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer_module, "MAX_OPEN_FILES", 4)
     run_state_machine_as_test(
         LogModel,
-        settings=settings(max_examples=40, stateful_step_count=25, deadline=None),
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=25,
+            deadline=None,
+        ),
     )
 
 
