@@ -232,6 +232,12 @@ def replay_command(
 @click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
 @click.option("--replay", "replay_run", default=None, help="Join the distributed replay RUN-ID.")
 @click.option(
+    "--source-namespace",
+    default="main",
+    show_default=True,
+    help="With --replay: the namespace the replay reads (its control messages travel there).",
+)
+@click.option(
     "--data-dir",
     "-d",
     default=".",
@@ -246,6 +252,7 @@ def actor_command(
     strategy: str | None,
     token: str | None,
     replay_run: str | None,
+    source_namespace: str,
     data_dir: Path,
 ) -> None:
     """Host one actor in this process through the router.
@@ -272,7 +279,15 @@ def actor_command(
     from tickertape.actors.runtime.remote import run_replay_actor
 
     asyncio.run(
-        run_replay_actor(router_url, spec.actor, spec.name, replay_run, data_dir, token=token)
+        run_replay_actor(
+            router_url,
+            spec.actor,
+            spec.name,
+            replay_run,
+            data_dir,
+            token=token,
+            control_namespace=source_namespace,
+        )
     )
 
 

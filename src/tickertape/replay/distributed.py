@@ -5,7 +5,8 @@ reads the input topics of the source namespace, plans steps with the same
 :class:`~tickertape.timeauthority.scheduler.StepPlanner` as the in-process host, and
 runs each step's waves over the router (docs/protocol.md §8):
 
-1. it announces the wave on ``system.replay.step`` (ephemeral): wave 0 names the
+1. it announces the wave on ``system.replay.step`` (ephemeral, on the source
+   namespace, so that the run's output subscribers never receive it): wave 0 names the
    step's input gseq range, wave n ≥ 1 the run-namespace gseq range committed for
    wave n-1;
 2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.ReplayActorProcess`),
@@ -41,7 +42,6 @@ from tickertape.client import Client, RemoteSubscription
 from tickertape.errors import ConfigError, RouterError
 from tickertape.eventlog import LogReader
 from tickertape.replay.control import (
-    CONTROL_PATTERN,
     DONE_TOPIC,
     HELLO_TOPIC,
     STEP_TOPIC,
@@ -179,7 +179,11 @@ class ReplayCoordinator:
                 "events: choose another --run-id"
             )
         self._ctl = self.client.subscribe(
-            [CONTROL_PATTERN], "now", ns=self.namespace, include_ephemeral=True, queue_frames=4096
+            [HELLO_TOPIC, DONE_TOPIC],
+            "now",
+            ns=settings.source_namespace,
+            include_ephemeral=True,
+            queue_frames=4096,
         )
         await self._ctl.caught_up.wait()
         reader = LogReader(self.data_dir, settings.source_namespace)
@@ -331,9 +335,17 @@ class ReplayCoordinator:
         )
         self._history.append(announce)
         self._dones[announce.seq] = {}
-        await self._send(STEP_TOPIC, announce, time_ns)
-        if wait:
+        if not wait:
+            await self._send(STEP_TOPIC, announce, time_ns)
+            return announce
+        # The router's puback and the actors' answers race: wait for both together.
+        sending = asyncio.create_task(
+            self._send(STEP_TOPIC, announce, time_ns), name=f"announce:{announce.seq}"
+        )
+        try:
             await self._wait_dones(announce)
+        finally:
+            await sending
         return announce
 
     async def _wait_dones(self, announce: StepAnnounce) -> None:
@@ -390,7 +402,7 @@ class ReplayCoordinator:
     async def _send(self, topic: str, payload: msgspec.Struct, ts_ns: int) -> None:
         self._ctl_seq += 1
         env = driver_envelope(topic, payload, self._ctl_seq, ts_ns)
-        await self.client.publish([env], ns=self.namespace, ephemeral=True)
+        await self.client.publish([env], ns=self.settings.source_namespace, ephemeral=True)
 
     async def _publish_driver(self, env: Envelope, what: str, ts_log: int) -> None:
         stage = f"{self.settings.run_id}:{what}"
@@ -406,12 +418,18 @@ async def _pace(pacer: Pacer, resumed: asyncio.Event, sim_ns: int) -> None:
 
 
 def actor_argv(
-    item: str, router_url: str, run_id: str, data_dir: str | Path, *, log_level: str = "warning"
+    item: str,
+    router_url: str,
+    settings: RunSettings,
+    data_dir: str | Path,
+    *,
+    log_level: str = "warning",
 ) -> list[str]:
     """The command line of one actor process for an ``--actors`` item."""
     target, _, config = item.partition("@")
     argv = [*tape_command(), "--log-level", log_level, "actor", target, "--router", router_url]
-    argv += ["--replay", run_id, "--data-dir", str(data_dir)]
+    argv += ["--replay", settings.run_id, "--source-namespace", settings.source_namespace]
+    argv += ["--data-dir", str(data_dir)]
     if config:
         argv += ["--config", str(Path(config).resolve())]
     return argv
@@ -472,9 +490,7 @@ async def run_distributed(
         await client.start()
         chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
         for spec, item in zip(specs, actor_items, strict=True):
-            await supervisor.start(
-                spec.name, actor_argv(item, router_url, settings.run_id, data_dir)
-            )
+            await supervisor.start(spec.name, actor_argv(item, router_url, settings, data_dir))
 
         def hook(index: int, time_ns: int) -> None:
             if on_step is not None:

@@ -40,7 +40,6 @@ from tickertape.actors.runtime.sink import Divergence, compare
 from tickertape.client import Client, RemoteSubscription, StartAt
 from tickertape.errors import SchemaError, TickertapeError, UnknownTypeError
 from tickertape.replay.control import (
-    CONTROL_PATTERN,
     DONE_TOPIC,
     HELLO_TOPIC,
     STEP_TOPIC,
@@ -168,6 +167,9 @@ class ReplayActorProcess:
         name: its identity.
         run_id: the run to join.
         data_dir: where its snapshots live (``snapshots/runs/<run-id>/<name>``).
+        control_namespace: where the control messages travel: the run's source
+            namespace (ephemeral messages on the run namespace would reach every
+            subscriber of the run's outputs).
         keep: snapshots kept.
     """
 
@@ -179,9 +181,11 @@ class ReplayActorProcess:
         run_id: str,
         data_dir: str | Path,
         *,
+        control_namespace: str = "main",
         keep: int = 3,
     ) -> None:
         self.client = client
+        self.control_namespace = control_namespace
         self.actor = actor
         self.name = name
         self.run_id = run_id
@@ -210,7 +214,11 @@ class ReplayActorProcess:
             RouterError: the router refused a publication.
         """
         ctl = self.client.subscribe(
-            [CONTROL_PATTERN], "now", ns=self.namespace, include_ephemeral=True, queue_frames=1024
+            [STEP_TOPIC, WELCOME_TOPIC],
+            "now",
+            ns=self.control_namespace,
+            include_ephemeral=True,
+            queue_frames=1024,
         )
         await ctl.caught_up.wait()
         snapshot = self.store.load_latest(type(self.actor).state_version)
@@ -270,7 +278,9 @@ class ReplayActorProcess:
             return True
         if announce.seq <= self.last_seq:
             if announce.seq == self.last_seq and self._last_done is not None:
-                await self.client.publish([self._last_done], ns=self.namespace, ephemeral=True)
+                await self.client.publish(
+                    [self._last_done], ns=self.control_namespace, ephemeral=True
+                )
             return True
         return await self._run_announce(announce, publish=True)
 
@@ -364,7 +374,7 @@ class ReplayActorProcess:
             source_seq=self._ctl_seq,
             payload=encode_payload(payload),
         )
-        await self.client.publish([env], ns=self.namespace, ephemeral=True)
+        await self.client.publish([env], ns=self.control_namespace, ephemeral=True)
         return env
 
 
@@ -376,12 +386,16 @@ async def run_replay_actor(
     data_dir: str | Path,
     *,
     token: str | None = None,
+    control_namespace: str = "main",
 ) -> None:
     """Connect to ``router_url`` as ``name`` and run :class:`ReplayActorProcess`."""
     client = Client(router_url, name, token)
     await client.start()
     try:
-        await ReplayActorProcess(client, actor, name, run_id, data_dir).run()
+        process = ReplayActorProcess(
+            client, actor, name, run_id, data_dir, control_namespace=control_namespace
+        )
+        await process.run()
     finally:
         await client.close()
 
@@ -546,7 +560,7 @@ class LiveActorProcess:
             seq += 1
             now = self.time.now_ns()
             env = Envelope(
-                id=f"{self.name}:clock{seq}",
+                id=f"{self.name}:{seq}",
                 topic=topic,
                 type="system.clock",
                 v=1,
