@@ -24,6 +24,7 @@ from tickertape.replay.inprocess import run_in_process
 from tickertape.replay.manifest import RunSettings
 from tickertape.replay.progress import ReplayProgress
 from tickertape.snapshots.policy import SnapshotPolicy
+from tickertape.timeauthority import control as _clock_control  # noqa: F401 (registers the schema)
 from tickertape.timeauthority.pacing import Pacer, parse_speed
 
 DEFAULT_ACTORS: tuple[str, ...] = ("indicators", "risk", "orders", "pnl")
@@ -291,4 +292,165 @@ def actor_command(
     )
 
 
-COMMANDS: list[click.Command] = [replay_command, actor_command]
+@click.group("clock", invoke_without_command=True)
+@click.option(
+    "--mode",
+    type=click.Choice(["live", "backtest", "replay"]),
+    default="live",
+    show_default=True,
+)
+@click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
+@click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
+@click.option("--namespace", default="main", show_default=True, help="Live: namespace served.")
+@click.option("--drift-bound-ms", default=250.0, show_default=True, type=float)
+@click.option("--from", "from_", default=None, help="Backtest/replay: start.")
+@click.option("--to", "to", default=None, help="Backtest/replay: end.")
+@click.option("--speed", default="max", show_default=True)
+@click.option("--topics", multiple=True, help="Backtest/replay: input patterns (default md.>).")
+@click.option("--actors", multiple=True, help="Backtest/replay: the actors that will join.")
+@click.option("--run-id", default=None, help="Backtest/replay: the run (required).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--snapshot-every-steps", default=1_000, show_default=True, type=int)
+@click.option(
+    "--data-dir",
+    "-d",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Backtest/replay: the router's data directory (inputs are read from it).",
+)
+@click.pass_context
+def clock_command(
+    ctx: click.Context,
+    mode: str,
+    router_url: str,
+    token: str | None,
+    namespace: str,
+    drift_bound_ms: float,
+    from_: str | None,
+    to: str | None,
+    speed: str,
+    topics: tuple[str, ...],
+    actors: tuple[str, ...],
+    run_id: str | None,
+    seed: int,
+    snapshot_every_steps: int,
+    data_dir: Path,
+) -> None:
+    """The time authority: live clock and drift alerts, or the replay scheduler.
+
+    Live: ticks on system.clock and system.clock.drift alerts beyond --drift-bound-ms.
+    Backtest/replay: drives the actors started with `tape actor ... --replay RUN-ID`
+    through the step/wave scheduler. Control it with `tape clock ctl`.
+    """
+    import asyncio
+
+    from tickertape.client import Client
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if mode == "live":
+        from tickertape.timeauthority.drift import DriftMonitor
+        from tickertape.timeauthority.service import IDENTITY, LiveClockService
+
+        async def live() -> None:
+            async with Client(router_url, IDENTITY, token) as client:
+                monitor = DriftMonitor(bound_ns=int(drift_bound_ms * 1e6))
+                await LiveClockService(client, namespace=namespace, monitor=monitor).run()
+
+        asyncio.run(live())
+        return
+    if from_ is None or run_id is None:
+        raise click.UsageError(f"--mode {mode} needs --from and --run-id")
+    from tickertape.replay.distributed import ReplayCoordinator
+    from tickertape.replay.manifest import DRIVER_SOURCE
+
+    start_ns = parse_time(from_)
+    settings = RunSettings(
+        run_id=run_id,
+        source_namespace=namespace,
+        start_ns=start_ns,
+        end_ns=None if to is None else parse_time(to, end=True),
+        topics=list(topics) or ["md.>"],
+        seed=seed,
+    )
+    specs = resolve_actors(actors)
+    digest = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
+
+    async def replay() -> None:
+        async with Client(router_url, DRIVER_SOURCE, token) as client:
+            coordinator = ReplayCoordinator(
+                client,
+                data_dir,
+                settings,
+                [s.name for s in specs],
+                config_digest=digest,
+                pacer=Pacer(parse_speed(speed)),
+                snapshot_every_steps=snapshot_every_steps,
+            )
+            result = await coordinator.run()
+            console.print(
+                f"run {result.run_id}: {result.steps:,} steps, {result.input_events:,} inputs, "
+                f"{result.output_events:,} outputs"
+            )
+
+    asyncio.run(replay())
+
+
+@clock_command.command("ctl")
+@click.argument("command", type=click.Choice(["pause", "resume", "seek", "speed"]))
+@click.argument("value", required=False)
+@click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
+@click.option("--token", default=None, envvar="TAPE_TOKEN")
+@click.option("--namespace", default="main", show_default=True, help="The namespace served.")
+@click.option("--run-id", default=None, help="Address one run only.")
+@click.option("--identity", default="clockctl", show_default=True)
+def clock_ctl_command(
+    command: str,
+    value: str | None,
+    router_url: str,
+    token: str | None,
+    namespace: str,
+    run_id: str | None,
+    identity: str,
+) -> None:
+    """Send pause, resume, seek TIME or speed N|max to the running time authority."""
+    import asyncio
+    import time
+
+    from tickertape.client import Client
+    from tickertape.schemas.envelope import Envelope
+    from tickertape.schemas.registry import encode_payload
+    from tickertape.timeauthority.control import CONTROL_TOPIC, ClockControl
+
+    if command in ("seek", "speed") and value is None:
+        raise click.UsageError(f"{command} needs a value")
+    control = ClockControl(
+        command=command,  # type: ignore[arg-type]
+        run_id=run_id,
+        time_ns=parse_time(value) if command == "seek" and value else None,
+        speed=parse_speed(value) if command == "speed" and value else None,
+    )
+    now = time.time_ns()
+
+    async def send() -> None:
+        async with Client(router_url, identity, token) as client:
+            env = Envelope(
+                id=f"{identity}:{now}",
+                topic=CONTROL_TOPIC,
+                type="system.clock.control",
+                v=1,
+                market=None,
+                ts_event=now,
+                ts_init=now,
+                source=identity,
+                source_seq=now,
+                payload=encode_payload(control),
+            )
+            await client.publish([env], ns=namespace, ephemeral=True)
+
+    asyncio.run(send())
+    console.print(f"sent {command}" + (f" {value}" if value else ""))
+
+
+COMMANDS: list[click.Command] = [replay_command, actor_command, clock_command]

@@ -67,6 +67,8 @@ from tickertape.replay.supervision import Supervisor, tape_command
 from tickertape.router.protocol import Committed
 from tickertape.schemas.envelope import Envelope
 from tickertape.schemas.registry import decode_payload
+from tickertape.timeauthority.control import CONTROL_TOPIC as CLOCK_CONTROL_TOPIC
+from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
 from tickertape.timeauthority.scheduler import StepPlanner
 from tickertape.timeauthority.timers import ScheduledTimer
@@ -151,6 +153,31 @@ class ReplayCoordinator:
         self.resumed = asyncio.Event()
         self.resumed.set()
 
+    def control(self, command: ClockControl) -> None:
+        """Apply a ``tape clock ctl`` command (between steps).
+
+        ``seek`` is refused with a log line: a running distributed replay cannot
+        jump; start a new run with ``--from`` (or resume an in-process run).
+        """
+        if command.run_id is not None and command.run_id != self.settings.run_id:
+            return
+        _log.info("clock_control", command=command.command, speed=command.speed)
+        if command.command == "pause":
+            self.pause()
+        elif command.command == "resume":
+            self.resume()
+        elif command.command == "speed":
+            if self.pacer is None:
+                self.pacer = Pacer(command.speed)
+            else:
+                self.pacer.set_speed(command.speed)
+        else:
+            _log.warning(
+                "seek_refused",
+                reason="a running distributed replay cannot seek; start a run with --from",
+                time_ns=command.time_ns,
+            )
+
     def pause(self) -> None:
         """Hold the next step until :meth:`resume` (the wave in progress completes)."""
         self.resumed.clear()
@@ -179,7 +206,7 @@ class ReplayCoordinator:
                 "events: choose another --run-id"
             )
         self._ctl = self.client.subscribe(
-            [HELLO_TOPIC, DONE_TOPIC],
+            [HELLO_TOPIC, DONE_TOPIC, CLOCK_CONTROL_TOPIC],
             "now",
             ns=settings.source_namespace,
             include_ephemeral=True,
@@ -203,6 +230,8 @@ class ReplayCoordinator:
         )
         last_input = 0
         while (step := planner.next_step()) is not None:
+            while not self.resumed.is_set():
+                await self._handle(await self._next_control())
             if self.pacer is not None:
                 await _pace(self.pacer, self.resumed, step.time_ns)
             source_to = step.events[-1].gseq if step.events else last_input
@@ -368,12 +397,18 @@ class ReplayCoordinator:
         assert self._ctl is not None
         while True:
             item = await anext(self._ctl)
-            if isinstance(item, Envelope) and item.topic in (HELLO_TOPIC, DONE_TOPIC):
+            if isinstance(item, Envelope) and item.topic in (
+                HELLO_TOPIC,
+                DONE_TOPIC,
+                CLOCK_CONTROL_TOPIC,
+            ):
                 return item
 
     async def _handle(self, env: Envelope) -> None:
         payload = decode_payload(env.type, env.v, env.payload)
-        if isinstance(payload, Hello):
+        if isinstance(payload, ClockControl):
+            self.control(payload)
+        elif isinstance(payload, Hello):
             if payload.run_id != self.settings.run_id or payload.actor not in self.actors:
                 return
             self._nonces[payload.actor] = payload.nonce

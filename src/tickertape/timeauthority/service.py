@@ -1,0 +1,119 @@
+"""The time authority service in live mode (``tape clock --mode live``).
+
+Over the router, on one namespace, it
+
+- publishes its clock every ``tick_s`` as an ephemeral ``system.clock`` event
+  (:class:`~tickertape.schemas.system.ClockTick`): the time reference live processes
+  compare against;
+- listens to the actors' clock reports (``system.clock.actor.<name>``, ephemeral,
+  sent by :class:`~tickertape.actors.runtime.remote.LiveActorProcess`) and publishes a
+  durable ``system.clock.drift`` event (:class:`~tickertape.schemas.system.ClockDrift`)
+  when one strays beyond the bound (:class:`~tickertape.timeauthority.drift.DriftMonitor`).
+
+Its ``source_seq`` is its own clock in ns (strictly increasing, and unique across
+restarts as long as the machine's clock does not step back over the downtime), so a
+restarted authority never collides with what it stored before.
+
+Backtest and replay modes are :class:`tickertape.replay.distributed.ReplayCoordinator`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+import structlog
+
+from tickertape.client import Client
+from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.registry import decode_payload, encode_payload, schema_key
+from tickertape.schemas.system import ClockTick
+from tickertape.timeauthority.clock import LiveClock
+from tickertape.timeauthority.drift import DriftMonitor
+
+_log = structlog.get_logger("tickertape.timeauthority")
+
+IDENTITY = "timeauthority"
+TICK_TOPIC = "system.clock"
+DRIFT_TOPIC = "system.clock.drift"
+REPORT_PATTERN = "system.clock.actor.>"
+
+
+class LiveClockService:
+    """The live time authority.
+
+    Args:
+        client: a started client with identity ``timeauthority``.
+        namespace: the namespace served.
+        monitor: the drift rule.
+        tick_s: seconds between clock ticks.
+        clock: the authority's clock.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        namespace: str = "main",
+        monitor: DriftMonitor | None = None,
+        tick_s: float = 1.0,
+        clock: LiveClock | None = None,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.monitor = monitor or DriftMonitor()
+        self.tick_s = tick_s
+        self.clock = clock or LiveClock()
+        self.alerts = 0
+        self._last_seq = 0
+
+    def _envelope(self, topic: str, payload: msgspec.Struct) -> Envelope:
+        now = self.clock.now_ns()
+        seq = max(now, self._last_seq + 1)
+        self._last_seq = seq
+        type_, v = schema_key(payload)
+        return Envelope(
+            id=f"{IDENTITY}:{seq}",
+            topic=topic,
+            type=type_,
+            v=v,
+            market=None,
+            ts_event=now,
+            ts_init=now,
+            source=IDENTITY,
+            source_seq=seq,
+            payload=encode_payload(payload),
+        )
+
+    async def run(self) -> None:
+        """Tick and watch reports until cancelled."""
+        reports = self.client.subscribe(
+            [REPORT_PATTERN], "now", ns=self.namespace, include_ephemeral=True, queue_frames=1024
+        )
+        ticker = asyncio.create_task(self._tick(), name="clock-ticks")
+        try:
+            async for item in reports:
+                if not isinstance(item, Envelope) or item.type != "system.clock":
+                    continue
+                report = decode_payload(item.type, item.v, item.payload)
+                alert = self.monitor.report(item.source, report.now_ns, self.clock.now_ns())
+                if alert is not None:
+                    self.alerts += 1
+                    _log.warning("clock_drift", actor=alert.actor, drift_ns=alert.drift_ns)
+                    await self.client.publish(
+                        [self._envelope(DRIFT_TOPIC, alert)], ns=self.namespace
+                    )
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await reports.close()
+
+    async def _tick(self) -> None:
+        while True:
+            tick = ClockTick(mode="live", now_ns=self.clock.now_ns())
+            await self.client.publish(
+                [self._envelope(TICK_TOPIC, tick)], ns=self.namespace, ephemeral=True
+            )
+            await asyncio.sleep(self.tick_s)
