@@ -454,3 +454,25 @@ def test_append_on_a_full_disk_exits_one_with_a_clear_error(filled: Path) -> Non
     assert b"no space left" in proc.stderr
     assert {p: p.read_bytes() for p in filled.rglob("*.jsonl")} == before
     assert run_tape("verify", data_dir=filled).returncode == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "EventLog.open lets OSError out of makedirs_durable/os.open (e.g. NotADirectoryError, "
+        "PermissionError) and tickertape.cli.main.main catches only TickertapeError: the user "
+        "gets a Python traceback; wrap it in a LogError naming the directory (or catch OSError "
+        "in main and print one line)"
+    ),
+)
+@pytest.mark.parametrize("command", ["append", "compact"])
+def test_unusable_data_dir_is_one_clear_line(tmp_path: Path, command: str) -> None:
+    """A data directory that cannot be created gives a one-line error and exit 1, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    proc = run_tape(command, data_dir=blocker / "data", stdin=b"")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    assert "error:" in err
+    assert str(blocker) in err
