@@ -476,3 +476,19 @@ def test_unusable_data_dir_is_one_clear_line(tmp_path: Path, command: str) -> No
     assert "Traceback" not in err
     assert "error:" in err
     assert str(blocker) in err
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "tape tail does not validate its PATTERNS (tickertape.topics.validate_pattern exists): "
+        "a malformed pattern such as 'md.>.x' or '' silently prints nothing and exits 0; "
+        "it should be a usage error (exit 2) that says what is wrong"
+    ),
+)
+@pytest.mark.parametrize("pattern", ["md.>.x", "", "md..trade"])
+def test_tail_refuses_a_malformed_pattern(filled: Path, pattern: str) -> None:
+    """A malformed pattern is a usage error naming the problem, not an empty result."""
+    proc = run_tape("tail", pattern, data_dir=filled)
+    assert proc.returncode == 2
+    assert b"pattern" in proc.stderr
