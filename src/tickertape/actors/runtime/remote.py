@@ -428,9 +428,10 @@ class LiveActorProcess:
     Start → newest valid snapshot (state, position, ``source_seq``) → subscribe from
     that position → handle history → ``caught_up`` → live. Outputs are published
     with their deterministic ``(source, source_seq)``: while catching up, those the
-    log already has come back as duplicates; each duplicate is fetched and compared,
-    and a differing one is reported as a ``DIVERGENCE`` alert on
-    ``system.alert.<actor>`` naming both events. Snapshots follow ``policy`` (actor
+    log already has come back as duplicates; each duplicate is fetched and compared
+    (all but its times, which come from the live clock), and a differing one is
+    reported as a ``DIVERGENCE`` alert naming both events (ephemeral, on
+    ``system.alert.<actor>``, plus an error log line). Snapshots follow ``policy`` (actor
     clock) and are taken on a clean stop. Every second the actor publishes its clock
     (``system.clock.actor.<name>``, ephemeral) for the time authority's drift check.
 
@@ -587,7 +588,7 @@ class LiveActorProcess:
         fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
         async for item in fetch:
             if isinstance(item, Record) and item.gseq == gseq:
-                divergence = compare(env, item)
+                divergence = compare(env, item, compare_ts_event=False)
                 if divergence is not None:
                     self.divergences.append(divergence)
                     await self._alert(divergence)
@@ -605,8 +606,21 @@ class LiveActorProcess:
             message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
             detail={"stored": d.stored, "regenerated": d.regenerated},
         )
-        self.hosted.ctx.publish(f"system.alert.{self.name}", alert, market=None, ts_event=now)
-        await self._flush()
+        # Ephemeral: a logged alert would take a source_seq from the actor's own
+        # deterministic sequence and shift every output after it.
+        env = Envelope(
+            id=f"{self.name}:{self._alert_seq}",
+            topic=f"system.alert.{self.name}",
+            type="system.alert",
+            v=2,
+            market=None,
+            ts_event=now,
+            ts_init=now,
+            source=self.name,
+            source_seq=self._alert_seq,
+            payload=encode_payload(alert),
+        )
+        await self.client.publish([env], ns=self.namespace, ephemeral=True)
 
     def _maybe_snapshot(self) -> None:
         since = self.hosted.ctx.events_handled - self._events_at_snapshot

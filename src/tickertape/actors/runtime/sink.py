@@ -50,13 +50,21 @@ class Divergence(msgspec.Struct, frozen=True, kw_only=True):
     regenerated: dict[str, Any]
 
 
-def compare(regenerated: Envelope, stored: Record) -> Divergence | None:
+def compare(
+    regenerated: Envelope, stored: Record, *, compare_ts_event: bool = True
+) -> Divergence | None:
     """Return the :class:`Divergence` between an event and its stored twin, or None.
 
-    ``ts_init`` is not compared: it is the producer's clock when the envelope was
-    built, which legitimately differs between a live run and its catch-up.
+    ``ts_init`` is never compared: it is the producer's clock when the envelope was
+    built. A live actor catching up passes ``compare_ts_event=False``: its clock
+    (hence a defaulted ``ts_event``) is the wall clock, which differs from the first
+    run's; content still must match.
     """
-    fields = [f for f in _COMPARED if getattr(regenerated, f) != getattr(stored, f)]
+    fields = [
+        f
+        for f in _COMPARED
+        if (compare_ts_event or f != "ts_event") and getattr(regenerated, f) != getattr(stored, f)
+    ]
     if bytes(regenerated.payload) != bytes(stored.payload):
         fields.append("payload")
     if not fields:

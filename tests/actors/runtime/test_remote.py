@@ -1,0 +1,80 @@
+"""Tests of the live remote host through a real (embedded) router and event log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.actors.runtime.sample_actors import MeanActor, MeanConfig, trade_envelopes
+from tickertape.actors.runtime.remote import LiveActorProcess
+from tickertape.client import Client
+from tickertape.eventlog import EventLog, LogReader
+from tickertape.router.server import Router, RouterConfig
+from tickertape.snapshots import SnapshotPolicy
+
+N = 40
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Wait until ``check()`` holds (polling), or fail after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not check():  # noqa: ASYNC110 (test helper)
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def router(tmp_path: Path) -> AsyncIterator[Router]:
+    """An open loopback router over a data dir holding N trades in main."""
+    log = EventLog.open(tmp_path, "main")
+    log.append(trade_envelopes(N), ts_log=1)
+    log.close()
+    r = Router(RouterConfig(port=0, data_dir=str(tmp_path), health_interval_s=3600.0))
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.close()
+
+
+async def run_actor(router: Router, tmp_path: Path, actor: MeanActor) -> LiveActorProcess:
+    """Run a live MeanActor until it has consumed the N trades, then stop it cleanly."""
+    async with Client(router.url, "indicators") as client:
+        policy = SnapshotPolicy(every_events=10, every_ns=None)
+        process = LiveActorProcess(client, actor, "indicators", tmp_path, policy=policy)
+        task = asyncio.create_task(process.run(), name="actor")
+        await eventually(lambda: process.position >= N or task.done())
+        process.stop()
+        await task
+        return process
+
+
+@pytest.mark.slow
+async def test_live_actor_catches_up_snapshots_and_resumes(router: Router, tmp_path: Path) -> None:
+    """History is handled, outputs stored, snapshots written; a restart adds nothing."""
+    first = await run_actor(router, tmp_path, MeanActor())
+    reader = LogReader(tmp_path, "main")
+    outputs = list(reader.read(["indicator.>"]))
+    assert len(outputs) == N
+    assert first.store.paths()
+    again = await run_actor(router, tmp_path, MeanActor())
+    assert again.position == N
+    assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == N
+    assert again.divergences == []
+
+
+@pytest.mark.slow
+async def test_regenerated_output_that_differs_is_a_divergence(
+    router: Router, tmp_path: Path
+) -> None:
+    """Rebuilt from the log with another config, the actor reports divergences, stores nothing."""
+    first = await run_actor(router, tmp_path, MeanActor())
+    for path in first.store.paths():
+        path.unlink()
+    second = await run_actor(router, tmp_path, MeanActor(MeanConfig(window=5)))
+    assert second.divergences
+    assert second.divergences[0].fields == ["payload"]
+    assert len(second.divergences) == N
+    assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == N
