@@ -285,14 +285,16 @@ def test_stats_json(filled: Path) -> None:
 
 
 def test_compact_all_seals_and_reads_alike(filled: Path) -> None:
-    """`tape compact --all` seals every day; tail, stats and verify agree with before."""
+    """`tape compact --all` seals every day; tail (byte for byte), stats and verify agree with before."""
     before = tail(filled)
+    raw_before = run_tape("tail", "--json", data_dir=filled).stdout
     proc = run_tape("compact", "--all", data_dir=filled)
     assert proc.returncode == 0
     assert b"sealed 9 day file(s)" in proc.stderr
     assert not list(filled.rglob("*.jsonl"))
     assert len(list(filled.rglob("*.jsonl.zst"))) == 9
     assert tail(filled) == before
+    assert run_tape("tail", "--json", data_dir=filled).stdout == raw_before
     stats = json.loads(run_tape("stats", "--json", data_dir=filled).stdout)
     assert all(t["open_bytes"] == 0 and t["sealed_bytes"] > 0 for t in stats["topics"])
     assert run_tape("verify", data_dir=filled).returncode == 0
