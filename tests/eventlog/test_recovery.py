@@ -376,3 +376,17 @@ def test_open_after_a_clean_close_reads_only_the_tail(data_dir: Path) -> None:
         assert lg.head_gseq == 30_000
     spent = _bytes_read() - before
     assert spent < size // 10, f"open read {spent} bytes of a {size}-byte day file"
+
+
+@pytest.mark.parametrize("stale_head", [0, 3, 6])
+def test_a_lagging_head_file_does_not_cut_complete_groups(data_dir: Path, stale_head: int) -> None:
+    """HEAD lagging the files (it is not fsync'd) never makes recovery drop complete records."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(4, topics=(TRADE_TOPIC, QUOTE_TOPIC)))
+        lg.append(envelopes(4, topics=(TRADE_TOPIC, QUOTE_TOPIC), start_seq=5, start_ns=T0 + 10**6))
+    crash_head(data_dir, stale_head)
+    with EventLog.open(data_dir) as lg:
+        assert lg.recovery.dropped == []
+        assert lg.head_gseq == 8
+    assert LogReader(data_dir).head_gseq() == 8
+    assert_contiguous(data_dir, 8)
