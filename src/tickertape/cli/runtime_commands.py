@@ -189,9 +189,16 @@ def replay_command(
             quiet=quiet,
         )
     else:
-        with ReplayProgress(
-            start_ns, _estimate_end(data_dir, settings), enabled=not quiet and sys.stderr.isatty()
-        ) as progress:
+        from tickertape.replay.keyboard import KeyboardControl
+
+        with (
+            ReplayProgress(
+                start_ns,
+                _estimate_end(data_dir, settings),
+                enabled=not quiet and sys.stderr.isatty(),
+            ) as progress,
+            KeyboardControl(pacer, announce=lambda change: console.print(f"[bold]{change}")),
+        ):
             result = run_in_process(
                 data_dir,
                 settings,
