@@ -9,7 +9,7 @@ runs each step's waves over the router (docs/protocol.md §8):
    namespace, so that the run's output subscribers never receive it): wave 0 names the
    step's input gseq range, wave n ≥ 1 the run-namespace gseq range committed for
    wave n-1;
-2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.ReplayActorProcess`),
+2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.RemoteReplayHost`),
    publishes its outputs *staged* under ``<run>:<step>:<wave>`` and reports
    ``system.replay.done`` with its output count and its next timer;
 3. the authority commits the stage (``commit``, ``ts_log`` = the step's time): the

@@ -4,7 +4,7 @@ A :class:`Supervisor` starts one OS process per actor and watches them. When one
 exits while the run is going on (a crash, ``SIGKILL``, an out-of-memory kill), it
 is started again after a backoff (0.1 s, doubling, at most ``max_backoff_s``); a
 restarted actor resumes from its newest snapshot (see
-:class:`~tickertape.actors.runtime.remote.ReplayActorProcess`). After
+:class:`~tickertape.actors.runtime.remote.RemoteReplayHost`). After
 ``max_restarts`` restarts of one actor the supervisor gives up and reports it.
 """
 

@@ -6,7 +6,7 @@ Over the router, on one namespace, it
   (:class:`~tickertape.schemas.system.ClockTick`): the time reference live processes
   compare against;
 - listens to the actors' clock reports (``system.clock.actor.<name>``, ephemeral,
-  sent by :class:`~tickertape.actors.runtime.remote.LiveActorProcess`) and publishes a
+  sent by :class:`~tickertape.actors.runtime.remote.RemoteHost`) and publishes a
   durable ``system.clock.drift`` event (:class:`~tickertape.schemas.system.ClockDrift`)
   when one strays beyond the bound (:class:`~tickertape.timeauthority.drift.DriftMonitor`).
 

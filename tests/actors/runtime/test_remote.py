@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.actors.runtime.sample_actors import MeanActor, MeanConfig, trade_envelopes
-from tickertape.actors.runtime.remote import LiveActorProcess
+from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.router.server import Router, RouterConfig
@@ -39,11 +39,11 @@ async def router(tmp_path: Path) -> AsyncIterator[Router]:
         await r.close()
 
 
-async def run_actor(router: Router, tmp_path: Path, actor: MeanActor) -> LiveActorProcess:
+async def run_actor(router: Router, tmp_path: Path, actor: MeanActor) -> RemoteHost:
     """Run a live MeanActor until it has consumed the N trades, then stop it cleanly."""
     async with Client(router.url, "indicators") as client:
         policy = SnapshotPolicy(every_events=10, every_ns=None)
-        process = LiveActorProcess(client, actor, "indicators", tmp_path, policy=policy)
+        process = RemoteHost(client, actor, "indicators", tmp_path, policy=policy)
         task = asyncio.create_task(process.run(), name="actor")
         await eventually(lambda: process.position >= N or task.done())
         process.stop()

@@ -3,7 +3,7 @@
 :class:`HostedActor` is the single-actor core (context, clock, timers, delivery,
 snapshots) shared by the replay and live loops; it does no I/O.
 
-:class:`ReplayActorProcess` runs an actor in a distributed replay
+:class:`RemoteReplayHost` runs an actor in a distributed replay
 (docs/replay.md, "Distributed replay"): it restores its newest snapshot, says
 ``hello`` to the time authority, receives the run's settings and the announcements
 it missed, subscribes to the input topics of the source namespace and to the run
@@ -80,10 +80,14 @@ class HostedActor:
         self.ctx = ActorContext(name, ActorClock(name, source, self.timers), seed=seed)
         self.patterns = tuple(actor.subscriptions)
         self._skipped: set[tuple[str, int]] = set()
+        self._wanted: dict[str, bool] = {}
 
     def wants(self, topic: str) -> bool:
-        """True when the actor subscribes to ``topic``."""
-        return matches_any(self.patterns, topic)
+        """True when the actor subscribes to ``topic`` (cached per topic)."""
+        wanted = self._wanted.get(topic)
+        if wanted is None:
+            wanted = self._wanted[topic] = matches_any(self.patterns, topic)
+        return wanted
 
     def call(self, handler: str) -> None:
         """Call ``on_start`` or ``on_stop``."""
@@ -108,11 +112,18 @@ class HostedActor:
         return len(fired)
 
     def deliver(self, records: Sequence[Record]) -> int:
-        """Deliver the records the actor subscribes to, in order; return how many."""
+        """Deliver the records the actor subscribes to, in order; return how many.
+
+        The loop repeats :meth:`deliver_one` inline: catch-up runs it per event.
+        """
         now = self.source.now_ns()
+        wanted, actor, ctx = self._wanted, self.actor, self.ctx
         n = 0
         for record in records:
-            if not self.wants(record.topic):
+            want = wanted.get(record.topic)
+            if want is None:
+                want = self.wants(record.topic)
+            if not want:
                 continue
             try:
                 payload = decode_payload(record.type, record.v, record.payload)
@@ -127,14 +138,48 @@ class HostedActor:
             if record.ts_event > now:
                 raise FutureEventError(self.name, record.id, record.ts_event, now)
             try:
-                self.actor.on_event(Event(record, payload), self.ctx)
+                actor.on_event(Event(record, payload), ctx)
             except TickertapeError:
                 raise
             except Exception as exc:
                 raise ActorFailedError(self.name, "on_event", record.id, exc) from exc
-            self.ctx.events_handled += 1
             n += 1
+        ctx.events_handled += n
         return n
+
+    def deliver_one(self, record: Record) -> bool:
+        """Deliver ``record`` if the actor subscribes to its topic; True when delivered.
+
+        Raises:
+            FutureEventError: the record is dated after the actor's clock.
+            ActorFailedError: the handler raised something other than a tickertape error.
+        """
+        want = self._wanted.get(record.topic)
+        if want is None:
+            want = self.wants(record.topic)
+        if not want:
+            return False
+        try:
+            payload = decode_payload(record.type, record.v, record.payload)
+        except UnknownTypeError:
+            if (record.type, record.v) not in self._skipped:
+                self._skipped.add((record.type, record.v))
+                _log.warning("unknown_type_skipped", type=record.type, v=record.v)
+            return False
+        except SchemaError as exc:
+            _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
+            return False
+        now = self.source.now_ns()
+        if record.ts_event > now:
+            raise FutureEventError(self.name, record.id, record.ts_event, now)
+        try:
+            self.actor.on_event(Event(record, payload), self.ctx)
+        except TickertapeError:
+            raise
+        except Exception as exc:
+            raise ActorFailedError(self.name, "on_event", record.id, exc) from exc
+        self.ctx.events_handled += 1
+        return True
 
     def take_snapshot(self, positions: Mapping[str, int]) -> Snapshot:
         """The actor's snapshot with the given positions."""
@@ -157,7 +202,7 @@ class HostedActor:
         self.timers.restore(snapshot.timers)
 
 
-class ReplayActorProcess:
+class RemoteReplayHost:
     """Runs one actor of a distributed replay through a router.
 
     Args:
@@ -388,11 +433,11 @@ async def run_replay_actor(
     token: str | None = None,
     control_namespace: str = "main",
 ) -> None:
-    """Connect to ``router_url`` as ``name`` and run :class:`ReplayActorProcess`."""
+    """Connect to ``router_url`` as ``name`` and run :class:`RemoteReplayHost`."""
     client = Client(router_url, name, token)
     await client.start()
     try:
-        process = ReplayActorProcess(
+        process = RemoteReplayHost(
             client, actor, name, run_id, data_dir, control_namespace=control_namespace
         )
         await process.run()
@@ -422,7 +467,7 @@ class LiveTime:
             self._floor = ts_event
 
 
-class LiveActorProcess:
+class RemoteHost:
     """Runs one actor live (DESIGN §8 lifecycle) through a router.
 
     Start → newest valid snapshot (state, position, ``source_seq``) → subscribe from
@@ -527,16 +572,21 @@ class LiveActorProcess:
         await asyncio.Event().wait()
 
     async def _consume(self, sub: RemoteSubscription) -> None:
+        hosted, ctx, timers, clock = self.hosted, self.hosted.ctx, self.hosted.timers, self.time
         async for item in sub:
             if not isinstance(item, Record):
                 continue
-            self.time.observe(item.ts_event)
-            self.hosted.fire_timers(self.time.now_ns())
-            self.hosted.deliver([item])
+            clock.observe(item.ts_event)
+            due = timers.next_due()
+            if due is not None and due <= clock.now_ns():
+                hosted.fire_timers(clock.now_ns())
+            hosted.deliver_one(item)
             self.position = item.gseq
-            await self._flush()
+            if ctx.outputs:
+                await self._flush()
+            if timers.next_due() != due:
+                self._wake.set()
             self._maybe_snapshot()
-            self._wake.set()
 
     async def _timers(self) -> None:
         while True:
@@ -641,10 +691,10 @@ async def run_live_actor(
     *,
     token: str | None = None,
 ) -> None:
-    """Host ``actor`` live through ``router_url`` (see :class:`LiveActorProcess`)."""
+    """Host ``actor`` live through ``router_url`` (see :class:`RemoteHost`)."""
     client = Client(router_url, name, token)
     await client.start()
-    process = LiveActorProcess(client, actor, name, data_dir)
+    process = RemoteHost(client, actor, name, data_dir)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, process.stop)
