@@ -458,15 +458,6 @@ def test_append_on_a_full_disk_exits_one_with_a_clear_error(filled: Path) -> Non
     assert run_tape("verify", data_dir=filled).returncode == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "EventLog.open lets OSError out of makedirs_durable/os.open (e.g. NotADirectoryError, "
-        "PermissionError) and tickertape.cli.main.main catches only TickertapeError: the user "
-        "gets a Python traceback; wrap it in a LogError naming the directory (or catch OSError "
-        "in main and print one line)"
-    ),
-)
 @pytest.mark.parametrize("command", ["append", "compact"])
 def test_unusable_data_dir_is_one_clear_line(tmp_path: Path, command: str) -> None:
     """A data directory that cannot be created gives a one-line error and exit 1, not a traceback."""
@@ -480,14 +471,6 @@ def test_unusable_data_dir_is_one_clear_line(tmp_path: Path, command: str) -> No
     assert str(blocker) in err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "tape tail does not validate its PATTERNS (tickertape.topics.validate_pattern exists): "
-        "a malformed pattern such as 'md.>.x' or '' silently prints nothing and exits 0; "
-        "it should be a usage error (exit 2) that says what is wrong"
-    ),
-)
 @pytest.mark.parametrize("pattern", ["md.>.x", "", "md..trade"])
 def test_tail_refuses_a_malformed_pattern(filled: Path, pattern: str) -> None:
     """A malformed pattern is a usage error naming the problem, not an empty result."""

@@ -26,6 +26,7 @@ from tickertape.eventlog.sealing import apply_retention, compact
 from tickertape.eventlog.verify import verify_namespace
 from tickertape.schemas import decode_payload, is_known
 from tickertape.schemas.envelope import Envelope, Record
+from tickertape.topics import validate_pattern
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
 err = Console(stderr=True, highlight=False)
@@ -96,6 +97,10 @@ def tail_command(
       tape tail 'order.>' --follow
       tape tail --json --from 100 --to 200 > events.jsonl
     """
+    for pattern in patterns:
+        problem = validate_pattern(pattern)
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="PATTERNS")
     if router is not None:
         from tickertape.client import inspect
 

@@ -60,5 +60,9 @@ def main() -> None:
     except TickertapeError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.secho(f"error: {exc.strerror or exc}{where}", fg="red", err=True)
+        sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)
