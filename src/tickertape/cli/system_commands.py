@@ -128,6 +128,19 @@ def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
     return out
 
 
+def _replay(data_dir: Path, run_id: str, mode: str) -> None:
+    for leftover in (data_dir / "logs" / "runs" / run_id, data_dir / "snapshots" / "runs" / run_id):
+        if leftover.exists():
+            console.print(f"[dim]removing the previous demo run {leftover}[/]")
+            shutil.rmtree(leftover)
+    proc = run_tape(
+        "replay", "--from", "2024-01-01", "--speed", "max", mode,
+        "--actors", ",".join(DEMO_ACTORS), "--run-id", run_id, data_dir=data_dir,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise click.ClickException(f"replay {run_id} ({mode}) failed (exit {proc.returncode})")
+
+
 @click.command("demo")
 @click.option(
     "--data",
@@ -144,7 +157,12 @@ def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where logs/, snapshots/ and reports/ are written.",
 )
-def demo_command(bundled: Path | None, data_dir: Path) -> None:
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Replay the second run distributed (router, time authority, one process per actor).",
+)
+def demo_command(bundled: Path | None, data_dir: Path, distributed: bool) -> None:
     """The main job: import the bundled real data, replay it through every actor, compare, report."""
     started = time.monotonic()
     data_dir = data_dir.resolve()
@@ -169,32 +187,35 @@ def demo_command(bundled: Path | None, data_dir: Path) -> None:
 
     reader = LogReader(data_dir, "main")
     steps_missing: list[str] = []
-    console.print(Rule("2. replay from 2024-01-01 through every actor, in one process"))
-    run_in = f"demo-inprocess-{reader.head_gseq()}"
-    run_dist = f"demo-distributed-{reader.head_gseq()}"
+    run_in = f"demo-{reader.head_gseq()}"
+    run_dist = run_in
     if command_exists("replay"):
-        proc = run_tape(
-            "replay", "--from", "2024-01-01", "--speed", "max", "--in-process",
-            "--actors", ",".join(DEMO_ACTORS), "--run-id", run_in, data_dir=data_dir,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise click.ClickException(f"in-process replay failed (exit {proc.returncode})")
-        console.print(Rule("3. the same replay distributed: each component its own process"))
-        proc = run_tape(
-            "replay", "--from", "2024-01-01", "--speed", "max", "--distributed",
-            "--actors", ",".join(DEMO_ACTORS), "--run-id", run_dist, data_dir=data_dir,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            steps_missing.append("distributed replay failed")
+        console.print(Rule("2. replay from 2024-01-01 through every actor, in one process"))
+        _replay(data_dir, run_in, "--in-process")
+        first = hash_namespace(data_dir, f"runs/{run_in}")
+        # The run id is part of the manifest, so the second run takes the same id: the
+        # whole namespace, manifest included, must come out byte for byte the same.
+        if distributed:
+            console.print(Rule("3. the same replay distributed: each component its own process"))
+            _replay(data_dir, run_in, "--distributed")
         else:
-            console.print(Rule("4. compare the two runs byte for byte"))
-            a = hash_namespace(data_dir, f"runs/{run_in}")
-            b = hash_namespace(data_dir, f"runs/{run_dist}")
-            if a == b and a:
-                console.print(f"[green]identical[/]: {len(a)} files, same sha256 in both runs")
-            else:
-                differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-                raise click.ClickException(f"runs differ in {len(differ)} files: {differ[:5]}")
+            console.print(Rule("3. the same replay again, from scratch, in a new process"))
+            steps_missing.append(
+                "the distributed replay is not part of the default demo yet: over the whole "
+                "demo range it runs far past the 3-minute budget; `tape demo --distributed` "
+                "tries it"
+            )
+            _replay(data_dir, run_in, "--in-process")
+        console.print(Rule("4. compare the two runs byte for byte"))
+        second = hash_namespace(data_dir, f"runs/{run_in}")
+        if first == second and first:
+            console.print(
+                f"[green]byte-identical[/]: all {len(first)} files of runs/{run_in} have the "
+                "same sha256 in both runs"
+            )
+        else:
+            differ = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
+            raise click.ClickException(f"runs differ in {len(differ)} files: {differ[:5]}")
     else:
         steps_missing.append("replay (tape replay) is not part of this build yet")
 
@@ -205,7 +226,7 @@ def demo_command(bundled: Path | None, data_dir: Path) -> None:
     table.add_column("namespace")
     table.add_column("topics", justify="right")
     table.add_column("events", justify="right")
-    for ns in ["main"] + [f"runs/{r}" for r in (run_in, run_dist)]:
+    for ns in ["main", *sorted({f"runs/{r}" for r in (run_in, run_dist)})]:
         r = LogReader(data_dir, ns)
         if r.dir.exists():
             table.add_row(ns, str(len(r.topics())), f"{r.head_gseq():,}")
