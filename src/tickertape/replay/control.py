@@ -48,9 +48,12 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         time_ns: the step's simulated time.
         source_after: wave 0: inputs have gseq > this in the source namespace.
         source_to: wave 0: ... and ≤ this.
-        source_count: wave 0: how many input records (after the time window filter).
+        counts: wave 0: per addressed actor, how many of the step's inputs it
+            subscribes to (it takes exactly these from its source subscription).
         run_from: wave ≥ 1: the wave is the run namespace's records ``run_from..run_to``.
         run_to: see ``run_from``.
+        actors: the actors that run this wave (the others could not receive anything
+            in it: no subscribed topic, no timer due); empty means every actor.
     """
 
     run_id: str
@@ -61,9 +64,14 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     time_ns: int
     source_after: int = 0
     source_to: int = 0
-    source_count: int = 0
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
     run_from: int = 0
     run_to: int = 0
+    actors: list[str] = msgspec.field(default_factory=list)
+
+    def addresses(self, actor: str) -> bool:
+        """True when ``actor`` runs this wave."""
+        return not self.actors or actor in self.actors
 
     @property
     def stage(self) -> str:
@@ -81,12 +89,15 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
         nonce: unique per process start (a restart is a new nonce).
         epoch: the ``seq`` of the snapshot announcement its restored snapshot answers,
             0 when it starts without a snapshot.
+        patterns: the actor's subscription patterns (the authority addresses each wave
+            to the actors that subscribe to what it carries).
     """
 
     run_id: str
     actor: str
     nonce: str
     epoch: int = 0
+    patterns: list[str] = msgspec.field(default_factory=list)
 
 
 @register("system.replay.welcome", 1)
@@ -122,6 +133,7 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
         seq: the announcement.
         outputs: events staged under the wave's stage id.
         next_timer_ns: the actor's earliest armed timer, or None.
+        topics: the distinct topics of the staged outputs, sorted.
     """
 
     run_id: str
@@ -130,3 +142,4 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     outputs: int
     next_timer_ns: int | None = None
+    topics: list[str] = msgspec.field(default_factory=list)

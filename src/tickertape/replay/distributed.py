@@ -65,13 +65,14 @@ from tickertape.replay.manifest import (
 )
 from tickertape.replay.supervision import Supervisor, tape_command
 from tickertape.router.protocol import Committed
-from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload
 from tickertape.timeauthority.control import CONTROL_TOPIC as CLOCK_CONTROL_TOPIC
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
 from tickertape.timeauthority.scheduler import StepPlanner
 from tickertape.timeauthority.timers import ScheduledTimer
+from tickertape.topics import matches_any
 
 _log = structlog.get_logger("tickertape.timeauthority")
 
@@ -146,6 +147,8 @@ class ReplayCoordinator:
         self._epochs: list[int] = [0]
         self._committed_seq = 0
         self._nonces: dict[str, str] = {}
+        self._patterns: dict[str, tuple[str, ...]] = {}
+        self._readers: dict[str, frozenset[str]] = {}
         self._dones: dict[int, dict[str, Done]] = {}
         self._ctl: RemoteSubscription | None = None
         self.steps = 0
@@ -235,13 +238,16 @@ class ReplayCoordinator:
             if self.pacer is not None:
                 await _pace(self.pacer, self.resumed, step.time_ns)
             source_to = step.events[-1].gseq if step.events else last_input
+            counts = self._input_counts(step.events)
+            due = {a for a, t in self.timers.next.items() if t is not None and t <= step.time_ns}
             await self._run_step(
                 "step",
                 step.index,
                 step.time_ns,
+                targets=sorted(due | set(counts)),
                 source_after=last_input,
                 source_to=source_to,
-                source_count=len(step.events),
+                counts=counts,
             )
             last_input = source_to
             self.steps += 1
@@ -289,18 +295,22 @@ class ReplayCoordinator:
         step: int,
         time_ns: int,
         *,
+        targets: list[str] | None = None,
         source_after: int = 0,
         source_to: int = 0,
-        source_count: int = 0,
+        counts: dict[str, int] | None = None,
     ) -> None:
+        if targets is not None and not targets:
+            return  # no actor subscribes to these inputs nor has a timer due
         announce = await self._announce(
             phase,
             step,
             0,
             time_ns,
+            actors=targets or [],
             source_after=source_after,
             source_to=source_to,
-            source_count=source_count,
+            counts=counts or {},
         )
         while True:
             dones = self._dones.pop(announce.seq)
@@ -311,16 +321,41 @@ class ReplayCoordinator:
             if not expect:
                 return
             committed = await self._commit(announce.stage, expect, time_ns)
-            if committed.count == 0:
+            readers = self._targets({t for d in dones.values() for t in d.topics})
+            if committed.count == 0 or not readers:
                 return
             announce = await self._announce(
                 phase,
                 step,
                 announce.wave + 1,
                 time_ns,
+                actors=readers,
                 run_from=committed.first_gseq,
                 run_to=committed.last_gseq,
             )
+
+    def _readers_of(self, topic: str) -> frozenset[str]:
+        readers = self._readers.get(topic)
+        if readers is None:
+            readers = self._readers[topic] = frozenset(
+                a for a, patterns in self._patterns.items() if matches_any(patterns, topic)
+            )
+        return readers
+
+    def _targets(self, topics: set[str]) -> list[str]:
+        """The actors subscribed to one of ``topics``, sorted."""
+        chosen: set[str] = set()
+        for topic in topics:
+            chosen |= self._readers_of(topic)
+        return sorted(chosen)
+
+    def _input_counts(self, records: list[Record]) -> dict[str, int]:
+        """Per actor, how many of ``records`` it subscribes to (actors with none left out)."""
+        counts: dict[str, int] = {}
+        for record in records:
+            for actor in self._readers_of(record.topic):
+                counts[actor] = counts.get(actor, 0) + 1
+        return dict(sorted(counts.items()))
 
     async def _commit(self, stage: str, expect: dict[str, int], ts_log: int) -> Committed:
         for attempt in range(50):
@@ -350,9 +385,12 @@ class ReplayCoordinator:
         time_ns: int,
         *,
         wait: bool = True,
+        actors: list[str] | None = None,
+        counts: dict[str, int] | None = None,
         **ranges: int,
     ) -> StepAnnounce:
         self._seq += 1
+        addressed = [] if actors is None or len(actors) == len(self.actors) else actors
         announce = StepAnnounce(
             run_id=self.settings.run_id,
             seq=self._seq,
@@ -360,6 +398,8 @@ class ReplayCoordinator:
             step=step,
             wave=wave,
             time_ns=time_ns,
+            actors=addressed,
+            counts=counts or {},
             **ranges,
         )
         self._history.append(announce)
@@ -379,13 +419,14 @@ class ReplayCoordinator:
 
     async def _wait_dones(self, announce: StepAnnounce) -> None:
         dones = self._dones[announce.seq]
-        while len(dones) < len(self.actors):
+        expected = len(announce.actors or self.actors)
+        while len(dones) < expected:
             try:
                 async with asyncio.timeout(REANNOUNCE_S):
-                    while len(dones) < len(self.actors):
+                    while len(dones) < expected:
                         await self._handle(await self._next_control())
             except TimeoutError:
-                missing = sorted(set(self.actors) - set(dones))
+                missing = sorted(set(announce.actors or self.actors) - set(dones))
                 _log.info("reannounce", seq=announce.seq, waiting_for=missing)
                 await self._send(STEP_TOPIC, announce, announce.time_ns)
 
@@ -412,6 +453,9 @@ class ReplayCoordinator:
             if payload.run_id != self.settings.run_id or payload.actor not in self.actors:
                 return
             self._nonces[payload.actor] = payload.nonce
+            if self._patterns.get(payload.actor) != tuple(payload.patterns):
+                self._patterns[payload.actor] = tuple(payload.patterns)
+                self._readers.clear()
             if payload.epoch and payload.epoch not in self._epochs:
                 _log.warning("unknown_epoch", actor=payload.actor, epoch=payload.epoch)
             history = [a for a in self._history if a.seq > payload.epoch]

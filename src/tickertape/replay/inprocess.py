@@ -120,11 +120,20 @@ def input_positions(reader: LogReader, settings: RunSettings) -> dict[str, int]:
 
 
 def read_inputs(
-    reader: LogReader, settings: RunSettings, *, head_gseq: int, after_gseq: int = 0
+    reader: LogReader, settings: RunSettings, *, head_gseq: int, after_ns: int | None = None
 ) -> Iterator[Record]:
-    """The run's input records, merged by gseq, with ``after_gseq < gseq ≤ head_gseq``."""
-    for record in reader.read_from_time(settings.topics, settings.start_ns, settings.end_ns):
-        if after_gseq < record.gseq <= head_gseq:
+    """The run's input records in (ts_event, gseq) order, with ``gseq ≤ head_gseq``.
+
+    Time order, not gseq order: data imported later may be older than data imported
+    before it, and a step is every input sharing the next ts_event (DESIGN §7).
+
+    Args:
+        after_ns: on resume, the clock of the snapshot: a step at time T consumed every
+            input with ``ts_event ≤ T``, so only later inputs are read.
+    """
+    start = settings.start_ns if after_ns is None else max(settings.start_ns, after_ns + 1)
+    for record in reader.read_in_time_order(settings.topics, start, settings.end_ns):
+        if record.gseq <= head_gseq:
             yield record
 
 
@@ -202,7 +211,12 @@ def run_in_process(
         if resume and driver_store is not None:
             restored, after_gseq = _restore(host, driver_store, state, settings)
         planner = StepPlanner(
-            read_inputs(reader, settings, head_gseq=head, after_gseq=after_gseq),
+            read_inputs(
+                reader,
+                settings,
+                head_gseq=head,
+                after_ns=host.clock.now_ns() if restored else None,
+            ),
             host.timers,
             start_ns=host.clock.now_ns(),
             end_ns=None if settings.end_ns is None else settings.end_ns - 1,

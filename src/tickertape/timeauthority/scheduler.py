@@ -25,6 +25,7 @@ from typing import Protocol, TypeVar
 
 import msgspec
 
+from tickertape.errors import BiasError
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.timeauthority.timers import ScheduledTimer
 
@@ -72,7 +73,7 @@ class StepPlanner:
     during a step are honoured by the next one.
 
     Args:
-        inputs: input records merged by gseq (for instance ``LogReader.read_from_time``).
+        inputs: input records in (ts_event, gseq) order (``LogReader.read_in_time_order``).
         timers: the host's timer queue (or any :class:`TimerSource`).
         start_ns: the clock's initial time; nothing is planned before it.
         end_ns: no step is planned after this time (inclusive bound). With None, the
@@ -104,7 +105,12 @@ class StepPlanner:
     def next_step(self) -> Step | None:
         """Return the next step, or None when inputs and timers (up to ``end_ns``) are done."""
         record = self._peek()
-        t_input = None if record is None else max(self._now, record.ts_event)
+        if record is not None and record.ts_event < self._now:
+            raise BiasError(
+                f"input {record.id!r} on {record.topic!r} has ts_event {record.ts_event}, "
+                f"before the replay clock {self._now}: inputs must come in time order"
+            )
+        t_input = None if record is None else record.ts_event
         t_timer = self._timers.next_due()
         if t_timer is not None and t_timer < self._now:
             t_timer = self._now

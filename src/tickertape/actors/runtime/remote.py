@@ -6,17 +6,21 @@ snapshots) shared by the replay and live loops; it does no I/O.
 :class:`RemoteReplayHost` runs an actor in a distributed replay
 (docs/replay.md, "Distributed replay"): it restores its newest snapshot, says
 ``hello`` to the time authority, receives the run's settings and the announcements
-it missed, subscribes to the input topics of the source namespace and to the run
-namespace, then runs each announced wave exactly as the in-process host would:
+it missed, subscribes to its input topics in the source namespace (on a connection of
+their own), then runs each announced wave exactly as the in-process host would:
 
 - wave 0 of a step: its timers due by the step's time, then the step's inputs
   (the announced gseq range, read from its source subscription: never beyond it);
-- wave n ≥ 1: the run records the time authority committed for wave n-1;
+- wave n ≥ 1: the run records the time authority committed for wave n-1 (a bounded
+  ``fetch`` of that gseq range);
 - its outputs are published *staged* under the wave's stage id, then it reports
   ``done`` with their count and its next timer.
 
 Announcements already committed (catch-up after a restart) are replayed without
 publishing: their outputs are in the log with the same ``(source, source_seq)``.
+
+:class:`RemoteHost` runs an actor live (snapshot → subscribe → history → caught up →
+live), through the router, on the machine's clock.
 """
 
 from __future__ import annotations
@@ -202,12 +206,33 @@ class HostedActor:
         self.timers.restore(snapshot.timers)
 
 
+def _overlaps(pattern: str, patterns: Sequence[str]) -> bool:
+    """True when some topic could match both ``pattern`` and one of ``patterns``.
+
+    Token by token, ``*`` matches anything and ``>`` matches the rest.
+    """
+
+    def overlap(a: list[str], b: list[str]) -> bool:
+        if not a or not b:
+            return not a and not b
+        if a[0] == ">" or b[0] == ">":
+            return True
+        if a[0] != "*" and b[0] != "*" and a[0] != b[0]:
+            return False
+        return overlap(a[1:], b[1:])
+
+    return any(overlap(pattern.split("."), p.split(".")) for p in patterns)
+
+
 class RemoteReplayHost:
     """Runs one actor of a distributed replay through a router.
 
     Args:
         client: a started :class:`tickertape.client.Client` whose identity is the
-            actor's name.
+            actor's name (control messages and publications).
+        data_client: a second connection for the input subscriptions (default
+            ``client``): a subscription whose client-side queue is full stops its
+            connection's reader, which must never hold up control messages.
         actor: the actor.
         name: its identity.
         run_id: the run to join.
@@ -226,10 +251,12 @@ class RemoteReplayHost:
         run_id: str,
         data_dir: str | Path,
         *,
+        data_client: Client | None = None,
         control_namespace: str = "main",
         keep: int = 3,
     ) -> None:
         self.client = client
+        self.data_client = data_client or client
         self.control_namespace = control_namespace
         self.actor = actor
         self.name = name
@@ -245,9 +272,7 @@ class RemoteReplayHost:
         self.last_seq = 0
         self._ctl_seq = 0
         self._source_buffer: deque[Record] = deque()
-        self._run_buffer: deque[Record] = deque()
         self._source_sub: RemoteSubscription | None = None
-        self._run_sub: RemoteSubscription | None = None
         self._last_done: Envelope | None = None
 
     async def run(self) -> None:
@@ -268,7 +293,13 @@ class RemoteReplayHost:
         await ctl.caught_up.wait()
         snapshot = self.store.load_latest(type(self.actor).state_version)
         epoch = 0 if snapshot is None else snapshot.positions.get("epoch", 0)
-        hello = Hello(run_id=self.run_id, actor=self.name, nonce=self.nonce, epoch=epoch)
+        hello = Hello(
+            run_id=self.run_id,
+            actor=self.name,
+            nonce=self.nonce,
+            epoch=epoch,
+            patterns=list(self.actor.subscriptions),
+        )
         welcome: Welcome | None = None
         pending: deque[StepAnnounce] = deque()
         while welcome is None:
@@ -295,18 +326,16 @@ class RemoteReplayHost:
             self.source_pos = snapshot.positions.get(settings.source_namespace, 0)
             self.run_pos = snapshot.positions.get(self.namespace, 0)
             self.last_seq = epoch
-        self._source_sub = self.client.subscribe(
-            settings.topics,
+        inputs = [p for p in self.actor.subscriptions if _overlaps(p, settings.topics)]
+        self._source_sub = self.data_client.subscribe(
+            inputs or ["system.replay.none"],
             StartAt(gseq=self.source_pos + 1, time=settings.start_ns),
             ns=settings.source_namespace,
             queue_frames=64,
         )
-        self._run_sub = self.client.subscribe(
-            [">"], StartAt(gseq=self.run_pos + 1), ns=self.namespace, queue_frames=64
-        )
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
-            if announce.seq > self.last_seq:
+            if announce.seq > self.last_seq and announce.addresses(self.name):
                 publish = announce.seq > welcome.committed_seq
                 if not await self._run_announce(announce, publish=publish):
                     return
@@ -319,7 +348,7 @@ class RemoteReplayHost:
                 pending.append(decode_payload(item.type, item.v, item.payload))
 
     async def _handle(self, announce: StepAnnounce) -> bool:
-        if announce.run_id != self.run_id:
+        if announce.run_id != self.run_id or not announce.addresses(self.name):
             return True
         if announce.seq <= self.last_seq:
             if announce.seq == self.last_seq and self._last_done is not None:
@@ -350,7 +379,7 @@ class RemoteReplayHost:
                 hosted.call("on_stop")
             elif a.wave == 0:
                 hosted.fire_timers(a.time_ns)
-                if a.source_count:
+                if a.counts.get(self.name):
                     hosted.deliver(await self._take_source(a))
                 self.source_pos = max(self.source_pos, a.source_to)
             if a.wave > 0:
@@ -369,6 +398,7 @@ class RemoteReplayHost:
             seq=a.seq,
             outputs=len(outputs),
             next_timer_ns=hosted.timers.next_due(),
+            topics=sorted({env.topic for env in outputs}),
         )
         self._last_done = await self._send(DONE_TOPIC, done)
         return True
@@ -377,23 +407,27 @@ class RemoteReplayHost:
         assert self._source_sub is not None
         end = self.settings.end_ns
         out: list[Record] = []
-        while len(out) < a.source_count:
+        count = a.counts.get(self.name, 0)
+        while len(out) < count:
             record = await self._next(self._source_sub, self._source_buffer)
             if record.gseq <= a.source_after or (end is not None and record.ts_event >= end):
                 continue
+            if not matches_any(self.settings.topics, record.topic):
+                continue  # the actor's pattern is wider than the run's inputs
             out.append(record)
         return out
 
     async def _take_run(self, a: StepAnnounce) -> list[Record]:
-        assert self._run_sub is not None
-        out: list[Record] = []
-        while True:
-            record = await self._next(self._run_sub, self._run_buffer)
-            if record.gseq < a.run_from:
-                continue
-            out.append(record)
-            if record.gseq >= a.run_to:
-                return out
+        # A bounded fetch of exactly the committed range, on the control connection:
+        # the actor drains it at once, so it never holds up that connection's reader.
+        patterns = list(self.actor.subscriptions)
+        if not patterns:
+            return []
+        fetch = self.client.fetch(
+            patterns, StartAt(gseq=a.run_from), to_gseq=a.run_to, ns=self.namespace
+        )
+        out = [r async for r in fetch if isinstance(r, Record) and r.gseq <= a.run_to]
+        return out
 
     @staticmethod
     async def _next(sub: RemoteSubscription, buffer: deque[Record]) -> Record:
@@ -435,13 +469,22 @@ async def run_replay_actor(
 ) -> None:
     """Connect to ``router_url`` as ``name`` and run :class:`RemoteReplayHost`."""
     client = Client(router_url, name, token)
+    data_client = Client(router_url, name, token)
     await client.start()
     try:
+        await data_client.start()
         process = RemoteReplayHost(
-            client, actor, name, run_id, data_dir, control_namespace=control_namespace
+            client,
+            actor,
+            name,
+            run_id,
+            data_dir,
+            data_client=data_client,
+            control_namespace=control_namespace,
         )
         await process.run()
     finally:
+        await data_client.close()
         await client.close()
 
 
