@@ -1,0 +1,61 @@
+"""Tests of the replay time authority's pure parts (control commands, wave addressing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.timeauthority.test_scheduler import rec
+from tickertape.replay import RunSettings
+from tickertape.replay.distributed import RemoteTimers, ReplayCoordinator
+from tickertape.timeauthority.control import ClockControl
+from tickertape.timeauthority.pacing import Pacer
+
+
+def coordinator(tmp_path: Path) -> ReplayCoordinator:
+    c = ReplayCoordinator(
+        None,  # type: ignore[arg-type]  # the pure parts never touch the client
+        tmp_path,
+        RunSettings(run_id="r1"),
+        ["indicators", "strategy.x"],
+        config_digest="0",
+        pacer=Pacer(None),
+    )
+    c._patterns = {"indicators": ("md.bar.>",), "strategy.x": ("indicator.>", "md.bar.1m.us.*")}
+    return c
+
+
+def test_pause_resume_and_speed(tmp_path: Path) -> None:
+    """ctl pause holds steps, resume releases them, speed changes the pacer; other runs ignored."""
+    c = coordinator(tmp_path)
+    c.control(ClockControl(command="pause"))
+    assert not c.resumed.is_set()
+    c.control(ClockControl(command="resume", run_id="other"))
+    assert not c.resumed.is_set()
+    c.control(ClockControl(command="resume", run_id="r1"))
+    assert c.resumed.is_set()
+    c.control(ClockControl(command="speed", speed=4.0))
+    assert c.pacer is not None
+    assert c.pacer.speed == 4.0
+    c.control(ClockControl(command="seek", time_ns=5))
+    assert c.resumed.is_set()
+
+
+def test_waves_are_addressed_to_subscribers(tmp_path: Path) -> None:
+    """Input counts go to the actors whose patterns match; output topics pick the readers."""
+    c = coordinator(tmp_path)
+    records = [
+        rec(1, 10, topic="md.bar.1m.us.6EH4"),
+        rec(2, 10, topic="md.trade.us.6EH4"),
+        rec(3, 10, topic="md.bar.1d.us.6EH4"),
+    ]
+    assert c._input_counts(records) == {"indicators": 2, "strategy.x": 1}
+    assert c._targets({"indicator.sma.v1.us.6EH4"}) == ["strategy.x"]
+    assert c._targets({"pnl.update.portfolio"}) == []
+
+
+def test_remote_timers_view() -> None:
+    """The planner's timer view is the earliest reported timer; actors fire their own."""
+    timers = RemoteTimers()
+    timers.next = {"a": 30, "b": None, "c": 20}
+    assert timers.next_due() == 20
+    assert timers.pop_due(100) == []
