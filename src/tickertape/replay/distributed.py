@@ -619,7 +619,9 @@ def run_distributed_cli(
     items = [i.strip() for item in actor_items for i in item.split(",") if i.strip()]
     if not items:
         items = [s.origin for s in specs]
-    every = max(1, snapshot_every // 10) if snapshot_every > 0 else 1_000_000_000
+    # Keep the history a restarted actor is sent (two snapshot intervals) well under a
+    # frame: about 2 000 steps per snapshot with the default --snapshot-every.
+    every = max(1, snapshot_every // 50) if snapshot_every > 0 else 1_000_000_000
     return asyncio.run(
         run_distributed(
             data_dir.resolve(),
