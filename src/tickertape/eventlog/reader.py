@@ -321,6 +321,29 @@ class LogReader:
         ]
         return merge_by_gseq(iterators)
 
+    def read_in_time_order(
+        self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
+    ) -> Iterator[Record]:
+        """Yield matching records with ``ts_ns ≤ ts_event < to_ns`` in (ts_event, gseq) order.
+
+        This is the order a replay consumes its inputs in (DESIGN §7: time, then gseq):
+        records imported later can carry earlier times than records imported before
+        them, so gseq order is not time order across topics. Each topic's records are
+        already in ts_event order (the log refuses regressions).
+        """
+        head = self.head_gseq()
+        iterators = [
+            self._iter_topic(
+                t,
+                _entry_ts,
+                _last_ts,
+                ts_ns,
+                _Bounds(min_ts=ts_ns, max_ts=_INF if to_ns is None else to_ns, max_gseq=head),
+            )
+            for t in self.topics(patterns)
+        ]
+        return merge_by_time(iterators)
+
     def first_gseq_at(self, patterns: Sequence[str] | None, ts_ns: int) -> int | None:
         """The smallest gseq among matching records with ``ts_event ≥ ts_ns``, or None."""
         for rec in self.read_from_time(patterns, ts_ns):
@@ -376,3 +399,21 @@ def merge_by_gseq(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
             heapq.heappop(heap)
         else:
             heapq.heapreplace(heap, (nxt.gseq, i, nxt))
+
+
+def merge_by_time(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
+    """Merge per-topic iterators (each in ts_event order) into (ts_event, gseq) order."""
+    heap: list[tuple[int, int, int, Record]] = []
+    for i, it in enumerate(iterators):
+        rec = next(it, None)
+        if rec is not None:
+            heap.append((rec.ts_event, rec.gseq, i, rec))
+    heapq.heapify(heap)
+    while heap:
+        _t, _g, i, rec = heap[0]
+        yield rec
+        nxt = next(iterators[i], None)
+        if nxt is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (nxt.ts_event, nxt.gseq, i, nxt))
