@@ -126,7 +126,7 @@ def test_tape_append_killed_and_rerun_stores_everything_once(tmp_path: Path) -> 
     rng = random.Random(7)
     data_dir = tmp_path / "data"
     input_path = tmp_path / "input.jsonl"
-    envs = write_input(input_path, 20000)
+    envs = write_input(input_path, 40000)
     cmd = [TAPE, "append", "--batch", "200", "--data-dir", str(data_dir)]
     kills = 0
     for _ in range(KILLS):
@@ -136,7 +136,8 @@ def test_tape_append_killed_and_rerun_stores_everything_once(tmp_path: Path) -> 
                 cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             ) as child,
         ):
-            time.sleep(rng.uniform(0.3, 1.2))
+            # Re-runs skip what is stored quickly: kill early enough to land mid-run.
+            time.sleep(rng.uniform(0.2, 0.9))
             child.send_signal(signal.SIGKILL)
             child.wait()
         kills += child.returncode == -signal.SIGKILL
