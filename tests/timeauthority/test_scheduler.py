@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tickertape.schemas.envelope import Record
-from tickertape.timeauthority.scheduler import StepPlanner, wave_order
+from tickertape.timeauthority.scheduler import InputBehindClockError, StepPlanner, wave_order
 from tickertape.timeauthority.timers import TimerQueue
 
 
@@ -59,14 +60,24 @@ def test_timers_before_the_next_input_get_their_own_step() -> None:
     )
 
 
-def test_late_records_join_the_current_step() -> None:
-    """A record older than the clock (stored later) is delivered at the current time."""
-    planner = StepPlanner(
-        [rec(1, 10), rec(2, 7, topic="md.trade.crypto.Y"), rec(3, 12)], TimerQueue()
-    )
-    s0 = planner.next_step()
-    assert s0 is not None
-    assert (s0.time_ns, [r.gseq for r in s0.events]) == (10, [1, 2])
+@pytest.mark.parametrize(
+    "records",
+    [
+        [rec(1, 10), rec(2, 7, topic="md.trade.crypto.Y")],
+        [rec(1, 10), rec(2, 12), rec(3, 11, topic="md.trade.crypto.Y")],
+    ],
+)
+def test_input_behind_the_clock_is_a_bias_error(records: list[Record]) -> None:
+    """An input dated before the clock (out of time order) is refused, never handled late."""
+    planner = StepPlanner(records, TimerQueue())
+
+    def run_all() -> None:
+        while planner.next_step() is not None:
+            pass
+
+    with pytest.raises(InputBehindClockError) as info:
+        run_all()
+    assert info.value.gseq == records[-1].gseq
 
 
 def test_end_bound_stops_timers() -> None:
@@ -98,14 +109,16 @@ def test_wave_order_is_ts_event_source_source_seq() -> None:
 
 @given(st.lists(st.integers(0, 100), max_size=40))
 def test_steps_never_go_back_and_lose_nothing(times: list[int]) -> None:
-    """Step times never decrease and every input is delivered exactly once, at or after its time."""
-    records = [rec(i + 1, t) for i, t in enumerate(times)]
+    """Step times never decrease; every input is delivered once, in the step of its time."""
+    records = sorted(
+        (rec(i + 1, t) for i, t in enumerate(times)), key=lambda r: (r.ts_event, r.gseq)
+    )
     planner = StepPlanner(records, TimerQueue())
     seen: list[int] = []
     last = -1
     while (step := planner.next_step()) is not None:
         assert step.time_ns >= last
         last = step.time_ns
-        assert all(r.ts_event <= step.time_ns for r in step.events)
+        assert all(r.ts_event == step.time_ns for r in step.events)
         seen.extend(r.gseq for r in step.events)
     assert seen == [r.gseq for r in records]

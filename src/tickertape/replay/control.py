@@ -22,6 +22,7 @@ from typing import Literal
 import msgspec
 
 from tickertape.replay.manifest import RunSettings
+from tickertape.schemas.envelope import Record
 from tickertape.schemas.registry import register
 
 HELLO_TOPIC = "system.replay.hello"
@@ -46,10 +47,9 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         step: the step index (-1 for start, -2 for stop).
         wave: the wave within the step (0 = inputs and timers).
         time_ns: the step's simulated time.
-        source_after: wave 0: inputs have gseq > this in the source namespace.
-        source_to: wave 0: ... and ≤ this.
-        counts: wave 0: per addressed actor, how many of the step's inputs it
-            subscribes to (it takes exactly these from its source subscription).
+        inputs: wave 0: the step's input records (those an addressed actor subscribes
+            to), in (ts_event, gseq) order, as the time authority read them from the
+            source namespace: an actor never sees an input of a later step.
         run_from: wave ≥ 1: the wave is the run namespace's records ``run_from..run_to``.
         run_to: see ``run_from``.
         actors: the actors that run this wave (the others could not receive anything
@@ -62,9 +62,7 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     step: int
     wave: int
     time_ns: int
-    source_after: int = 0
-    source_to: int = 0
-    counts: dict[str, int] = msgspec.field(default_factory=dict)
+    inputs: list[Record] = msgspec.field(default_factory=list)
     run_from: int = 0
     run_to: int = 0
     actors: list[str] = msgspec.field(default_factory=list)

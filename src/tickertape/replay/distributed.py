@@ -6,8 +6,9 @@ reads the input topics of the source namespace, plans steps with the same
 runs each step's waves over the router (docs/protocol.md §8):
 
 1. it announces the wave on ``system.replay.step`` (ephemeral, on the source
-   namespace, so that the run's output subscribers never receive it): wave 0 names the
-   step's input gseq range, wave n ≥ 1 the run-namespace gseq range committed for
+   namespace, so that the run's output subscribers never receive it): wave 0 carries
+   the step's input records (read in (ts_event, gseq) order: gseq order is not time
+   order across topics), wave n ≥ 1 the run-namespace gseq range committed for
    wave n-1;
 2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.RemoteReplayHost`),
    publishes its outputs *staged* under ``<run>:<step>:<wave>`` and reports
@@ -231,25 +232,20 @@ class ReplayCoordinator:
             start_ns=settings.start_ns,
             end_ns=None if settings.end_ns is None else settings.end_ns - 1,
         )
-        last_input = 0
         while (step := planner.next_step()) is not None:
             while not self.resumed.is_set():
                 await self._handle(await self._next_control())
             if self.pacer is not None:
                 await _pace(self.pacer, self.resumed, step.time_ns)
-            source_to = step.events[-1].gseq if step.events else last_input
-            counts = self._input_counts(step.events)
+            inputs = [r for r in step.events if self._readers_of(r.topic)]
             due = {a for a, t in self.timers.next.items() if t is not None and t <= step.time_ns}
             await self._run_step(
                 "step",
                 step.index,
                 step.time_ns,
-                targets=sorted(due | set(counts)),
-                source_after=last_input,
-                source_to=source_to,
-                counts=counts,
+                targets=sorted(due.union(self._targets({r.topic for r in inputs}))),
+                inputs=inputs,
             )
-            last_input = source_to
             self.steps += 1
             self.inputs += len(step.events)
             if self.on_step is not None:
@@ -296,9 +292,7 @@ class ReplayCoordinator:
         time_ns: int,
         *,
         targets: list[str] | None = None,
-        source_after: int = 0,
-        source_to: int = 0,
-        counts: dict[str, int] | None = None,
+        inputs: list[Record] | None = None,
     ) -> None:
         if targets is not None and not targets:
             return  # no actor subscribes to these inputs nor has a timer due
@@ -308,9 +302,7 @@ class ReplayCoordinator:
             0,
             time_ns,
             actors=targets or [],
-            source_after=source_after,
-            source_to=source_to,
-            counts=counts or {},
+            inputs=inputs or [],
         )
         while True:
             dones = self._dones.pop(announce.seq)
@@ -349,14 +341,6 @@ class ReplayCoordinator:
             chosen |= self._readers_of(topic)
         return sorted(chosen)
 
-    def _input_counts(self, records: list[Record]) -> dict[str, int]:
-        """Per actor, how many of ``records`` it subscribes to (actors with none left out)."""
-        counts: dict[str, int] = {}
-        for record in records:
-            for actor in self._readers_of(record.topic):
-                counts[actor] = counts.get(actor, 0) + 1
-        return dict(sorted(counts.items()))
-
     async def _commit(self, stage: str, expect: dict[str, int], ts_log: int) -> Committed:
         for attempt in range(50):
             try:
@@ -386,7 +370,7 @@ class ReplayCoordinator:
         *,
         wait: bool = True,
         actors: list[str] | None = None,
-        counts: dict[str, int] | None = None,
+        inputs: list[Record] | None = None,
         **ranges: int,
     ) -> StepAnnounce:
         self._seq += 1
@@ -399,7 +383,7 @@ class ReplayCoordinator:
             wave=wave,
             time_ns=time_ns,
             actors=addressed,
-            counts=counts or {},
+            inputs=inputs or [],
             **ranges,
         )
         self._history.append(announce)

@@ -3,13 +3,13 @@
 Time advances in *steps*. A step at time ``T`` holds:
 
 1. every timer due at or before ``T``, in the canonical order ``(due_ns, name, owner)``;
-2. then every input record whose ``ts_event`` ≤ ``T``, in gseq order.
+2. then every input record whose ``ts_event`` is ``T``, in gseq order.
 
 ``T`` is the ``ts_event`` of the next input record, or the due time of the earliest
-timer when that comes first (a step with timers only). Inputs are read merged by gseq;
-a record whose ``ts_event`` is earlier than the clock (an older event on another
-topic, stored later) joins the current step: actors never see an event *after* its
-time, and the clock never goes backwards.
+timer when that comes first (a step with timers only). Inputs must come in
+``(ts_event, gseq)`` order (``LogReader.read_in_time_order``): gseq order is not time
+order across topics (data imported later can be older), and an input dated before
+the clock is refused with :class:`InputBehindClockError` rather than handled late.
 
 Within a step, outputs are delivered in *waves* (:func:`wave_order`): wave 0 is the
 step's input; every output of wave *n* forms wave *n+1*, ordered by
@@ -30,6 +30,29 @@ from tickertape.schemas.envelope import Envelope, Record
 from tickertape.timeauthority.timers import ScheduledTimer
 
 E = TypeVar("E", Envelope, Record)
+
+
+class InputBehindClockError(BiasError):
+    """An input record is dated before the replay's clock (inputs out of time order).
+
+    Attributes:
+        id: the record's id.
+        topic: its topic.
+        gseq: its gseq.
+        ts_event: its time, ns.
+        clock_ns: the clock, ns.
+    """
+
+    def __init__(self, id: str, topic: str, gseq: int, ts_event: int, clock_ns: int) -> None:
+        self.id = id
+        self.topic = topic
+        self.gseq = gseq
+        self.ts_event = ts_event
+        self.clock_ns = clock_ns
+        super().__init__(
+            f"input {id!r} on {topic!r} (gseq {gseq}) has ts_event {ts_event}, before the "
+            f"replay clock {clock_ns}: inputs must come in (ts_event, gseq) order"
+        )
 
 
 class TimerSource(Protocol):
@@ -103,12 +126,15 @@ class StepPlanner:
         return self._now
 
     def next_step(self) -> Step | None:
-        """Return the next step, or None when inputs and timers (up to ``end_ns``) are done."""
+        """Return the next step, or None when inputs and timers (up to ``end_ns``) are done.
+
+        Raises:
+            InputBehindClockError: an input is dated before the clock.
+        """
         record = self._peek()
         if record is not None and record.ts_event < self._now:
-            raise BiasError(
-                f"input {record.id!r} on {record.topic!r} has ts_event {record.ts_event}, "
-                f"before the replay clock {self._now}: inputs must come in time order"
+            raise InputBehindClockError(
+                record.id, record.topic, record.gseq, record.ts_event, self._now
             )
         t_input = None if record is None else record.ts_event
         t_timer = self._timers.next_due()
@@ -125,6 +151,10 @@ class StepPlanner:
             return None
         events: list[Record] = []
         while record is not None and record.ts_event <= t:
+            if record.ts_event < t:
+                raise InputBehindClockError(
+                    record.id, record.topic, record.gseq, record.ts_event, t
+                )
             events.append(record)
             self._peeked = None
             record = self._peek()

@@ -6,11 +6,11 @@ snapshots) shared by the replay and live loops; it does no I/O.
 :class:`RemoteReplayHost` runs an actor in a distributed replay
 (docs/replay.md, "Distributed replay"): it restores its newest snapshot, says
 ``hello`` to the time authority, receives the run's settings and the announcements
-it missed, subscribes to its input topics in the source namespace (on a connection of
-their own), then runs each announced wave exactly as the in-process host would:
+it missed, then runs each announced wave exactly as the in-process host would:
 
 - wave 0 of a step: its timers due by the step's time, then the step's inputs
-  (the announced gseq range, read from its source subscription: never beyond it);
+  (carried by the announcement, as the time authority read them from the source
+  namespace in (ts_event, gseq) order: never an input of a later step);
 - wave n ≥ 1: the run records the time authority committed for wave n-1 (a bounded
   ``fetch`` of that gseq range);
 - its outputs are published *staged* under the wave's stage id, then it reports
@@ -206,33 +206,12 @@ class HostedActor:
         self.timers.restore(snapshot.timers)
 
 
-def _overlaps(pattern: str, patterns: Sequence[str]) -> bool:
-    """True when some topic could match both ``pattern`` and one of ``patterns``.
-
-    Token by token, ``*`` matches anything and ``>`` matches the rest.
-    """
-
-    def overlap(a: list[str], b: list[str]) -> bool:
-        if not a or not b:
-            return not a and not b
-        if a[0] == ">" or b[0] == ">":
-            return True
-        if a[0] != "*" and b[0] != "*" and a[0] != b[0]:
-            return False
-        return overlap(a[1:], b[1:])
-
-    return any(overlap(pattern.split("."), p.split(".")) for p in patterns)
-
-
 class RemoteReplayHost:
     """Runs one actor of a distributed replay through a router.
 
     Args:
         client: a started :class:`tickertape.client.Client` whose identity is the
             actor's name (control messages and publications).
-        data_client: a second connection for the input subscriptions (default
-            ``client``): a subscription whose client-side queue is full stops its
-            connection's reader, which must never hold up control messages.
         actor: the actor.
         name: its identity.
         run_id: the run to join.
@@ -251,12 +230,10 @@ class RemoteReplayHost:
         run_id: str,
         data_dir: str | Path,
         *,
-        data_client: Client | None = None,
         control_namespace: str = "main",
         keep: int = 3,
     ) -> None:
         self.client = client
-        self.data_client = data_client or client
         self.control_namespace = control_namespace
         self.actor = actor
         self.name = name
@@ -267,12 +244,9 @@ class RemoteReplayHost:
         self.clock = SimulatedClock(0)
         self.hosted = HostedActor(actor, name, self.clock)
         self.settings = RunSettings(run_id=run_id)
-        self.source_pos = 0
         self.run_pos = 0
         self.last_seq = 0
         self._ctl_seq = 0
-        self._source_buffer: deque[Record] = deque()
-        self._source_sub: RemoteSubscription | None = None
         self._last_done: Envelope | None = None
 
     async def run(self) -> None:
@@ -323,16 +297,8 @@ class RemoteReplayHost:
         if snapshot is not None:
             self.clock.advance_to(snapshot.clock_ns)
             self.hosted.restore(snapshot)
-            self.source_pos = snapshot.positions.get(settings.source_namespace, 0)
             self.run_pos = snapshot.positions.get(self.namespace, 0)
             self.last_seq = epoch
-        inputs = [p for p in self.actor.subscriptions if _overlaps(p, settings.topics)]
-        self._source_sub = self.data_client.subscribe(
-            inputs or ["system.replay.none"],
-            StartAt(gseq=self.source_pos + 1, time=settings.start_ns),
-            ns=settings.source_namespace,
-            queue_frames=64,
-        )
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
             if announce.seq > self.last_seq and announce.addresses(self.name):
@@ -366,7 +332,6 @@ class RemoteReplayHost:
             return False
         if a.phase == "snapshot":
             positions = {
-                self.settings.source_namespace: self.source_pos,
                 self.namespace: self.run_pos,
                 "epoch": a.seq,
             }
@@ -379,9 +344,7 @@ class RemoteReplayHost:
                 hosted.call("on_stop")
             elif a.wave == 0:
                 hosted.fire_timers(a.time_ns)
-                if a.counts.get(self.name):
-                    hosted.deliver(await self._take_source(a))
-                self.source_pos = max(self.source_pos, a.source_to)
+                hosted.deliver(a.inputs)
             if a.wave > 0:
                 hosted.deliver(await self._take_run(a))
                 self.run_pos = max(self.run_pos, a.run_to)
@@ -403,20 +366,6 @@ class RemoteReplayHost:
         self._last_done = await self._send(DONE_TOPIC, done)
         return True
 
-    async def _take_source(self, a: StepAnnounce) -> list[Record]:
-        assert self._source_sub is not None
-        end = self.settings.end_ns
-        out: list[Record] = []
-        count = a.counts.get(self.name, 0)
-        while len(out) < count:
-            record = await self._next(self._source_sub, self._source_buffer)
-            if record.gseq <= a.source_after or (end is not None and record.ts_event >= end):
-                continue
-            if not matches_any(self.settings.topics, record.topic):
-                continue  # the actor's pattern is wider than the run's inputs
-            out.append(record)
-        return out
-
     async def _take_run(self, a: StepAnnounce) -> list[Record]:
         # A bounded fetch of exactly the committed range, on the control connection:
         # the actor drains it at once, so it never holds up that connection's reader.
@@ -428,14 +377,6 @@ class RemoteReplayHost:
         )
         out = [r async for r in fetch if isinstance(r, Record) and r.gseq <= a.run_to]
         return out
-
-    @staticmethod
-    async def _next(sub: RemoteSubscription, buffer: deque[Record]) -> Record:
-        if buffer:
-            return buffer.popleft()
-        item = await anext(sub)
-        assert isinstance(item, Record)
-        return item
 
     async def _send(self, topic: str, payload: msgspec.Struct) -> Envelope:
         ts_ns = self.clock.now_ns()
@@ -469,22 +410,13 @@ async def run_replay_actor(
 ) -> None:
     """Connect to ``router_url`` as ``name`` and run :class:`RemoteReplayHost`."""
     client = Client(router_url, name, token)
-    data_client = Client(router_url, name, token)
     await client.start()
     try:
-        await data_client.start()
         process = RemoteReplayHost(
-            client,
-            actor,
-            name,
-            run_id,
-            data_dir,
-            data_client=data_client,
-            control_namespace=control_namespace,
+            client, actor, name, run_id, data_dir, control_namespace=control_namespace
         )
         await process.run()
     finally:
-        await data_client.close()
         await client.close()
 
 
