@@ -32,6 +32,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tickertape.errors import DiskFullError, LogError
+from tickertape.eventlog import AppendResult, AsyncEventLog, LogReader
 from tickertape.router.protocol import Code, validate_namespace
 from tickertape.schemas.envelope import Envelope, Record
 
@@ -53,17 +54,6 @@ class LogUnavailableError(LogError):
         super().__init__(f"event log unavailable: {reason}")
 
 
-class Appended(msgspec.Struct, frozen=True, kw_only=True):
-    """One envelope's outcome, as the router needs it (mirrors ``AppendResult``)."""
-
-    id: str
-    offset: int | None = None
-    gseq: int | None = None
-    duplicate: bool = False
-    error: str | None = None
-    message: str | None = None
-
-
 class HistoryCursor(Protocol):
     """Reads a namespace's records in gseq order, chunk by chunk."""
 
@@ -83,7 +73,9 @@ class LogBackend(Protocol):
         """The namespace's last gseq (0 when empty); opens the namespace."""
         ...
 
-    async def append(self, ns: str, envelopes: Sequence[Envelope], ts_log: int) -> list[Appended]:
+    async def append(
+        self, ns: str, envelopes: Sequence[Envelope], ts_log: int
+    ) -> list[AppendResult]:
         """Append durably; one result per envelope.
 
         Raises:
@@ -164,10 +156,10 @@ class EmbeddedLog:
 
     def __init__(self, data_dir: str | Path) -> None:
         self._data_dir = Path(data_dir)
-        self._logs: dict[str, Any] = {}
+        self._logs: dict[str, AsyncEventLog] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
-    async def _open(self, ns: str) -> Any:
+    async def _open(self, ns: str) -> AsyncEventLog:
         alog = self._logs.get(ns)
         if alog is not None:
             return alog
@@ -175,8 +167,6 @@ class EmbeddedLog:
         async with lock:
             alog = self._logs.get(ns)
             if alog is None:
-                from tickertape.eventlog import AsyncEventLog
-
                 alog = await AsyncEventLog.open(self._data_dir, ns)
                 self._logs[ns] = alog
         return alog
@@ -185,20 +175,11 @@ class EmbeddedLog:
         alog = await self._open(ns)
         return int(alog.head_gseq)
 
-    async def append(self, ns: str, envelopes: Sequence[Envelope], ts_log: int) -> list[Appended]:
+    async def append(
+        self, ns: str, envelopes: Sequence[Envelope], ts_log: int
+    ) -> list[AppendResult]:
         alog = await self._open(ns)
-        results = await alog.append(envelopes, ts_log=ts_log)
-        return [
-            Appended(
-                id=r.id,
-                offset=r.offset,
-                gseq=r.gseq,
-                duplicate=r.duplicate,
-                error=r.error,
-                message=r.message,
-            )
-            for r in results
-        ]
+        return await alog.append(envelopes, ts_log=ts_log)
 
     def history(
         self,
@@ -211,7 +192,6 @@ class EmbeddedLog:
         data_dir = self._data_dir
 
         def make() -> Iterator[Record]:
-            from tickertape.eventlog import LogReader
 
             reader = LogReader(data_dir, ns)  # one per cursor: its caches are not shared
             if min_ts is not None and from_gseq <= 1:
@@ -274,7 +254,7 @@ class _LogReply(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
 
 
 class _AppendedReply(_LogReply, tag="appended", frozen=True):
-    results: list[Appended]
+    results: list[AppendResult]
 
 
 class _HeadReply(_LogReply, tag="head", frozen=True):
@@ -524,7 +504,9 @@ class RemoteLog:
         assert isinstance(reply, _HeadReply)
         return reply.head
 
-    async def append(self, ns: str, envelopes: Sequence[Envelope], ts_log: int) -> list[Appended]:
+    async def append(
+        self, ns: str, envelopes: Sequence[Envelope], ts_log: int
+    ) -> list[AppendResult]:
         reply = await self.request(
             lambda ref: _AppendReq(ref=ref, ns=ns, events=list(envelopes), ts_log=ts_log)
         )

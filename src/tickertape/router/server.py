@@ -34,9 +34,9 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from tickertape.errors import AuthError, DiskFullError, RouterError, SchemaError
+from tickertape.eventlog.writer import AppendResult
 from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
 from tickertape.router.logservice import (
-    Appended,
     EmbeddedLog,
     LogBackend,
     LogUnavailableError,
@@ -145,7 +145,7 @@ class _TokenBucket:
 class _Job:
     kind: str  # "pub" | "ephemeral" | "commit"
     envelopes: list[Envelope]
-    future: asyncio.Future[list[Appended]]
+    future: asyncio.Future[list[AppendResult]]
     ts_log: int | None = None
     conn: _Connection | None = None
 
@@ -869,7 +869,7 @@ class Router:
             return
         kind = "ephemeral" if frame.ephemeral else "pub"
         await conn.inflight.acquire()
-        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         try:
             await ns.queue.put(_Job(kind, list(frame.events), future, conn=conn))
         except BaseException:
@@ -882,7 +882,7 @@ class Router:
         task.add_done_callback(conn.acks.discard)
 
     async def _answer_pub(
-        self, conn: _Connection, frame: Pub, future: asyncio.Future[list[Appended]]
+        self, conn: _Connection, frame: Pub, future: asyncio.Future[list[AppendResult]]
     ) -> None:
         try:
             try:
@@ -913,21 +913,30 @@ class Router:
         finally:
             conn.inflight.release()
 
-    async def _on_sub(self, conn: _Connection, frame: Sub) -> None:
+    @staticmethod
+    def _check_reading(conn: _Connection, ref: Ref, patterns: Sequence[str], verb: str) -> None:
+        """Refuse a new ``sub``/``fetch``: a ref in use, too many, or patterns outside the ACL.
+
+        Raises:
+            RouterError: DUPLICATE_SUBSCRIPTION, TOO_MANY_SUBSCRIPTIONS or FORBIDDEN.
+        """
         grant = conn.grant
         assert grant is not None
-        if frame.ref in conn.subs or frame.ref in conn.fetches:
-            raise RouterError(Code.DUPLICATE_SUBSCRIPTION, f"subscription {frame.ref!r} is open")
+        if ref in conn.subs or ref in conn.fetches:
+            raise RouterError(Code.DUPLICATE_SUBSCRIPTION, f"subscription {ref!r} is open")
         if len(conn.subs) + len(conn.fetches) >= conn.limits.max_subscriptions:
             raise RouterError(
                 Code.TOO_MANY_SUBSCRIPTIONS,
                 f"at most {conn.limits.max_subscriptions} subscriptions per connection",
             )
-        for pattern in frame.patterns:
+        for pattern in patterns:
             if not may_subscribe(grant, pattern):
                 raise RouterError(
-                    Code.FORBIDDEN, f"identity {conn.identity!r} may not subscribe to {pattern!r}"
+                    Code.FORBIDDEN, f"identity {conn.identity!r} may not {verb} {pattern!r}"
                 )
+
+    async def _on_sub(self, conn: _Connection, frame: Sub) -> None:
+        self._check_reading(conn, frame.ref, frame.patterns, "subscribe to")
         ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
         sub = Subscription(frame.ref, ns.name, frame.patterns, frame.start, ns.head)
         conn.subs[frame.ref] = (ns, sub)
@@ -953,20 +962,7 @@ class Router:
         await conn.send(Unsubscribed(ref=frame.ref, sub=frame.sub))
 
     async def _on_fetch(self, conn: _Connection, frame: Fetch) -> None:
-        grant = conn.grant
-        assert grant is not None
-        if frame.ref in conn.subs or frame.ref in conn.fetches:
-            raise RouterError(Code.DUPLICATE_SUBSCRIPTION, f"subscription {frame.ref!r} is open")
-        if len(conn.subs) + len(conn.fetches) >= conn.limits.max_subscriptions:
-            raise RouterError(
-                Code.TOO_MANY_SUBSCRIPTIONS,
-                f"at most {conn.limits.max_subscriptions} subscriptions per connection",
-            )
-        for pattern in frame.patterns:
-            if not may_subscribe(grant, pattern):
-                raise RouterError(
-                    Code.FORBIDDEN, f"identity {conn.identity!r} may not fetch {pattern!r}"
-                )
+        self._check_reading(conn, frame.ref, frame.patterns, "fetch")
         ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
         sub = Subscription(frame.ref, ns.name, frame.patterns, frame.start, ns.head)
         to_gseq = min(ns.head, frame.to_gseq) if frame.to_gseq is not None else ns.head
@@ -1023,7 +1019,7 @@ class Router:
                 Committed(ref=frame.ref, stage=frame.stage, first_gseq=0, last_gseq=0, count=0)
             )
             return
-        future: asyncio.Future[list[Appended]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
         await ns.queue.put(_Job("commit", envelopes, future, ts_log=frame.ts_log))
         try:
             results = await future
