@@ -54,6 +54,36 @@ class SegmentIndex(msgspec.Struct, kw_only=True):
     sources: dict[str, int] = msgspec.field(default_factory=dict)
     entries: list[IndexEntry] = msgspec.field(default_factory=list)
 
+    def add(
+        self,
+        offset: int,
+        gseq: int,
+        ts_event: int,
+        source: str,
+        source_seq: int,
+        file_pos: int,
+        raw_pos: int,
+        *,
+        entry: bool | None = None,
+    ) -> None:
+        """Count the next record of the file in the summary, indexing it when due.
+
+        Args:
+            file_pos, raw_pos: the record's positions (bytes; see the module docstring).
+            entry: index this record (True: a sealed file's frame start), or not (False);
+                None indexes every :data:`INDEX_EVERY`-th record (open files).
+        """
+        if entry is None:
+            entry = self.count % INDEX_EVERY == 0
+        if entry:
+            self.entries.append(IndexEntry(offset, gseq, ts_event, file_pos, raw_pos))
+        if self.count == 0:
+            self.first_offset, self.first_gseq, self.first_ts = offset, gseq, ts_event
+        self.count += 1
+        self.last_offset, self.last_gseq, self.last_ts = offset, gseq, ts_event
+        if self.sources.get(source, 0) < source_seq:
+            self.sources[source] = source_seq
+
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(SegmentIndex)

@@ -20,6 +20,7 @@ import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 
 import crc32c
@@ -49,28 +50,13 @@ class _Bounds:
     done: bool = False
 
 
-def _entry_offset(e: IndexEntry) -> int:
-    return e.offset
-
-
-def _entry_gseq(e: IndexEntry) -> int:
-    return e.gseq
-
-
-def _entry_ts(e: IndexEntry) -> int:
-    return e.ts_event
-
-
-def _last_offset(i: SegmentIndex) -> int:
-    return i.last_offset
-
-
-def _last_gseq(i: SegmentIndex) -> int:
-    return i.last_gseq
-
-
-def _last_ts(i: SegmentIndex) -> int:
-    return i.last_ts
+# Keys of index entries and summaries, by what a read starts from.
+_entry_offset = attrgetter("offset")
+_entry_gseq = attrgetter("gseq")
+_entry_ts = attrgetter("ts_event")
+_last_offset = attrgetter("last_offset")
+_last_gseq = attrgetter("last_gseq")
+_last_ts = attrgetter("last_ts")
 
 
 def decode_line_reason(line: bytes) -> str:

@@ -21,7 +21,7 @@ import zstandard
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
-from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex, save_index
+from tickertape.eventlog.index import INDEX_EVERY, SegmentIndex, save_index
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
     Segment,
@@ -68,44 +68,32 @@ def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
     cctx = zstandard.ZstdCompressor(level=level, write_content_size=True)
     index = SegmentIndex(sealed=True, data_size=0)
     chunk = bytearray()
-    chunk_first: tuple[int, int, int, int] | None = None
     file_pos = 0
     raw_pos = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
 
         def flush() -> None:
-            nonlocal file_pos, chunk_first
+            nonlocal file_pos
             if not chunk:
                 return
-            assert chunk_first is not None
             frame = cctx.compress(bytes(chunk))
-            off, gseq, ts, rpos = chunk_first
-            index.entries.append(IndexEntry(off, gseq, ts, file_pos, rpos))
             view = memoryview(frame)
             while view:
                 view = view[os.write(fd, view) :]
             file_pos += len(frame)
             chunk.clear()
-            chunk_first = None
 
         for pos, line in iter_lines(segment):
             try:
                 rec = decode_line(line)
             except CodecError as exc:
                 raise CorruptRecordError(src, pos, index.last_offset + 1, exc.reason) from None
-            if chunk_first is None:
-                chunk_first = (rec.offset, rec.gseq, rec.ts_event, raw_pos)
-            if index.count == 0:
-                index.first_offset, index.first_gseq, index.first_ts = (
-                    rec.offset,
-                    rec.gseq,
-                    rec.ts_event,
-                )
-            index.count += 1
-            index.last_offset, index.last_gseq, index.last_ts = rec.offset, rec.gseq, rec.ts_event
-            if index.sources.get(rec.source, 0) < rec.source_seq:
-                index.sources[rec.source] = rec.source_seq
+            # Each frame starts at the current file position (earlier frames are written).
+            index.add(
+                rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq,
+                file_pos, raw_pos, entry=not chunk,
+            )  # fmt: skip
             chunk += line
             raw_pos += len(line)
             if index.count % INDEX_EVERY == 0:

@@ -16,7 +16,7 @@ import zstandard
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
-from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex
+from tickertape.eventlog.index import SegmentIndex
 from tickertape.eventlog.layout import Segment
 
 _READ_SIZE = 1 << 17
@@ -102,30 +102,17 @@ def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tu
     """
     index = SegmentIndex(sealed=segment.sealed, data_size=data_size)
     problems: list[tuple[int, str]] = []
-    n = 0
 
-    def add(record_pos: int, file_pos: int, line: bytes, new_frame: bool) -> None:
-        nonlocal n
+    def add(record_pos: int, file_pos: int, line: bytes, entry: bool | None) -> None:
         try:
             rec = decode_line(line)
         except CodecError as exc:
             problems.append((record_pos, exc.reason))
             return
-        if index.count == 0:
-            index.first_offset, index.first_gseq, index.first_ts = (
-                rec.offset,
-                rec.gseq,
-                rec.ts_event,
-            )
-        if (segment.sealed and new_frame) or (not segment.sealed and n % INDEX_EVERY == 0):
-            index.entries.append(
-                IndexEntry(rec.offset, rec.gseq, rec.ts_event, file_pos, record_pos)
-            )
-        n += 1
-        index.count += 1
-        index.last_offset, index.last_gseq, index.last_ts = rec.offset, rec.gseq, rec.ts_event
-        if index.sources.get(rec.source, 0) < rec.source_seq:
-            index.sources[rec.source] = rec.source_seq
+        index.add(
+            rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq,
+            file_pos, record_pos, entry=entry,
+        )  # fmt: skip
 
     if segment.sealed:
         raw = 0
@@ -150,7 +137,7 @@ def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tu
         for pos, line in iter_lines(segment):
             if not line.endswith(b"\n"):
                 break
-            add(pos, pos, line, False)
+            add(pos, pos, line, None)
             end_pos = pos + len(line)
         index.raw_size = end_pos
     return index, problems

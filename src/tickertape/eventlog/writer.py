@@ -42,7 +42,7 @@ from tickertape.errors import (
     LogFatalError,
 )
 from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
-from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex, load_index, save_index
+from tickertape.eventlog.index import SegmentIndex, load_index, save_index
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
     Segment,
@@ -249,6 +249,34 @@ class EventLog:
         return self
 
     def _recover(self) -> None:
+        tails, newest = self._load_topics()
+        if self._cut_incomplete_group(tails):
+            # Rebuild the state of the namespace from the repaired files.
+            self._topics.clear()
+            self._sources.clear()
+            self._recent.clear()
+            self._recent_old.clear()
+            self._corrupt_gaps.clear()
+            self._load_topics()
+        self.recovery.head_gseq = self._head
+        for name, seg in newest.items():
+            topic = self._topics[name]
+            topic.size = seg.path.stat().st_size  # opened on the first append
+        if self.recovery.dropped or self.recovery.corrupt:
+            log.warning(
+                "eventlog.recovered",
+                namespace=self.namespace,
+                dropped=[msgspec.to_builtins(d) for d in self.recovery.dropped],
+                corrupt=self.recovery.corrupt,
+                head_gseq=self._head,
+            )
+
+    def _load_topics(self) -> tuple[dict[Path, tuple[Segment, _Tail]], dict[str, Segment]]:
+        """Load every topic's state from its files (repairing torn tails) and the head.
+
+        Returns:
+            The recent records of every open day file, and each topic's newest open day.
+        """
         from tickertape.eventlog.sealing import finish_interrupted
 
         tails: dict[Path, tuple[Segment, _Tail]] = {}
@@ -267,19 +295,7 @@ class EventLog:
                 newest[name] = segments[-1]
             self._topics[name] = topic
         self._head = max((t.last_gseq for t in self._topics.values()), default=0)
-        self._cut_incomplete_group(tails)
-        self.recovery.head_gseq = self._head
-        for name, seg in newest.items():
-            topic = self._topics[name]
-            topic.size = seg.path.stat().st_size  # opened on the first append
-        if self.recovery.dropped or self.recovery.corrupt:
-            log.warning(
-                "eventlog.recovered",
-                namespace=self.namespace,
-                dropped=[msgspec.to_builtins(d) for d in self.recovery.dropped],
-                corrupt=self.recovery.corrupt,
-                head_gseq=self._head,
-            )
+        return tails, newest
 
     def _load_sealed(self, topic: _Topic, seg: Segment) -> None:
         size = seg.path.stat().st_size
@@ -308,7 +324,6 @@ class EventLog:
         index = SegmentIndex(sealed=False, data_size=size)
         valid_end = 0
         bad_since: int | None = None
-        n = 0
         prev_gseq = 0
         for pos, line in iter_lines(seg):
             try:
@@ -328,19 +343,7 @@ class EventLog:
                 self._corrupt_gaps.append((prev_gseq, rec.gseq))
                 bad_since = None
             prev_gseq = rec.gseq
-            if n % INDEX_EVERY == 0:
-                index.entries.append(IndexEntry(rec.offset, rec.gseq, rec.ts_event, pos, pos))
-            if index.count == 0:
-                index.first_offset, index.first_gseq, index.first_ts = (
-                    rec.offset,
-                    rec.gseq,
-                    rec.ts_event,
-                )
-            n += 1
-            index.count += 1
-            index.last_offset, index.last_gseq, index.last_ts = rec.offset, rec.gseq, rec.ts_event
-            if index.sources.get(rec.source, 0) < rec.source_seq:
-                index.sources[rec.source] = rec.source_seq
+            index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
             valid_end = pos + len(line)
             tail.records.append((rec.gseq, pos, rec.offset, rec.ts_event))
             self._remember(rec.source, rec.source_seq, topic.name, rec.offset, rec.gseq)
@@ -372,10 +375,11 @@ class EventLog:
         finally:
             os.close(fd)
 
-    def _cut_incomplete_group(self, tails: dict[Path, tuple[Segment, _Tail]]) -> None:
+    def _cut_incomplete_group(self, tails: dict[Path, tuple[Segment, _Tail]]) -> bool:
+        """Truncate the unacknowledged records of an incomplete last group; True if any."""
         head = self._head
         if head == 0:
-            return
+            return False
         # Everything up to the HEAD the writer last published was fsync'd; it is not
         # itself fsync'd, so after a power loss it may lag (never lead) the truth.
         low = max(head - MAX_GROUP, min(self._read_head_hint(), head), 0)
@@ -406,7 +410,7 @@ class EventLog:
             (g for g in range(low + 1, head + 1) if g not in present and not explained(g)), None
         )
         if missing is None:
-            return
+            return False
         for seg, tail in tails.values():
             cut = next(((g, p) for (g, p, _o, _t) in tail.records if g >= missing), None)
             if cut is None:
@@ -423,27 +427,7 @@ class EventLog:
                     f"unacknowledged records of an incomplete group (gseq {missing} missing)",
                 )
             )
-        # Rebuild the state of the namespace from the repaired files.
-        self._topics.clear()
-        self._sources.clear()
-        self._recent.clear()
-        self._recent_old.clear()
-        self._corrupt_gaps.clear()
-        self._recover_after_cut()
-
-    def _recover_after_cut(self) -> None:
-        for name in list_topics(self.dir):
-            topic = _Topic(name, self.dir / name)
-            segments = list_segments(topic.dir, name)
-            for seg in segments:
-                if seg.sealed:
-                    self._load_sealed(topic, seg)
-                else:
-                    self._scan_open(topic, seg)
-            if segments and not segments[-1].sealed:
-                topic.day = segments[-1].day
-            self._topics[name] = topic
-        self._head = max((t.last_gseq for t in self._topics.values()), default=0)
+        return True
 
     def _read_head_hint(self) -> int:
         try:
@@ -744,15 +728,8 @@ class EventLog:
             index = topic.index
             if index is None:
                 index = topic.index = SegmentIndex(sealed=False, data_size=0)
-            if index.count == 0:
-                index.first_offset, index.first_gseq, index.first_ts = offset, gseq, ts_event
-            if index.count % INDEX_EVERY == 0:
-                file_pos = base[(name, day)] + pos
-                index.entries.append(IndexEntry(offset, gseq, ts_event, file_pos, file_pos))
-            index.count += 1
-            index.last_offset, index.last_gseq, index.last_ts = offset, gseq, ts_event
-            if index.sources.get(src, 0) < seq:
-                index.sources[src] = seq
+            file_pos = base[(name, day)] + pos
+            index.add(offset, gseq, ts_event, src, seq, file_pos, file_pos)
         for t in touched:
             if t.topic.index is not None:
                 t.topic.index.data_size = t.topic.size
