@@ -43,34 +43,42 @@ class Event:
 
     @property
     def topic(self) -> str:
+        """The record's topic."""
         return self.record.topic
 
     @property
     def type(self) -> str:
+        """The payload schema name."""
         return self.record.type
 
     @property
     def market(self) -> Market | None:
+        """The market scope, or None for system events."""
         return self.record.market
 
     @property
     def ts_event(self) -> int:
+        """When it happened, ns since the epoch."""
         return self.record.ts_event
 
     @property
     def id(self) -> str:
+        """``{source}:{source_seq}``."""
         return self.record.id
 
     @property
     def gseq(self) -> int:
+        """Position in the namespace."""
         return self.record.gseq
 
     @property
     def source(self) -> str:
+        """The producer's identity."""
         return self.record.source
 
     @property
     def correlation_id(self) -> str | None:
+        """``id`` of the first event of the chain, or None."""
         return self.record.correlation_id
 
 
@@ -111,7 +119,9 @@ class Context(Protocol):
     """What a host gives an actor's handlers."""
 
     @property
-    def clock(self) -> Clock: ...
+    def clock(self) -> Clock:
+        """The actor's only source of time (simulated in replays)."""
+        ...
 
     @property
     def random(self) -> random.Random:
@@ -124,7 +134,9 @@ class Context(Protocol):
         ...
 
     @property
-    def actor_name(self) -> str: ...
+    def actor_name(self) -> str:
+        """The actor's identity: the ``source`` of everything it publishes."""
+        ...
 
     def publish(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 
 from tickertape.errors import DiskFullError, LogClosedError, LogError
 from tickertape.eventlog.reader import LogReader
-from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog
+from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog, RecoveryReport
 from tickertape.schemas.envelope import Envelope
 
 _Item = tuple[Sequence[Envelope], int | None, "asyncio.Future[list[AppendResult]]"]
@@ -77,6 +77,7 @@ class AsyncEventLog:
 
     @property
     def namespace(self) -> str:
+        """The namespace written (``main``, ``runs/<run-id>``)."""
         return self._log.namespace
 
     @property
@@ -90,7 +91,8 @@ class AsyncEventLog:
         return self._log
 
     @property
-    def recovery(self) -> object:
+    def recovery(self) -> RecoveryReport:
+        """What opening the namespace found and repaired (see :meth:`EventLog.open`)."""
         return self._log.recovery
 
     async def append(

@@ -71,6 +71,7 @@ class Segment:
 
     @property
     def index_path(self) -> Path:
+        """The ``<YYYY-MM-DD>.idx`` beside the data file."""
         return self.path.with_name(f"{day_name(self.day)}.idx")
 
 

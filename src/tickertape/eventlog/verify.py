@@ -44,6 +44,7 @@ class VerifyReport(msgspec.Struct):
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
 
