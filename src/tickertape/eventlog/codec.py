@@ -101,11 +101,6 @@ def decode_line(line: bytes) -> Record:
     return rec
 
 
-def decode_trusted(line: bytes) -> Record:
-    """Decode a line without the CRC check (only for bytes just verified)."""
-    return _RECORD_DECODER.decode(line)
-
-
 def encode_wire(record: Record) -> bytes:
     """Encode a record as compact JSON without the crc member (the wire and ``--json``)."""
     data = _ENCODER.encode(record)

@@ -846,10 +846,6 @@ class EventLog:
                 topic.index.data_size = topic.size
                 save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
 
-    def open_days(self) -> dict[str, int]:
-        """The UTC day number of each topic's open file (topics with one)."""
-        return {n: t.day for n, t in self._topics.items() if t.day >= 0}
-
     def _release_topic_file(self, name: str) -> None:
         """Close a topic's open file before it is sealed (next append reopens)."""
         topic = self._topics[name]
