@@ -426,8 +426,7 @@ def clock_ctl_command(
     import time
 
     from tickertape.client import Client
-    from tickertape.schemas.envelope import Envelope
-    from tickertape.schemas.registry import encode_payload
+    from tickertape.schemas.registry import make_envelope
     from tickertape.timeauthority.control import CONTROL_TOPIC, ClockControl
 
     if command in ("seek", "speed") and value is None:
@@ -442,17 +441,8 @@ def clock_ctl_command(
 
     async def send() -> None:
         async with Client(router_url, identity, token) as client:
-            env = Envelope(
-                id=f"{identity}:{now}",
-                topic=CONTROL_TOPIC,
-                type="system.clock.control",
-                v=1,
-                market=None,
-                ts_event=now,
-                ts_init=now,
-                source=identity,
-                source_seq=now,
-                payload=encode_payload(control),
+            env = make_envelope(
+                control, topic=CONTROL_TOPIC, source=identity, source_seq=now, ts_event=now
             )
             await client.publish([env], ns=namespace, ephemeral=True)
 

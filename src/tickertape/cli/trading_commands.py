@@ -28,7 +28,7 @@ from tickertape.errors import (
     RouterError,
     UnknownTypeError,
 )
-from tickertape.schemas import Envelope, decode_payload, encode_payload, schema_key
+from tickertape.schemas import Envelope, decode_payload, make_envelope
 from tickertape.schemas.envelope import MARKETS
 from tickertape.schemas.risk import RiskCommand
 
@@ -43,19 +43,9 @@ def command_envelope(
     ``source_seq`` defaults to ``now_ns``: successive commands of one operator identity
     are strictly increasing without a counter file (wall-clock time, in the CLI only).
     """
-    type_, v = schema_key(command)
     seq = now_ns if seq is None else seq
-    return Envelope(
-        id=f"{identity}:{seq}",
-        topic=COMMAND_TOPIC,
-        type=type_,
-        v=v,
-        market=None,
-        ts_event=now_ns,
-        ts_init=now_ns,
-        source=identity,
-        source_seq=seq,
-        payload=encode_payload(command),
+    return make_envelope(
+        command, topic=COMMAND_TOPIC, source=identity, source_seq=seq, ts_event=now_ns
     )
 
 

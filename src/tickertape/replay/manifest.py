@@ -17,7 +17,7 @@ import msgspec
 
 from tickertape import __version__
 from tickertape.schemas.envelope import Envelope, Record
-from tickertape.schemas.registry import encode_payload, schema_key
+from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import Alert, RunManifest, RunSummary
 
 DRIVER_SOURCE = "replay"
@@ -55,18 +55,8 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 def driver_envelope(topic: str, payload: msgspec.Struct, source_seq: int, ts_ns: int) -> Envelope:
     """Return an envelope of the driver (``source`` ``replay``) at simulated ``ts_ns``."""
-    type_, v = schema_key(payload)
-    return Envelope(
-        id=f"{DRIVER_SOURCE}:{source_seq}",
-        topic=topic,
-        type=type_,
-        v=v,
-        market=None,
-        ts_event=ts_ns,
-        ts_init=ts_ns,
-        source=DRIVER_SOURCE,
-        source_seq=source_seq,
-        payload=encode_payload(payload),
+    return make_envelope(
+        payload, topic=topic, source=DRIVER_SOURCE, source_seq=source_seq, ts_event=ts_ns
     )
 
 

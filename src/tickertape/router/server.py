@@ -78,7 +78,7 @@ from tickertape.router.staging import StageBook
 from tickertape.router.subscriptions import Subscription, SubState
 from tickertape.schemas import is_known
 from tickertape.schemas.envelope import Envelope, Record, stamp
-from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.schemas.system import Health
 from tickertape.topics import validate_topic
 
@@ -1081,8 +1081,6 @@ class Router:
         return result
 
     async def _health_loop(self) -> None:
-        from tickertape.schemas import encode_payload
-
         while True:
             await asyncio.sleep(self.config.health_interval_s)
             ns = self.namespaces.get(self.config.namespace)
@@ -1097,16 +1095,7 @@ class Router:
             )
             now = time.time_ns()
             seq = next(self._health_seq)
-            env = Envelope(
-                id=f"router:{seq}",
-                topic="system.health.router",
-                type="system.health",
-                v=1,
-                market=None,
-                ts_event=now,
-                ts_init=now,
-                source="router",
-                source_seq=seq,
-                payload=encode_payload(payload),
+            env = make_envelope(
+                payload, topic="system.health.router", source="router", source_seq=seq, ts_event=now
             )
             self.fan_out_ephemeral(ns, [env])

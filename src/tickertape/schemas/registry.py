@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from tickertape.errors import SchemaError, UnknownTypeError
+from tickertape.schemas.envelope import Envelope, Market
 
 S = TypeVar("S", bound=type[msgspec.Struct])
 
@@ -97,6 +98,47 @@ def is_known(type: str, v: int) -> bool:
 def encode_payload(payload: msgspec.Struct) -> msgspec.Raw:
     """Encode a payload Struct to the raw JSON an envelope carries."""
     return msgspec.Raw(_ENCODER.encode(payload))
+
+
+def make_envelope(
+    payload: msgspec.Struct,
+    *,
+    topic: str,
+    source: str,
+    source_seq: int,
+    ts_event: int,
+    ts_init: int | None = None,
+    market: Market | None = None,
+    causation_id: str | None = None,
+    correlation_id: str | None = None,
+) -> Envelope:
+    """Build the envelope of a registered payload Struct.
+
+    ``id`` is ``"{source}:{source_seq}"`` and (``type``, ``v``) come from the payload's
+    registration (DESIGN §3).
+
+    Args:
+        ts_event, ts_init: ns since the epoch; ``ts_init`` defaults to ``ts_event``.
+        market: ``"kr"``, ``"us"``, ``"crypto"``, or None for system events.
+
+    Raises:
+        SchemaError: ``payload`` is not a registered payload Struct.
+    """
+    type_, v = schema_key(payload)
+    return Envelope(
+        id=f"{source}:{source_seq}",
+        topic=topic,
+        type=type_,
+        v=v,
+        market=market,
+        ts_event=ts_event,
+        ts_init=ts_event if ts_init is None else ts_init,
+        source=source,
+        source_seq=source_seq,
+        causation_id=causation_id,
+        correlation_id=correlation_id,
+        payload=encode_payload(payload),
+    )
 
 
 def decode_payload(type: str, v: int, raw: bytes | msgspec.Raw) -> Any:

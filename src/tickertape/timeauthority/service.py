@@ -27,7 +27,7 @@ import structlog
 
 from tickertape.client import Client
 from tickertape.schemas.envelope import Envelope
-from tickertape.schemas.registry import decode_payload, encode_payload, schema_key
+from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.schemas.system import ClockTick
 from tickertape.timeauthority.clock import LiveClock
 from tickertape.timeauthority.drift import DriftMonitor
@@ -72,19 +72,7 @@ class LiveClockService:
         now = self.clock.now_ns()
         seq = max(now, self._last_seq + 1)
         self._last_seq = seq
-        type_, v = schema_key(payload)
-        return Envelope(
-            id=f"{IDENTITY}:{seq}",
-            topic=topic,
-            type=type_,
-            v=v,
-            market=None,
-            ts_event=now,
-            ts_init=now,
-            source=IDENTITY,
-            source_seq=seq,
-            payload=encode_payload(payload),
-        )
+        return make_envelope(payload, topic=topic, source=IDENTITY, source_seq=seq, ts_event=now)
 
     async def run(self) -> None:
         """Tick and watch reports until cancelled."""

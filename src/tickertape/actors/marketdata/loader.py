@@ -27,7 +27,7 @@ from tickertape.actors.marketdata.importers import ParsedEvent, ParsedFile
 from tickertape.errors import ImportDataError, LogError
 from tickertape.eventlog import AppendResult
 from tickertape.schemas.envelope import Envelope
-from tickertape.schemas.registry import encode_payload, schema_key
+from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import ImportManifest
 
 BATCH_SIZE = 5_000
@@ -58,18 +58,13 @@ class FileReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _envelope(source: str, seq: int, event: ParsedEvent) -> Envelope:
-    type_, v = schema_key(event.payload)
-    return Envelope(
-        id=f"{source}:{seq}",
+    return make_envelope(
+        event.payload,
         topic=event.topic,
-        type=type_,
-        v=v,
-        market=event.market,
-        ts_event=event.ts_event,
-        ts_init=event.ts_event,
         source=source,
         source_seq=seq,
-        payload=encode_payload(event.payload),
+        ts_event=event.ts_event,
+        market=event.market,
     )
 
 
@@ -162,17 +157,8 @@ def import_files(
         last = max(last, now_ns())
         source = f"import.manifest.{parsed.format}.{parsed.sha256[:16]}"
         manifests.append(
-            Envelope(
-                id=f"{source}:1",
-                topic=MANIFEST_TOPIC,
-                type="system.import_manifest",
-                v=1,
-                market=None,
-                ts_event=last,
-                ts_init=last,
-                source=source,
-                source_seq=1,
-                payload=encode_payload(manifest),
+            make_envelope(
+                manifest, topic=MANIFEST_TOPIC, source=source, source_seq=1, ts_event=last
             )
         )
     for result in log.append(manifests):

@@ -20,7 +20,7 @@ from tickertape.actors.base import Event
 from tickertape.actors.runtime.errors import LookAheadError, TopicTimeRegressionError
 from tickertape.errors import SchemaError
 from tickertape.schemas.envelope import Envelope, Market
-from tickertape.schemas.registry import encode_payload, schema_key
+from tickertape.schemas.registry import make_envelope
 from tickertape.snapshots.codec import Snapshot
 from tickertape.timeauthority.clock import ActorClock
 from tickertape.topics import validate_topic
@@ -132,26 +132,22 @@ class ActorContext:
                 self._checked_topics.add(topic)
         elif ts_event < last:
             raise TopicTimeRegressionError(self._name, topic, last, ts_event)
-        type_, v = schema_key(payload)
         causation_id = None
         if causation is not None:
             causation_id = causation.id
             if correlation_id is None:
                 correlation_id = causation.correlation_id or causation.id
         self.source_seq += 1
-        envelope = Envelope(
-            id=f"{self._name}:{self.source_seq}",
+        envelope = make_envelope(
+            payload,
             topic=topic,
-            type=type_,
-            v=v,
-            market=market,
-            ts_event=ts_event,
-            ts_init=now,
             source=self._name,
             source_seq=self.source_seq,
+            ts_event=ts_event,
+            ts_init=now,
+            market=market,
             causation_id=causation_id,
             correlation_id=correlation_id,
-            payload=encode_payload(payload),
         )
         self._topic_ts[topic] = ts_event
         self.outputs.append(envelope)

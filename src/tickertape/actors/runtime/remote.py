@@ -55,7 +55,7 @@ from tickertape.replay.control import (
 )
 from tickertape.replay.manifest import RunSettings
 from tickertape.schemas.envelope import Envelope, Record
-from tickertape.schemas.registry import decode_payload, encode_payload, schema_key
+from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore, snapshot_dir
@@ -381,18 +381,8 @@ class RemoteReplayHost:
     async def _send(self, topic: str, payload: msgspec.Struct) -> Envelope:
         ts_ns = self.clock.now_ns()
         self._ctl_seq += 1
-        type_, v = schema_key(payload)
-        env = Envelope(
-            id=f"{self.name}:{self._ctl_seq}",
-            topic=topic,
-            type=type_,
-            v=v,
-            market=None,
-            ts_event=ts_ns,
-            ts_init=ts_ns,
-            source=self.name,
-            source_seq=self._ctl_seq,
-            payload=encode_payload(payload),
+        env = make_envelope(
+            payload, topic=topic, source=self.name, source_seq=self._ctl_seq, ts_event=ts_ns
         )
         await self.client.publish([env], ns=self.control_namespace, ephemeral=True)
         return env
@@ -585,17 +575,12 @@ class RemoteHost:
         while True:
             seq += 1
             now = self.time.now_ns()
-            env = Envelope(
-                id=f"{self.name}:{seq}",
+            env = make_envelope(
+                ClockTick(mode="live", now_ns=now),
                 topic=topic,
-                type="system.clock",
-                v=1,
-                market=None,
-                ts_event=now,
-                ts_init=now,
                 source=self.name,
                 source_seq=seq,
-                payload=encode_payload(ClockTick(mode="live", now_ns=now)),
+                ts_event=now,
             )
             await self.client.publish([env], ns=self.namespace, ephemeral=True)
             await asyncio.sleep(1.0)
@@ -633,17 +618,12 @@ class RemoteHost:
         )
         # Ephemeral: a logged alert would take a source_seq from the actor's own
         # deterministic sequence and shift every output after it.
-        env = Envelope(
-            id=f"{self.name}:{self._alert_seq}",
+        env = make_envelope(
+            alert,
             topic=f"system.alert.{self.name}",
-            type="system.alert",
-            v=2,
-            market=None,
-            ts_event=now,
-            ts_init=now,
             source=self.name,
             source_seq=self._alert_seq,
-            payload=encode_payload(alert),
+            ts_event=now,
         )
         await self.client.publish([env], ns=self.namespace, ephemeral=True)
 
