@@ -7,6 +7,7 @@ Each subcommand group lives in its own module of this package, which exposes a
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -39,6 +40,23 @@ def cli(log_level: str, log_json: bool | None) -> None:
     """tickertape: a durable, append-only event log with replayable actors, for trading."""
     logconfig.configure(log_level, json=log_json)
 
+
+PIPED_WIDTH = 160
+"""Columns of tables and rules when stdout is not a terminal (rich's default, 80, cuts
+every wide table to "…" in logs, CI output and pipes). ``COLUMNS`` overrides it."""
+
+
+def _wide_output_when_piped() -> None:
+    """Give rich a wide console when stdout is a pipe or file and COLUMNS is unset.
+
+    Runs before the command modules are imported, since they create their consoles at
+    import; child ``tape`` processes inherit the setting.
+    """
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        os.environ["COLUMNS"] = str(PIPED_WIDTH)
+
+
+_wide_output_when_piped()
 
 for _name in COMMAND_MODULES:
     for _command in importlib.import_module(_name).COMMANDS:
