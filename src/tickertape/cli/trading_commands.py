@@ -5,8 +5,8 @@
 log when no router is given. The risk gate reacts in the step that delivers it.
 
 ``report`` reads a run's namespace with the log reader and prints the figures of
-:func:`tickertape.actors.pnl.report.build_report` as a table, then writes the equity
-curves as a PNG.
+:func:`tickertape.actors.pnl.report.build_report` as a table, one row per strategy and
+market and one per market's portfolio, then writes the equity curves as a PNG.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 from rich.console import Console
@@ -29,9 +29,14 @@ from tickertape.errors import (
     UnknownTypeError,
 )
 from tickertape.schemas import Envelope, decode_payload, make_envelope
-from tickertape.schemas.envelope import MARKETS
+from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.schemas.risk import RiskCommand
+from tickertape.schemas.system import RunManifest
 
+if TYPE_CHECKING:
+    from tickertape.eventlog import LogReader
+
+_DAY_NS = 86_400_000_000_000
 COMMAND_TOPIC = "system.command.risk"
 
 
@@ -135,15 +140,93 @@ reduce_command = _kill_switch_command(
 )
 
 
-def read_report(data_dir: str, namespace: str) -> Report:
-    """Build the report of one namespace from its ``pnl.update.*`` and ``order.*`` events.
+def _first(reader: LogReader, topic: str) -> Any:
+    for record in reader.read([topic]):
+        try:
+            return decode_payload(record.type, record.v, record.payload)
+        except UnknownTypeError:
+            return None
+    return None
 
-    Raises:
-        ConfigError: the namespace has no pnl updates.
+
+def market_events(data_dir: str, manifest: RunManifest) -> dict[Market, int] | None:
+    """Input events per market of a run: what its manifest says it read.
+
+    Counts the records of the source namespace matching the run's input patterns with
+    ``start_ns ≤ ts_event < end_ns`` and ``gseq ≤`` the source head when the run
+    started (the replay drivers' rule), per market. Day files wholly inside those
+    bounds are counted from their index; the market of a topic is that of its first
+    record (market-data topics name their market). None when the source namespace
+    is gone.
     """
     from tickertape.eventlog import LogReader
 
+    source = LogReader(data_dir, manifest.source_namespace)
+    if not source.dir.exists():
+        return None
+    start, end = manifest.start_ns, manifest.end_ns
+    head = manifest.input_positions.get("head_gseq", source.head_gseq())
+    counts: dict[Market, int] = {}
+    for topic in source.topics(manifest.topics):
+        n = 0
+        for segment in source.segments(topic):
+            day_start = segment.day * _DAY_NS
+            day_end = day_start + _DAY_NS
+            if day_end <= start or (end is not None and day_start >= end):
+                continue
+            index = source.segment_index(segment)
+            inside = index.first_ts >= start and (end is None or index.last_ts < end)
+            if inside and index.last_gseq <= head:
+                n += index.count
+            elif index.count:
+                until = day_end if end is None else min(end, day_end)
+                records = source.read_from_time([topic], max(start, day_start), until)
+                n += sum(1 for r in records if r.gseq <= head)
+        first = next(iter(source.read_topic(topic, 0, 0)), None)
+        if n and first is not None and first.market is not None:
+            counts[first.market] = counts.get(first.market, 0) + n
+    return dict(sorted(counts.items()))
+
+
+def wall_seconds(data_dir: str, namespace: str) -> float | None:
+    """Wall time of a run: from writing its manifest to writing its summary, in seconds.
+
+    The log holds simulated time only, so this comes from the modification times of
+    the manifest's and the summary's day files (written once each, at the start and
+    the end of the run). It spans any pause of a resumed run, and is None when the run
+    has no summary (unfinished) or its files were rewritten (sealed) since.
+    """
+    from tickertape.replay.manifest import MANIFEST_TOPIC, SUMMARY_TOPIC
+
+    root = Path(data_dir) / "logs" / namespace
+    try:
+        (start,) = (p.stat().st_mtime for p in (root / MANIFEST_TOPIC).glob("*.jsonl"))
+        (end,) = (p.stat().st_mtime for p in (root / SUMMARY_TOPIC).glob("*.jsonl"))
+    except ValueError:  # none, several (sealed or rewritten) days: unknown
+        return None
+    return end - start if end > start else None
+
+
+def read_report(data_dir: str, namespace: str) -> Report:
+    """Build the report of one namespace from its ``pnl.update.*`` and ``order.*`` events.
+
+    Events and events/s come from the run's manifest and summary (see
+    :func:`market_events` and :func:`wall_seconds`); a namespace written without a
+    manifest (a backtest stored directly) has neither.
+
+    Raises:
+        ConfigError: the namespace has no pnl updates nor orders.
+    """
+    from tickertape.eventlog import LogReader
+    from tickertape.replay.manifest import MANIFEST_TOPIC
+
     reader = LogReader(data_dir, namespace)
+    manifest = _first(reader, MANIFEST_TOPIC)
+    per_market = None
+    wall = None
+    if isinstance(manifest, RunManifest):
+        per_market = market_events(data_dir, manifest)
+        wall = wall_seconds(data_dir, namespace)
 
     def events() -> Iterator[tuple[str, int, Any]]:
         for record in reader.read(["pnl.update.>", "order.>"]):
@@ -153,9 +236,11 @@ def read_report(data_dir: str, namespace: str) -> Report:
                 continue  # written by a newer version: not ours to judge
             yield (record.topic, record.ts_event, payload)
 
-    report = build_report(events())
+    report = build_report(events(), market_events=per_market, wall_seconds=wall)
     if not report.rows:
-        raise ConfigError(f"namespace {namespace!r} in {data_dir} has no pnl.update events")
+        raise ConfigError(
+            f"namespace {namespace!r} in {data_dir} has no pnl.update nor order events"
+        )
     return report
 
 
@@ -164,27 +249,29 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def render_table(report: Report, title: str) -> Table:
-    """The report as a rich table."""
+    """The report as a rich table: one row per strategy and market, then the portfolios."""
     table = Table(title=title)
     for name in (
-        "scope", "market", "ccy", "initial", "final equity", "return", "sharpe", "max dd",
-        "trades", "round trips", "win rate", "fees", "turnover",
+        "strategy", "market", "ccy", "events", "events/s", "orders", "fills", "fees", "PnL",
+        "return", "max dd", "sharpe", "round trips", "win rate", "turnover",
     ):  # fmt: skip
-        table.add_column(name, justify="left" if name in ("scope", "market", "ccy") else "right")
+        table.add_column(name, justify="left" if name in ("strategy", "market", "ccy") else "right")
     for row in report.rows:
         table.add_row(
             row.scope,
             row.market,
             row.currency,
-            f"{row.initial_cash:,.2f}",
-            f"{row.final_equity:,.2f}",
-            f"{row.total_return:+.4%}",
-            _fmt(row.sharpe, ".2f"),
-            f"{row.max_drawdown:.4%}",
+            _fmt(row.events, ","),
+            _fmt(row.events_per_s, ",.0f"),
+            str(row.orders),
             str(row.trades),
+            f"{row.fees:,.2f}",
+            f"{row.pnl:+,.2f}",
+            f"{row.total_return:+.4%}",
+            f"{row.max_drawdown:.4%}",
+            _fmt(row.sharpe, ".2f"),
             str(row.round_trips),
             _fmt(row.win_rate, ".1%"),
-            f"{row.fees:,.2f}",
             f"{row.turnover:.2f}×",
         )
     return table
@@ -225,7 +312,8 @@ def write_equity_png(report: Report, path: Path, title: str) -> None:
 @click.option("--namespace", "-n", help="Namespace to read (default: runs/RUN).")
 @click.option("--png", type=click.Path(dir_okay=False), help="Equity-curve PNG path.")
 def report_command(run: str, data_dir: str, namespace: str | None, png: str | None) -> None:
-    """Performance of a run: return, Sharpe, drawdown, trades, win rate, fees, turnover.
+    """Performance of a run per strategy and market: events, events/s, orders, fills,
+    fees, PnL, return, max drawdown, Sharpe, round trips, win rate, turnover.
 
     Reads the namespace runs/RUN (or --namespace), prints a table, and writes the
     equity curves to a PNG (default <data-dir>/reports/<RUN>-equity.png).

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +19,7 @@ from tickertape.actors.risk import RiskActor, RiskConfig
 from tickertape.actors.runtime import InProcessHost, LogSink
 from tickertape.actors.strategy import StrategyActor, StrategyConfig
 from tickertape.cli.main import cli
+from tickertape.cli.trading_commands import read_report
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.schemas import decode_payload, unstamp
 from tickertape.schemas.risk import RiskCommand
@@ -72,13 +75,68 @@ def test_report_of_the_hand_computed_run(tmp_path: Path) -> None:
     row = report.rows[0]
     fees = 0.204408 + 0.1031236 + 0.314496
     assert row.trades == 3
+    assert row.orders == 2
     assert row.round_trips == 1
     assert row.win_rate == 1.0
     assert row.fees == pytest.approx(fees)
     assert row.final_equity == pytest.approx(10_000.0 + 6.9644 - fees)
     assert row.total_return == pytest.approx((6.9644 - fees) / 10_000.0)
+    assert row.pnl == pytest.approx(6.9644 - fees)
+    assert (row.events, row.events_per_s) == (None, None)  # not a replay: no manifest
     assert row.turnover == pytest.approx((2 * 102.204 + 103.1236 + 3 * 104.832) / 10_000.0)
     assert row.sharpe is None  # a single day: no daily return series
+
+
+def test_events_per_market_and_rate() -> None:
+    """Events and events/s per market; a replayed market without a book gets a portfolio row."""
+    report = build_report([], market_events={"crypto": 500, "us": 300}, wall_seconds=2.0)
+    assert [(r.scope, r.market, r.events, r.events_per_s, r.orders) for r in report.rows] == [
+        ("portfolio", "crypto", 500, 250.0, 0),
+        ("portfolio", "us", 300, 150.0, 0),
+    ]
+    assert report.rows[1].currency == "USD"
+
+
+def test_report_of_a_replay_counts_events_orders_and_rate(tmp_path: Path) -> None:
+    """A ``tape replay``'s report: the market's input events, orders, fills, and events/s."""
+    with EventLog.open(tmp_path, "main") as log:
+        log.append([unstamp(r) for r in bar_records(BARS, "crypto", "ABC")])
+        us = [unstamp(r) for r in bar_records(BARS[:2], "us", "XYZ")]
+        log.append([msgspec.structs.replace(e, source="us", id=f"us:{e.source_seq}") for e in us])
+    strategy = tmp_path / "demo.toml"
+    strategy.write_text('strategy_id = "demo"\nsubscriptions = ["md.bar.*.crypto.>"]\n')
+    cash = tmp_path / "cash.toml"
+    cash.write_text("[initial_cash]\ncrypto = 10_000.0\n")
+    orders = tmp_path / "orders.toml"
+    orders.write_text(
+        "[markets.crypto]\nparticipation_rate = 0.5\n[markets.crypto.latency]\n"
+        "base_ns = 50_000_000\njitter_ns = 0\n[markets.crypto.slippage]\nfixed_bps = 10.0\n"
+        "impact_bps = 20.0\n[markets.crypto.fees]\nmaker_bps = 10.0\ntaker_bps = 10.0\n"
+    )
+    actors = (
+        f"tests.actors.orders.test_chain_scenario:Scripted@{strategy},risk@{cash},"
+        f"orders@{orders},pnl@{cash}"
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["replay", "--from", "2024-01-01", "--actors", actors, "--run-id", "r3", "-q",
+         "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "logs" / "runs" / "r3"
+    for topic, mtime in (("system.run_manifest", 1_000.0), ("system.run_summary", 1_004.0)):
+        (day,) = (root / topic).glob("*.jsonl")
+        os.utime(day, (mtime, mtime))
+    report = read_report(str(tmp_path), "runs/r3")
+    figures = [
+        (r.scope, r.market, r.events, r.events_per_s, r.orders, r.trades) for r in report.rows
+    ]
+    assert figures == [
+        ("demo", "crypto", 6, 1.5, 2, 3),
+        ("portfolio", "crypto", 6, 1.5, 2, 3),
+        ("portfolio", "us", 2, 0.5, 0, 0),
+    ]
+    assert report.rows[0].pnl == pytest.approx(6.9644 - (0.204408 + 0.1031236 + 0.314496))
 
 
 def test_tape_report_prints_a_table_and_writes_a_png(tmp_path: Path) -> None:
@@ -93,6 +151,8 @@ def test_tape_report_prints_a_table_and_writes_a_png(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "portfolio" in result.output
     assert "demo" in result.output
+    for column in ("events/s", "orders", "fills", "fees", "PnL", "max dd"):
+        assert column in result.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

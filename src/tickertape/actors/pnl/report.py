@@ -18,18 +18,25 @@ Definitions (per book: a strategy, or the portfolio, in one market's currency):
   whose realized PnL minus the fees of their fills is > 0 (the fee of a flipping
   fill counts against the round trip it closes).
 - **fees**: Σ fees. **turnover**: Σ |fill notional| / initial cash.
+- **PnL**: ``final equity − initial cash``, net of fees, in the book's currency.
+- **orders**: orders the engine submitted for the book (``order.submitted.*``).
+- **events**: input events of the book's market the run replayed (market data read
+  from the source namespace), and **events/s** those per second of the run's wall
+  time; both come from outside the run's events (the log holds simulated time only),
+  so the caller passes them in, and they are None when unknown.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
 
 from tickertape.actors.pnl import accounting
+from tickertape.schemas.envelope import Market
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import Book, PnlUpdate
 
@@ -44,8 +51,12 @@ class ReportRow(msgspec.Struct, frozen=True, kw_only=True):
     scope: str
     market: str
     currency: str
+    events: int | None
+    events_per_s: float | None
+    orders: int
     initial_cash: float
     final_equity: float
+    pnl: float
     total_return: float
     sharpe: float | None
     max_drawdown: float
@@ -105,19 +116,32 @@ def sharpe_ratio(curve: list[tuple[int, float]], initial: float, market: str) ->
     return mean / math.sqrt(var) * math.sqrt(PERIODS_PER_YEAR.get(market, 252))
 
 
-def build_report(events: Iterable[tuple[str, int, Any]]) -> Report:
+def build_report(
+    events: Iterable[tuple[str, int, Any]],
+    *,
+    market_events: Mapping[Market, int] | None = None,
+    wall_seconds: float | None = None,
+) -> Report:
     """Compute the report of a run.
 
     Args:
         events: ``(topic, ts_event, payload)`` of the run's ``pnl.update.*`` and
             ``order.*`` events, in log order; other payloads are ignored.
+        market_events: input events replayed per market (``{"us": 29996}``), or None
+            when unknown; a market missing from it had none. A market with events and
+            no book gets an empty portfolio row, so every market replayed is listed.
+        wall_seconds: the run's wall time in seconds, or None when unknown.
 
     Returns:
-        One row per (scope, market) seen in pnl updates.
+        One row per (scope, market) with a pnl update or a submitted order, strategies
+        sorted by id, then the portfolio books. A book with orders but no pnl update
+        (nothing filled) shows zero cash figures.
     """
     last: dict[str, Book] = {}
     curves: dict[str, list[tuple[int, float]]] = {}
     trips: dict[str, _RoundTrips] = {}
+    orders: dict[str, int] = {}
+    unfilled: dict[str, Book] = {}  # books with orders (or events) and no fill: empty
     for _topic, ts, payload in events:
         if isinstance(payload, PnlUpdate):
             scope = payload.strategy_id if payload.strategy_id is not None else "portfolio"
@@ -125,25 +149,46 @@ def build_report(events: Iterable[tuple[str, int, Any]]) -> Report:
                 key = f"{scope}:{book.market}"
                 last[key] = book
                 curves.setdefault(key, []).append((ts, book.equity))
-        elif isinstance(payload, OrderEvent) and payload.fill is not None:
-            for scope in (payload.strategy_id, "portfolio"):
-                key = f"{scope}:{payload.market}"
-                if key not in trips:
-                    trips[key] = _RoundTrips(accounting.new_ledger(payload.market, 0.0))
-                trips[key].fill(payload)
+        elif isinstance(payload, OrderEvent):
+            if payload.status == "submitted":
+                for scope in (payload.strategy_id, "portfolio"):
+                    key = f"{scope}:{payload.market}"
+                    orders[key] = orders.get(key, 0) + 1
+                    if key not in unfilled:
+                        unfilled[key] = accounting.to_book(
+                            accounting.new_ledger(payload.market, 0.0)
+                        )
+            if payload.fill is not None:
+                for scope in (payload.strategy_id, "portfolio"):
+                    key = f"{scope}:{payload.market}"
+                    if key not in trips:
+                        trips[key] = _RoundTrips(accounting.new_ledger(payload.market, 0.0))
+                    trips[key].fill(payload)
+    for replayed in market_events or {}:
+        key = f"portfolio:{replayed}"
+        if key not in last and key not in unfilled:
+            unfilled[key] = accounting.to_book(accounting.new_ledger(replayed, 0.0))
     rows = []
-    for key in sorted(last, key=lambda k: (k.startswith("portfolio:"), k)):
+    for key in sorted(last.keys() | unfilled.keys(), key=lambda k: (k.startswith("portfolio:"), k)):
         scope, _, market = key.rpartition(":")
-        book = last[key]
+        book = last.get(key) or unfilled[key]
         rt = trips.get(key)
         initial = book.initial_cash
+        events_seen = None if market_events is None else market_events.get(book.market, 0)
+        rate = None
+        if events_seen is not None and wall_seconds is not None and wall_seconds > 0.0:
+            rate = events_seen / wall_seconds
         rows.append(
             ReportRow(
                 scope=scope,
                 market=market,
                 currency=book.currency,
+                events=events_seen,
+                events_per_s=rate,
+                orders=orders.get(key, 0),
                 initial_cash=initial,
                 final_equity=book.equity,
+                pnl=book.equity - initial,
                 total_return=book.equity / initial - 1.0 if initial else 0.0,
                 sharpe=sharpe_ratio(curves[key], initial, market) if initial else None,
                 max_drawdown=book.max_drawdown,
