@@ -47,11 +47,13 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         step: the step index (-1 for start, -2 for stop).
         wave: the wave within the step (0 = inputs and timers).
         time_ns: the step's simulated time.
-        inputs: wave 0: the step's input records (those an addressed actor subscribes
-            to), in (ts_event, gseq) order, as the time authority read them from the
-            source namespace: an actor never sees an input of a later step.
-        run_from: wave ≥ 1: the wave is the run namespace's records ``run_from..run_to``.
-        run_to: see ``run_from``.
+        inputs: the wave's records that an actor subscribes to. Wave 0: the step's
+            inputs in (ts_event, gseq) order, as the time authority read them from the
+            source namespace (an actor never sees an input of a later step). Wave ≥ 1:
+            the run namespace's records ``run_from..run_to`` in gseq order, as the
+            router delivered them to the authority after the commit.
+        run_from: wave ≥ 1: the first gseq of the wave in the run namespace.
+        run_to: wave ≥ 1: the last gseq of the wave (an actor's run position after it).
         actors: the actors that run this wave (the others could not receive anything
             in it: no subscribed topic, no timer due); empty means every actor.
     """

@@ -152,6 +152,9 @@ class ReplayCoordinator:
         self._readers: dict[str, frozenset[str]] = {}
         self._dones: dict[int, dict[str, Done]] = {}
         self._ctl: RemoteSubscription | None = None
+        self._run_sub: RemoteSubscription | None = None
+        self._run_head = 0
+        self._run_records: list[Record] = []
         self.steps = 0
         self.inputs = 0
         self.resumed = asyncio.Event()
@@ -216,7 +219,13 @@ class ReplayCoordinator:
             include_ephemeral=True,
             queue_frames=4096,
         )
+        # Everything committed to the run comes back on this subscription, so that each
+        # wave's announcement carries its records (the actors need no fetch).
+        self._run_sub = self.client.subscribe(
+            [">"], "beginning", ns=self.namespace, queue_frames=4096
+        )
         await self._ctl.caught_up.wait()
+        await self._run_sub.caught_up.wait()
         reader = LogReader(self.data_dir, settings.source_namespace)
         positions = input_positions(reader, settings)
         manifest = manifest_envelope(
@@ -316,15 +325,30 @@ class ReplayCoordinator:
             readers = self._targets({t for d in dones.values() for t in d.topics})
             if committed.count == 0 or not readers:
                 return
+            records = await self._committed(committed.first_gseq, committed.last_gseq)
             announce = await self._announce(
                 phase,
                 step,
                 announce.wave + 1,
                 time_ns,
                 actors=readers,
+                inputs=[r for r in records if self._readers_of(r.topic)],
                 run_from=committed.first_gseq,
                 run_to=committed.last_gseq,
             )
+
+    async def _committed(self, first: int, last: int) -> list[Record]:
+        """The run's records ``first..last`` (gseq), as the router delivers them."""
+        assert self._run_sub is not None
+        while self._run_head < last:
+            item = await anext(self._run_sub)
+            if isinstance(item, Record):
+                self._run_head = item.gseq
+                if item.gseq >= first:
+                    self._run_records.append(item)
+        taken = [r for r in self._run_records if first <= r.gseq <= last]
+        self._run_records = [r for r in self._run_records if r.gseq > last]
+        return taken
 
     def _readers_of(self, topic: str) -> frozenset[str]:
         readers = self._readers.get(topic)

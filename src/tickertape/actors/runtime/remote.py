@@ -33,6 +33,7 @@ import signal
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -248,6 +249,7 @@ class RemoteReplayHost:
         self.last_seq = 0
         self._ctl_seq = 0
         self._last_done: Envelope | None = None
+        self._in_flight: list[asyncio.Future[Any]] = []
 
     async def run(self) -> None:
         """Join the run, catch up, run every announced wave until ``end``.
@@ -329,6 +331,7 @@ class RemoteReplayHost:
         hosted = self.hosted
         if a.phase == "end":
             self.last_seq = a.seq
+            await self._settle()
             return False
         if a.phase == "snapshot":
             positions = {
@@ -346,14 +349,18 @@ class RemoteReplayHost:
                 hosted.fire_timers(a.time_ns)
                 hosted.deliver(a.inputs)
             if a.wave > 0:
-                hosted.deliver(await self._take_run(a))
+                # The wave's records travel in the announcement (the authority reads
+                # them as the router commits them): no fetch round trip per wave.
+                hosted.deliver(a.inputs)
                 self.run_pos = max(self.run_pos, a.run_to)
         outputs = hosted.ctx.drain()
         self.last_seq = a.seq
         if not publish:
             return True
+        await self._settle()
         if outputs:
-            await self.client.publish(outputs, ns=self.namespace, stage=a.stage)
+            staging = self.client.publish(outputs, ns=self.namespace, stage=a.stage)
+            self._in_flight.append(asyncio.ensure_future(staging))
         done = Done(
             run_id=self.run_id,
             actor=self.name,
@@ -363,27 +370,41 @@ class RemoteReplayHost:
             next_timer_ns=hosted.timers.next_due(),
             topics=sorted({env.topic for env in outputs}),
         )
-        self._last_done = await self._send(DONE_TOPIC, done)
+        self._last_done = self._send_soon(DONE_TOPIC, done)
         return True
 
-    async def _take_run(self, a: StepAnnounce) -> list[Record]:
-        # A bounded fetch of exactly the committed range, on the control connection:
-        # the actor drains it at once, so it never holds up that connection's reader.
-        patterns = list(self.actor.subscriptions)
-        if not patterns:
-            return []
-        fetch = self.client.fetch(
-            patterns, StartAt(gseq=a.run_from), to_gseq=a.run_to, ns=self.namespace
+    async def _settle(self) -> None:
+        """Wait for the previous wave's publications (and raise their errors).
+
+        A wave's staged outputs and its ``done`` are sent back to back without
+        waiting for the first acknowledgement: the router handles one connection's
+        frames in order, so the stage is complete before the ``done`` is forwarded.
+        Their acknowledgements are awaited here, while the authority plans the next
+        wave, instead of on the wave's critical path.
+        """
+        if self._in_flight:
+            pending, self._in_flight = self._in_flight, []
+            await asyncio.gather(*pending)
+
+    def _send_soon(self, topic: str, payload: msgspec.Struct) -> Envelope:
+        """Publish a control message now; its acknowledgement is awaited by :meth:`_settle`."""
+        env = self._control_envelope(topic, payload)
+        sending = self.client.publish([env], ns=self.control_namespace, ephemeral=True)
+        self._in_flight.append(asyncio.ensure_future(sending))
+        return env
+
+    def _control_envelope(self, topic: str, payload: msgspec.Struct) -> Envelope:
+        self._ctl_seq += 1
+        return make_envelope(
+            payload,
+            topic=topic,
+            source=self.name,
+            source_seq=self._ctl_seq,
+            ts_event=self.clock.now_ns(),
         )
-        out = [r async for r in fetch if isinstance(r, Record) and r.gseq <= a.run_to]
-        return out
 
     async def _send(self, topic: str, payload: msgspec.Struct) -> Envelope:
-        ts_ns = self.clock.now_ns()
-        self._ctl_seq += 1
-        env = make_envelope(
-            payload, topic=topic, source=self.name, source_seq=self._ctl_seq, ts_event=ts_ns
-        )
+        env = self._control_envelope(topic, payload)
         await self.client.publish([env], ns=self.control_namespace, ephemeral=True)
         return env
 
