@@ -10,6 +10,10 @@ The model, pessimistic by default:
   deterministic jitter in ``[0, jitter_ns]`` after it was submitted; the jitter is a
   hash of the seed and the client order id, so a replay reproduces it exactly.
   Zero or negative latency is refused with :class:`~tickertape.errors.BiasError`.
+  A cancel travels the same way (:func:`cancel_arrival_ns`, its jitter keyed by
+  ``"{client order id}:cancel"``) and never lands before its order: until it lands
+  the order keeps working, so data in between still fills it; data at the landing
+  time comes after the cancel (timers fire before the step's inputs).
 - **Eligible data**: an order only fills against market data that happened after it
   arrived at the venue: a trade with ``ts_event > arrival_ns``, or a bar that closes
   after ``arrival_ns`` *and* started at or after the order's submission time. The bar
@@ -542,8 +546,22 @@ def match(order: SimOrder, data: MarketData, config: MarketFillConfig) -> MatchR
     return MatchResult(order=updated, fill=fill, expired=expired)
 
 
+def cancel_arrival_ns(order: SimOrder, now_ns: int, config: MarketFillConfig) -> int:
+    """When a cancel of ``order`` sent at ``now_ns`` reaches the venue, ns.
+
+    ``now_ns`` + the market's latency (jitter keyed by ``"{client_order_id}:cancel"``),
+    and not before the order itself arrives (a venue cannot cancel what it has not
+    received; the arrival is handled first at equal times).
+
+    Raises:
+        BiasError: the latency model is zero or negative.
+    """
+    delay = config.latency.delay_ns(f"{order.client_order_id}:cancel")
+    return max(now_ns + delay, order.arrival_ns)
+
+
 def cancel(order: SimOrder) -> SimOrder:
-    """Cancel an open order (no-op on a closed one)."""
+    """Cancel an open order (no-op on a closed one): the cancel has reached the venue."""
     if not order.is_open:
         return order
     return msgspec.structs.replace(order, phase="canceled")

@@ -84,7 +84,12 @@ class Venue(Protocol):
         ...
 
     def cancel(self, order_id: str, now_ns: int, reason: str) -> VenueResult:
-        """Cancel an open order; unknown or closed orders give no report."""
+        """Request the cancel of an open order; unknown or closed orders give no report.
+
+        The ``canceled`` report comes when the venue has handled the request (for the
+        simulated venue, from ``on_timer`` after the modeled latency); the order may
+        fill meanwhile, and then no ``canceled`` report comes.
+        """
         ...
 
     def on_market_data(
@@ -102,10 +107,24 @@ class Venue(Protocol):
         ...
 
 
+class CancelInFlight(msgspec.Struct, frozen=True, kw_only=True):
+    """A cancel on its way to the simulated venue.
+
+    Attributes:
+        arrival_ns: when it reaches the venue (timer ``cancel:{order_id}``), ns.
+        reason: the reason reported with the ``canceled`` event.
+    """
+
+    arrival_ns: int
+    reason: str
+
+
 class SimulatedVenueState(msgspec.Struct, kw_only=True):
-    """The simulated venue's book of orders (part of the engine's snapshot)."""
+    """The simulated venue's book of orders and cancels in flight (part of the
+    engine's snapshot)."""
 
     orders: dict[str, fl.SimOrder] = msgspec.field(default_factory=dict)
+    cancels: dict[str, CancelInFlight] = msgspec.field(default_factory=dict)
 
 
 class SimulatedVenue:
@@ -114,7 +133,10 @@ class SimulatedVenue:
     Orders arrive after the modeled latency (timer ``arrive:{order_id}``), fill
     against later market data of their symbol, expire (IOC after their first data
     point, DAY at the exchange-local midnight, timer ``expire:{order_id}``).
-    Cancels take effect at once.
+    Cancels travel with the same latency model (timer ``cancel:{order_id}``, see
+    :func:`~tickertape.actors.orders.fill_logic.cancel_arrival_ns`): the order keeps
+    working, and filling, until its cancel lands; a cancel landing after the order
+    filled or expired does nothing.
 
     Args:
         configs: fill configuration per market; markets not listed use
@@ -174,30 +196,31 @@ class SimulatedVenue:
         )
 
     def cancel(self, order_id: str, now_ns: int, reason: str) -> VenueResult:
-        """Cancel an open order at once."""
+        """Send a cancel: it lands after the modeled latency (a ``cancel:`` timer).
+
+        Unknown and closed orders, and orders with a cancel already in flight, give
+        nothing.
+        """
         order = self.state.orders.get(order_id)
-        if order is None or not order.is_open:
+        if order is None or not order.is_open or order_id in self.state.cancels:
             return VenueResult()
-        self._close(fl.cancel(order))
-        return VenueResult(
-            reports=[
-                VenueReport(
-                    order_id=order_id,
-                    kind="canceled",
-                    filled_quantity=order.filled_quantity,
-                    average_price=order.average_price,
-                    arrival_ns=order.arrival_ns,
-                    reason=reason,
-                )
-            ]
-        )
+        at_ns = fl.cancel_arrival_ns(order, now_ns, self.configs[order.market])
+        self.state.cancels[order_id] = CancelInFlight(arrival_ns=at_ns, reason=reason)
+        return VenueResult(timers=[TimerRequest(name=f"cancel:{order_id}", at_ns=at_ns)])
 
     def on_timer(self, name: str, now_ns: int) -> VenueResult:
-        """Arrival (``arrive:``) and DAY expiry (``expire:``) timers."""
+        """Arrival (``arrive:``), cancel (``cancel:``) and DAY expiry (``expire:``) timers."""
         kind, _, order_id = name.partition(":")
         order = self.state.orders.get(order_id)
         if order is None or not order.is_open:
+            self.state.cancels.pop(order_id, None)
             return VenueResult()
+        if kind == "cancel":
+            request = self.state.cancels.get(order_id)
+            if request is None or now_ns < request.arrival_ns:
+                return VenueResult()
+            self._close(fl.cancel(order))
+            return VenueResult(reports=[self._report(order, "canceled", None, request.reason)])
         if kind == "arrive":
             arrived = fl.arrive(order, now_ns)
             self.state.orders[order_id] = arrived
@@ -243,6 +266,7 @@ class SimulatedVenue:
 
     def _close(self, order: fl.SimOrder) -> None:
         self.state.orders.pop(order.order_id, None)
+        self.state.cancels.pop(order.order_id, None)
         key = f"{order.market}:{order.symbol}"
         ids = self._by_symbol.get(key, [])
         if order.order_id in ids:
