@@ -85,6 +85,6 @@ class PositionType(click.ParamType):  # type: ignore[type-arg]
 
 
 def format_ns(ts_ns: int) -> str:
-    """Format ns since the epoch as ISO 8601 UTC with microseconds."""
+    """Format ns since the epoch as ISO 8601 UTC with milliseconds (``2024-01-02T09:30:00.000Z``)."""
     stamp = dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

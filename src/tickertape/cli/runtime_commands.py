@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.runtime.resolution import ACTOR_PACKAGES, ActorSpec, config_hash, resolve
+from tickertape.cli.options import format_ns
 from tickertape.errors import ConfigError
 from tickertape.replay.inprocess import run_in_process
 from tickertape.replay.manifest import RunSettings
@@ -448,6 +449,37 @@ def clock_ctl_command(
 
     asyncio.run(send())
     console.print(f"sent {command}" + (f" {value}" if value else ""))
+
+
+@clock_command.command("query")
+@click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
+@click.option("--token", default=None, envvar="TAPE_TOKEN")
+@click.option("--namespace", default="main", show_default=True, help="The namespace served.")
+@click.option("--identity", default="clockctl", show_default=True)
+@click.option("--samples", default=5, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def clock_query_command(
+    router_url: str, token: str | None, namespace: str, identity: str, samples: int, as_json: bool
+) -> None:
+    """Ask the live time authority for its time: this machine's offset and the round trip."""
+    import asyncio
+
+    from tickertape.client import Client
+    from tickertape.timeauthority.query import TimeSample, query_time
+
+    async def ask() -> TimeSample:
+        async with Client(router_url, identity, token) as client:
+            return await query_time(client, namespace=namespace, samples=samples)
+
+    sample = asyncio.run(ask())
+    if as_json:
+        click.echo(msgspec.json.encode(sample).decode())
+        return
+    click.echo(
+        f"authority time {format_ns(sample.authority_ns)}; this machine is "
+        f"{sample.offset_ns / 1e6:+.3f} ms from it (± {sample.rtt_ns / 2e6:.3f} ms, "
+        f"round trip {sample.rtt_ns / 1e6:.3f} ms)"
+    )
 
 
 COMMANDS: list[click.Command] = [replay_command, actor_command, clock_command]

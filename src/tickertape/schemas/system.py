@@ -112,3 +112,35 @@ class ClockDrift(msgspec.Struct, frozen=True, kw_only=True):
     authority_ns: int
     drift_ns: int
     bound_ns: int
+
+
+@register("system.clock_query", 1)
+class ClockQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """A process asks the live time authority for its time (ephemeral, on
+    ``system.clock.query.<identity>``).
+
+    Attributes:
+        query_id: chosen by the asker, echoed in the reply.
+        sent_ns: the asker's clock when it sent the query, ns since the epoch.
+    """
+
+    query_id: str
+    sent_ns: int
+
+
+@register("system.clock_reply", 1)
+class ClockReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The live time authority's answer to a :class:`ClockQuery` (ephemeral, on
+    ``system.clock.reply.<identity>``).
+
+    Attributes:
+        query_id: the query's id.
+        requester: the identity that asked.
+        sent_ns: the query's ``sent_ns``, echoed.
+        authority_ns: the authority's clock when it answered, ns since the epoch.
+    """
+
+    query_id: str
+    requester: str
+    sent_ns: int
+    authority_ns: int
