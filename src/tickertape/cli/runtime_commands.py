@@ -138,7 +138,7 @@ def _estimate_end(data_dir: Path, settings: RunSettings) -> int | None:
 def replay_command(
     from_: str,
     to: str | None,
-    speed: str,
+    speed: str | None,
     topics: tuple[str, ...],
     actors: tuple[str, ...],
     mode: str,
@@ -313,7 +313,12 @@ def actor_command(
 @click.option("--drift-bound-ms", default=250.0, show_default=True, type=float)
 @click.option("--from", "from_", default=None, help="Backtest/replay: start.")
 @click.option("--to", "to", default=None, help="Backtest/replay: end.")
-@click.option("--speed", default="max", show_default=True)
+@click.option(
+    "--speed",
+    default=None,
+    help="Backtest/replay: max or N times simulated time per wall time (default: "
+    "backtest max, replay 1: as it happened).",
+)
 @click.option("--topics", multiple=True, help="Backtest/replay: input patterns (default md.>).")
 @click.option("--actors", multiple=True, help="Backtest/replay: the actors that will join.")
 @click.option("--run-id", default=None, help="Backtest/replay: the run (required).")
@@ -337,7 +342,7 @@ def clock_command(
     drift_bound_ms: float,
     from_: str | None,
     to: str | None,
-    speed: str,
+    speed: str | None,
     topics: tuple[str, ...],
     actors: tuple[str, ...],
     run_id: str | None,
@@ -349,7 +354,9 @@ def clock_command(
 
     Live: ticks on system.clock and system.clock.drift alerts beyond --drift-bound-ms.
     Backtest/replay: drives the actors started with `tape actor ... --replay RUN-ID`
-    through the step/wave scheduler. Control it with `tape clock ctl`.
+    through the step/wave scheduler; the two modes differ only in their default pace
+    (backtest: as fast as the slowest actor; replay: as it happened, speed 1).
+    Control it with `tape clock ctl`.
     """
     import asyncio
 
@@ -393,7 +400,7 @@ def clock_command(
                 settings,
                 [s.name for s in specs],
                 config_digest=digest,
-                pacer=Pacer(parse_speed(speed)),
+                pacer=Pacer(parse_speed(speed or ("max" if mode == "backtest" else "1"))),
                 snapshot_every_steps=snapshot_every_steps,
             )
             result = await coordinator.run()
