@@ -138,7 +138,7 @@ def _estimate_end(data_dir: Path, settings: RunSettings) -> int | None:
 def replay_command(
     from_: str,
     to: str | None,
-    speed: str | None,
+    speed: str,
     topics: tuple[str, ...],
     actors: tuple[str, ...],
     mode: str,
