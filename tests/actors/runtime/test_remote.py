@@ -13,6 +13,7 @@ from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.router.server import Router, RouterConfig
+from tickertape.schemas.registry import decode_payload
 from tickertape.snapshots import SnapshotPolicy
 
 N = 40
@@ -78,3 +79,9 @@ async def test_regenerated_output_that_differs_is_a_divergence(
     assert second.divergences[0].fields == ["payload"]
     assert len(second.divergences) == N
     assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == N
+    # Each divergence is stored as a critical alert naming both events.
+    alerts = list(LogReader(tmp_path, "main").read(["system.alert.indicators"]))
+    assert len(alerts) == N
+    alert = decode_payload(alerts[0].type, alerts[0].v, alerts[0].payload)
+    assert alert.code == "DIVERGENCE"
+    assert alert.detail["stored"]["payload"] != alert.detail["regenerated"]["payload"]

@@ -67,6 +67,11 @@ from tickertape.topics import matches_any
 _log = structlog.get_logger("tickertape.remote")
 
 
+ALERT_SEQ_BASE = 1 << 62
+"""Divergence alerts of a live actor take ``source_seq`` = this + the actor's clock (ns):
+outside the actor's own output sequence, unique across restarts, within int64."""
+
+
 class HostedActor:
     """One actor with its context, clock and timers; no I/O.
 
@@ -629,24 +634,26 @@ class RemoteHost:
         from tickertape.schemas.system import Alert
 
         _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
-        self._alert_seq += 1
         now = self.time.now_ns()
+        self._alert_seq = max(now, self._alert_seq + 1)
         alert = Alert(
             severity="critical",
             code="DIVERGENCE",
             message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
             detail={"stored": d.stored, "regenerated": d.regenerated},
         )
-        # Ephemeral: a logged alert would take a source_seq from the actor's own
-        # deterministic sequence and shift every output after it.
+        # Stored, so the log keeps the evidence. Its source_seq must not come from the
+        # actor's own deterministic sequence (that would shift every output after it):
+        # it is ALERT_SEQ_BASE + the actor's clock in ns, unique across restarts and
+        # far above any output's sequence number.
         env = make_envelope(
             alert,
             topic=f"system.alert.{self.name}",
             source=self.name,
-            source_seq=self._alert_seq,
+            source_seq=ALERT_SEQ_BASE + self._alert_seq,
             ts_event=now,
         )
-        await self.client.publish([env], ns=self.namespace, ephemeral=True)
+        await self.client.publish([env], ns=self.namespace)
 
     def _maybe_snapshot(self) -> None:
         since = self.hosted.ctx.events_handled - self._events_at_snapshot
