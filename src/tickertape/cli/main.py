@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tickertape.cli.marketdata_commands",
     "tickertape.cli.trading_commands",
     "tickertape.cli.system_commands",
+    "tickertape.cli.up_commands",
 )
 
 

@@ -18,10 +18,16 @@ Consumes (configurable patterns):
 
 The actor reads time only from ``ctx.clock``; its state snapshots and restores
 exactly (:class:`MarketDataState`).
+
+Live (``tape feed``), trades come from a venue adapter rather than the log, and bars
+are built next to it on the venue clock by :class:`LiveBars` (configured by
+:class:`LiveFeedConfig`; the process is
+:func:`tickertape.actors.marketdata.binance_client.run_live_marketdata`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
@@ -34,7 +40,8 @@ from tickertape.actors.marketdata.adjustment import (
     adjusted_topic,
 )
 from tickertape.actors.marketdata.bars import BarBuilder, BarBuilderState
-from tickertape.actors.marketdata.importers import interval_ns
+from tickertape.actors.marketdata.binance_feed import FeedState
+from tickertape.actors.marketdata.importers import ParsedEvent, interval_ns
 from tickertape.actors.marketdata.sessions import MarketHours
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
@@ -294,3 +301,218 @@ def _market(market: str) -> Market:
     if market not in MARKETS:
         raise ConfigError(f"unknown market {market!r} in a market-data topic")
     return cast(Market, market)
+
+
+# ----------------------------------------------------------------------- live
+
+LIVE_STATE_VERSION = 1
+"""Version of :class:`LiveMarketDataState` (snapshots of another version are ignored)."""
+
+
+class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The live market-data process (``tape feed``): where the venue is, what to build.
+
+    Attributes:
+        ws_url: the venue's WebSocket base; the combined-stream path is appended
+            (``/stream?streams=btcusdt@trade/...``). Default: the local exchange
+            simulator (``tape exchange-sim``).
+        rest_url: the venue's REST base (depth snapshots, trade backfill); None
+            derives it from ``ws_url`` (``ws`` → ``http``, ``wss`` → ``https``).
+        symbols: the symbols followed (upper case).
+        bar_intervals: bar intervals built from the trades, whole seconds each.
+        bar_grace_ms: how long after a bar's end (on the venue clock) a bar is closed
+            when no later trade of its symbol has closed it (trades can arrive a
+            little after depth updates of a later time: 213 ms at most in the bundled
+            capture).
+    """
+
+    ws_url: str = "ws://127.0.0.1:9443"
+    rest_url: str | None = None
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
+    bar_intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "1m"])
+    bar_grace_ms: int = 500
+
+    def rest_base(self) -> str:
+        """The REST base URL (``rest_url``, or derived from ``ws_url``)."""
+        if self.rest_url is not None:
+            return self.rest_url
+        if self.ws_url.startswith("wss://"):
+            return "https://" + self.ws_url[len("wss://") :]
+        if self.ws_url.startswith("ws://"):
+            return "http://" + self.ws_url[len("ws://") :]
+        raise ConfigError(f"ws_url {self.ws_url!r} is not a ws:// or wss:// URL")
+
+    def validate(self) -> None:
+        """Raises ConfigError naming the field that is wrong."""
+        self.rest_base()
+        if not self.symbols:
+            raise ConfigError("symbols: at least one symbol is needed")
+        for symbol in self.symbols:
+            if not symbol.isalnum() or symbol != symbol.upper():
+                raise ConfigError(f"symbols: {symbol!r} is not an upper-case venue symbol")
+        for interval in self.bar_intervals:
+            if interval_ns(interval) % 1_000_000_000:
+                raise ConfigError(f"bar_intervals: {interval!r} is not a whole number of seconds")
+        if self.bar_grace_ms < 0:
+            raise ConfigError(f"bar_grace_ms must be >= 0 (got {self.bar_grace_ms})")
+
+
+class LiveBarsState(msgspec.Struct, frozen=True):
+    """State of :class:`LiveBars` (keys ``{interval}|{symbol}``, sorted)."""
+
+    builders: dict[str, BarBuilderState]
+    closed_until: dict[str, int]
+    late_trades: int = 0
+
+
+class LiveBars:
+    """Time bars from a live feed's trades, closed on the venue clock (pure).
+
+    A bar ``[start, end)`` is published, with ``ts_event`` = ``end``, as soon as its
+    interval is provably over: a trade of the same symbol at or after ``end`` (the
+    venue's trade stream is in time order; the bar comes just before that trade), or
+    the venue clock (the latest venue time the feed has seen) at or past ``end +
+    grace_ns`` while the symbol's trades are confirmed complete. A trade older than a
+    bar already published (of any interval) is *late*: it stays on ``md.trade`` but is
+    left out of every bar, and counted in :attr:`late_trades`. Intervals without trades
+    have no bar.
+
+    Args:
+        intervals: bar intervals (``1s``, ``1m``...), whole seconds.
+        grace_ns: see above, ns ≥ 0.
+        market: the market of every symbol.
+
+    Raises:
+        ConfigError: an interval that is not a whole number of seconds.
+    """
+
+    def __init__(
+        self, intervals: Sequence[str], *, grace_ns: int, market: Market = "crypto"
+    ) -> None:
+        self._intervals: list[tuple[str, int]] = []
+        for interval in intervals:
+            length = interval_ns(interval)
+            if length % 1_000_000_000:
+                raise ConfigError(f"bar interval {interval!r} is not a whole number of seconds")
+            self._intervals.append((interval, length))
+        self.grace_ns = grace_ns
+        self.market: Market = market
+        self._builders: dict[str, BarBuilder] = {}
+        self._closed_until: dict[str, int] = {}
+        self._unpublished: list[ParsedEvent] = []
+        self.late_trades = 0
+
+    # ------------------------------------------------------------------- live
+
+    def on_events(
+        self, events: Sequence[ParsedEvent], *, clock_ns: int, held: Collection[str] = ()
+    ) -> list[ParsedEvent]:
+        """Pass a feed batch through, with the bars it completes; return what to publish.
+
+        Args:
+            events: the feed's events, in order.
+            clock_ns: the venue clock after this batch, ns.
+            held: symbols whose trades may still be completed by a backfill (no clock
+                close for them).
+        """
+        out: list[ParsedEvent] = []
+        for event in events:
+            if isinstance(event.payload, Trade):
+                out.extend(self._add(event.ts_event, event.payload))
+            out.append(event)
+        out.extend(self.close_due(clock_ns, held))
+        return out
+
+    def close_due(self, clock_ns: int, held: Collection[str] = ()) -> list[ParsedEvent]:
+        """Close the bars whose end + grace is at or before ``clock_ns`` (sorted by key)."""
+        out: list[ParsedEvent] = []
+        for key in sorted(self._builders):
+            builder = self._builders[key]
+            end = builder.end_ns
+            if end is None or end + self.grace_ns > clock_ns or builder.symbol in held:
+                continue
+            bar = builder.close()
+            assert bar is not None
+            self._closed_until[key] = end
+            out.append(self._bar_event(bar))
+        return out
+
+    def _add(self, ts_ns: int, trade: Trade) -> list[ParsedEvent]:
+        keyed: list[tuple[str, str, int]] = []
+        for interval, length in self._intervals:
+            key = f"{interval}|{trade.symbol}"
+            builder = self._builders.get(key)
+            end = None if builder is None else builder.end_ns
+            if ts_ns < self._closed_until.get(key, 0) or (end is not None and ts_ns < end - length):
+                self.late_trades += 1
+                return []
+            keyed.append((key, interval, length))
+        out: list[ParsedEvent] = []
+        for key, interval, length in keyed:
+            builder = self._builders.get(key)
+            if builder is None:
+                builder = self._builders[key] = BarBuilder(trade.symbol, interval, length)
+            done = builder.add(ts_ns, trade.price, trade.size)
+            if done is not None:
+                self._closed_until[key] = done.start_ns + length
+                out.append(self._bar_event(done))
+        return out
+
+    def _bar_event(self, bar: Bar) -> ParsedEvent:
+        topic = f"md.bar.{bar.interval}.{self.market}.{bar.symbol}"
+        return ParsedEvent(bar.start_ns + interval_ns(bar.interval), topic, self.market, bar)
+
+    # --------------------------------------------------------------- recovery
+
+    def observe(self, event: ParsedEvent) -> None:
+        """Replay an event already in the log (trades and bars; others are ignored).
+
+        Trades rebuild the open bars; a bar in the log closes its builder. Bars that
+        the trades complete but the log lacks (the process died before publishing
+        them) are kept for :meth:`take_unpublished`.
+        """
+        payload = event.payload
+        if isinstance(payload, Trade):
+            self._unpublished.extend(self._add(event.ts_event, payload))
+        elif isinstance(payload, Bar):
+            key = f"{payload.interval}|{payload.symbol}"
+            builder = self._builders.get(key)
+            if builder is not None and builder.end_ns == event.ts_event:
+                builder.close()
+            if event.ts_event > self._closed_until.get(key, 0):
+                self._closed_until[key] = event.ts_event
+            self._unpublished = [
+                e
+                for e in self._unpublished
+                if not (e.topic == event.topic and e.ts_event <= event.ts_event)
+            ]
+
+    def take_unpublished(self) -> list[ParsedEvent]:
+        """Return (and forget) the completed bars the log did not have, oldest first."""
+        out, self._unpublished = self._unpublished, []
+        out.sort(key=lambda e: (e.ts_event, e.topic))
+        return out
+
+    # --------------------------------------------------------------- snapshot
+
+    def state(self) -> LiveBarsState:
+        """Return the open bars, the end of each last published bar, the late count."""
+        return LiveBarsState(
+            builders={k: self._builders[k].state() for k in sorted(self._builders)},
+            closed_until=dict(sorted(self._closed_until.items())),
+            late_trades=self.late_trades,
+        )
+
+    def restore(self, state: LiveBarsState) -> None:
+        """Continue exactly from ``state``."""
+        self._builders = {k: BarBuilder.from_state(v) for k, v in state.builders.items()}
+        self._closed_until = dict(state.closed_until)
+        self.late_trades = state.late_trades
+        self._unpublished = []
+
+
+class LiveMarketDataState(msgspec.Struct, frozen=True, kw_only=True):
+    """Snapshot state of the live market-data process: the feed's and the bars'."""
+
+    feed: FeedState
+    bars: LiveBarsState

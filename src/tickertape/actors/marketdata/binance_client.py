@@ -4,9 +4,11 @@
 local :mod:`~tickertape.actors.marketdata.exchange_sim`), feeds every frame to a
 :class:`~tickertape.actors.marketdata.binance_feed.BinanceFeed`, fetches REST depth
 snapshots whenever a book needs one (at start, after a depth gap, after every
-reconnect), and hands the resulting events to an async ``sink`` in order. The
-connection is retried with capped exponential backoff (``initial_backoff_s`` doubling
-to ``max_backoff_s``, reset after a successful connection); permessage-deflate is off.
+reconnect), fetches missing trades from ``historicalTrades`` when trade ids jump (after
+a restart or a reconnect, the trades sent while it was away), and hands the resulting
+events to an async ``sink`` in order. The connection is retried with capped
+exponential backoff (``initial_backoff_s`` doubling to ``max_backoff_s``, reset after a
+successful connection); permessage-deflate is off.
 
 This is an I/O shell (it may read the wall clock: ``recv_ns`` is the local arrival
 time); all decisions are in the pure feed.
@@ -16,17 +18,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import ssl
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
+import msgspec
 import structlog
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from tickertape.actors.marketdata.actor import (
+    LIVE_STATE_VERSION,
+    LiveBars,
+    LiveFeedConfig,
+    LiveMarketDataState,
+)
 from tickertape.actors.marketdata.binance_feed import BinanceFeed
 from tickertape.actors.marketdata.importers import ParsedEvent
+from tickertape.client import Client, StartAt
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.registry import decode_payload, make_envelope
+from tickertape.snapshots.codec import Snapshot
+from tickertape.snapshots.store import SnapshotStore, snapshot_dir
 
 _log = structlog.get_logger("tickertape.binance")
 
@@ -48,11 +65,15 @@ class BinanceLiveAdapter:
 
     Args:
         ws_base: WebSocket base URL, e.g. ``wss://stream.binance.com:9443``.
-        rest_base: REST base URL for depth snapshots, e.g. ``https://api.binance.com``.
+        rest_base: REST base URL for depth snapshots and trade backfills, e.g.
+            ``https://api.binance.com``.
         symbols: symbols to follow (``BTCUSDT``...).
         sink: awaited with each batch of events, in order (it may apply backpressure).
         initial_backoff_s, max_backoff_s: reconnect delays.
         snapshot_limit: depth levels requested in snapshots.
+        feed: the feed to continue (e.g. restored with ``BinanceFeed.from_state``);
+            a fresh one with trade backfill when None.
+        backfill_limit: trades asked per ``historicalTrades`` request (Binance: ≤ 1000).
     """
 
     def __init__(
@@ -65,18 +86,33 @@ class BinanceLiveAdapter:
         initial_backoff_s: float = 0.1,
         max_backoff_s: float = 5.0,
         snapshot_limit: int = 1000,
+        feed: BinanceFeed | None = None,
+        backfill_limit: int = 1000,
     ) -> None:
         self.url = combined_stream_url(ws_base, symbols)
         self.rest_base = rest_base.rstrip("/")
-        self.feed = BinanceFeed(symbols)
+        self.feed = feed if feed is not None else BinanceFeed(symbols, backfill_trades=True)
         self.sink = sink
         self.initial_backoff_s = initial_backoff_s
         self.max_backoff_s = max_backoff_s
         self.snapshot_limit = snapshot_limit
+        self.backfill_limit = backfill_limit
         self.connections = 0
         self.connected = asyncio.Event()
         self._outbox: list[ParsedEvent] = []
         self._sink_lock = asyncio.Lock()
+
+    @property
+    def undelivered(self) -> int:
+        """Events the feed produced that the sink has not been handed yet."""
+        return len(self._outbox)
+
+    def take_undelivered(self) -> list[ParsedEvent]:
+        """Return (and forget) the events not handed to the sink: after :meth:`run` was
+        cancelled, the caller delivers them itself so that nothing the feed counted as
+        seen is lost."""
+        out, self._outbox = self._outbox, []
+        return out
 
     async def _deliver(self, events: list[ParsedEvent]) -> None:
         # Events are queued in the order the feed produced them, then handed to the
@@ -93,6 +129,36 @@ class BinanceLiveAdapter:
         with urllib.request.urlopen(url, timeout=10) as response:
             body: bytes = response.read()
         return body.decode("utf-8")
+
+    def _fetch_trades(self, symbol: str, from_id: int) -> str:
+        url = (
+            f"{self.rest_base}/api/v3/historicalTrades?symbol={symbol}"
+            f"&fromId={from_id}&limit={self.backfill_limit}"
+        )
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: bytes = response.read()
+        return body.decode("utf-8")
+
+    async def _backfill(self, symbol: str) -> None:
+        # Cancelled with its connection: the feed keeps holding the trades and the next
+        # connection starts again from the first id still wanted.
+        while True:
+            wanted = self.feed.backfills().get(symbol)
+            if wanted is None or wanted[0] >= wanted[1]:
+                break
+            try:
+                text = await asyncio.to_thread(self._fetch_trades, symbol, wanted[0])
+                events, count = self.feed.on_historical_trades(symbol, text, time.time_ns())
+            except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
+                _log.warning("backfill_failed", symbol=symbol, from_id=wanted[0], error=str(exc))
+                break
+            if events:
+                await self._deliver(events)
+            if count < self.backfill_limit:
+                break
+        events = self.feed.end_backfill(symbol)
+        if events:
+            await self._deliver(events)
 
     async def _resync(self) -> None:
         for symbol in self.feed.needs_snapshot():
@@ -119,6 +185,7 @@ class BinanceLiveAdapter:
                     backoff = self.initial_backoff_s
                     _log.info("connected", url=self.url, connections=self.connections)
                     resync: asyncio.Task[None] | None = None
+                    backfills: dict[str, asyncio.Task[None]] = {}
                     try:
                         async for message in ws:
                             text = message if isinstance(message, str) else message.decode("utf-8")
@@ -129,11 +196,20 @@ class BinanceLiveAdapter:
                                 if resync is not None:
                                     resync.result()
                                 resync = asyncio.create_task(self._resync(), name="binance-resync")
+                            for symbol in self.feed.backfills():
+                                task = backfills.get(symbol)
+                                if task is None or task.done():
+                                    if task is not None:
+                                        task.result()
+                                    backfills[symbol] = asyncio.create_task(
+                                        self._backfill(symbol), name=f"binance-backfill:{symbol}"
+                                    )
                     finally:
-                        if resync is not None and not resync.done():
-                            resync.cancel()
-                            with contextlib.suppress(asyncio.CancelledError):
-                                await resync
+                        for task in [resync, *backfills.values()]:
+                            if task is not None and not task.done():
+                                task.cancel()
+                                with contextlib.suppress(asyncio.CancelledError):
+                                    await task
             except (ConnectionClosed, InvalidHandshake, InvalidURI, OSError, TimeoutError) as exc:
                 _log.warning(
                     "disconnected", error=str(exc) or type(exc).__name__, retry_in_s=backoff
@@ -141,3 +217,306 @@ class BinanceLiveAdapter:
             self.connected.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff_s)
+
+
+# ------------------------------------------------------------------ the process
+
+LIVE_TOPICS: tuple[str, ...] = (
+    "md.trade.crypto.>",
+    "md.quote.crypto.>",
+    "md.gap.crypto.>",
+    "md.bar.>",
+    "raw.binance.>",
+)
+"""Patterns of what the live market-data process publishes (read back on restart)."""
+
+
+class LiveMarketDataHost:
+    """The live market-data process: a venue feed and its bars, published durably.
+
+    Start → newest snapshot (feed and bar state, log position, ``source_seq``) → read
+    back its own events after that position from the log (so state equals the log even
+    when the snapshot is older than the last publications) → publish the bars the log
+    lacks → follow the venue with :class:`BinanceLiveAdapter` (trade backfill after a
+    restart, book resync) → every event, and the bars of
+    :class:`~tickertape.actors.marketdata.actor.LiveBars`, published in order under one
+    identity with ``source_seq`` continuing from the log.
+
+    Publishing runs in its own task, in batches of at most ``max_batch_events``; while
+    more than ``max_queued_events`` wait, the feed waits (and the venue's socket with
+    it). A snapshot is taken every ``snapshot_every_s`` seconds at a batch boundary where
+    everything the feed produced is in the batch (state = log after that batch), and on
+    a clean stop.
+
+    Args:
+        client: a started client whose identity is ``identity``.
+        config: venue, symbols and bars.
+        data_dir: where snapshots live (``snapshots/<namespace>/<identity>``).
+        identity: the source of every event (``marketdata``).
+        namespace: where it publishes.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        config: LiveFeedConfig,
+        data_dir: str | Path,
+        *,
+        identity: str = "marketdata",
+        namespace: str = "main",
+        snapshot_every_s: float = 2.0,
+        max_batch_events: int = 1000,
+        max_queued_events: int = 50_000,
+    ) -> None:
+        config.validate()
+        self.client = client
+        self.config = config
+        self.identity = identity
+        self.namespace = namespace
+        self.snapshot_every_s = snapshot_every_s
+        self.max_batch_events = max_batch_events
+        self.max_queued_events = max_queued_events
+        self.store = SnapshotStore(snapshot_dir(data_dir, namespace, identity))
+        self.symbols = [s.upper() for s in config.symbols]
+        self.feed = BinanceFeed(self.symbols, backfill_trades=True)
+        self.bars = LiveBars(config.bar_intervals, grace_ns=config.bar_grace_ms * 1_000_000)
+        self.adapter: BinanceLiveAdapter | None = None
+        self.source_seq = 0
+        self.position = 0
+        self.published = 0
+        self.recovered = 0
+        self._queue: list[Envelope] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stop = asyncio.Event()
+        self._last_snapshot = 0.0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop cleanly (publish what is pending, final snapshot)."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`.
+
+        Raises:
+            PublishRefusedError: the router refused events (``TS_REGRESSION``,
+                ``TOPIC_OWNED``...): the process must halt.
+            SnapshotError, OSError: a snapshot could not be written.
+        """
+        await self._restore()
+        self._enqueue(self.bars.take_unpublished())
+        adapter = self.adapter = BinanceLiveAdapter(
+            self.config.ws_url,
+            self.config.rest_base(),
+            self.symbols,
+            self._sink,
+            feed=self.feed,
+        )
+        feed_task = asyncio.create_task(adapter.run(), name="marketdata:feed")
+        publisher = asyncio.create_task(self._publish_loop(), name="marketdata:publish")
+        reporter = asyncio.create_task(self._report_loop(), name="marketdata:report")
+        stop = asyncio.create_task(self._stop.wait(), name="marketdata:stop")
+        try:
+            done, _ = await asyncio.wait(
+                [feed_task, publisher, stop], return_when="FIRST_COMPLETED"
+            )
+            for task in done:
+                if task is not stop:
+                    task.result()
+            feed_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await feed_task
+            self._enqueue(
+                self.bars.on_events(
+                    adapter.take_undelivered(),
+                    clock_ns=self.feed.venue_ns,
+                    held=self.feed.unconfirmed(),
+                )
+            )
+            self._wake.set()
+            await asyncio.wait_for(self._drained(), 30)
+            self._save()
+        finally:
+            for task in (feed_task, publisher, reporter, stop):
+                task.cancel()
+            await asyncio.gather(feed_task, publisher, reporter, stop, return_exceptions=True)
+        _log.info(
+            "stopped",
+            published=self.published,
+            source_seq=self.source_seq,
+            gaps=self.feed.stats.gaps,
+            late_trades=self.bars.late_trades,
+        )
+
+    async def _drained(self) -> None:
+        while self._queue or not self._idle.is_set():
+            self._wake.set()
+            await asyncio.sleep(0.01)
+
+    async def _restore(self) -> None:
+        snapshot = self.store.load_latest(LIVE_STATE_VERSION)
+        if snapshot is not None and snapshot.state is not None:
+            state = msgspec.msgpack.decode(snapshot.state, type=LiveMarketDataState)
+            self.feed = BinanceFeed.from_state(self.symbols, state.feed, backfill_trades=True)
+            self.bars.restore(state.bars)
+            self.source_seq = snapshot.source_seq
+            self.position = snapshot.positions.get(self.namespace, 0)
+            self.published = snapshot.events_handled
+        fetch = self.client.fetch(
+            list(LIVE_TOPICS), StartAt(gseq=self.position + 1), ns=self.namespace
+        )
+        async for item in fetch:
+            if not isinstance(item, Record):
+                continue
+            self.position = max(self.position, item.gseq)
+            if item.source != self.identity or item.market is None:
+                continue
+            payload = decode_payload(item.type, item.v, item.payload)
+            event = ParsedEvent(item.ts_event, item.topic, item.market, payload)
+            self.feed.observe(event)
+            self.bars.observe(event)
+            self.source_seq = max(self.source_seq, item.source_seq)
+            self.recovered += 1
+        _log.info(
+            "restored",
+            identity=self.identity,
+            snapshot=snapshot is not None,
+            position=self.position,
+            source_seq=self.source_seq,
+            read_back=self.recovered,
+        )
+
+    async def _sink(self, batch: list[ParsedEvent]) -> None:
+        events = self.bars.on_events(
+            batch, clock_ns=self.feed.venue_ns, held=self.feed.unconfirmed()
+        )
+        self._enqueue(events)
+        if len(self._queue) > self.max_queued_events:
+            self._room.clear()
+            await self._room.wait()
+
+    def _enqueue(self, events: list[ParsedEvent]) -> None:
+        if not events:
+            return
+        now = time.time_ns()
+        for event in events:
+            self.source_seq += 1
+            self._queue.append(
+                make_envelope(
+                    event.payload,
+                    topic=event.topic,
+                    source=self.identity,
+                    source_seq=self.source_seq,
+                    ts_event=event.ts_event,
+                    ts_init=now,
+                    market=event.market,
+                )
+            )
+        self._wake.set()
+
+    async def _publish_loop(self) -> None:
+        while True:
+            if not self._queue:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self._idle.clear()
+            batch = self._queue[: self.max_batch_events]
+            del self._queue[: self.max_batch_events]
+            state = self._consistent_state(len(batch))
+            acks = await self.client.publish(batch, ns=self.namespace)
+            for ack in acks:
+                if ack.gseq is not None and ack.gseq > self.position:
+                    self.position = ack.gseq
+                if ack.duplicate:
+                    _log.error("duplicate_source_seq", id=ack.id)
+            self.published += len(batch)
+            if len(self._queue) <= self.max_queued_events // 2:
+                self._room.set()
+            if state is not None:
+                self._save_state(*state)
+
+    def _consistent_state(self, batch_len: int) -> tuple[bytes, int, int, int] | None:
+        # Only when this batch holds everything the feed has produced: then the state
+        # is exactly what the log will hold once the batch is acknowledged.
+        due = time.monotonic() - self._last_snapshot >= self.snapshot_every_s
+        adapter = self.adapter
+        if not due or self._queue or (adapter is not None and adapter.undelivered):
+            return None
+        state = LiveMarketDataState(feed=self.feed.state(), bars=self.bars.state())
+        return (
+            msgspec.msgpack.encode(state),
+            self.source_seq,
+            self.feed.venue_ns,
+            self.published + batch_len,
+        )
+
+    def _save_state(self, state: bytes, source_seq: int, clock_ns: int, events: int) -> None:
+        self.store.save(
+            Snapshot(
+                actor=self.identity,
+                state_version=LIVE_STATE_VERSION,
+                state=state,
+                positions={self.namespace: self.position},
+                source_seq=source_seq,
+                clock_ns=clock_ns,
+                events_handled=events,
+            )
+        )
+        self._last_snapshot = time.monotonic()
+
+    def _save(self) -> None:
+        if self._queue or (self.adapter is not None and self.adapter.undelivered):
+            return
+        state = LiveMarketDataState(feed=self.feed.state(), bars=self.bars.state())
+        self._save_state(
+            msgspec.msgpack.encode(state), self.source_seq, self.feed.venue_ns, self.published
+        )
+
+    async def _report_loop(self) -> None:
+        reported = -1
+        while True:
+            await asyncio.sleep(10.0)
+            if self.published != reported:
+                reported = self.published
+                stats = self.feed.stats
+                _log.info(
+                    "feed",
+                    published=self.published,
+                    gaps=stats.gaps,
+                    backfills=stats.backfills,
+                    resyncs=stats.resyncs,
+                    late_trades=self.bars.late_trades,
+                    connected=self.adapter is not None and self.adapter.connected.is_set(),
+                )
+
+
+async def run_live_marketdata(
+    router_url: str,
+    config: LiveFeedConfig,
+    data_dir: str | Path,
+    *,
+    identity: str = "marketdata",
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Run :class:`LiveMarketDataHost` through ``router_url`` until SIGINT or SIGTERM.
+
+    Raises:
+        AuthError: the router refused the identity or token.
+        PublishRefusedError: as :meth:`LiveMarketDataHost.run`.
+    """
+    client = Client(router_url, identity, token, ssl_context=ssl_context)
+    await client.start()
+    host = LiveMarketDataHost(client, config, data_dir, identity=identity)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, host.stop)
+    try:
+        await host.run()
+    finally:
+        await client.close()

@@ -23,6 +23,16 @@ Rules (Binance spot API documentation, "How to manage a local order book correct
   stream after a reconnect does not duplicate them), and every topic's ``ts_event``
   only moves forward: book tickers and snapshots, which carry no venue time, take
   the latest venue time seen.
+- Trade backfill (``backfill_trades=True``): a trade id jump does not publish a gap at
+  once. The symbol's trades are held back while the client fetches the missing ids
+  from the venue's ``GET /api/v3/historicalTrades?fromId=...`` (each answer is kept as
+  raw ``{symbol}@historical_trades``); then the held trades follow, and a gap is
+  published only for ids the venue could not supply. After a restart or reconnect this
+  recovers the trades sent while the client was away.
+
+The state that decides what is new (last ids, last times) survives restarts: it is
+exported by :meth:`BinanceFeed.state`, restored with :meth:`BinanceFeed.from_state`,
+and advanced by :meth:`BinanceFeed.observe` with the events already in the log.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
 import orjson
 
 from tickertape.actors.marketdata.importers import ParsedEvent
@@ -37,6 +48,38 @@ from tickertape.schemas.market import Gap, Quote, RawMessage, Trade
 
 MAX_BUFFERED_DIFFS = 10_000
 """Depth diffs kept per symbol while waiting for a snapshot (the oldest are dropped)."""
+
+MAX_HELD_TRADES = 100_000
+"""Trades held per symbol during a backfill; beyond, the backfill ends with a gap."""
+
+
+class FeedState(msgspec.Struct, frozen=True, kw_only=True):
+    """What a :class:`BinanceFeed` must remember across restarts (sorted keys).
+
+    Attributes:
+        last_trade: per symbol, the last trade id published.
+        last_ticker: per symbol, the last book-ticker update id published.
+        raw_depth: per symbol, the final update id ``u`` of the last raw diff published.
+        raw_snapshot: per symbol, the ``lastUpdateId`` of the last raw snapshot published.
+        topic_ts: per topic, the last ``ts_event`` published (ns).
+        venue_ns: the latest venue time seen (ns).
+    """
+
+    last_trade: dict[str, int] = msgspec.field(default_factory=dict)
+    last_ticker: dict[str, int] = msgspec.field(default_factory=dict)
+    raw_depth: dict[str, int] = msgspec.field(default_factory=dict)
+    raw_snapshot: dict[str, int] = msgspec.field(default_factory=dict)
+    topic_ts: dict[str, int] = msgspec.field(default_factory=dict)
+    venue_ns: int = 0
+
+
+class _Backfill:
+    __slots__ = ("held", "next_id", "until_id")
+
+    def __init__(self, next_id: int, until_id: int) -> None:
+        self.next_id = next_id  # first id still wanted
+        self.until_id = until_id  # the id that revealed the gap (held, not wanted)
+        self.held: list[tuple[str, dict[str, Any], int, str]] = []
 
 
 class _Book:
@@ -63,13 +106,14 @@ class _Book:
 class FeedStats:
     """Counters of a feed (for health reports and benchmarks)."""
 
-    __slots__ = ("duplicates", "gaps", "messages", "resyncs")
+    __slots__ = ("backfills", "duplicates", "gaps", "messages", "resyncs")
 
     def __init__(self) -> None:
         self.messages = 0
         self.duplicates = 0
         self.gaps = 0
         self.resyncs = 0
+        self.backfills = 0
 
 
 class BinanceFeed:
@@ -77,10 +121,13 @@ class BinanceFeed:
 
     Args:
         symbols: the symbols followed (upper case, e.g. ``BTCUSDT``).
+        backfill_trades: hold trades after an id jump until :meth:`end_backfill`
+            (see the module docstring); off, a jump publishes its gap at once.
     """
 
-    def __init__(self, symbols: Iterable[str]) -> None:
+    def __init__(self, symbols: Iterable[str], *, backfill_trades: bool = False) -> None:
         self.symbols = sorted({s.upper() for s in symbols})
+        self.backfill_trades = backfill_trades
         self._books = {s: _Book() for s in self.symbols}
         self._last_trade: dict[str, int] = {}
         self._last_ticker: dict[str, int] = {}
@@ -88,7 +135,78 @@ class BinanceFeed:
         self._raw_depth_id: dict[str, int] = {}
         self._raw_snapshot_id: dict[str, int] = {}
         self._venue_ns = 0
+        self._backfills: dict[str, _Backfill] = {}
+        self._confirmed: set[str] = set()
         self.stats = FeedStats()
+
+    @classmethod
+    def from_state(
+        cls, symbols: Iterable[str], state: FeedState, *, backfill_trades: bool = False
+    ) -> BinanceFeed:
+        """A feed that continues from ``state`` (its books resynchronise from snapshots)."""
+        feed = cls(symbols, backfill_trades=backfill_trades)
+        feed._last_trade = dict(state.last_trade)
+        feed._last_ticker = dict(state.last_ticker)
+        feed._raw_depth_id = dict(state.raw_depth)
+        feed._raw_snapshot_id = dict(state.raw_snapshot)
+        feed._last_ts = dict(state.topic_ts)
+        feed._venue_ns = state.venue_ns
+        return feed
+
+    def state(self) -> FeedState:
+        """Return what decides novelty and time floors (the books are not included)."""
+        return FeedState(
+            last_trade=dict(sorted(self._last_trade.items())),
+            last_ticker=dict(sorted(self._last_ticker.items())),
+            raw_depth=dict(sorted(self._raw_depth_id.items())),
+            raw_snapshot=dict(sorted(self._raw_snapshot_id.items())),
+            topic_ts=dict(sorted(self._last_ts.items())),
+            venue_ns=self._venue_ns,
+        )
+
+    @property
+    def venue_ns(self) -> int:
+        """The latest venue time seen (trade and depth event times), ns."""
+        return self._venue_ns
+
+    def observe(self, event: ParsedEvent) -> None:
+        """Advance the state with an event this feed published before (from the log).
+
+        Raises:
+            ValueError: a raw message whose text is not the JSON it should be.
+        """
+        topic, payload = event.topic, event.payload
+        if event.ts_event > self._last_ts.get(topic, 0):
+            self._last_ts[topic] = event.ts_event
+        if isinstance(payload, Trade):
+            if payload.trade_id.isdigit():
+                trade_id = int(payload.trade_id)
+                if trade_id > self._last_trade.get(payload.symbol, 0):
+                    self._last_trade[payload.symbol] = trade_id
+            self._venue_ns = max(self._venue_ns, event.ts_event)
+        elif isinstance(payload, RawMessage):
+            self._observe_raw(payload, event.ts_event)
+
+    def _observe_raw(self, raw: RawMessage, ts: int) -> None:
+        symbol, _, kind = raw.stream.partition("@")
+        symbol = symbol.upper()
+        if kind == "depth_snapshot":
+            last_id = int(orjson.loads(raw.message)["lastUpdateId"])
+            if last_id > self._raw_snapshot_id.get(symbol, 0):
+                self._raw_snapshot_id[symbol] = last_id
+            return
+        if kind == "historical_trades":
+            return  # the md.trade events of the page carry the ids
+        data = orjson.loads(raw.message)["data"]
+        if kind == "bookTicker":
+            if int(data["u"]) > self._last_ticker.get(symbol, 0):
+                self._last_ticker[symbol] = int(data["u"])
+        elif kind.startswith("depth"):
+            if int(data["u"]) > self._raw_depth_id.get(symbol, 0):
+                self._raw_depth_id[symbol] = int(data["u"])
+            self._venue_ns = max(self._venue_ns, ts)
+        elif kind == "trade":
+            self._venue_ns = max(self._venue_ns, ts)
 
     # ------------------------------------------------------------------ state
 
@@ -102,11 +220,90 @@ class BinanceFeed:
         return dict(book.bids), dict(book.asks), book.last_update_id
 
     def on_reconnect(self) -> None:
-        """Mark every book unsynchronised: the next snapshot rebuilds them."""
+        """Mark every book unsynchronised (the next snapshot rebuilds them), and every
+        symbol's trade continuity unconfirmed until its next new trade or backfill."""
         for book in self._books.values():
             book.synced = False
             book.verified = False
             book.buffer.clear()
+        self._confirmed.clear()
+
+    # --------------------------------------------------------------- backfill
+
+    def backfills(self) -> dict[str, tuple[int, int]]:
+        """Symbols whose trades are held: symbol → (first id wanted, id that ended the gap)."""
+        return {s: (b.next_id, b.until_id) for s, b in sorted(self._backfills.items())}
+
+    def unconfirmed(self) -> set[str]:
+        """Symbols whose trades may still be completed by a backfill: since the last
+        reconnect no new trade has shown continuity, or a backfill is running. Bars of
+        these symbols must not be closed by the clock yet."""
+        return set(self.symbols) - self._confirmed | set(self._backfills)
+
+    def on_historical_trades(
+        self, symbol: str, text: str, recv_ns: int
+    ) -> tuple[list[ParsedEvent], int]:
+        """Apply one ``historicalTrades`` answer (a JSON list, ids ascending).
+
+        Trades with ids in the wanted range are published (with a gap for ids the
+        answer skips); the raw answer is published when it supplied any.
+
+        Returns:
+            (events, trades in the answer): the client asks for more while the
+            answer was full and :meth:`backfills` still wants ids.
+
+        Raises:
+            ValueError: ``text`` is not a list of trades.
+        """
+        symbol = symbol.upper()
+        backfill = self._backfills.get(symbol)
+        trades = orjson.loads(text)
+        if not isinstance(trades, list):
+            raise ValueError(f"historicalTrades answer for {symbol} is not a list")
+        if backfill is None:
+            return [], len(trades)
+        out: list[ParsedEvent] = []
+        last = self._last_trade.get(symbol)
+        stream = f"{symbol.lower()}@historical_trades"
+        for item in trades:
+            trade_id = int(item["id"])
+            if trade_id >= backfill.until_id:
+                break
+            if last is not None and trade_id <= last:
+                continue
+            ts = int(item["time"]) * 1_000_000
+            self._venue_ns = max(self._venue_ns, ts)
+            if not out:
+                out.append(self._raw(stream, recv_ns, text, ts))
+            if last is not None and trade_id > last + 1:
+                out.append(self._gap(symbol, "trade", last, trade_id, ts))
+            last = self._last_trade[symbol] = trade_id
+            trade = Trade(
+                symbol=symbol,
+                price=float(item["price"]),
+                size=float(item["qty"]),
+                side="sell" if item["isBuyerMaker"] else "buy",
+                trade_id=str(trade_id),
+            )
+            topic = f"md.trade.crypto.{symbol}"
+            out.append(ParsedEvent(self._stamp(topic, ts), topic, "crypto", trade))
+        if trades:
+            backfill.next_id = max(backfill.next_id, int(trades[-1]["id"]) + 1)
+        return out, len(trades)
+
+    def end_backfill(self, symbol: str) -> list[ParsedEvent]:
+        """Stop backfilling ``symbol``: publish its held trades (with a gap for any id
+        still missing before them). Returns the events; none when not backfilling."""
+        symbol = symbol.upper()
+        backfill = self._backfills.pop(symbol, None)
+        if backfill is None:
+            return []
+        self.stats.backfills += 1
+        out: list[ParsedEvent] = []
+        for stream, data, recv_ns, text in backfill.held:
+            out.extend(self._on_trade(stream, symbol, data, recv_ns, text, hold=False))
+        self._confirmed.add(symbol)
+        return out
 
     # --------------------------------------------------------------- messages
 
@@ -156,15 +353,33 @@ class BinanceFeed:
         raise ValueError(f"unknown stream kind {kind!r}")
 
     def _on_trade(
-        self, stream: str, symbol: str, data: dict[str, Any], recv_ns: int, text: str
+        self,
+        stream: str,
+        symbol: str,
+        data: dict[str, Any],
+        recv_ns: int,
+        text: str,
+        *,
+        hold: bool = True,
     ) -> list[ParsedEvent]:
         trade_id = int(data["t"])
+        backfill = self._backfills.get(symbol) if hold else None
+        if backfill is not None:
+            backfill.held.append((stream, data, recv_ns, text))
+            if len(backfill.held) >= MAX_HELD_TRADES:
+                return self.end_backfill(symbol)
+            return []
         last = self._last_trade.get(symbol)
         if last is not None and trade_id <= last:
             self.stats.duplicates += 1
             return []
         ts = int(data["T"]) * 1_000_000
         self._venue_ns = max(self._venue_ns, ts)
+        if hold and self.backfill_trades and last is not None and trade_id > last + 1:
+            backfill = self._backfills[symbol] = _Backfill(last + 1, trade_id)
+            backfill.held.append((stream, data, recv_ns, text))
+            return []
+        self._confirmed.add(symbol)
         out = [self._raw(stream, recv_ns, text, ts)]
         if last is not None and trade_id > last + 1:
             out.append(self._gap(symbol, "trade", last, trade_id, ts))

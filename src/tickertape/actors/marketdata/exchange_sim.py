@@ -10,6 +10,18 @@ It serves, on one port:
 - ``http://HOST:PORT/api/v3/depth?symbol=BTCUSDT``: a REST depth snapshot of the
   book as of the last diff sent (the capture's snapshot updated with every diff
   played), in Binance's shape (``lastUpdateId``, ``bids``, ``asks``).
+- ``http://HOST:PORT/api/v3/historicalTrades?symbol=BTCUSDT&fromId=N&limit=L``: the
+  trades already played with id ≥ ``N`` (at most ``L``, default 500, ≤ 1000), ids
+  ascending, in Binance's shape (``id``, ``price``, ``qty``, ``quoteQty``, ``time``,
+  ``isBuyerMaker``, ``isBestMatch``). A trade missing from the capture is missing here.
+
+With ``rebase_times`` the venue times of every frame (``E`` and ``T``, ms) are moved so
+that the capture happens now: a frame's times become the wall-clock time at which it
+is sent (recorded offsets divided by ``speed``), the rest of the text unchanged. The
+live system (``tape up``) uses it, so that its clocks, the market data and paper
+fills agree; without it the frames are byte for byte the recorded ones. ``tape
+exchange-sim`` turns it on when the environment variable ``TAPE_SIM_REBASE_TIMES`` is
+``1``.
 
 A client whose bounded send queue fills is disconnected (code 1008), like a slow
 consumer on the real exchange. Frames are merged from all capture files by receive
@@ -19,10 +31,13 @@ time; the capture format is ``<local_recv_ns> <json>`` per line (gzip or plain).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gzip
+import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +54,14 @@ _log = structlog.get_logger("tickertape.exchange_sim")
 
 QUEUE_LIMIT = 50_000
 """Frames queued per client before it is disconnected as too slow."""
+
+MAX_TRADES_LIMIT = 1000
+"""Most trades one ``historicalTrades`` answer holds (Binance's maximum)."""
+
+REBASE_ENV = "TAPE_SIM_REBASE_TIMES"
+"""Set to ``1`` to make ``tape exchange-sim`` rebase the venue times to the wall clock."""
+
+_VENUE_TIME = re.compile(rb'"([ET])":(\d+)')
 
 
 class CaptureFrame:
@@ -137,6 +160,7 @@ class ExchangeSimulator:
         snapshots: the initial REST snapshot per symbol.
         speed: pacing factor (2.0 plays twice as fast as recorded); > 0.
         wait_for_client: start playback only when the first client connects.
+        rebase_times: move the venue times to the wall clock (module docstring).
 
     Raises:
         ConfigError: ``speed`` ≤ 0.
@@ -149,13 +173,17 @@ class ExchangeSimulator:
         *,
         speed: float = 1.0,
         wait_for_client: bool = True,
+        rebase_times: bool = False,
     ) -> None:
         if not speed > 0:
             raise ConfigError(f"speed must be > 0, got {speed!r}")
         self.frames = frames
         self.speed = speed
         self.wait_for_client = wait_for_client
+        self.rebase_times = rebase_times
         self._books = {s: _Book(text) for s, text in snapshots.items()}
+        self._trade_ids: dict[str, list[int]] = {}
+        self._trades: dict[str, list[bytes]] = {}
         self._clients: dict[ServerConnection, tuple[frozenset[str], asyncio.Queue[str | None]]] = {}
         self._first_client = asyncio.Event()
         self.sent = 0
@@ -185,20 +213,52 @@ class ExchangeSimulator:
 
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
-        if url.path != "/api/v3/depth":
+        if url.path not in ("/api/v3/depth", "/api/v3/historicalTrades"):
             return None
         query = parse_qs(url.query)
         symbol = query.get("symbol", [""])[0].upper()
-        limit = int(query.get("limit", ["1000"])[0])
         if symbol not in self._books:
             return connection.respond(
                 HTTPStatus.BAD_REQUEST, '{"code":-1121,"msg":"Invalid symbol."}'
             )
-        body = self._book(symbol).snapshot(limit)
+        try:
+            if url.path == "/api/v3/depth":
+                body = self._book(symbol).snapshot(int(query.get("limit", ["1000"])[0]))
+            else:
+                limit = int(query.get("limit", ["500"])[0])
+                from_id = int(query["fromId"][0]) if "fromId" in query else None
+                if not 0 < limit <= MAX_TRADES_LIMIT:
+                    raise ValueError(limit)
+                body = self._historical_trades(symbol, from_id, limit)
+        except (ValueError, KeyError):
+            return connection.respond(
+                HTTPStatus.BAD_REQUEST,
+                '{"code":-1100,"msg":"Illegal characters found in a parameter."}',
+            )
         headers = Headers(
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         )
         return Response(HTTPStatus.OK.value, "OK", headers, body)
+
+    def _historical_trades(self, symbol: str, from_id: int | None, limit: int) -> bytes:
+        ids = self._trade_ids.get(symbol, [])
+        start = max(len(ids) - limit, 0) if from_id is None else bisect.bisect_left(ids, from_id)
+        items = self._trades.get(symbol, [])[start : start + limit]
+        return b"[" + b",".join(items) + b"]"
+
+    def _record_trade(self, symbol: str, data: dict[str, object]) -> None:
+        price, qty = str(data["p"]), str(data["q"])
+        trade = {
+            "id": data["t"],
+            "price": price,
+            "qty": qty,
+            "quoteQty": f"{float(price) * float(qty):.8f}",
+            "time": data["T"],
+            "isBuyerMaker": data["m"],
+            "isBestMatch": data.get("M", True),
+        }
+        self._trade_ids.setdefault(symbol, []).append(int(data["t"]))  # type: ignore[call-overload]
+        self._trades.setdefault(symbol, []).append(orjson.dumps(trade))
 
     async def _handle(self, connection: ServerConnection) -> None:
         url = urlsplit(connection.request.path if connection.request else "/")
@@ -225,15 +285,19 @@ class ExchangeSimulator:
             return
         origin = self.frames[0].recv_ns
         start = time.monotonic()
+        rebase = self._rebaser(origin) if self.rebase_times else None
         loop_sleep = asyncio.sleep
         for frame in self.frames:
             due = start + (frame.recv_ns - origin) / 1e9 / self.speed
             delay = due - time.monotonic()
             if delay > 0.0005:
                 await loop_sleep(delay)
+            text = frame.text if rebase is None else rebase(frame.text)
             symbol = frame.stream.split("@", 1)[0].upper()
             if "@depth" in frame.stream:
-                self._book(symbol).apply(orjson.loads(frame.text)["data"])
+                self._book(symbol).apply(orjson.loads(text)["data"])
+            elif frame.stream.endswith("@trade"):
+                self._record_trade(symbol, orjson.loads(text)["data"])
             for connection, (wanted, queue) in list(self._clients.items()):
                 if frame.stream not in wanted:
                     continue
@@ -242,10 +306,30 @@ class ExchangeSimulator:
                     queue.put_nowait(None)  # the reserved slot: tells the handler to close
                     _log.warning("client_too_slow", remote=str(connection.remote_address))
                 else:
-                    queue.put_nowait(frame.text)
+                    queue.put_nowait(text)
             self.sent += 1
         self.finished.set()
         _log.info("playback_finished", frames=self.sent)
+
+    def _rebaser(self, origin_recv_ns: int) -> Callable[[str], str]:
+        # The recorder's clock and the exchange's differ (about 1.27 s in the bundled
+        # capture): measure the skew on the first frame with a venue time, so that a
+        # rebased time is the wall-clock time at which its frame is sent.
+        skew_ms = 0
+        for frame in self.frames:
+            match = _VENUE_TIME.search(frame.text.encode())
+            if match is not None:
+                skew_ms = int(match.group(2)) - frame.recv_ns // 1_000_000
+                break
+        wall_origin_ms = time.time_ns() // 1_000_000
+        origin_ms = origin_recv_ns // 1_000_000 + skew_ms
+        speed = self.speed
+
+        def shift(match: re.Match[bytes]) -> bytes:
+            moved = wall_origin_ms + int((int(match.group(2)) - origin_ms) / speed)
+            return b'"' + match.group(1) + b'":' + str(moved).encode()
+
+        return lambda text: _VENUE_TIME.sub(shift, text.encode()).decode()
 
 
 async def run_simulator(
@@ -255,12 +339,25 @@ async def run_simulator(
     port: int = 9443,
     speed: float = 1.0,
     ready: asyncio.Event | None = None,
+    rebase_times: bool | None = None,
 ) -> None:
-    """Load the capture, serve it until cancelled (the CLI's entry point)."""
+    """Load the capture, serve it until cancelled (the CLI's entry point).
+
+    ``rebase_times`` None reads the environment variable :data:`REBASE_ENV`.
+    """
+    if rebase_times is None:
+        rebase_times = os.environ.get(REBASE_ENV, "").lower() in ("1", "true", "yes")
     frames, snapshots = load_capture(paths)
-    simulator = ExchangeSimulator(frames, snapshots, speed=speed)
+    simulator = ExchangeSimulator(frames, snapshots, speed=speed, rebase_times=rebase_times)
     server = await simulator.serve(host, port)
-    _log.info("exchange_sim_listening", host=host, port=port, frames=len(frames), speed=speed)
+    _log.info(
+        "exchange_sim_listening",
+        host=host,
+        port=port,
+        frames=len(frames),
+        speed=speed,
+        rebase_times=rebase_times,
+    )
     if ready is not None:
         ready.set()
     try:

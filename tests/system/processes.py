@@ -1,0 +1,149 @@
+"""Real `tape` processes for system tests: start, signal, wait, read their output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+TAPE = Path(sys.executable).parent / "tape"
+CAPTURE = REPO / "data" / "binance-spot-ws-2024-08-08"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def eventually(
+    predicate: Callable[[], Any], timeout: float, what: str, *, interval: float = 0.1
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Tape:
+    """One `tape ...` process, its output in ``<log_dir>/<name>.log``."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        log_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), full_env.get("PYTHONPATH", "")) if p
+        )
+        full_env.pop("PYTHONASYNCIODEBUG", None)  # debug mode slows real processes 2-3×
+        with self.log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*prefix, str(TAPE), "--log-json", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+            )
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` if the process still runs."""
+        if self.alive():
+            os.kill(self.process.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            return self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        self.signal(signal.SIGKILL)
+        self.process.wait()
+
+    def output(self) -> str:
+        """Everything the process wrote so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines whose ``event`` is ``event``."""
+        out = []
+        for line in self.output().splitlines():
+            if line.startswith("{"):
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    continue
+                if item.get("event") == event:
+                    out.append(item)
+        return out
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    """Wait until ``url`` answers."""
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                response.read()
+        except OSError:
+            return False
+        return True
+
+    eventually(ready, timeout, url)
+
+
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    """Wait until something listens on ``host:port``."""
+
+    def ready() -> bool:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            return s.connect_ex((host, port)) == 0
+
+    eventually(ready, timeout, f"{host}:{port} to listen")
+
+
+def latest_trade_id(sim_port: int, symbol: str = "BTCUSDT") -> int:
+    """The id of the last trade the exchange simulator has played (0 before any)."""
+    url = f"http://127.0.0.1:{sim_port}/api/v3/historicalTrades?symbol={symbol}&limit=1"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        trades = json.loads(response.read())
+    return int(trades[-1]["id"]) if trades else 0
