@@ -10,11 +10,12 @@ TA-Lib definition: the first average gain and loss are the simple means of the f
 - a long exits (target 0) when RSI rises to ``exit_level`` (50) or above, a short
   when it falls to it or below.
 
-Run it on the bundled FTX BTC-PERP bars (imported with ``--market crypto
---symbol BTC-PERP``)::
+Its configuration ``rsi_reversion.toml`` trades one contract of the bundled CME 6E
+bars (imported with ``tape import ohlcv-csv data/cme-6eh4-1m-2024-01/*.csv.gz
+--market us --symbol 6EH4 --interval 1m --stamp end``)::
 
-    tape actor strategy --strategy examples.strategies.rsi_reversion:RsiReversion \\
-        --config examples/strategies/rsi_reversion.toml
+    tape replay --from 2024-01-01 --actors \\
+        examples.strategies.rsi_reversion:RsiReversion@examples/strategies/rsi_reversion.toml,risk,orders,pnl
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class RsiReversionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         period: RSI period in bars (default 14, Wilder 1978).
         oversold, overbought: entry levels (default 30 / 70).
         exit_level: exit level (default 50).
-        quantity: position size in units (default 0.01).
+        quantity: position size in units (default 0.01; the 6E config trades 1).
         interval: bar interval used (default ``1m``).
     """
 

@@ -10,13 +10,23 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 from examples.strategies.rsi_reversion import RsiReversion, RsiReversionParams
 
-from tests.actors.orders.harness import REPO, bar_records, data_file, payloads, run_chain
+from tests.actors.orders.harness import (
+    REPO,
+    bar_records,
+    data_file,
+    payloads,
+    run_chain,
+    write_6e_csv,
+)
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.risk import parse_limits
 from tickertape.actors.strategy import StrategyActor, StrategyConfig, build_strategy
+from tickertape.cli.main import cli
+from tickertape.eventlog import LogReader
 
 REFERENCE = "indicator-reference/talib-computed/talib_ref_6EH4_1m_2024-01_first3000.csv"
 
@@ -49,6 +59,7 @@ def test_example_risk_limits_validate() -> None:
     """examples/risk.toml is a valid limits file."""
     limits = parse_limits((REPO / "examples" / "risk.toml").read_text())
     assert limits.strategies["sma"].max_position == 5.0
+    assert limits.strategies["rsi"].max_position == 2.0
     assert tomllib.loads((REPO / "examples" / "risk.toml").read_text())["global"]["check_cash"]
 
 
@@ -69,6 +80,39 @@ def btc_rows(n: int) -> list[tuple[int, float, float, float, float, float]]:
 def _ftx_name() -> str:
     root = data_file("ftx-btc-perp-1m-2022-01")
     return sorted(p.name for p in Path(root).iterdir() if p.name.endswith(".gz"))[0]
+
+
+def test_the_rsi_config_runs_on_the_bundled_6e_bars(tmp_path: Path) -> None:
+    """``tape replay`` of rsi_reversion.toml as shipped, with examples/risk.toml: it trades 6E."""
+    runner = CliRunner()
+    bars = write_6e_csv(tmp_path / "6e.csv", "2024-01-03 00:00:00")
+    imported = runner.invoke(
+        cli,
+        ["import", "ohlcv-csv", str(bars), "--market", "us", "--symbol", "6EH4",
+         "--interval", "1m", "--stamp", "end", "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    risk = tmp_path / "risk.toml"
+    risk.write_text(f'limits_file = "{REPO / "examples" / "risk.toml"}"\n')
+    config = REPO / "examples" / "strategies" / "rsi_reversion.toml"
+    actors = f"examples.strategies.rsi_reversion:RsiReversion@{config},risk@{risk},orders,pnl"
+    replayed = runner.invoke(
+        cli,
+        ["replay", "--from", "2024-01-01", "--actors", actors, "--run-id", "rsi", "-q",
+         "--data-dir", str(tmp_path)],
+    )  # fmt: skip
+    assert replayed.exit_code == 0, replayed.output
+    records = list(LogReader(tmp_path, "runs/rsi").read(["order.>", "risk.>"]))
+    assert not [r for r in records if r.topic.startswith("risk.rejected")]
+    position = 0.0
+    fills = 0
+    for _, order in payloads(records, "order."):
+        if order.fill is not None:
+            fills += 1
+            position += order.fill.quantity if order.side == "buy" else -order.fill.quantity
+            assert abs(position) <= 1.0 + 1e-12
+            assert order.fill.fee > 0.0
+    assert fills >= 10
 
 
 def test_rsi_positions_stay_within_quantity_on_btc() -> None:

@@ -278,7 +278,13 @@ def render_table(report: Report, title: str) -> Table:
 
 
 def write_equity_png(report: Report, path: Path, title: str) -> None:
-    """Plot each book's equity curve (one panel per market) into ``path`` (PNG)."""
+    """Plot each book's equity curve (one panel per market) into ``path`` (PNG).
+
+    Raises:
+        ConfigError: the report has no equity curve.
+    """
+    if not report.curves:
+        raise ConfigError("no equity curve to plot: no book was updated")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -322,8 +328,11 @@ def report_command(run: str, data_dir: str, namespace: str | None, png: str | No
     report = read_report(data_dir, ns)
     Console().print(render_table(report, f"run {run} ({ns})"))
     out = Path(png) if png else Path(data_dir) / "reports" / f"{run.replace('/', '_')}-equity.png"
-    write_equity_png(report, out, f"run {run}")
-    click.echo(f"equity curve: {out}")
+    if report.curves:
+        write_equity_png(report, out, f"run {run}")
+        click.echo(f"equity curve: {out}")
+    else:
+        click.echo("no equity curve: no book was updated (nothing filled)")
 
 
 COMMANDS: list[click.Command] = [halt_command, resume_command, reduce_command, report_command]

@@ -56,6 +56,20 @@ def load_6e_bars() -> list[BarRow]:
     return rows
 
 
+def write_6e_csv(path: Path, until: str) -> Path:
+    """Write the bundled 6E bars ending before ``until`` (``YYYY-MM-DD HH:MM:SS``, UTC) as
+    a CSV in the bundled file's format, for ``tape import ohlcv-csv ... --stamp end``."""
+    with gzip.open(data_file(SIXE), "rt", newline="") as f, path.open("w", newline="") as out:
+        reader = csv.reader(f)
+        writer = csv.writer(out)
+        writer.writerow(next(reader))
+        for row in reader:
+            if row[0] >= until:
+                break
+            writer.writerow(row)
+    return path
+
+
 def bar_records(
     rows: Sequence[BarRow], market: Market, symbol: str, interval: str = "1m"
 ) -> list[Record]:

@@ -11,8 +11,6 @@ byte for byte.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import hashlib
 import os
 import shutil
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.actors.orders.harness import REPO, SIXE, data_file
+from tests.actors.orders.harness import REPO, write_6e_csv
 from tickertape.eventlog import LogReader
 
 TAPE = Path(sys.executable).with_name("tape")
@@ -72,16 +70,7 @@ def tape(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 def import_day(data_dir: Path) -> None:
     """Import the bundled 6E bars of 2024-01-01/02 (a day and a half) with ``tape import``."""
-    source = data_file(SIXE)
-    short = data_dir.parent / "6EH4-short.csv"
-    with gzip.open(source, "rt", newline="") as f, short.open("w", newline="") as out:
-        reader = csv.reader(f)
-        writer = csv.writer(out)
-        writer.writerow(next(reader))
-        for row in reader:
-            if row[0] >= "2024-01-02 12:00:00":
-                break
-            writer.writerow(row)
+    short = write_6e_csv(data_dir.parent / "6EH4-short.csv", "2024-01-02 12:00:00")
     tape(
         "import", "ohlcv-csv", str(short), "--market", "us", "--symbol", "6EH4",
         "--interval", "1m", "--stamp", "end", "--data-dir", str(data_dir),

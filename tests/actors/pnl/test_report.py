@@ -19,7 +19,8 @@ from tickertape.actors.risk import RiskActor, RiskConfig
 from tickertape.actors.runtime import InProcessHost, LogSink
 from tickertape.actors.strategy import StrategyActor, StrategyConfig
 from tickertape.cli.main import cli
-from tickertape.cli.trading_commands import read_report
+from tickertape.cli.trading_commands import read_report, write_equity_png
+from tickertape.errors import ConfigError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.schemas import decode_payload, unstamp
 from tickertape.schemas.risk import RiskCommand
@@ -180,3 +181,11 @@ def test_report_of_an_empty_namespace_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["report", "nothing", "--data-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert payloads([], "x") == []
+
+
+def test_no_equity_png_without_curves(tmp_path: Path) -> None:
+    """A report with no book update (nothing filled) has no curve to plot: a clear error."""
+    report = build_report([], market_events={"us": 10}, wall_seconds=1.0)
+    with pytest.raises(ConfigError, match="no equity curve"):
+        write_equity_png(report, tmp_path / "x.png", "run")
+    assert not (tmp_path / "x.png").exists()
