@@ -20,6 +20,7 @@ Run it on the bundled CME 6E bars::
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 
 import msgspec
 
@@ -72,12 +73,12 @@ class SmaCross(Strategy):
         p = self.p
         if bar.symbol != p.symbol or bar.interval != p.interval:
             return
-        self.closes.append(bar.close)
-        if len(self.closes) < p.slow:
+        closes = self.closes
+        closes.append(bar.close)
+        if len(closes) < p.slow:
             return
-        window = list(self.closes)
-        fast = sum(window[-p.fast :]) / p.fast
-        slow = sum(window) / p.slow
+        fast = sum(islice(closes, p.slow - p.fast, None)) / p.fast
+        slow = sum(closes) / p.slow
         diff = fast - slow
         previous, self.previous = self.previous, diff
         if previous is None:

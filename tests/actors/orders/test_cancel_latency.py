@@ -80,7 +80,9 @@ def test_a_partial_fill_in_flight_is_kept_and_the_rest_canceled() -> None:
         order_id="o1", client_order_id="c1", market="crypto", symbol="ABC", side="buy",
         order_type="market", quantity=2.0,
     )  # fmt: skip
+    assert not venue.watches("crypto", "ABC")
     (arrive,) = venue.submit(order, T0).timers
+    assert venue.watches("crypto", "ABC")  # in flight: data of ABC matters again
     assert venue.on_timer(arrive.name, arrive.at_ns).reports[0].kind == "accepted"
     sent = venue.cancel("o1", T0 + 20 * MS, "changed my mind")
     assert sent.reports == []
@@ -96,6 +98,7 @@ def test_a_partial_fill_in_flight_is_kept_and_the_rest_canceled() -> None:
     assert canceled.reason == "changed my mind"
     assert venue.open_order_ids() == []
     assert venue.state.cancels == {}
+    assert not venue.watches("crypto", "ABC")
 
 
 def test_a_cancel_never_lands_before_its_order() -> None:

@@ -103,3 +103,33 @@ def test_equity_identities(fills: list[tuple[str, str, float, float, float, floa
         )
         assert payload.fees >= 0.0
         assert 0.0 <= payload.drawdown <= payload.max_drawdown + 1e-12
+
+
+@given(
+    st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=1, max_size=30),
+    st.sampled_from(["buy", "sell"]),
+)
+def test_mark_equals_a_fresh_recomputation(prices: list[float], side: str) -> None:
+    """mark's fast path gives, bit for bit, the ledger of re-marking and recomputing equity,
+    high-water mark and max drawdown from scratch (two symbols held)."""
+    book = acc.new_ledger("us", 1_000.0)
+    book, _ = acc.apply_fill(book, "A", side, 3.0, 1.0, 0.1)  # type: ignore[arg-type]
+    book, _ = acc.apply_fill(book, "B", "buy", 2.0, 1.5, 0.1)
+    for price in prices:
+        fast = acc.mark(book, "A", price)
+        state = book.positions["A"]
+        positions = {**book.positions, "A": acc.PositionState(
+            quantity=state.quantity, average_cost=state.average_cost,
+            realized=state.realized, mark=price,
+        )}  # fmt: skip
+        equity = book.cash  # summed onto cash in symbol order, as acc.equity defines it
+        for symbol in ("A", "B"):
+            equity += positions[symbol].quantity * positions[symbol].mark
+        hwm = max(book.high_water_mark, equity)
+        drawdown = max((hwm - equity) / hwm, 0.0)
+        assert fast.positions == positions
+        assert acc.equity(fast) == equity
+        assert fast.high_water_mark == hwm
+        assert fast.max_drawdown == max(book.max_drawdown, drawdown)
+        assert (fast.cash, fast.fees, fast.fills) == (book.cash, book.fees, book.fills)
+        book = fast

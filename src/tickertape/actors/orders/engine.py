@@ -130,9 +130,12 @@ class OrderEngine(Actor):
     def on_event(self, event: Event, ctx: Context) -> None:
         payload = event.payload
         market = event.market
-        if isinstance(payload, Bar):
+        kind = type(payload)
+        if kind is Bar:
             if market is None or (self._intervals and payload.interval not in self._intervals):
                 return
+            if not self.venue.watches(market, payload.symbol):
+                return  # nothing open in the symbol: the bar cannot fill anything
             if f"{market}:{payload.symbol}" in self._trade_symbols:
                 return
             data = fl.MarketData(
@@ -144,20 +147,17 @@ class OrderEngine(Actor):
                 close=payload.close,
                 volume=payload.volume,
             )
-            result = self.venue.on_market_data(market, payload.symbol, data, ctx.clock.now_ns())
-            if result.reports or result.timers:
-                self._apply(result, ctx, event)
-        elif isinstance(payload, Trade):
+            self._match(market, payload.symbol, data, ctx, event)
+        elif kind is Trade:
             if market is None:
                 return
             self._trade_symbols.add(f"{market}:{payload.symbol}")
-            data = fl.MarketData.from_trade(event.ts_event, payload.price, payload.size)
-            result = self.venue.on_market_data(market, payload.symbol, data, ctx.clock.now_ns())
-            if result.reports or result.timers:
-                self._apply(result, ctx, event)
-        elif isinstance(payload, RiskDecision):
+            if self.venue.watches(market, payload.symbol):
+                data = fl.MarketData.from_trade(event.ts_event, payload.price, payload.size)
+                self._match(market, payload.symbol, data, ctx, event)
+        elif kind is RiskDecision:
             self._on_decision(payload, event, ctx)
-        elif isinstance(payload, RiskState) and payload.state == "HALTED":
+        elif kind is RiskState and payload.state == "HALTED":
             self._cancel_scope(payload, event, ctx)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
@@ -174,6 +174,13 @@ class OrderEngine(Actor):
         self._trade_symbols = set(self.state.trade_symbols)
 
     # -------------------------------------------------------------- internals
+
+    def _match(
+        self, market: Market, symbol: str, data: fl.MarketData, ctx: Context, event: Event
+    ) -> None:
+        result = self.venue.on_market_data(market, symbol, data, ctx.clock.now_ns())
+        if result.reports or result.timers:
+            self._apply(result, ctx, event)
 
     def _on_decision(self, decision: RiskDecision, event: Event, ctx: Context) -> None:
         if event.source != self.config.risk_source or not decision.approved:

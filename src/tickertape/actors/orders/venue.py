@@ -102,6 +102,11 @@ class Venue(Protocol):
         """A timer the venue asked for is due."""
         ...
 
+    def watches(self, market: Market, symbol: str) -> bool:
+        """True when ``on_market_data`` of this symbol can matter now (a simulated venue
+        holding open orders in it); a real venue, fed by its own market, says False."""
+        ...
+
     def open_order_ids(self) -> list[str]:
         """Order ids the venue holds open (pending or working), sorted."""
         ...
@@ -259,6 +264,10 @@ class SimulatedVenue:
             if not order.is_open:
                 self._close(order)
         return VenueResult(reports=reports)
+
+    def watches(self, market: Market, symbol: str) -> bool:
+        """True when the venue holds open orders in ``symbol`` (data can fill them)."""
+        return bool(self._by_symbol.get(f"{market}:{symbol}"))
 
     def open_order_ids(self) -> list[str]:
         """Ids of pending and working orders, sorted."""

@@ -196,13 +196,34 @@ def apply_fill(
 
 
 def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
-    """Mark ``symbol`` at ``price``; a book without that symbol is returned unchanged."""
-    state = ledger.positions.get(symbol)
+    """Mark ``symbol`` at ``price``; a book without that symbol is returned unchanged.
+
+    The hot path of the pnl actor (every bar or trade of a held symbol): one new
+    position, one new ledger, the equity summed as :func:`equity` does.
+    """
+    positions = ledger.positions
+    state = positions.get(symbol)
     if state is None or state.mark == price:
         return ledger
-    positions = dict(ledger.positions)
-    positions[symbol] = msgspec.structs.replace(state, mark=price)
-    return _with_marks(ledger, positions)
+    positions = dict(positions)
+    positions[symbol] = PositionState(
+        quantity=state.quantity, average_cost=state.average_cost, realized=state.realized,
+        mark=price,
+    )  # fmt: skip
+    eq = ledger.cash
+    for name in sorted(positions):
+        held = positions[name]
+        eq += held.quantity * held.mark
+    hwm = ledger.high_water_mark
+    if eq > hwm:
+        hwm = eq
+    dd = max((hwm - eq) / hwm, 0.0) if hwm > 0.0 else 0.0
+    return msgspec.structs.replace(
+        ledger,
+        positions=positions,
+        high_water_mark=hwm,
+        max_drawdown=dd if dd > ledger.max_drawdown else ledger.max_drawdown,
+    )
 
 
 def to_book(ledger: Ledger) -> Book:

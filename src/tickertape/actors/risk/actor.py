@@ -154,20 +154,24 @@ class RiskActor(Actor):
 
     def on_event(self, event: Event, ctx: Context) -> None:
         payload = event.payload
-        if isinstance(payload, Intent):
-            self._on_intent(payload, event, ctx)
-        elif isinstance(payload, Bar | Trade):
+        kind = type(payload)
+        if kind is Bar:  # the most frequent: a price and its time
             if event.market is not None:
-                price = payload.close if isinstance(payload, Bar) else payload.price
                 key = f"{event.market}:{payload.symbol}"
-                self.state.prices[key] = (price, event.ts_event)
-        elif isinstance(payload, OrderEvent):
+                self.state.prices[key] = (payload.close, event.ts_event)
+        elif kind is Trade:
+            if event.market is not None:
+                key = f"{event.market}:{payload.symbol}"
+                self.state.prices[key] = (payload.price, event.ts_event)
+        elif kind is Intent:
+            self._on_intent(payload, event, ctx)
+        elif kind is OrderEvent:
             self._on_order(payload)
-        elif isinstance(payload, PnlUpdate):
+        elif kind is PnlUpdate:
             self._on_pnl(payload, event, ctx)
-        elif isinstance(payload, RiskCommand):
+        elif kind is RiskCommand:
             self._on_command(payload, event, ctx)
-        elif isinstance(payload, ClockDrift) and self.config.halt_on_clock_drift:
+        elif kind is ClockDrift and self.config.halt_on_clock_drift:
             self.state.clock_drift = True
             self._set_state("global", None, "HALTED", "CLOCK_DRIFT", event, ctx)
 
