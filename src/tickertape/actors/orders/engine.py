@@ -1,7 +1,8 @@
 """The order engine actor: acts only on risk approvals, owns the order lifecycle.
 
 Consumes ``risk.approved.>`` (only from the risk identity; anything else is ignored
-and logged), ``risk.state`` (a HALTED scope cancels its open orders) and market data
+and logged), ``risk.state`` (from the risk identity too: a HALTED scope cancels its
+open orders) and market data
 (``md.trade.>``, ``md.bar.>``, forwarded to the venue). Publishes the lifecycle on
 ``order.{event}.{market}``: ``submitted``, ``accepted``, ``rejected``,
 ``partially_filled``, ``filled``, ``canceled``, ``expired``.
@@ -158,7 +159,11 @@ class OrderEngine(Actor):
         elif kind is RiskDecision:
             self._on_decision(payload, event, ctx)
         elif kind is RiskState and payload.state == "HALTED":
-            self._cancel_scope(payload, event, ctx)
+            if event.source == self.config.risk_source:
+                self._cancel_scope(payload, event, ctx)
+            else:
+                self.state.ignored_approvals += 1
+                ctx.log.error("risk_state_ignored_not_from_risk", source=event.source, id=event.id)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
         self._apply(self.venue.on_timer(timer.name, ctx.clock.now_ns()), ctx, None)

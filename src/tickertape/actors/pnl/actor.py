@@ -8,6 +8,10 @@ set: on every fill (for the strategy and the portfolio of that market), and for
 books whose marks changed at most once per ``update_interval_ns`` of the clock
 (timer ``publish``, due on multiples of the interval since the epoch, so a restart
 keeps the schedule).
+
+Fills count only from the order engine's identity (``orders_source``): an
+``order.*`` event from anyone else (a strategy that managed to publish one) is ignored,
+counted and logged as an error.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         update_interval_ns: the longest a changed book waits for a ``pnl.update``
             (default 60 s of the clock), > 0.
         bar_intervals: bar intervals used as marks; empty for all.
+        orders_source: the only identity whose fills are booked.
     """
 
     initial_cash: dict[Market, float] = msgspec.field(
@@ -49,6 +54,7 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     )
     update_interval_ns: int = 60_000_000_000
     bar_intervals: list[str] = msgspec.field(default_factory=list)
+    orders_source: str = "orders"
 
 
 class PnlState(msgspec.Struct, kw_only=True):
@@ -56,6 +62,7 @@ class PnlState(msgspec.Struct, kw_only=True):
 
     ledgers: dict[str, accounting.Ledger] = msgspec.field(default_factory=dict)
     dirty: list[str] = msgspec.field(default_factory=list)
+    ignored_fills: int = 0
 
 
 class PnlActor(Actor):
@@ -97,7 +104,11 @@ class PnlActor(Actor):
             if market is not None:
                 self._mark(market, payload.symbol, payload.price)
         elif isinstance(payload, OrderEvent) and payload.fill is not None:
-            self._on_fill(payload, event, ctx)
+            if event.source == self.config.orders_source:
+                self._on_fill(payload, event, ctx)
+            else:
+                self.state.ignored_fills += 1
+                ctx.log.error("fill_ignored_not_from_orders", source=event.source, id=event.id)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
         if timer.name != "publish":

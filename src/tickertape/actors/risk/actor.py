@@ -14,7 +14,11 @@ the market; a clock drift alert halts everything (reason ``CLOCK_DRIFT``) until 
 global ``resume``.
 
 An intent is only considered when its envelope's ``source`` is
-``strategy.{intent.strategy_id}``: a strategy cannot ask in another's name.
+``strategy.{intent.strategy_id}``: a strategy cannot ask in another's name. Order
+events count only from the order engine's identity and PnL updates only from the pnl
+actor's, and a ``strategy.*`` identity cannot command the gate: anything else is
+ignored, counted and logged as an error, so a strategy that manages to publish on
+those topics (the router's ACL refuses it across processes) changes nothing here.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         initial_cash: starting cash per market, for the cash check (the pnl actor must
             be configured with the same figures).
         halt_on_clock_drift: halt everything on a clock drift alert.
+        orders_source: the only identity whose ``order.*`` events are counted.
+        pnl_source: the only identity whose ``pnl.update.*`` events are counted.
     """
 
     limits_file: str | None = None
@@ -75,6 +81,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         default_factory=lambda: dict(DEFAULT_INITIAL_CASH)
     )
     halt_on_clock_drift: bool = True
+    orders_source: str = "orders"
+    pnl_source: str = "pnl"
 
 
 class TrackedOrder(msgspec.Struct, kw_only=True):
@@ -98,6 +106,7 @@ class RiskActorState(msgspec.Struct, kw_only=True):
     approvals: dict[str, list[int]] = msgspec.field(default_factory=dict)
     clock_drift: bool = False
     decisions: int = 0
+    ignored_events: int = 0
 
 
 def load_limits(config: RiskConfig) -> LimitsFile:
@@ -166,11 +175,20 @@ class RiskActor(Actor):
         elif kind is Intent:
             self._on_intent(payload, event, ctx)
         elif kind is OrderEvent:
-            self._on_order(payload)
+            if event.source == self.config.orders_source:
+                self._on_order(payload)
+            else:
+                self._ignore(event, ctx)
         elif kind is PnlUpdate:
-            self._on_pnl(payload, event, ctx)
+            if event.source == self.config.pnl_source:
+                self._on_pnl(payload, event, ctx)
+            else:
+                self._ignore(event, ctx)
         elif kind is RiskCommand:
-            self._on_command(payload, event, ctx)
+            if event.source.startswith("strategy."):
+                self._ignore(event, ctx)
+            else:
+                self._on_command(payload, event, ctx)
         elif kind is ClockDrift and self.config.halt_on_clock_drift:
             self.state.clock_drift = True
             self._set_state("global", None, "HALTED", "CLOCK_DRIFT", event, ctx)
@@ -184,6 +202,10 @@ class RiskActor(Actor):
         self._recent = {k: deque(v) for k, v in self.state.approvals.items()}
 
     # -------------------------------------------------------------- internals
+
+    def _ignore(self, event: Event, ctx: Context) -> None:
+        self.state.ignored_events += 1
+        ctx.log.error("event_ignored_wrong_source", source=event.source, id=event.id)
 
     def _limits(self, market: Market, strategy_id: str) -> Limits:
         key = (market, strategy_id)

@@ -54,6 +54,10 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         max_intents_per_minute: rate limit of intents, per 60 s of the clock.
         enabled: False starts the strategy with its kill switch on.
         params: the strategy's parameters, validated against its ``Params`` Struct.
+        orders_source: the only identity whose ``order.*`` events update positions and
+            open orders.
+        risk_source: the only identity whose ``risk.state`` events switch the kill
+            switch.
     """
 
     strategy_id: str = "default"
@@ -62,6 +66,8 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     max_intents_per_minute: int = 60
     enabled: bool = True
     params: dict[str, Any] = msgspec.field(default_factory=dict)
+    orders_source: str = "orders"
+    risk_source: str = "risk"
 
 
 class OpenOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +94,7 @@ class StrategyState(msgspec.Struct, kw_only=True):
     intent_times: list[int] = msgspec.field(default_factory=list)
     halted_scopes: list[str] = msgspec.field(default_factory=list)
     dropped_intents: int = 0
+    ignored_events: int = 0
     user: bytes = b""
 
 
@@ -408,10 +415,17 @@ class StrategyActor(Actor):
             if market is not None:
                 self.strategy.on_quote(market, payload, StrategyContext(self, ctx, event))
         elif isinstance(payload, OrderEvent):
-            if payload.strategy_id == self.strategy_id:
+            if payload.strategy_id != self.strategy_id:
+                return
+            if event.source == self.config.orders_source:
                 self._on_order(payload, event, ctx)
+            else:
+                self._ignore(event, ctx)
         elif isinstance(payload, RiskState):
-            self._on_risk_state(payload)
+            if event.source == self.config.risk_source:
+                self._on_risk_state(payload)
+            else:
+                self._ignore(event, ctx)
         elif event.type == "indicator.value" and market is not None:
             values = dict(payload.values)
             self.state.indicators[f"{payload.name}:{market}:{payload.symbol}"] = values
@@ -430,6 +444,10 @@ class StrategyActor(Actor):
         self.strategy.restore_state(self.state.user)
 
     # -------------------------------------------------------------- internals
+
+    def _ignore(self, event: Event, ctx: Context) -> None:
+        self.state.ignored_events += 1
+        ctx.log.error("event_ignored_wrong_source", source=event.source, id=event.id)
 
     def _on_order(self, order: OrderEvent, event: Event, ctx: Context) -> None:
         if order.fill is not None:
