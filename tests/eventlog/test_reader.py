@@ -388,14 +388,6 @@ print(sum(1 for _ in reader.read()), sum(1 for _ in reader.read_from_time(None, 
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reader.read()/read_from_time() open one file per matching topic at once for the merge "
-        "(merge_by_gseq primes every iterator): past RLIMIT_NOFILE they raise OSError EMFILE; "
-        "a replay over thousands of symbols needs a merge that bounds open files"
-    ),
-)
 def test_merged_read_over_more_topics_than_file_descriptors(tmp_path: Path) -> None:
     """A merged read over more topics than the process may open files returns every record."""
     data_dir = tmp_path / "data"
@@ -442,16 +434,6 @@ def _bytes_read() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "reader.segment_index rebuilds the index of a live (growing) day file by scanning the "
-        "whole file whenever its size changed (the writer saves .idx only on roll/close): every "
-        "read near the head of a busy open day, each follow() poll and each router catch-up "
-        "costs a full scan (measured: 0.44 s per read on a 300k-record day vs 1 ms with an index); "
-        "extend the cached index from its last indexed position instead of rebuilding it"
-    ),
-)
 def test_reading_the_head_of_a_live_day_does_not_rescan_it(tmp_path: Path) -> None:
     """Reading the newest records of a growing open day reads a small part of its file."""
     data_dir = tmp_path / "data"

@@ -357,15 +357,6 @@ def _bytes_read() -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "writer._scan_open decodes every record of every open day file on each open, even after "
-        "a clean close that saved a fresh .idx (measured: 0.56 s for a 300k-record, 100 MB day, "
-        "linear in the day's size); DESIGN §5 asks for a scan of the tail: trust a fresh index "
-        "(its summary holds offsets, gseq, ts and sources) and check only the records after it"
-    ),
-)
 def test_open_after_a_clean_close_reads_only_the_tail(data_dir: Path) -> None:
     """Reopening a cleanly closed log does not read its open day files whole."""
     with EventLog.open(data_dir) as lg:

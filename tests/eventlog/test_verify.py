@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tickertape.eventlog import LogReader
+from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.verify import verify_namespace
+
+from .envelopes import T0, TRADE_TOPIC, day_file, envelopes
 
 _APPENDER = r"""
 import sys
@@ -24,16 +26,6 @@ with EventLog.open(sys.argv[1]) as lg:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "verify_namespace reads HEAD once, then checks every line of every file: records a live "
-        "writer appends meanwhile are reported as 'gseq N beyond the committed head' (and a line "
-        "being written as 'torn record at the end'), so `tape verify` on a live namespace exits 1 "
-        "on a healthy log; check only records with gseq <= the HEAD read at the start and stop "
-        "at the first line past it"
-    ),
-)
 def test_verify_beside_a_live_writer_reports_nothing(tmp_path: Path) -> None:
     """`verify` run while another process appends finds a healthy log healthy."""
     data_dir = tmp_path / "data"
@@ -52,3 +44,28 @@ def test_verify_beside_a_live_writer_reports_nothing(tmp_path: Path) -> None:
     assert child.returncode == 0
     assert LogReader(data_dir).head_gseq() == 60000
     assert problems == [], f"{len(problems)} problems in {runs} runs, e.g. {problems[:3]}"
+
+
+def test_a_torn_last_line_is_in_flight_only_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    """An unterminated last line is 'in flight' beside a live writer and a problem without one."""
+    data_dir = tmp_path / "data"
+    lg = EventLog.open(data_dir)
+    try:
+        lg.append(envelopes(10))
+        path = day_file(data_dir, TRADE_TOPIC, T0)
+        torn = b'{"id":"md:11","topic":"md.tra'  # a write in progress
+        with open(path, "ab") as f:
+            f.write(torn)
+        live = verify_namespace(data_dir)
+        assert live.writer_live
+        assert live.ok, live.problems
+        assert [(p.path, p.position) for p in live.in_flight] == [
+            (str(path), path.stat().st_size - len(torn))
+        ]
+        assert "being written" in live.in_flight[0].what
+    finally:
+        lg.close()
+    offline = verify_namespace(data_dir)
+    assert not offline.writer_live
+    assert offline.in_flight == []
+    assert [p.what for p in offline.problems] == ["torn record at the end"]

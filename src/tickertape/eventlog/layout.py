@@ -7,6 +7,9 @@
     <data-dir>/logs/<namespace>/<topic>/<YYYY-MM-DD>.idx         its sparse index (a cache)
     <data-dir>/logs/<namespace>/.lock                            the writer's lock
     <data-dir>/logs/<namespace>/HEAD                             committed head gseq (advisory)
+
+A namespace is ``name`` or ``name/name``; one cannot be a path prefix of another
+(``runs`` and ``runs/<id>`` would share ``logs/runs``): see :func:`check_namespace_free`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,45 @@ def validate_namespace(namespace: str) -> None:
         raise ConfigError(
             f"invalid namespace {namespace!r}: letters, digits, _ and -, at most one '/'"
         )
+
+
+def check_namespace_free(data_dir: str | Path, namespace: str) -> None:
+    """Raise :class:`ConfigError` when ``namespace`` would share its directory with another.
+
+    A namespace's topics are the subdirectories of ``logs/<namespace>``, so a namespace
+    ``name`` and a namespace ``name/other`` cannot both exist: ``logs/name/other``
+    would be a topic of the first and the whole of the second. A directory is a
+    namespace when it holds the writer's ``.lock`` (created on the first open for
+    writing). Two processes creating colliding namespaces at the same instant are not
+    detected.
+
+    Raises:
+        ConfigError: invalid name, or ``namespace`` is a path prefix of an existing
+            namespace or has one as a path prefix.
+    """
+    validate_namespace(namespace)
+    root = Path(data_dir) / "logs"
+    first, _, rest = namespace.partition("/")
+    if rest:
+        if (root / first / ".lock").exists():
+            raise ConfigError(
+                f"namespace {namespace!r} would be inside namespace {first!r} "
+                f"({root / first}): a namespace cannot be a path prefix of another; "
+                f"choose another name, e.g. {namespace.replace('/', '-')!r}"
+            )
+        return
+    try:
+        entries = os.scandir(root / first)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with entries:
+        for entry in entries:
+            if entry.is_dir() and os.path.exists(os.path.join(entry.path, ".lock")):
+                raise ConfigError(
+                    f"namespace {namespace!r} would contain namespace "
+                    f"'{namespace}/{entry.name}' ({entry.path}): a namespace cannot be a "
+                    "path prefix of another; choose another name"
+                )
 
 
 def namespace_dir(data_dir: str | Path, namespace: str) -> Path:

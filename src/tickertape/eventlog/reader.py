@@ -30,13 +30,22 @@ from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
 from tickertape.eventlog.layout import Segment, list_segments, list_topics, namespace_dir
-from tickertape.eventlog.segment import build_index, iter_raw_lines
+from tickertape.eventlog.segment import FilePool, build_index, iter_lines, iter_raw_lines
 from tickertape.schemas.envelope import Record, StoredRecord
 from tickertape.topics import matches_any
 
 _HEAD = struct.Struct("<q")
 _INF = 1 << 63
 _DECODER = msgspec.json.Decoder(StoredRecord)
+
+MERGE_OPEN_FILES = 64
+"""Most day files one merged read keeps open at once (see :class:`FilePool`)."""
+
+MERGE_BUFFER_BYTES = 16 << 20
+"""Read-ahead shared by the topics of one merged read (each gets 16–128 KiB)."""
+
+_MAX_BUFFER = 1 << 17
+_MIN_BUFFER = 1 << 14
 
 
 @dataclass(slots=True)
@@ -48,6 +57,7 @@ class _Bounds:
     min_ts: int = -1
     max_ts: int = _INF
     done: bool = False
+    resume_offset: int = -1  # set when a file vanished mid-read: the next offset to read
 
 
 # Keys of index entries and summaries, by what a read starts from.
@@ -74,13 +84,24 @@ class LogReader:
     Args:
         data_dir: the data directory.
         namespace: the namespace to read.
+        head: where the committed head comes from; default the ``HEAD`` file the
+            writer publishes after each fsync (the writer's own reader passes its
+            head, which includes records it wrote without fsync).
     """
 
-    def __init__(self, data_dir: str | Path, namespace: str = "main") -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        namespace: str = "main",
+        *,
+        head: Callable[[], int] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.namespace = namespace
         self.dir = namespace_dir(data_dir, namespace)
-        self._indexes: dict[Path, tuple[int, float, SegmentIndex]] = {}
+        self._head = head
+        # path -> (file size, mtime, head when indexed, index)
+        self._indexes: dict[Path, tuple[int, float, int, SegmentIndex]] = {}
 
     # ------------------------------------------------------------ discovery
 
@@ -93,33 +114,71 @@ class LogReader:
 
     def head_gseq(self) -> int:
         """The committed head gseq (0 when the namespace is empty or absent)."""
+        head = self._published_head()
+        if head is not None:
+            return head
+        return max((self.topic_summary(t).last_gseq for t in self.topics()), default=0)
+
+    def _published_head(self) -> int | None:
+        if self._head is not None:
+            return self._head()
         try:
             with open(self.dir / "HEAD", "rb") as f:
                 data = f.read(8)
         except FileNotFoundError:
-            data = b""
-        if len(data) == 8:
-            return int(_HEAD.unpack(data)[0])
-        return max((self.topic_summary(t).last_gseq for t in self.topics()), default=0)
+            return None
+        return int(_HEAD.unpack(data)[0]) if len(data) == 8 else None
 
     def segments(self, topic: str) -> list[Segment]:
         """The day files of ``topic``, oldest first."""
         return list_segments(self.dir / topic, topic)
 
     def segment_index(self, segment: Segment) -> SegmentIndex:
-        """The sparse index of a day file: from its ``.idx`` when fresh, else rebuilt by a scan.
+        """The sparse index of a day file.
+
+        A sealed day's comes from its ``.idx`` when fresh, else from a scan. An open
+        day's covers its committed records (gseq ≤ the head; those never change) and
+        is extended from where it ended as the file grows: from the copy cached in
+        this reader, else from the writer's saved ``.idx`` (which describes a prefix
+        of the file), else from a scan of the whole file.
 
         Raises:
             FileNotFoundError: the file was sealed or deleted since it was listed.
         """
         st = segment.path.stat()
         cached = self._indexes.get(segment.path)
-        if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime:
-            return cached[2]
-        index = load_index(segment.index_path)
-        if index is None or index.data_size != st.st_size or index.sealed != segment.sealed:
-            index, _problems = build_index(segment, st.st_size)
-        self._indexes[segment.path] = (st.st_size, st.st_mtime, index)
+        if segment.sealed:
+            if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime:
+                return cached[3]
+            index = load_index(segment.index_path)
+            if index is None or index.data_size != st.st_size or not index.sealed:
+                index, _problems = build_index(segment, st.st_size)
+            self._indexes[segment.path] = (st.st_size, st.st_mtime, 0, index)
+            return index
+        published = self._published_head()
+        head = _INF if published is None else published
+        if cached is not None:
+            size, mtime, indexed_head, index = cached
+            if (
+                size == st.st_size
+                and mtime == st.st_mtime
+                and (index.raw_size == size or indexed_head == head)
+            ):
+                return index
+            base: SegmentIndex | None = index
+        else:
+            base = load_index(segment.index_path)
+            if base is not None and (
+                base.sealed or base.raw_size != base.data_size or base.last_gseq > head
+            ):
+                base = None
+        index = None
+        if base is not None and base.raw_size <= st.st_size:
+            index = _extend_index(segment, base, head)
+        if index is None:
+            index = _extend_index(segment, SegmentIndex(sealed=False, data_size=0), head)
+            assert index is not None
+        self._indexes[segment.path] = (st.st_size, st.st_mtime, head, index)
         return index
 
     def topic_summary(self, topic: str) -> SegmentIndex:
@@ -156,9 +215,19 @@ class LogReader:
     # -------------------------------------------------------------- reading
 
     def _iter_segment(
-        self, seg: Segment, entry: IndexEntry | None, bounds: _Bounds
+        self,
+        seg: Segment,
+        entry: IndexEntry | None,
+        bounds: _Bounds,
+        pool: FilePool | None = None,
+        buffer_size: int = _MAX_BUFFER,
     ) -> Iterator[Record]:
-        """Records of one day file from an index entry, within ``bounds`` (hot path)."""
+        """Records of one day file from an index entry, within ``bounds`` (hot path).
+
+        Raises:
+            FileNotFoundError: the file vanished (sealed or deleted); ``bounds.resume_offset``
+                is then the offset to go on from (-1 when no record was read).
+        """
         expected = entry.offset if entry is not None else -1
         file_pos = entry.file_pos if entry is not None else 0
         raw_pos = entry.raw_pos if entry is not None else 0
@@ -169,39 +238,43 @@ class LogReader:
         crc32 = crc32c.crc32c
         sealed = seg.sealed
         pos = raw_pos
-        for line in iter_raw_lines(seg, file_pos):
-            size = len(line)
-            if not sealed and line[-1] != 10:
-                return  # a write in progress (or a torn tail awaiting recovery)
-            try:
-                rec = decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                reason = decode_line_reason(line)
-                raise CorruptRecordError(
-                    seg.path, pos, expected if expected >= 0 else None, reason
-                ) from None
-            if crc32(line[: line.rfind(b',"crc":')]) != rec.crc:
-                raise CorruptRecordError(
-                    seg.path, pos, expected if expected >= 0 else None, "checksum mismatch"
-                )
-            offset = rec.offset
-            if expected >= 0 and offset != expected:
-                raise CorruptRecordError(
-                    seg.path, pos, expected, f"offset {offset} where {expected} was expected"
-                )
-            expected = offset + 1
-            pos += size
-            gseq = rec.gseq
-            if gseq > max_gseq or offset > max_offset:
-                bounds.done = True
-                return
-            ts = rec.ts_event
-            if ts >= max_ts:
-                bounds.done = True
-                return
-            if offset < min_offset or gseq < min_gseq or ts < min_ts:
-                continue
-            yield rec
+        try:
+            for line in iter_raw_lines(seg, file_pos, pool=pool, buffer_size=buffer_size):
+                size = len(line)
+                if not sealed and line[-1] != 10:
+                    return  # a write in progress (or a torn tail awaiting recovery)
+                try:
+                    rec = decode(line)
+                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                    reason = decode_line_reason(line)
+                    raise CorruptRecordError(
+                        seg.path, pos, expected if expected >= 0 else None, reason
+                    ) from None
+                if crc32(line[: line.rfind(b',"crc":')]) != rec.crc:
+                    raise CorruptRecordError(
+                        seg.path, pos, expected if expected >= 0 else None, "checksum mismatch"
+                    )
+                offset = rec.offset
+                if expected >= 0 and offset != expected:
+                    raise CorruptRecordError(
+                        seg.path, pos, expected, f"offset {offset} where {expected} was expected"
+                    )
+                expected = offset + 1
+                pos += size
+                gseq = rec.gseq
+                if gseq > max_gseq or offset > max_offset:
+                    bounds.done = True
+                    return
+                ts = rec.ts_event
+                if ts >= max_ts:
+                    bounds.done = True
+                    return
+                if offset < min_offset or gseq < min_gseq or ts < min_ts:
+                    continue
+                yield rec
+        except FileNotFoundError:
+            bounds.resume_offset = expected
+            raise
 
     def _iter_topic(
         self,
@@ -210,6 +283,8 @@ class LogReader:
         summary_last: Callable[[SegmentIndex], int],
         value: int,
         bounds: _Bounds,
+        pool: FilePool | None = None,
+        buffer_size: int = _MAX_BUFFER,
     ) -> Iterator[Record]:
         """Records of ``topic`` within ``bounds``, starting near the first whose key ≥ value."""
         started = False
@@ -230,13 +305,19 @@ class LogReader:
                         i = bisect_right(keys, value) - 1
                         entry = idx.entries[max(i, 0)] if idx.entries else None
                         started = True
-                        yield from self._iter_segment(seg, entry, bounds)
+                        yield from self._iter_segment(seg, entry, bounds, pool, buffer_size)
                     else:
-                        yield from self._iter_segment(seg, None, bounds)
+                        yield from self._iter_segment(seg, None, bounds, pool, buffer_size)
                 except FileNotFoundError:
-                    # Sealed (or deleted) since it was listed: nothing of it was yielded
-                    # (a file being read stays readable); list the days again.
-                    started = started and seg.day not in done_days
+                    # Sealed (or deleted) since it was listed, maybe after some of its
+                    # records were yielded (a pooled file is closed between reads): list
+                    # the days again and go on from the next offset.
+                    if bounds.resume_offset >= 0:
+                        key, summary_last = _entry_offset, _last_offset
+                        value = bounds.resume_offset
+                        bounds.min_offset = max(bounds.min_offset, value)
+                        bounds.resume_offset = -1
+                        started = False
                     break
                 done_days.add(seg.day)
             else:
@@ -262,6 +343,26 @@ class LogReader:
         )
         return self._iter_topic(topic, _entry_offset, _last_offset, from_offset, bounds)
 
+    def _merged_iterators(
+        self,
+        patterns: Sequence[str] | None,
+        key: Callable[[IndexEntry], int],
+        summary_last: Callable[[SegmentIndex], int],
+        value: int,
+        make_bounds: Callable[[], _Bounds],
+    ) -> list[Iterator[Record]]:
+        """One iterator per matching topic; together they keep at most
+        :data:`MERGE_OPEN_FILES` files open and about :data:`MERGE_BUFFER_BYTES` buffered."""
+        topics = self.topics(patterns)
+        if len(topics) <= 1:
+            return [self._iter_topic(t, key, summary_last, value, make_bounds()) for t in topics]
+        pool = FilePool(MERGE_OPEN_FILES)
+        buffer_size = max(_MIN_BUFFER, min(_MAX_BUFFER, MERGE_BUFFER_BYTES // len(topics)))
+        return [
+            self._iter_topic(t, key, summary_last, value, make_bounds(), pool, buffer_size)
+            for t in topics
+        ]
+
     def read(
         self,
         patterns: Sequence[str] | None = None,
@@ -270,21 +371,21 @@ class LogReader:
     ) -> Iterator[Record]:
         """Yield the records of the matching topics with ``from_gseq ≤ gseq ≤ to_gseq``, in gseq order.
 
+        However many topics match, at most :data:`MERGE_OPEN_FILES` files are open at
+        once (files are closed and reopened by position as the merge moves).
+
         Raises:
             CorruptRecordError: as :meth:`read_topic`.
         """
         head = self.head_gseq()
         limit = head if to_gseq is None else min(to_gseq, head)
-        iterators = [
-            self._iter_topic(
-                t,
-                _entry_gseq,
-                _last_gseq,
-                from_gseq,
-                _Bounds(min_gseq=from_gseq, max_gseq=limit),
-            )
-            for t in self.topics(patterns)
-        ]
+        iterators = self._merged_iterators(
+            patterns,
+            _entry_gseq,
+            _last_gseq,
+            from_gseq,
+            lambda: _Bounds(min_gseq=from_gseq, max_gseq=limit),
+        )
         return merge_by_gseq(iterators)
 
     def read_from_time(
@@ -292,19 +393,18 @@ class LogReader:
     ) -> Iterator[Record]:
         """Yield, in gseq order, each matching topic's records from the first with ``ts_event ≥ ts_ns``.
 
-        Stops each topic before the first record with ``ts_event ≥ to_ns``.
+        Stops each topic before the first record with ``ts_event ≥ to_ns``. Open files
+        are bounded as in :meth:`read`.
         """
         head = self.head_gseq()
-        iterators = [
-            self._iter_topic(
-                t,
-                _entry_ts,
-                _last_ts,
-                ts_ns,
-                _Bounds(min_ts=ts_ns, max_ts=_INF if to_ns is None else to_ns, max_gseq=head),
-            )
-            for t in self.topics(patterns)
-        ]
+        max_ts = _INF if to_ns is None else to_ns
+        iterators = self._merged_iterators(
+            patterns,
+            _entry_ts,
+            _last_ts,
+            ts_ns,
+            lambda: _Bounds(min_ts=ts_ns, max_ts=max_ts, max_gseq=head),
+        )
         return merge_by_gseq(iterators)
 
     def read_in_time_order(
@@ -315,19 +415,18 @@ class LogReader:
         This is the order a replay consumes its inputs in (DESIGN §7: time, then gseq):
         records imported later can carry earlier times than records imported before
         them, so gseq order is not time order across topics. Each topic's records are
-        already in ts_event order (the log refuses regressions).
+        already in ts_event order (the log refuses regressions). Open files are bounded
+        as in :meth:`read`.
         """
         head = self.head_gseq()
-        iterators = [
-            self._iter_topic(
-                t,
-                _entry_ts,
-                _last_ts,
-                ts_ns,
-                _Bounds(min_ts=ts_ns, max_ts=_INF if to_ns is None else to_ns, max_gseq=head),
-            )
-            for t in self.topics(patterns)
-        ]
+        max_ts = _INF if to_ns is None else to_ns
+        iterators = self._merged_iterators(
+            patterns,
+            _entry_ts,
+            _last_ts,
+            ts_ns,
+            lambda: _Bounds(min_ts=ts_ns, max_ts=max_ts, max_gseq=head),
+        )
         return merge_by_time(iterators)
 
     def first_gseq_at(self, patterns: Sequence[str] | None, ts_ns: int) -> int | None:
@@ -403,3 +502,37 @@ def merge_by_time(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
             heapq.heappop(heap)
         else:
             heapq.heapreplace(heap, (nxt.ts_event, nxt.gseq, i, nxt))
+
+
+def _extend_index(segment: Segment, base: SegmentIndex, head: int) -> SegmentIndex | None:
+    """A copy of ``base`` (the index of a prefix of an open day file) extended with the
+    committed records (gseq ≤ ``head``) that follow it.
+
+    Returns None when the record after the prefix does not continue it (the file is
+    not the one ``base`` was made from): the caller rebuilds from the start. Invalid
+    lines are left out, as :func:`build_index` does; a line without its newline ends
+    the scan.
+    """
+    index = msgspec.structs.replace(base, entries=list(base.entries), sources=dict(base.sources))
+    start = base.raw_size
+    first = True
+    for pos, line in iter_lines(segment, start, start):
+        if not line.endswith(b"\n"):
+            break
+        try:
+            rec = decode_line(line)
+        except CodecError:
+            continue
+        if (
+            first
+            and index.count
+            and (rec.offset != index.last_offset + 1 or rec.gseq <= index.last_gseq)
+        ):
+            return None
+        first = False
+        if rec.gseq > head:
+            break
+        index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
+        index.raw_size = pos + len(line)
+    index.data_size = index.raw_size
+    return index

@@ -9,8 +9,11 @@ sealed one through zstd's streaming decompressor.
 from __future__ import annotations
 
 import io
+import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, cast
 
 import zstandard
 
@@ -20,6 +23,83 @@ from tickertape.eventlog.index import SegmentIndex
 from tickertape.eventlog.layout import Segment
 
 _READ_SIZE = 1 << 17
+
+
+class FilePool:
+    """Bounds the files open at once for the readers of one merged read.
+
+    A merge over thousands of topics holds one reader per topic; with a pool, each
+    reader opens its file only while it refills its buffer, and past ``limit`` open
+    files the least recently used is closed (and reopened, by position, when its
+    reader needs more bytes). Not thread-safe: a pool belongs to one iteration.
+
+    Args:
+        limit: most files open at once (≥ 1).
+    """
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"FilePool limit must be at least 1, not {limit}")
+        self.limit = limit
+        self._open: OrderedDict[PooledFile, None] = OrderedDict()
+
+    @property
+    def open_files(self) -> int:
+        """Files currently open through this pool."""
+        return len(self._open)
+
+    def _acquire(self, file: PooledFile) -> int:
+        while len(self._open) >= self.limit:
+            victim, _ = self._open.popitem(last=False)
+            victim._drop_fd()
+        fd = os.open(file.path, os.O_RDONLY)
+        self._open[file] = None
+        return fd
+
+    def _touch(self, file: PooledFile) -> None:
+        self._open.move_to_end(file)
+
+    def _forget(self, file: PooledFile) -> None:
+        self._open.pop(file, None)
+
+
+class PooledFile(io.RawIOBase):
+    """A read-only file that a :class:`FilePool` may close between reads.
+
+    It keeps its own position and reads with ``pread``, so a closed file is reopened
+    where it was. Raises :class:`FileNotFoundError` from a read when the file was
+    removed (a day sealed, or deleted by retention) while it was closed.
+    """
+
+    def __init__(self, path: Path, pos: int, pool: FilePool) -> None:
+        super().__init__()
+        self.path = path
+        self._pos = pos
+        self._pool = pool
+        self._fd = -1
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._fd < 0:
+            self._fd = self._pool._acquire(self)
+        else:
+            self._pool._touch(self)
+        n = os.preadv(self._fd, [buffer], self._pos)
+        self._pos += n
+        return n
+
+    def _drop_fd(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._pool._forget(self)
+            self._drop_fd()
+        super().close()
 
 
 def iter_lines(
@@ -53,24 +133,41 @@ def iter_lines(
                 pos += len(line)
 
 
-def iter_raw_lines(segment: Segment, file_pos: int = 0) -> Iterator[bytes]:
-    """Yield the lines of ``segment`` from a file (or frame) position, without positions."""
-    if segment.sealed:
-        with open(segment.path, "rb") as f:
-            f.seek(file_pos)
+def iter_raw_lines(
+    segment: Segment,
+    file_pos: int = 0,
+    *,
+    pool: FilePool | None = None,
+    buffer_size: int = _READ_SIZE,
+) -> Iterator[bytes]:
+    """Yield the lines of ``segment`` from a file (or frame) position, without positions.
+
+    Args:
+        pool: open the file through this pool (merged reads), else hold it open.
+        buffer_size: read-ahead in bytes (smaller when many files are read at once).
+    """
+    if pool is not None:
+        raw: io.RawIOBase = PooledFile(segment.path, file_pos, pool)
+    else:
+        raw = open(segment.path, "rb", buffering=0)  # noqa: SIM115 (closed below)
+        raw.seek(file_pos)
+    try:
+        if segment.sealed:
             reader = zstandard.ZstdDecompressor().stream_reader(
-                f, read_size=_READ_SIZE, read_across_frames=True
+                cast("IO[bytes]", raw), read_size=buffer_size, read_across_frames=True
             )
+            decompressed = io.BufferedReader(reader, buffer_size=buffer_size)
             try:
-                yield from io.BufferedReader(reader, buffer_size=_READ_SIZE)
+                yield from decompressed
             except zstandard.ZstdError as exc:
                 raise CorruptRecordError(
                     segment.path, file_pos, None, f"zstd frame: {exc}"
                 ) from None
-    else:
-        with open(segment.path, "rb", buffering=_READ_SIZE) as f:
-            f.seek(file_pos)
-            yield from f
+        else:
+            lines = io.BufferedReader(raw, buffer_size=buffer_size)
+            yield from lines
+    finally:
+        raw.close()
 
 
 def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -6,10 +6,18 @@ unique in the namespace, that ts_event never decreases within the topic, and tha
 record lies in the file of its ts_event's UTC day. Per file: that a saved index that
 claims to be fresh agrees with the records. Every problem is reported with file, byte
 position and offset; verification goes on after a bad record.
+
+Beside a live writer (one holds the namespace's lock) verification covers the records
+up to the head it read when it started: it stops each file at the first record past
+that head, and an unterminated last line (a write in progress) is reported in
+``in_flight``, not as a problem. Without a writer, an unterminated line is a torn
+record (the next open for writing truncates it).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +26,7 @@ import msgspec
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import INDEX_EVERY, load_index
-from tickertape.eventlog.layout import Segment, day_name, day_of
+from tickertape.eventlog.layout import Segment, day_name, day_of, list_segments
 from tickertape.eventlog.reader import LogReader
 from tickertape.eventlog.segment import iter_lines
 
@@ -33,14 +41,24 @@ class Problem(msgspec.Struct, frozen=True):
 
 
 class VerifyReport(msgspec.Struct):
-    """The outcome of :func:`verify_namespace`."""
+    """The outcome of :func:`verify_namespace`.
+
+    Attributes:
+        head_gseq: the committed head when verification started; records past it
+            (appended meanwhile) are not checked.
+        writer_live: a writer held the namespace's lock when verification started.
+        in_flight: unterminated last lines left alone because a writer was live
+            (records being written past ``head_gseq``): not problems.
+    """
 
     namespace: str
     files: int = 0
     records: int = 0
     bytes: int = 0
     head_gseq: int = 0
+    writer_live: bool = False
     problems: list[Problem] = msgspec.field(default_factory=list)
+    in_flight: list[Problem] = msgspec.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -60,17 +78,43 @@ class _TopicState:
         self.last_ts = -1
 
 
+def writer_holds_lock(ns_dir: Path) -> bool:
+    """True when a process holds the namespace's writer lock (``flock`` on ``.lock``)."""
+    try:
+        fd = os.open(ns_dir / ".lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases a shared lock taken above
+    return False
+
+
 def _check_segment(
     seg: Segment,
     state: _TopicState,
     report: VerifyReport,
     seen: bytearray,
     positions: list[tuple[int, int, int]],
-) -> int:
-    """Check one day file; return its record count. Raises CorruptRecordError on a bad frame."""
+) -> int | None:
+    """Check one day file; return its record count, or None when it was checked only up to
+    the head (a live writer appends to it). Raises CorruptRecordError on a bad frame."""
     n = 0
     for pos, line in iter_lines(seg):
         if not line.endswith(b"\n") and not seg.sealed:
+            if report.writer_live:
+                report.in_flight.append(
+                    Problem(
+                        str(seg.path),
+                        pos,
+                        state.expected_offset,
+                        "unterminated last line past the head: a record being written",
+                    )
+                )
+                return None
             report.problems.append(
                 Problem(str(seg.path), pos, state.expected_offset, "torn record at the end")
             )
@@ -83,7 +127,7 @@ def _check_segment(
                 state.expected_offset += 1
             continue
         if not seg.sealed and rec.gseq > report.head_gseq:
-            break  # appended by a live writer after verification started
+            return None  # appended by a live writer after verification started
         report.records += 1
         where = (str(seg.path), pos, rec.offset)
         if state.expected_offset is not None and rec.offset != state.expected_offset:
@@ -136,23 +180,34 @@ def verify_namespace(
         progress: called with the number of bytes of each file once it is checked.
     """
     reader = LogReader(data_dir, namespace)
-    report = VerifyReport(namespace=namespace, head_gseq=reader.head_gseq())
+    live = writer_holds_lock(reader.dir)
+    report = VerifyReport(namespace=namespace, head_gseq=reader.head_gseq(), writer_live=live)
     seen = bytearray(report.head_gseq + 1)
     for topic in reader.topics():
         state = _TopicState(topic)
-        for seg in reader.segments(topic):
+        for listed in reader.segments(topic):
+            seg = listed
+            try:
+                size = seg.path.stat().st_size
+            except FileNotFoundError:
+                # Sealed (or deleted) by the live writer since it was listed.
+                now = [s for s in list_segments(seg.path.parent, topic) if s.day == seg.day]
+                if not now:
+                    continue
+                seg = now[0]
+                size = seg.path.stat().st_size
             report.files += 1
-            size = seg.path.stat().st_size
             report.bytes += size
             positions: list[tuple[int, int, int]] = []
+            n: int | None
             try:
                 n = _check_segment(seg, state, report, seen, positions)
             except CorruptRecordError as exc:
                 report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
-                n = -1
+                n = None
             index = load_index(seg.index_path)
             fresh = index is not None and index.data_size == size and index.sealed == seg.sealed
-            if n >= 0 and index is not None and fresh:
+            if n is not None and index is not None and fresh:
                 if index.count != n:
                     report.problems.append(
                         Problem(

@@ -5,13 +5,17 @@ One process writes a namespace at a time (an exclusive ``flock`` on its ``.lock`
 writes every record of the batch with one ``os.write`` per touched file, fsyncs each
 touched file (and the directory of any file it created), and only then returns: an
 append that returned is durable. :class:`tickertape.eventlog.AsyncEventLog` adds group
-commit on top for concurrent producers.
+commit on top for concurrent producers. ``append(..., durable=False)`` defers the
+fsync to :meth:`EventLog.sync` (for namespaces that can be regenerated, such as a
+replay's run namespace).
 
-Crash safety (see :meth:`EventLog.open`): a batch is written as a *group* of at most
-:data:`MAX_GROUP` records, and a group is written only after the previous one was
-fully fsync'd. After a crash, only the last group can be partly on disk; since no
-record of it was acknowledged, recovery cuts every record from the first missing gseq
-on, which keeps ``gseq`` contiguous across the namespace.
+Crash safety (see :meth:`EventLog.open`): a batch is written as *groups* of at most
+:data:`MAX_GROUP` records, and at most :data:`MAX_GROUP` records are ever written
+between two fsyncs. ``HEAD`` is published only after an fsync. After a crash, only
+records written since the last fsync can be missing or damaged (in any order: the
+page cache flushes pages in any order); none of them was acknowledged as durable, so
+recovery cuts every record from the first missing gseq on, which keeps ``gseq``
+contiguous across the namespace, and never cuts at or below the published head.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import struct
 import sys
 import threading
 import time
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,10 +47,11 @@ from tickertape.errors import (
     LogFatalError,
 )
 from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
-from tickertape.eventlog.index import SegmentIndex, load_index, save_index
+from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index, save_index
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
     Segment,
+    check_namespace_free,
     day_name,
     day_number,
     fsync_dir,
@@ -159,16 +165,51 @@ class _Touched:
     fd: int
     size_before: int
     created: bool
-    synced: bool = False
 
 
 @dataclass(slots=True)
-class _Tail:
-    """Recent records of an open file kept during the recovery scan."""
+class _BadRegion:
+    """Invalid bytes of an open day file with valid records after them."""
 
-    records: deque[tuple[int, int, int, int]] = field(
+    pos: int
+    reason: str
+    prev_gseq: int  # the last valid record before it in the file (0: none)
+    next_gseq: int  # the first valid record after it
+
+
+@dataclass(slots=True)
+class _OpenFile:
+    """What the recovery scan of one open day file found."""
+
+    segment: Segment
+    trusted_gseq: int = 0  # last gseq of the prefix described by a trusted .idx (0: none)
+    prefix_end: int = 0  # where that prefix ends (bytes)
+    prefix_entries: list[IndexEntry] = field(default_factory=list)
+    records: deque[tuple[int, int]] = field(
         default_factory=lambda: deque(maxlen=MAX_GROUP + 1)
-    )
+    )  # (gseq, byte position) of the file's last records past the prefix
+    bad: list[_BadRegion] = field(default_factory=list)
+
+
+class _Presence:
+    """Which gseqs of a range ``(lo, hi]`` were seen (one byte each)."""
+
+    MAX_SPAN = 1 << 24
+
+    def __init__(self, lo: int, hi: int) -> None:
+        self.lo = lo
+        self.seen = bytearray(max(0, min(hi - lo, self.MAX_SPAN)))
+
+    def add(self, gseq: int) -> None:
+        i = gseq - self.lo - 1
+        if 0 <= i < len(self.seen):
+            self.seen[i] = 1
+
+    def all_present(self, lo: int, hi: int) -> bool:
+        """True when every gseq of ``(lo, hi]`` was seen (False past the tracked span)."""
+        if hi - self.lo > len(self.seen) or lo < self.lo:
+            return False
+        return 0 not in self.seen[lo - self.lo : hi - self.lo]
 
 
 class EventLog:
@@ -188,6 +229,10 @@ class EventLog:
         self._recent: dict[tuple[str, int], tuple[str, int, int]] = {}
         self._recent_old: dict[tuple[str, int], tuple[str, int, int]] = {}
         self._head = 0
+        self._synced = 0
+        self._unsynced = 0
+        self._pending_fds: dict[int, None] = {}
+        self._pending_dirs: set[Path] = set()
         self._failed: LogError | None = None
         self._closed = False
         self._lock_fd = -1
@@ -199,7 +244,10 @@ class EventLog:
         self._corrupt_gaps: list[tuple[int, int]] = []
         self._deferred_close: list[int] = []
         self.recovery = RecoveryReport()
-        self.reader = LogReader(data_dir, namespace)
+        self.reader = LogReader(data_dir, namespace, head=self._reader_head)
+
+    def _reader_head(self) -> int:
+        return self._head
 
     # ------------------------------------------------------------------ open
 
@@ -213,10 +261,14 @@ class EventLog:
     ) -> EventLog:
         """Open (creating if needed) a namespace for writing, recovering it first.
 
-        Recovery: finishes interrupted seals, truncates the torn or garbage tail of
-        every open day file (fsync'd, reported in :attr:`recovery` and the log),
-        cuts an incomplete last group, and rebuilds offsets, gseq head and the
-        (source, source_seq) dedupe state from the files.
+        Recovery: finishes interrupted seals; checks each open day file from the end
+        of the prefix its saved ``.idx`` describes (the whole file when there is no
+        usable one); truncates torn or garbage tails and damaged records written
+        without fsync past the durable head (fsync'd, reported in :attr:`recovery`
+        and the log); cuts every record from the first missing gseq on (never below
+        the head published after the last fsync); and rebuilds offsets, the gseq
+        head and the (source, source_seq) dedupe state. What it keeps is fsync'd
+        before the head is published.
 
         Args:
             data_dir: the data directory (the log lives in ``<data_dir>/logs``).
@@ -225,9 +277,11 @@ class EventLog:
 
         Raises:
             LogError: another process holds the namespace.
-            ConfigError: invalid namespace name.
+            ConfigError: invalid namespace name, or one that collides with an existing
+                namespace (``runs`` and ``runs/<id>`` cannot both exist).
         """
         self = cls(Path(data_dir), namespace, now_ns)
+        check_namespace_free(self.data_dir, namespace)
         makedirs_durable(self.dir)
         self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -249,15 +303,20 @@ class EventLog:
         return self
 
     def _recover(self) -> None:
-        tails, newest = self._load_topics()
-        if self._cut_incomplete_group(tails):
+        files, newest = self._load_topics()
+        hint = self._read_head_hint()
+        if self._repair(files, hint):
             # Rebuild the state of the namespace from the repaired files.
             self._topics.clear()
             self._sources.clear()
             self._recent.clear()
             self._recent_old.clear()
-            self._corrupt_gaps.clear()
-            self._load_topics()
+            files, newest = self._load_topics()
+        try:
+            self._sync_kept(files, hint)
+        except OSError as exc:
+            raise LogFatalError(self.dir, exc) from exc
+        self._synced = self._head
         self.recovery.head_gseq = self._head
         for name, seg in newest.items():
             topic = self._topics[name]
@@ -271,15 +330,15 @@ class EventLog:
                 head_gseq=self._head,
             )
 
-    def _load_topics(self) -> tuple[dict[Path, tuple[Segment, _Tail]], dict[str, Segment]]:
-        """Load every topic's state from its files (repairing torn tails) and the head.
+    def _load_topics(self) -> tuple[list[_OpenFile], dict[str, Segment]]:
+        """Load every topic's state from its files (truncating torn tails) and the head.
 
         Returns:
-            The recent records of every open day file, and each topic's newest open day.
+            What the scan of every open day file found, and each topic's newest open day.
         """
         from tickertape.eventlog.sealing import finish_interrupted
 
-        tails: dict[Path, tuple[Segment, _Tail]] = {}
+        files: list[_OpenFile] = []
         newest: dict[str, Segment] = {}
         for name in list_topics(self.dir):
             topic = _Topic(name, self.dir / name)
@@ -289,13 +348,13 @@ class EventLog:
                 if seg.sealed:
                     self._load_sealed(topic, seg)
                 else:
-                    tails[seg.path] = (seg, self._scan_open(topic, seg))
+                    files.append(self._scan_open(topic, seg))
             if segments and not segments[-1].sealed:
                 topic.day = segments[-1].day
                 newest[name] = segments[-1]
             self._topics[name] = topic
         self._head = max((t.last_gseq for t in self._topics.values()), default=0)
-        return tails, newest
+        return files, newest
 
     def _load_sealed(self, topic: _Topic, seg: Segment) -> None:
         size = seg.path.stat().st_size
@@ -317,15 +376,66 @@ class EventLog:
             if self._sources.get(src, 0) < seq:
                 self._sources[src] = seq
 
-    def _scan_open(self, topic: _Topic, seg: Segment) -> _Tail:
-        """Scan an open day file: index it, find its valid end, truncate what follows."""
+    @staticmethod
+    def _trusted_prefix(seg: Segment, size: int) -> SegmentIndex | None:
+        """The saved index of an open day file when it can stand for the file's start.
+
+        The writer saves an open day's ``.idx`` only for data already fsync'd (on a
+        clean close, a day roll and before sealing), so a CRC-valid index whose
+        ``data_size`` is within the file describes a durable prefix. As a check that
+        it belongs to this file, the records of its last indexed stretch (at most
+        :data:`INDEX_EVERY`) are decoded again: they must continue the index's offsets
+        and end exactly at ``data_size`` with its last offset and gseq.
+        """
+        index = load_index(seg.index_path)
+        if (
+            index is None
+            or index.sealed
+            or index.count == 0
+            or not index.entries
+            or index.data_size > size
+            or index.raw_size != index.data_size
+        ):
+            return None
+        last = index.entries[-1]
+        expected = last.offset
+        end = last.file_pos
+        gseq = -1
+        for pos, line in iter_lines(seg, last.file_pos, last.file_pos):
+            if pos >= index.data_size:
+                break
+            try:
+                rec = decode_line(line)
+            except CodecError:
+                return None
+            if rec.offset != expected or not line.endswith(b"\n"):
+                return None
+            expected += 1
+            gseq = rec.gseq
+            end = pos + len(line)
+        if end != index.data_size or expected - 1 != index.last_offset:
+            return None
+        return index if gseq == index.last_gseq else None
+
+    def _scan_open(self, topic: _Topic, seg: Segment) -> _OpenFile:
+        """Check an open day file past its trusted prefix: index it, find its valid end,
+        truncate a torn or garbage tail, and note invalid records followed by valid ones."""
         size = seg.path.stat().st_size
-        tail = _Tail()
-        index = SegmentIndex(sealed=False, data_size=size)
-        valid_end = 0
+        found = _OpenFile(seg)
+        index = self._trusted_prefix(seg, size)
+        if index is None:
+            index = SegmentIndex(sealed=False, data_size=size)
+            start = 0
+        else:
+            start = index.data_size
+            found.trusted_gseq = index.last_gseq
+            found.prefix_end = start
+            found.prefix_entries = list(index.entries)
+        valid_end = start
         bad_since: int | None = None
-        prev_gseq = 0
-        for pos, line in iter_lines(seg):
+        bad_reason = ""
+        prev_gseq = index.last_gseq
+        for pos, line in iter_lines(seg, start, start):
             try:
                 if not line.endswith(b"\n"):
                     raise CodecError("torn record (no newline)")
@@ -336,16 +446,12 @@ class EventLog:
                     bad_reason = exc.reason
                 continue
             if bad_since is not None:
-                # Corruption with valid records after it: reported, never truncated.
-                self.recovery.corrupt.append(
-                    f"{seg.path}: byte {bad_since}: {bad_reason} (valid records follow)"
-                )
-                self._corrupt_gaps.append((prev_gseq, rec.gseq))
+                found.bad.append(_BadRegion(bad_since, bad_reason, prev_gseq, rec.gseq))
                 bad_since = None
             prev_gseq = rec.gseq
             index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
             valid_end = pos + len(line)
-            tail.records.append((rec.gseq, pos, rec.offset, rec.ts_event))
+            found.records.append((rec.gseq, pos))
             self._remember(rec.source, rec.source_seq, topic.name, rec.offset, rec.gseq)
         if valid_end < size:
             dropped = self._count_lines(seg.path, valid_end, size)
@@ -358,7 +464,7 @@ class EventLog:
         index.raw_size = size
         topic.index = index
         self._absorb_summary(topic, index)
-        return tail
+        return found
 
     @staticmethod
     def _count_lines(path: Path, start: int, end: int) -> int:
@@ -375,18 +481,114 @@ class EventLog:
         finally:
             os.close(fd)
 
-    def _cut_incomplete_group(self, tails: dict[Path, tuple[Segment, _Tail]]) -> bool:
-        """Truncate the unacknowledged records of an incomplete last group; True if any."""
+    def _cut_file(self, found: _OpenFile, pos: int, reason: str) -> None:
+        """Truncate an open day file at ``pos`` (fsync'd, reported) and forget its records there."""
+        path = found.segment.path
+        size = path.stat().st_size
+        if pos >= size:
+            return
+        records = self._count_lines(path, pos, size)
+        self._truncate(path, pos)
+        self.recovery.dropped.append(DroppedTail(str(path), pos, size, records, reason))
+        while found.records and found.records[-1][1] >= pos:
+            found.records.pop()
+
+    def _repair(self, files: list[_OpenFile], hint: int) -> bool:
+        """Cut what a crash left past the durable head so that gseq is contiguous.
+
+        Everything up to ``low`` is known durable: the HEAD published after the last
+        fsync (``hint``; not itself fsync'd, so after a power loss it may lag, never
+        lead) and ``head - MAX_GROUP`` (at most MAX_GROUP records are ever written
+        between two fsyncs). Past ``low``, records written without fsync may be missing or
+        damaged in any order (the page cache flushes pages in any order):
+
+        1. invalid bytes followed by valid records, in a stretch that can only hold
+           records past ``low``, are damage of that kind: the file is cut there;
+           invalid bytes that may hold a record at or below ``low`` are corruption
+           (reported, never cut);
+        2. then every record from the first gseq missing above ``low`` on is cut, so
+           the log keeps the longest contiguous prefix.
+
+        Returns:
+            True when a file was cut (the state must be loaded again).
+        """
         head = self._head
         if head == 0:
             return False
-        # Everything up to the HEAD the writer last published was fsync'd; it is not
-        # itself fsync'd, so after a power loss it may lag (never lead) the truth.
-        low = max(head - MAX_GROUP, min(self._read_head_hint(), head), 0)
+        low = max(head - MAX_GROUP, min(hint, head), 0)
+        for found in files:
+            if found.trusted_gseq > low:
+                found.records = deque([*self._prefix_records(found, low), *found.records])
+        changed = False
+        gaps: list[tuple[int, int]] = []
+        suspects = [
+            r.prev_gseq for f in files for r in f.bad if r.next_gseq > low and r.prev_gseq < low
+        ]
+        known = self._known_gseqs(files, min(suspects), low) if suspects else None
+        for found in files:
+            for region in found.bad:
+                in_flight = region.next_gseq > low and (
+                    region.prev_gseq >= low
+                    or (known is not None and known.all_present(region.prev_gseq, low))
+                )
+                if in_flight:
+                    self._cut_file(
+                        found,
+                        region.pos,
+                        f"records past the durable head gseq {low} damaged by a crash "
+                        f"({region.reason})",
+                    )
+                    changed = True
+                    break
+                self.recovery.corrupt.append(
+                    f"{found.segment.path}: byte {region.pos}: {region.reason} "
+                    "(valid records follow)"
+                )
+                gaps.append((region.prev_gseq, region.next_gseq))
         present: set[int] = set()
-        for _seg, tail in tails.values():
-            present.update(g for (g, _p, _o, _t) in tail.records if g > low)
-        # Sealed days hold only committed records; they count as present.
+        for found in files:
+            present.update(g for (g, _p) in found.records if g > low)
+        present.update(self._sealed_gseqs_above(low))
+
+        def explained(g: int) -> bool:
+            return any(a < g < b for a, b in gaps)
+
+        missing = next(
+            (g for g in range(low + 1, head + 1) if g not in present and not explained(g)), None
+        )
+        if missing is not None:
+            for found in files:
+                cut = next((p for (g, p) in found.records if g >= missing), None)
+                if cut is not None:
+                    self._cut_file(
+                        found,
+                        cut,
+                        f"records of an incomplete group past the durable head "
+                        f"(gseq {missing} missing)",
+                    )
+                    changed = True
+        return changed
+
+    @staticmethod
+    def _prefix_records(found: _OpenFile, low: int) -> list[tuple[int, int]]:
+        """(gseq, position) of the records above ``low`` in the trusted prefix of a file."""
+        entries = found.prefix_entries
+        i = bisect_right([e.gseq for e in entries], low) - 1
+        start = entries[max(i, 0)].file_pos
+        out: list[tuple[int, int]] = []
+        for pos, line in iter_lines(found.segment, start, start):
+            if pos >= found.prefix_end:
+                break
+            try:
+                gseq = decode_line(line).gseq
+            except CodecError:
+                continue
+            if gseq > low:
+                out.append((gseq, pos))
+        return out
+
+    def _sealed_gseqs_above(self, low: int) -> Iterator[int]:
+        """The gseqs above ``low`` held by sealed days (they hold committed records only)."""
         for name in self._topics:
             for seg in list_segments(self.dir / name, name):
                 if not seg.sealed:
@@ -400,34 +602,53 @@ class EventLog:
                     except CodecError:
                         continue
                     if g > low:
-                        present.add(g)
-        gaps = self._corrupt_gaps
+                        yield g
 
-        def explained(g: int) -> bool:
-            return any(a < g < b for a, b in gaps)
+    def _known_gseqs(self, files: list[_OpenFile], lo: int, hi: int) -> _Presence:
+        """Which gseqs in ``(lo, hi]`` are held by valid records of the namespace.
 
-        missing = next(
-            (g for g in range(low + 1, head + 1) if g not in present and not explained(g)), None
-        )
-        if missing is None:
-            return False
-        for seg, tail in tails.values():
-            cut = next(((g, p) for (g, p, _o, _t) in tail.records if g >= missing), None)
-            if cut is None:
+        From the records the scan kept when they cover the range; otherwise every day
+        file is read (a slow path taken only after a crash damaged unsynced records).
+        """
+        presence = _Presence(lo, hi)
+        for found in files:
+            for g, _p in found.records:
+                presence.add(g)
+        if presence.all_present(lo, hi):
+            return presence
+        for name in self._topics:
+            for seg in list_segments(self.dir / name, name):
+                for _pos, line in iter_lines(seg):
+                    try:
+                        presence.add(decode_line(line).gseq)
+                    except CodecError:
+                        continue
+        return presence
+
+    def _sync_kept(self, files: list[_OpenFile], hint: int) -> None:
+        """fsync the open day files holding records past the published head before it moves.
+
+        After a kill (not a power loss) records written without fsync are still in the
+        page cache and are kept: they must be durable before HEAD says so.
+        """
+        if self._head <= hint:
+            return
+        paths = [f.segment.path for f in files if f.records and f.records[-1][0] > hint]
+        if len(paths) > SYNCFS_THRESHOLD and _syncfs is not None:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                _syncfs(fd)
+            finally:
+                os.close(fd)
+            return
+        for path in paths:
+            if not path.exists():
                 continue
-            size = seg.path.stat().st_size
-            dropped = sum(1 for (g, *_rest) in tail.records if g >= missing)
-            self._truncate(seg.path, cut[1])
-            self.recovery.dropped.append(
-                DroppedTail(
-                    str(seg.path),
-                    cut[1],
-                    size,
-                    dropped,
-                    f"unacknowledged records of an incomplete group (gseq {missing} missing)",
-                )
-            )
-        return True
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _read_head_hint(self) -> int:
         try:
@@ -449,14 +670,24 @@ class EventLog:
 
     def _publish_head(self) -> None:
         if self._head_map is not None:
-            struct.pack_into("<q", self._head_map, 0, self._head)
+            struct.pack_into("<q", self._head_map, 0, self._synced)
 
     # ------------------------------------------------------------- queries
 
     @property
     def head_gseq(self) -> int:
-        """The last assigned (and durable) gseq; 0 for an empty namespace."""
+        """The last assigned gseq (0 for an empty namespace).
+
+        Every record up to it is readable through this object. After appends with
+        ``durable=False`` it may be ahead of :attr:`synced_gseq`, the head other
+        processes see; otherwise the two are equal.
+        """
         return self._head
+
+    @property
+    def synced_gseq(self) -> int:
+        """The last durable gseq: the head published in ``HEAD`` for other readers."""
+        return self._synced
 
     def topics(self, patterns: Sequence[str] | None = None) -> list[str]:
         """Topics of the namespace (matching any of ``patterns`` when given), sorted."""
@@ -496,19 +727,38 @@ class EventLog:
     # -------------------------------------------------------------- append
 
     def append(
-        self, envelopes: Sequence[Envelope], *, ts_log: int | None = None
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        ts_log: int | None = None,
+        durable: bool = True,
     ) -> list[AppendResult]:
-        """Append a batch durably; return one result per envelope, in order.
+        """Append a batch; return one result per envelope, in order.
 
         Each envelope is stored (new offset and gseq), recognised as a duplicate of
         its (source, source_seq) (nothing stored, its existing position returned), or
-        refused with an error code (the rest of the batch proceeds). The call returns
-        only after every stored record is fsync'd.
+        refused with an error code (the rest of the batch proceeds).
+
+        With ``durable=True`` (the default) the call returns only after every stored
+        record (and every record written before it) is fsync'd, and the published
+        head moves to it: other readers see it.
+
+        With ``durable=False`` the records are written (to the page cache) but not
+        fsync'd, and the published head stays where the last fsync left it: this
+        object reads them (:attr:`head_gseq`), other processes do not until
+        :meth:`sync`. For namespaces that can be regenerated (a replay's run
+        namespace, rebuilt from snapshots), made durable at snapshots and at the end.
+        A crash (kill or power loss) loses some or all of what was written after the
+        last sync, never anything before it; on the next open the log keeps the
+        longest gseq-contiguous prefix of what survived (see :meth:`open`). At most
+        :data:`MAX_GROUP` records are ever left unsynced: an append that would pass
+        that bound syncs first. :meth:`close` syncs.
 
         Args:
             envelopes: the batch (any size; written in groups of ≤ ``MAX_GROUP``).
             ts_log: the ``ts_log`` to stamp (backtest namespaces pass simulated time);
                 default the log's clock at the time of each group.
+            durable: fsync before returning (True) or leave it to :meth:`sync`.
 
         Raises:
             DiskFullError: no space (or file size limit): nothing of the current group
@@ -517,17 +767,60 @@ class EventLog:
                 further work and the process should exit.
             LogClosedError: the log is closed or failed earlier.
         """
+        self._check_usable()
+        results: list[AppendResult] = []
+        for start in range(0, len(envelopes), MAX_GROUP):
+            group = envelopes[start : start + MAX_GROUP]
+            if self._unsynced and self._unsynced + len(group) > MAX_GROUP:
+                self.sync()  # keep the recovery bound: ≤ MAX_GROUP records between fsyncs
+            ts = self._now_ns() if ts_log is None else ts_log
+            results.extend(self._append_group(group, ts, durable))
+        if durable and self._synced != self._head:
+            self.sync()  # e.g. a batch of duplicates of records not yet synced
+        return results
+
+    def sync(self) -> None:
+        """Make every record written so far durable, then publish the head.
+
+        fsyncs each file written since the last sync (one ``syncfs(2)`` when there
+        are more than :data:`SYNCFS_THRESHOLD`) and each directory that got a new
+        file, saves the indexes of day files that rolled over, and moves the
+        published ``HEAD`` (what other readers see) to :attr:`head_gseq`. A no-op
+        when nothing is pending.
+
+        Raises:
+            LogFatalError: an fsync failed; the log refuses all further work.
+            LogClosedError: the log is closed or failed earlier.
+        """
+        self._check_usable()
+        if self._synced == self._head and not self._pending_fds and not self._deferred_close:
+            return
+        self._sync_files()
+        self._after_sync()
+
+    def _check_usable(self) -> None:
         if self._closed:
             raise LogClosedError(f"event log {self.dir} is closed")
         if self._failed is not None:
             raise LogClosedError(f"event log {self.dir} failed earlier: {self._failed}")
-        results: list[AppendResult] = []
-        for start in range(0, len(envelopes), MAX_GROUP):
-            group = envelopes[start : start + MAX_GROUP]
-            results.extend(self._append_group(group, self._now_ns() if ts_log is None else ts_log))
-        return results
 
-    def _append_group(self, group: Sequence[Envelope], ts_log: int) -> list[AppendResult]:
+    def _after_sync(self) -> None:
+        """Everything written is durable: save rolled-over days' indexes, publish the head."""
+        for path in self._rolled:
+            seg = Segment(path.parent.name, day_number(path.name[:10]), path, False)
+            try:
+                index, _problems = build_index(seg, path.stat().st_size)
+            except FileNotFoundError:
+                continue  # an undone roll removed it
+            save_index(seg.index_path, index)
+        self._rolled.clear()
+        self._unsynced = 0
+        self._synced = self._head
+        self._publish_head()
+
+    def _append_group(
+        self, group: Sequence[Envelope], ts_log: int, durable: bool
+    ) -> list[AppendResult]:
         results: list[AppendResult] = []
         buffers = self._buffers
         buffers.clear()
@@ -616,10 +909,15 @@ class EventLog:
             results.append(AppendResult(id=env.id, offset=offset, gseq=head))
         if accepted:
             self._write(order, new_topics, accepted)
+            if durable:
+                self._sync_files()
             self._head = head
             sources.update(pending_src)
             self._remember_many(pending_keys)
-            self._publish_head()
+            if durable:
+                self._after_sync()
+            else:
+                self._unsynced += len(accepted)
         return results
 
     def _duplicate(
@@ -670,8 +968,10 @@ class EventLog:
         new_topics: list[str],
         accepted: list[tuple[str, int, int, int, int, str, int, int]],
     ) -> None:
+        """Write a group's buffers (one write per touched file) and update the topics'
+        state and sparse indexes; nothing is fsync'd here. On a write error the group
+        is taken back out of the files (:meth:`_undo`)."""
         touched: list[_Touched] = []
-        created_dirs: set[Path] = set()
         try:
             for name in new_topics:
                 if name not in self._topics:
@@ -682,9 +982,9 @@ class EventLog:
                 topic = self._topics[name]
                 created = False
                 if topic.day != day:
-                    self._roll(topic, day)
-                    created = True
-                    created_dirs.add(topic.dir)
+                    created = self._roll(topic, day)
+                    if created:
+                        self._pending_dirs.add(topic.dir)
                 elif topic.fd < 0:
                     topic.fd = os.open(
                         topic.dir / f"{day_name(day)}.jsonl", os.O_WRONLY | os.O_APPEND
@@ -696,35 +996,26 @@ class EventLog:
                 while view:
                     n = os.write(topic.fd, view)
                     view = view[n:]
+                self._pending_fds[topic.fd] = None
                 topic.size += len(data)
                 self._open_lru[name] = None
                 self._open_lru.move_to_end(name)
                 if len(self._open_lru) + len(self._deferred_close) > MAX_OPEN_FILES:
-                    self._shed_files(touched, created_dirs)
+                    self._shed_files(touched)
         except OSError as exc:
             self._undo(touched)
             if exc.errno in _DISK_FULL_ERRNOS:
                 raise DiskFullError(self.dir) from exc
             self._failed = LogFatalError(self.dir, exc)
             raise self._failed from exc
-        try:
-            self._sync(touched, created_dirs)
-        except OSError as exc:
-            self._failed = LogFatalError(self.dir, exc)
-            raise self._failed from exc
-        finally:
-            for fd in self._deferred_close:
-                os.close(fd)
-            self._deferred_close.clear()
-        # Durable: update the in-memory state and the open files' sparse indexes.
-        base = {(t.topic.name, t.day): (0 if t.created else t.size_before) for t in touched}
+        base = {(t.topic.name, t.day): t.size_before for t in touched}
         for name, day, offset, gseq, ts_event, src, seq, pos in accepted:
             topic = self._topics[name]
             topic.next_offset = offset + 1
             topic.last_ts = ts_event
             topic.last_gseq = gseq
             if day != topic.day:
-                continue  # a day rolled over within the group: its saved index is rebuilt on read
+                continue  # a day rolled over within the group: its index is rebuilt at sync
             index = topic.index
             if index is None:
                 index = topic.index = SegmentIndex(sealed=False, data_size=0)
@@ -734,81 +1025,98 @@ class EventLog:
             if t.topic.index is not None:
                 t.topic.index.data_size = t.topic.size
                 t.topic.index.raw_size = t.topic.size
-        for path in self._rolled:
-            seg = Segment(path.parent.name, day_number(path.name[:10]), path, False)
-            index, _problems = build_index(seg, path.stat().st_size)
-            save_index(seg.index_path, index)
-        self._rolled.clear()
 
-    def _sync(self, touched: list[_Touched], created_dirs: set[Path]) -> None:
-        """Make what the group wrote so far durable (fsyncs, or one syncfs for many files)."""
-        pending = [t for t in touched if t.fd >= 0 and not t.synced]
-        if not pending and not self._deferred_close:
-            return
-        if len(pending) + len(self._deferred_close) > SYNCFS_THRESHOLD and _syncfs is not None:
-            _syncfs(pending[0].fd if pending else self._deferred_close[0])
-        else:
-            for t in pending:
-                os.fsync(t.fd)
+    def _sync_files(self) -> None:
+        """fsync every file written since the last sync (or one syncfs(2) for many) and
+        the directories of created files; then close the files of rolled-over days.
+
+        Raises:
+            LogFatalError: an fsync failed (the log refuses all further work).
+        """
+        fds = list(self._pending_fds)
+        try:
+            if len(fds) > SYNCFS_THRESHOLD and _syncfs is not None:
+                _syncfs(fds[0])
+            else:
+                for fd in fds:
+                    os.fsync(fd)
+                for d in self._pending_dirs:
+                    fsync_dir(d)
+        except OSError as exc:
+            self._failed = LogFatalError(self.dir, exc)
+            raise self._failed from exc
+        finally:
+            self._pending_fds.clear()
+            self._pending_dirs.clear()
             for fd in self._deferred_close:
-                os.fsync(fd)
-            for d in created_dirs:
-                fsync_dir(d)
-        for t in pending:
-            t.synced = True
+                os.close(fd)
+            self._deferred_close.clear()
 
-    def _shed_files(self, touched: list[_Touched], created_dirs: set[Path]) -> None:
-        """Stay under MAX_OPEN_FILES: sync what the group wrote, then close the least
+    def _close_fd(self, fd: int) -> None:
+        self._pending_fds.pop(fd, None)
+        os.close(fd)
+
+    def _shed_files(self, touched: list[_Touched]) -> None:
+        """Stay under MAX_OPEN_FILES: sync what was written, then close the least
         recently used day files (they are reopened on demand)."""
-        self._sync(touched, created_dirs)
-        for fd in self._deferred_close:
-            os.close(fd)
-        self._deferred_close.clear()
+        self._sync_files()
         closed: set[int] = set()
         while len(self._open_lru) > MAX_OPEN_FILES // 2:
             name, _ = self._open_lru.popitem(last=False)
             topic = self._topics[name]
             if topic.fd >= 0:
                 closed.add(topic.fd)
-                os.close(topic.fd)
+                self._close_fd(topic.fd)
                 topic.fd = -1
         for t in touched:
             if t.fd in closed:
                 t.fd = -1
 
-    def _roll(self, topic: _Topic, day: int) -> None:
-        """fsync and close the topic's open file (saving its index), create the file of ``day``."""
+    def _roll(self, topic: _Topic, day: int) -> bool:
+        """Move the topic to the file of ``day``; True when that file was created.
+
+        The previous day's file is closed at the next sync, and its index is rebuilt
+        from the file then (the in-memory one lacks the records of the rolling group).
+        """
         if topic.fd >= 0:
-            # Closed after the group's sync. The closed day's in-memory index lacks
-            # this group's records: it is rebuilt from the file then (see _write).
             self._rolled.append(topic.dir / f"{day_name(topic.day)}.jsonl")
             self._deferred_close.append(topic.fd)
             topic.fd = -1
         path = topic.dir / f"{day_name(day)}.jsonl"
-        topic.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            topic.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            topic.fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            created = False
         topic.day = day
         topic.size = os.fstat(topic.fd).st_size
         topic.index = None
+        if not created and topic.size:
+            seg = Segment(topic.name, day, path, False)
+            topic.index, _problems = build_index(seg, topic.size)
+        return created
 
     def _close_topic_file(self, topic: _Topic, *, save: bool = True) -> None:
+        """Close the topic's open day file (saving its index; call after a sync)."""
         if save and topic.index is not None and topic.index.count:
             topic.index.data_size = topic.size
             save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
         if topic.fd >= 0:
-            os.close(topic.fd)
+            self._close_fd(topic.fd)
         topic.fd = -1
 
     def _undo(self, touched: list[_Touched]) -> None:
-        """Take a failed group back out of the files (disk full): truncate, fsync, reopen."""
-        self._rolled.clear()
-        for fd in self._deferred_close:
-            os.close(fd)
-        self._deferred_close.clear()
+        """Take a failed group back out of the files (disk full): truncate, fsync, reopen.
+
+        Records written earlier without fsync stay (in files not touched, and before
+        ``size_before`` in those that were).
+        """
         try:
             for t in reversed(touched):
                 if t.created:
                     if t.topic.fd >= 0 and t.topic.day == t.day:
-                        os.close(t.topic.fd)
+                        self._close_fd(t.topic.fd)
                         t.topic.fd = -1
                         t.topic.day = -1
                     with contextlib.suppress(FileNotFoundError):
@@ -830,6 +1138,8 @@ class EventLog:
                         topic.fd = os.open(prev.path, os.O_WRONLY | os.O_APPEND)
                         topic.day = prev.day
                         topic.index, _problems = build_index(prev, prev.path.stat().st_size)
+                        if prev.path in self._rolled:
+                            self._rolled.remove(prev.path)  # current again
                 topic.size = os.fstat(topic.fd).st_size if topic.fd >= 0 else 0
                 if topic.index is not None:
                     topic.index.data_size = topic.size
@@ -840,14 +1150,21 @@ class EventLog:
     # --------------------------------------------------------------- close
 
     def flush_indexes(self) -> None:
-        """Save the sparse index of every open day file (a cache for other readers)."""
+        """Sync, then save the sparse index of every open day file (a cache for readers).
+
+        An open day's saved index only ever describes fsync'd data: :meth:`open`
+        trusts it and checks only the records after it.
+        """
+        self.sync()
         for topic in self._topics.values():
             if topic.day >= 0 and topic.index is not None and topic.index.count:
                 topic.index.data_size = topic.size
+                topic.index.raw_size = topic.size
                 save_index(topic.dir / f"{day_name(topic.day)}.idx", topic.index)
 
     def _release_topic_file(self, name: str) -> None:
         """Close a topic's open file before it is sealed (next append reopens)."""
+        self.sync()
         topic = self._topics[name]
         if topic.day >= 0:
             self._close_topic_file(topic)
@@ -859,18 +1176,26 @@ class EventLog:
         topic.sealed_day = max(topic.sealed_day, day)
 
     def close(self) -> None:
-        """Save indexes, close files and release the namespace lock (idempotent)."""
+        """Sync, save indexes, close files and release the namespace lock (idempotent).
+
+        Raises:
+            LogFatalError: the final fsync failed (the lock is released all the same).
+        """
         if self._closed:
             return
-        self._closed = True
         try:
             if self._failed is None:
                 self.flush_indexes()
         finally:
+            self._closed = True
+            for fd in self._deferred_close:
+                os.close(fd)
+            self._deferred_close.clear()
             for topic in self._topics.values():
                 if topic.fd >= 0:
                     os.close(topic.fd)
                     topic.fd = -1
+            self._pending_fds.clear()
             self._release()
 
     def _release(self) -> None:
