@@ -1,8 +1,11 @@
 """Market-data headline figures on the bundled real data; prints a table.
 
 1. Import: the four Binance capture files, the CME 6E and FTX BTC-PERP 1-minute bars,
-   parsed, merged and appended durably (fsync'd) to a fresh log; events/s per phase
-   and end to end.
+   parsed, merged and appended durably (fsync'd) to a fresh log with ``import_files``
+   (the path of ``tape import``); events/s per phase and end to end (parse + import),
+   by wall clock and by this process's CPU time (what it would reach alone on a
+   core: the machine is usually shared). Also ``tape import binance-ws`` run as a
+   process, start-up included.
 2. Indicators: the full default set (SMA 10/20, EMA 10/20, RSI 14, MACD 12/26/9,
    TRANGE, ATR 14, DMI/ADX 14, Bollinger 20/2) on 45,031 FTX bars, µs per bar:
    calculators alone, and the actor including building every IndicatorValue
@@ -10,7 +13,9 @@
 3. Live adapter: ``tape exchange-sim`` (a separate process) serving both symbols'
    captures at 50x the recorded pace; frames received, gaps, wall time.
 
-Run: ``.venv/bin/python benchmarks/bench_marketdata.py [--skip-live]``.
+Every figure is the median of ``--runs`` runs (3 by default).
+
+Run: ``.venv/bin/python benchmarks/bench_marketdata.py [--skip-live] [--runs N]``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import gzip
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,11 +45,13 @@ from tickertape.actors.indicators.actor import SeriesConfig, _Series
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
 from tickertape.actors.marketdata.importers import (
     ParsedEvent,
+    ParsedFile,
     parse_binance_ws,
     parse_ohlcv_csv,
+    paused_gc,
 )
-from tickertape.actors.marketdata.loader import build_envelopes
-from tickertape.eventlog import EventLog
+from tickertape.actors.marketdata.loader import BATCH_SIZE, build_envelopes, import_files
+from tickertape.eventlog import EventLog, LogReader
 from tickertape.schemas.envelope import Record
 from tickertape.schemas.market import Gap
 from tickertape.schemas.registry import encode_payload, schema_key
@@ -54,30 +62,87 @@ CME = DATA / "cme-6eh4-1m-2024-01" / "6EH4.XCME_1min_bars_20240101_20240131.csv.
 FTX = DATA / "ftx-btc-perp-1m-2022-01" / "btc-perp-20211231-20220201_1m.csv.gz"
 
 
-def bench_import() -> list[tuple[str, str, str]]:
-    t0 = time.perf_counter()
+def _parse_all() -> list[ParsedFile]:
     parsed = [parse_binance_ws(p) for p in BINANCE]
     parsed.append(parse_ohlcv_csv(CME, market="us", symbol="6EH4", interval="1m", stamp="end"))
     parsed.append(parse_ohlcv_csv(FTX, market="crypto", symbol="BTC-PERP", interval="1m"))
-    t1 = time.perf_counter()
-    envelopes = list(build_envelopes(parsed))
-    t2 = time.perf_counter()
+    return parsed
+
+
+def _import_once() -> dict[str, float]:
+    """One import of the six files into a fresh log: seconds (wall and CPU) per phase."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    parsed = _parse_all()
+    w1, c1 = time.perf_counter(), time.process_time()
+    with paused_gc():
+        envelopes = sum(1 for _ in build_envelopes(parsed))
+    w2, c2 = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as data_dir:
         log = EventLog.open(data_dir)
         try:
-            t3 = time.perf_counter()
-            for start in range(0, len(envelopes), 5_000):
-                results = log.append(envelopes[start : start + 5_000])
-                assert all(r.error is None and not r.duplicate for r in results)
-            t4 = time.perf_counter()
+            w3, c3 = time.perf_counter(), time.process_time()
+            reports = import_files(log, parsed)
+            w4, c4 = time.perf_counter(), time.process_time()
         finally:
             log.close()
-    n = len(envelopes)
+    stored = sum(r.manifest.events_stored for r in reports)
+    assert stored == envelopes, (stored, envelopes)
+    return {
+        "events": stored,
+        "parse": w1 - w0,
+        "parse_cpu": c1 - c0,
+        "envelopes": w2 - w1,
+        "envelopes_cpu": c2 - c1,
+        "import": w4 - w3,
+        "import_cpu": c4 - c3,
+    }
+
+
+def _cli_import_once() -> tuple[int, float]:
+    """``tape import binance-ws`` of the four captures as a process: (events, wall s)."""
+    tape = Path(sys.executable).parent / "tape"
+    with tempfile.TemporaryDirectory() as data_dir:
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(tape), "import", "binance-ws", *map(str, BINANCE), "--data-dir", data_dir],
+            check=True,
+            capture_output=True,
+        )
+        elapsed = time.perf_counter() - t0
+        events = LogReader(data_dir, "main").head_gseq() - len(BINANCE)  # minus manifests
+    return events, elapsed
+
+
+def bench_import(runs: int) -> list[tuple[str, str, str]]:
+    samples = [_import_once() for _ in range(runs)]
+    n = samples[0]["events"]
+
+    def rate(*phases: str) -> tuple[str, str]:
+        wall = statistics.median(sum(s[p] for p in phases) for s in samples)
+        cpu = statistics.median(sum(s[p + "_cpu"] for p in phases) for s in samples)
+        return f"{n / wall:,.0f} events/s", f"CPU-bound {n / cpu:,.0f}/s"
+
+    cli = [_cli_import_once() for _ in range(runs)]
+    cli_events = cli[0][0]
+    cli_wall = statistics.median(e for _, e in cli)
+    parse = rate("parse")
+    envelopes = rate("envelopes")
+    imported = rate("import")
+    end_to_end = rate("parse", "import")
     return [
-        ("import: parse (6 files)", f"{n / (t1 - t0):,.0f} events/s", f"{n:,} events"),
-        ("import: envelopes + merge", f"{n / (t2 - t1):,.0f} events/s", ""),
-        ("import: durable append", f"{n / (t4 - t3):,.0f} events/s", "fsync'd, batches of 5,000"),
-        ("import: end to end", f"{n / (t4 - t3 + t2 - t0):,.0f} events/s", "target >= 150,000"),
+        ("import: parse (6 files)", parse[0], f"{n:,} events; {parse[1]}"),
+        ("import: envelopes + merge", envelopes[0], f"alone, for scale; {envelopes[1]}"),
+        (
+            "import: envelopes + durable append",
+            imported[0],
+            f"import_files: fsync'd batches of {BATCH_SIZE:,}; {imported[1]}",
+        ),
+        ("import: end to end", end_to_end[0], f"target >= 150,000; {end_to_end[1]}"),
+        (
+            "tape import binance-ws (process)",
+            f"{cli_events / cli_wall:,.0f} events/s",
+            f"{cli_events:,} events, {cli_wall:.2f} s incl. start-up",
+        ),
     ]
 
 
@@ -90,34 +155,41 @@ class _NullContext:
         return ""
 
 
-def bench_indicators() -> list[tuple[str, str, str]]:
-    (events,) = parse_ohlcv_csv(
-        FTX, market="crypto", symbol="BTC-PERP", interval="1m"
-    ).streams.values()
+def _indicators_once(events: list[ParsedEvent], stored: list[Event]) -> tuple[float, float, int]:
     bars = [e.payload for e in events]
     series = _Series("crypto", "BTC-PERP", 0, SeriesConfig())
     t0 = time.perf_counter()
     for bar in bars:
-        IndicatorActor.update(series, bar)
+        IndicatorActor.update(series, bar)  # type: ignore[arg-type]
     calc_us = (time.perf_counter() - t0) / len(bars) * 1e6
-
-    stored = [_event(e, i) for i, e in enumerate(events, start=1)]
     actor = IndicatorActor()
     ctx = _NullContext()
     t1 = time.perf_counter()
     for event in stored:
         actor.on_event(event, ctx)  # type: ignore[arg-type]
     actor_us = (time.perf_counter() - t1) / len(stored) * 1e6
+    return calc_us, actor_us, ctx.published
+
+
+def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
+    (events,) = parse_ohlcv_csv(
+        FTX, market="crypto", symbol="BTC-PERP", interval="1m"
+    ).streams.values()
+    stored = [_event(e, i) for i, e in enumerate(events, start=1)]
+    samples = [_indicators_once(events, stored) for _ in range(runs)]
+    calc_us = statistics.median(s[0] for s in samples)
+    actor_us = statistics.median(s[1] for s in samples)
+    published = samples[0][2]
     return [
         (
             "indicators: calculators, full set",
             f"{calc_us:.2f} µs/bar",
-            f"{len(bars):,} bars; target <= 5",
+            f"{len(events):,} bars; target <= 5",
         ),
         (
             "indicators: actor incl. payloads",
             f"{actor_us:.2f} µs/bar",
-            f"{ctx.published:,} IndicatorValue built",
+            f"{published:,} IndicatorValue built",
         ),
     ]
 
@@ -217,8 +289,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-live", action="store_true")
     parser.add_argument("--speed", type=float, default=50.0)
+    parser.add_argument("--runs", type=int, default=3, help="Runs per figure (medians).")
     options = parser.parse_args()
-    rows = bench_import() + bench_indicators()
+    rows = bench_import(options.runs) + bench_indicators(options.runs)
     if not options.skip_live:
         rows += bench_live(options.speed)
     table = Table(title="tickertape market data (bundled real data)")

@@ -163,3 +163,30 @@ def test_krx_tab_separated_index_with_trailing_blank_line() -> None:
     assert not parsed.refused
     assert len(events) == parsed.rows_read == 600
     assert events[0].payload.close == 2053.0
+
+
+def test_ohlcv_time_zones_offsets_and_non_finite_values(tmp_path: Path) -> None:
+    """Naive stamps take the zone's offset of that date (DST included); aware ones keep theirs."""
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "time,open,high,low,close,volume\n"
+        "2024-01-02 10:00,1,2,0.5,1.5,10\n"  # CST, UTC-6
+        "2024-03-11 10:00,1,2,0.5,1.5,10\n"  # CDT, UTC-5 (the day after the change)
+        "2024-03-12T10:00:00+09:00,1,2,0.5,1.5,10\n"  # aware: its own offset
+        "2024-03-13 10:00,1,nan,0.5,1.5,10\n"
+        '2024-03-14 10:00,"1,000",2000,500,1500,10\n'  # thousands separator
+    )
+    parsed = parse_ohlcv_csv(
+        path, market="us", symbol="X", interval="1m", tz="America/Chicago", stamp="start"
+    )
+    starts = [e.payload.start_ns for e in _events(parsed)]
+    assert starts == [
+        1_704_211_200_000_000_000,  # 2024-01-02 16:00 UTC
+        1_710_169_200_000_000_000,  # 2024-03-11 15:00 UTC
+        1_710_205_200_000_000_000,  # 2024-03-12 01:00 UTC
+        1_710_428_400_000_000_000,  # 2024-03-14 15:00 UTC
+    ]
+    assert _events(parsed)[-1].payload.open == 1000.0
+    (refused,) = parsed.refused
+    assert refused.line == 5
+    assert "not a finite number: 'nan'" in str(refused)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from tickertape.actors.marketdata.importers import (
+    ParsedFile,
     parse_binance_ws,
     parse_ohlcv_csv,
     parse_quandl_wiki,
 )
 from tickertape.actors.marketdata.loader import MANIFEST_TOPIC, build_envelopes, import_files
-from tickertape.errors import LogError
+from tickertape.errors import ImportDataError, LogError
 from tickertape.eventlog import EventLog
 from tickertape.schemas.system import ImportManifest
 
@@ -91,3 +93,38 @@ def test_importing_older_data_onto_a_newer_topic_is_refused(tmp_path: Path) -> N
             import_files(log, [parse_ohlcv_csv(older, market="crypto", symbol="X", interval="1m")])
     finally:
         log.close()
+
+
+def _bars(path: Path, symbol: str, minutes: range) -> ParsedFile:
+    """1-minute bars of ``symbol`` starting at the given minutes of 2024-01-02."""
+    rows = [f"2024-01-02 {m // 60:02d}:{m % 60:02d},1,2,0.5,1.5,10" for m in minutes]
+    path.write_text("time,open,high,low,close,volume\n" + "\n".join(rows) + "\n")
+    return parse_ohlcv_csv(path, market="crypto", symbol=symbol, interval="1m")
+
+
+def test_nothing_after_a_refused_batch_is_appended(tmp_path: Path) -> None:
+    """A batch the log refuses stops the import: earlier batches stay, later ones never go."""
+    log = EventLog.open(tmp_path / "store")
+    try:
+        # Topic Y already holds 00:50; the import's Y bars closing 00:40-00:44 are refused.
+        import_files(log, [_bars(tmp_path / "y0.csv", "Y", range(49, 50))])
+        x = _bars(tmp_path / "x.csv", "X", range(100))
+        y = _bars(tmp_path / "y.csv", "Y", range(39, 44))
+        with pytest.raises(LogError, match=r"y\.csv: .* \[TS_REGRESSION\]"):
+            import_files(log, [x, y], batch_size=10)
+        assert gc.isenabled()
+        # Merged by close time: 40 X bars up to 00:40, then Y and X alternate from the
+        # 41st event, in the fifth batch of 10 (5 X bars): the last batch appended.
+        assert log.next_offsets()["md.bar.1m.crypto.X"] == 45
+        assert log.next_offsets()["md.bar.1m.crypto.Y"] == 1
+    finally:
+        log.close()
+
+
+def test_a_source_out_of_time_order_is_refused(tmp_path: Path) -> None:
+    """Events of one source that are not in ts_event order would break source_seq order."""
+    parsed = _bars(tmp_path / "x.csv", "X", range(3))
+    (source, events) = next(iter(parsed.streams.items()))
+    shuffled = msgspec.structs.replace(parsed, streams={source: events[::-1]})
+    with pytest.raises(ImportDataError, match="not in ts_event order"):
+        list(build_envelopes([shuffled]))

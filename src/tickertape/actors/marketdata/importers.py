@@ -34,18 +34,21 @@ drops as duplicates; a different file name is a different source.
 from __future__ import annotations
 
 import csv
+import gc
 import gzip
 import hashlib
+import math
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
 from functools import lru_cache
+from operator import attrgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-import orjson
 
 from tickertape.actors.marketdata.sessions import daily_session_ns
 from tickertape.errors import ConfigError, ImportDataError
@@ -60,8 +63,32 @@ _INTERVAL = re.compile(r"^([1-9][0-9]*)([smhd])$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 
 
-class ParsedEvent(msgspec.Struct, frozen=True):
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the block (restored on exit, even on error).
+
+    Parsing and importing create millions of small, acyclic objects that live until
+    the import ends. With the collector running, each of its full collections walks
+    all of them again; on the Binance captures that doubled the parse time.
+    Reference counting still frees every object as usual; only cycle detection is
+    deferred to the end of the block. Nested blocks leave the collector paused
+    until the outermost one ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class ParsedEvent(msgspec.Struct, frozen=True, gc=False):
     """One normalized event before it becomes an envelope.
+
+    Not tracked by the cyclic garbage collector (``gc=False``): an import holds
+    hundreds of thousands of them, and they cannot form cycles (a payload never
+    refers back to its event).
 
     Attributes:
         ts_event: ns since the epoch (UTC).
@@ -167,9 +194,119 @@ def _order(events: list[tuple[int, int, ParsedEvent]]) -> list[ParsedEvent]:
 # ------------------------------------------------------------------------ binance-ws
 
 
+class _Frame(msgspec.Struct):
+    """A capture line's JSON: a combined-stream frame or a REST depth snapshot."""
+
+    stream: str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")
+    lastUpdateId: int | None = None
+
+
+# The fields the importer reads from each stream's data (others are skipped unparsed:
+# depth levels are kept only in the raw message). Decimals are strings on Binance.
+class _TradeData(msgspec.Struct):
+    t: int
+    p: str | float
+    q: str | float
+    T: int
+    m: bool
+    s: str = ""
+
+
+class _BookTickerData(msgspec.Struct):
+    u: int
+    b: str | float
+    B: str | float
+    a: str | float
+    A: str | float
+    s: str = ""
+
+
+class _DepthData(msgspec.Struct):
+    E: int
+    U: int
+    u: int
+    s: str = ""
+
+
+_FRAME_DECODER = msgspec.json.Decoder(_Frame)
+_TRADE_DECODER = msgspec.json.Decoder(_TradeData)
+_BOOK_TICKER_DECODER = msgspec.json.Decoder(_BookTickerData)
+_DEPTH_DECODER = msgspec.json.Decoder(_DepthData)
+_TS_EVENT = attrgetter("ts_event")
+
+
 @lru_cache(maxsize=1024)
 def _raw_topic(stream: str) -> str:
     return "raw.binance." + _UNSAFE.sub("_", stream.replace("@", "_"))
+
+
+class _BinanceStreams:
+    """Decodes one capture's frames; remembers what it learnt per stream and symbol."""
+
+    def __init__(self, symbol_hint: str) -> None:
+        self.snapshot_stream = f"{symbol_hint.lower()}@depth_snapshot"
+        self._kinds: dict[str, tuple[str, str]] = {}  # stream -> (kind, its symbol)
+        self._topics: dict[tuple[str, str], str] = {}  # (kind, symbol) -> md topic
+
+    def _kind(self, stream: str) -> tuple[str, str]:
+        known = self._kinds.get(stream)
+        if known is None:
+            name, at, kind = stream.partition("@")
+            if not at:
+                raise ValueError(f"bad stream name {stream!r}")
+            if kind != "trade" and kind != "bookTicker" and not kind.startswith("depth"):
+                raise ValueError(f"unknown stream kind {kind!r}")
+            known = self._kinds[stream] = (kind, name.upper())
+        return known
+
+    def _topic(self, kind: str, symbol: str) -> str:
+        topic = self._topics.get((kind, symbol))
+        if topic is None:
+            if _UNSAFE.search(symbol):
+                raise ValueError(f"bad symbol {symbol!r}")
+            topic = self._topics[(kind, symbol)] = f"md.{kind}.crypto.{symbol}"
+        return topic
+
+    def read(self, frame: _Frame) -> tuple[int | None, str, tuple[str, msgspec.Struct] | None]:
+        """Return (venue ns or None, stream name, the normalized event or None).
+
+        Raises:
+            ValueError, msgspec.DecodeError: the frame is not what its stream sends.
+        """
+        stream = frame.stream
+        if stream is None:
+            if frame.lastUpdateId is None:
+                raise ValueError("neither a combined-stream frame nor a REST depth snapshot")
+            return None, self.snapshot_stream, None
+        kind, stream_symbol = self._kind(stream)
+        if not frame.data:
+            raise ValueError("no data")
+        if kind == "trade":
+            t = _TRADE_DECODER.decode(frame.data)
+            symbol = t.s or stream_symbol
+            trade = Trade(
+                symbol=symbol,
+                price=float(t.p),
+                size=float(t.q),
+                side="sell" if t.m else "buy",
+                trade_id=str(t.t),
+            )
+            return t.T * 1_000_000, stream, (self._topic("trade", symbol), trade)
+        if kind == "bookTicker":
+            b = _BOOK_TICKER_DECODER.decode(frame.data)
+            symbol = b.s or stream_symbol
+            quote = Quote(
+                symbol=symbol,
+                bid=float(b.b),
+                bid_size=float(b.B),
+                ask=float(b.a),
+                ask_size=float(b.A),
+            )
+            return None, stream, (self._topic("quote", symbol), quote)
+        d = _DEPTH_DECODER.decode(frame.data)
+        self._topic("depth", d.s or stream_symbol)  # validates the symbol
+        return d.E * 1_000_000, stream, None
 
 
 def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
@@ -182,142 +319,141 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
     Returns:
         The events of one source (``import.binance-ws.{stem}``): every message on
         ``raw.binance.*``, trades on ``md.trade.crypto.{SYMBOL}``, book tickers on
-        ``md.quote.crypto.{SYMBOL}``; market ``crypto``.
+        ``md.quote.crypto.{SYMBOL}``; market ``crypto``. Sorted by ``ts_event``; a
+        message's raw event comes before its normalized one, and ties keep file order.
 
     Raises:
-        ImportDataError: the file cannot be read, or (``strict``) a line is malformed.
+        ImportDataError: the file cannot be read, no message carries a venue time, or
+            (``strict``) a line is malformed.
     """
     path = Path(path)
     data, digest = _read_bytes(path)
     refusals = _Refusals(path, strict)
-    # (venue ns or None, [events without their ts]) per message, in file order.
-    messages: list[tuple[int | None, list[tuple[str, msgspec.Struct]]]] = []
-    symbol_hint = path.name.split("_", 1)[0].upper()
+    streams = _BinanceStreams(path.name.split("_", 1)[0].upper())
+    events: list[ParsedEvent] = []
+    # Messages before the first one with a venue time take that time.
+    undated: list[tuple[str, msgspec.Struct]] = []
+    latest: int | None = None
     rows = 0
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
-        line = raw_line.strip()
-        if not line:
-            continue
-        rows += 1
-        head, _, body = line.partition(b" ")
-        try:
-            recv_ns = int(head)
-            message = orjson.loads(body)
-            if not isinstance(message, dict):
-                raise ValueError("not a JSON object")
-        except ValueError:
-            refusals.refuse(lineno, "not '<local_recv_ns> <json object>'")
-            continue
-        stream = message.get("stream")
-        try:
-            parsed = _binance_message(message, stream, symbol_hint)
-        except (KeyError, TypeError, ValueError) as exc:
-            refusals.refuse(lineno, f"malformed {stream or 'message'}: {exc!r}")
-            continue
-        venue_ns, stream_name, normalized = parsed
-        raw = RawMessage(
-            venue="binance", stream=stream_name, recv_ns=recv_ns, message=body.decode("utf-8")
-        )
-        messages.append((venue_ns, [(_raw_topic(stream_name), raw), *normalized]))
-    first_venue = next((ts for ts, _ in messages if ts is not None), None)
-    if first_venue is None and messages:
-        raise ImportDataError(path, None, "no message carries a venue time: nothing can be stamped")
-    out: list[tuple[int, int, ParsedEvent]] = []
-    latest = first_venue or 0
-    rank = 0
-    for venue_ns, events in messages:
-        if venue_ns is not None and venue_ns > latest:
-            latest = venue_ns
-        ts = venue_ns if venue_ns is not None else latest
-        for topic, payload in events:
-            out.append((ts, rank, ParsedEvent(ts, topic, "crypto", payload)))
-            rank += 1
+    with paused_gc():
+        for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+            line = raw_line.strip()
+            if not line:
+                continue
+            rows += 1
+            head, _, body = line.partition(b" ")
+            try:
+                recv_ns = int(head)
+                frame = _FRAME_DECODER.decode(body)
+            except msgspec.ValidationError as exc:
+                refusals.refuse(lineno, f"malformed message: {exc}")
+                continue
+            except (ValueError, msgspec.DecodeError):
+                refusals.refuse(lineno, "not '<local_recv_ns> <json object>'")
+                continue
+            try:
+                venue_ns, stream, normalized = streams.read(frame)
+                raw = RawMessage(
+                    venue="binance", stream=stream, recv_ns=recv_ns, message=body.decode()
+                )
+            except (ValueError, msgspec.DecodeError) as exc:
+                refusals.refuse(lineno, f"malformed {frame.stream or 'message'}: {exc}")
+                continue
+            if venue_ns is None:
+                if latest is None:
+                    undated.append((_raw_topic(stream), raw))
+                    if normalized is not None:
+                        undated.append(normalized)
+                    continue
+                ts = latest
+            else:
+                ts = venue_ns
+                if latest is None:
+                    latest = venue_ns
+                    events.extend(ParsedEvent(ts, t, "crypto", p) for t, p in undated)
+                    undated.clear()
+                elif venue_ns > latest:
+                    latest = venue_ns
+            events.append(ParsedEvent(ts, _raw_topic(stream), "crypto", raw))
+            if normalized is not None:
+                events.append(ParsedEvent(ts, normalized[0], "crypto", normalized[1]))
+        if undated:
+            raise ImportDataError(
+                path, None, "no message carries a venue time: nothing can be stamped"
+            )
+        events.sort(key=_TS_EVENT)  # stable: ties keep file order
     return ParsedFile(
         format="binance-ws",
         path=str(path),
         sha256=digest,
         rows_read=rows,
-        streams={source_name("binance-ws", path): _order(out)},
+        streams={source_name("binance-ws", path): events},
         refused=refusals.errors,
     )
-
-
-def _binance_message(
-    message: dict[str, Any], stream: Any, symbol_hint: str
-) -> tuple[int | None, str, list[tuple[str, msgspec.Struct]]]:
-    """Return (venue ns or None, stream name, normalized events) of one message."""
-    if stream is None:
-        if "lastUpdateId" not in message:
-            raise ValueError("neither a combined-stream frame nor a REST depth snapshot")
-        int(message["lastUpdateId"])
-        return None, f"{symbol_hint.lower()}@depth_snapshot", []
-    if not isinstance(stream, str) or "@" not in stream:
-        raise ValueError(f"bad stream name {stream!r}")
-    payload = message["data"]
-    kind = stream.split("@", 1)[1]
-    symbol = str(payload.get("s") or stream.split("@", 1)[0].upper())
-    if _UNSAFE.search(symbol):
-        raise ValueError(f"bad symbol {symbol!r}")
-    if kind == "trade":
-        trade = Trade(
-            symbol=symbol,
-            price=float(payload["p"]),
-            size=float(payload["q"]),
-            side="sell" if payload["m"] else "buy",
-            trade_id=str(int(payload["t"])),
-        )
-        return int(payload["T"]) * 1_000_000, stream, [(f"md.trade.crypto.{symbol}", trade)]
-    if kind == "bookTicker":
-        int(payload["u"])
-        quote = Quote(
-            symbol=symbol,
-            bid=float(payload["b"]),
-            bid_size=float(payload["B"]),
-            ask=float(payload["a"]),
-            ask_size=float(payload["A"]),
-        )
-        return None, stream, [(f"md.quote.crypto.{symbol}", quote)]
-    if kind.startswith("depth"):
-        int(payload["U"])
-        int(payload["u"])
-        return int(payload["E"]) * 1_000_000, stream, []
-    raise ValueError(f"unknown stream kind {kind!r}")
 
 
 # ------------------------------------------------------------------------- ohlcv-csv
 
 
-def _zone(tz: str) -> ZoneInfo:
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Zulu", "Etc/Zulu"})
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = _EPOCH_UTC.replace(tzinfo=None)  # naive stamps minus their zone's offset
+
+
+def _zone(tz: str) -> ZoneInfo | None:
+    """The zone of naive stamps; None for UTC (the common case, computed without it)."""
     try:
-        return ZoneInfo(tz)
+        zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
             f"unknown time zone {tz!r} (an IANA name such as UTC or America/Chicago)"
         ) from None
+    return None if tz in _UTC_NAMES else zone
 
 
-def _timestamp_ns(text: str, zone: ZoneInfo) -> int:
+def _timestamp_ns(text: str, zone: ZoneInfo | None) -> int:
     stamp = datetime.fromisoformat(text.strip())
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=zone)
-    seconds = int(stamp.timestamp())
-    return seconds * 1_000_000_000 + stamp.microsecond * 1_000
+    if stamp.tzinfo is not None:
+        delta = stamp - _EPOCH_UTC
+    else:
+        delta = stamp - _EPOCH
+        if zone is not None:
+            offset = zone.utcoffset(stamp)
+            if offset is not None:
+                delta -= offset
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def _float(text: str) -> float:
-    value = float(text.replace(",", "").strip())
-    if value != value or value in (float("inf"), float("-inf")):
+    value = float(text.replace(",", ""))
+    if not math.isfinite(value):
         raise ValueError(f"not a finite number: {text!r}")
     return value
 
 
-def _bar_values(fields: list[str], line: int) -> tuple[float, float, float, float, float]:
-    o, h, low, c, v = (_float(x) for x in fields)
+def _bar_values(fields: list[str]) -> tuple[float, float, float, float, float]:
+    """Return (open, high, low, close, volume) of five text fields.
+
+    Raises:
+        ValueError: not five finite numbers (thousands separators allowed), OHLC
+            inconsistent, a price not positive or the volume negative.
+    """
+    try:
+        o, h, low, c, v = map(float, fields)
+        finite = math.isfinite(o + h + low + c) and math.isfinite(v)
+    except ValueError:
+        finite = False
+    if not finite:  # thousands separators, or a field to name in the error
+        o, h, low, c, v = map(_float, fields)
     if not (low <= o <= h and low <= c <= h):
         raise ValueError(f"inconsistent OHLC (open {o}, high {h}, low {low}, close {c})")
     if low <= 0 or v < 0:
         raise ValueError(f"non-positive price or negative volume (low {low}, volume {v})")
     return o, h, low, c, v
+
+
+def _blank(fields: list[str]) -> bool:
+    return not "".join(fields).strip()
 
 
 def parse_ohlcv_csv(
@@ -371,45 +507,47 @@ def parse_ohlcv_csv(
             f"{path}: header {header} lacks one of {time_column!r}, open, high, low, close, volume"
         ) from None
     topic = f"md.bar.{interval}{'-adj' if adjusted else ''}.{market}.{symbol}"
-    out: list[tuple[int, int, ParsedEvent]] = []
+    time_index, value_indexes = columns[0], columns[1:]
+    shift = 0 if stamp == "start" else length
+    out: list[ParsedEvent] = []
     rows = 0
     last_close: int | None = None
-    for lineno, fields in enumerate(reader, start=2):
-        if not fields or not any(f.strip() for f in fields):
-            continue
-        rows += 1
-        try:
-            t = _timestamp_ns(fields[columns[0]], zone)
-            o, h, low, c, v = _bar_values([fields[i] for i in columns[1:]], lineno)
-        except (ValueError, IndexError) as exc:
-            refusals.refuse(lineno, f"malformed bar: {exc}")
-            continue
-        start = t if stamp == "start" else t - length
-        close = start + length
-        if last_close is not None and close <= last_close:
-            refusals.refuse(
-                lineno, f"bar ending {close} ns is not after the previous one ({last_close} ns)"
+    with paused_gc():
+        for lineno, fields in enumerate(reader, start=2):
+            if _blank(fields):
+                continue
+            rows += 1
+            try:
+                start = _timestamp_ns(fields[time_index], zone) - shift
+                o, h, low, c, v = _bar_values([fields[i] for i in value_indexes])
+            except (ValueError, IndexError) as exc:
+                refusals.refuse(lineno, f"malformed bar: {exc}")
+                continue
+            close = start + length
+            if last_close is not None and close <= last_close:
+                refusals.refuse(
+                    lineno, f"bar ending {close} ns is not after the previous one ({last_close} ns)"
+                )
+                continue
+            last_close = close
+            bar = Bar(
+                symbol=symbol,
+                interval=interval,
+                open=o,
+                high=h,
+                low=low,
+                close=c,
+                volume=v,
+                start_ns=start,
+                adjusted=adjusted,
             )
-            continue
-        last_close = close
-        bar = Bar(
-            symbol=symbol,
-            interval=interval,
-            open=o,
-            high=h,
-            low=low,
-            close=c,
-            volume=v,
-            start_ns=start,
-            adjusted=adjusted,
-        )
-        out.append((close, lineno, ParsedEvent(close, topic, market, bar)))
+            out.append(ParsedEvent(close, topic, market, bar))  # in order: checked above
     return ParsedFile(
         format="ohlcv-csv",
         path=str(path),
         sha256=digest,
         rows_read=rows,
-        streams={source_name("ohlcv-csv", path): _order(out)},
+        streams={source_name("ohlcv-csv", path): out},
         refused=refusals.errors,
     )
 
@@ -459,7 +597,7 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
     per_ticker: dict[str, list[tuple[int, int, ParsedEvent]]] = {}
     rows = 0
     for lineno, fields in enumerate(reader, start=2):
-        if not fields or not any(f.strip() for f in fields):
+        if _blank(fields):
             continue
         rows += 1
         try:
@@ -468,7 +606,7 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
                 raise ValueError(f"bad ticker {fields[col['ticker']]!r}")
             day = date.fromisoformat(fields[col["date"]].strip())
             o, h, low, c, v = _bar_values(
-                [fields[col[k]] for k in ("open", "high", "low", "close", "volume")], lineno
+                [fields[col[k]] for k in ("open", "high", "low", "close", "volume")]
             )
             dividend = _float(fields[col["ex-dividend"]])
             split = _float(fields[col["split_ratio"]])
@@ -527,7 +665,7 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
 def _krx_rows(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
     delimiter = "\t" if lines and "\t" in lines[0] else ","
     for lineno, fields in enumerate(csv.reader(lines, delimiter=delimiter), start=1):
-        if fields and any(f.strip() for f in fields):
+        if not _blank(fields):
             yield lineno, fields
 
 
@@ -572,7 +710,7 @@ def parse_krx_daily(
         rows += 1
         try:
             day = _krx_date(fields[0])
-            o, h, low, c, v = _bar_values(fields[1:6], lineno)
+            o, h, low, c, v = _bar_values(fields[1:6])
         except (ValueError, IndexError) as exc:
             refusals.refuse(lineno, f"malformed row: {exc}")
             continue

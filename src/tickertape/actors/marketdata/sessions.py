@@ -8,7 +8,8 @@
 - ``crypto``: open 24/7, no calendar.
 
 A time gap while the market is closed is not a data gap; a gap while it is open is
-(DESIGN §9). Calendars are loaded lazily (a few hundred ms each) and cached.
+(DESIGN §9). Calendars are loaded lazily (a few hundred ms each, plus about a second to import
+the library the first time) and cached.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import exchange_calendars
 
 from tickertape.errors import ConfigError
 
@@ -63,6 +62,10 @@ def calendar(key: str) -> Any:
         raise ConfigError(
             f"no trading calendar for {key!r}; known: {sorted(CALENDAR_NAMES)}"
         ) from None
+    # Imported here: exchange_calendars (and pandas) take most of a second to import,
+    # and most commands (bar and capture imports, the log tools) never need a calendar.
+    import exchange_calendars
+
     with _quiet():
         return exchange_calendars.get_calendar(name, start=_CALENDAR_START[name])
 
