@@ -95,6 +95,10 @@ ProgressFn = Callable[[int, int, int], None]
 """Called as ``progress(sim_ns, input_events, output_events)`` after steps."""
 
 
+SYNC_EVERY_S = 1.0
+"""Wall seconds between syncs of a running replay's namespace (besides snapshots)."""
+
+
 class CountingSink:
     """A sink that counts what passes through it per topic family."""
 
@@ -112,6 +116,10 @@ class CountingSink:
         records = self.inner.append(envelopes, ts_log)
         self.counter.add(records)
         return records
+
+    def sync(self) -> None:
+        """Sync the inner sink."""
+        self.inner.sync()
 
 
 def input_positions(reader: LogReader, settings: RunSettings) -> dict[str, int]:
@@ -181,7 +189,11 @@ def run_in_process(
                 f"run namespace {settings.namespace!r} already holds {log.head_gseq} events: "
                 "choose another --run-id, or resume it"
             )
-        sink = CountingSink(LogSink(log))
+        # The run namespace is made durable at each snapshot (which refers to it), every
+        # SYNC_EVERY_S of wall time (so that `tape tail --follow` sees it move) and at
+        # the end, not after every wave: a crash loses at most what the snapshots let
+        # `--resume` regenerate.
+        sink = CountingSink(LogSink(log, durable=False))
         host_snapshot_root = (
             None if snapshot_policy is None else data_dir / "snapshots" / settings.namespace
         )
@@ -223,6 +235,7 @@ def run_in_process(
         )
         host.start(call_on_start=not restored)
         last_progress = 0.0
+        last_sync = time.monotonic()
         handled_at_snapshot = 0
         clock_at_snapshot = host.clock.now_ns()
         last_input_gseq = after_gseq
@@ -260,11 +273,13 @@ def run_in_process(
                     snapshot_all()
                     handled_at_snapshot = handled
                     clock_at_snapshot = step.time_ns
-            if progress is not None:
-                now = time.monotonic()
-                if now - last_progress >= 0.1:
-                    last_progress = now
-                    progress(step.time_ns, state.inputs, sink.counter.total)
+            now = time.monotonic()
+            if now - last_sync >= SYNC_EVERY_S:
+                last_sync = now
+                sink.sync()
+            if progress is not None and now - last_progress >= 0.1:
+                last_progress = now
+                progress(step.time_ns, state.inputs, sink.counter.total)
         host.stop()
         state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
         if snapshot_policy is not None and snapshot_policy.on_stop:
@@ -293,6 +308,7 @@ def run_in_process(
             last_ts_event=state.last_ts_event,
         )
         sink.inner.append([summary], end_ns)
+        sink.sync()
         if progress is not None:
             progress(end_ns, state.inputs, sink.counter.total)
         return ReplayResult(

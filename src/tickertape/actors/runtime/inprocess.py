@@ -206,6 +206,8 @@ class InProcessHost:
             since = slot.ctx.events_handled - slot.events_at_snapshot
             if not force and not policy.due(since, now, slot.clock_at_snapshot):
                 continue
+            if not written:
+                self.sink.sync()  # a snapshot never refers to outputs not yet durable
             assert slot.store is not None
             slot.store.save(self.take_snapshot(name, positions))
             slot.events_at_snapshot = slot.ctx.events_handled

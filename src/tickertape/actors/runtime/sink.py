@@ -98,6 +98,10 @@ class Sink(Protocol):
         """
         ...
 
+    def sync(self) -> None:
+        """Make everything appended so far durable (before a snapshot refers to it)."""
+        ...
+
 
 class MemorySink:
     """An in-memory log of one namespace, with the log's duplicate rule.
@@ -134,11 +138,18 @@ class MemorySink:
             out.append(record)
         return out
 
+    def sync(self) -> None:
+        """Nothing to do: memory is all there is."""
+
 
 class AppendLog(Protocol):
     """The part of ``tickertape.eventlog.EventLog`` a :class:`LogSink` uses."""
 
-    def append(self, envelopes: Sequence[Envelope], *, ts_log: int | None = None) -> list[Any]: ...
+    def append(
+        self, envelopes: Sequence[Envelope], *, ts_log: int | None = None, durable: bool = True
+    ) -> list[Any]: ...
+
+    def sync(self) -> None: ...
 
     def read(
         self,
@@ -169,21 +180,31 @@ class LogSink:
 
     Args:
         log: an open ``EventLog`` (one writer per namespace).
+        durable: fsync every wave (True), or leave it to :meth:`sync` (a replay's
+            run namespace, which its snapshots can regenerate: synced before each
+            snapshot and at the end; see ``EventLog.append(durable=False)``).
     """
 
-    def __init__(self, log: AppendLog) -> None:
+    def __init__(self, log: AppendLog, *, durable: bool = True) -> None:
         self._log = log
+        self.durable = durable
         self.divergences: list[Divergence] = []
 
+    def sync(self) -> None:
+        """Make every wave appended so far durable (a no-op when each already was)."""
+        if not self.durable:
+            self._log.sync()
+
     def append(self, envelopes: Sequence[Envelope], ts_log: int) -> list[Record]:
-        """Append ``envelopes`` durably with ``ts_log`` (see :class:`Sink`).
+        """Append ``envelopes`` with ``ts_log`` (see :class:`Sink`), durably unless
+        the sink was made with ``durable=False``.
 
         Raises:
             AppendRefusedError: the log refused an event.
         """
         if not envelopes:
             return []
-        results = self._log.append(list(envelopes), ts_log=ts_log)
+        results = self._log.append(list(envelopes), ts_log=ts_log, durable=self.durable)
         out: list[Record] = []
         for env, result in zip(envelopes, results, strict=True):
             if result.error is not None:
