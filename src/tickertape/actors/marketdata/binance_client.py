@@ -177,7 +177,7 @@ class BinanceLiveAdapter:
         while True:
             try:
                 async with connect(
-                    self.url, compression=None, max_size=2**24, open_timeout=10
+                    self.url, compression=None, max_size=2**24, open_timeout=10, close_timeout=2
                 ) as ws:
                     self.connections += 1
                     self.feed.on_reconnect()
@@ -266,7 +266,7 @@ class LiveMarketDataHost:
         namespace: str = "main",
         snapshot_every_s: float = 2.0,
         max_batch_events: int = 1000,
-        max_queued_events: int = 50_000,
+        max_queued_events: int = 20_000,
     ) -> None:
         config.validate()
         self.client = client

@@ -36,6 +36,7 @@ import contextlib
 import gzip
 import os
 import re
+import signal
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -57,6 +58,9 @@ QUEUE_LIMIT = 50_000
 
 MAX_TRADES_LIMIT = 1000
 """Most trades one ``historicalTrades`` answer holds (Binance's maximum)."""
+
+_GOING_AWAY = "\x00going away"
+"""Put in a client's queue (by identity) when the simulator stops."""
 
 REBASE_ENV = "TAPE_SIM_REBASE_TIMES"
 """Set to ``1`` to make ``tape exchange-sim`` rebase the venue times to the wall clock."""
@@ -198,12 +202,17 @@ class ExchangeSimulator:
         return server
 
     async def close(self) -> None:
-        """Stop the playback task."""
+        """Stop the playback and end every client's stream (close code 1001)."""
         playback = getattr(self, "_playback", None)
         if playback is not None:
             playback.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await playback
+        for _, queue in list(self._clients.values()):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(_GOING_AWAY)
+        self._clients.clear()
 
     def _book(self, symbol: str) -> _Book:
         book = self._books.get(symbol)
@@ -273,6 +282,9 @@ class ExchangeSimulator:
                 if text is None:
                     await connection.close(1008, "client too slow")
                     return
+                if text is _GOING_AWAY:
+                    await connection.close(1001, "exchange simulator stopping")
+                    return
                 await connection.send(text)
         finally:
             self._clients.pop(connection, None)
@@ -284,8 +296,9 @@ class ExchangeSimulator:
             self.finished.set()
             return
         origin = self.frames[0].recv_ns
+        skew_ms = self._skew_ms() if self.rebase_times else 0
         start = time.monotonic()
-        rebase = self._rebaser(origin) if self.rebase_times else None
+        rebase = self._rebaser(origin, skew_ms) if self.rebase_times else None
         loop_sleep = asyncio.sleep
         for frame in self.frames:
             due = start + (frame.recv_ns - origin) / 1e9 / self.speed
@@ -311,16 +324,23 @@ class ExchangeSimulator:
         self.finished.set()
         _log.info("playback_finished", frames=self.sent)
 
-    def _rebaser(self, origin_recv_ns: int) -> Callable[[str], str]:
+    def _skew_ms(self) -> int:
         # The recorder's clock and the exchange's differ (about 1.27 s in the bundled
-        # capture): measure the skew on the first frame with a venue time, so that a
-        # rebased time is the wall-clock time at which its frame is sent.
-        skew_ms = 0
-        for frame in self.frames:
-            match = _VENUE_TIME.search(frame.text.encode())
-            if match is not None:
-                skew_ms = int(match.group(2)) - frame.recv_ns // 1_000_000
-                break
+        # capture, plus network jitter): the largest (venue time − receive time) of the
+        # capture is taken as the offset, so that a rebased time is never after the
+        # wall-clock time at which its frame is sent (no market data from the future).
+        return max(
+            (
+                int(match.group(2)) - frame.recv_ns // 1_000_000
+                for frame in self.frames
+                for match in _VENUE_TIME.finditer(frame.text.encode())
+            ),
+            default=0,
+        )
+
+    def _rebaser(self, origin_recv_ns: int, skew_ms: int) -> Callable[[str], str]:
+        # Called right after the playback's monotonic origin is taken: both origins
+        # describe the same instant.
         wall_origin_ms = time.time_ns() // 1_000_000
         origin_ms = origin_recv_ns // 1_000_000 + skew_ms
         speed = self.speed
@@ -341,7 +361,8 @@ async def run_simulator(
     ready: asyncio.Event | None = None,
     rebase_times: bool | None = None,
 ) -> None:
-    """Load the capture, serve it until cancelled (the CLI's entry point).
+    """Load the capture, serve it until SIGINT, SIGTERM or cancellation (the CLI's entry
+    point).
 
     ``rebase_times`` None reads the environment variable :data:`REBASE_ENV`.
     """
@@ -360,8 +381,15 @@ async def run_simulator(
     )
     if ready is not None:
         ready.set()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         async with server:
-            await server.serve_forever()
+            await stop.wait()
+            await simulator.close()
     finally:
         await simulator.close()
+        _log.info("exchange_sim_stopped", frames_sent=simulator.sent)
