@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickertape.eventlog import EventLog, LogReader, merge_by_gseq
+from tickertape.eventlog import reader as reader_module
 from tickertape.eventlog.index import IndexEntry, load_index, save_index
 from tickertape.eventlog.sealing import compact
 from tickertape.eventlog.verify import verify_namespace
@@ -20,7 +23,7 @@ from tickertape.schemas.envelope import Record
 from tickertape.topics import matches_any
 
 from .conftest import FixedClock
-from .envelopes import NS_PER_DAY, T0, envelope, envelopes, topic_dir
+from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelopes, topic_dir
 
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
 PATTERNS = [
@@ -450,3 +453,88 @@ def test_reading_the_head_of_a_live_day_does_not_rescan_it(tmp_path: Path) -> No
             spent = _bytes_read() - before
             assert got == [30_001 + k]
             assert spent < size // 10, f"read {spent} bytes of a {size}-byte file for one record"
+
+
+def test_merged_read_keeps_at_most_the_pool_of_files_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merged read over 12 topics with a pool of 3 holds ≤ 3 files open and returns every record."""
+    monkeypatch.setattr(reader_module, "MERGE_OPEN_FILES", 3)
+    data_dir = tmp_path / "data"
+    topics = tuple(f"md.trade.crypto.S{i}" for i in range(12))
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(6000, topics=topics, step_ns=NS_PER_DAY // 2000))
+    reader = LogReader(data_dir)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    most = 0
+    got = []
+    for i, rec in enumerate(reader.read()):
+        got.append(rec.gseq)
+        if i % 97 == 0:
+            most = max(most, len(os.listdir("/proc/self/fd")) - fds_before)
+    assert got == list(range(1, 6001))
+    assert 0 < most <= 3
+    by_time = [r.gseq for r in reader.read_in_time_order(None, T0)]
+    assert by_time == list(range(1, 6001))
+
+
+def test_merged_read_goes_on_when_a_closed_file_is_sealed_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled file closed mid-day and sealed before it is reopened is read on from the sealed day."""
+    monkeypatch.setattr(reader_module, "MERGE_OPEN_FILES", 1)
+    monkeypatch.setattr(reader_module, "MERGE_BUFFER_BYTES", 1)  # the smallest read-ahead
+    data_dir = tmp_path / "data"
+    topics = tuple(f"md.trade.crypto.S{i}" for i in range(4))
+    envs = envelopes(8000, topics=topics, step_ns=2 * NS_PER_DAY // 8000)
+    with EventLog.open(data_dir) as lg:
+        lg.append(envs)
+    merged = LogReader(data_dir).read()
+    first = [next(merged).gseq for _ in range(1500)]  # inside the first day of every topic
+    with EventLog.open(data_dir) as lg:
+        compact(lg, include_open=True)
+    assert not list(data_dir.rglob("*.jsonl"))
+    rest = [r.gseq for r in merged]
+    assert first + rest == list(range(1, 8001))
+
+
+def test_open_day_index_is_extended_to_equal_a_full_rebuild(tmp_path: Path) -> None:
+    """The reader's index of a growing open day, extended step by step, equals one built in one scan."""
+    data_dir = tmp_path / "data"
+    reader = LogReader(data_dir)
+    with EventLog.open(data_dir) as lg:
+        for part in range(5):
+            lg.append(
+                envelopes(
+                    700,
+                    source=f"s{part % 2}",
+                    start_seq=1 + part * 700,
+                    start_ns=T0 + part * 10**9,
+                )
+            )
+            seg = reader.segments(TRADE_TOPIC)[0]
+            extended = reader.segment_index(seg)
+            rebuilt = LogReader(data_dir).segment_index(seg)
+            assert extended.count == 700 * (part + 1)
+            assert msgspec.structs.asdict(extended) == msgspec.structs.asdict(rebuilt)
+    # After close the saved .idx is the starting point of a new reader: the same index.
+    seg = reader.segments(TRADE_TOPIC)[0]
+    assert msgspec.structs.asdict(LogReader(data_dir).segment_index(seg)) == (
+        msgspec.structs.asdict(reader.segment_index(seg))
+    )
+
+
+def test_open_day_index_covers_only_the_published_head(tmp_path: Path) -> None:
+    """Records written without fsync are left out of another reader's index until sync."""
+    data_dir = tmp_path / "data"
+    reader = LogReader(data_dir)
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(100))
+        lg.append(envelopes(50, start_seq=101, start_ns=T0 + 10**9), durable=False)
+        seg = reader.segments(TRADE_TOPIC)[0]
+        assert reader.segment_index(seg).last_gseq == 100
+        assert reader.topic_summary(TRADE_TOPIC).count == 100
+        assert lg.reader.topic_summary(TRADE_TOPIC).count == 150  # the writer's own view
+        lg.sync()
+        assert reader.segment_index(seg).last_gseq == 150
+        assert [r.offset for r in reader.read_topic(TRADE_TOPIC, 120)] == list(range(120, 150))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import EventLog, LogReader
+from tickertape.eventlog.index import load_index, save_index
 from tickertape.eventlog.verify import verify_namespace
 
 from .envelopes import (
@@ -381,3 +386,89 @@ def test_a_lagging_head_file_does_not_cut_complete_groups(data_dir: Path, stale_
         assert lg.head_gseq == 8
     assert LogReader(data_dir).head_gseq() == 8
     assert_contiguous(data_dir, 8)
+
+
+_CRASH_AFTER_APPEND = r"""
+import os, sys
+from tickertape.eventlog import EventLog
+from tests.eventlog.envelopes import envelopes, T0, TRADE_TOPIC
+lg = EventLog.open(sys.argv[1])
+if sys.argv[2] == "other":
+    lg.append(envelopes(500, source="other", start_ns=T0 + 10**9))
+else:
+    topics = (TRADE_TOPIC, "md.quote.crypto.BTCUSDT")
+    lg.append(envelopes(4, topics=topics, start_seq=2001, start_ns=T0 + 10**12), durable=False)
+os._exit(0)  # a crash: no close, no index saved
+"""
+
+
+def crash_after_append(data_dir: Path, what: str) -> None:
+    """Run a writer that appends ``what`` and dies without closing."""
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run(
+        [sys.executable, "-c", _CRASH_AFTER_APPEND, str(data_dir), what],
+        cwd=root,
+        check=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_open_trusts_a_saved_index_and_checks_the_records_after_it(data_dir: Path) -> None:
+    """Records appended after the saved index (then a crash) are scanned; the rest is trusted."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(8000, step_ns=100_000))
+    path = day_file(data_dir, TRADE_TOPIC, T0)
+    indexed = path.stat().st_size
+    crash_after_append(data_dir, "other")
+    index = load_index(path.with_suffix(".idx"))
+    assert index is not None
+    assert (index.count, index.data_size) == (8000, indexed)
+    before = _bytes_read()
+    with EventLog.open(data_dir) as lg:
+        spent = _bytes_read() - before
+        assert (lg.head_gseq, lg.next_offsets()) == (8500, {TRADE_TOPIC: 8500})
+        assert (lg.last_source_seq("md"), lg.last_source_seq("other")) == (8000, 500)
+        assert lg.append([envelope(2999)])[0].duplicate
+        assert lg.append(envelopes(1, source="other", start_seq=500))[0].duplicate
+    assert spent < indexed // 2, f"open read {spent} bytes; {indexed} were indexed"
+    assert_contiguous(data_dir, 8500)
+
+
+@pytest.mark.parametrize("lie", ["other file", "shifted"])
+def test_open_does_not_trust_an_index_of_other_bytes(data_dir: Path, lie: str) -> None:
+    """A CRC-valid .idx that does not describe the file's bytes is ignored: the file is scanned."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(3000, topics=(TRADE_TOPIC, QUOTE_TOPIC), step_ns=100_000))
+    trade = day_file(data_dir, TRADE_TOPIC, T0)
+    quote = day_file(data_dir, QUOTE_TOPIC, T0)
+    if lie == "other file":
+        shutil.copy(quote.with_suffix(".idx"), trade.with_suffix(".idx"))
+    else:
+        index = load_index(trade.with_suffix(".idx"))
+        assert index is not None
+        entries = [msgspec.structs.replace(e, file_pos=e.file_pos + 1) for e in index.entries]
+        save_index(trade.with_suffix(".idx"), msgspec.structs.replace(index, entries=entries))
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == 3000
+        assert lg.next_offsets() == {QUOTE_TOPIC: 1500, TRADE_TOPIC: 1500}
+        assert lg.recovery.dropped == []
+    assert_contiguous(data_dir, 3000)
+    verify_clean(data_dir)
+
+
+def test_a_crash_that_lost_the_head_file_still_cuts_an_incomplete_group(data_dir: Path) -> None:
+    """HEAD gone (power loss) with saved indexes describing the files' starts: the records
+    they describe are kept, and the incomplete group written after them is cut."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(2000, topics=(TRADE_TOPIC, QUOTE_TOPIC), step_ns=100_000))
+    crash_after_append(data_dir, "group")  # gseq 2001-2004, unsynced
+    trade = day_file(data_dir, TRADE_TOPIC, T0)
+    quote = day_file(data_dir, QUOTE_TOPIC, T0)
+    cut_lines(quote, 1000)  # the quote topic's part of the group never reached the disk
+    (data_dir / "logs" / "main" / "HEAD").unlink()
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == 2001
+        assert [d.path for d in lg.recovery.dropped] == [str(trade)]
+    assert_contiguous(data_dir, 2001)
+    verify_clean(data_dir)
