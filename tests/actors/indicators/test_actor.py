@@ -138,3 +138,26 @@ def test_per_symbol_configuration_and_names() -> None:
                 series=[SeriesConfig(indicators=[IndicatorSpec(kind="rsi", period=1)])]
             )
         )
+
+
+def test_bars_outside_the_configuration_publish_nothing(bars: list) -> None:  # type: ignore[type-arg]
+    """Another market, another interval or an unlisted symbol yields no output."""
+    config = IndicatorsConfig(series=[SeriesConfig(interval="1m", markets=["us"], symbols=["X"])])
+    actor = IndicatorActor(config)
+    ctx = FakeContext("indicators")
+    other_interval = [
+        make_event(
+            e.topic.replace("1m", "5m"),
+            msgspec.structs.replace(e.payload, symbol="X", interval="5m"),
+            "us",
+            e.ts_event,
+            e.gseq,
+        )
+        for e in bars[:50]
+    ]
+    other_market = [
+        make_event(e.topic, e.payload, "crypto", e.ts_event, e.gseq) for e in bars[50:100]
+    ]
+    run(actor, ctx, [*bars[:100], *other_interval, *other_market])
+    assert ctx.published == []
+    assert actor.snapshot().series == []

@@ -28,7 +28,7 @@ interval per actor (the topic does not name the interval; the payload does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -52,7 +52,7 @@ from tickertape.actors.indicators.calculators import (
     TrueRange,
     TrueRangeState,
 )
-from tickertape.actors.marketdata.adjustment import require_basis
+from tickertape.actors.marketdata.adjustment import PriceBasisError
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.indicator import IndicatorValue
@@ -206,64 +206,45 @@ def _from_state(state: CalculatorState) -> Calculator:
             return Bollinger.from_state(state)
 
 
-Feeder = Callable[[float, float, float], "dict[str, float] | None"]
+_with_values = msgspec.structs.replace  # a new payload from a template (the template is kept)
+
+# How a calculator is fed and how its result becomes the published values.
+_CLOSE = 0  # update(close) -> float: {"value"}
+_RANGE = 1  # update(high, low, close) -> float: {"value"}
+_MACD = 2  # update(close) -> (macd, signal, hist)
+_BANDS = 3  # update(close) -> (upper, middle, lower)
+_DMI = 4  # update(high, low, close) -> DmiValues
 
 
-def _feeder(calc: Calculator) -> Feeder:
-    """Return a function feeding (high, low, close) to ``calc`` and shaping its values."""
+def _shape(calc: Calculator) -> int:
     if isinstance(calc, (Sma, Ema, Rsi)):
-        close_only = calc.update
-
-        def single(high: float, low: float, close: float) -> dict[str, float] | None:
-            v = close_only(close)
-            return None if v is None else {"value": v}
-
-        return single
+        return _CLOSE
+    if isinstance(calc, (TrueRange, Atr)):
+        return _RANGE
     if isinstance(calc, Macd):
-        macd = calc.update
-
-        def triple(high: float, low: float, close: float) -> dict[str, float] | None:
-            m = macd(close)
-            return None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]}
-
-        return triple
+        return _MACD
     if isinstance(calc, Bollinger):
-        bands = calc.update
-
-        def band(high: float, low: float, close: float) -> dict[str, float] | None:
-            b = bands(close)
-            return None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]}
-
-        return band
-    if isinstance(calc, Dmi):
-        dmi = calc.update
-
-        def directional(high: float, low: float, close: float) -> dict[str, float] | None:
-            d = dmi(high, low, close)
-            if d is None:
-                return None
-            if d.adx is None:
-                return {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx}
-            return {"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx, "adx": d.adx}
-
-        return directional
-    ranged = calc.update
-
-    def range_value(high: float, low: float, close: float) -> dict[str, float] | None:
-        v = ranged(high, low, close)
-        return None if v is None else {"value": v}
-
-    return range_value
+        return _BANDS
+    return _DMI
 
 
 class _Series:
+    """One (market, symbol) series: its calculators and what each publishes.
+
+    Everything that does not change from bar to bar (topics, names, parameters, the
+    calculators' bound ``update`` methods) is built once here, not per bar.
+    """
+
     __slots__ = (
         "_calculators",
-        "feeders",
+        "adjusted",
         "index",
+        "interval",
         "market",
         "names",
+        "outputs",
         "params",
+        "plan",
         "spec",
         "symbol",
         "topics",
@@ -274,9 +255,28 @@ class _Series:
         self.symbol = symbol
         self.index = index
         self.spec = spec
+        self.interval = spec.interval
+        self.adjusted = spec.adjusted
         self.names = [i.name for i in spec.indicators]
         self.params = [i.params for i in spec.indicators]
         self.topics = [f"indicator.{name}.v1.{market}.{symbol}" for name in self.names]
+        # Per indicator: its topic and its payload with everything but the bar's values
+        # and time (a bar of another interval or price basis never reaches it).
+        self.outputs = [
+            (
+                topic,
+                IndicatorValue(
+                    symbol=symbol,
+                    name=name,
+                    interval=spec.interval,
+                    params=params,
+                    values={},
+                    bar_ts=0,
+                    adjusted=spec.adjusted,
+                ),
+            )
+            for topic, name, params in zip(self.topics, self.names, self.params, strict=True)
+        ]
         self.calculators = [_build(i) for i in spec.indicators]
 
     @property
@@ -286,7 +286,35 @@ class _Series:
     @calculators.setter
     def calculators(self, value: list[Calculator]) -> None:
         self._calculators = value
-        self.feeders = [_feeder(c) for c in value]
+        # The shape says what each update returns; Any stands for that union.
+        self.plan: list[tuple[int, Callable[..., Any]]] = [(_shape(c), c.update) for c in value]
+
+    def values(self, high: float, low: float, close: float) -> list[dict[str, float] | None]:
+        """Feed one bar to every calculator; their values in order (None: warming up)."""
+        out: list[dict[str, float] | None] = []
+        append = out.append
+        for shape, update in self.plan:
+            if shape == _CLOSE:
+                v = update(close)
+                append(None if v is None else {"value": v})
+            elif shape == _RANGE:
+                v = update(high, low, close)
+                append(None if v is None else {"value": v})
+            elif shape == _MACD:
+                m = update(close)
+                append(None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]})
+            elif shape == _BANDS:
+                b = update(close)
+                append(None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]})
+            else:
+                d = update(high, low, close)
+                if d is None:
+                    append(None)
+                elif d.adx is None:
+                    append({"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx})
+                else:
+                    append({"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx, "adx": d.adx})
+        return out
 
 
 class IndicatorActor(Actor):
@@ -328,14 +356,13 @@ class IndicatorActor(Actor):
         self.subscriptions = tuple(dict.fromkeys(subscriptions))
         self._series: dict[tuple[str, str], _Series] = {}
 
-    def _series_for(self, market: str, symbol: str) -> _Series | None:
+    def _new_series(self, market: str, symbol: str, interval: str) -> _Series | None:
+        """The series a first bar of (market, symbol) starts, or None when none is configured."""
         key = (market, symbol)
-        series = self._series.get(key)
-        if series is None:
-            index = self._explicit.get(key, self._by_market.get(market))
-            if index is None:
-                return None
-            series = self._series[key] = _Series(market, symbol, index, self.config.series[index])
+        index = self._explicit.get(key, self._by_market.get(market))
+        if index is None or self.config.series[index].interval != interval:
+            return None
+        series = self._series[key] = _Series(market, symbol, index, self.config.series[index])
         return series
 
     def on_event(self, event: Event, ctx: Context) -> None:
@@ -346,34 +373,31 @@ class IndicatorActor(Actor):
         market = event.market
         if market is None:
             return
-        series = self._series_for(market, bar.symbol)
-        if series is None or bar.interval != series.spec.interval:
+        series = self._series.get((market, bar.symbol)) or self._new_series(
+            market, bar.symbol, bar.interval
+        )
+        if series is None or bar.interval != series.interval:
             return
-        require_basis(bar, series.spec.adjusted, event.topic)
-        for i, values in enumerate(self.update(series, bar)):
-            if values is None:
-                continue
-            ctx.publish(
-                series.topics[i],
-                IndicatorValue(
-                    symbol=bar.symbol,
-                    name=series.names[i],
-                    interval=bar.interval,
-                    params=series.params[i],
-                    values=values,
-                    bar_ts=event.ts_event,
-                    adjusted=bar.adjusted,
-                ),
-                market=market,
-                ts_event=event.ts_event,
-                causation=event,
-            )
+        if bar.adjusted is not series.adjusted:
+            raise PriceBasisError(bar.symbol, series.adjusted, event.topic)
+        ts = event.ts_event
+        publish = ctx.publish
+        for (topic, template), values in zip(
+            series.outputs, series.values(bar.high, bar.low, bar.close), strict=True
+        ):
+            if values is not None:
+                publish(
+                    topic,
+                    _with_values(template, values=values, bar_ts=ts),
+                    market=market,
+                    ts_event=ts,
+                    causation=event,
+                )
 
     @staticmethod
     def update(series: _Series, bar: Bar) -> list[dict[str, float] | None]:
         """Feed one bar to every calculator of ``series``; return their values (None: warm-up)."""
-        high, low, close = bar.high, bar.low, bar.close
-        return [feed(high, low, close) for feed in series.feeders]
+        return series.values(bar.high, bar.low, bar.close)
 
     def snapshot(self) -> IndicatorsState:
         """Return every series' calculator states (sorted: deterministic bytes)."""

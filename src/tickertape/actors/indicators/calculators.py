@@ -178,12 +178,12 @@ class Sma:
         """Add one value; return the average, or None while fewer than ``period``."""
         window = self._window
         window.append(value)
-        self._total += value
+        total = self._total + value
         if len(window) < self.period:
+            self._total = total
             return None
-        result = self._total / self.period
-        self._total -= window.popleft()
-        return result
+        self._total = total - window.popleft()
+        return total / self.period
 
     def state(self) -> SmaState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -383,6 +383,22 @@ class Macd:
     def update(self, value: float) -> tuple[float, float, float] | None:
         """Add one close; return ``(macd, signal, hist)`` or None while warming up."""
         self._count += 1
+        slow_ema, fast_ema, signal_ema = self._slow, self._fast, self._signal
+        signal = signal_ema._value
+        if signal is not None:
+            # Warmed up: the three EMA steps inline (the same arithmetic as Ema.update).
+            slow = slow_ema._value
+            fast = fast_ema._value
+            assert slow is not None  # seeded before the signal EMA
+            assert fast is not None
+            slow = (value - slow) * slow_ema._k + slow
+            fast = (value - fast) * fast_ema._k + fast
+            slow_ema._value = slow
+            fast_ema._value = fast
+            macd = fast - slow
+            signal = (macd - signal) * signal_ema._k + signal
+            signal_ema._value = signal
+            return (macd, signal, macd - signal)
         slow = self._slow.update(value)
         if self._count <= self.slow_period - self.fast_period:
             return None
@@ -614,13 +630,16 @@ class Dmi:
                 self._plus_dm += diff_plus
             self._true_range += tr
             return None
-        minus_dm = self._minus_dm - self._minus_dm / period
-        plus_dm = self._plus_dm - self._plus_dm / period
+        minus_dm = self._minus_dm
+        minus_dm -= minus_dm / period
+        plus_dm = self._plus_dm
+        plus_dm -= plus_dm / period
         if diff_minus > 0 and diff_plus < diff_minus:
             minus_dm += diff_minus
         elif diff_plus > 0 and diff_plus > diff_minus:
             plus_dm += diff_plus
-        true_range = self._true_range - self._true_range / period + tr
+        true_range = self._true_range
+        true_range = true_range - true_range / period + tr
         self._minus_dm = minus_dm
         self._plus_dm = plus_dm
         self._true_range = true_range
@@ -717,17 +736,18 @@ class Bollinger:
         """Add one close; return ``(upper, middle, lower)`` or None while warming up."""
         window = self._window
         window.append(value)
-        self._total += value
-        self._total_squares += value * value
+        total = self._total + value
+        total_squares = self._total_squares + value * value
         period = self.period
         if len(window) < period:
+            self._total = total
+            self._total_squares = total_squares
             return None
-        middle = self._total / period
-        mean_squares = self._total_squares / period
         oldest = window.popleft()
-        self._total -= oldest
-        self._total_squares -= oldest * oldest
-        variance = mean_squares - middle * middle
+        self._total = total - oldest
+        self._total_squares = total_squares - oldest * oldest
+        middle = total / period
+        variance = total_squares / period - middle * middle
         if variance < _EPSILON:
             return (middle, middle, middle)
         width = math.sqrt(variance) * self.num_std
