@@ -122,9 +122,13 @@ def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:
     A topic's newest day file is sealed only with ``include_open`` (``tape compact``
     on historical data); after that, appends to that topic must be on a later day.
 
+    Records appended with ``durable=False`` are synced first: a sealed day holds only
+    durable records.
+
     Returns:
         The sealed files created.
     """
+    eventlog.sync()
     sealed: list[Path] = []
     for topic in eventlog.topics():
         segments = [s for s in list_segments(eventlog.dir / topic, topic) if not s.sealed]
