@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
@@ -137,12 +138,13 @@ def _bar_events(parsed: list[ParsedEvent]) -> list:  # type: ignore[type-arg]
     ]
 
 
-def test_cme_time_gaps_skip_weekends_and_count_open_minutes() -> None:
-    """6E bars: no gap across the weekend close; missing open minutes are reported as gaps."""
+def test_cme_time_gaps_skip_maintenance_hours_and_weekends() -> None:
+    """6E bars, January 2024: no gap over CME's daily maintenance hour or a weekend;
+    missing open minutes are gaps."""
     (parsed,) = parse_ohlcv_csv(
         CME, market="us", symbol="6EH4", interval="1m", stamp="end"
     ).streams.values()
-    events = _bar_events(parsed[:3000])
+    events = _bar_events(parsed)
     config = MarketDataConfig(
         trade_patterns=[],
         watch_bar_patterns=["md.bar.1m.us.*"],
@@ -157,9 +159,18 @@ def test_cme_time_gaps_skip_weekends_and_count_open_minutes() -> None:
     hours = MarketHours("us-futures")
     for g in gaps:
         assert g.missing == hours.open_minutes(g.last_seen, g.next_seen)
-    # Friday 2024-01-05 22:00 UTC close to Sunday 2024-01-07 23:00 UTC open: not a gap.
-    weekend = [g for g in gaps if g.last_seen < 1_704_668_400_000_000_000 < g.next_seen]
-    assert all(g.missing < 24 * 60 for g in weekend)
+    # The bars stop at 22:00 UTC (16:00 Chicago) and resume at 23:00 every weekday, and
+    # from Friday to Sunday: 22 such silences, none of them a gap.
+    hour = 3_600_000_000_000
+    breaks = [
+        (a.ts_event, b.payload.start_ns)
+        for a, b in pairwise(parsed)
+        if b.payload.start_ns - a.ts_event >= hour
+    ]
+    assert len(breaks) == 22
+    spans = {(g.last_seen, g.next_seen) for g in gaps}
+    assert not spans & set(breaks)
+    assert all(g.next_seen - g.last_seen < hour for g in gaps)
 
 
 def test_forward_adjusted_aapl_is_continuous_across_the_split() -> None:

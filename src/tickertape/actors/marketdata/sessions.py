@@ -2,25 +2,36 @@
 
 - ``kr``: KRX (``XKRX``), 09:00–15:30 Asia/Seoul today (15:00 before 2016-08-01).
 - ``us`` equities: NYSE (``XNYS``), 09:30–16:00 America/New_York, early closes.
-- ``us`` CME futures (6E...): ``CMES`` (Globex, 17:00–17:00 America/Chicago, Sunday
-  to Friday). ``exchange_calendars`` does not model the daily 60-minute maintenance
-  break, so on this calendar a missing bar in that hour counts as a gap.
+- ``us-futures``, CME Globex (6E...): ``CMES`` sessions (holidays and early closes
+  from the library) with CME's trading hours: 17:00 America/Chicago to 16:00 the
+  next day, Sunday to Friday. The library ends every regular session at 17:00;
+  trading stops at 16:00 for the daily maintenance hour (16:00–17:00 Chicago,
+  Monday to Thursday) and for the weekend (Friday 16:00 to Sunday 17:00), so here a
+  regular session closes at 16:00 (CME Group, "CME Globex Trading Hours"; the
+  bundled 6E bars have no minute in that hour on any weekday).
 - ``crypto``: open 24/7, no calendar.
 
 A time gap while the market is closed is not a data gap; a gap while it is open is
-(DESIGN §9). Calendars are loaded lazily (a few hundred ms each, plus about a second to import
-the library the first time) and cached.
+(DESIGN §9). :class:`MarketHours` answers how much open time lies between two
+instants; :class:`SilenceDetector` turns it into time gaps on event streams
+(trades, quotes) that go quiet while the market is open. Calendars are loaded lazily
+(a few hundred ms each, plus about a second to import the library the first time)
+and cached.
 """
 
 from __future__ import annotations
 
 import warnings
+from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from tickertape.errors import ConfigError
 
@@ -34,6 +45,12 @@ _CALENDAR_START = {"XKRX": "1985-01-01", "XNYS": "1990-01-01", "CMES": "2006-11-
 _FALLBACK_HOURS: dict[str, tuple[str, time, time]] = {
     "kr": ("Asia/Seoul", time(9, 0), time(15, 0)),
     "us": ("America/New_York", time(9, 30), time(16, 0)),
+}
+
+# Where trading stops before the library's session close: key -> (zone, the library's
+# regular close, the real one). Early closes (holiday hours) are left as they are.
+_TRADING_CLOSE: dict[str, tuple[str, time, time]] = {
+    "us-futures": ("America/Chicago", time(17, 0), time(16, 0)),
 }
 
 _MINUTE_NS = 60_000_000_000
@@ -105,8 +122,54 @@ def daily_session_ns(market: str, day: date) -> tuple[int, int]:
     return int(opening.timestamp()) * 1_000_000_000, int(closing.timestamp()) * 1_000_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class _Intervals:
+    """When a market trades: sorted, disjoint [open, close) intervals in ns."""
+
+    opens: list[int]
+    closes: list[int]
+
+
+@lru_cache(maxsize=8)
+def _trading_intervals(key: str) -> _Intervals:
+    cal = calendar(key)
+    with _quiet():
+        # Timestamps' ns values (NaT, where a session has no break, is the minimum int64).
+        sessions = list(
+            zip(
+                [t.value for t in cal.opens],
+                [t.value for t in cal.closes],
+                [t.value for t in cal.break_starts],
+                [t.value for t in cal.break_ends],
+                strict=True,
+            )
+        )
+    early = _TRADING_CLOSE.get(key)
+    zone = ZoneInfo(early[0]) if early else None
+    opens: list[int] = []
+    closes: list[int] = []
+    for open_ns, close_ns, break_start, break_end in sessions:
+        if early is not None and zone is not None:
+            local = datetime.fromtimestamp(close_ns // 1_000_000_000, zone)
+            if local.time() == early[1]:
+                real = datetime.combine(local.date(), early[2], tzinfo=zone)
+                close_ns = int(real.timestamp()) * 1_000_000_000
+        # A break (a lunch hour) splits a session in two.
+        if open_ns < break_start < break_end < close_ns:
+            opens += [open_ns, break_end]
+            closes += [break_start, close_ns]
+        else:
+            opens.append(open_ns)
+            closes.append(close_ns)
+    return _Intervals(opens, closes)
+
+
 class MarketHours:
     """When a market is open, for time-gap detection.
+
+    Sessions, holidays and early closes come from the market's ``exchange_calendars``
+    calendar (CME Globex with its real 16:00 Chicago close, see the module); before
+    and after the calendar's range the market counts as closed.
 
     Args:
         key: ``crypto`` (always open), ``kr``, ``us`` or ``us-futures``.
@@ -117,7 +180,51 @@ class MarketHours:
 
     def __init__(self, key: str) -> None:
         self.key = key
+        self._intervals = None if key == "crypto" else _trading_intervals(key)
         self._calendar = None if key == "crypto" else calendar(key)
+
+    def open_ns(self, start_ns: int, end_ns: int) -> int:
+        """Return how many ns of [``start_ns``, ``end_ns``) the market is open (0 if empty)."""
+        if end_ns <= start_ns:
+            return 0
+        intervals = self._intervals
+        if intervals is None:
+            return end_ns - start_ns
+        opens, closes = intervals.opens, intervals.closes
+        total = 0
+        i = bisect_right(closes, start_ns)  # the first interval ending after start
+        while i < len(opens) and opens[i] < end_ns:
+            total += min(closes[i], end_ns) - max(opens[i], start_ns)
+            i += 1
+        return total
+
+    def is_open(self, ts_ns: int) -> bool:
+        """True when the market is open at ``ts_ns``."""
+        intervals = self._intervals
+        if intervals is None:
+            return True
+        i = bisect_right(intervals.closes, ts_ns)
+        return i < len(intervals.opens) and intervals.opens[i] <= ts_ns
+
+    def after_open_ns(self, start_ns: int, duration_ns: int) -> int | None:
+        """Return the instant when ``duration_ns`` of open market has passed since ``start_ns``.
+
+        None when the calendar ends first. For timers: when a silence that began at
+        ``start_ns`` becomes a gap.
+        """
+        intervals = self._intervals
+        if intervals is None:
+            return start_ns + duration_ns
+        opens, closes = intervals.opens, intervals.closes
+        left = duration_ns
+        i = bisect_right(closes, start_ns)
+        while i < len(opens):
+            begin = max(opens[i], start_ns)
+            if closes[i] - begin >= left:
+                return begin + left
+            left -= closes[i] - begin
+            i += 1
+        return None
 
     def open_minutes(self, start_ns: int, end_ns: int) -> int:
         """Return how many whole trading minutes lie in [``start_ns``, ``end_ns``).
@@ -131,17 +238,9 @@ class MarketHours:
         last = (end_ns - 1) // _MINUTE_NS
         if last < first:
             return 0
-        if self._calendar is None:
-            return last - first + 1
-        import pandas as pd
-
-        cal = self._calendar
-        with _quiet():
-            lo = max(pd.Timestamp(first * _MINUTE_NS, tz="UTC"), cal.first_minute)
-            hi = min(pd.Timestamp(last * _MINUTE_NS, tz="UTC"), cal.last_minute)
-            if hi < lo:
-                return 0
-            return len(cal.minutes_in_range(lo, hi))
+        # Sessions start and end on whole minutes: open time over whole minutes is a
+        # whole number of minutes.
+        return self.open_ns(first * _MINUTE_NS, (last + 1) * _MINUTE_NS) // _MINUTE_NS
 
     def sessions_between(self, after: date, before: date) -> int:
         """Return how many sessions lie strictly between two exchange dates (24/7: days)."""
@@ -156,3 +255,88 @@ class MarketHours:
             if hi < lo:
                 return 0
             return len(cal.sessions_in_range(lo, hi))
+
+
+class StreamSilenceState(msgspec.Struct, frozen=True):
+    """State of a :class:`SilenceDetector`: the last event time of each stream (ns)."""
+
+    last_ns: dict[str, int]
+
+
+class Silence(msgspec.Struct, frozen=True):
+    """A time gap on one stream: too long without an event while the market was open.
+
+    Attributes:
+        stream: the stream's key (its topic, say).
+        last_seen: ``ts_event`` of the last event before the silence (ns).
+        next_seen: ``ts_event`` of the event that ended it (ns).
+        open_ns: how long the market was open in between (ns).
+    """
+
+    stream: str
+    last_seen: int
+    next_seen: int
+    open_ns: int
+
+
+class SilenceDetector:
+    """Time gaps on event streams without bars (trades, quotes): silences while open.
+
+    A stream whose consecutive events are more than ``max_silence_ns`` of *open
+    market* apart has a time gap; nights, weekends, holidays and CME's maintenance
+    hour do not count toward the silence. Pure: it takes event times and returns
+    what it found; the caller publishes ``md.gap`` (``kind="time"``) and may arm a
+    timer at :meth:`deadline` to learn of a silence before the next event arrives.
+
+    Args:
+        hours: the market's trading hours.
+        max_silence_ns: the longest open-market silence that is not a gap (> 0).
+
+    Raises:
+        ConfigError: ``max_silence_ns`` ≤ 0.
+    """
+
+    def __init__(self, hours: MarketHours, max_silence_ns: int) -> None:
+        if max_silence_ns <= 0:
+            raise ConfigError(f"a silence threshold must be > 0 ns, got {max_silence_ns}")
+        self.hours = hours
+        self.max_silence_ns = max_silence_ns
+        self._last: dict[str, int] = {}
+
+    def on_event(self, stream: str, ts_ns: int) -> Silence | None:
+        """Record an event of ``stream`` at ``ts_ns``; return the silence it ends, if any.
+
+        An event older than the stream's last one (a replayed or late event) is
+        ignored: it neither ends nor starts a silence.
+        """
+        last = self._last.get(stream)
+        if last is not None and ts_ns <= last:
+            return None
+        self._last[stream] = ts_ns
+        if last is None:
+            return None
+        # Cheap test first: wall time bounds open time.
+        if ts_ns - last <= self.max_silence_ns:
+            return None
+        open_ns = self.hours.open_ns(last, ts_ns)
+        if open_ns <= self.max_silence_ns:
+            return None
+        return Silence(stream, last, ts_ns, open_ns)
+
+    def deadline(self, stream: str) -> int | None:
+        """Return when the stream's current silence becomes a gap (ns), or None.
+
+        None when the stream has no event yet or the calendar ends first.
+        """
+        last = self._last.get(stream)
+        if last is None:
+            return None
+        return self.hours.after_open_ns(last, self.max_silence_ns + 1)
+
+    def state(self) -> StreamSilenceState:
+        """Return the state (streams sorted: deterministic bytes)."""
+        return StreamSilenceState(dict(sorted(self._last.items())))
+
+    def restore(self, state: StreamSilenceState) -> None:
+        """Continue exactly from ``state``."""
+        self._last = dict(state.last_ns)
