@@ -159,12 +159,17 @@ class ReplayCoordinator:
         self.inputs = 0
         self.resumed = asyncio.Event()
         self.resumed.set()
+        self.now_ns = settings.start_ns
+        self.seek_to: int | None = None
 
     def control(self, command: ClockControl) -> None:
         """Apply a ``tape clock ctl`` command (between steps).
 
-        ``seek`` is refused with a log line: a running distributed replay cannot
-        jump; start a new run with ``--from`` (or resume an in-process run).
+        ``seek TIME`` ahead of the clock runs the steps up to ``TIME`` unpaced (as fast
+        as the actors go: every step still runs, so the run's files are unchanged),
+        then paces again from there; a seek to the clock or behind it is refused with
+        a log line: the run's outputs up to the clock are already in its namespace
+        (start a new run with ``--from`` to see them again).
         """
         if command.run_id is not None and command.run_id != self.settings.run_id:
             return
@@ -178,11 +183,16 @@ class ReplayCoordinator:
                 self.pacer = Pacer(command.speed)
             else:
                 self.pacer.set_speed(command.speed)
+        elif command.time_ns is not None and command.time_ns > self.now_ns:
+            self.seek_to = command.time_ns
+            self.resume()
         else:
             _log.warning(
                 "seek_refused",
-                reason="a running distributed replay cannot seek; start a run with --from",
+                reason="a seek must be ahead of the clock; start a new run with --from "
+                "to replay what is behind it",
                 time_ns=command.time_ns,
+                clock_ns=self.now_ns,
             )
 
     def pause(self) -> None:
@@ -244,7 +254,12 @@ class ReplayCoordinator:
         while (step := planner.next_step()) is not None:
             while not self.resumed.is_set():
                 await self._handle(await self._next_control())
-            if self.pacer is not None:
+            self.now_ns = step.time_ns
+            if self.seek_to is not None and step.time_ns >= self.seek_to:
+                self.seek_to = None
+                if self.pacer is not None:
+                    self.pacer.resume()  # re-anchor the pace at the seek's target
+            if self.pacer is not None and self.seek_to is None:
                 await _pace(self.pacer, self.resumed, step.time_ns)
             inputs = [r for r in step.events if self._readers_of(r.topic)]
             due = {a for a, t in self.timers.next.items() if t is not None and t <= step.time_ns}
