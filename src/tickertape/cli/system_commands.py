@@ -104,6 +104,7 @@ DEMO_ACTORS = (
     "marketdata",
     "indicators",
     f"strategy@{REPO / 'examples' / 'strategies' / 'sma_cross.toml'}",
+    f"strategy@{REPO / 'examples' / 'strategies' / 'rsi_reversion.toml'}",
     "risk",
     "orders",
     "pnl",
