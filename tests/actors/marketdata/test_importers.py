@@ -190,3 +190,22 @@ def test_ohlcv_time_zones_offsets_and_non_finite_values(tmp_path: Path) -> None:
     (refused,) = parsed.refused
     assert refused.line == 5
     assert "not a finite number: 'nan'" in str(refused)
+
+
+def test_binance_gzip_members_plain_text_and_truncation(tmp_path: Path) -> None:
+    """Two gzip members, or plain text, parse like the original; a cut stream is refused."""
+    data = gzip.decompress(BTC_0808.read_bytes())
+    half = data.index(b"\n", len(data) // 2) + 1
+    whole = parse_binance_ws(BTC_0808)
+    two = tmp_path / "btcusdt_two.gz"
+    two.write_bytes(gzip.compress(data[:half]) + gzip.compress(data[half:]))
+    plain = tmp_path / "btcusdt_plain.txt"
+    plain.write_bytes(data)
+    for path in (two, plain):
+        parsed = parse_binance_ws(path)
+        assert parsed.rows_read == whole.rows_read
+        assert list(parsed.streams.values()) == list(whole.streams.values())
+    cut = tmp_path / "btcusdt_cut.gz"
+    cut.write_bytes(BTC_0808.read_bytes()[:200_000])
+    with pytest.raises(ImportDataError, match="corrupt gzip data"):
+        parse_binance_ws(cut)

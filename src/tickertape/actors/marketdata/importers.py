@@ -39,6 +39,7 @@ import gzip
 import hashlib
 import math
 import re
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -151,13 +152,58 @@ def source_name(format: str, path: str | Path, *suffix: str) -> str:
     return ".".join(["import", format, *parts])
 
 
-def _read_bytes(path: Path) -> tuple[bytes, str]:
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_STEP = 1 << 16
+
+
+def _read_raw(path: Path) -> tuple[bytes, str]:
+    """The file's bytes as stored and their sha256."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImportDataError(path, None, f"cannot read file: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    if data[:2] == b"\x1f\x8b":
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def _read_lines(path: Path) -> tuple[Iterator[bytes], str]:
+    """The file's lines (gzip or plain) and the sha256 of its bytes as stored.
+
+    Gzip data is decompressed in 64 KiB steps as the lines are consumed: a whole
+    decompressed capture would be one large fresh buffer, slower to fill than small
+    reused ones. A corrupt stream raises :class:`ImportDataError` when reached.
+    """
+    data, digest = _read_raw(path)
+    if data[:2] != _GZIP_MAGIC:
+        return iter(data.split(b"\n")), digest
+    return _gunzip_lines(path, data), digest
+
+
+def _gunzip_lines(path: Path, data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    pending = b""
+    start = 0
+    try:
+        while start < len(data) and any(view[start : start + 512]):  # members, then padding
+            member = zlib.decompressobj(wbits=31)
+            pos = start
+            while not member.eof:
+                if pos >= len(data):
+                    raise ImportDataError(path, None, "corrupt gzip data: truncated stream")
+                block = member.decompress(view[pos : pos + _GZIP_STEP])
+                pos = min(pos + _GZIP_STEP, len(data))
+                if block:
+                    lines = (pending + block).split(b"\n")
+                    pending = lines.pop()
+                    yield from lines
+            start = pos - len(member.unused_data)
+    except zlib.error as exc:
+        raise ImportDataError(path, None, f"corrupt gzip data: {exc}") from None
+    yield pending
+
+
+def _read_bytes(path: Path) -> tuple[bytes, str]:
+    data, digest = _read_raw(path)
+    if data[:2] == _GZIP_MAGIC:
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
@@ -327,7 +373,7 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
             (``strict``) a line is malformed.
     """
     path = Path(path)
-    data, digest = _read_bytes(path)
+    lines, digest = _read_lines(path)
     refusals = _Refusals(path, strict)
     streams = _BinanceStreams(path.name.split("_", 1)[0].upper())
     events: list[ParsedEvent] = []
@@ -336,7 +382,7 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
     latest: int | None = None
     rows = 0
     with paused_gc():
-        for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+        for lineno, raw_line in enumerate(lines, start=1):
             line = raw_line.strip()
             if not line:
                 continue
