@@ -1,15 +1,27 @@
 """Router end to end: publisher → router → fsync → subscribers, each a separate process.
 
-Prints a table of:
+Prints a table of medians over ``--runs`` runs of:
 
 - durable throughput delivered to 1 and to 4 subscribers (~300-byte events, batches
   of 1 000, up to 8 batches in flight);
-- publish-to-deliver latency p50/p99 at a steady rate (ts_init stamped by the
-  publisher just before sending, read by the subscriber on receipt; same machine);
-- router RSS growth while 16 subscribers receive a long stream.
+- publish-to-deliver latency p50/p99 at a steady 10 k events/s (``ts_init`` stamped
+  by the publisher just before sending, read by the subscriber on receipt; same
+  machine, same clock);
+- the CPU time each process spent per delivered event (router, publisher, one
+  subscriber), in µs: on a shared machine this is steadier than the rates, and
+  2 cores / the sum bounds the rate;
+- router RSS growth while ``--subscribers`` subscribers receive ``--events`` events
+  (the memory row; ``--events 5000000 --subscribers 16`` is the issue's figure).
 
-Usage: ``python benchmarks/bench_router.py [--events 300000] [--memory-events 1000000]``
-(the issue's memory figure is over 5 000 000 events: ``--memory-events 5000000``).
+The publisher builds its envelopes from a pre-encoded payload template (a fresh
+``trade_id`` and price per event) so that the figures measure the router, not the
+benchmark's event factory; subscribers consume with ``RemoteSubscription.batches()``
+(``--per-event`` iterates event by event instead).
+
+Usage::
+
+    python benchmarks/bench_router.py                      # throughput + latency + 1 M memory
+    python benchmarks/bench_router.py --events 5000000 --subscribers 16 --only memory
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,20 +44,21 @@ ROOT = Path(__file__).resolve().parents[1]
 TAPE = str(Path(sys.executable).with_name("tape"))
 
 PUBLISHER = r"""
-import asyncio, json, sys, time
-import msgspec
+import asyncio, json, resource, sys, time
 from tickertape.client import Client
-from tickertape.schemas import Envelope, encode_payload
-from tickertape.schemas.market import Trade
+from tickertape.schemas import Envelope
+import msgspec
 
 BASE = 1_700_000_000_000_000_000
+PAYLOAD = b'{"symbol":"BTCUSDT","price":%.1f,"size":0.0125,"side":"%s","trade_id":"T%012d"}'
+FIRST = Envelope(id="bench:1", topic="md.trade.crypto.BTCUSDT", type="md.trade", v=1,
+                 market="crypto", ts_event=BASE, ts_init=0, source="bench", source_seq=1)
 
 def make(i, now):
-    p = encode_payload(Trade(symbol="BTCUSDT", price=42000.5 + (i % 100) * 0.5, size=0.0125,
-                             side="buy" if i % 2 else "sell", trade_id=f"T{i:012d}"))
-    return Envelope(id=f"bench:{i}", topic="md.trade.crypto.BTCUSDT", type="md.trade", v=1,
-                    market="crypto", ts_event=BASE + i * 1000, ts_init=now, source="bench",
-                    source_seq=i, correlation_id=f"corr-{i:012d}", payload=p)
+    return msgspec.structs.replace(
+        FIRST, id=f"bench:{i}", ts_event=BASE + i * 1000, ts_init=now, source_seq=i,
+        correlation_id=f"corr-{i:012d}",
+        payload=msgspec.Raw(PAYLOAD % (42000.5 + (i % 100) * 0.5, b"buy" if i % 2 else b"sell", i)))
 
 async def main(url, n, rate, batch):
     async with Client(url, "bench", outbox_events=8 * batch) as c:
@@ -63,17 +77,18 @@ async def main(url, n, rate, batch):
                 await tasks.pop(0)
         for t in tasks:
             await t
-        print(json.dumps({"published_s": time.perf_counter() - started}), flush=True)
+        elapsed = time.perf_counter() - started
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"published_s": elapsed, "cpu_s": ru.ru_utime + ru.ru_stime}), flush=True)
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])))
 """
 
 SUBSCRIBER = r"""
-import asyncio, json, sys, time
-import msgspec
+import asyncio, json, resource, sys, time
 from tickertape.client import Client
 
-async def main(url, n, name):
+async def main(url, n, name, per_event):
     lat = []
     async with Client(url, name) as c:
         sub = c.subscribe(["md.>"], "now", queue_frames=64)
@@ -81,21 +96,33 @@ async def main(url, n, name):
         print("ready", flush=True)
         count = 0
         first = None
-        async for r in sub:
-            if first is None:
-                first = time.perf_counter()
-            count += 1
-            if count % 50 == 0:
-                lat.append(time.time_ns() - r.ts_init)
-            if count >= n:
-                break
+        if per_event:
+            async for r in sub:
+                if first is None:
+                    first = time.perf_counter()
+                count += 1
+                if count % 50 == 0:
+                    lat.append(time.time_ns() - r.ts_init)
+                if count >= n:
+                    break
+        else:
+            async for batch in sub.batches():
+                now = time.time_ns()
+                if first is None:
+                    first = time.perf_counter()
+                for r in batch[::50]:
+                    lat.append(now - r.ts_init)
+                count += len(batch)
+                if count >= n:
+                    break
         elapsed = time.perf_counter() - first
     lat.sort()
-    print(json.dumps({"count": count, "elapsed": elapsed,
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"count": count, "elapsed": elapsed, "cpu_s": ru.ru_utime + ru.ru_stime,
                       "p50": lat[len(lat) // 2] if lat else 0,
                       "p99": lat[int(len(lat) * 0.99)] if lat else 0}), flush=True)
 
-asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"))
 """
 
 
@@ -123,6 +150,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
 def _py(script: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-c", script, *args],
@@ -132,8 +165,17 @@ def _py(script: str, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def run(n: int, subscribers: int, rate: float, batch: int = 1000) -> dict[str, float]:
-    """One run: start a router, subscribers, one publisher; return the figures."""
+def run(
+    n: int, subscribers: int, rate: float, batch: int = 1000, *, per_event: bool = False
+) -> dict[str, float]:
+    """One run: start a router, subscribers, one publisher; return the figures.
+
+    Returns:
+        ``per_sub`` (slowest subscriber's events/s), ``total`` (events/s summed),
+        ``p50_ms``/``p99_ms`` (latency), ``router_us``/``pub_us``/``sub_us`` (CPU µs
+        per event published), ``rss_growth_mb`` (peak router RSS minus its RSS when
+        publishing started) and ``rss_end_growth_mb`` (at the end).
+    """
     with tempfile.TemporaryDirectory() as data:
         port = _free_port()
         url = f"ws://127.0.0.1:{port}"
@@ -144,19 +186,22 @@ def run(n: int, subscribers: int, rate: float, batch: int = 1000) -> dict[str, f
         )  # fmt: skip
         try:
             _wait_port(port)
-            subs = [_py(SUBSCRIBER, url, str(n), f"sub{i}") for i in range(subscribers)]
+            mode = "1" if per_event else "0"
+            subs = [_py(SUBSCRIBER, url, str(n), f"sub{i}", mode) for i in range(subscribers)]
             for s in subs:
                 assert s.stdout is not None
                 s.stdout.readline()
             rss_before = _rss_mb(router.pid)
-            started = time.perf_counter()
+            cpu_before = _cpu_s(router.pid)
             pub = _py(PUBLISHER, url, str(n), str(rate), str(batch))
             peak = rss_before
             while any(s.poll() is None for s in subs):
                 peak = max(peak, _rss_mb(router.pid))
                 time.sleep(0.2)
-            wall = time.perf_counter() - started
-            pub.wait(60)
+            rss_end = _rss_mb(router.pid)
+            router_cpu = _cpu_s(router.pid) - cpu_before
+            out, _ = pub.communicate(timeout=60)
+            published = json.loads(out.decode().splitlines()[-1])
             results = []
             for s in subs:
                 out, _ = s.communicate()
@@ -168,69 +213,78 @@ def run(n: int, subscribers: int, rate: float, batch: int = 1000) -> dict[str, f
     return {
         "per_sub": min(r["count"] / r["elapsed"] for r in results),
         "total": total / max(r["elapsed"] for r in results),
-        "wall_total": total / wall,
         "p50_ms": sorted(r["p50"] for r in results)[len(results) // 2] / 1e6,
         "p99_ms": max(r["p99"] for r in results) / 1e6,
+        "router_us": router_cpu / n * 1e6,
+        "pub_us": published["cpu_s"] / n * 1e6,
+        "sub_us": statistics.median(r["cpu_s"] for r in results) / n * 1e6,
         "rss_growth_mb": peak - rss_before,
+        "rss_end_growth_mb": rss_end - rss_before,
     }
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--runs", type=int, default=3, help="runs per row (medians shown)")
+    parser.add_argument("--throughput-events", type=int, default=300_000)
     parser.add_argument("--latency-events", type=int, default=50_000)
-    parser.add_argument("--memory-events", type=int, default=1_000_000)
-    parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--events", type=int, default=1_000_000, help="memory row: events")
+    parser.add_argument("--subscribers", type=int, default=16, help="memory row: subscribers")
+    parser.add_argument(
+        "--only", choices=["throughput", "latency", "memory"], action="append", default=None
+    )
+    parser.add_argument("--per-event", action="store_true", help="subscribers iterate per event")
     args = parser.parse_args()
+    only = set(args.only or ["throughput", "latency", "memory"])
 
-    table = Table(title="router, durable end to end (separate processes, ~300-byte events)")
-    for col in (
-        "scenario",
-        "events/s per subscriber",
-        "events/s total",
-        "p50 ms",
-        "p99 ms",
-        "router RSS growth MB",
-    ):
+    table = Table(
+        title=f"router, durable end to end (separate processes, ~300-byte events; "
+        f"medians of {args.runs}; shared 2-core machine)"
+    )
+    columns = (
+        "scenario", "events/s per subscriber", "events/s total", "p50 ms", "p99 ms",
+        "CPU µs/event router", "publisher", "subscriber", "router RSS growth MB (peak / end)",
+    )  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="right" if col != "scenario" else "left")
-    one = run(args.events, 1, 0)
-    table.add_row(
-        "1 subscriber, max rate",
-        f"{one['per_sub']:,.0f}",
-        f"{one['total']:,.0f}",
-        "",
-        "",
-        f"{one['rss_growth_mb']:.1f}",
-    )
-    four = run(args.events, 4, 0)
-    table.add_row(
-        "4 subscribers, max rate",
-        f"{four['per_sub']:,.0f}",
-        f"{four['total']:,.0f}",
-        "",
-        "",
-        f"{four['rss_growth_mb']:.1f}",
-    )
-    steady = run(args.latency_events, 1, 10_000, batch=100)
-    table.add_row(
-        "1 subscriber, 10 k events/s",
-        f"{steady['per_sub']:,.0f}",
-        "",
-        f"{steady['p50_ms']:.2f}",
-        f"{steady['p99_ms']:.2f}",
-        "",
-    )
-    if not args.skip_memory:
-        mem = run(args.memory_events, 16, 0)
+
+    def row(name: str, runs: list[dict[str, float]], latency: bool, memory: bool) -> None:
+        m = _median(runs)
         table.add_row(
-            f"16 subscribers, {args.memory_events:,} events",
-            f"{mem['per_sub']:,.0f}",
-            f"{mem['total']:,.0f}",
-            "",
-            "",
-            f"{mem['rss_growth_mb']:.1f}",
+            name,
+            f"{m['per_sub']:,.0f}",
+            f"{m['total']:,.0f}",
+            f"{m['p50_ms']:.2f}" if latency else "",
+            f"{m['p99_ms']:.2f}" if latency else "",
+            f"{m['router_us']:.1f}",
+            f"{m['pub_us']:.1f}",
+            f"{m['sub_us']:.1f}",
+            f"{m['rss_growth_mb']:.1f} / {m['rss_end_growth_mb']:.1f}" if memory else "",
         )
-    Console().print(table)
+
+    n = args.throughput_events
+    pe = args.per_event
+    if "throughput" in only:
+        row("1 subscriber, max rate", [run(n, 1, 0, per_event=pe) for _ in range(args.runs)],
+            False, False)  # fmt: skip
+        row("4 subscribers, max rate", [run(n, 4, 0, per_event=pe) for _ in range(args.runs)],
+            False, False)  # fmt: skip
+    if "latency" in only:
+        steady = [
+            run(args.latency_events, 1, 10_000, batch=100, per_event=pe) for _ in range(args.runs)
+        ]
+        row("1 subscriber, 10 k events/s", steady, True, False)
+    if "memory" in only:
+        mem = [
+            run(args.events, args.subscribers, 0, per_event=pe)
+            for _ in range(1 if args.events >= 2_000_000 else args.runs)
+        ]
+        row(f"{args.subscribers} subscribers, {args.events:,} events", mem, False, True)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

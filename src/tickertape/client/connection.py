@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import random
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ from tickertape import __version__
 from tickertape.errors import AuthError, RouterError
 from tickertape.router.protocol import (
     FATAL,
+    RECORD_DECODER,
+    RECORDS_FRAME_DECODER,
     RETRYABLE,
     SERVER_FRAME_DECODER,
     AckItem,
@@ -70,8 +73,8 @@ from tickertape.schemas.envelope import Envelope, Record
 
 log = structlog.get_logger("tickertape.client")
 
-_RECORD_DECODER = msgspec.json.Decoder(Record)
 _ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
+_EVENTS_PREFIX = b'{"op":"events"'
 
 DEFAULT_OUTBOX_EVENTS = 100_000
 """Unacknowledged events a client keeps before :meth:`Client.publish` waits."""
@@ -113,12 +116,25 @@ class RemoteSubscription:
     also yields ephemeral :class:`Envelope` values as they arrive. Created by
     :meth:`Client.subscribe` or :meth:`Client.fetch`; ends (``StopAsyncIteration``)
     after a fetch's end or :meth:`close`; raises :class:`RouterError` when the router
-    refuses the subscription.
+    refuses the subscription. :meth:`batches` yields the same events a frame at a
+    time (cheaper per event).
+
+    Each subscription buffers at most ``queue_frames`` frames. When its consumer falls
+    that far behind, the subscription *overflows*: it stops taking frames (the
+    connection's reader never waits for it, so the other subscriptions of the client
+    keep flowing), unsubscribes, and once the consumer has drained half of its buffer
+    it subscribes again from just after the last event it buffered, with its original
+    time and offset conditions. The router serves the gap from the log, so nothing is
+    lost or repeated. Ephemeral envelopes arriving while the buffer is full are
+    dropped (they are best effort; counted in ``dropped_ephemeral``).
 
     Attributes:
+        ref: the subscription's current ref on the wire (a new one after an overflow).
         caught_up: set once the subscription has delivered all history and is live.
         last_gseq: the gseq of the last event received (the resume position).
         lagging_count: times the router switched it to reading the log.
+        overflows: times its own buffer filled and it resubscribed.
+        dropped_ephemeral: ephemeral envelopes dropped because the buffer was full.
     """
 
     def __init__(
@@ -131,19 +147,25 @@ class RemoteSubscription:
         queue_frames: int,
     ) -> None:
         self._client = client
-        self.ref = ref
+        self.ref: Ref = ref
         self._frame = frame
-        self._queue: asyncio.Queue[list[Record | Envelope] | BaseException | None] = asyncio.Queue(
-            maxsize=queue_frames
-        )
-        self._buffer: list[Record | Envelope] = []
+        self._capacity = max(1, queue_frames)
+        self._frames: deque[list[Record] | list[Envelope]] = deque()
+        self._end: BaseException | None = None
+        self._ending = False
+        self._ready = asyncio.Event()
+        self._buffer: list[Record] | list[Envelope] = []
         self._pos = 0
         self._include_ephemeral = include_ephemeral
         self._ended = False
+        self._overflowed = False
+        self._received = 0
         self.caught_up = asyncio.Event()
         self.from_gseq: int | None = None
         self.last_gseq = 0
         self.lagging_count = 0
+        self.overflows = 0
+        self.dropped_ephemeral = 0
         self.fetch_end: FetchEnd | None = None
         self.is_fetch = isinstance(frame, Fetch)
         self.sent_epoch = -1
@@ -162,45 +184,108 @@ class RemoteSubscription:
             start = StartAt(gseq=self.from_gseq, time=self._time, offsets=self._offsets)
         else:
             start = frame.start
-        return msgspec.structs.replace(frame, start=start)
+        if isinstance(frame, Fetch) and frame.limit is not None:
+            limit = max(0, frame.limit - self._received)
+            return msgspec.structs.replace(frame, ref=self.ref, start=start, limit=limit)
+        return msgspec.structs.replace(frame, ref=self.ref, start=start)
 
-    async def _on_events(self, frame: EventsFrame) -> None:
-        if frame.ephemeral:
-            if self._include_ephemeral:
-                await self._queue.put([_ENVELOPE_DECODER.decode(raw) for raw in frame.events])
+    def _on_records(self, records: list[Record]) -> None:
+        """Buffer a frame of records (never waits: overflows instead)."""
+        if self._overflowed or not records:
             return
-        fresh: list[Record | Envelope] = []
         last = self.last_gseq
-        for raw in frame.events:
-            rec = _RECORD_DECODER.decode(raw)
-            if rec.gseq > last:
-                fresh.append(rec)
-                last = rec.gseq
-        self.last_gseq = last
-        if fresh:
-            await self._queue.put(fresh)
+        if records[0].gseq <= last:
+            records = [r for r in records if r.gseq > last]
+            if not records:
+                return
+        if len(self._frames) >= self._capacity:
+            self._overflow()
+            return
+        self.last_gseq = records[-1].gseq
+        self._received += len(records)
+        self._frames.append(records)
+        self._ready.set()
 
-    async def _finish(self, error: BaseException | None = None) -> None:
-        await self._queue.put(error)
+    def _on_ephemeral(self, envelopes: list[Envelope]) -> None:
+        if not self._include_ephemeral or not envelopes:
+            return
+        if len(self._frames) >= self._capacity:
+            self.dropped_ephemeral += len(envelopes)
+            return
+        self._frames.append(envelopes)
+        self._ready.set()
+
+    def _overflow(self) -> None:
+        self._overflowed = True
+        self.overflows += 1
+        log.info(
+            "subscription buffer full; resubscribing once drained",
+            sub=self.ref,
+            gseq=self.last_gseq,
+        )
+        self._client._forget(self)
+
+    def _maybe_resubscribe(self) -> None:
+        if self._overflowed and not self._ending and len(self._frames) <= self._capacity // 2:
+            self._overflowed = False
+            self._client._resubscribe(self)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        self._end = error
+        self._ready.set()
+
+    async def _next_frame(self) -> list[Record] | list[Envelope] | None:
+        """The next buffered frame; None at the end. Raises the subscription's error."""
+        while not self._frames:
+            if self._ending:
+                self._ended = True
+                if self._end is not None:
+                    raise self._end
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        frame = self._frames.popleft()
+        self._maybe_resubscribe()
+        return frame
 
     def __aiter__(self) -> AsyncIterator[Record | Envelope]:
         return self
 
     async def __anext__(self) -> Record | Envelope:
-        while self._pos >= len(self._buffer):
+        buffer = self._buffer
+        pos = self._pos
+        if pos < len(buffer):
+            self._pos = pos + 1
+            return buffer[pos]
+        while True:
             if self._ended:
                 raise StopAsyncIteration
-            item = await self._queue.get()
-            if item is None:
-                self._ended = True
+            frame = await self._next_frame()
+            if frame is None:
                 raise StopAsyncIteration
-            if isinstance(item, BaseException):
-                self._ended = True
-                raise item
-            self._buffer, self._pos = item, 0
-        value = self._buffer[self._pos]
-        self._pos += 1
-        return value
+            if frame:
+                self._buffer, self._pos = frame, 1
+                return frame[0]
+
+    async def batches(self) -> AsyncIterator[list[Record] | list[Envelope]]:
+        """Yield the events a frame at a time (lists in gseq order; ephemeral ones apart).
+
+        Same events, order and end as iterating the subscription itself; do not mix the
+        two on one subscription.
+        """
+        if self._pos < len(self._buffer):
+            rest = self._buffer[self._pos :]
+            self._buffer, self._pos = [], 0
+            yield rest
+        while not self._ended:
+            frame = await self._next_frame()
+            if frame is None:
+                return
+            if frame:
+                yield frame
 
     async def ack(self, gseq: int) -> None:
         """Report progress (shown as ``acked_gseq`` in the router's health)."""
@@ -212,12 +297,10 @@ class RemoteSubscription:
 
     async def close(self) -> None:
         """Unsubscribe; iteration ends after the events already received."""
+        self._finish()
         if self._client._subs.pop(self.ref, None) is not None:
             with contextlib.suppress(RouterError, websockets.ConnectionClosed, OSError):
                 await self._client._request(lambda ref: Unsub(ref=ref, sub=self.ref), timeout=5.0)
-        if not self._ended:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(None)
 
 
 class Client:
@@ -260,6 +343,7 @@ class Client:
         self._refs = itertools.count(1)
         self._pending: dict[Ref, _PendingPub] = {}
         self._subs: dict[Ref, RemoteSubscription] = {}
+        self._overflowed: dict[Ref, RemoteSubscription] = {}
         self._requests: dict[Ref, asyncio.Future[Any]] = {}
         self._ws: ClientConnection | None = None
         self._epoch = 0
@@ -318,8 +402,9 @@ class Client:
             if not fut.done():
                 fut.set_exception(err)
         for sub in list(self._subs.values()):
-            with contextlib.suppress(asyncio.QueueFull):
-                sub._queue.put_nowait(None)
+            sub._finish()
+        for sub in list(self._overflowed.values()):
+            sub._finish()
 
     @property
     def connected(self) -> bool:
@@ -388,7 +473,19 @@ class Client:
                 pending.epoch = self._epoch
                 await ws.send(encode_frame(pending.frame), text=True)
         self._connected.set()
-        async for message in ws:
+        while True:
+            message = await ws.recv(decode=False)
+            if message.startswith(_EVENTS_PREFIX):
+                try:
+                    # One call decodes a whole frame of records (the common frame).
+                    records = RECORDS_FRAME_DECODER.decode(message)
+                except msgspec.ValidationError:
+                    pass  # ephemeral envelopes have no log fields
+                else:
+                    target = self._subs.get(records.sub)
+                    if target is not None:
+                        target._on_records(records.events)
+                    continue
             await self._dispatch(SERVER_FRAME_DECODER.decode(message))
 
     async def _dispatch(self, frame: Any) -> None:
@@ -396,7 +493,10 @@ class Client:
             case EventsFrame():
                 sub = self._subs.get(frame.sub)
                 if sub is not None:
-                    await sub._on_events(frame)
+                    if frame.ephemeral:
+                        sub._on_ephemeral([_ENVELOPE_DECODER.decode(raw) for raw in frame.events])
+                    else:
+                        sub._on_records([RECORD_DECODER.decode(raw) for raw in frame.events])
             case PubAck():
                 pending = self._pending.get(frame.ref)
                 if pending is not None and not pending.future.done():
@@ -420,7 +520,7 @@ class Client:
                 sub = self._subs.pop(frame.ref, None)
                 if sub is not None:
                     sub.fetch_end = frame
-                    await sub._finish()
+                    sub._finish()
             case Error():
                 await self._on_error(frame)
             case Committed() | StatsReply() | Unsubscribed():
@@ -449,7 +549,7 @@ class Client:
             return
         sub = self._subs.pop(ref, None)
         if sub is not None:
-            await sub._finish(err)
+            sub._finish(err)
             return
         fut = self._requests.pop(ref, None)
         if fut is not None and not fut.done():
@@ -643,6 +743,34 @@ class Client:
         self._subs[ref] = sub
         self._send_soon(sub)
         return sub
+
+    def _forget(self, sub: RemoteSubscription) -> None:
+        """Stop routing frames to ``sub`` (its buffer overflowed) and unsubscribe it."""
+        ref = sub.ref
+        if self._subs.pop(ref, None) is None:
+            return
+        self._overflowed[ref] = sub
+
+        async def unsubscribe() -> None:
+            async with self._send_lock:
+                ws = self._ws
+                if ws is None or sub.sent_epoch != self._epoch:
+                    return  # not open on this connection
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(encode_frame(Unsub(ref=next(self._refs), sub=ref)), text=True)
+
+        task = asyncio.create_task(unsubscribe(), name=f"unsub:{ref}")
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _resubscribe(self, sub: RemoteSubscription) -> None:
+        """Open ``sub`` again under a new ref, from just after its last event."""
+        self._overflowed.pop(sub.ref, None)
+        if self._closing:
+            return
+        sub.ref = next(self._refs)
+        sub.sent_epoch = -1
+        self._subs[sub.ref] = sub
+        self._send_soon(sub)
 
     def _send_soon(self, sub: RemoteSubscription) -> None:
         async def send() -> None:

@@ -9,7 +9,7 @@ Client → router: :class:`Hello`, :class:`Pub`, :class:`Sub`, :class:`Unsub`,
 :class:`Fetch`, :class:`Ack`, :class:`Commit`, :class:`Stats`.
 
 Router → client: :class:`Welcome`, :class:`PubAck`, :class:`Subscribed`,
-``events`` (built by :func:`encode_events_frame` from pre-encoded records),
+``events`` (built by :func:`events_head` and :func:`events_frame` from encoded records),
 :class:`CaughtUp`, :class:`Lagging`, :class:`FetchEnd`, :class:`Unsubscribed`,
 :class:`Committed`, :class:`StatsReply`, :class:`Error`.
 """
@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from tickertape.errors import RouterError
-from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.envelope import Envelope, Record
 
 PROTOCOL_VERSION = 1
 """Announced in ``welcome``; bumped only on an incompatible change."""
@@ -35,6 +35,8 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)?$")
 
 Ref = str | int
 """A client-chosen request reference, echoed in every answer."""
+
+_ENCODER = msgspec.json.Encoder()
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Gseq = Annotated[int, msgspec.Meta(ge=1)]
@@ -392,11 +394,35 @@ class AckItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     message: str | None = None
 
 
+class StoredAck(msgspec.Struct, frozen=True, gc=False):
+    """The result of an envelope that was stored: encodes as ``AckItem(id, offset, gseq)``.
+
+    The router's fast path for the common answer (no object per optional field).
+    """
+
+    id: str
+    offset: int
+    gseq: int
+
+
 class PubAck(ServerFrame, tag="puback", frozen=True):
     """Answer to ``pub``: one :class:`AckItem` per envelope, in order."""
 
     ref: Ref
     results: list[AckItem]
+
+
+def encode_puback(ref: Ref, results: Sequence[AckItem | StoredAck]) -> bytes:
+    """Encode a ``puback`` frame (the bytes of ``PubAck(ref, results)``)."""
+    return b"".join(
+        (
+            b'{"op":"puback","ref":',
+            _ENCODER.encode(ref),
+            b',"results":',
+            _ENCODER.encode(results),
+            b"}",
+        )
+    )
 
 
 class Subscribed(ServerFrame, tag="subscribed", frozen=True):
@@ -502,21 +528,33 @@ ServerFrameT = (
     | Error
 )
 
-_ENCODER = msgspec.json.Encoder()
-
 
 def encode_frame(frame: ServerFrame | ClientFrame) -> bytes:
     """Encode any frame to its JSON bytes."""
     return _ENCODER.encode(frame)
 
 
+def events_head(sub: Ref, *, ephemeral: bool = False) -> bytes:
+    """The start of an ``events`` frame up to its array: ``{"op":"events","sub":<sub>,"events":``.
+
+    The router builds it once per subscription and batch, and shares the array of
+    records (:func:`events_frame`) between every subscription that takes it.
+    """
+    head = b'{"op":"events","sub":' + _ENCODER.encode(sub)
+    if ephemeral:
+        head += b',"ephemeral":true'
+    return head + b',"events":'
+
+
+def events_frame(head: bytes, body: bytes) -> bytes:
+    """A whole ``events`` frame from :func:`events_head` and a JSON array of records."""
+    return b"".join((head, body, b"}"))
+
+
 def encode_events_frame(
     sub: Ref, encoded_events: Sequence[bytes], *, ephemeral: bool = False
 ) -> bytes:
     """Build an ``events`` frame from records already encoded as JSON objects.
-
-    The router encodes each record once per batch and reuses the bytes for every
-    subscription it goes to.
 
     Args:
         sub: the subscription (or fetch) ref.
@@ -526,23 +564,40 @@ def encode_events_frame(
     Returns:
         ``{"op":"events","sub":<sub>,"events":[...]}`` (plus ``"ephemeral":true``).
     """
-    head = b'{"op":"events","sub":' + _ENCODER.encode(sub)
-    if ephemeral:
-        head += b',"ephemeral":true'
-    return head + b',"events":[' + b",".join(encoded_events) + b"]}"
+    return events_frame(
+        events_head(sub, ephemeral=ephemeral), b"[" + b",".join(encoded_events) + b"]"
+    )
 
 
 class EventsFrame(msgspec.Struct, frozen=True, kw_only=True, tag="events", tag_field="op"):
     """An ``events`` frame as a client decodes it (events kept as raw JSON).
 
     Decode each event with :data:`RECORD_DECODER` (or as an :class:`Envelope` when
-    ``ephemeral``).
+    ``ephemeral``); :data:`RECORDS_FRAME_DECODER` decodes a frame of records at once.
     """
 
     sub: Ref
     events: list[msgspec.Raw]
     ephemeral: bool = False
 
+
+class RecordsFrame(msgspec.Struct, frozen=True, kw_only=True, tag="events", tag_field="op"):
+    """An ``events`` frame of records (not ephemeral), decoded in one call.
+
+    Decoding an ephemeral ``events`` frame with it fails (its envelopes lack the log
+    fields): decode those with :data:`SERVER_FRAME_DECODER`.
+    """
+
+    sub: Ref
+    events: list[Record]
+    ephemeral: bool = False
+
+
+RECORDS_FRAME_DECODER: msgspec.json.Decoder[RecordsFrame] = msgspec.json.Decoder(RecordsFrame)
+"""Decodes an ``events`` frame and all its records at once (the client's hot path)."""
+
+RECORD_DECODER: msgspec.json.Decoder[Record] = msgspec.json.Decoder(Record)
+"""Decodes one record (an element of an ``events`` frame)."""
 
 SERVER_FRAME_DECODER: msgspec.json.Decoder[ServerFrameT | EventsFrame] = msgspec.json.Decoder(
     ServerFrameT | EventsFrame

@@ -36,6 +36,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from tickertape.errors import AuthError, DiskFullError, RouterError, SchemaError
 from tickertape.eventlog.writer import AppendResult
 from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
+from tickertape.router.fanout import LiveBatch
 from tickertape.router.logservice import (
     EmbeddedLog,
     LogBackend,
@@ -63,22 +64,25 @@ from tickertape.router.protocol import (
     ServerFrame,
     Stats,
     StatsReply,
+    StoredAck,
     Sub,
     Subscribed,
     Unsub,
     Unsubscribed,
     Welcome,
     decode_client_frame,
-    encode_events_frame,
     encode_frame,
+    encode_puback,
     error_frame,
+    events_frame,
+    events_head,
     validate_namespace,
 )
 from tickertape.router.staging import StageBook
 from tickertape.router.subscriptions import Subscription, SubState
 from tickertape.schemas import is_known
 from tickertape.schemas.envelope import Envelope, Record, stamp
-from tickertape.schemas.registry import decode_payload, make_envelope
+from tickertape.schemas.registry import decode_payload, make_envelope, schemas
 from tickertape.schemas.system import Health
 from tickertape.topics import validate_topic
 
@@ -87,6 +91,35 @@ log = structlog.get_logger("tickertape.router")
 _RECORD_ENCODER = msgspec.json.Encoder()
 _MAX_MERGE_EVENTS = 50_000
 """Most events the appender merges into one log append."""
+
+_PAYLOAD_DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any] | None] = {}
+
+
+def _payload_problem(env: Envelope) -> str | None:
+    """Why ``env``'s payload fails its schema, or None; (type, v) must be known.
+
+    The common case (a registered (type, v)) is one typed decode of the raw bytes;
+    older versions go through :func:`decode_payload` and its upcasters, and so does
+    any failure, for its message.
+    """
+    key = (env.type, env.v)
+    try:
+        decoder = _PAYLOAD_DECODERS[key]
+    except KeyError:
+        cls = schemas().get(key)
+        decoder = _PAYLOAD_DECODERS[key] = None if cls is None else msgspec.json.Decoder(cls)
+    if decoder is not None:
+        try:
+            decoder.decode(env.payload)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass
+        else:
+            return None
+    try:
+        decode_payload(env.type, env.v, env.payload)
+    except SchemaError as exc:
+        return str(exc)
+    return None
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -493,48 +526,53 @@ class Router:
     # ------------------------------------------------------------------ fan-out
 
     def fan_out(self, ns: _Namespace, records: list[Record]) -> None:
-        """Deliver freshly appended records to live subscriptions (never waits)."""
+        """Deliver freshly appended records to live subscriptions (never waits).
+
+        The records' JSON is encoded once per distinct selection and frame
+        (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription.
+        """
         if not records:
             return
         if records[0].gseq != ns.head + 1:
             log.warning("gseq gap in fan-out; live subscriptions read the log", ns=ns.name)
             self._all_to_log(ns)
         ns.head = max(ns.head, records[-1].gseq)
-        encoded: list[bytes] | None = None
-        per_frame = self.config.limits.events_per_frame
+        batch = LiveBatch(records, self.config.limits.events_per_frame)
         for conn, sub in list(ns.subs.values()):
             if sub.state is not SubState.LIVE:
                 continue
             before = sub.cursor
-            picked = sub.select(records)
+            selection = sub.select_batch(batch)
+            picked = selection[1]
             if not picked:
                 continue
-            if encoded is None:
-                encoded = [_RECORD_ENCODER.encode(r) for r in records]
+            head = events_head(sub.ref)
             last_ok = before
-            for start in range(0, len(picked), per_frame):
-                chunk = picked[start : start + per_frame]
-                frame = encode_events_frame(sub.ref, [encoded[i] for i in chunk])
-                if not conn.try_put(frame):
-                    undelivered = len(picked) - start
-                    sub.delivered -= undelivered
+            sent = 0
+            for body in batch.bodies(selection):
+                if not conn.try_put(events_frame(head, body.body)):
+                    sub.delivered -= len(picked) - sent
                     sub.cursor = last_ok
                     self._to_log(conn, ns, sub)
                     break
-                last_ok = records[chunk[-1]].gseq
-                conn.counters.events_out += len(chunk)
-                self.counters.events_out += len(chunk)
+                last_ok = body.last_gseq
+                sent += body.count
+            conn.counters.events_out += sent
+            self.counters.events_out += sent
 
     def fan_out_ephemeral(self, ns: _Namespace, envelopes: list[Envelope]) -> None:
         """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full."""
-        encoded = [_RECORD_ENCODER.encode(e) for e in envelopes]
+        bodies: dict[tuple[int, ...], bytes] = {}
         for conn, sub in list(ns.subs.values()):
             if sub.state is not SubState.LIVE:
                 continue
-            picked = [i for i, e in enumerate(envelopes) if sub.matches(e.topic)]
+            picked = tuple(i for i, e in enumerate(envelopes) if sub.matches(e.topic))
             if not picked:
                 continue
-            frame = encode_events_frame(sub.ref, [encoded[i] for i in picked], ephemeral=True)
+            body = bodies.get(picked)
+            if body is None:
+                body = bodies[picked] = _RECORD_ENCODER.encode([envelopes[i] for i in picked])
+            frame = events_frame(events_head(sub.ref, ephemeral=True), body)
             if not conn.try_put(frame):
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
@@ -590,6 +628,7 @@ class Router:
             await conn.send(Lagging(sub=sub.ref, gseq=sub.cursor))
         announced = False
         per_frame = self.config.limits.events_per_frame
+        head = events_head(sub.ref)
         while True:
             target = ns.head
             if sub.cursor >= target:
@@ -604,11 +643,8 @@ class Router:
                 while chunk := await cursor.next_chunk():
                     picked = sub.select(chunk)
                     for start in range(0, len(picked), per_frame):
-                        part = [
-                            _RECORD_ENCODER.encode(chunk[i])
-                            for i in picked[start : start + per_frame]
-                        ]
-                        await conn.put(encode_events_frame(sub.ref, part))
+                        part = [chunk[i] for i in picked[start : start + per_frame]]
+                        await conn.put(events_frame(head, _RECORD_ENCODER.encode(part)))
                         conn.counters.events_out += len(part)
                         self.counters.events_out += len(part)
             except LogUnavailableError:
@@ -788,10 +824,9 @@ class Router:
                 problem = (Code.BAD_ID, f"id {env.id!r} must be {env.source}:{env.source_seq}")
             elif problem is None:
                 if is_known(env.type, env.v):
-                    try:
-                        decode_payload(env.type, env.v, env.payload)
-                    except SchemaError as exc:
-                        problem = (Code.SCHEMA_INVALID, str(exc))
+                    reason = _payload_problem(env)
+                    if reason is not None:
+                        problem = (Code.SCHEMA_INVALID, reason)
                 elif not accept_unknown:
                     problem = (
                         Code.UNKNOWN_TYPE,
@@ -895,11 +930,17 @@ class Router:
                 await conn.send_error(Code.DISK_FULL, str(exc), frame.ref)
                 await self._flush_and_close(conn, 1013, "disk full; resend later")
                 return
+            items: list[AckItem | StoredAck]
             if frame.ephemeral:
                 items = [AckItem(id=e.id) for e in frame.events]
             else:
                 items = [
-                    AckItem(
+                    StoredAck(r.id, r.offset, r.gseq)
+                    if r.error is None
+                    and not r.duplicate
+                    and r.offset is not None
+                    and r.gseq is not None
+                    else AckItem(
                         id=r.id,
                         offset=r.offset,
                         gseq=r.gseq,
@@ -909,7 +950,7 @@ class Router:
                     )
                     for r in results
                 ]
-            await conn.send(PubAck(ref=frame.ref, results=items))
+            await conn.put(encode_puback(frame.ref, items))
         finally:
             conn.inflight.release()
 
@@ -978,6 +1019,7 @@ class Router:
         sent = 0
         last = sub.cursor
         per_frame = self.config.limits.events_per_frame
+        head = events_head(sub.ref)
         try:
             while sub.cursor < to_gseq and (limit is None or sent < limit):
                 cursor = self.backend.history(
@@ -991,11 +1033,10 @@ class Router:
                             if picked:
                                 sub.cursor = chunk[picked[-1]].gseq
                         for start in range(0, len(picked), per_frame):
-                            part = picked[start : start + per_frame]
-                            enc = [_RECORD_ENCODER.encode(chunk[i]) for i in part]
-                            await conn.put(encode_events_frame(sub.ref, enc))
+                            part = [chunk[i] for i in picked[start : start + per_frame]]
+                            await conn.put(events_frame(head, _RECORD_ENCODER.encode(part)))
                             sent += len(part)
-                            last = chunk[part[-1]].gseq
+                            last = part[-1].gseq
                 except LogUnavailableError:
                     await asyncio.sleep(0.2)
                     continue

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from enum import Enum
 
 from tickertape.errors import RouterError
+from tickertape.router.fanout import LiveBatch, Selection
 from tickertape.router.protocol import Code, Ref, Start, StartAt
 from tickertape.schemas.envelope import Record
 from tickertape.topics import matches_any, validate_pattern
@@ -133,6 +134,29 @@ class Subscription:
         self.cursor = max(cursor, top)
         self.delivered += len(picked)
         return picked
+
+    def select_batch(self, batch: LiveBatch) -> Selection:
+        """Like :meth:`select` for a live batch, matching each of its topics once.
+
+        Subscriptions that take the same events of ``batch`` get selections with the
+        same key, so they share the encoded frames (:meth:`LiveBatch.bodies`).
+
+        Returns:
+            (key, indices): the indices into ``batch.records`` to deliver, in order.
+        """
+        records = batch.records
+        if self.min_ts is None and self.min_offsets is None:
+            selection = batch.topics_selection([t for t in batch.by_topic if self.matches(t)])
+        else:
+            picked = [i for i, r in enumerate(records) if self.wants(r)]
+            selection = (tuple(picked), picked)
+        cursor = self.cursor
+        if cursor >= batch.first_gseq:  # overlaps what was already delivered
+            picked = [i for i in selection[1] if records[i].gseq > cursor]
+            selection = (tuple(picked), picked)
+        self.cursor = max(cursor, batch.last_gseq)
+        self.delivered += len(selection[1])
+        return selection
 
     def to_log(self) -> None:
         """Switch a live subscription to reading the log (its client fell behind)."""
