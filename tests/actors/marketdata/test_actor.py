@@ -235,3 +235,34 @@ def test_invalid_configuration_is_refused() -> None:
         MarketDataActor(MarketDataConfig(bar_intervals=["1x"]))
     with pytest.raises(ConfigError):
         MarketDataActor(MarketDataConfig(trade_patterns=["md.>.x"]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MarketDataActor does not run SilenceDetector on trade and quote streams yet "
+    "(needs silence_patterns and max_silence_s in MarketDataConfig; docs/marketdata.md, Status)",
+)
+def test_silent_trade_stream_publishes_one_time_gap(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """BTCUSDT trades with three minutes cut out: one md.gap (time, trade); a restart keeps it."""
+    cut_from = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
+    kept = [e for e in btc_trades if not cut_from <= e.ts_event < cut_from + 180_000_000_000]
+    config = MarketDataConfig(
+        trade_patterns=[], silence_patterns=["md.trade.crypto.*"], max_silence_s={"crypto": 60}
+    )
+    whole = MarketDataActor(config)
+    ctx = FakeContext("marketdata")
+    run(whole, ctx, kept)
+    (gap,) = [p.payload for p in ctx.published]
+    assert isinstance(gap, Gap)
+    assert (gap.kind, gap.stream, gap.symbol) == ("time", "trade", "BTCUSDT")
+    assert gap.last_seen < cut_from
+    assert gap.next_seen >= cut_from + 180_000_000_000
+    first = MarketDataActor(config)
+    ctx1 = FakeContext("marketdata")
+    cut = next(i for i, e in enumerate(kept) if e.ts_event >= cut_from) - 1
+    run(first, ctx1, kept[:cut])
+    second = MarketDataActor(config)
+    second.restore(msgspec.msgpack.encode(first.snapshot()))
+    ctx2 = FakeContext("marketdata")
+    run(second, ctx2, kept[cut:])
+    assert ctx1.published + ctx2.published == ctx.published
