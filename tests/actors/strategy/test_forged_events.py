@@ -1,10 +1,11 @@
 """A strategy publishing an approval, an order fill or a risk command changes nothing.
 
-Across processes the router's ACL refuses such a publish. In one process, a strategy
-can reach its actor's raw context (``StrategyContext._ctx``) and publish anything; the
-consumers then refuse what does not come from the identity that owns the topic: the
-order engine acts only on the risk gate's approvals, the pnl actor and the risk gate
-book only the order engine's fills, and a strategy cannot command the risk gate.
+Across processes the router's ACL refuses such a publish; in one process the host
+refuses it at publish time (``tickertape.roles``: a strategy may publish only its
+intents). Behind that, in depth, the consumers refuse what does not come from the
+identity that owns the topic: the order engine acts only on the risk gate's
+approvals, the pnl actor and the risk gate book only the order engine's fills, and a
+strategy cannot command the risk gate — tested here with the host's check switched off.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ from tickertape.actors.orders import OrderEngine, OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.pnl import PnlActor
 from tickertape.actors.risk import RiskActor
-from tickertape.actors.runtime import InProcessHost, MemorySink
+from tickertape.actors.runtime import (
+    InProcessHost,
+    MemorySink,
+    PublishNotAllowedError,
+    inprocess,
+)
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
-from tickertape.errors import TickertapeError
 from tickertape.schemas import Record
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
@@ -95,8 +100,9 @@ def run_forger() -> tuple[list[Record], StrategyActor, RiskActor, OrderEngine, P
     return sink.records, strategy, risk, orders, pnl
 
 
-def test_forged_approval_fill_and_command_are_ignored() -> None:
+def test_forged_approval_fill_and_command_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     """No order from the forged approval, no position or PnL from the forged fill."""
+    monkeypatch.setattr(inprocess, "publish_rule", lambda identity: None)  # no host check
     records, strategy, risk, orders, pnl = run_forger()
     forged = [r for r in records if r.source == "strategy.forger"]
     assert {r.topic for r in forged} == {
@@ -116,12 +122,10 @@ def test_forged_approval_fill_and_command_are_ignored() -> None:
     assert pnl.state.ignored_fills == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the in-process host has no publish ACL yet: ActorContext.publish stores "
-    "anything (see the order engine's and pnl's source checks for the defence in place)",
-)
 def test_the_in_process_host_refuses_a_strategy_publishing_an_approval() -> None:
     """Publishing on risk.approved.* from a strategy identity is an error at publish time."""
-    with pytest.raises(TickertapeError):
+    with pytest.raises(PublishNotAllowedError) as failed:
         run_forger()
+    refused = failed.value
+    assert refused.topic == "risk.approved.forger"
+    assert refused.actor == "strategy.forger"

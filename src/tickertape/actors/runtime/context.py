@@ -17,8 +17,13 @@ import msgspec
 import structlog
 
 from tickertape.actors.base import Event
-from tickertape.actors.runtime.errors import LookAheadError, TopicTimeRegressionError
+from tickertape.actors.runtime.errors import (
+    LookAheadError,
+    PublishNotAllowedError,
+    TopicTimeRegressionError,
+)
 from tickertape.errors import SchemaError
+from tickertape.roles import PublishRule
 from tickertape.schemas.envelope import Envelope, Market
 from tickertape.schemas.registry import make_envelope
 from tickertape.snapshots.codec import Snapshot
@@ -51,9 +56,16 @@ class ActorContext:
     """
 
     def __init__(
-        self, actor_name: str, clock: ActorClock, *, seed: int = 0, source_seq: int = 0
+        self,
+        actor_name: str,
+        clock: ActorClock,
+        *,
+        seed: int = 0,
+        source_seq: int = 0,
+        publish_rule: PublishRule | None = None,
     ) -> None:
         self._name = actor_name
+        self._rule = publish_rule
         self._clock = clock
         self._seed = seed
         self._random = seeded_random(seed, actor_name)
@@ -117,6 +129,8 @@ class ActorContext:
                 actor published on ``topic``.
             SchemaError: ``payload`` is not a registered payload Struct, or ``topic``
                 is not a valid topic name.
+            PublishNotAllowedError: the actor's role does not allow ``topic``
+                (:func:`tickertape.roles.publish_rule`).
         """
         now = self._clock.now_ns()
         if ts_event is None:
@@ -129,6 +143,8 @@ class ActorContext:
                 problem = validate_topic(topic)
                 if problem is not None:
                     raise SchemaError(problem)
+                if self._rule is not None and not self._rule.permits(topic):
+                    raise PublishNotAllowedError(self._name, topic, self._rule.describe())
                 self._checked_topics.add(topic)
         elif ts_event < last:
             raise TopicTimeRegressionError(self._name, topic, last, ts_event)

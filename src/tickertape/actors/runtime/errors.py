@@ -125,3 +125,19 @@ class ActorFailedError(TickertapeError):
         super().__init__(
             f"actor {actor!r} failed in {handler}{on}: {type(cause).__name__}: {cause}"
         )
+
+
+class PublishNotAllowedError(TickertapeError):
+    """An actor published on a topic its role does not allow (``tickertape.roles``).
+
+    Attributes:
+        actor: the actor's identity.
+        topic: the refused topic.
+        allowed: what its role allows, in words.
+    """
+
+    def __init__(self, actor: str, topic: str, allowed: str) -> None:
+        self.actor = actor
+        self.topic = topic
+        self.allowed = allowed
+        super().__init__(f"actor {actor!r} may not publish on {topic!r}: its role allows {allowed}")

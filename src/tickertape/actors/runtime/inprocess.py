@@ -30,6 +30,7 @@ from tickertape.actors.runtime.context import ActorContext
 from tickertape.actors.runtime.errors import ActorFailedError, FutureEventError
 from tickertape.actors.runtime.sink import Sink
 from tickertape.errors import ConfigError, SchemaError, TickertapeError, UnknownTypeError
+from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Record
 from tickertape.schemas.registry import decode_payload
 from tickertape.snapshots.codec import Snapshot
@@ -121,7 +122,12 @@ class InProcessHost:
             problem = validate_pattern(pattern)
             if problem is not None:
                 raise ConfigError(f"actor {name!r}: {problem}")
-        ctx = ActorContext(name, ActorClock(name, self.clock, self.timers), seed=self.seed)
+        ctx = ActorContext(
+            name,
+            ActorClock(name, self.clock, self.timers),
+            seed=self.seed,
+            publish_rule=publish_rule(name),
+        )
         slot = _Slot(name=name, actor=actor, ctx=ctx, patterns=tuple(actor.subscriptions))
         if self._snapshot_root is not None:
             keep = self._policy.keep if self._policy is not None else 3

@@ -55,6 +55,7 @@ from tickertape.replay.control import (
     Welcome,
 )
 from tickertape.replay.manifest import RunSettings
+from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.snapshots.codec import Snapshot
@@ -87,7 +88,12 @@ class HostedActor:
         self.name = name
         self.source = source
         self.timers = TimerQueue()
-        self.ctx = ActorContext(name, ActorClock(name, source, self.timers), seed=seed)
+        self.ctx = ActorContext(
+            name,
+            ActorClock(name, source, self.timers),
+            seed=seed,
+            publish_rule=publish_rule(name),
+        )
         self.patterns = tuple(actor.subscriptions)
         self._skipped: set[tuple[str, int]] = set()
         self._wanted: dict[str, bool] = {}
