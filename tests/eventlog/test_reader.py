@@ -11,12 +11,14 @@ from pathlib import Path
 
 import msgspec
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import EventLog, LogReader, merge_by_gseq
 from tickertape.eventlog import reader as reader_module
-from tickertape.eventlog.index import IndexEntry, load_index, save_index
+from tickertape.eventlog.index import INDEX_EVERY, IndexEntry, SegmentIndex, load_index, save_index
 from tickertape.eventlog.sealing import compact
 from tickertape.eventlog.verify import verify_namespace
 from tickertape.schemas.envelope import Record
@@ -538,3 +540,51 @@ def test_open_day_index_covers_only_the_published_head(tmp_path: Path) -> None:
         lg.sync()
         assert reader.segment_index(seg).last_gseq == 150
         assert [r.offset for r in reader.read_topic(TRADE_TOPIC, 120)] == list(range(120, 150))
+
+
+@pytest.mark.parametrize("from_offset", [0, 1100, 1500])
+@pytest.mark.parametrize("sealed", [False, True], ids=["open", "sealed"])
+def test_a_bad_record_is_reported_at_its_byte_position(
+    tmp_path: Path, from_offset: int, sealed: bool
+) -> None:
+    """Reading into a damaged record raises with its file, byte position and offset."""
+    data_dir = tmp_path / "data"
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(3000))
+    path = topic_dir(data_dir, TRADE_TOPIC) / "2024-01-01.jsonl"
+    data = bytearray(path.read_bytes())
+    lines = bytes(data).splitlines(keepends=True)
+    pos = sum(len(line) for line in lines[:1500])
+    data[pos + 30] ^= 1  # inside the topic name of offset 1500 (line ends unchanged)
+    path.write_bytes(bytes(data))
+    path.with_suffix(".idx").unlink()
+    if sealed:
+        seal_as_is(path)
+    with pytest.raises(CorruptRecordError) as err:
+        list(LogReader(data_dir).read_topic(TRADE_TOPIC, from_offset))
+    expected_path = path.with_name(path.name + ".zst") if sealed else path
+    assert (err.value.path, err.value.position, err.value.offset) == (
+        str(expected_path),
+        pos,
+        1500,
+    )
+
+
+def seal_as_is(path: Path) -> None:
+    """Seal an open day file without checking its records (compaction refuses bad ones)."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    cctx = zstandard.ZstdCompressor(level=3)
+    index = SegmentIndex(sealed=True, data_size=0)
+    out = bytearray()
+    raw = 0
+    for k in range(0, len(lines), INDEX_EVERY):
+        chunk = b"".join(lines[k : k + INDEX_EVERY])
+        index.entries.append(IndexEntry(k, k + 1, T0 + (k + 1) * 1000, len(out), raw))
+        out += cctx.compress(chunk)
+        raw += len(chunk)
+    index.count, index.first_offset, index.last_offset = len(lines), 0, len(lines) - 1
+    index.first_gseq, index.last_gseq = 1, len(lines)
+    index.data_size, index.raw_size = len(out), raw
+    path.with_name(path.name + ".zst").write_bytes(bytes(out))
+    save_index(path.with_suffix(".idx"), index)
+    path.unlink()

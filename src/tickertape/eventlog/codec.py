@@ -22,6 +22,8 @@ import msgspec
 from tickertape.schemas.envelope import Envelope, Record, StoredRecord, unstamp
 
 _ENCODER = msgspec.json.Encoder()
+_encode_into = _ENCODER.encode_into
+_crc32c = crc32c.crc32c
 _RECORD_DECODER = msgspec.json.Decoder(StoredRecord)
 _CRC_TAG = b',"crc":'
 _JSON_SPACE = frozenset(b" \t\r\n")
@@ -52,26 +54,38 @@ def encode_into(
         buffer: a reused buffer; the line is appended at its end.
     """
     start = len(buffer)
-    raw = memoryview(envelope.payload)
-    if raw and (raw[0] in _JSON_SPACE or raw[-1] in _JSON_SPACE):
-        # Stored payloads carry no surrounding whitespace, so the wire form of a record
-        # (decoded and re-encoded) is byte-identical to its stored line.
-        stripped = bytes(raw).strip(b" \t\r\n")
-        envelope = msgspec.structs.replace(envelope, payload=msgspec.Raw(stripped))
-    _ENCODER.encode_into(envelope, buffer, start)
-    if buffer.find(b"\n", start) >= 0:
-        # A raw payload with line breaks (only possible as whitespace between JSON
-        # tokens: strings escape them) would split the line: drop them.
+    _encode_into(envelope, buffer, start)
+    # The closing brace gives way to the log fields, then the checksum of all before it.
+    end = len(buffer) - 1
+    suffix = ts_log if isinstance(ts_log, bytes) else ts_log_suffix(ts_log)
+    buffer[end:] = b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
+    line = buffer[start:]
+    # The payload, the envelope's last member, is stored verbatim (msgspec.Raw) and ends
+    # just before the closing brace.
+    if (
+        line.find(b"\n") >= 0
+        or buffer[end - 1] in _JSON_SPACE
+        or buffer[end - len(envelope.payload)] in _JSON_SPACE
+    ):
         del buffer[start:]
-        payload = bytes(envelope.payload).replace(b"\n", b"")
-        _ENCODER.encode_into(
-            msgspec.structs.replace(envelope, payload=msgspec.Raw(payload)), buffer, start
-        )
-    del buffer[-1]  # the closing brace: the log fields follow
-    buffer += f',"offset":{offset},"gseq":{gseq}'.encode()
-    buffer += ts_log if isinstance(ts_log, bytes) else ts_log_suffix(ts_log)
-    buffer += f',"crc":{crc32c.crc32c(memoryview(buffer)[start:])}}}\n'.encode()
+        _encode_clean(envelope, buffer, start)
+        end = len(buffer) - 1
+        buffer[end:] = b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
+        line = buffer[start:]
+    buffer += b',"crc":%d}\n' % _crc32c(line)
     return len(buffer) - start
+
+
+def _encode_clean(envelope: Envelope, buffer: bytearray, start: int) -> None:
+    """Encode an envelope whose raw payload has surrounding whitespace or line breaks.
+
+    Stored payloads carry no surrounding whitespace, so the wire form of a record
+    (decoded and re-encoded) is byte-identical to its stored line; line breaks (only
+    possible as whitespace between JSON tokens: strings escape them) would split the
+    line, so they are dropped.
+    """
+    payload = bytes(envelope.payload).strip(b" \t\r\n").replace(b"\n", b"")
+    _encode_into(msgspec.structs.replace(envelope, payload=msgspec.Raw(payload)), buffer, start)
 
 
 def encode_record(record: Record) -> bytes:

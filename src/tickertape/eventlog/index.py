@@ -84,6 +84,34 @@ class SegmentIndex(msgspec.Struct, kw_only=True):
         if self.sources.get(source, 0) < source_seq:
             self.sources[source] = source_seq
 
+    def absorb(
+        self,
+        count: int,
+        entries: list[tuple[int, int, int, int]],
+        sources: dict[str, int],
+        base_pos: int,
+    ) -> None:
+        """Count ``count`` more records appended at ``base_pos`` at once (the writer's
+        groups). The caller sets the ``last_*`` fields.
+
+        Args:
+            entries: ``(offset, gseq, ts_event, position)`` of the records due for an
+                entry (every :data:`INDEX_EVERY`-th record of the file), positions
+                relative to ``base_pos``.
+            sources: the highest ``source_seq`` per source among the records.
+        """
+        if not count:
+            return
+        if self.count == 0 and entries:
+            self.first_offset, self.first_gseq, self.first_ts = entries[0][:3]
+        for offset, gseq, ts_event, pos in entries:
+            self.entries.append(IndexEntry(offset, gseq, ts_event, base_pos + pos, base_pos + pos))
+        self.count += count
+        known = self.sources
+        for source, seq in sources.items():
+            if known.get(source, 0) < seq:
+                known[source] = seq
+
 
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(SegmentIndex)

@@ -25,12 +25,19 @@ from pathlib import Path
 
 import crc32c
 import msgspec
+import zstandard
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
 from tickertape.eventlog.layout import Segment, list_segments, list_topics, namespace_dir
-from tickertape.eventlog.segment import FilePool, build_index, iter_lines, iter_raw_lines
+from tickertape.eventlog.segment import (
+    FilePool,
+    build_index,
+    iter_lines,
+    iter_raw_lines,
+    open_lines,
+)
 from tickertape.schemas.envelope import Record, StoredRecord
 from tickertape.topics import matches_any
 
@@ -224,57 +231,85 @@ class LogReader:
     ) -> Iterator[Record]:
         """Records of one day file from an index entry, within ``bounds`` (hot path).
 
+        Every record is checked: it parses, its CRC matches, its offset follows the
+        previous one. Offsets, gseqs and times only grow within a topic, so once a
+        record passes the lower bounds every later one does.
+
         Raises:
+            CorruptRecordError: a record fails a check (its byte position is found by
+                reading the file again up to it).
             FileNotFoundError: the file vanished (sealed or deleted); ``bounds.resume_offset``
                 is then the offset to go on from (-1 when no record was read).
         """
         expected = entry.offset if entry is not None else -1
+        start_offset = expected
         file_pos = entry.file_pos if entry is not None else 0
-        raw_pos = entry.raw_pos if entry is not None else 0
         min_offset, max_offset = bounds.min_offset, bounds.max_offset
         min_gseq, max_gseq = bounds.min_gseq, bounds.max_gseq
         min_ts, max_ts = bounds.min_ts, bounds.max_ts
+        below = True  # still checking the lower bounds
         decode = _DECODER.decode
         crc32 = crc32c.crc32c
         sealed = seg.sealed
-        pos = raw_pos
         try:
-            for line in iter_raw_lines(seg, file_pos, pool=pool, buffer_size=buffer_size):
-                size = len(line)
-                if not sealed and line[-1] != 10:
-                    return  # a write in progress (or a torn tail awaiting recovery)
-                try:
-                    rec = decode(line)
-                except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                    reason = decode_line_reason(line)
-                    raise CorruptRecordError(
-                        seg.path, pos, expected if expected >= 0 else None, reason
-                    ) from None
-                if crc32(line[: line.rfind(b',"crc":')]) != rec.crc:
-                    raise CorruptRecordError(
-                        seg.path, pos, expected if expected >= 0 else None, "checksum mismatch"
-                    )
-                offset = rec.offset
-                if expected >= 0 and offset != expected:
-                    raise CorruptRecordError(
-                        seg.path, pos, expected, f"offset {offset} where {expected} was expected"
-                    )
-                expected = offset + 1
-                pos += size
-                gseq = rec.gseq
-                if gseq > max_gseq or offset > max_offset:
-                    bounds.done = True
-                    return
-                ts = rec.ts_event
-                if ts >= max_ts:
-                    bounds.done = True
-                    return
-                if offset < min_offset or gseq < min_gseq or ts < min_ts:
-                    continue
-                yield rec
+            with open_lines(seg, file_pos, pool=pool, buffer_size=buffer_size) as lines:
+                for line in lines:
+                    try:
+                        rec = decode(line)
+                    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+                        if not sealed and line[-1:] != b"\n":
+                            return  # a write in progress (or a torn tail awaiting recovery)
+                        raise self._corrupt(
+                            seg, entry, expected, start_offset, decode_line_reason(line)
+                        ) from None
+                    crc = rec.crc
+                    # The checksum covers the line up to ',"crc":'; its digits end the line.
+                    if crc32(
+                        line[: len(line) - (19 if crc >= 1_000_000_000 else 9 + len(str(crc)))]
+                    ) != crc and (crc32(line[: line.rfind(b',"crc":')]) != crc):
+                        if not sealed and line[-1:] != b"\n":
+                            return
+                        raise self._corrupt(seg, entry, expected, start_offset, "checksum mismatch")
+                    offset = rec.offset
+                    if offset != expected:
+                        if expected >= 0:
+                            raise self._corrupt(
+                                seg,
+                                entry,
+                                expected,
+                                start_offset,
+                                f"offset {offset} where {expected} was expected",
+                            )
+                        start_offset = offset
+                    expected = offset + 1
+                    gseq = rec.gseq
+                    if gseq > max_gseq or offset > max_offset or rec.ts_event >= max_ts:
+                        bounds.done = True
+                        return
+                    if below:
+                        if offset < min_offset or gseq < min_gseq or rec.ts_event < min_ts:
+                            continue
+                        below = False
+                    yield rec
+        except zstandard.ZstdError as exc:
+            raise CorruptRecordError(seg.path, file_pos, None, f"zstd frame: {exc}") from None
         except FileNotFoundError:
             bounds.resume_offset = expected
             raise
+
+    @staticmethod
+    def _corrupt(
+        seg: Segment, entry: IndexEntry | None, expected: int, start_offset: int, reason: str
+    ) -> CorruptRecordError:
+        """The error for the line after ``expected - start_offset`` good records since ``entry``."""
+        skip = max(0, expected - start_offset) if start_offset >= 0 else 0
+        pos = entry.raw_pos if entry is not None else 0
+        file_pos = entry.file_pos if entry is not None else 0
+        for i, line in enumerate(iter_raw_lines(seg, file_pos)):
+            if i == skip:
+                break
+            pos += len(line)
+        return CorruptRecordError(seg.path, pos, expected if expected >= 0 else None, reason)
 
     def _iter_topic(
         self,

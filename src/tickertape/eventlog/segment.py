@@ -8,6 +8,7 @@ sealed one through zstd's streaming decompressor.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections import OrderedDict
@@ -133,14 +134,19 @@ def iter_lines(
                 pos += len(line)
 
 
-def iter_raw_lines(
+@contextlib.contextmanager
+def open_lines(
     segment: Segment,
     file_pos: int = 0,
     *,
     pool: FilePool | None = None,
     buffer_size: int = _READ_SIZE,
-) -> Iterator[bytes]:
-    """Yield the lines of ``segment`` from a file (or frame) position, without positions.
+) -> Iterator[io.BufferedReader]:
+    """Open a day file at a file (or frame) position; iterate the result for its lines.
+
+    The lines come straight from a buffered reader (no generator in between: this is
+    the readers' hot path). Iterating a sealed file raises
+    :class:`zstandard.ZstdError` on a damaged frame.
 
     Args:
         pool: open the file through this pool (merged reads), else hold it open.
@@ -156,18 +162,30 @@ def iter_raw_lines(
             reader = zstandard.ZstdDecompressor().stream_reader(
                 cast("IO[bytes]", raw), read_size=buffer_size, read_across_frames=True
             )
-            decompressed = io.BufferedReader(reader, buffer_size=buffer_size)
-            try:
-                yield from decompressed
-            except zstandard.ZstdError as exc:
-                raise CorruptRecordError(
-                    segment.path, file_pos, None, f"zstd frame: {exc}"
-                ) from None
+            yield io.BufferedReader(reader, buffer_size=buffer_size)
         else:
-            lines = io.BufferedReader(raw, buffer_size=buffer_size)
-            yield from lines
+            yield io.BufferedReader(raw, buffer_size=buffer_size)
     finally:
         raw.close()
+
+
+def iter_raw_lines(
+    segment: Segment,
+    file_pos: int = 0,
+    *,
+    pool: FilePool | None = None,
+    buffer_size: int = _READ_SIZE,
+) -> Iterator[bytes]:
+    """Yield the lines of ``segment`` from a file (or frame) position, without positions.
+
+    Raises:
+        CorruptRecordError: a sealed file's frame does not decompress.
+    """
+    with open_lines(segment, file_pos, pool=pool, buffer_size=buffer_size) as lines:
+        try:
+            yield from lines
+        except zstandard.ZstdError as exc:
+            raise CorruptRecordError(segment.path, file_pos, None, f"zstd frame: {exc}") from None
 
 
 def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -36,6 +36,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -47,7 +48,13 @@ from tickertape.errors import (
     LogFatalError,
 )
 from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
-from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index, save_index
+from tickertape.eventlog.index import (
+    INDEX_EVERY,
+    IndexEntry,
+    SegmentIndex,
+    load_index,
+    save_index,
+)
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
     Segment,
@@ -156,6 +163,17 @@ class _Topic:
     size: int = 0
     index: SegmentIndex | None = None
 
+    path_day: int = -1
+    path_cache: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        """The file of the topic's open day (``day`` ≥ 0)."""
+        if self.path_day != self.day or self.path_cache is None:
+            self.path_cache = self.dir / f"{day_name(self.day)}.jsonl"
+            self.path_day = self.day
+        return self.path_cache
+
 
 @dataclass(slots=True)
 class _Touched:
@@ -165,6 +183,21 @@ class _Touched:
     fd: int
     size_before: int
     created: bool
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The records of one group for one topic-day file, encoded and summarized."""
+
+    topic: str
+    day: int
+    base: int  # records the file's in-memory index held before the group (-1: unknown)
+    buffer: bytearray = field(default_factory=bytearray)
+    count: int = 0
+    entries: list[tuple[int, int, int, int]] = field(
+        default_factory=list
+    )  # (offset, gseq, ts_event, position in buffer) of the records to index
+    sources: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -237,7 +270,6 @@ class EventLog:
         self._closed = False
         self._lock_fd = -1
         self._head_map: mmap.mmap | None = None
-        self._buffers: dict[tuple[str, int], bytearray] = {}
         self._rolled: list[Path] = []
         self._open_lru: OrderedDict[str, None] = OrderedDict()
         self._scanned: dict[str, dict[tuple[str, int], tuple[str, int, int]]] = {}
@@ -822,18 +854,17 @@ class EventLog:
         self, group: Sequence[Envelope], ts_log: int, durable: bool
     ) -> list[AppendResult]:
         results: list[AppendResult] = []
-        buffers = self._buffers
-        buffers.clear()
-        order: list[tuple[str, int]] = []
+        append_result = results.append
+        batches: list[_Batch] = []
         sources = self._sources
+        topics = self._topics
         pending_src: dict[str, int] = {}
         pending_keys: dict[tuple[str, int], tuple[str, int, int]] = {}
-        pending_topic: dict[
-            str, list[int]
-        ] = {}  # name -> [next_offset, last_ts, last_gseq, sealed_day]
+        # name -> [next_offset, last_ts, last_gseq, sealed_day, batch of its latest day]
+        pending_topic: dict[str, list[Any]] = {}
         new_topics: list[str] = []
-        accepted: list[tuple[str, int, int, int, int, str, int, int]] = []
         head = self._head
+        first = head + 1
         ts_suffix = ts_log_suffix(ts_log)
         current_day = -1
         current_day_end = -1
@@ -845,27 +876,27 @@ class EventLog:
             if src_last is None:
                 src_last = sources.get(source, 0)
             if seq <= src_last:
-                results.append(self._duplicate(env, pending_keys))
+                append_result(self._duplicate(env, pending_keys))
                 continue
             topic_name = env.topic
             state = pending_topic.get(topic_name)
             if state is None:
-                t = self._topics.get(topic_name)
+                t = topics.get(topic_name)
                 if t is None:
                     problem = validate_topic(topic_name)
                     if problem is not None:
-                        results.append(
+                        append_result(
                             AppendResult(id=env.id, error="INVALID_TOPIC", message=problem)
                         )
                         continue
                     new_topics.append(topic_name)
-                    state = [0, -1, 0, -1]
+                    state = [0, -1, 0, -1, None]
                 else:
-                    state = [t.next_offset, t.last_ts, t.last_gseq, t.sealed_day]
+                    state = [t.next_offset, t.last_ts, t.last_gseq, t.sealed_day, None]
                 pending_topic[topic_name] = state
             ts_event = env.ts_event
             if ts_event < state[1]:
-                results.append(
+                append_result(
                     AppendResult(
                         id=env.id,
                         error="TS_REGRESSION",
@@ -883,7 +914,7 @@ class EventLog:
                 current_day_start = day * NS_PER_DAY
                 current_day_end = current_day_start + NS_PER_DAY
             if day <= state[3]:
-                results.append(
+                append_result(
                     AppendResult(
                         id=env.id,
                         error="DAY_SEALED",
@@ -891,24 +922,27 @@ class EventLog:
                     )
                 )
                 continue
+            batch = state[4]
+            if batch is None or batch.day != day:
+                batch = state[4] = self._new_batch(topic_name, day)
+                batches.append(batch)
             offset = state[0]
             head += 1
             state[0] = offset + 1
             state[1] = ts_event
             state[2] = head
-            key = (topic_name, day)
-            buf = buffers.get(key)
-            if buf is None:
-                buf = buffers[key] = bytearray()
-                order.append(key)
-            pos = len(buf)
-            encode_into(env, offset, head, ts_suffix, buf)
-            accepted.append((topic_name, day, offset, head, ts_event, source, seq, pos))
+            buffer = batch.buffer
+            n = batch.count
+            if (batch.base + n) % INDEX_EVERY == 0:
+                batch.entries.append((offset, head, ts_event, len(buffer)))
+            batch.count = n + 1
+            batch.sources[source] = seq
+            encode_into(env, offset, head, ts_suffix, buffer)
             pending_src[source] = seq
             pending_keys[(source, seq)] = (topic_name, offset, head)
-            results.append(AppendResult(id=env.id, offset=offset, gseq=head))
-        if accepted:
-            self._write(order, new_topics, accepted)
+            append_result(AppendResult(id=env.id, offset=offset, gseq=head))
+        if head >= first:
+            self._write(batches, new_topics, pending_topic)
             if durable:
                 self._sync_files()
             self._head = head
@@ -917,8 +951,17 @@ class EventLog:
             if durable:
                 self._after_sync()
             else:
-                self._unsynced += len(accepted)
+                self._unsynced += head - first + 1
         return results
+
+    def _new_batch(self, name: str, day: int) -> _Batch:
+        """A batch for ``name``'s file of ``day``; ``base`` is what its index holds now."""
+        topic = self._topics.get(name)
+        if topic is None or topic.day != day:
+            base = 0  # a new file (or one rebuilt when it is opened: checked after writing)
+        else:
+            base = topic.index.count if topic.index is not None else -1
+        return _Batch(name, day, base)
 
     def _duplicate(
         self, env: Envelope, pending: dict[tuple[str, int], tuple[str, int, int]]
@@ -964,11 +1007,11 @@ class EventLog:
 
     def _write(
         self,
-        order: list[tuple[str, int]],
+        batches: list[_Batch],
         new_topics: list[str],
-        accepted: list[tuple[str, int, int, int, int, str, int, int]],
+        pending_topic: dict[str, list[Any]],
     ) -> None:
-        """Write a group's buffers (one write per touched file) and update the topics'
+        """Write a group's batches (one write per touched file) and update the topics'
         state and sparse indexes; nothing is fsync'd here. On a write error the group
         is taken back out of the files (:meth:`_undo`)."""
         touched: list[_Touched] = []
@@ -978,29 +1021,28 @@ class EventLog:
                     tdir = self.dir / name
                     makedirs_durable(tdir)
                     self._topics[name] = _Topic(name, tdir)
-            for name, day in order:
-                topic = self._topics[name]
+            for batch in batches:
+                topic = self._topics[batch.topic]
+                day = batch.day
                 created = False
                 if topic.day != day:
                     created = self._roll(topic, day)
                     if created:
                         self._pending_dirs.add(topic.dir)
                 elif topic.fd < 0:
-                    topic.fd = os.open(
-                        topic.dir / f"{day_name(day)}.jsonl", os.O_WRONLY | os.O_APPEND
-                    )
-                path = topic.dir / f"{day_name(day)}.jsonl"
-                touched.append(_Touched(topic, day, path, topic.fd, topic.size, created))
-                data = self._buffers[(name, day)]
+                    topic.fd = os.open(topic.path, os.O_WRONLY | os.O_APPEND)
+                touched.append(_Touched(topic, day, topic.path, topic.fd, topic.size, created))
+                data = batch.buffer
                 view = memoryview(data)
                 while view:
                     n = os.write(topic.fd, view)
                     view = view[n:]
                 self._pending_fds[topic.fd] = None
                 topic.size += len(data)
-                self._open_lru[name] = None
-                self._open_lru.move_to_end(name)
-                if len(self._open_lru) + len(self._deferred_close) > MAX_OPEN_FILES:
+                lru = self._open_lru
+                lru[topic.name] = None
+                lru.move_to_end(topic.name)
+                if len(lru) + len(self._deferred_close) > MAX_OPEN_FILES:
                     self._shed_files(touched)
         except OSError as exc:
             self._undo(touched)
@@ -1008,23 +1050,27 @@ class EventLog:
                 raise DiskFullError(self.dir) from exc
             self._failed = LogFatalError(self.dir, exc)
             raise self._failed from exc
-        base = {(t.topic.name, t.day): t.size_before for t in touched}
-        for name, day, offset, gseq, ts_event, src, seq, pos in accepted:
+        for name, state in pending_topic.items():
             topic = self._topics[name]
-            topic.next_offset = offset + 1
-            topic.last_ts = ts_event
-            topic.last_gseq = gseq
-            if day != topic.day:
+            topic.next_offset, topic.last_ts, topic.last_gseq = state[0], state[1], state[2]
+        for batch, t in zip(batches, touched, strict=True):
+            topic = t.topic
+            if batch.day != topic.day:
                 continue  # a day rolled over within the group: its index is rebuilt at sync
             index = topic.index
             if index is None:
                 index = topic.index = SegmentIndex(sealed=False, data_size=0)
-            file_pos = base[(name, day)] + pos
-            index.add(offset, gseq, ts_event, src, seq, file_pos, file_pos)
-        for t in touched:
-            if t.topic.index is not None:
-                t.topic.index.data_size = t.topic.size
-                t.topic.index.raw_size = t.topic.size
+            if index.count != batch.base:
+                # The file existed when the day was opened: index it from the file.
+                index = topic.index = build_index(
+                    Segment(topic.name, topic.day, topic.path, False), topic.size
+                )[0]
+            else:
+                index.absorb(batch.count, batch.entries, batch.sources, t.size_before)
+                index.last_offset = topic.next_offset - 1
+                index.last_gseq = topic.last_gseq
+                index.last_ts = topic.last_ts
+            index.data_size = index.raw_size = topic.size
 
     def _sync_files(self) -> None:
         """fsync every file written since the last sync (or one syncfs(2) for many) and
