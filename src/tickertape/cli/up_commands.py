@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import ssl
 import sys
 import time
 from datetime import datetime
@@ -118,7 +119,13 @@ def feed_command(
     )
     config.validate()
     secret = read_token(token, token_file)
-    asyncio.run(run_live_marketdata(router_url, config, data_dir, identity=identity, token=secret))
+    # wss://: the system's trust store, or the file named by SSL_CERT_FILE (a private CA).
+    tls = ssl.create_default_context() if router_url.startswith("wss://") else None
+    asyncio.run(
+        run_live_marketdata(
+            router_url, config, data_dir, identity=identity, token=secret, ssl_context=tls
+        )
+    )
 
 
 def procfile_processes(procfile: Path) -> dict[str, str]:

@@ -352,9 +352,16 @@ class LiveMarketDataHost:
         )
 
     async def _drained(self) -> None:
+        # Publish what is pending; give up after 2 s without a router (it may be
+        # stopping too): the next start reads the log back and backfills the trades.
+        offline = 0.0
         while self._queue or not self._idle.is_set():
             self._wake.set()
             await asyncio.sleep(0.01)
+            offline = 0.0 if self.client.connected else offline + 0.01
+            if offline > 2.0:
+                _log.warning("stopping_unpublished", events=len(self._queue))
+                return
 
     async def _restore(self) -> None:
         snapshot = self.store.load_latest(LIVE_STATE_VERSION)
