@@ -27,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -174,7 +175,9 @@ def run(
         ``per_sub`` (slowest subscriber's events/s), ``total`` (events/s summed),
         ``p50_ms``/``p99_ms`` (latency), ``router_us``/``pub_us``/``sub_us`` (CPU µs
         per event published), ``rss_growth_mb`` (peak router RSS minus its RSS when
-        publishing started) and ``rss_end_growth_mb`` (at the end).
+        publishing started), ``rss_end_growth_mb`` (at the end) and
+        ``rss_steady_growth_mb`` (from when the first 10 % of the events were logged
+        to the end: the event log's bounded caches fill during that first part).
     """
     with tempfile.TemporaryDirectory() as data:
         port = _free_port()
@@ -194,11 +197,12 @@ def run(
             rss_before = _rss_mb(router.pid)
             cpu_before = _cpu_s(router.pid)
             pub = _py(PUBLISHER, url, str(n), str(rate), str(batch))
-            peak = rss_before
+            samples: list[tuple[int, float]] = []  # (log bytes written, RSS MB)
             while any(s.poll() is None for s in subs):
-                peak = max(peak, _rss_mb(router.pid))
+                samples.append((_log_bytes(data), _rss_mb(router.pid)))
                 time.sleep(0.2)
             rss_end = _rss_mb(router.pid)
+            samples.append((_log_bytes(data), rss_end))
             router_cpu = _cpu_s(router.pid) - cpu_before
             out, _ = pub.communicate(timeout=60)
             published = json.loads(out.decode().splitlines()[-1])
@@ -218,9 +222,27 @@ def run(
         "router_us": router_cpu / n * 1e6,
         "pub_us": published["cpu_s"] / n * 1e6,
         "sub_us": statistics.median(r["cpu_s"] for r in results) / n * 1e6,
-        "rss_growth_mb": peak - rss_before,
+        "rss_growth_mb": max(rss for _, rss in samples) - rss_before,
         "rss_end_growth_mb": rss_end - rss_before,
+        "rss_steady_growth_mb": rss_end - _rss_at(samples, 0.1),
     }
+
+
+def _log_bytes(data: str) -> int:
+    """Bytes in the log's files (grows with the events appended: a progress measure)."""
+    total = 0
+    for root, _dirs, files in os.walk(data):
+        for name in files:
+            if name.endswith(".jsonl"):
+                with contextlib.suppress(FileNotFoundError):
+                    total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _rss_at(samples: list[tuple[int, float]], fraction: float) -> float:
+    """The RSS when the log first held ``fraction`` of its final size."""
+    final = samples[-1][0]
+    return next(rss for size, rss in samples if size >= fraction * final)
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -247,7 +269,8 @@ def main() -> None:
     )
     columns = (
         "scenario", "events/s per subscriber", "events/s total", "p50 ms", "p99 ms",
-        "CPU µs/event router", "publisher", "subscriber", "router RSS growth MB (peak / end)",
+        "CPU µs/event router", "publisher", "subscriber",
+        "router RSS growth MB: peak / end / after the first 10 %",
     )  # fmt: skip
     for col in columns:
         table.add_column(col, justify="right" if col != "scenario" else "left")
@@ -263,7 +286,10 @@ def main() -> None:
             f"{m['router_us']:.1f}",
             f"{m['pub_us']:.1f}",
             f"{m['sub_us']:.1f}",
-            f"{m['rss_growth_mb']:.1f} / {m['rss_end_growth_mb']:.1f}" if memory else "",
+            f"{m['rss_growth_mb']:.1f} / {m['rss_end_growth_mb']:.1f} / "
+            f"{m['rss_steady_growth_mb']:.1f}"
+            if memory
+            else "",
         )
 
     n = args.throughput_events

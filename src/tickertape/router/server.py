@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import ssl
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,8 +90,9 @@ from tickertape.topics import validate_topic
 log = structlog.get_logger("tickertape.router")
 
 _RECORD_ENCODER = msgspec.json.Encoder()
-_MAX_MERGE_EVENTS = 50_000
-"""Most events the appender merges into one log append."""
+_MAX_MERGE_EVENTS = 10_000
+"""Most events the appender merges into one log append (more costs memory, not time:
+10 000 events per fsync is already far past the point where fsync costs count)."""
 
 _PAYLOAD_DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any] | None] = {}
 
@@ -120,6 +122,21 @@ def _payload_problem(env: Envelope) -> str | None:
     except SchemaError as exc:
         return str(exc)
     return None
+
+
+def _share_strings(envelopes: Sequence[Envelope], identity: str, topics: dict[str, Any]) -> None:
+    """Make equal ``source`` and ``topic`` strings of a batch one object each.
+
+    The log keeps (source, source_seq) → (topic, offset, gseq) for its recent events
+    (duplicate answers); with the decoder's fresh copies each of those entries would
+    hold two strings of its own. The values are equal, so the envelopes (just decoded,
+    owned by the router) do not change.
+    """
+    canonical = {topic: sys.intern(topic) for topic in topics}
+    force_setattr = msgspec.structs.force_setattr
+    for env in envelopes:
+        force_setattr(env, "source", identity)
+        force_setattr(env, "topic", canonical[env.topic])
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -278,6 +295,16 @@ class _Namespace:
             pos += n
 
 
+_Outgoing = bytes | tuple[bytes, bytes]
+"""A queued frame: its bytes, or an ``events`` frame as (head, body) (see
+:func:`~tickertape.router.protocol.events_frame`). Bodies are shared by every
+subscription taking the same events; a connection's copy is made only as it is sent."""
+
+
+def _size(frame: _Outgoing) -> int:
+    return len(frame) if isinstance(frame, bytes) else len(frame[0]) + len(frame[1]) + 1
+
+
 class _Connection:
     """One client connection: identity, grant, send queue, subscriptions."""
 
@@ -290,7 +317,7 @@ class _Connection:
         self.grant: Grant | None = None
         limits = router.config.limits
         self.limits = limits
-        self.send_queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=limits.send_queue_frames)
+        self.send_queue: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=limits.send_queue_frames)
         self.subs: dict[Ref, tuple[_Namespace, Subscription]] = {}
         self.fetches: dict[Ref, asyncio.Task[None]] = {}
         self.catchups: dict[Ref, asyncio.Task[None]] = {}
@@ -307,24 +334,26 @@ class _Connection:
     async def send(self, frame: ServerFrame) -> None:
         await self.put(encode_frame(frame))
 
-    def try_put(self, frame: bytes) -> bool:
+    def try_put(self, frame: _Outgoing) -> bool:
         """Queue a fan-out frame without waiting; False when the queue is full."""
-        if self.queued_bytes + len(frame) > self.limits.send_queue_bytes and self.queued_bytes:
+        size = _size(frame)
+        if self.queued_bytes + size > self.limits.send_queue_bytes and self.queued_bytes:
             return False
         try:
             self.send_queue.put_nowait(frame)
         except asyncio.QueueFull:
             return False
-        self.queued_bytes += len(frame)
+        self.queued_bytes += size
         return True
 
-    async def put(self, frame: bytes) -> None:
+    async def put(self, frame: _Outgoing) -> None:
         """Queue a frame, waiting for room (frames and bytes)."""
-        while self.queued_bytes and self.queued_bytes + len(frame) > self.limits.send_queue_bytes:
+        size = _size(frame)
+        while self.queued_bytes and self.queued_bytes + size > self.limits.send_queue_bytes:
             self.room.clear()
             await self.room.wait()
         await self.send_queue.put(frame)
-        self.queued_bytes += len(frame)
+        self.queued_bytes += size
 
     async def send_error(self, code: Code | str, message: str, ref: Ref | None) -> None:
         self.counters.errors += 1
@@ -342,8 +371,11 @@ class _Connection:
     async def writer(self) -> None:
         while True:
             frame = await self.send_queue.get()
-            await self.ws.send(frame, text=True)
-            self.queued_bytes -= len(frame)
+            if isinstance(frame, bytes):
+                await self.ws.send(frame, text=True)
+            else:
+                await self.ws.send(events_frame(*frame), text=True)
+            self.queued_bytes -= _size(frame)
             self.room.set()
             self.send_queue.task_done()
             self.counters.frames_out += 1
@@ -550,7 +582,7 @@ class Router:
             last_ok = before
             sent = 0
             for body in batch.bodies(selection):
-                if not conn.try_put(events_frame(head, body.body)):
+                if not conn.try_put((head, body.body)):
                     sub.delivered -= len(picked) - sent
                     sub.cursor = last_ok
                     self._to_log(conn, ns, sub)
@@ -572,8 +604,7 @@ class Router:
             body = bodies.get(picked)
             if body is None:
                 body = bodies[picked] = _RECORD_ENCODER.encode([envelopes[i] for i in picked])
-            frame = events_frame(events_head(sub.ref, ephemeral=True), body)
-            if not conn.try_put(frame):
+            if not conn.try_put((events_head(sub.ref, ephemeral=True), body)):
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
 
@@ -644,7 +675,7 @@ class Router:
                     picked = sub.select(chunk)
                     for start in range(0, len(picked), per_frame):
                         part = [chunk[i] for i in picked[start : start + per_frame]]
-                        await conn.put(events_frame(head, _RECORD_ENCODER.encode(part)))
+                        await conn.put((head, _RECORD_ENCODER.encode(part)))
                         conn.counters.events_out += len(part)
                         self.counters.events_out += len(part)
             except LogUnavailableError:
@@ -837,6 +868,7 @@ class Router:
             if not frame.ephemeral:
                 for topic in topic_problems:
                     ns.owners.setdefault(topic, identity)
+                _share_strings(frame.events, identity, topic_problems)
             return None
         return [
             AckItem(id=env.id, error=p[0], message=p[1])
@@ -1034,7 +1066,7 @@ class Router:
                                 sub.cursor = chunk[picked[-1]].gseq
                         for start in range(0, len(picked), per_frame):
                             part = [chunk[i] for i in picked[start : start + per_frame]]
-                            await conn.put(events_frame(head, _RECORD_ENCODER.encode(part)))
+                            await conn.put((head, _RECORD_ENCODER.encode(part)))
                             sent += len(part)
                             last = part[-1].gseq
                 except LogUnavailableError:
