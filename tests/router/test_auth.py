@@ -10,13 +10,16 @@ from hypothesis import strategies as st
 
 from tickertape.errors import AuthError, ConfigError
 from tickertape.router.auth import (
+    ROLES,
     Authority,
+    Grant,
     check_bind,
     covers,
     create_token,
     load_token_file,
     may_publish,
     may_subscribe,
+    role_patterns,
 )
 from tickertape.topics import matches
 
@@ -57,7 +60,6 @@ def test_acl_publish_and_subscribe() -> None:
     """An identity allowed strategy.intent.* cannot publish risk.approved.* nor subscribe beyond md.>."""
     path_grant = Authority(None).authenticate("x", None)
     assert may_publish(path_grant, "risk.approved.s1")
-    from tickertape.router.auth import Grant
 
     grant = Grant(token_sha256="", publish=["strategy.intent.*"], subscribe=["md.>"])
     assert may_publish(grant, "strategy.intent.sma")
@@ -98,3 +100,32 @@ def test_bind_beyond_loopback_needs_tokens(tmp_path: Path) -> None:
     path = tmp_path / "t.toml"
     create_token(path, "a", publish=[], subscribe=[">"])
     check_bind("0.0.0.0", Authority.from_file(path))
+
+
+def test_roles_fill_in_patterns(tmp_path: Path) -> None:
+    """--role gives the role's patterns (a strategy only its own intents); extras add to them."""
+    publish, subscribe, commit = role_patterns("strategy", "strategy.sma")
+    grant = Grant(token_sha256="", publish=publish, subscribe=subscribe, commit=commit)
+    assert may_publish(grant, "strategy.intent.sma")
+    assert may_publish(grant, "system.alert.strategy.sma")
+    for topic in (
+        "strategy.intent.rsi",
+        "risk.approved.sma",
+        "order.filled.crypto",
+        "md.trade.us.X",
+    ):
+        assert not may_publish(grant, topic), topic
+    assert may_subscribe(grant, "md.bar.>")
+    assert not may_subscribe(grant, "risk.approved.>")
+    assert not commit
+    with pytest.raises(ConfigError, match=r"strategy\.<id>"):
+        role_patterns("strategy", "risk")
+    with pytest.raises(ConfigError, match="unknown role"):
+        role_patterns("admin", "x")
+    path = tmp_path / "tokens.toml"
+    create_token(path, "replay", role="replay", subscribe=["md.>"])
+    stored = load_token_file(path).identities["replay"]
+    assert stored.commit
+    assert stored.subscribe == [">", "md.>"]
+    for name in ROLES:  # every role's patterns are valid for some identity
+        role_patterns(name, "strategy.x" if name == "strategy" else name)

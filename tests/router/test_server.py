@@ -19,6 +19,10 @@ from tickertape.eventlog import LogReader
 from tickertape.router.auth import create_token
 from tickertape.router.protocol import Limits, StartAt
 from tickertape.schemas import Envelope, Record
+from tickertape.schemas.orders import OrderEvent
+from tickertape.schemas.registry import make_envelope
+from tickertape.schemas.risk import RiskDecision
+from tickertape.schemas.strategy import Intent
 
 from .support import running_router, trade
 
@@ -128,6 +132,59 @@ async def _raw(url: str, frames: list[Any], expect: int) -> list[dict[str, Any]]
         for _ in range(expect):
             out.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
         return out
+
+
+async def test_roles_keep_a_strategy_to_its_own_intents(tmp_path: Path) -> None:
+    """Role grants: strategy.sma publishes its intents, never an approval or an order event."""
+    path = tmp_path / "tokens.toml"
+    roles = {"strategy.sma": "strategy", "risk": "risk", "orders": "orders"}
+    tokens = {name: create_token(path, name, role=role) for name, role in roles.items()}
+    intent = Intent(strategy_id="sma", intent_id="sma-1", market="crypto", symbol="BTC",
+                    side="buy", quantity=1.0)  # fmt: skip
+    decision = RiskDecision(strategy_id="sma", intent_id="sma-1", approved=True, reason_code="OK")
+    order = OrderEvent(order_id="o-1", client_order_id="c-1", strategy_id="sma", market="crypto",
+                       symbol="BTC", side="buy", order_type="market", quantity=1.0,
+                       status="submitted")  # fmt: skip
+
+    def env(source: str, seq: int, payload: Any, topic: str) -> Envelope:
+        return make_envelope(payload, topic=topic, source=source, source_seq=seq,
+                             ts_event=1_700_000_000_000_000_000 + seq, market="crypto")  # fmt: skip
+
+    async with (
+        running_router(tmp_path / "data", token_file=str(path)) as router,
+        Client(router.url, "strategy.sma", tokens["strategy.sma"]) as strategy,
+        Client(router.url, "risk", tokens["risk"]) as risk,
+        Client(router.url, "orders", tokens["orders"]) as orders,
+    ):
+        assert (await strategy.publish([env("strategy.sma", 1, intent, "strategy.intent.sma")]))[
+            0
+        ].gseq == 1
+        forged = [
+            (decision, "risk.approved.sma"),
+            (order, "order.submitted.crypto"),
+            (intent, "strategy.intent.other"),
+            (intent, "system.command.risk"),
+        ]
+        for seq, (payload, topic) in enumerate(forged, start=2):
+            with pytest.raises(PublishRefusedError) as refused:
+                await strategy.publish([env("strategy.sma", seq, payload, topic)])
+            assert refused.value.results[0].error == "FORBIDDEN", topic
+        assert (await risk.publish([env("risk", 1, decision, "risk.approved.sma")]))[0].gseq == 2
+        assert (await orders.publish([env("orders", 1, order, "order.submitted.crypto")]))[
+            0
+        ].gseq == 3
+        with pytest.raises(PublishRefusedError):  # the order engine cannot approve either
+            await orders.publish([env("orders", 2, decision, "risk.approved.sma")])
+        with pytest.raises(RouterError) as denied:
+            await _drain(strategy.subscribe(["risk.approved.>"], "beginning"), 1)
+        assert denied.value.code == "FORBIDDEN"
+        seen = await _drain(strategy.subscribe(["order.>"], "beginning"), 1)
+        assert [r.topic for r in seen] == ["order.submitted.crypto"]
+    assert [r.topic for r in LogReader(tmp_path / "data", "main").read([">"])] == [
+        "strategy.intent.sma",
+        "risk.approved.sma",
+        "order.submitted.crypto",
+    ]
 
 
 async def test_bad_frames_get_errors_and_others_are_unaffected(tmp_path: Path) -> None:
@@ -358,7 +415,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-async def test_tls(tmp_path: Path) -> None:
+async def test_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With --tls-cert/--tls-key the router speaks wss:// and a client trusting the cert works."""
     cert, key = _self_signed(tmp_path)
     async with running_router(tmp_path / "d", tls_cert=str(cert), tls_key=str(key)) as router:
@@ -366,3 +423,6 @@ async def test_tls(tmp_path: Path) -> None:
         ctx = ssl.create_default_context(cafile=str(cert))
         async with Client(router.url, "md", ssl_context=ctx) as c:
             assert (await c.publish([trade("md", 1)]))[0].gseq == 1
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # no context: the default trust store
+        async with Client(router.url, "md") as c:
+            assert (await c.publish([trade("md", 2)]))[0].gseq == 2

@@ -11,7 +11,8 @@ from typing import Any
 
 import click
 
-from tickertape.router.auth import create_token
+from tickertape.errors import ConfigError
+from tickertape.router.auth import ROLES, create_token, role_patterns
 from tickertape.router.logservice import LogService
 from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
@@ -167,6 +168,12 @@ def token_group() -> None:
 
 @token_group.command("create")
 @click.argument("name")
+@click.option(
+    "--role",
+    default=None,
+    type=click.Choice(sorted(ROLES)),
+    help="Start from this role's patterns (see `tape token roles`).",
+)
 @click.option("--publish", "publish", multiple=True, help="Topic pattern it may publish (repeat).")
 @click.option("--subscribe", "subscribe", multiple=True, help="Pattern it may subscribe (repeat).")
 @click.option("--commit", is_flag=True, help="May commit staged batches (the replay driver).")
@@ -178,14 +185,50 @@ def token_group() -> None:
     help="The token file to create or update.",
 )
 def token_create(
-    name: str, publish: tuple[str, ...], subscribe: tuple[str, ...], commit: bool, token_file: Path
+    name: str,
+    role: str | None,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    commit: bool,
+    token_file: Path,
 ) -> None:
-    """Create or replace NAME's token; prints the token once (only its hash is kept)."""
-    token = create_token(token_file, name, publish=publish, subscribe=subscribe, commit=commit)
+    """Create or replace NAME's token; prints the token once (only its hash is kept).
+
+    With --role, NAME gets the role's patterns (a strategy's identity is
+    strategy.<id>); --publish and --subscribe add to them.
+    """
+    try:
+        token = create_token(
+            token_file, name, publish=publish, subscribe=subscribe, commit=commit, role=role
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     click.echo(token)
     click.echo(
         f"identity {name!r} written to {token_file} (keep the token: it is not stored)", err=True
     )
+
+
+@token_group.command("roles")
+def token_roles() -> None:
+    """Print the built-in roles and the patterns they grant ({id}: the identity)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="roles for `tape token create NAME --role ROLE`")
+    for column in ("role", "publishes", "subscribes", "commit", "what"):
+        table.add_column(column)
+    for name in sorted(ROLES):
+        identity = "strategy.{strategy}" if name == "strategy" else "{id}"
+        publish, subscribe, commit = role_patterns(name, identity)
+        table.add_row(
+            name,
+            "\n".join(publish) or "-",
+            "\n".join(subscribe) or "-",
+            "yes" if commit else "",
+            ROLES[name].description,
+        )
+    Console().print(table)
 
 
 COMMANDS: list[click.Command] = [router_command, eventlog_command, token_group]

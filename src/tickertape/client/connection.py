@@ -313,7 +313,8 @@ class Client:
         url: ``ws://host:port`` or ``wss://host:port``.
         identity: the identity to authenticate as (and the ``source`` of its events).
         token: the identity's token (None for a router without a token file).
-        ssl_context: TLS settings for ``wss://`` (e.g. a context trusting a private CA).
+        ssl_context: TLS settings for ``wss://`` (e.g. a context trusting a private CA);
+            None uses the system's trust store (or the file named by ``SSL_CERT_FILE``).
         outbox_events: unacknowledged events kept before publishing waits.
         max_backoff_s: ceiling of the reconnect backoff (starts at 0.05 s, doubles,
             with jitter).
@@ -334,6 +335,8 @@ class Client:
         self.url = url
         self.identity = identity
         self._token = token
+        if ssl_context is None and url.startswith("wss://"):
+            ssl_context = ssl.create_default_context()
         self._ssl = ssl_context
         self._outbox_cap = outbox_events
         self._outbox_n = 0

@@ -19,6 +19,11 @@ brute-force). Example::
 
 Without a token file the router runs *open*: any identity, no token, every topic
 (loopback only; :func:`check_bind` enforces it).
+
+Roles (:data:`ROLES`, ``tape token create NAME --role ROLE``) fill in the patterns of
+each built-in process: what it publishes (DESIGN §4: strategies only their own
+intents, only risk approvals, only the order engine orders) and what it reads. The
+table is documented in docs/protocol.md ("Roles").
 """
 
 from __future__ import annotations
@@ -138,6 +143,142 @@ class Authority:
         return grant
 
 
+class Role(msgspec.Struct, frozen=True, kw_only=True):
+    """The patterns one kind of process needs; ``{id}`` stands for the identity and
+    ``{strategy}`` for the strategy id (the identity ``strategy.<id>`` without its prefix).
+
+    Attributes:
+        description: what the role is, for ``tape token roles``.
+        publish: topic patterns it may publish.
+        subscribe: patterns it may subscribe to and fetch.
+        commit: whether it may commit staged batches.
+        actor: True for actors: they also publish their own ``system.alert.{id}``,
+            ``system.clock.actor.{id}`` and ``system.clock.query.{id}`` and the replay
+            handshake (:data:`ACTOR_PUBLISH`), and read clock ticks, drift alerts,
+            their clock replies and replay steps (:data:`ACTOR_SUBSCRIBE`).
+    """
+
+    description: str
+    publish: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    commit: bool = False
+    actor: bool = True
+
+
+ACTOR_PUBLISH: tuple[str, ...] = (
+    "system.alert.{id}",
+    "system.clock.actor.{id}",
+    "system.clock.query.{id}",
+    "system.replay.hello",
+    "system.replay.done",
+)
+"""What every actor publishes about itself (alerts, clock reports and queries) and in a
+distributed replay (its hello and each wave's done)."""
+
+ACTOR_SUBSCRIBE: tuple[str, ...] = (
+    "system.clock",
+    "system.clock.drift",
+    "system.clock.reply.{id}",
+    "system.replay.step",
+    "system.replay.welcome",
+)
+"""What every actor reads: clock ticks, drift alerts, answers to its own time queries,
+and a distributed replay's steps."""
+
+ROLES: dict[str, Role] = {
+    "marketdata": Role(
+        description="market data: trades, quotes, bars, gaps, corporate actions, raw venue messages",
+        publish=("md.>", "raw.>"),
+        subscribe=("md.>", "raw.>"),
+    ),
+    "indicators": Role(
+        description="indicator values computed from bars",
+        publish=("indicator.>",),
+        subscribe=("md.>",),
+    ),
+    "strategy": Role(
+        description="one strategy (identity strategy.<id>): its own intents only",
+        publish=("strategy.intent.{strategy}", "strategy.intent.{strategy}.>"),
+        subscribe=("md.>", "indicator.>", "order.>", "risk.state"),
+    ),
+    "risk": Role(
+        description="the risk gate: approvals, rejections, trading state (the kill switch)",
+        publish=("risk.>",),
+        subscribe=(
+            "strategy.intent.>",
+            "order.>",
+            "pnl.update.>",
+            "md.>",
+            "system.command.risk",
+            "system.clock_drift",
+        ),
+    ),
+    "orders": Role(
+        description="the order engine: order lifecycle events, acting on approvals only",
+        publish=("order.>",),
+        subscribe=("risk.approved.>", "risk.state", "md.>"),
+    ),
+    "pnl": Role(
+        description="positions, PnL, equity and drawdown",
+        publish=("pnl.>",),
+        subscribe=("order.>", "md.>"),
+    ),
+    "timeauthority": Role(
+        description="the clock service (tape clock): ticks, drift alerts, time replies",
+        publish=("system.clock", "system.clock.drift", "system.clock.reply.>"),
+        subscribe=("system.clock.actor.>", "system.clock.query.>", "system.clock.control"),
+        actor=False,
+    ),
+    "replay": Role(
+        description="the distributed replay driver: control messages, run manifests, commits",
+        publish=("system.>",),
+        subscribe=(">",),
+        commit=True,
+        actor=False,
+    ),
+    "operator": Role(
+        description="a person: tape halt / resume / clock ctl, and reading everything",
+        publish=("system.command.risk", "system.clock.control"),
+        subscribe=(">",),
+        actor=False,
+    ),
+    "inspector": Role(
+        description="read only (tape tail, tape stats)",
+        subscribe=(">",),
+        actor=False,
+    ),
+}
+"""The built-in roles, by name (docs/protocol.md, "Roles")."""
+
+STRATEGY_PREFIX = "strategy."
+
+
+def role_patterns(role: str, identity: str) -> tuple[list[str], list[str], bool]:
+    """The (publish, subscribe, commit) a role gives ``identity``.
+
+    Raises:
+        ConfigError: unknown role, or the ``strategy`` role for an identity that is not
+            ``strategy.<id>``.
+    """
+    spec = ROLES.get(role)
+    if spec is None:
+        raise ConfigError(f"unknown role {role!r}; roles: {', '.join(sorted(ROLES))}")
+    strategy = ""
+    if role == "strategy":
+        strategy = identity.removeprefix(STRATEGY_PREFIX)
+        if not identity.startswith(STRATEGY_PREFIX) or not strategy or "." in strategy:
+            raise ConfigError(
+                f"the strategy role is for identities strategy.<id> (one token), not {identity!r}"
+            )
+    publish = list(spec.publish) + (list(ACTOR_PUBLISH) if spec.actor else [])
+    subscribe = list(spec.subscribe) + (list(ACTOR_SUBSCRIBE) if spec.actor else [])
+
+    def fill(patterns: list[str]) -> list[str]:
+        return [p.format(id=identity, strategy=strategy) for p in patterns]
+
+    return fill(publish), fill(subscribe), spec.commit
+
+
 def may_publish(grant: Grant, topic: str) -> bool:
     """True when ``grant`` allows publishing on ``topic``."""
     return matches_any(grant.publish, topic)
@@ -196,13 +337,16 @@ def create_token(
     path: str | Path,
     identity: str,
     *,
-    publish: Sequence[str],
-    subscribe: Sequence[str],
+    publish: Sequence[str] = (),
+    subscribe: Sequence[str] = (),
     commit: bool = False,
+    role: str | None = None,
 ) -> str:
     """Create (or replace) ``identity`` in the token file and return its new token.
 
     The file is written to a temporary name, fsync'd and renamed, with mode 0600.
+    With ``role``, the role's patterns (:func:`role_patterns`) come first and
+    ``publish``/``subscribe`` add to them; ``commit`` is the role's or the argument.
 
     Returns:
         The token (43 URL-safe characters); it is not stored and cannot be recovered.
@@ -212,6 +356,11 @@ def create_token(
     """
     if not identity or len(identity) > 128 or any(c.isspace() for c in identity):
         raise ConfigError(f"invalid identity name {identity!r}")
+    if role is not None:
+        role_publish, role_subscribe, role_commit = role_patterns(role, identity)
+        publish = list(dict.fromkeys([*role_publish, *publish]))
+        subscribe = list(dict.fromkeys([*role_subscribe, *subscribe]))
+        commit = commit or role_commit
     for pattern in (*publish, *subscribe):
         problem = validate_pattern(pattern)
         if problem is not None:
