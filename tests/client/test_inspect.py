@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,11 +10,15 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from rich.console import Console
 
 from tests.router.support import free_port, kill, running_router, tape, trade, wait_port
-from tickertape.client.inspect import append_remote, stats_remote, tail_remote
+from tickertape.client import Client
+from tickertape.client.inspect import append_remote, print_stats, stats_remote, tail_remote
 from tickertape.eventlog import LogReader
 from tickertape.router.protocol import StartAt
+from tickertape.schemas import Envelope
+from tickertape.schemas.registry import decode_payload
 
 TAPE = str(Path(sys.executable).with_name("tape"))
 
@@ -72,3 +77,27 @@ def test_tape_append_tail_stats_through_a_router_process(tmp_path: Path) -> None
     finally:
         kill(router)
     assert len(list(LogReader(tmp_path / "d", "main").read())) == 300
+
+
+async def test_health_covers_every_namespace(tmp_path: Path) -> None:
+    """Each namespace's live subscribers get system.health with its own head; stats lists them all."""
+    async with running_router(tmp_path) as router:
+        async with Client(router.url, "md") as pub, Client(router.url, "watch") as watch:
+            await pub.publish([trade("md", 1)])
+            await pub.publish([trade("md", i) for i in range(2, 5)], ns="runs/r1")
+            health = watch.subscribe(["system.health.>"], ns="runs/r1", include_ephemeral=True)
+            beats = [await asyncio.wait_for(anext(health), 5) for _ in range(2)]
+            for beat in beats:
+                assert isinstance(beat, Envelope)
+                assert beat.topic == "system.health.router"
+                payload = decode_payload(beat.type, beat.v, beat.payload)
+                assert payload.head_gseq == 3  # runs/r1's head, not main's
+                assert payload.metrics["append_p50_ms"] > 0
+            stats = await stats_remote(router.url)
+        spaces = stats["namespace_metrics"]
+        assert {name: m["head_gseq"] for name, m in spaces.items()} == {"main": 1, "runs/r1": 3}
+        assert spaces["runs/r1"]["appended"] == 3
+        assert spaces["runs/r1"]["subscriptions"] == 1
+        console = Console(record=True, width=200)
+        print_stats(stats, console)
+        assert "runs/r1" in console.export_text()

@@ -18,13 +18,14 @@ from tickertape.errors import AuthError, RouterError
 from tickertape.eventlog import LogReader
 from tickertape.router.auth import create_token
 from tickertape.router.protocol import Limits, StartAt
+from tickertape.router.server import Router, RouterConfig
 from tickertape.schemas import Envelope, Record
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.risk import RiskDecision
 from tickertape.schemas.strategy import Intent
 
-from .support import running_router, trade
+from .support import eventually, free_port, running_router, trade
 
 
 def _obj(env: Envelope) -> dict[str, Any]:
@@ -309,6 +310,44 @@ async def test_staged_publish_and_commit(tmp_path: Path, acl_tokens: dict[str, A
         got = await _drain(sub, 2)
         assert [(r.source_seq, r.ts_log) for r in got] == [(1, 42), (2, 42)]
         assert list(LogReader(tmp_path / "d", "main").read([">"])) == []
+
+
+async def test_staged_events_lost_with_a_restart_are_reported(
+    tmp_path: Path, acl_tokens: dict[str, Any]
+) -> None:
+    """After a router restart a commit of a lost stage answers STAGE_UNKNOWN; staging again works."""
+    config = RouterConfig(port=free_port(), data_dir=str(tmp_path / "d"),
+                          token_file=str(acl_tokens["path"]))  # fmt: skip
+    router = Router(config)
+    await router.start()
+    try:
+        async with (
+            Client(router.url, "driver", acl_tokens["driver"], max_backoff_s=0.1) as driver,
+            Client(router.url, "strat", acl_tokens["strat"], max_backoff_s=0.1) as strat,
+        ):
+            batch = [
+                _intent("strat", 1, "strategy.intent.a"),
+                _intent("strat", 2, "strategy.intent.a"),
+            ]
+            assert all(a.staged for a in await strat.publish(batch, ns="runs/r", stage="w1"))
+            assert driver.welcome is not None
+            boot = driver.welcome.boot
+            await router.close()
+            router = Router(config)
+            await router.start()
+            await eventually(lambda: driver.connected and strat.connected)
+            assert driver.welcome.boot != boot  # the stagers can tell that stages were lost
+            with pytest.raises(RouterError) as err:
+                await driver.commit("w1", {"strat": 2}, ts_log=7, ns="runs/r")
+            assert err.value.code == "STAGE_UNKNOWN"
+            assert all(a.staged for a in await strat.publish(batch, ns="runs/r", stage="w1"))
+            done = await driver.commit("w1", {"strat": 2}, ts_log=7, ns="runs/r")
+            assert (done.first_gseq, done.count) == (1, 2)
+            with pytest.raises(RouterError) as err:  # committed: nothing held any more
+                await driver.commit("w1", {"strat": 2}, ts_log=7, ns="runs/r")
+            assert err.value.code == "STAGE_UNKNOWN"
+    finally:
+        await router.close()
 
 
 async def test_ephemeral_messages_reach_live_subscribers_and_are_not_logged(tmp_path: Path) -> None:

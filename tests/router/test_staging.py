@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickertape.router.staging import StageBook, StageIncompleteError
+from tickertape.router.staging import StageBook, StageIncompleteError, StageUnknownError
 
 from .support import trade
 
@@ -33,3 +33,18 @@ def test_incomplete_stage_is_kept() -> None:
 def test_empty_commit_of_unknown_stage_is_allowed() -> None:
     """An unknown stage with nothing expected commits zero events."""
     assert StageBook().take("main", "nothing", {}) == []
+
+
+def test_expecting_events_of_a_stage_that_holds_none_is_stage_unknown() -> None:
+    """A stage never staged (or already taken) with events expected raises STAGE_UNKNOWN."""
+    book = StageBook()
+    with pytest.raises(StageUnknownError) as info:
+        book.take("main", "lost", {"a": 1})
+    assert info.value.code == "STAGE_UNKNOWN"
+    book.add("main", "s1", [trade("a", 1)])
+    assert len(book.take("main", "s1", {"a": 1})) == 1
+    with pytest.raises(StageUnknownError):
+        book.take("main", "s1", {"a": 1})
+    book.add("runs/x", "s2", [trade("a", 2)])
+    with pytest.raises(StageUnknownError):  # another namespace's stage is not this one
+        book.take("main", "s2", {"a": 1})

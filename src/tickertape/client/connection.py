@@ -75,6 +75,8 @@ log = structlog.get_logger("tickertape.client")
 
 _ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
 _EVENTS_PREFIX = b'{"op":"events"'
+_NOT_RETRIED = frozenset({Code.STAGE_INCOMPLETE, Code.STAGE_UNKNOWN})
+"""Retryable codes left to the caller: only publishing more makes them succeed."""
 
 DEFAULT_OUTBOX_EVENTS = 100_000
 """Unacknowledged events a client keeps before :meth:`Client.publish` waits."""
@@ -640,7 +642,9 @@ class Client:
         """Append the events staged under ``stage`` as one batch (distributed replay).
 
         Raises:
-            RouterError: ``STAGE_INCOMPLETE`` (retryable: counts differ), ``FORBIDDEN``.
+            RouterError: ``STAGE_INCOMPLETE`` (retryable: counts differ), ``STAGE_UNKNOWN``
+                (nothing staged under ``stage``, e.g. after a router restart: the stagers
+                must publish again), ``FORBIDDEN``.
         """
         reply = await self._request(
             lambda ref: Commit(ref=ref, stage=stage, expect=expect, ts_log=ts_log, ns=ns)
@@ -680,7 +684,7 @@ class Client:
             except websockets.ConnectionClosed:
                 continue
             except RouterError as exc:
-                if exc.code in RETRYABLE and exc.code != Code.STAGE_INCOMPLETE:
+                if exc.code in RETRYABLE and exc.code not in _NOT_RETRIED:
                     await asyncio.sleep(0.2)
                     continue
                 raise

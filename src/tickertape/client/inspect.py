@@ -186,9 +186,30 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
             if isinstance(value, float) and not value.is_integer()
             else f"{int(value):,}",
         )
-    for name, gseq in sorted(stats.get("namespaces", {}).items()):
-        head.add_row(f"namespace {name}", f"{gseq:,}")
+    per_namespace = stats.get("namespace_metrics")
+    if per_namespace is None:  # a router before per-namespace health
+        for name, gseq in sorted(stats.get("namespaces", {}).items()):
+            head.add_row(f"namespace {name}", f"{gseq:,}")
     out.print(head)
+    if per_namespace:
+        spaces = Table(title="namespaces", show_header=True)
+        columns = ("namespace", "head gseq", "appended", "append p50 ms", "append p99 ms",
+                   "subscriptions", "live", "reading the log", "max lag")  # fmt: skip
+        for col in columns:
+            spaces.add_column(col, justify="left" if col == "namespace" else "right")
+        for name, m in sorted(per_namespace.items()):
+            spaces.add_row(
+                name,
+                f"{m.get('head_gseq', 0):,}",
+                f"{m.get('appended', 0):,}",
+                f"{m.get('append_p50_ms', 0.0):.3f}",
+                f"{m.get('append_p99_ms', 0.0):.3f}",
+                str(m.get("subscriptions", 0)),
+                str(m.get("live", 0)),
+                str(m.get("history", 0)),
+                f"{m.get('max_lag', 0):,}",
+            )
+        out.print(spaces)
     conns = Table(title="connections", show_header=True)
     for col in (
         "session",
@@ -197,6 +218,7 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
         "events in",
         "events out",
         "errors",
+        "namespace",
         "subscription",
         "state",
         "lag",
@@ -218,6 +240,7 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
                 f"{c.get('events_in', 0):,}" if first else "",
                 f"{c.get('events_out', 0):,}" if first else "",
                 str(c.get("errors", 0)) if first else "",
+                sub.get("ns", ""),
                 ",".join(sub.get("patterns", [])),
                 sub.get("state", ""),
                 f"{sub['lag']:,}" if "lag" in sub else "",

@@ -100,6 +100,10 @@ class Code(StrEnum):
     """``unsub`` or ``ack`` names no open subscription."""
     STAGE_INCOMPLETE = "STAGE_INCOMPLETE"
     """A ``commit``'s expected counts differ from what is staged; nothing was appended."""
+    STAGE_UNKNOWN = "STAGE_UNKNOWN"
+    """A ``commit`` expects events under a stage this router holds nothing for (staged
+    events live in router memory: after a router restart the stagers must publish them
+    again); nothing was appended."""
     LOG_UNAVAILABLE = "LOG_UNAVAILABLE"
     """The event log is unreachable or restarting; nothing was acknowledged."""
     DISK_FULL = "DISK_FULL"
@@ -112,6 +116,7 @@ RETRYABLE: frozenset[str] = frozenset(
     {
         Code.RATE_LIMITED,
         Code.STAGE_INCOMPLETE,
+        Code.STAGE_UNKNOWN,
         Code.LOG_UNAVAILABLE,
         Code.DISK_FULL,
         Code.INTERNAL,
@@ -359,6 +364,8 @@ class Welcome(ServerFrame, tag="welcome", frozen=True):
         head_gseq: the last gseq of the default namespace known to the router.
         version: :data:`PROTOCOL_VERSION`.
         limits: this connection's :class:`Limits`.
+        boot: an id of the router process, new at each start: when it changes between
+            two connections, events staged before were lost (see ``STAGE_UNKNOWN``).
     """
 
     ref: Ref
@@ -369,6 +376,7 @@ class Welcome(ServerFrame, tag="welcome", frozen=True):
     head_gseq: int
     version: int
     limits: Limits
+    boot: str = ""
 
 
 class AckItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import secrets
 import ssl
 import sys
 import time
@@ -422,6 +423,21 @@ def _peer(ws: ServerConnection) -> str:
     return str(addr)
 
 
+def _namespace_metrics(ns: _Namespace) -> dict[str, Any]:
+    subs = [sub for _conn, sub in ns.subs.values()]
+    latencies = ns.append_latency_ns
+    return {
+        "head_gseq": ns.head,
+        "appended": ns.appended,
+        "append_p50_ms": _percentile(latencies, 0.50) / 1e6,
+        "append_p99_ms": _percentile(latencies, 0.99) / 1e6,
+        "subscriptions": len(subs),
+        "live": sum(1 for sub in subs if sub.state is SubState.LIVE),
+        "history": sum(1 for sub in subs if sub.state is not SubState.LIVE),
+        "max_lag": max((max(0, ns.head - sub.cursor) for sub in subs), default=0),
+    }
+
+
 def _percentile(values: Sequence[int], q: float) -> float:
     if not values:
         return 0.0
@@ -459,6 +475,8 @@ class Router:
         self._health_task: asyncio.Task[None] | None = None
         self._log_watch: asyncio.Task[None] | None = None
         self._started_ns = time.time_ns()
+        self.boot = secrets.token_hex(8)
+        """This process's id, announced in ``welcome`` (staged events do not survive it)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -811,6 +829,7 @@ class Router:
                 head_gseq=ns.head,
                 version=PROTOCOL_VERSION,
                 limits=conn.limits,
+                boot=self.boot,
             )
         )
         log.info(
@@ -1124,16 +1143,31 @@ class Router:
         Returns:
             ``component``, ``head_gseq`` (default namespace), ``connections`` (one dict
             per connection: identity, queue depth, counters, and per subscription its
-            state, cursor and ``lag`` = head − cursor in gseqs), and ``metrics``:
-            totals, uptime in seconds, staged events, and the append latency p50/p99
-            in ms over the last appends of the default namespace.
+            namespace, state, cursor and ``lag`` = head − cursor in gseqs), ``metrics``
+            (totals, uptime in seconds, staged events, and the append latency p50/p99
+            in ms over the last appends of the default namespace), ``namespaces``
+            (namespace → head gseq) and ``namespace_metrics`` (namespace → its head,
+            events appended through this router, append latency p50/p99 in ms,
+            subscriptions live and reading the log, and the largest lag), for every
+            namespace the router serves.
         """
         default = self.namespaces.get(self.config.namespace)
-        latencies = default.append_latency_ns if default else []
+        connections = [conn.health() for conn in self.connections.values()]
+        result: dict[str, Any] = msgspec.to_builtins(self._health_payload(default, connections))
+        result["namespaces"] = {name: ns.head for name, ns in sorted(self.namespaces.items())}
+        result["namespace_metrics"] = {
+            name: _namespace_metrics(ns) for name, ns in sorted(self.namespaces.items())
+        }
+        return result
+
+    def _health_payload(self, ns: _Namespace | None, connections: list[dict[str, Any]]) -> Health:
+        """The health as seen from ``ns``: its head and append latency, every connection."""
+        latencies = ns.append_latency_ns if ns else []
         c = self.counters
         metrics = {
             "uptime_s": (time.time_ns() - self._started_ns) / 1e9,
             "connections": float(len(self.connections)),
+            "namespaces": float(len(self.namespaces)),
             "frames_in": float(c.frames_in),
             "events_in": float(c.events_in),
             "events_out": float(c.events_out),
@@ -1143,32 +1177,32 @@ class Router:
             "append_p50_ms": _percentile(latencies, 0.50) / 1e6,
             "append_p99_ms": _percentile(latencies, 0.99) / 1e6,
         }
-        payload = Health(
+        return Health(
             component="router",
-            head_gseq=default.head if default else 0,
-            connections=[conn.health() for conn in self.connections.values()],
+            head_gseq=ns.head if ns else 0,
+            connections=connections,
             metrics=metrics,
         )
-        result: dict[str, Any] = msgspec.to_builtins(payload)
-        result["namespaces"] = {name: ns.head for name, ns in sorted(self.namespaces.items())}
-        return result
 
     async def _health_loop(self) -> None:
+        """Publish ``system.health.router`` to the live subscribers of every namespace.
+
+        Each namespace gets its own view: its head and its append latency (the
+        connections and totals are the router's).
+        """
         while True:
             await asyncio.sleep(self.config.health_interval_s)
-            ns = self.namespaces.get(self.config.namespace)
-            if ns is None:
+            targets = [ns for ns in list(self.namespaces.values()) if ns.subs]
+            if not targets:
                 continue
-            health = self.health()
-            payload = Health(
-                component="router",
-                head_gseq=health["head_gseq"],
-                connections=health["connections"],
-                metrics=health["metrics"],
-            )
+            connections = [conn.health() for conn in self.connections.values()]
             now = time.time_ns()
-            seq = next(self._health_seq)
-            env = make_envelope(
-                payload, topic="system.health.router", source="router", source_seq=seq, ts_event=now
-            )
-            self.fan_out_ephemeral(ns, [env])
+            for ns in targets:
+                env = make_envelope(
+                    self._health_payload(ns, connections),
+                    topic="system.health.router",
+                    source="router",
+                    source_seq=next(self._health_seq),
+                    ts_event=now,
+                )
+                self.fan_out_ephemeral(ns, [env])

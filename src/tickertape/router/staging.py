@@ -44,6 +44,25 @@ class StageIncompleteError(RouterError):
         super().__init__(Code.STAGE_INCOMPLETE, f"stage {stage!r} incomplete: {detail}")
 
 
+class StageUnknownError(RouterError):
+    """A commit expects events under a stage that holds none (nothing appended).
+
+    Staged events live in router memory: after a router restart (or for a stage id
+    that was never used, or was committed already) the router holds nothing for it.
+
+    Attributes:
+        stage: the stage id.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        super().__init__(
+            Code.STAGE_UNKNOWN,
+            f"stage {stage!r} holds no events on this router (staged events are lost when "
+            "the router restarts): publish them again, then commit",
+        )
+
+
 class StageBook:
     """Staged envelopes per (namespace, stage)."""
 
@@ -85,11 +104,15 @@ class StageBook:
         """Remove and return the stage's events in (ts_event, source, source_seq) order.
 
         Raises:
+            StageUnknownError: nothing is staged under ``stage`` but ``expect`` names
+                events.
             StageIncompleteError: the per-source counts differ from ``expect`` (sources
                 expected with 0 may be absent); the stage is kept.
         """
         staged = self.counts(ns, stage)
         wanted = {s: n for s, n in expect.items() if n}
+        if wanted and (ns, stage) not in self._stages:
+            raise StageUnknownError(stage)
         if staged != wanted:
             raise StageIncompleteError(stage, wanted, staged)
         held = self._stages.pop((ns, stage), {})
