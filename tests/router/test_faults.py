@@ -1,6 +1,7 @@
 """Fault tests with real processes and sockets: router and log killed, subscriber stopped.
 
-Sizes are kept small for CI; set TICKERTAPE_FAULT_EVENTS=100000 for the full run.
+Sizes are kept small for CI; set TICKERTAPE_FAULT_EVENTS=100000 for the full run. The
+stopped-subscriber test uses the issue's 20 s pause (TICKERTAPE_PAUSE_S changes it).
 """
 
 from __future__ import annotations
@@ -32,14 +33,15 @@ from tests.router.support import trade
 async def main(url, n, rate):
     async with Client(url, "md", max_backoff_s=0.3) as c:
         step = 200 if rate == 0 else 50
+        started = time.monotonic()
         for s in range(1, n + 1, step):
+            if rate:  # paced on a schedule, whatever each publish took
+                await asyncio.sleep(max(0.0, started + (s - 1) / rate - time.monotonic()))
             batch = [trade("md", i) for i in range(s, min(s + step, n + 1))]
             if rate:
                 now = time.time_ns()
                 batch = [msgspec.structs.replace(e, ts_init=now) for e in batch]
             await c.publish(batch)
-            if rate:
-                await asyncio.sleep(step / rate)
         print(json.dumps({"acked": n, "reconnects": c.reconnects}), flush=True)
 
 asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
@@ -152,34 +154,37 @@ def test_log_process_sigkilled_and_restarted_loses_and_repeats_nothing(tmp_path:
 
 @pytest.mark.slow
 def test_stopped_subscriber_does_not_slow_others_and_catches_up(tmp_path: Path) -> None:
-    """A SIGSTOP'd subscriber leaves the others' latency within 2x (plus 5 ms) and catches up after SIGCONT."""
+    """A subscriber SIGSTOP'd for 20 s under load leaves the others' latency within 2x; after SIGCONT it catches up with no gap."""
     port = free_port()
     url = f"ws://127.0.0.1:{port}"
     router = tape("router", "--port", str(port), "--data-dir", str(tmp_path / "d"),
                   "--send-queue-frames", "64", log=tmp_path / "router.log")  # fmt: skip
     wait_port(port)
-    n, rate, pause_s = 40_000, 5_000.0, float(os.environ.get("TICKERTAPE_PAUSE_S", "4"))
+    pause_s = float(os.environ.get("TICKERTAPE_PAUSE_S", "20"))
+    rate, lead_s, tail_s = 2_000.0, 2.5, 1.5
+    n = int(rate * (lead_s + pause_s + tail_s))
     subs = [python(SUBSCRIBER, url, str(n), f"reader{i}", str(ROOT)) for i in range(3)]
     for s in subs:
         _wait_line(s, "subscribed")
     pub = python(PUBLISHER, url, str(n), str(rate), str(ROOT))
     try:
-        time.sleep(2.0)
+        time.sleep(lead_s)
         paused_at = time.time_ns()
         subs[0].send_signal(signal.SIGSTOP)
         time.sleep(pause_s)
         resumed_at = time.time_ns()
         subs[0].send_signal(signal.SIGCONT)
-        assert _result(pub, 60)["acked"] == n
-        results = [_result(s, 60) for s in subs]
+        assert _result(pub, 120)["acked"] == n
+        results = [_result(s, 120) for s in subs]
     finally:
         for p in (pub, *subs, router):
             kill(p)
-    assert results[0]["gseqs"] == list(range(1, n + 1))
+    assert results[0]["gseqs"] == list(range(1, n + 1)), "the stopped subscriber has a gap"
     for r in results[1:]:
         assert r["gseqs"] == list(range(1, n + 1))
-        before = sorted(lat for t, lat in r["lat"] if t < paused_at)
+        # "Normal" is the latency before the pause, skipping the first second (start-up).
+        before = sorted(lat for t, lat in r["lat"] if paused_at - 2_000_000_000 <= t < paused_at)
         during = sorted(lat for t, lat in r["lat"] if paused_at <= t < resumed_at)
-        p50_before = before[len(before) // 2]
-        p50_during = during[len(during) // 2]
-        assert p50_during <= 2 * p50_before + 5_000_000, (p50_before, p50_during)
+        p50_before, p50_during = before[len(before) // 2], during[len(during) // 2]
+        # 2x of normal; 1 ms of slack for a normal below 1 ms on a shared machine.
+        assert p50_during <= 2 * max(p50_before, 1_000_000), (p50_before, p50_during)
