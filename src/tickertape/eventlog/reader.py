@@ -505,20 +505,22 @@ def merge_by_gseq(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
     if len(iterators) == 1:
         yield from iterators[0]
         return
-    heap: list[tuple[int, int, Record]] = []
+    heap: list[tuple[int, int, Record, Callable[[], Record]]] = []
     for i, it in enumerate(iterators):
         rec = next(it, None)
         if rec is not None:
-            heap.append((rec.gseq, i, rec))
+            heap.append((rec.gseq, i, rec, it.__next__))
     heapq.heapify(heap)
+    replace = heapq.heapreplace
     while heap:
-        _g, i, rec = heap[0]
+        _g, i, rec, advance = heap[0]
         yield rec
-        nxt = next(iterators[i], None)
-        if nxt is None:
+        try:
+            nxt = advance()
+        except StopIteration:
             heapq.heappop(heap)
-        else:
-            heapq.heapreplace(heap, (nxt.gseq, i, nxt))
+            continue
+        replace(heap, (nxt.gseq, i, nxt, advance))
 
 
 def merge_by_time(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
