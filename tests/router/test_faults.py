@@ -70,6 +70,43 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
 """
 
 
+FLOODER = """
+import asyncio, json, sys, time
+from collections import Counter
+from websockets.asyncio.client import connect
+
+BAD_PUB = json.dumps({"op": "pub", "ref": 5, "events": [{"id": "x:1", "topic": "md.x",
+    "type": "md.trade", "v": 1, "market": "crypto", "ts_event": 1, "ts_init": 1,
+    "source": "someone-else", "source_seq": 1, "payload": {"symbol": 1}}]})
+FRAMES = [b"not json", b'{"op":"nope","ref":1}', b'{"op":"stats","ref":2}',
+          b'{"op":"sub","ref":3,"patterns":["md..x"]}', b'{"op":"ack","ref":4,"sub":9,"gseq":1}',
+          BAD_PUB.encode(), b'{"op":"hello","ref":6,"identity":"again"}']
+
+async def main(url, seconds):
+    codes, sent = Counter(), 0
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "flood"}))
+        await ws.recv()
+        async def read():
+            async for message in ws:
+                frame = json.loads(message)
+                codes[frame.get("code") or frame["op"]] += 1
+                for result in frame.get("results", []):
+                    codes[result.get("error")] += 1
+        reader = asyncio.create_task(read())
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for frame in FRAMES:  # as fast as the socket takes them
+                await ws.send(frame, text=True)
+            sent += len(FRAMES)
+        await asyncio.sleep(1.0)
+        reader.cancel()
+    print(json.dumps({"sent": sent, "codes": codes}), flush=True)
+
+asyncio.run(main(sys.argv[1], float(sys.argv[2])))
+"""
+
+
 def _result(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     out, err = proc.communicate(timeout=timeout)
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
@@ -188,3 +225,31 @@ def test_stopped_subscriber_does_not_slow_others_and_catches_up(tmp_path: Path) 
         p50_before, p50_during = before[len(before) // 2], during[len(during) // 2]
         # 2x of normal; 1 ms of slack for a normal below 1 ms on a shared machine.
         assert p50_during <= 2 * max(p50_before, 1_000_000), (p50_before, p50_during)
+
+
+@pytest.mark.slow
+def test_flooding_client_is_answered_and_others_streams_are_intact(tmp_path: Path) -> None:
+    """A raw client flooding bad and expensive frames gets errors and rate limits; the router stays up and others lose nothing."""
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+    router = tape("router", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+                  "--max-frames-per-s", "2000", log=tmp_path / "router.log")  # fmt: skip
+    wait_port(port)
+    n = 12_000
+    sub = python(SUBSCRIBER, url, str(n), "reader", str(ROOT))
+    _wait_line(sub, "subscribed")
+    flood = python(FLOODER, url, "5")
+    pub = python(PUBLISHER, url, str(n), "2000", str(ROOT))
+    try:
+        flooded = _result(flood, 60)
+        assert _result(pub, 60)["acked"] == n
+        got = _result(sub, 60)
+        assert router.poll() is None, "the router died"
+    finally:
+        for p in (pub, sub, flood, router):
+            kill(p)
+    _check_exactly_once(got, n)
+    codes = flooded["codes"]
+    for code in ("BAD_JSON", "UNKNOWN_OP", "BAD_PATTERN", "UNKNOWN_SUBSCRIPTION",
+                 "SOURCE_MISMATCH", "ALREADY_AUTHENTICATED", "RATE_LIMITED"):  # fmt: skip
+        assert codes.get(code), (code, codes)

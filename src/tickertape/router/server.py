@@ -191,6 +191,11 @@ class _TokenBucket:
         self.level -= n
         return True
 
+    def wait_s(self, n: float) -> float:
+        """Seconds until ``n`` tokens are available (0 when they are)."""
+        missing = min(n, self.burst) - self.level
+        return max(0.0, missing / self.rate)
+
 
 @dataclass(slots=True)
 class _Job:
@@ -748,6 +753,10 @@ class Router:
                     f"more than {conn.limits.max_frames_per_s:g} frames/s; slow down",
                     None,
                 )
+                # Stop reading this connection until its budget refilled for 50 ms of
+                # frames: a flood then costs the router one answer per pause, not one
+                # per frame, and TCP pushes back on the sender.
+                await asyncio.sleep(conn.frames.wait_s(max(1.0, 0.05 * conn.frames.rate)))
             else:
                 keep = await self._on_frame(conn, message)
                 if not keep:
