@@ -21,8 +21,9 @@ Without a token file the router runs *open*: any identity, no token, every topic
 (loopback only; :func:`check_bind` enforces it).
 
 Roles (:data:`ROLES`, ``tape token create NAME --role ROLE``) fill in the patterns of
-each built-in process: what it publishes (DESIGN §4: strategies only their own
-intents, only risk approvals, only the order engine orders) and what it reads. The
+each built-in process: what it publishes (DESIGN §1.4: strategies only their own
+intents, only risk approvals, only the order engine orders; the actors' patterns are
+:mod:`tickertape.roles`, the table the hosts enforce too) and what it reads. The
 table is documented in docs/protocol.md ("Roles").
 """
 
@@ -41,6 +42,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.errors import AuthError, ConfigError
+from tickertape.roles import ROLE_PUBLISH, STRATEGY_PREFIX, own_system_topics
 from tickertape.topics import matches_any, validate_pattern
 
 
@@ -166,9 +168,7 @@ class Role(msgspec.Struct, frozen=True, kw_only=True):
 
 
 ACTOR_PUBLISH: tuple[str, ...] = (
-    "system.alert.{id}",
-    "system.clock.actor.{id}",
-    "system.clock.query.{id}",
+    *own_system_topics("{id}"),
     "system.replay.hello",
     "system.replay.done",
 )
@@ -188,12 +188,12 @@ and a distributed replay's steps."""
 ROLES: dict[str, Role] = {
     "marketdata": Role(
         description="market data: trades, quotes, bars, gaps, corporate actions, raw venue messages",
-        publish=("md.>", "raw.>"),
+        publish=ROLE_PUBLISH["marketdata"],
         subscribe=("md.>", "raw.>"),
     ),
     "indicators": Role(
         description="indicator values computed from bars",
-        publish=("indicator.>",),
+        publish=ROLE_PUBLISH["indicators"],
         subscribe=("md.>",),
     ),
     "strategy": Role(
@@ -203,7 +203,7 @@ ROLES: dict[str, Role] = {
     ),
     "risk": Role(
         description="the risk gate: approvals, rejections, trading state (the kill switch)",
-        publish=("risk.>",),
+        publish=ROLE_PUBLISH["risk"],
         subscribe=(
             "strategy.intent.>",
             "order.>",
@@ -215,12 +215,12 @@ ROLES: dict[str, Role] = {
     ),
     "orders": Role(
         description="the order engine: order lifecycle events, acting on approvals only",
-        publish=("order.>",),
+        publish=ROLE_PUBLISH["orders"],
         subscribe=("risk.approved.>", "risk.state", "md.>"),
     ),
     "pnl": Role(
         description="positions, PnL, equity and drawdown",
-        publish=("pnl.>",),
+        publish=ROLE_PUBLISH["pnl"],
         subscribe=("order.>", "md.>"),
     ),
     "timeauthority": Role(
@@ -249,8 +249,6 @@ ROLES: dict[str, Role] = {
     ),
 }
 """The built-in roles, by name (docs/protocol.md, "Roles")."""
-
-STRATEGY_PREFIX = "strategy."
 
 
 def role_patterns(role: str, identity: str) -> tuple[list[str], list[str], bool]:
