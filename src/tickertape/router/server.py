@@ -24,7 +24,6 @@ import contextlib
 import itertools
 import secrets
 import ssl
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import structlog
 import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from tickertape.errors import AuthError, DiskFullError, RouterError, SchemaError
+from tickertape.errors import AuthError, DiskFullError, RouterError
 from tickertape.eventlog.writer import AppendResult
 from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
 from tickertape.router.fanout import LiveBatch
@@ -82,9 +81,9 @@ from tickertape.router.protocol import (
 )
 from tickertape.router.staging import StageBook
 from tickertape.router.subscriptions import Subscription, SubState
-from tickertape.schemas import is_known
+from tickertape.router.validation import check_envelopes
 from tickertape.schemas.envelope import Envelope, Record, stamp
-from tickertape.schemas.registry import decode_payload, make_envelope, schemas
+from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import Health
 from tickertape.topics import validate_topic
 
@@ -94,50 +93,6 @@ _RECORD_ENCODER = msgspec.json.Encoder()
 _MAX_MERGE_EVENTS = 10_000
 """Most events the appender merges into one log append (more costs memory, not time:
 10 000 events per fsync is already far past the point where fsync costs count)."""
-
-_PAYLOAD_DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any] | None] = {}
-
-
-def _payload_problem(env: Envelope) -> str | None:
-    """Why ``env``'s payload fails its schema, or None; (type, v) must be known.
-
-    The common case (a registered (type, v)) is one typed decode of the raw bytes;
-    older versions go through :func:`decode_payload` and its upcasters, and so does
-    any failure, for its message.
-    """
-    key = (env.type, env.v)
-    try:
-        decoder = _PAYLOAD_DECODERS[key]
-    except KeyError:
-        cls = schemas().get(key)
-        decoder = _PAYLOAD_DECODERS[key] = None if cls is None else msgspec.json.Decoder(cls)
-    if decoder is not None:
-        try:
-            decoder.decode(env.payload)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            pass
-        else:
-            return None
-    try:
-        decode_payload(env.type, env.v, env.payload)
-    except SchemaError as exc:
-        return str(exc)
-    return None
-
-
-def _share_strings(envelopes: Sequence[Envelope], identity: str, topics: dict[str, Any]) -> None:
-    """Make equal ``source`` and ``topic`` strings of a batch one object each.
-
-    The log keeps (source, source_seq) → (topic, offset, gseq) for its recent events
-    (duplicate answers); with the decoder's fresh copies each of those entries would
-    hold two strings of its own. The values are equal, so the envelopes (just decoded,
-    owned by the router) do not change.
-    """
-    canonical = {topic: sys.intern(topic) for topic in topics}
-    force_setattr = msgspec.structs.force_setattr
-    for env in envelopes:
-        force_setattr(env, "source", identity)
-        force_setattr(env, "topic", canonical[env.topic])
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -870,33 +825,16 @@ class Router:
             topic_problems[topic] = await self._check_topic(
                 topic, identity, grant, ns, frame.ephemeral
             )
-        problems: list[tuple[str, str] | None] = []
-        accept_unknown = self.config.accept_unknown_types
-        for env in frame.events:
-            problem = topic_problems[env.topic]
-            if env.source != identity:
-                problem = (
-                    Code.SOURCE_MISMATCH,
-                    f"source {env.source!r} is not the authenticated identity {identity!r}",
-                )
-            elif env.id != f"{env.source}:{env.source_seq}":
-                problem = (Code.BAD_ID, f"id {env.id!r} must be {env.source}:{env.source_seq}")
-            elif problem is None:
-                if is_known(env.type, env.v):
-                    reason = _payload_problem(env)
-                    if reason is not None:
-                        problem = (Code.SCHEMA_INVALID, reason)
-                elif not accept_unknown:
-                    problem = (
-                        Code.UNKNOWN_TYPE,
-                        f"no schema for {env.type} v{env.v} on this router",
-                    )
-            problems.append(problem)
-        if not any(problems):
+        problems = check_envelopes(
+            frame.events,
+            identity,
+            topic_problems,
+            accept_unknown=self.config.accept_unknown_types,
+        )
+        if problems is None:
             if not frame.ephemeral:
                 for topic in topic_problems:
                     ns.owners.setdefault(topic, identity)
-                _share_strings(frame.events, identity, topic_problems)
             return None
         return [
             AckItem(id=env.id, error=p[0], message=p[1])
