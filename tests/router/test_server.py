@@ -433,6 +433,17 @@ async def test_full_subscription_buffer_does_not_stall_the_connection(tmp_path: 
         )  # fmt: skip
 
 
+async def test_fetch_that_overflows_its_buffer_resumes_within_its_limit(tmp_path: Path) -> None:
+    """A fetch whose consumer waits overflows, fetches the rest again, and still honours limit."""
+    async with running_router(tmp_path) as router, Client(router.url, "md") as c:
+        for start in range(1, 5001, 1000):
+            await c.publish([trade("md", i) for i in range(start, start + 1000)])
+        fetch = c.fetch(["md.>"], "beginning", limit=4500, queue_frames=2)
+        await eventually(lambda: fetch.overflows >= 1)
+        got = [r.gseq async for r in fetch]
+        assert got == list(range(1, 4501))
+
+
 async def test_fetch_streams_a_bounded_range(tmp_path: Path) -> None:
     """fetch yields the requested range and ends."""
     async with running_router(tmp_path) as router, Client(router.url, "md") as c:

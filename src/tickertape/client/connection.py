@@ -300,6 +300,7 @@ class RemoteSubscription:
     async def close(self) -> None:
         """Unsubscribe; iteration ends after the events already received."""
         self._finish()
+        self._client._overflowed.pop(self.ref, None)
         if self._client._subs.pop(self.ref, None) is not None:
             with contextlib.suppress(RouterError, websockets.ConnectionClosed, OSError):
                 await self._client._request(lambda ref: Unsub(ref=ref, sub=self.ref), timeout=5.0)
@@ -732,21 +733,27 @@ class Client:
         to_gseq: int | None = None,
         limit: int | None = None,
         ns: str | None = None,
+        queue_frames: int = 16,
     ) -> RemoteSubscription:
         """Stream a bounded range of history (ends after the range).
 
         Args:
             patterns: topic patterns.
             start: where to start.
-            to_gseq: last gseq included (the head at the time of the request when None).
+            to_gseq: last gseq included (the head at the time of the request when None;
+                after an overflow of the buffer, the head when it is requested again).
             limit: most events.
             ns: namespace.
+            queue_frames: frames buffered before the fetch overflows (see
+                :class:`RemoteSubscription`).
         """
         ref = next(self._refs)
         frame = Fetch(
             ref=ref, patterns=list(patterns), start=start, to_gseq=to_gseq, limit=limit, ns=ns
         )
-        sub = RemoteSubscription(self, ref, frame, include_ephemeral=False, queue_frames=16)
+        sub = RemoteSubscription(
+            self, ref, frame, include_ephemeral=False, queue_frames=queue_frames
+        )
         self._subs[ref] = sub
         self._send_soon(sub)
         return sub
