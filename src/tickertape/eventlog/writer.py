@@ -273,7 +273,6 @@ class EventLog:
         self._rolled: list[Path] = []
         self._open_lru: OrderedDict[str, None] = OrderedDict()
         self._scanned: dict[str, dict[tuple[str, int], tuple[str, int, int]]] = {}
-        self._corrupt_gaps: list[tuple[int, int]] = []
         self._deferred_close: list[int] = []
         self.recovery = RecoveryReport()
         self.reader = LogReader(data_dir, namespace, head=self._reader_head)
