@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tickertape.errors import RouterError
+from tickertape.router.fanout import LiveBatch
 from tickertape.router.protocol import StartAt
 from tickertape.router.subscriptions import Subscription, SubState
-from tickertape.schemas import stamp
+from tickertape.schemas import Record, stamp
 
 from .support import trade
 
@@ -89,3 +91,37 @@ def test_any_sequence_of_windows_delivers_in_order_without_repeats(windows: list
         batch = recs[start - 1 : start - 1 + length]
         delivered += [batch[i].gseq for i in sub.select(batch)]
     assert delivered == sorted(set(delivered))
+
+
+_PATTERNS = ["md.>", "md.trade.crypto.BTC", "md.trade.*.ETH", "md.trade.crypto.*", "x.>"]
+
+
+@given(
+    st.lists(st.sampled_from(_PATTERNS), min_size=1, max_size=3, unique=True),
+    st.lists(st.integers(1, 25), min_size=1, max_size=6),
+    st.sampled_from([None, 5, 30]),
+    st.integers(1, 4),
+)
+def test_live_batches_select_what_record_by_record_selection_does(
+    patterns: list[str], sizes: list[int], min_gseq: int | None, per_frame: int
+) -> None:
+    """select_batch (topics matched once per batch, shared frames) picks exactly what select picks."""
+    recs = _records(sum(sizes), ("BTC", "ETH", "SOL"))
+    start = StartAt(gseq=min_gseq) if min_gseq else "beginning"
+    by_record = Subscription(1, "main", patterns, start, 0)
+    by_batch = Subscription(2, "main", patterns, start, 0)
+    shared = Subscription(3, "main", patterns, start, 0)
+    pos = 0
+    for size in sizes:
+        chunk = recs[pos : pos + size]
+        pos += size
+        expected = [chunk[i].gseq for i in by_record.select(chunk)]
+        batch = LiveBatch(chunk, per_frame)
+        selection = by_batch.select_batch(batch)
+        assert [chunk[i].gseq for i in selection[1]] == expected
+        assert shared.select_batch(batch)[0] == selection[0]  # same pick, same key
+        bodies = batch.bodies(selection)
+        decoded = [r for body in bodies for r in msgspec.json.decode(body.body, type=list[Record])]
+        assert [r.gseq for r in decoded] == expected
+        assert all(body.count <= per_frame for body in bodies)
+        assert by_batch.cursor == by_record.cursor
