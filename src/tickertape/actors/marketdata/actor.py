@@ -351,7 +351,11 @@ class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             if not symbol.isalnum() or symbol != symbol.upper():
                 raise ConfigError(f"symbols: {symbol!r} is not an upper-case venue symbol")
         for interval in self.bar_intervals:
-            if interval_ns(interval) % 1_000_000_000:
+            try:
+                length = interval_ns(interval)
+            except ConfigError as exc:
+                raise ConfigError(f"bar_intervals: {exc.detail}") from None
+            if length % 1_000_000_000:
                 raise ConfigError(f"bar_intervals: {interval!r} is not a whole number of seconds")
         if self.bar_grace_ms < 0:
             raise ConfigError(f"bar_grace_ms must be >= 0 (got {self.bar_grace_ms})")

@@ -10,8 +10,13 @@ events to an async ``sink`` in order. The connection is retried with capped
 exponential backoff (``initial_backoff_s`` doubling to ``max_backoff_s``, reset after a
 successful connection); permessage-deflate is off.
 
+:class:`LiveMarketDataHost` is the live market-data process (``tape feed``): the
+adapter's events and the bars of
+:class:`~tickertape.actors.marketdata.actor.LiveBars`, published through the router
+under one identity, restartable without publishing anything twice.
+
 This is an I/O shell (it may read the wall clock: ``recv_ns`` is the local arrival
-time); all decisions are in the pure feed.
+time, ``ts_init`` the publication time); all decisions are in the pure feed and bars.
 """
 
 from __future__ import annotations

@@ -276,6 +276,9 @@ class ExchangeSimulator:
         queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE_LIMIT + 1)  # + the sentinel
         self._clients[connection] = (wanted, queue)
         self._first_client.set()
+        watcher = asyncio.create_task(
+            self._end_on_close(connection, queue), name="exchange-sim-client-watcher"
+        )
         try:
             while True:
                 text = await queue.get()
@@ -287,7 +290,18 @@ class ExchangeSimulator:
                     return
                 await connection.send(text)
         finally:
+            watcher.cancel()
             self._clients.pop(connection, None)
+
+    async def _end_on_close(
+        self, connection: ServerConnection, queue: asyncio.Queue[str | None]
+    ) -> None:
+        # A client that goes away while its queue is empty would leave the handler
+        # waiting for a frame forever (and the server's shutdown waiting for it).
+        await connection.wait_closed()
+        self._clients.pop(connection, None)
+        with contextlib.suppress(asyncio.QueueFull):
+            queue.put_nowait(_GOING_AWAY)
 
     async def _play(self) -> None:
         if self.wait_for_client:
