@@ -130,17 +130,6 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
     eventually(ready, timeout, url)
 
 
-def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
-    """Wait until something listens on ``host:port``."""
-
-    def ready() -> bool:
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            return s.connect_ex((host, port)) == 0
-
-    eventually(ready, timeout, f"{host}:{port} to listen")
-
-
 def latest_trade_id(sim_port: int, symbol: str = "BTCUSDT") -> int:
     """The id of the last trade the exchange simulator has played (0 before any)."""
     url = f"http://127.0.0.1:{sim_port}/api/v3/historicalTrades?symbol={symbol}&limit=1"
