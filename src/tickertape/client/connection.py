@@ -421,9 +421,12 @@ class Client:
         backoff = 0.05
         while not self._closing:
             try:
+                # ssl=None is refused for a wss:// URL: pass a context only when one
+                # was given, so wss:// uses the library's default (verified) TLS.
+                tls: dict[str, Any] = {} if self._ssl is None else {"ssl": self._ssl}
                 ws = await ws_connect(
                     self.url,
-                    ssl=self._ssl,
+                    **tls,
                     max_size=None,
                     compression=None,
                     open_timeout=10,
