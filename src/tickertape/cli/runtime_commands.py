@@ -280,6 +280,19 @@ def actor_command(
         spec = resolve_path(target, config_file)
     else:
         spec = resolve_package(target, config_file)
+    if replay_run is None and spec.name == "marketdata":
+        # Live, the market-data actor is the venue feed (`tape feed` with its defaults:
+        # the local exchange simulator); `tape feed` takes the venue's options.
+        if config_file is not None:
+            raise click.UsageError(
+                "live market data takes the venue's options on `tape feed` "
+                "(--url, --symbol, --bars); --config is for replays"
+            )
+        from tickertape.actors.marketdata.actor import LiveFeedConfig
+        from tickertape.actors.marketdata.binance_client import run_live_marketdata
+
+        asyncio.run(run_live_marketdata(router_url, LiveFeedConfig(), data_dir, token=token))
+        return
     if replay_run is None:
         from tickertape.actors.runtime.remote import run_live_actor
 
