@@ -55,10 +55,12 @@ def encode_into(
     """
     start = len(buffer)
     _encode_into(envelope, buffer, start)
-    # The closing brace gives way to the log fields, then the checksum of all before it.
+    # The closing brace gives way to the log fields, then the checksum of all before it
+    # (del + += is cheaper here than a slice assignment).
     end = len(buffer) - 1
+    del buffer[end]
     suffix = ts_log if isinstance(ts_log, bytes) else ts_log_suffix(ts_log)
-    buffer[end:] = b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
+    buffer += b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
     line = buffer[start:]
     # The payload, the envelope's last member, is stored verbatim (msgspec.Raw) and ends
     # just before the closing brace.
@@ -69,8 +71,8 @@ def encode_into(
     ):
         del buffer[start:]
         _encode_clean(envelope, buffer, start)
-        end = len(buffer) - 1
-        buffer[end:] = b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
+        del buffer[-1]
+        buffer += b',"offset":%d,"gseq":%d%b' % (offset, gseq, suffix)
         line = buffer[start:]
     buffer += b',"crc":%d}\n' % _crc32c(line)
     return len(buffer) - start
