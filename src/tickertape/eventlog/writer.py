@@ -858,7 +858,10 @@ class EventLog:
         sources = self._sources
         topics = self._topics
         pending_src: dict[str, int] = {}
-        pending_keys: dict[tuple[str, int], tuple[str, int, int]] = {}
+        # Positions go straight into the recent-keys map (for later duplicates): an
+        # entry of a group that then fails is never looked up (its source_seq is not
+        # recorded as stored) and is overwritten when the envelope is stored.
+        recent = self._recent
         # name -> [next_offset, last_ts, last_gseq, sealed_day, batch of its latest day]
         pending_topic: dict[str, list[Any]] = {}
         new_topics: list[str] = []
@@ -875,7 +878,7 @@ class EventLog:
             if src_last is None:
                 src_last = sources.get(source, 0)
             if seq <= src_last:
-                append_result(self._duplicate(env, pending_keys))
+                append_result(self._duplicate(env))
                 continue
             topic_name = env.topic
             state = pending_topic.get(topic_name)
@@ -938,7 +941,7 @@ class EventLog:
             batch.sources[source] = seq
             encode_into(env, offset, head, ts_suffix, buffer)
             pending_src[source] = seq
-            pending_keys[(source, seq)] = (topic_name, offset, head)
+            recent[(source, seq)] = (topic_name, offset, head)
             append_result(AppendResult(id=env.id, offset=offset, gseq=head))
         if head >= first:
             self._write(batches, new_topics, pending_topic)
@@ -946,7 +949,7 @@ class EventLog:
                 self._sync_files()
             self._head = head
             sources.update(pending_src)
-            self._remember_many(pending_keys)
+            self._rotate_recent()
             if durable:
                 self._after_sync()
             else:
@@ -962,11 +965,9 @@ class EventLog:
             base = topic.index.count if topic.index is not None else -1
         return _Batch(name, day, base)
 
-    def _duplicate(
-        self, env: Envelope, pending: dict[tuple[str, int], tuple[str, int, int]]
-    ) -> AppendResult:
+    def _duplicate(self, env: Envelope) -> AppendResult:
         key = (env.source, env.source_seq)
-        pos = pending.get(key) or self._recent.get(key) or self._recent_old.get(key)
+        pos = self._recent.get(key) or self._recent_old.get(key)
         if pos is None:
             pos = self._find_stored(env)
         if pos is None:
@@ -997,9 +998,8 @@ class EventLog:
             self._recent_old = self._recent
             self._recent = {}
 
-    def _remember_many(self, keys: dict[tuple[str, int], tuple[str, int, int]]) -> None:
+    def _rotate_recent(self) -> None:
         """Keep recent (source, source_seq) positions: two generations of RECENT_KEYS/2."""
-        self._recent.update(keys)
         if len(self._recent) > RECENT_KEYS // 2:
             self._recent_old = self._recent
             self._recent = {}
