@@ -509,6 +509,7 @@ class RemoteHost:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._alert_seq = 0
+        self._unacked: list[Envelope] = []
         self._events_at_snapshot = 0
         self._clock_at_snapshot = 0
 
@@ -618,10 +619,16 @@ class RemoteHost:
             await asyncio.sleep(1.0)
 
     async def _flush(self) -> None:
-        outputs = self.hosted.ctx.drain()
-        if not outputs:
+        # Outputs stay in _unacked until the log acknowledges them: a flush cancelled
+        # mid-publish (a clean stop) leaves them for the final flush, which resends them
+        # with the same keys. Dropping them would lose them for good: the position and
+        # the snapshot taken on stop are already past the events that produced them.
+        self._unacked.extend(self.hosted.ctx.drain())
+        if not self._unacked:
             return
+        outputs = list(self._unacked)
         acks = await self.client.publish(outputs, ns=self.namespace)
+        del self._unacked[: len(outputs)]
         for env, ack in zip(outputs, acks, strict=True):
             if ack.duplicate and ack.gseq is not None:
                 await self._check_duplicate(env, ack.gseq)
