@@ -190,6 +190,11 @@ def verify_command(as_json: bool, data_dir: str, namespace: str) -> None:
                     p.path, str(p.position), "" if p.offset is None else str(p.offset), p.what
                 )
             console.print(table)
+        for p in report.in_flight:
+            console.print(
+                f"[dim]in flight (a writer is live, not checked): {p.path} "
+                f"from byte {p.position}: {p.what}[/]"
+            )
         status = "[green]clean[/]" if report.ok else "[red]NOT CLEAN[/]"
         console.print(
             f"{namespace}: {report.files} files, {report.records} records, "
