@@ -21,6 +21,7 @@ from tickertape.actors.marketdata.importers import (
     parse_quandl_wiki,
 )
 from tickertape.actors.marketdata.loader import import_files
+from tickertape.cli.options import data_dir_option
 from tickertape.eventlog import EventLog
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.topics import validate_topic
@@ -88,12 +89,7 @@ def _parse(
     help="Whether the file's prices are adjusted for corporate actions.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first malformed row.")
-@click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-)
+@data_dir_option("Directory holding logs/ and snapshots/.")
 @click.option("--namespace", default="main", show_default=True)
 def import_command(
     format: str,

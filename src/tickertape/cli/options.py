@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -31,6 +32,22 @@ def data_options(fn: F) -> F:
         help="Directory holding logs/ and snapshots/.",
     )(fn)
     return fn
+
+
+def data_dir_option(help: str, default: str = ".") -> Callable[[F], F]:
+    """``--data-dir``/``-d``: a directory (a :class:`pathlib.Path`), default ``default``.
+
+    For commands that take the data directory without a namespace (see
+    :func:`data_options` for both).
+    """
+    return click.option(
+        "--data-dir",
+        "-d",
+        default=default,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help,
+    )
 
 
 def parse_time_ns(text: str) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from tickertape.cli.options import data_dir_option
 from tickertape.errors import ConfigError
 from tickertape.router.auth import ROLES, create_token, role_patterns
 from tickertape.router.logservice import LogService
@@ -40,13 +41,7 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 @click.command("router")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=7400, show_default=True, type=int, help="TCP port (0: any).")
-@click.option(
-    "--data-dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Data directory of the embedded event log.",
-)
+@data_dir_option("Data directory of the embedded event log.")
 @click.option("--namespace", default="main", show_default=True, help="Default namespace.")
 @click.option(
     "--log-url",
@@ -135,13 +130,7 @@ def router_command(
 @click.command("eventlog")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=7401, show_default=True, type=int, help="TCP port (0: any).")
-@click.option(
-    "--data-dir",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Data directory of the log.",
-)
+@data_dir_option("Data directory of the log.")
 def eventlog_command(host: str, port: int, data_dir: Path) -> None:
     """Run the event log as its own process, for `tape router --log-url`."""
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.runtime.resolution import ACTOR_PACKAGES, ActorSpec, config_hash, resolve
-from tickertape.cli.options import format_ns
+from tickertape.cli.options import data_dir_option, format_ns
 from tickertape.errors import ConfigError
 from tickertape.replay.inprocess import run_in_process
 from tickertape.replay.manifest import RunSettings
@@ -118,13 +118,7 @@ def _estimate_end(data_dir: Path, settings: RunSettings) -> int | None:
 )
 @click.option("--run-id", default=None, help="Default: <from>-<config hash>.")
 @click.option("--source-namespace", default="main", show_default=True)
-@click.option(
-    "--data-dir",
-    "-d",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
+@data_dir_option("Directory holding logs/ and snapshots/.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of ctx.random.")
 @click.option(
     "--snapshot-every",
@@ -246,14 +240,7 @@ def replay_command(
     show_default=True,
     help="With --replay: the namespace the replay reads (its control messages travel there).",
 )
-@click.option(
-    "--data-dir",
-    "-d",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where this actor's snapshots are kept.",
-)
+@data_dir_option("Where this actor's snapshots are kept.")
 def actor_command(
     name: str | None,
     router_url: str,
@@ -337,14 +324,7 @@ def actor_command(
 @click.option("--run-id", default=None, help="Backtest/replay: the run (required).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--snapshot-every-steps", default=1_000, show_default=True, type=int)
-@click.option(
-    "--data-dir",
-    "-d",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Backtest/replay: the router's data directory (inputs are read from it).",
-)
+@data_dir_option("Backtest/replay: the router's data directory (inputs are read from it).")
 @click.pass_context
 def clock_command(
     ctx: click.Context,

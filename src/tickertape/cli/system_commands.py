@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from tickertape.cli.options import data_dir_option
 from tickertape.eventlog import LogReader
 
 console = Console(highlight=False)
@@ -176,14 +177,7 @@ def _compare(run_id: str, first: dict[str, str], second: dict[str, str], what: s
     default=None,
     help="Folder of the bundled datasets (default: the repository's data/).",
 )
-@click.option(
-    "--data-dir",
-    "-d",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where logs/, snapshots/ and reports/ are written.",
-)
+@data_dir_option("Where logs/, snapshots/ and reports/ are written.")
 @click.option(
     "--distributed-to",
     default=DISTRIBUTED_TO,

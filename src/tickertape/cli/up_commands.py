@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from tickertape.cli.options import data_dir_option
 from tickertape.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -76,14 +77,7 @@ imported capture owns the same topics (and a later time)."""
 @click.option("--identity", default="marketdata", show_default=True, help="Source identity.")
 @click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
 @click.option("--token-file", default=None, type=click.Path(dir_okay=False), help="Token file.")
-@click.option(
-    "--data-dir",
-    "-d",
-    default=".",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where the process keeps its snapshots.",
-)
+@data_dir_option("Where the process keeps its snapshots.")
 def feed_command(
     router_url: str,
     ws_url: str,
@@ -333,13 +327,9 @@ class ProcessGroup:
 
 
 @click.command("up")
-@click.option(
-    "--data-dir",
-    "-d",
+@data_dir_option(
+    "Log and snapshots of the live system (relative to the Procfile's folder).",
     default=DEFAULT_DATA_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Log and snapshots of the live system (relative to the Procfile's folder).",
 )
 @click.option(
     "--speed",
