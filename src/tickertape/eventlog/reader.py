@@ -431,16 +431,7 @@ class LogReader:
         Stops each topic before the first record with ``ts_event ≥ to_ns``. Open files
         are bounded as in :meth:`read`.
         """
-        head = self.head_gseq()
-        max_ts = _INF if to_ns is None else to_ns
-        iterators = self._merged_iterators(
-            patterns,
-            _entry_ts,
-            _last_ts,
-            ts_ns,
-            lambda: _Bounds(min_ts=ts_ns, max_ts=max_ts, max_gseq=head),
-        )
-        return merge_by_gseq(iterators)
+        return merge_by_gseq(self._time_range_iterators(patterns, ts_ns, to_ns))
 
     def read_in_time_order(
         self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
@@ -453,16 +444,21 @@ class LogReader:
         already in ts_event order (the log refuses regressions). Open files are bounded
         as in :meth:`read`.
         """
+        return merge_by_time(self._time_range_iterators(patterns, ts_ns, to_ns))
+
+    def _time_range_iterators(
+        self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None
+    ) -> list[Iterator[Record]]:
+        """Per-topic iterators of ``ts_ns ≤ ts_event < to_ns``, up to the current head."""
         head = self.head_gseq()
         max_ts = _INF if to_ns is None else to_ns
-        iterators = self._merged_iterators(
+        return self._merged_iterators(
             patterns,
             _entry_ts,
             _last_ts,
             ts_ns,
             lambda: _Bounds(min_ts=ts_ns, max_ts=max_ts, max_gseq=head),
         )
-        return merge_by_time(iterators)
 
     def first_gseq_at(self, patterns: Sequence[str] | None, ts_ns: int) -> int | None:
         """The smallest gseq among matching records with ``ts_event ≥ ts_ns``, or None."""
