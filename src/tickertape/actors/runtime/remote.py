@@ -143,13 +143,8 @@ class HostedActor:
                 continue
             try:
                 payload = decode_payload(record.type, record.v, record.payload)
-            except UnknownTypeError:
-                if (record.type, record.v) not in self._skipped:
-                    self._skipped.add((record.type, record.v))
-                    _log.warning("unknown_type_skipped", type=record.type, v=record.v)
-                continue
-            except SchemaError as exc:
-                _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
+            except SchemaError as exc:  # UnknownTypeError included
+                self._skip(record, exc)
                 continue
             if record.ts_event > now:
                 raise FutureEventError(self.name, record.id, record.ts_event, now)
@@ -162,6 +157,16 @@ class HostedActor:
             n += 1
         ctx.events_handled += n
         return n
+
+    def _skip(self, record: Record, exc: SchemaError) -> None:
+        """Log a record that is not delivered: an unknown type or newer ``v`` (once per
+        type and version), or a payload that fails its schema (each time)."""
+        if isinstance(exc, UnknownTypeError):
+            if (record.type, record.v) not in self._skipped:
+                self._skipped.add((record.type, record.v))
+                _log.warning("unknown_type_skipped", type=record.type, v=record.v)
+        else:
+            _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
 
     def deliver_one(self, record: Record) -> bool:
         """Deliver ``record`` if the actor subscribes to its topic; True when delivered.
@@ -177,13 +182,8 @@ class HostedActor:
             return False
         try:
             payload = decode_payload(record.type, record.v, record.payload)
-        except UnknownTypeError:
-            if (record.type, record.v) not in self._skipped:
-                self._skipped.add((record.type, record.v))
-                _log.warning("unknown_type_skipped", type=record.type, v=record.v)
-            return False
-        except SchemaError as exc:
-            _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
+        except SchemaError as exc:  # UnknownTypeError included
+            self._skip(record, exc)
             return False
         now = self.source.now_ns()
         if record.ts_event > now:
