@@ -13,7 +13,12 @@
 
 from __future__ import annotations
 
-from tickertape.errors import BiasError, TickertapeError
+import structlog
+
+from tickertape.errors import BiasError, SchemaError, TickertapeError, UnknownTypeError
+from tickertape.schemas.envelope import Record
+
+_log = structlog.get_logger("tickertape.host")
 
 
 class LookAheadError(BiasError):
@@ -141,3 +146,22 @@ class PublishNotAllowedError(TickertapeError):
         self.topic = topic
         self.allowed = allowed
         super().__init__(f"actor {actor!r} may not publish on {topic!r}: its role allows {allowed}")
+
+
+def report_undeliverable(
+    record: Record, exc: SchemaError, seen_types: set[tuple[str, int]]
+) -> None:
+    """Log a record a host skips instead of delivering (DESIGN §3: readers skip what
+    they cannot decode, never fail on it).
+
+    An unknown type or newer ``v`` (:class:`~tickertape.errors.UnknownTypeError`) is
+    logged once per (type, v), tracked in ``seen_types``; a payload failing its schema
+    is logged every time, with its id and gseq.
+    """
+    if isinstance(exc, UnknownTypeError):
+        key = (record.type, record.v)
+        if key not in seen_types:
+            seen_types.add(key)
+            _log.warning("unknown_type_skipped", type=record.type, v=record.v, id=record.id)
+    else:
+        _log.error("invalid_payload_skipped", id=record.id, gseq=record.gseq, error=str(exc))

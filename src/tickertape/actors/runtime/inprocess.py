@@ -27,9 +27,13 @@ import structlog
 
 from tickertape.actors.base import Actor, Event, Timer
 from tickertape.actors.runtime.context import ActorContext
-from tickertape.actors.runtime.errors import ActorFailedError, FutureEventError
+from tickertape.actors.runtime.errors import (
+    ActorFailedError,
+    FutureEventError,
+    report_undeliverable,
+)
 from tickertape.actors.runtime.sink import Sink
-from tickertape.errors import ConfigError, SchemaError, TickertapeError, UnknownTypeError
+from tickertape.errors import ConfigError, SchemaError, TickertapeError
 from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Record
 from tickertape.schemas.registry import decode_payload
@@ -314,16 +318,8 @@ class InProcessHost:
                 continue
             try:
                 payload = decode_payload(record.type, record.v, record.payload)
-            except UnknownTypeError:
-                key = (record.type, record.v)
-                if key not in slots[0].skipped_types:
-                    slots[0].skipped_types.add(key)
-                    _log.warning("unknown_type_skipped", type=record.type, v=record.v, id=record.id)
-                continue
-            except SchemaError as exc:
-                _log.error(
-                    "invalid_payload_skipped", id=record.id, gseq=record.gseq, error=str(exc)
-                )
+            except SchemaError as exc:  # UnknownTypeError included
+                report_undeliverable(record, exc, slots[0].skipped_types)
                 continue
             if record.ts_event > now:
                 raise FutureEventError(slots[0].name, record.id, record.ts_event, now)

@@ -40,10 +40,14 @@ import structlog
 
 from tickertape.actors.base import Actor, Event, Timer
 from tickertape.actors.runtime.context import ActorContext
-from tickertape.actors.runtime.errors import ActorFailedError, FutureEventError
+from tickertape.actors.runtime.errors import (
+    ActorFailedError,
+    FutureEventError,
+    report_undeliverable,
+)
 from tickertape.actors.runtime.sink import Divergence, compare
 from tickertape.client import Client, RemoteSubscription, StartAt
-from tickertape.errors import SchemaError, TickertapeError, UnknownTypeError
+from tickertape.errors import SchemaError, TickertapeError
 from tickertape.replay.control import (
     DONE_TOPIC,
     HELLO_TOPIC,
@@ -144,7 +148,7 @@ class HostedActor:
             try:
                 payload = decode_payload(record.type, record.v, record.payload)
             except SchemaError as exc:  # UnknownTypeError included
-                self._skip(record, exc)
+                report_undeliverable(record, exc, self._skipped)
                 continue
             if record.ts_event > now:
                 raise FutureEventError(self.name, record.id, record.ts_event, now)
@@ -157,16 +161,6 @@ class HostedActor:
             n += 1
         ctx.events_handled += n
         return n
-
-    def _skip(self, record: Record, exc: SchemaError) -> None:
-        """Log a record that is not delivered: an unknown type or newer ``v`` (once per
-        type and version), or a payload that fails its schema (each time)."""
-        if isinstance(exc, UnknownTypeError):
-            if (record.type, record.v) not in self._skipped:
-                self._skipped.add((record.type, record.v))
-                _log.warning("unknown_type_skipped", type=record.type, v=record.v)
-        else:
-            _log.error("invalid_payload_skipped", id=record.id, error=str(exc))
 
     def deliver_one(self, record: Record) -> bool:
         """Deliver ``record`` if the actor subscribes to its topic; True when delivered.
@@ -183,7 +177,7 @@ class HostedActor:
         try:
             payload = decode_payload(record.type, record.v, record.payload)
         except SchemaError as exc:  # UnknownTypeError included
-            self._skip(record, exc)
+            report_undeliverable(record, exc, self._skipped)
             return False
         now = self.source.now_ns()
         if record.ts_event > now:
