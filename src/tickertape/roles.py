@@ -14,7 +14,7 @@ actor) may publish anything outside the :data:`RESERVED` families.
 
 from __future__ import annotations
 
-from tickertape.topics import matches_any
+from tickertape.topics import covers, matches_any, overlaps
 
 ROLE_PUBLISH: dict[str, tuple[str, ...]] = {
     "marketdata": ("md.>", "raw.>"),
@@ -86,6 +86,19 @@ def publish_patterns(identity: str) -> tuple[str, ...] | None:
     return (*role, *own_system_topics(identity))
 
 
+def may_publish_into(identity: str, pattern: str) -> bool:
+    """True when ``identity`` may publish some topic matching subscription ``pattern``.
+
+    Conservative for an identity without a built-in role: it may publish into every
+    pattern that no single :data:`RESERVED` pattern covers. The distributed replay
+    uses this to find actors whose outputs cannot reach one another.
+    """
+    allowed = publish_patterns(identity)
+    if allowed is None:
+        return not any(covers(reserved, pattern) for reserved in RESERVED)
+    return any(overlaps(p, pattern) for p in allowed)
+
+
 def publish_rule(identity: str) -> PublishRule:
     """The :class:`PublishRule` of ``identity``."""
     return PublishRule(identity, publish_patterns(identity))
@@ -95,6 +108,7 @@ __all__ = [
     "RESERVED",
     "ROLE_PUBLISH",
     "PublishRule",
+    "may_publish_into",
     "own_system_topics",
     "publish_patterns",
     "publish_rule",

@@ -70,3 +70,41 @@ def matches(pattern: str, topic: str) -> bool:
 def matches_any(patterns: Iterable[str], topic: str) -> bool:
     """True when ``topic`` matches at least one of ``patterns``."""
     return any(matches(p, topic) for p in patterns)
+
+
+def overlaps(a: str, b: str) -> bool:
+    """True when some topic matches both patterns ``a`` and ``b`` (NATS semantics).
+
+    ``md.trade.>`` and ``md.*.crypto.BTC`` overlap; ``md.bar.>`` and ``md.trade.>`` do
+    not. Used to decide whether one actor's publications can reach another.
+    """
+    ta, tb = _compile(a), _compile(b)
+    for i in range(max(len(ta), len(tb))):
+        if i >= len(ta) or i >= len(tb):
+            return False
+        x, y = ta[i], tb[i]
+        if x == ">" or y == ">":
+            return True
+        if x != "*" and y != "*" and x != y:
+            return False
+    return True
+
+
+def covers(outer: str, inner: str) -> bool:
+    """True when every topic matching ``inner`` also matches ``outer``.
+
+    ``md.>`` covers ``md.trade.*``; ``md.*`` does not cover ``md.>`` (which also
+    matches ``md.a.b``).
+    """
+    to, ti = _compile(outer), _compile(inner)
+    for i, o in enumerate(to):
+        if o == ">":
+            return i < len(ti)
+        if i >= len(ti):
+            return False
+        t = ti[i]
+        if t == ">":
+            return False
+        if o != "*" and (t == "*" or o != t):
+            return False
+    return len(ti) == len(to)

@@ -31,7 +31,44 @@ STEP_TOPIC = "system.replay.step"
 DONE_TOPIC = "system.replay.done"
 CONTROL_PATTERN = "system.replay.>"
 
-Phase = Literal["start", "step", "stop", "snapshot", "end"]
+Phase = Literal["start", "step", "batch", "stop", "snapshot", "end"]
+
+
+class BatchStep(msgspec.Struct, frozen=True, kw_only=True):
+    """One input step of a ``batch`` announcement.
+
+    Attributes:
+        time_ns: the step's time.
+        inputs: its input records that some actor subscribes to, (ts_event, gseq) order.
+    """
+
+    time_ns: int
+    inputs: list[Record] = msgspec.field(default_factory=list)
+
+
+class StepOutputs(msgspec.Struct, frozen=True, kw_only=True):
+    """What one actor did in one step of a batch.
+
+    A step is keyed by ``(time_ns, ordinal)``: ordinal 0 is the first step at that
+    time, 1 a timer step at the same time after it (a timer set for "now"), and so on.
+
+    Attributes:
+        time_ns: the step's time.
+        ordinal: its rank among the steps at ``time_ns``.
+        outputs: events staged under :func:`batch_stage`.
+        timer_step: True when the actor ran this step for its own timer alone (no
+            input step at this key in the announcement).
+    """
+
+    time_ns: int
+    ordinal: int = 0
+    outputs: int = 0
+    timer_step: bool = False
+
+
+def batch_stage(run_id: str, time_ns: int, ordinal: int) -> str:
+    """The stage id of a batch step's outputs: ``<run>:t<time_ns>.<ordinal>``."""
+    return f"{run_id}:t{time_ns}.{ordinal}"
 
 
 @register("system.replay.step", 1)
@@ -42,8 +79,8 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         run_id: the run.
         seq: announcement number, from 1, strictly increasing.
         phase: ``start`` (wave 0 calls ``on_start``), ``step``, ``stop`` (wave 0
-            calls ``on_stop``), ``snapshot`` (take a snapshot, epoch = ``seq``) or
-            ``end`` (exit).
+            calls ``on_stop``), ``batch`` (several steps at once, see ``batch``),
+            ``snapshot`` (take a snapshot, epoch = ``seq``) or ``end`` (exit).
         step: the step index (-1 for start, -2 for stop).
         wave: the wave within the step (0 = inputs and timers).
         time_ns: the step's simulated time.
@@ -56,6 +93,14 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         run_to: wave ≥ 1: the last gseq of the wave (an actor's run position after it).
         actors: the actors that run this wave (the others could not receive anything
             in it: no subscribed topic, no timer due); empty means every actor.
+        batch: phase ``batch`` only: consecutive input steps, sent at once because no
+            actor of the run can receive another's outputs (so every step is a single
+            wave). Each actor runs them in order, and before each step the timer steps
+            its own timers call for (a timer due before the step's time is a step of
+            its own at its due time, as in one process); it stages each step's outputs
+            under :func:`batch_stage` and reports them in ``Done.steps``.
+        until_ns: phase ``batch``: after the steps, run the timer steps due at or
+            before this time (the run's ``--to`` bound on the last batch; 0: none).
     """
 
     run_id: str
@@ -68,6 +113,8 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     run_from: int = 0
     run_to: int = 0
     actors: list[str] = msgspec.field(default_factory=list)
+    batch: list[BatchStep] = msgspec.field(default_factory=list)
+    until_ns: int = 0
 
     def addresses(self, actor: str) -> bool:
         """True when ``actor`` runs this wave."""
@@ -134,6 +181,8 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
         outputs: events staged under the wave's stage id.
         next_timer_ns: the actor's earliest armed timer, or None.
         topics: the distinct topics of the staged outputs, sorted.
+        steps: phase ``batch``: every step the actor ran with outputs or for its own
+            timers, in order (``outputs`` is then the batch's total).
     """
 
     run_id: str
@@ -143,3 +192,4 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
     outputs: int
     next_timer_ns: int | None = None
     topics: list[str] = msgspec.field(default_factory=list)
+    steps: list[StepOutputs] = msgspec.field(default_factory=list)

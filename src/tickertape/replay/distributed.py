@@ -47,11 +47,13 @@ from tickertape.replay.control import (
     HELLO_TOPIC,
     STEP_TOPIC,
     WELCOME_TOPIC,
+    BatchStep,
     Done,
     Hello,
     Phase,
     StepAnnounce,
     Welcome,
+    batch_stage,
 )
 from tickertape.replay.inprocess import ReplayResult, input_positions, read_inputs
 from tickertape.replay.manifest import (
@@ -65,13 +67,14 @@ from tickertape.replay.manifest import (
     summary_envelope,
 )
 from tickertape.replay.supervision import Supervisor, tape_command
+from tickertape.roles import may_publish_into
 from tickertape.router.protocol import Committed
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload
 from tickertape.timeauthority.control import CONTROL_TOPIC as CLOCK_CONTROL_TOPIC
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
-from tickertape.timeauthority.scheduler import StepPlanner
+from tickertape.timeauthority.scheduler import Step, StepPlanner
 from tickertape.timeauthority.timers import ScheduledTimer
 from tickertape.topics import matches_any
 
@@ -80,6 +83,13 @@ _log = structlog.get_logger("tickertape.timeauthority")
 REANNOUNCE_S = 2.0
 """Re-send an announcement when an actor has not answered within this many seconds
 (ephemeral messages are best effort; actors answer a repeated one idempotently)."""
+
+BATCH_STEPS = 512
+"""Most steps in one ``batch`` announcement."""
+
+BATCH_INPUTS = 2_000
+"""Most input records in one ``batch`` announcement (about 1 MB of JSON, well under
+the router's 8 MiB frame limit, and bounded history for a restarted actor)."""
 
 
 class RemoteTimers:
@@ -90,9 +100,13 @@ class RemoteTimers:
 
     def __init__(self) -> None:
         self.next: dict[str, int | None] = {}
+        self.silent = False
 
     def next_due(self) -> int | None:
-        """The earliest timer any actor reported, or None."""
+        """The earliest timer any actor reported, or None (always None while
+        ``silent``: a batch's actors run their timer steps themselves)."""
+        if self.silent:
+            return None
         due = [t for t in self.next.values() if t is not None]
         return min(due) if due else None
 
@@ -102,7 +116,8 @@ class RemoteTimers:
 
 
 StepHook = Callable[[int, int], None]
-"""Called as ``hook(step_index, time_ns)`` after each step (tests, progress)."""
+"""Called as ``hook(step_index, time_ns)`` after each step (tests, progress), and
+with index -1 once every actor has started."""
 
 
 class ReplayCoordinator:
@@ -118,6 +133,8 @@ class ReplayCoordinator:
         pacer: paces steps (``--speed``).
         snapshot_every_steps: steps between snapshot announcements (≥ 1).
         on_step: hook after each step.
+        batch_steps: most steps per ``batch`` announcement when the actors cannot
+            feed one another; 1 runs every step on its own.
     """
 
     def __init__(
@@ -131,6 +148,7 @@ class ReplayCoordinator:
         pacer: Pacer | None = None,
         snapshot_every_steps: int = 1_000,
         on_step: StepHook | None = None,
+        batch_steps: int = BATCH_STEPS,
     ) -> None:
         self.client = client
         self.data_dir = Path(data_dir)
@@ -140,6 +158,7 @@ class ReplayCoordinator:
         self.pacer = pacer
         self.snapshot_every_steps = max(1, snapshot_every_steps)
         self.on_step = on_step
+        self.batch_steps = max(1, batch_steps)
         self.namespace = settings.namespace
         self.timers = RemoteTimers()
         self._seq = 0
@@ -161,6 +180,8 @@ class ReplayCoordinator:
         self.resumed.set()
         self.now_ns = settings.start_ns
         self.seek_to: int | None = None
+        self.independent = False
+        self._snapshot_due = self.snapshot_every_steps
 
     def control(self, command: ClockControl) -> None:
         """Apply a ``tape clock ctl`` command (between steps).
@@ -244,16 +265,35 @@ class ReplayCoordinator:
         await self._publish_driver(manifest, "manifest", settings.start_ns)
         await self._wait_hellos()
 
+        self.independent = self._actors_independent()
+        _log.info("replay_mode", batched=self.independent, actors=self.actors)
+        if self.independent and self._run_sub is not None:
+            # No wave ever reaches a second actor: the run's records are not needed.
+            await self._run_sub.close()
+            self._run_sub = None
         await self._run_step("start", -1, settings.start_ns)
+        if self.on_step is not None:
+            self.on_step(-1, settings.start_ns)
         planner = StepPlanner(
             read_inputs(reader, settings, head_gseq=positions["head_gseq"]),
             self.timers,
             start_ns=settings.start_ns,
             end_ns=None if settings.end_ns is None else settings.end_ns - 1,
         )
-        while (step := planner.next_step()) is not None:
+        batched = False
+        while True:
             while not self.resumed.is_set():
                 await self._handle(await self._next_control())
+            if self._batching():
+                batch = self._collect_batch(planner)
+                if not batch:
+                    break
+                batched = True
+                await self._run_batch(batch)
+                continue
+            step = planner.next_step()
+            if step is None:
+                break
             self.now_ns = step.time_ns
             if self.seek_to is not None and step.time_ns >= self.seek_to:
                 self.seek_to = None
@@ -274,9 +314,11 @@ class ReplayCoordinator:
             self.inputs += len(step.events)
             if self.on_step is not None:
                 self.on_step(step.index, step.time_ns)
-            if self.steps % self.snapshot_every_steps == 0:
-                await self._snapshot(step.time_ns)
-        end_ns = planner.now_ns
+            await self._maybe_snapshot(step.time_ns)
+        if batched and settings.end_ns is not None:
+            # The actors' timers due after the last input, up to --to (inclusive).
+            await self._run_batch([], until_ns=settings.end_ns - 1)
+        end_ns = max(planner.now_ns, self.now_ns)
         await self._run_step("stop", -2, end_ns)
         await self._announce("end", -3, 0, end_ns, wait=False)
 
@@ -306,6 +348,90 @@ class ReplayCoordinator:
             head_gseq=LogReader(self.data_dir, self.namespace).head_gseq(),
             wall_seconds=time.monotonic() - started,
         )
+
+    # ------------------------------------------------------------------ batches
+
+    def _actors_independent(self) -> bool:
+        """True when no actor can receive another's (or its own) outputs: every step
+        is then a single wave, and steps can be sent in batches."""
+        return not any(
+            may_publish_into(publisher, pattern)
+            for publisher in self.actors
+            for patterns in self._patterns.values()
+            for pattern in patterns
+        )
+
+    def _batching(self) -> bool:
+        """Batches are sent while the actors are independent and the pace is max."""
+        unpaced = self.pacer is None or self.pacer.speed is None
+        return self.independent and unpaced and self.batch_steps > 1
+
+    def _collect_batch(self, planner: StepPlanner) -> list[Step]:
+        """The next input steps for one batch (the actors run their own timers)."""
+        limit = min(self.batch_steps, max(1, self._snapshot_due - self.steps))
+        steps: list[Step] = []
+        inputs = 0
+        self.timers.silent = True
+        try:
+            while len(steps) < limit and inputs < BATCH_INPUTS:
+                step = planner.next_step()
+                if step is None:
+                    break
+                steps.append(step)
+                inputs += len(step.events)
+        finally:
+            self.timers.silent = False
+        return steps
+
+    async def _run_batch(self, steps: list[Step], *, until_ns: int = 0) -> None:
+        """Run ``steps`` (and the timer steps up to ``until_ns``) as one announcement.
+
+        Every actor runs the batch; the run's steps are the union of the input steps'
+        keys and the timer steps the actors report, and each step's outputs are
+        committed in key order, so the run's log is the one the step-by-step rule
+        gives (docs/replay.md, "Batches").
+        """
+        batch = [
+            BatchStep(
+                time_ns=step.time_ns,
+                inputs=[r for r in step.events if self._readers_of(r.topic)],
+            )
+            for step in steps
+        ]
+        time_ns = steps[-1].time_ns if steps else until_ns
+        announce = await self._announce(
+            "batch",
+            steps[-1].index if steps else -5,
+            0,
+            time_ns,
+            batch=[b for b in batch if b.inputs],
+            until_ns=until_ns,
+        )
+        dones = self._dones.pop(announce.seq)
+        keys = {(step.time_ns, 0) for step in steps}
+        expect: dict[tuple[int, int], dict[str, int]] = {}
+        for actor, done in sorted(dones.items()):
+            self.timers.next[actor] = done.next_timer_ns
+            for out in done.steps:
+                keys.add((out.time_ns, out.ordinal))
+                if out.outputs:
+                    expect.setdefault((out.time_ns, out.ordinal), {})[actor] = out.outputs
+        self._committed_seq = announce.seq
+        for key in sorted(expect):
+            await self._commit(batch_stage(self.settings.run_id, *key), expect[key], key[0])
+        self.steps += len(keys)
+        if keys:
+            self.now_ns = max(self.now_ns, max(keys)[0])
+        for step in steps:
+            self.inputs += len(step.events)
+            if self.on_step is not None:
+                self.on_step(step.index, step.time_ns)
+        await self._maybe_snapshot(self.now_ns)
+
+    async def _maybe_snapshot(self, time_ns: int) -> None:
+        if self.steps >= self._snapshot_due:
+            await self._snapshot(time_ns)
+            self._snapshot_due = self.steps + self.snapshot_every_steps
 
     # ------------------------------------------------------------------ waves
 
@@ -410,6 +536,7 @@ class ReplayCoordinator:
         wait: bool = True,
         actors: list[str] | None = None,
         inputs: list[Record] | None = None,
+        batch: list[BatchStep] | None = None,
         **ranges: int,
     ) -> StepAnnounce:
         self._seq += 1
@@ -423,6 +550,7 @@ class ReplayCoordinator:
             time_ns=time_ns,
             actors=addressed,
             inputs=inputs or [],
+            batch=batch or [],
             **ranges,
         )
         self._history.append(announce)
@@ -548,6 +676,7 @@ async def run_distributed(
     snapshot_every_steps: int = 1_000,
     on_step: Callable[[Supervisor, int, int], None] | None = None,
     cwd: str | Path | None = None,
+    batch_steps: int = BATCH_STEPS,
 ) -> ReplayResult:
     """Run a distributed replay: a router (embedded unless ``router_url``), one
     supervised process per actor, and the time authority in this process.
@@ -563,6 +692,7 @@ async def run_distributed(
         snapshot_every_steps: steps between snapshots.
         on_step: hook ``(supervisor, step_index, time_ns)`` after each step.
         cwd: the actor processes' working directory.
+        batch_steps: as :class:`ReplayCoordinator`.
 
     Raises:
         ActorGaveUpError: an actor kept dying.
@@ -607,6 +737,7 @@ async def run_distributed(
             pacer=pacer,
             snapshot_every_steps=snapshot_every_steps,
             on_step=hook,
+            batch_steps=batch_steps,
         )
         run = asyncio.create_task(coordinator.run(), name="replay-coordinator")
         assert supervisor.failed is not None

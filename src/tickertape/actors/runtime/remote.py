@@ -14,7 +14,10 @@ it missed, then runs each announced wave exactly as the in-process host would:
 - wave n ≥ 1: the run records the time authority committed for wave n-1 (a bounded
   ``fetch`` of that gseq range);
 - its outputs are published *staged* under the wave's stage id, then it reports
-  ``done`` with their count and its next timer.
+  ``done`` with their count and its next timer;
+- a ``batch`` announcement (actors that cannot feed one another) carries several
+  steps: the actor runs them in order, with the timer steps its own timers call for
+  in between, and stages each step's outputs apart (:meth:`RemoteReplayHost._run_batch`).
 
 Announcements already committed (catch-up after a restart) are replayed without
 publishing: their outputs are in the log with the same ``(source, source_seq)``.
@@ -56,7 +59,9 @@ from tickertape.replay.control import (
     Done,
     Hello,
     StepAnnounce,
+    StepOutputs,
     Welcome,
+    batch_stage,
 )
 from tickertape.replay.manifest import RunSettings
 from tickertape.roles import publish_rule
@@ -255,6 +260,9 @@ class RemoteReplayHost:
         self._ctl_seq = 0
         self._last_done: Envelope | None = None
         self._in_flight: list[asyncio.Future[Any]] = []
+        self._step_time: int | None = None
+        self._step_ordinal = 0
+        self._batch_outputs: list[tuple[int, int, list[Envelope]]] = []
 
     async def run(self) -> None:
         """Join the run, catch up, run every announced wave until ``end``.
@@ -306,6 +314,9 @@ class RemoteReplayHost:
             self.hosted.restore(snapshot)
             self.run_pos = snapshot.positions.get(self.namespace, 0)
             self.last_seq = epoch
+            step_time = snapshot.positions.get("step_time", -1)
+            self._step_time = None if step_time < 0 else step_time
+            self._step_ordinal = snapshot.positions.get("step_ordinal", 0)
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
             if announce.seq > self.last_seq and announce.addresses(self.name):
@@ -334,6 +345,8 @@ class RemoteReplayHost:
     async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
 
         hosted = self.hosted
+        if a.phase == "batch":
+            return await self._run_batch(a, publish=publish)
         if a.phase == "end":
             self.last_seq = a.seq
             await self._settle()
@@ -342,6 +355,8 @@ class RemoteReplayHost:
             positions = {
                 self.namespace: self.run_pos,
                 "epoch": a.seq,
+                "step_time": -1 if self._step_time is None else self._step_time,
+                "step_ordinal": self._step_ordinal,
             }
             self.store.save(hosted.take_snapshot(positions))
         else:
@@ -351,6 +366,7 @@ class RemoteReplayHost:
             elif a.phase == "stop" and a.wave == 0:
                 hosted.call("on_stop")
             elif a.wave == 0:
+                self._begin_step(a.time_ns)
                 hosted.fire_timers(a.time_ns)
                 hosted.deliver(a.inputs)
             if a.wave > 0:
@@ -374,6 +390,95 @@ class RemoteReplayHost:
             outputs=len(outputs),
             next_timer_ns=hosted.timers.next_due(),
             topics=sorted({env.topic for env in outputs}),
+        )
+        self._last_done = self._send_soon(DONE_TOPIC, done)
+        return True
+
+    def _begin_step(self, time_ns: int) -> tuple[int, int]:
+        """Enter a step at ``time_ns``: advance the clock; return the step's key.
+
+        The key is ``(time_ns, ordinal)``, ordinal counting this actor's steps at the
+        same time (a timer set for "now" makes a second step at the same time).
+        """
+        if time_ns == self._step_time:
+            self._step_ordinal += 1
+        else:
+            self._step_time, self._step_ordinal = time_ns, 0
+        self.clock.advance_to(time_ns)
+        return time_ns, self._step_ordinal
+
+    def _timer_steps(self, limit_ns: int, *, inclusive: bool) -> list[tuple[int, int, bool]]:
+        """Run the timer steps due before ``limit_ns`` (or at it, when ``inclusive``).
+
+        Each is a step of its own at its due time (at the clock, when due earlier), as
+        the in-process planner makes it; returns their keys with ``timer_step`` True.
+        """
+        keys: list[tuple[int, int, bool]] = []
+        timers, clock = self.hosted.timers, self.clock
+        while (due := timers.next_due()) is not None and (
+            due < limit_ns or (inclusive and due == limit_ns)
+        ):
+            time_ns, ordinal = self._begin_step(max(due, clock.now_ns()))
+            self.hosted.fire_timers(time_ns)
+            keys.append((time_ns, ordinal, True))
+            self._stage_step(time_ns, ordinal)
+        return keys
+
+    def _stage_step(self, time_ns: int, ordinal: int) -> None:
+        outputs = self.hosted.ctx.drain()
+        if outputs:
+            self._batch_outputs.append((time_ns, ordinal, outputs))
+
+    async def _run_batch(self, a: StepAnnounce, *, publish: bool) -> bool:
+        """Run a ``batch`` announcement: its steps in order, timer steps in between.
+
+        Each step's outputs are staged under :func:`batch_stage` of its key; ``done``
+        lists every step with outputs or run for a timer (the authority counts the
+        run's steps from the keys and commits the stages in key order).
+        """
+        hosted = self.hosted
+        self._batch_outputs = []
+        ran: list[tuple[int, int, bool]] = []
+        for step in a.batch:
+            ran += self._timer_steps(step.time_ns, inclusive=False)
+            time_ns, ordinal = self._begin_step(step.time_ns)
+            hosted.fire_timers(time_ns)
+            hosted.deliver(step.inputs)
+            self._stage_step(time_ns, ordinal)
+        if a.until_ns:
+            ran += self._timer_steps(a.until_ns, inclusive=True)
+        self.last_seq = a.seq
+        staged, self._batch_outputs = self._batch_outputs, []
+        if not publish:
+            return True
+        await self._settle()
+        counts: dict[tuple[int, int], int] = {}
+        topics: set[str] = set()
+        for time_ns, ordinal, outputs in staged:
+            stage = batch_stage(self.run_id, time_ns, ordinal)
+            sending = self.client.publish(outputs, ns=self.namespace, stage=stage)
+            self._in_flight.append(asyncio.ensure_future(sending))
+            counts[time_ns, ordinal] = len(outputs)
+            topics.update(env.topic for env in outputs)
+        timer_keys = {(t, o) for t, o, _ in ran}
+        keys = sorted(timer_keys.union(counts))
+        done = Done(
+            run_id=self.run_id,
+            actor=self.name,
+            nonce=self.nonce,
+            seq=a.seq,
+            outputs=sum(counts.values()),
+            next_timer_ns=hosted.timers.next_due(),
+            topics=sorted(topics),
+            steps=[
+                StepOutputs(
+                    time_ns=t,
+                    ordinal=o,
+                    outputs=counts.get((t, o), 0),
+                    timer_step=(t, o) in timer_keys,
+                )
+                for t, o in keys
+            ],
         )
         self._last_done = self._send_soon(DONE_TOPIC, done)
         return True
