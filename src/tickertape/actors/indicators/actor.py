@@ -213,26 +213,29 @@ _CLOSE = 0  # update(close) -> float: {"value"}
 _RANGE = 1  # update(high, low, close) -> float: {"value"}
 _MACD = 2  # update(close) -> (macd, signal, hist)
 _BANDS = 3  # update(close) -> (upper, middle, lower)
-_DMI = 4  # update(high, low, close) -> DmiValues
+_DMI = 4  # update_tuple(high, low, close) -> (plus_di, minus_di, dx, adx | None)
 
 
-def _shape(calc: Calculator) -> int:
+def _step(calc: Calculator) -> tuple[int, Callable[..., Any]]:
+    """How the series feeds ``calc``: its shape and the bound method to call per bar."""
     if isinstance(calc, (Sma, Ema, Rsi)):
-        return _CLOSE
+        return _CLOSE, calc.update
     if isinstance(calc, (TrueRange, Atr)):
-        return _RANGE
+        return _RANGE, calc.update
     if isinstance(calc, Macd):
-        return _MACD
+        return _MACD, calc.update
     if isinstance(calc, Bollinger):
-        return _BANDS
-    return _DMI
+        return _BANDS, calc.update
+    return _DMI, calc.update_tuple
 
 
 class _Series:
     """One (market, symbol) series: its calculators and what each publishes.
 
-    Everything that does not change from bar to bar (topics, names, parameters, the
-    calculators' bound ``update`` methods) is built once here, not per bar.
+    Everything that does not change from bar to bar is built once here, not per bar:
+    :attr:`plan` holds, in publishing order, each indicator's shape, its calculator's
+    bound update method, its topic and its payload template (every field but the
+    bar's values and time).
     """
 
     __slots__ = (
@@ -242,11 +245,11 @@ class _Series:
         "interval",
         "market",
         "names",
-        "outputs",
         "params",
         "plan",
         "spec",
         "symbol",
+        "templates",
         "topics",
     )
 
@@ -260,22 +263,19 @@ class _Series:
         self.names = [i.name for i in spec.indicators]
         self.params = [i.params for i in spec.indicators]
         self.topics = [f"indicator.{name}.v1.{market}.{symbol}" for name in self.names]
-        # Per indicator: its topic and its payload with everything but the bar's values
-        # and time (a bar of another interval or price basis never reaches it).
-        self.outputs = [
-            (
-                topic,
-                IndicatorValue(
-                    symbol=symbol,
-                    name=name,
-                    interval=spec.interval,
-                    params=params,
-                    values={},
-                    bar_ts=0,
-                    adjusted=spec.adjusted,
-                ),
+        # A bar of another interval or price basis never reaches a series, so these
+        # fields are the same for every payload it publishes.
+        self.templates = [
+            IndicatorValue(
+                symbol=symbol,
+                name=name,
+                interval=spec.interval,
+                params=params,
+                values={},
+                bar_ts=0,
+                adjusted=spec.adjusted,
             )
-            for topic, name, params in zip(self.topics, self.names, self.params, strict=True)
+            for name, params in zip(self.names, self.params, strict=True)
         ]
         self.calculators = [_build(i) for i in spec.indicators]
 
@@ -286,35 +286,11 @@ class _Series:
     @calculators.setter
     def calculators(self, value: list[Calculator]) -> None:
         self._calculators = value
-        # The shape says what each update returns; Any stands for that union.
-        self.plan: list[tuple[int, Callable[..., Any]]] = [(_shape(c), c.update) for c in value]
-
-    def values(self, high: float, low: float, close: float) -> list[dict[str, float] | None]:
-        """Feed one bar to every calculator; their values in order (None: warming up)."""
-        out: list[dict[str, float] | None] = []
-        append = out.append
-        for shape, update in self.plan:
-            if shape == _CLOSE:
-                v = update(close)
-                append(None if v is None else {"value": v})
-            elif shape == _RANGE:
-                v = update(high, low, close)
-                append(None if v is None else {"value": v})
-            elif shape == _MACD:
-                m = update(close)
-                append(None if m is None else {"macd": m[0], "signal": m[1], "hist": m[2]})
-            elif shape == _BANDS:
-                b = update(close)
-                append(None if b is None else {"upper": b[0], "middle": b[1], "lower": b[2]})
-            else:
-                d = update(high, low, close)
-                if d is None:
-                    append(None)
-                elif d.adx is None:
-                    append({"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx})
-                else:
-                    append({"plus_di": d.plus_di, "minus_di": d.minus_di, "dx": d.dx, "adx": d.adx})
-        return out
+        # The shape says what the update returns; Any stands for that union.
+        self.plan: list[tuple[int, Callable[..., Any], str, IndicatorValue]] = [
+            (*_step(c), topic, template)
+            for c, topic, template in zip(value, self.topics, self.templates, strict=True)
+        ]
 
 
 class IndicatorActor(Actor):
@@ -370,7 +346,8 @@ class IndicatorActor(Actor):
         bar = event.payload
         if not isinstance(bar, Bar):
             return
-        market = event.market
+        record = event.record  # its fields directly: Event's properties cost a call each
+        market = record.market
         if market is None:
             return
         series = self._series.get((market, bar.symbol)) or self._new_series(
@@ -380,24 +357,52 @@ class IndicatorActor(Actor):
             return
         if bar.adjusted is not series.adjusted:
             raise PriceBasisError(bar.symbol, series.adjusted, event.topic)
-        ts = event.ts_event
+        ts = record.ts_event
+        high = bar.high
+        low = bar.low
+        close = bar.close
         publish = ctx.publish
-        for (topic, template), values in zip(
-            series.outputs, series.values(bar.high, bar.low, bar.close), strict=True
-        ):
-            if values is not None:
-                publish(
-                    topic,
-                    _with_values(template, values=values, bar_ts=ts),
-                    market=market,
-                    ts_event=ts,
-                    causation=event,
-                )
-
-    @staticmethod
-    def update(series: _Series, bar: Bar) -> list[dict[str, float] | None]:
-        """Feed one bar to every calculator of ``series``; return their values (None: warm-up)."""
-        return series.values(bar.high, bar.low, bar.close)
+        # One loop per bar: compute, shape the values, publish. This is the actor's hot
+        # path (ten outputs per bar for the full set), so the shapes are spelled out
+        # inline rather than dispatched through helpers.
+        for shape, update, topic, template in series.plan:
+            values: dict[str, float]
+            if shape == _CLOSE:
+                v = update(close)
+                if v is None:
+                    continue
+                values = {"value": v}
+            elif shape == _RANGE:
+                v = update(high, low, close)
+                if v is None:
+                    continue
+                values = {"value": v}
+            elif shape == _MACD:
+                m = update(close)
+                if m is None:
+                    continue
+                values = {"macd": m[0], "signal": m[1], "hist": m[2]}
+            elif shape == _BANDS:
+                b = update(close)
+                if b is None:
+                    continue
+                values = {"upper": b[0], "middle": b[1], "lower": b[2]}
+            else:
+                d = update(high, low, close)
+                if d is None:
+                    continue
+                adx = d[3]
+                if adx is None:
+                    values = {"plus_di": d[0], "minus_di": d[1], "dx": d[2]}
+                else:
+                    values = {"plus_di": d[0], "minus_di": d[1], "dx": d[2], "adx": adx}
+            publish(
+                topic,
+                _with_values(template, values=values, bar_ts=ts),
+                market=market,
+                ts_event=ts,
+                causation=event,
+            )
 
     def snapshot(self) -> IndicatorsState:
         """Return every series' calculator states (sorted: deterministic bytes)."""

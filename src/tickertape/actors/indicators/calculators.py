@@ -32,6 +32,11 @@ uninterrupted one would. :data:`CalculatorState` is the tagged union of the stat
 
 Inputs are prices as float (any unit); outputs are in the same unit, except RSI,
 ±DI, DX and ADX (0–100).
+
+Speed: the calculators keep their periods also as floats (``_n``, ``_decay`` =
+``period - 1``), because CPython multiplies and divides two floats faster than a
+float and an int. The result is the same double: Python converts the int exactly
+before the operation either way.
 """
 
 from __future__ import annotations
@@ -166,11 +171,12 @@ class Sma:
         ConfigError: ``period`` < 2.
     """
 
-    __slots__ = ("_total", "_window", "period")
+    __slots__ = ("_n", "_total", "_window", "period")
 
     def __init__(self, period: int) -> None:
         _check_period("SMA", period)
         self.period = period
+        self._n = float(period)
         self._window: deque[float] = deque()
         self._total = 0.0
 
@@ -183,7 +189,7 @@ class Sma:
             self._total = total
             return None
         self._total = total - window.popleft()
-        return total / self.period
+        return total / self._n
 
     def state(self) -> SmaState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -269,12 +275,13 @@ class Rsi:
         ConfigError: ``period`` < 2.
     """
 
-    __slots__ = ("_avg_gain", "_avg_loss", "_count", "_inverse", "_prev", "period")
+    __slots__ = ("_avg_gain", "_avg_loss", "_count", "_decay", "_inverse", "_prev", "period")
 
     def __init__(self, period: int) -> None:
         _check_period("RSI", period)
         self.period = period
         self._inverse = 1.0 / period
+        self._decay = float(period - 1)
         self._count = 0
         self._prev: float | None = None
         self._avg_gain = 0.0
@@ -290,9 +297,9 @@ class Rsi:
         period = self.period
         count = self._count
         if count >= period:
-            gain = self._avg_gain * (period - 1)
-            loss = self._avg_loss * (period - 1)
-            if change < 0:
+            gain = self._avg_gain * self._decay
+            loss = self._avg_loss * self._decay
+            if change < 0.0:
                 loss -= change
             else:
                 gain += change
@@ -301,7 +308,7 @@ class Rsi:
         else:
             count += 1
             self._count = count
-            if change < 0:
+            if change < 0.0:
                 self._avg_loss -= change
             else:
                 self._avg_gain += change
@@ -487,32 +494,42 @@ class Atr:
         ConfigError: ``period`` < 2.
     """
 
-    __slots__ = ("_count", "_seed_sum", "_true_range", "_value", "period")
+    __slots__ = ("_count", "_decay", "_n", "_prev_close", "_seed_sum", "_value", "period")
 
     def __init__(self, period: int) -> None:
         _check_period("ATR", period)
         self.period = period
-        self._true_range = TrueRange()
+        self._n = float(period)
+        self._decay = float(period - 1)
+        self._prev_close: float | None = None  # the true range's state (TrueRange's)
         self._count = 0
         self._seed_sum = 0.0
         self._value: float | None = None
 
     def update(self, high: float, low: float, close: float) -> float | None:
         """Add one bar; return the ATR, or None during the first ``period`` bars."""
-        tr = self._true_range.update(high, low, close)
-        if tr is None:
+        # The true range, as TrueRange.update computes it.
+        prev = self._prev_close
+        self._prev_close = close
+        if prev is None:
             return None
+        tr = high - low
+        up = abs(prev - high)
+        if up > tr:
+            tr = up
+        down = abs(prev - low)
+        if down > tr:
+            tr = down
         value = self._value
-        period = self.period
         if value is not None:
-            value = (value * (period - 1) + tr) / period
+            value = (value * self._decay + tr) / self._n
             self._value = value
             return value
         self._count += 1
         self._seed_sum += tr
-        if self._count < period:
+        if self._count < self.period:
             return None
-        value = self._seed_sum / period
+        value = self._seed_sum / self.period
         self._value = value
         return value
 
@@ -521,7 +538,7 @@ class Atr:
         return AtrState(
             period=self.period,
             count=self._count,
-            true_range=self._true_range.state(),
+            true_range=TrueRangeState(prev_close=self._prev_close),
             seed_sum=self._seed_sum,
             value=self._value,
         )
@@ -530,7 +547,7 @@ class Atr:
     def from_state(cls, state: AtrState) -> Atr:
         """Rebuild a calculator that continues exactly from ``state``."""
         calc = cls(state.period)
-        calc._true_range = TrueRange.from_state(state.true_range)
+        calc._prev_close = state.true_range.prev_close
         calc._count = state.count
         calc._seed_sum = state.seed_sum
         calc._value = state.value
@@ -574,10 +591,13 @@ class Dmi:
 
     __slots__ = (
         "_adx",
+        "_adx_start",
         "_count",
+        "_decay",
         "_dx",
         "_dx_sum",
         "_minus_dm",
+        "_n",
         "_plus_dm",
         "_prev_close",
         "_prev_high",
@@ -589,6 +609,9 @@ class Dmi:
     def __init__(self, period: int) -> None:
         _check_period("DMI", period)
         self.period = period
+        self._n = float(period)
+        self._decay = float(period - 1)
+        self._adx_start = 2 * period  # the bar of the first ADX
         self._count = 0
         self._prev_high = 0.0
         self._prev_low = 0.0
@@ -602,6 +625,13 @@ class Dmi:
 
     def update(self, high: float, low: float, close: float) -> DmiValues | None:
         """Add one bar; return the values, or None during the first ``period`` bars."""
+        values = self.update_tuple(high, low, close)
+        return None if values is None else DmiValues(*values)
+
+    def update_tuple(
+        self, high: float, low: float, close: float
+    ) -> tuple[float, float, float, float | None] | None:
+        """As :meth:`update`, as a tuple ``(plus_di, minus_di, dx, adx)`` (no Struct built)."""
         count = self._count + 1
         self._count = count
         if count == 1:
@@ -624,22 +654,23 @@ class Dmi:
         if down > tr:
             tr = down
         if count <= period:
-            if diff_minus > 0 and diff_plus < diff_minus:
+            if diff_minus > 0.0 and diff_plus < diff_minus:
                 self._minus_dm += diff_minus
-            elif diff_plus > 0 and diff_plus > diff_minus:
+            elif diff_plus > 0.0 and diff_plus > diff_minus:
                 self._plus_dm += diff_plus
             self._true_range += tr
             return None
+        n = self._n
         minus_dm = self._minus_dm
-        minus_dm -= minus_dm / period
+        minus_dm -= minus_dm / n
         plus_dm = self._plus_dm
-        plus_dm -= plus_dm / period
-        if diff_minus > 0 and diff_plus < diff_minus:
+        plus_dm -= plus_dm / n
+        if diff_minus > 0.0 and diff_plus < diff_minus:
             minus_dm += diff_minus
-        elif diff_plus > 0 and diff_plus > diff_minus:
+        elif diff_plus > 0.0 and diff_plus > diff_minus:
             plus_dm += diff_plus
         true_range = self._true_range
-        true_range = true_range - true_range / period + tr
+        true_range = true_range - true_range / n + tr
         self._minus_dm = minus_dm
         self._plus_dm = plus_dm
         self._true_range = true_range
@@ -657,19 +688,21 @@ class Dmi:
                 dx_defined = True
         self._dx = dx
         adx = self._adx
-        if count < 2 * period:
+        adx_start = self._adx_start
+        if count > adx_start:
+            if dx_defined:
+                assert adx is not None
+                adx = (adx * self._decay + dx) / n
+                self._adx = adx
+        elif count < adx_start:
             if dx_defined:
                 self._dx_sum += dx
-        elif count == 2 * period:
+        else:
             if dx_defined:
                 self._dx_sum += dx
-            adx = self._dx_sum / period
+            adx = self._dx_sum / n
             self._adx = adx
-        elif dx_defined:
-            assert adx is not None
-            adx = (adx * (period - 1) + dx) / period
-            self._adx = adx
-        return DmiValues(plus_di, minus_di, dx, adx)
+        return (plus_di, minus_di, dx, adx)
 
     def state(self) -> DmiState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -720,13 +753,14 @@ class Bollinger:
         ConfigError: ``period`` < 2 or ``num_std`` ≤ 0.
     """
 
-    __slots__ = ("_total", "_total_squares", "_window", "num_std", "period")
+    __slots__ = ("_n", "_total", "_total_squares", "_window", "num_std", "period")
 
     def __init__(self, period: int = 20, num_std: float = 2.0) -> None:
         _check_period("BBANDS", period)
         if not num_std > 0:
             raise ConfigError(f"BBANDS: num_std must be > 0, got {num_std!r}")
         self.period = period
+        self._n = float(period)
         self.num_std = float(num_std)
         self._window: deque[float] = deque()
         self._total = 0.0
@@ -746,8 +780,9 @@ class Bollinger:
         oldest = window.popleft()
         self._total = total - oldest
         self._total_squares = total_squares - oldest * oldest
-        middle = total / period
-        variance = total_squares / period - middle * middle
+        n = self._n
+        middle = total / n
+        variance = total_squares / n - middle * middle
         if variance < _EPSILON:
             return (middle, middle, middle)
         width = math.sqrt(variance) * self.num_std
