@@ -207,6 +207,26 @@ def test_read_from_an_exact_record_time(logs: tuple[Path, Path, list[Record]]) -
     assert LogReader(open_dir).first_gseq_at(None, records[77].ts_event) == 78
 
 
+def test_read_from_a_time_shared_by_several_index_entries(data_dir: Path) -> None:
+    """Records sharing one ts_event across several index entries are all read from that time."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10, step_ns=1))
+        lg.append(envelopes(3 * INDEX_EVERY, start_seq=11, step_ns=0, start_ns=T0 + 100))
+    reader = LogReader(data_dir)
+    assert len(reader.segment_index(reader.segments(TRADE_TOPIC)[0]).entries) == 4
+    got = [r.gseq for r in reader.read_from_time(None, T0 + 100)]
+    assert got == list(range(11, 11 + 3 * INDEX_EVERY))
+    assert reader.first_gseq_at(None, T0 + 100) == 11
+    assert [r.gseq for r in reader.read_in_time_order(None, T0 + 5, T0 + 101)][:6] == [
+        6,
+        7,
+        8,
+        9,
+        10,
+        11,
+    ]
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(

@@ -17,7 +17,7 @@ import heapq
 import os
 import struct
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -337,7 +337,13 @@ class LogReader:
                             done_days.add(seg.day)
                             continue
                         keys = [key(e) for e in idx.entries]
-                        i = bisect_right(keys, value) - 1
+                        # Offsets and gseqs are unique: start at the last entry ≤ value.
+                        # Times repeat (entries can share a ts_event): start at the last
+                        # entry < value, or records equal to it before that entry are lost.
+                        if key is _entry_ts:
+                            i = bisect_left(keys, value) - 1
+                        else:
+                            i = bisect_right(keys, value) - 1
                         entry = idx.entries[max(i, 0)] if idx.entries else None
                         started = True
                         yield from self._iter_segment(seg, entry, bounds, pool, buffer_size)
