@@ -122,3 +122,20 @@ def test_steps_never_go_back_and_lose_nothing(times: list[int]) -> None:
         assert all(r.ts_event == step.time_ns for r in step.events)
         seen.extend(r.gseq for r in step.events)
     assert seen == [r.gseq for r in records]
+
+
+def test_timers_due_later_stay_armed_through_input_steps() -> None:
+    """Steps of inputs before a timer's time carry no timers and leave it armed; it fires
+    in its own step, and a timer set meanwhile is honoured by the next plan."""
+    timers = TimerQueue()
+    timers.set("a", "later", now_ns=0, at_ns=15)
+    planner = StepPlanner([rec(1, 10), rec(2, 20)], timers)
+    s0 = planner.next_step()
+    assert s0 is not None
+    assert (s0.time_ns, s0.timers, [r.gseq for r in s0.events]) == (10, [], [1])
+    assert timers.next_due() == 15
+    timers.set("b", "meanwhile", now_ns=10, at_ns=12)
+    plan = []
+    while (step := planner.next_step()) is not None:
+        plan.append((step.time_ns, [t.name for t in step.timers], [r.gseq for r in step.events]))
+    assert plan == [(12, ["meanwhile"], []), (15, ["later"], []), (20, [], [2])]

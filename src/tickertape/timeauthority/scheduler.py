@@ -20,8 +20,9 @@ in-process host and the distributed time authority.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
@@ -84,9 +85,14 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     events: list[Record]
 
 
+wave_key: Callable[[Any], tuple[int, str, int]] = attrgetter("ts_event", "source", "source_seq")
+"""The canonical wave order's sort key, ``(ts_event, source, source_seq)`` of an
+:class:`Envelope` or :class:`Record` (for sorting a wave in place: ``wave.sort(key=wave_key)``)."""
+
+
 def wave_order(outputs: Iterable[E]) -> list[E]:
     """Return a wave's events in the canonical order ``(ts_event, source, source_seq)``."""
-    return sorted(outputs, key=lambda e: (e.ts_event, e.source, e.source_seq))
+    return sorted(outputs, key=wave_key)
 
 
 class StepPlanner:
@@ -131,34 +137,40 @@ class StepPlanner:
         Raises:
             InputBehindClockError: an input is dated before the clock.
         """
-        record = self._peek()
-        if record is not None and record.ts_event < self._now:
-            raise InputBehindClockError(
-                record.id, record.topic, record.gseq, record.ts_event, self._now
-            )
-        t_input = None if record is None else record.ts_event
+        record = self._peeked if self._peeked is not None else self._peek()
+        now = self._now
+        if record is not None and record.ts_event < now:
+            raise InputBehindClockError(record.id, record.topic, record.gseq, record.ts_event, now)
         t_timer = self._timers.next_due()
-        if t_timer is not None and t_timer < self._now:
-            t_timer = self._now
-        if t_input is None and (t_timer is None or self._end is None):
-            return None
-        if t_input is None or (t_timer is not None and t_timer < t_input):
-            assert t_timer is not None
+        if t_timer is not None and t_timer < now:
+            t_timer = now
+        if record is None:
+            if t_timer is None or self._end is None:
+                return None
             t = t_timer
         else:
-            t = t_input
+            t = record.ts_event
+            if t_timer is not None and t_timer < t:
+                t = t_timer
         if self._end is not None and t > self._end:
             return None
         events: list[Record] = []
-        while record is not None and record.ts_event <= t:
-            if record.ts_event < t:
-                raise InputBehindClockError(
-                    record.id, record.topic, record.gseq, record.ts_event, t
-                )
+        if record is not None and record.ts_event == t:
+            # The step's inputs: this record and the ones after it stamped ``t``.
             events.append(record)
             self._peeked = None
-            record = self._peek()
-        timers = self._timers.pop_due(t)
+            for record in self._inputs:
+                if record.ts_event != t:
+                    if record.ts_event < t:
+                        raise InputBehindClockError(
+                            record.id, record.topic, record.gseq, record.ts_event, t
+                        )
+                    self._peeked = record
+                    break
+                events.append(record)
+            else:
+                self._exhausted = True
+        timers = self._timers.pop_due(t) if t_timer is not None and t_timer <= t else []
         self._now = t
         step = Step(index=self._index, time_ns=t, timers=timers, events=events)
         self._index += 1

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from tests.actors.runtime.sample_actors import MeanActor, SignalActor, trade_envelopes
 from tickertape.actors.base import Actor, Context, Event
@@ -17,7 +18,7 @@ from tickertape.actors.runtime import (
     MemorySink,
 )
 from tickertape.errors import ConfigError
-from tickertape.schemas.envelope import stamp
+from tickertape.schemas.envelope import Envelope, stamp
 from tickertape.snapshots import SnapshotPolicy
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
@@ -178,3 +179,67 @@ def test_duplicate_names_are_refused() -> None:
     host.add(MeanActor())
     with pytest.raises(ConfigError):
         host.add(MeanActor())
+
+
+class Recorder(Actor):
+    """Keeps every payload it is handed (trades and alerts)."""
+
+    name = "recorder"
+    subscriptions = ("md.trade.crypto.*", "system.alert")
+
+    def __init__(self) -> None:
+        self.payloads: list[object] = []
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        self.payloads.append(event.payload)
+
+
+def deliver(records: list) -> tuple[Recorder, list[dict]]:
+    """Run a Recorder over ``records`` (all at one time) and capture the host's logs."""
+    host = InProcessHost(MemorySink(), clock=SimulatedClock(0))
+    recorder = Recorder()
+    host.add(recorder)
+    with capture_logs() as logs:
+        host.run(StepPlanner(records, host.timers))
+    return recorder, logs
+
+
+def test_a_bad_payload_after_good_ones_is_skipped_and_logged() -> None:
+    """Once a type's decoder is cached, an invalid payload, an unknown type and a newer v
+    of it are still skipped and logged (unknown once per (type, v)), never delivered."""
+    good = [stamp(e, i, i + 1, 1) for i, e in enumerate(trade_envelopes(3))]
+    good = [msgspec.structs.replace(r, ts_event=1) for r in good]
+    invalid = msgspec.structs.replace(good[0], id="x:1", payload=msgspec.Raw(b'{"symbol": 5}'))
+    unknown = msgspec.structs.replace(good[0], id="x:2", type="md.future_thing")
+    newer = msgspec.structs.replace(good[0], id="x:3", v=99)
+    recorder, logs = deliver([good[0], invalid, unknown, good[1], newer, unknown, invalid, good[2]])
+    assert [p.trade_id for p in recorder.payloads] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    skipped = [(e["event"], e.get("id")) for e in logs if e["event"].endswith("_skipped")]
+    assert skipped == [
+        ("invalid_payload_skipped", "x:1"),
+        ("unknown_type_skipped", "x:2"),
+        ("unknown_type_skipped", "x:3"),
+        ("invalid_payload_skipped", "x:1"),
+    ]
+
+
+def test_old_and_new_versions_of_a_type_interleaved_decode_alike() -> None:
+    """v1 records (upcast) and v2 records (decoded directly) of system.alert, alternating,
+    each reach the actor as the v2 Struct with their own content."""
+    v1 = msgspec.Raw(b'{"level": "warn", "message": "old"}')
+    v2 = msgspec.Raw(b'{"severity": "critical", "code": "DRIFT", "message": "new"}')
+    records = []
+    for i, (v, raw) in enumerate([(2, v2), (1, v1), (2, v2), (1, v1)]):
+        env = Envelope(
+            id=f"ops:{i + 1}", topic="system.alert", type="system.alert", v=v, market=None,
+            ts_event=1, ts_init=1, source="ops", source_seq=i + 1, payload=raw,
+        )  # fmt: skip
+        records.append(stamp(env, i, i + 1, 1))
+    recorder, _ = deliver(records)
+    got = [(type(p).__name__, p.severity, p.code, p.message) for p in recorder.payloads]  # type: ignore[attr-defined]
+    assert got == [
+        ("Alert", "critical", "DRIFT", "new"),
+        ("Alert", "warning", "UNSPECIFIED", "old"),
+        ("Alert", "critical", "DRIFT", "new"),
+        ("Alert", "warning", "UNSPECIFIED", "old"),
+    ]

@@ -14,6 +14,11 @@ The host owns a simulated clock, a timer queue shared by its actors, and a
 Outputs of one actor never depend on the order in which actors handle the same
 wave (each actor has its own state and ``source_seq``), and the wave is sorted before
 it is stored, so the stored log is the same whatever the registration order.
+
+The per-event path is kept lean, because a replay runs it for every record: the
+actors' name order, each topic's subscribers and the payload decoder of each type are
+computed once and cached (:meth:`InProcessHost.add` clears the caches), and a wave
+reuses the list its first publisher's outputs were buffered in.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
+from msgspec import MsgspecError
 
 from tickertape.actors.base import Actor, Event, Timer
 from tickertape.actors.runtime.context import ActorContext
@@ -35,13 +42,13 @@ from tickertape.actors.runtime.errors import (
 from tickertape.actors.runtime.sink import Sink
 from tickertape.errors import ConfigError, SchemaError, TickertapeError
 from tickertape.roles import publish_rule
-from tickertape.schemas.envelope import Record
-from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.registry import decode_payload, schemas
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore
 from tickertape.timeauthority.clock import ActorClock, SimulatedClock
-from tickertape.timeauthority.scheduler import Step, StepPlanner, wave_order
+from tickertape.timeauthority.scheduler import Step, StepPlanner, wave_key
 from tickertape.timeauthority.timers import TimerQueue
 from tickertape.topics import matches_any, validate_pattern
 
@@ -54,6 +61,7 @@ class _Slot:
     actor: Actor
     ctx: ActorContext
     patterns: tuple[str, ...]
+    on_event: Callable[[Event, ActorContext], None]
     store: SnapshotStore | None = None
     events_at_snapshot: int = 0
     clock_at_snapshot: int = 0
@@ -105,7 +113,10 @@ class InProcessHost:
         self._policy = snapshot_policy
         self._snapshot_root = None if snapshot_root is None else Path(snapshot_root)
         self._slots: dict[str, _Slot] = {}
+        self._order: tuple[_Slot, ...] = ()
         self._routes: dict[str, tuple[_Slot, ...]] = {}
+        self._decoders: dict[str, tuple[int, msgspec.json.Decoder[Any]]] = {}
+        self._direct: dict[tuple[str, int], msgspec.json.Decoder[Any] | None] = {}
         self._started = False
 
     # ---------------------------------------------------------------- set-up
@@ -132,11 +143,18 @@ class InProcessHost:
             seed=self.seed,
             publish_rule=publish_rule(name),
         )
-        slot = _Slot(name=name, actor=actor, ctx=ctx, patterns=tuple(actor.subscriptions))
+        slot = _Slot(
+            name=name,
+            actor=actor,
+            ctx=ctx,
+            patterns=tuple(actor.subscriptions),
+            on_event=actor.on_event,
+        )
         if self._snapshot_root is not None:
             keep = self._policy.keep if self._policy is not None else 3
             slot.store = SnapshotStore(self._snapshot_root / name, keep=keep)
         self._slots[name] = slot
+        self._order = tuple(self._slots[n] for n in sorted(self._slots))
         self._routes.clear()
         return ctx
 
@@ -237,13 +255,13 @@ class InProcessHost:
         self._started = True
         if not call_on_start:
             return StepResult(waves=0, outputs=0, deliveries=0)
-        for slot in self._ordered():
+        for slot in self._order:
             self._call(slot, "on_start", None, slot.actor.on_start, slot.ctx)
         return self._run_output_waves(self.clock.now_ns(), 0)
 
     def stop(self) -> StepResult:
         """Call every actor's ``on_stop`` and run the waves of what they publish."""
-        for slot in self._ordered():
+        for slot in self._order:
             self._call(slot, "on_stop", None, slot.actor.on_stop, slot.ctx)
         return self._run_output_waves(self.clock.now_ns(), 0)
 
@@ -286,18 +304,27 @@ class InProcessHost:
 
     # -------------------------------------------------------------- internals
 
-    def _ordered(self) -> list[_Slot]:
-        return [self._slots[name] for name in sorted(self._slots)]
-
     def _run_output_waves(self, t: int, deliveries: int) -> StepResult:
         waves = 0
         outputs_total = 0
+        order = self._order
         while True:
-            outputs = [env for slot in self._ordered() for env in slot.ctx.drain()]
-            if not outputs:
+            # The first publisher's buffer becomes the wave (drain hands it over), so a
+            # wave with one publisher allocates nothing more.
+            outputs: list[Envelope] | None = None
+            for slot in order:
+                ctx = slot.ctx
+                if ctx.outputs:
+                    if outputs is None:
+                        outputs = ctx.drain()
+                    else:
+                        outputs.extend(ctx.drain())
+            if outputs is None:
                 break
             waves += 1
-            stored = self.sink.append(wave_order(outputs), t)
+            if len(outputs) > 1:
+                outputs.sort(key=wave_key)
+            stored = self.sink.append(outputs, t)
             outputs_total += len(stored)
             deliveries += self._deliver(stored)
         return StepResult(waves=waves, outputs=outputs_total, deliveries=deliveries)
@@ -305,19 +332,48 @@ class InProcessHost:
     def _route(self, topic: str) -> tuple[_Slot, ...]:
         slots = self._routes.get(topic)
         if slots is None:
-            slots = tuple(s for s in self._ordered() if matches_any(s.patterns, topic))
+            slots = tuple(s for s in self._order if matches_any(s.patterns, topic))
             self._routes[topic] = slots
         return slots
+
+    def _decode_slow(self, record: Record) -> Any:
+        """Decode through the registry (upcasters, errors); when (type, v) is itself a
+        registered schema, its decoder serves the type's next records directly.
+
+        Raises:
+            SchemaError: as :func:`~tickertape.schemas.registry.decode_payload`.
+        """
+        payload = decode_payload(record.type, record.v, record.payload)
+        key = (record.type, record.v)
+        if key not in self._direct:
+            schema = schemas().get(key)
+            self._direct[key] = None if schema is None else msgspec.json.Decoder(schema)
+        decoder = self._direct[key]
+        if decoder is not None:
+            self._decoders[record.type] = (record.v, decoder)
+        return payload
 
     def _deliver(self, records: Iterable[Record]) -> int:
         now = self.clock.now_ns()
         deliveries = 0
+        routes = self._routes
+        decoders = self._decoders
         for record in records:
-            slots = self._route(record.topic)
+            slots = routes.get(record.topic)
+            if slots is None:
+                slots = self._route(record.topic)
             if not slots:
                 continue
+            cached = decoders.get(record.type)
             try:
-                payload = decode_payload(record.type, record.v, record.payload)
+                if cached is not None and cached[0] == record.v:
+                    try:
+                        payload = cached[1].decode(record.payload)
+                    except MsgspecError:
+                        # the registry's decoder raises the SchemaError naming the field
+                        payload = decode_payload(record.type, record.v, record.payload)
+                else:
+                    payload = self._decode_slow(record)
             except SchemaError as exc:  # UnknownTypeError included
                 report_undeliverable(record, exc, slots[0].skipped_types)
                 continue
@@ -326,7 +382,7 @@ class InProcessHost:
             event = Event(record, payload)
             for slot in slots:
                 try:
-                    slot.actor.on_event(event, slot.ctx)
+                    slot.on_event(event, slot.ctx)
                 except TickertapeError:
                     raise
                 except Exception as exc:
