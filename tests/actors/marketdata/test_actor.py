@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tickertape.actors.base import Event
 from tickertape.actors.marketdata import (
     ACTOR_CLASS,
     CONFIG_CLASS,
@@ -26,7 +27,7 @@ from tickertape.actors.marketdata.importers import (
 )
 from tickertape.actors.marketdata.sessions import MarketHours
 from tickertape.errors import ConfigError
-from tickertape.schemas.market import Bar, CorporateAction, Gap, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
 
 from .harness import FakeContext, make_event, run
 
@@ -237,11 +238,6 @@ def test_invalid_configuration_is_refused() -> None:
         MarketDataActor(MarketDataConfig(trade_patterns=["md.>.x"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MarketDataActor does not run SilenceDetector on trade and quote streams yet "
-    "(needs silence_patterns and max_silence_s in MarketDataConfig; docs/marketdata.md, Status)",
-)
 def test_silent_trade_stream_publishes_one_time_gap(btc_trades: list) -> None:  # type: ignore[type-arg]
     """BTCUSDT trades with three minutes cut out: one md.gap (time, trade); a restart keeps it."""
     cut_from = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
@@ -266,3 +262,160 @@ def test_silent_trade_stream_publishes_one_time_gap(btc_trades: list) -> None:  
     ctx2 = FakeContext("marketdata")
     run(second, ctx2, kept[cut:])
     assert ctx1.published + ctx2.published == ctx.published
+
+
+SILENCE_FROM = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
+SILENCE_NS = 180_000_000_000
+
+
+def _capture_events(*kinds: type) -> list[Event]:
+    """The BTCUSDT capture's events of these payload types, with three minutes cut out."""
+    events: list[ParsedEvent] = []
+    for path in (BTC_0808, BTC_0809):
+        (parsed,) = parse_binance_ws(path).streams.values()
+        events.extend(
+            e
+            for e in parsed
+            if isinstance(e.payload, kinds)
+            and not SILENCE_FROM <= e.ts_event < SILENCE_FROM + SILENCE_NS
+        )
+    events.sort(key=lambda e: e.ts_event)  # one merged feed, as the log delivers it
+    return [
+        make_event(e.topic, e.payload, e.market, e.ts_event, i) for i, e in enumerate(events, 1)
+    ]
+
+
+SILENCE_CONFIG = MarketDataConfig(
+    trade_patterns=[],
+    silence_patterns=["md.trade.crypto.*", "md.quote.crypto.*"],
+    max_silence_s={"crypto": 60},
+)
+
+
+def test_silent_trade_and_quote_streams_each_publish_one_gap() -> None:
+    """Trades and quotes both cut for three minutes: one gap per stream, at the resuming event."""
+    events = _capture_events(Trade, Quote)
+    ctx = FakeContext("marketdata")
+    run(MarketDataActor(SILENCE_CONFIG), ctx, events)
+    gaps = {p.payload.stream: p for p in ctx.published}
+    assert len(ctx.published) == 2
+    assert sorted(gaps) == ["quote", "trade"]
+    for stream, published in gaps.items():
+        gap = published.payload
+        assert isinstance(gap, Gap)
+        assert (gap.kind, gap.symbol, gap.missing) == ("time", "BTCUSDT", 0)
+        assert published.topic == "md.gap.crypto.BTCUSDT"
+        topic = f"md.{stream}.crypto.BTCUSDT"
+        times = [e.ts_event for e in events if e.topic == topic]
+        before = max(t for t in times if t < SILENCE_FROM)
+        after = min(t for t in times if t >= SILENCE_FROM)
+        assert (gap.last_seen, gap.next_seen) == (before, after)
+        assert published.ts_event == after  # found when the stream resumes, not before
+        assert f"{(after - before) / 1e9:.3f} s of open market" in gap.detail
+
+
+@pytest.mark.parametrize("where", ["before", "mid-silence", "after"])
+def test_restart_around_a_silence_publishes_its_gap_exactly_once(where: str) -> None:
+    """A snapshot before, during or just after the silence: the restarted run's gaps are the
+    uninterrupted run's, one per stream."""
+    events = _capture_events(Trade, Quote)
+    whole = FakeContext("marketdata")
+    run(MarketDataActor(SILENCE_CONFIG), whole, events)
+    assert len(whole.published) == 2
+    resume = next(i for i, e in enumerate(events) if e.ts_event >= SILENCE_FROM)
+    cut = {"before": resume - 50, "mid-silence": resume, "after": resume + 1}[where]
+    first = MarketDataActor(SILENCE_CONFIG)
+    ctx1 = FakeContext("marketdata")
+    # Mid-silence: the clock is 90 s into the silence when the snapshot is taken.
+    until = SILENCE_FROM + SILENCE_NS // 2 if where == "mid-silence" else None
+    run(first, ctx1, events[:cut], until_ns=until)
+    state = msgspec.msgpack.encode(first.snapshot())
+    if where == "after":
+        assert len(ctx1.published) == 1  # the quote gap is out, the trade gap not yet
+    else:
+        assert ctx1.published == []
+    second = MarketDataActor(SILENCE_CONFIG)
+    second.restore(state)
+    assert msgspec.msgpack.encode(second.snapshot()) == state
+    ctx2 = FakeContext("marketdata")
+    run(second, ctx2, events[cut:])
+    assert ctx1.published + ctx2.published == whole.published
+
+
+def test_silences_count_only_open_market_time() -> None:
+    """6E minutes as trades on CME hours: no silence over 10 minutes; on 24/7 hours the
+    maintenance hours and weekends are 22 silences."""
+    (parsed,) = parse_ohlcv_csv(
+        CME, market="us", symbol="6EH4", interval="1m", stamp="end"
+    ).streams.values()
+    closes = [(e.ts_event, e.payload.close) for e in parsed if isinstance(e.payload, Bar)]
+    trades = [
+        make_event(
+            "md.trade.us.6EH4",
+            Trade(symbol="6EH4", price=close, size=1.0, side="buy", trade_id=str(i)),
+            "us",
+            ts,
+            i,
+        )
+        for i, (ts, close) in enumerate(closes, 1)
+    ]
+    published = {}
+    for hours in ("us-futures", "crypto"):
+        config = MarketDataConfig(
+            trade_patterns=[],
+            silence_patterns=["md.trade.us.*"],
+            max_silence_s={"us": 1.0, "us.6EH4": 600},  # the symbol's bound wins
+            calendars={"us.6EH4": hours},
+        )
+        ctx = FakeContext("marketdata")
+        run(MarketDataActor(config), ctx, trades)
+        published[hours] = [p.payload for p in ctx.published]
+    assert published["us-futures"] == []
+    gaps = published["crypto"]
+    assert len(gaps) == 22
+    hour = 3_600_000_000_000
+    assert all(g.kind == "time" and g.stream == "trade" for g in gaps)
+    assert all(g.next_seen - g.last_seen >= hour for g in gaps)
+
+
+def test_invalid_silence_configuration_is_refused() -> None:
+    """Bounds must be positive seconds of a known market; a watched topic needs a bound."""
+    with pytest.raises(ConfigError, match="no bound"):
+        MarketDataActor(MarketDataConfig(silence_patterns=["md.trade.>"]))
+    with pytest.raises(ConfigError, match=r"max_silence_s\['nyse'\]"):
+        MarketDataActor(
+            MarketDataConfig(silence_patterns=["md.trade.>"], max_silence_s={"nyse": 5})
+        )
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"max_silence_s\['crypto'\] must be > 0"):
+            MarketDataActor(
+                MarketDataConfig(silence_patterns=["md.trade.>"], max_silence_s={"crypto": bad})
+            )
+    with pytest.raises(ConfigError):
+        MarketDataActor(MarketDataConfig(silence_patterns=["md.>.x"], max_silence_s={"us": 5}))
+    actor = MarketDataActor(
+        MarketDataConfig(
+            trade_patterns=[], silence_patterns=["md.trade.>"], max_silence_s={"us": 5}
+        )
+    )
+    trade = Trade(symbol="BTCUSDT", price=1.0, size=1.0, side="buy", trade_id="1")
+    event = make_event("md.trade.crypto.BTCUSDT", trade, "crypto", 1, 1)
+    with pytest.raises(ConfigError, match=r"no bound for crypto\.BTCUSDT .*md\.trade\.crypto"):
+        run(actor, FakeContext("marketdata"), [event])
+
+
+def test_snapshot_without_silence_state_still_restores(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """A snapshot written before silence detection existed restores; streams start unwatched."""
+
+    class OldState(msgspec.Struct, frozen=True):
+        builders: dict[str, object]
+        last_trade_ids: dict[str, int]
+        last_bar_end: dict[str, int]
+        adjusters: dict[str, object]
+
+    old = msgspec.msgpack.encode(OldState({}, {"crypto.BTCUSDT": 7}, {}, {}))
+    actor = MarketDataActor(SILENCE_CONFIG)
+    actor.restore(old)
+    state = actor.snapshot()
+    assert state.last_trade_ids == {"crypto.BTCUSDT": 7}
+    assert state.silence_last_ns == {}

@@ -15,6 +15,12 @@ Consumes (configurable patterns):
 - raw daily bars to adjust, with ``md.corporate_action``: forward-adjusted copies on
   ``md.bar.{interval}-adj.{market}.{symbol}`` (see
   :mod:`tickertape.actors.marketdata.adjustment`).
+- trade and quote topics to watch for silences: an event that arrives more than the
+  configured bound of *open market* (per the trading calendar) after the previous
+  event of its topic publishes ``md.gap`` (``kind="time"``, ``stream="trade"`` or
+  ``"quote"``, ``missing=0``, the open-market length in ``detail``), once
+  (:class:`~tickertape.actors.marketdata.sessions.SilenceDetector`). Only event times
+  count: the gap is found when the event ending the silence arrives.
 
 The actor reads time only from ``ctx.clock``; its state snapshots and restores
 exactly (:class:`MarketDataState`).
@@ -27,6 +33,7 @@ are built next to it on the venue clock by :class:`LiveBars` (configured by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import cast
@@ -42,10 +49,10 @@ from tickertape.actors.marketdata.adjustment import (
 from tickertape.actors.marketdata.bars import BarBuilder, BarBuilderState
 from tickertape.actors.marketdata.binance_feed import FeedState
 from tickertape.actors.marketdata.importers import ParsedEvent, interval_ns
-from tickertape.actors.marketdata.sessions import MarketHours
+from tickertape.actors.marketdata.sessions import MarketHours, SilenceDetector, StreamSilenceState
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
-from tickertape.schemas.market import Bar, CorporateAction, Gap, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
 from tickertape.topics import matches_any, validate_pattern
 
 _MINUTE_NS = 60_000_000_000
@@ -63,6 +70,11 @@ class MarketDataConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         calendars: trading-hours key per ``market`` or ``market.symbol`` (the latter
             wins): ``crypto`` (24/7), ``us`` (NYSE), ``us-futures`` (CME Globex),
             ``kr`` (KRX).
+        silence_patterns: trade and quote topics watched for silences (time gaps on
+            streams without bars).
+        max_silence_s: the longest silence, in seconds of open market, that is not a
+            gap, per ``market`` or ``market.symbol`` (the latter wins), > 0. Every
+            watched topic needs one.
     """
 
     trade_patterns: list[str] = msgspec.field(default_factory=lambda: ["md.trade.>"])
@@ -72,15 +84,23 @@ class MarketDataConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     calendars: dict[str, str] = msgspec.field(
         default_factory=lambda: {"crypto": "crypto", "us": "us", "kr": "kr"}
     )
+    silence_patterns: list[str] = msgspec.field(default_factory=list)
+    max_silence_s: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class MarketDataState(msgspec.Struct, frozen=True):
-    """Snapshot of :class:`MarketDataActor` (keys sorted: deterministic bytes)."""
+    """Snapshot of :class:`MarketDataActor` (keys sorted: deterministic bytes).
+
+    ``silence_last_ns`` (the ``ts_event`` of the last event of each watched topic)
+    was added with silence detection; a snapshot without it restores with no stream
+    watched yet.
+    """
 
     builders: dict[str, BarBuilderState]
     last_trade_ids: dict[str, int]
     last_bar_end: dict[str, int]
     adjusters: dict[str, ForwardAdjusterState]
+    silence_last_ns: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 def _split_topic(topic: str) -> tuple[str, str]:
@@ -97,7 +117,9 @@ class MarketDataActor(Actor):
 
     Raises:
         ConfigError: an invalid pattern or interval (bars from trades must last a
-            whole number of seconds).
+            whole number of seconds), or an invalid ``max_silence_s`` (unknown market,
+            a bound that is not a positive number of seconds, silence patterns without
+            any bound).
     """
 
     name = "marketdata"
@@ -109,6 +131,7 @@ class MarketDataActor(Actor):
             *self.config.trade_patterns,
             *self.config.watch_bar_patterns,
             *self.config.adjust_patterns,
+            *self.config.silence_patterns,
         ]
         for pattern in patterns:
             problem = validate_pattern(pattern)
@@ -128,6 +151,10 @@ class MarketDataActor(Actor):
         self._last_bar_end: dict[str, int] = {}
         self._adjusters: dict[str, ForwardAdjuster] = {}
         self._hours: dict[str, MarketHours] = {}
+        self._silence_bounds_ns = _silence_bounds(self.config)
+        # One detector per (calendar, bound); each watched topic is a stream of one.
+        self._detectors: dict[tuple[str, int], SilenceDetector] = {}
+        self._topic_detector: dict[str, SilenceDetector] = {}
 
     # ----------------------------------------------------------------- events
 
@@ -136,8 +163,13 @@ class MarketDataActor(Actor):
         payload = event.payload
         topic = event.topic
         if isinstance(payload, Trade):
+            if self.config.silence_patterns and matches_any(self.config.silence_patterns, topic):
+                self._check_silence(event, "trade", ctx)
             if matches_any(self.config.trade_patterns, topic):
                 self.on_trade(event, payload, ctx)
+        elif isinstance(payload, Quote):
+            if self.config.silence_patterns and matches_any(self.config.silence_patterns, topic):
+                self._check_silence(event, "quote", ctx)
         elif isinstance(payload, Bar):
             if matches_any(self.config.watch_bar_patterns, topic):
                 self._check_bar_gap(event, payload, ctx)
@@ -253,6 +285,53 @@ class MarketDataActor(Actor):
             causation=event,
         )
 
+    def _detector_for(self, topic: str) -> SilenceDetector:
+        detector = self._topic_detector.get(topic)
+        if detector is not None:
+            return detector
+        market, symbol = _split_topic(topic)
+        bound_ns = self._silence_bounds_ns.get(f"{market}.{symbol}")
+        if bound_ns is None:
+            bound_ns = self._silence_bounds_ns.get(market)
+        if bound_ns is None:
+            raise ConfigError(
+                f"max_silence_s has no bound for {market}.{symbol} (watched topic {topic})"
+            )
+        hours = self._hours_for(market, symbol)
+        key = (hours.key, bound_ns)
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = self._detectors[key] = SilenceDetector(hours, bound_ns)
+        self._topic_detector[topic] = detector
+        return detector
+
+    def _check_silence(self, event: Event, stream: str, ctx: Context) -> None:
+        topic = event.topic
+        silence = self._detector_for(topic).on_event(topic, event.ts_event)
+        if silence is None:
+            return
+        market, symbol = _split_topic(topic)
+        bound_ns = self._topic_detector[topic].max_silence_ns
+        gap = Gap(
+            symbol=symbol,
+            kind="time",
+            stream=stream,
+            last_seen=silence.last_seen,
+            next_seen=silence.next_seen,
+            missing=0,
+            detail=(
+                f"{silence.open_ns / 1e9:.3f} s of open market without an event "
+                f"(bound {bound_ns / 1e9:g} s)"
+            ),
+        )
+        ctx.publish(
+            f"md.gap.{market}.{symbol}",
+            gap,
+            market=event.market,
+            ts_event=event.ts_event,
+            causation=event,
+        )
+
     # ------------------------------------------------------------- adjustment
 
     def _adjuster(self, key: str) -> ForwardAdjuster:
@@ -276,16 +355,26 @@ class MarketDataActor(Actor):
     # --------------------------------------------------------------- snapshot
 
     def snapshot(self) -> MarketDataState:
-        """Return the open bars, last trade ids, last bar ends and adjusters."""
+        """Return the open bars, last trade ids, last bar ends, adjusters and the last
+        event time of every watched silence stream."""
+        silence_last: dict[str, int] = {}
+        for detector in self._detectors.values():
+            silence_last.update(detector.state().last_ns)
         return MarketDataState(
             builders={k: self._builders[k].state() for k in sorted(self._builders)},
             last_trade_ids=dict(sorted(self._last_trade_id.items())),
             last_bar_end=dict(sorted(self._last_bar_end.items())),
             adjusters={k: self._adjusters[k].state() for k in sorted(self._adjusters)},
+            silence_last_ns=dict(sorted(silence_last.items())),
         )
 
     def restore(self, state: bytes) -> None:
-        """Restore from the msgpack bytes of a :class:`MarketDataState`."""
+        """Restore from the msgpack bytes of a :class:`MarketDataState`.
+
+        Raises:
+            ConfigError: a watched topic of the snapshot has no ``max_silence_s`` bound
+                or no calendar under the current configuration.
+        """
         decoded = msgspec.msgpack.decode(state, type=MarketDataState)
         self._builders.clear()
         self._builder_market.clear()
@@ -295,6 +384,33 @@ class MarketDataActor(Actor):
         self._last_trade_id = dict(decoded.last_trade_ids)
         self._last_bar_end = dict(decoded.last_bar_end)
         self._adjusters = {k: ForwardAdjuster(v) for k, v in decoded.adjusters.items()}
+        # Each stream goes back to the detector its topic maps to under this config;
+        # topics no longer watched are dropped.
+        self._detectors.clear()
+        self._topic_detector.clear()
+        streams: dict[SilenceDetector, dict[str, int]] = {}
+        for topic, last_ns in decoded.silence_last_ns.items():
+            if matches_any(self.config.silence_patterns, topic):
+                streams.setdefault(self._detector_for(topic), {})[topic] = last_ns
+        for detector, last in streams.items():
+            detector.restore(StreamSilenceState(last))
+
+
+def _silence_bounds(config: MarketDataConfig) -> dict[str, int]:
+    """``max_silence_s`` in ns per ``market`` or ``market.symbol``, validated."""
+    bounds: dict[str, int] = {}
+    for key, seconds in config.max_silence_s.items():
+        market = key.split(".", 1)[0]
+        if market not in MARKETS:
+            raise ConfigError(
+                f"max_silence_s[{key!r}]: {market!r} is not a market (known: {list(MARKETS)})"
+            )
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"max_silence_s[{key!r}] must be > 0 seconds, got {seconds!r}")
+        bounds[key] = round(seconds * 1e9)
+    if config.silence_patterns and not bounds:
+        raise ConfigError("silence_patterns are set but max_silence_s has no bound")
+    return bounds
 
 
 def _market(market: str) -> Market:
