@@ -183,6 +183,7 @@ class _Touched:
     fd: int
     size_before: int
     created: bool
+    index: SegmentIndex | None  # the file's in-memory index, when it held `base` records
 
 
 @dataclass(slots=True)
@@ -198,6 +199,7 @@ class _Batch:
         default_factory=list
     )  # (offset, gseq, ts_event, position in buffer) of the records to index
     sources: dict[str, int] = field(default_factory=dict)
+    last: tuple[int, int, int] = (-1, 0, 0)  # (offset, gseq, ts_event) of its last record
 
 
 @dataclass(slots=True)
@@ -218,6 +220,7 @@ class _OpenFile:
     trusted_gseq: int = 0  # last gseq of the prefix described by a trusted .idx (0: none)
     prefix_end: int = 0  # where that prefix ends (bytes)
     prefix_entries: list[IndexEntry] = field(default_factory=list)
+    index: SegmentIndex | None = None  # the file's index after the scan
     records: deque[tuple[int, int]] = field(
         default_factory=lambda: deque(maxlen=MAX_GROUP + 1)
     )  # (gseq, byte position) of the file's last records past the prefix
@@ -270,7 +273,9 @@ class EventLog:
         self._closed = False
         self._lock_fd = -1
         self._head_map: mmap.mmap | None = None
-        self._rolled: list[Path] = []
+        # Day files rolled over since the last sync -> their index (saved after the sync;
+        # None: rebuilt from the file then).
+        self._rolled: dict[Path, SegmentIndex | None] = {}
         self._open_lru: OrderedDict[str, None] = OrderedDict()
         self._scanned: dict[str, dict[tuple[str, int], tuple[str, int, int]]] = {}
         self._deferred_close: list[int] = []
@@ -347,6 +352,7 @@ class EventLog:
             self._sync_kept(files, hint)
         except OSError as exc:
             raise LogFatalError(self.dir, exc) from exc
+        self._save_scanned_indexes(files, newest)
         self._synced = self._head
         self.recovery.head_gseq = self._head
         for name, seg in newest.items():
@@ -360,6 +366,25 @@ class EventLog:
                 corrupt=self.recovery.corrupt,
                 head_gseq=self._head,
             )
+
+    @staticmethod
+    def _save_scanned_indexes(files: list[_OpenFile], newest: dict[str, Segment]) -> None:
+        """Save the index of every open day file that is not its topic's newest (a day
+        rolled over before a crash, its index not saved) when the scan had to read past
+        its saved index. Call after the kept records are fsync'd; the newest days'
+        indexes are kept in memory and saved on close, as usual."""
+        for found in files:
+            seg = found.segment
+            index = found.index
+            if (
+                index is None
+                or not index.count
+                or found.bad
+                or found.prefix_end == index.data_size
+                or newest.get(seg.topic) == seg
+            ):
+                continue
+            save_index(seg.index_path, index)
 
     def _load_topics(self) -> tuple[list[_OpenFile], dict[str, Segment]]:
         """Load every topic's state from its files (truncating torn tails) and the head.
@@ -493,7 +518,7 @@ class EventLog:
             size = valid_end
         index.data_size = size
         index.raw_size = size
-        topic.index = index
+        topic.index = found.index = index
         self._absorb_summary(topic, index)
         return found
 
@@ -836,13 +861,20 @@ class EventLog:
             raise LogClosedError(f"event log {self.dir} failed earlier: {self._failed}")
 
     def _after_sync(self) -> None:
-        """Everything written is durable: save rolled-over days' indexes, publish the head."""
-        for path in self._rolled:
+        """Everything written is durable: save rolled-over days' indexes, publish the head.
+
+        A rolled-over day's index is the one kept in memory while appending (no read of
+        the file); only a file whose in-memory index was not kept (a day file that
+        existed before it was reopened for appending, after an undone group) is indexed
+        from the file here.
+        """
+        for path, index in self._rolled.items():
             seg = Segment(path.parent.name, day_number(path.name[:10]), path, False)
-            try:
-                index, _problems = build_index(seg, path.stat().st_size)
-            except FileNotFoundError:
-                continue  # an undone roll removed it
+            if index is None:
+                try:
+                    index, _problems = build_index(seg, path.stat().st_size)
+                except FileNotFoundError:
+                    continue  # an undone roll removed it
             save_index(seg.index_path, index)
         self._rolled.clear()
         self._unsynced = 0
@@ -926,6 +958,8 @@ class EventLog:
                 continue
             batch = state[4]
             if batch is None or batch.day != day:
+                if batch is not None:  # the topic rolls over within the group
+                    batch.last = (state[0] - 1, state[2], state[1])
                 batch = state[4] = self._new_batch(topic_name, day)
                 batches.append(batch)
             offset = state[0]
@@ -944,6 +978,9 @@ class EventLog:
             recent[(source, seq)] = (topic_name, offset, head)
             append_result(AppendResult(id=env.id, offset=offset, gseq=head))
         if head >= first:
+            for state in pending_topic.values():
+                if state[4] is not None:
+                    state[4].last = (state[0] - 1, state[2], state[1])
             self._write(batches, new_topics, pending_topic)
             if durable:
                 self._sync_files()
@@ -1030,7 +1067,14 @@ class EventLog:
                         self._pending_dirs.add(topic.dir)
                 elif topic.fd < 0:
                     topic.fd = os.open(topic.path, os.O_WRONLY | os.O_APPEND)
-                touched.append(_Touched(topic, day, topic.path, topic.fd, topic.size, created))
+                index = topic.index
+                if index is None and batch.base == 0:
+                    index = topic.index = SegmentIndex(sealed=False, data_size=0)
+                if index is not None and index.count != batch.base:
+                    index = None  # not the index of the file as it was: rebuilt below
+                touched.append(
+                    _Touched(topic, day, topic.path, topic.fd, topic.size, created, index)
+                )
                 data = batch.buffer
                 view = memoryview(data)
                 while view:
@@ -1054,22 +1098,20 @@ class EventLog:
             topic.next_offset, topic.last_ts, topic.last_gseq = state[0], state[1], state[2]
         for batch, t in zip(batches, touched, strict=True):
             topic = t.topic
-            if batch.day != topic.day:
-                continue  # a day rolled over within the group: its index is rebuilt at sync
-            index = topic.index
+            size = t.size_before + len(batch.buffer)
+            index = t.index
             if index is None:
-                index = topic.index = SegmentIndex(sealed=False, data_size=0)
-            if index.count != batch.base:
-                # The file existed when the day was opened: index it from the file.
-                index = topic.index = build_index(
-                    Segment(topic.name, topic.day, topic.path, False), topic.size
-                )[0]
-            else:
-                index.absorb(batch.count, batch.entries, batch.sources, t.size_before)
-                index.last_offset = topic.next_offset - 1
-                index.last_gseq = topic.last_gseq
-                index.last_ts = topic.last_ts
-            index.data_size = index.raw_size = topic.size
+                # The file existed before its day was (re)opened for appending and its
+                # index was not kept: index it from the file (a rolled-over day: at sync).
+                if batch.day == topic.day:
+                    seg = Segment(topic.name, batch.day, t.path, False)
+                    topic.index = build_index(seg, size)[0]
+                else:
+                    self._rolled[t.path] = None
+                continue
+            index.absorb(batch.count, batch.entries, batch.sources, t.size_before)
+            index.last_offset, index.last_gseq, index.last_ts = batch.last
+            index.data_size = index.raw_size = size
 
     def _sync_files(self) -> None:
         """fsync every file written since the last sync (or one syncfs(2) for many) and
@@ -1120,11 +1162,13 @@ class EventLog:
     def _roll(self, topic: _Topic, day: int) -> bool:
         """Move the topic to the file of ``day``; True when that file was created.
 
-        The previous day's file is closed at the next sync, and its index is rebuilt
-        from the file then (the in-memory one lacks the records of the rolling group).
+        The previous day's file is closed at the next sync, and its in-memory index
+        (completed with the rolling group's records once they are written) is saved then.
         """
+        if topic.day >= 0:
+            # (Also when its file was closed to stay under MAX_OPEN_FILES.)
+            self._rolled[topic.dir / f"{day_name(topic.day)}.jsonl"] = topic.index
         if topic.fd >= 0:
-            self._rolled.append(topic.dir / f"{day_name(topic.day)}.jsonl")
             self._deferred_close.append(topic.fd)
             topic.fd = -1
         path = topic.dir / f"{day_name(day)}.jsonl"
@@ -1183,8 +1227,7 @@ class EventLog:
                         topic.fd = os.open(prev.path, os.O_WRONLY | os.O_APPEND)
                         topic.day = prev.day
                         topic.index, _problems = build_index(prev, prev.path.stat().st_size)
-                        if prev.path in self._rolled:
-                            self._rolled.remove(prev.path)  # current again
+                        self._rolled.pop(prev.path, None)  # current again
                 topic.size = os.fstat(topic.fd).st_size if topic.fd >= 0 else 0
                 if topic.index is not None:
                     topic.index.data_size = topic.size
