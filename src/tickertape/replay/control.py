@@ -101,6 +101,8 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
             under :func:`batch_stage` and reports them in ``Done.steps``.
         until_ns: phase ``batch``: after the steps, run the timer steps due at or
             before this time (the run's ``--to`` bound on the last batch; 0: none).
+        restage: on a repeated announcement: the stage ids whose outputs the actor
+            must publish again before answering (a router restart lost them).
     """
 
     run_id: str
@@ -115,6 +117,7 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     actors: list[str] = msgspec.field(default_factory=list)
     batch: list[BatchStep] = msgspec.field(default_factory=list)
     until_ns: int = 0
+    restage: list[str] = msgspec.field(default_factory=list)
 
     def addresses(self, actor: str) -> bool:
         """True when ``actor`` runs this wave."""

@@ -417,8 +417,10 @@ class ReplayCoordinator:
                 if out.outputs:
                     expect.setdefault((out.time_ns, out.ordinal), {})[actor] = out.outputs
         self._committed_seq = announce.seq
-        for key in sorted(expect):
-            await self._commit(batch_stage(self.settings.run_id, *key), expect[key], key[0])
+        stages = [batch_stage(self.settings.run_id, *key) for key in sorted(expect)]
+        for i, key in enumerate(sorted(expect)):
+            # A restaging (router restart) asks for every stage not committed yet.
+            await self._commit(stages[i], expect[key], key[0], announce, stages[i:])
         self.steps += len(keys)
         if keys:
             self.now_ns = max(self.now_ns, max(keys)[0])
@@ -462,7 +464,7 @@ class ReplayCoordinator:
             self._committed_seq = announce.seq
             if not expect:
                 return
-            committed = await self._commit(announce.stage, expect, time_ns)
+            committed = await self._commit(announce.stage, expect, time_ns, announce)
             readers = self._targets({t for d in dones.values() for t in d.topics})
             if committed.count == 0 or not readers:
                 return
@@ -506,15 +508,57 @@ class ReplayCoordinator:
             chosen |= self._readers_of(topic)
         return sorted(chosen)
 
-    async def _commit(self, stage: str, expect: dict[str, int], ts_log: int) -> Committed:
-        for attempt in range(50):
+    async def _commit(
+        self,
+        stage: str,
+        expect: dict[str, int],
+        ts_log: int,
+        announce: StepAnnounce | None = None,
+        restage: list[str] | None = None,
+    ) -> Committed:
+        """Commit ``stage``; when the router lost it, have the actors stage it again.
+
+        ``STAGE_INCOMPLETE`` is retried for a second (stagings in flight); then, as for
+        ``STAGE_UNKNOWN`` (the router restarted: staged events live in its memory), the
+        announcement is sent again with ``restage`` (default: this stage) to the
+        actors in ``expect``, which publish those outputs again and answer; then the
+        commit is retried. A commit the router applied before dying, retried after,
+        finds the events in the log already (same keys) and answers their positions.
+
+        Raises:
+            RouterError: a refusal other than the above, or the stage still cannot be
+                committed after 10 restagings (or without ``announce``, after 50
+                retries of ``STAGE_INCOMPLETE``).
+        """
+        incomplete = restaged = 0
+        while True:
             try:
                 return await self.client.commit(stage, expect, ts_log, ns=self.namespace)
             except RouterError as exc:
-                if exc.code != "STAGE_INCOMPLETE" or attempt == 49:
+                if exc.code not in ("STAGE_INCOMPLETE", "STAGE_UNKNOWN"):
                     raise
-                await asyncio.sleep(0.02)
-        raise AssertionError("unreachable")
+                if exc.code == "STAGE_INCOMPLETE" and incomplete < 50:
+                    incomplete += 1
+                    await asyncio.sleep(0.02)
+                    continue
+                if announce is None or restaged == 10:
+                    raise
+                restaged += 1
+                incomplete = 0
+                _log.warning("restage", stage=stage, reason=exc.code, attempt=restaged)
+                await self._restage(announce, sorted(expect), restage or [stage])
+
+    async def _restage(self, announce: StepAnnounce, actors: list[str], stages: list[str]) -> None:
+        again = msgspec.structs.replace(announce, actors=actors, restage=stages)
+        self._dones[announce.seq] = {}
+        sending = asyncio.create_task(
+            self._send(STEP_TOPIC, again, again.time_ns), name=f"restage:{announce.seq}"
+        )
+        try:
+            await self._wait_dones(again)
+        finally:
+            await sending
+        self._dones.pop(announce.seq, None)
 
     async def _snapshot(self, time_ns: int) -> None:
         announce = await self._announce("snapshot", -4, 0, time_ns)
@@ -537,7 +581,9 @@ class ReplayCoordinator:
         actors: list[str] | None = None,
         inputs: list[Record] | None = None,
         batch: list[BatchStep] | None = None,
-        **ranges: int,
+        run_from: int = 0,
+        run_to: int = 0,
+        until_ns: int = 0,
     ) -> StepAnnounce:
         self._seq += 1
         addressed = [] if actors is None or len(actors) == len(self.actors) else actors
@@ -551,7 +597,9 @@ class ReplayCoordinator:
             actors=addressed,
             inputs=inputs or [],
             batch=batch or [],
-            **ranges,
+            run_from=run_from,
+            run_to=run_to,
+            until_ns=until_ns,
         )
         self._history.append(announce)
         self._dones[announce.seq] = {}
@@ -636,8 +684,14 @@ class ReplayCoordinator:
 
     async def _publish_driver(self, env: Envelope, what: str, ts_log: int) -> None:
         stage = f"{self.settings.run_id}:{what}"
-        await self.client.publish([env], ns=self.namespace, stage=stage)
-        await self._commit(stage, {DRIVER_SOURCE: 1}, ts_log)
+        for attempt in range(10):
+            await self.client.publish([env], ns=self.namespace, stage=stage)
+            try:
+                await self._commit(stage, {DRIVER_SOURCE: 1}, ts_log)
+                return
+            except RouterError as exc:
+                if exc.code != "STAGE_UNKNOWN" or attempt == 9:
+                    raise
 
 
 async def _pace(pacer: Pacer, resumed: asyncio.Event, sim_ns: int) -> None:

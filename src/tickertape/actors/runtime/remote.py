@@ -259,6 +259,7 @@ class RemoteReplayHost:
         self.last_seq = 0
         self._ctl_seq = 0
         self._last_done: Envelope | None = None
+        self._last_staged: dict[str, list[Envelope]] = {}
         self._in_flight: list[asyncio.Future[Any]] = []
         self._step_time: int | None = None
         self._step_ordinal = 0
@@ -336,6 +337,7 @@ class RemoteReplayHost:
             return True
         if announce.seq <= self.last_seq:
             if announce.seq == self.last_seq and self._last_done is not None:
+                await self._restage(announce.restage)
                 await self.client.publish(
                     [self._last_done], ns=self.control_namespace, ephemeral=True
                 )
@@ -379,6 +381,7 @@ class RemoteReplayHost:
         if not publish:
             return True
         await self._settle()
+        self._last_staged = {a.stage: outputs} if outputs else {}
         if outputs:
             staging = self.client.publish(outputs, ns=self.namespace, stage=a.stage)
             self._in_flight.append(asyncio.ensure_future(staging))
@@ -454,8 +457,10 @@ class RemoteReplayHost:
         await self._settle()
         counts: dict[tuple[int, int], int] = {}
         topics: set[str] = set()
+        self._last_staged = {}
         for time_ns, ordinal, outputs in staged:
             stage = batch_stage(self.run_id, time_ns, ordinal)
+            self._last_staged[stage] = outputs
             sending = self.client.publish(outputs, ns=self.namespace, stage=stage)
             self._in_flight.append(asyncio.ensure_future(sending))
             counts[time_ns, ordinal] = len(outputs)
@@ -482,6 +487,20 @@ class RemoteReplayHost:
         )
         self._last_done = self._send_soon(DONE_TOPIC, done)
         return True
+
+    async def _restage(self, stages: list[str]) -> None:
+        """Publish again the last announcement's outputs staged under ``stages``.
+
+        The authority asks for this when a commit finds the stage gone or incomplete
+        (the router restarted: staged events live in its memory). A resend under the
+        same (``source``, ``source_seq``) replaces, never doubles.
+        """
+        await self._settle()
+        for stage in stages:
+            outputs = self._last_staged.get(stage)
+            if outputs:
+                _log.info("restage", actor=self.name, stage=stage, events=len(outputs))
+                await self.client.publish(outputs, ns=self.namespace, stage=stage)
 
     async def _settle(self) -> None:
         """Wait for the previous wave's publications (and raise their errors).
