@@ -18,6 +18,7 @@ import msgspec
 from tickertape import __version__
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import make_envelope
+from tickertape.schemas.replay import RunSettings as RunSettings  # re-exported
 from tickertape.schemas.system import Alert, RunManifest, RunSummary
 
 DRIVER_SOURCE = "replay"
@@ -26,31 +27,6 @@ DRIVER_SOURCE = "replay"
 MANIFEST_TOPIC = "system.run_manifest"
 SUMMARY_TOPIC = "system.run_summary"
 ALERT_TOPIC = "system.alert"
-
-
-class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """What defines a run (everything that goes into its manifest).
-
-    Attributes:
-        run_id: the run's id; outputs go to namespace ``runs/<run_id>``.
-        source_namespace: the namespace read.
-        start_ns: first input time (inclusive), ns.
-        end_ns: end of the inputs (exclusive), ns, or None for everything stored.
-        topics: input topic patterns.
-        seed: the seed of every actor's ``ctx.random``.
-    """
-
-    run_id: str
-    source_namespace: str = "main"
-    start_ns: int = 0
-    end_ns: int | None = None
-    topics: list[str] = msgspec.field(default_factory=lambda: ["md.>"])
-    seed: int = 0
-
-    @property
-    def namespace(self) -> str:
-        """The run's namespace, ``runs/<run_id>``."""
-        return f"runs/{self.run_id}"
 
 
 def driver_envelope(topic: str, payload: msgspec.Struct, source_seq: int, ts_ns: int) -> Envelope:

@@ -3,7 +3,7 @@
 Import from here: every payload module is loaded so that the registry is complete.
 """
 
-from tickertape.schemas import indicator, market, orders, pnl, risk, strategy, system
+from tickertape.schemas import indicator, market, orders, pnl, replay, risk, strategy, system
 from tickertape.schemas.envelope import MARKETS, Envelope, Market, Record, stamp, unstamp
 from tickertape.schemas.registry import (
     decode_payload,
@@ -33,6 +33,7 @@ __all__ = [
     "pnl",
     "register",
     "register_upcaster",
+    "replay",
     "risk",
     "schema_key",
     "schemas",
