@@ -1,4 +1,5 @@
-"""Restarting the trading actors from snapshots mid-run gives the same log as one run."""
+"""Restarting the trading actors from snapshots mid-run gives the same log as one run
+(trading CME 6E in contracts, with the examples' instrument specifications)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from examples.strategies.sma_cross import SmaCross, SmaCrossParams
 from tests.actors.orders.harness import bar_records, load_6e_bars
 from tickertape.actors.orders import OrderEngine, OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.instruments import InstrumentSpec
 from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.risk import RiskActor, RiskConfig, parse_limits
 from tickertape.actors.runtime import InProcessHost, MemorySink
@@ -18,10 +20,13 @@ from tickertape.snapshots.codec import Snapshot
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
 
+SIXE = {"us": {"6E": InstrumentSpec(multiplier=125_000.0, tick_size=0.00005)}}
 COSTS = OrderEngineConfig(
-    markets={"us": fl.MarketFillConfig(fees=fl.FeeSchedule(per_unit=0.85), participation_rate=0.5)}
+    markets={"us": fl.MarketFillConfig(fees=fl.FeeSchedule(per_unit=0.85), participation_rate=0.5)},
+    instruments=SIXE,  # type: ignore[arg-type]
 )
 LIMITS = parse_limits("[global]\nmax_position = 3\nmax_orders_per_minute = 5\ncheck_cash = true\n")
+CASH = {"us": 1_000_000.0}
 
 
 def actors() -> list:
@@ -31,9 +36,9 @@ def actors() -> list:
     )
     return [
         strategy,
-        RiskActor(RiskConfig(limits=LIMITS)),
+        RiskActor(RiskConfig(limits=LIMITS, initial_cash=CASH, instruments=SIXE)),  # type: ignore[arg-type]
         OrderEngine(COSTS),
-        PnlActor(PnlConfig(update_interval_ns=15 * 60 * 10**9)),
+        PnlActor(PnlConfig(update_interval_ns=15 * 60 * 10**9, initial_cash=CASH)),
     ]
 
 
@@ -80,5 +85,7 @@ def test_restart_from_snapshots_gives_the_same_outputs() -> None:
     resumed.run(StepPlanner(inputs[3000:], resumed.timers, start_ns=cut, end_ns=end))
     joined = first.records + second.records[len(first.records) :]
     assert len(whole.records) > 500
-    assert any(r.topic.startswith("order.filled") for r in whole.records)
+    filled = [r for r in whole.records if r.topic.startswith("order.filled")]
+    assert filled
+    assert b'"multiplier":125000.0' in bytes(filled[0].payload)
     assert key(joined) == key(whole.records)

@@ -56,11 +56,18 @@ def test_example_configs_load(name: str) -> None:
 
 
 def test_example_risk_limits_validate() -> None:
-    """examples/risk.toml is a valid limits file."""
+    """examples/risk.toml is a valid limits file: contract limits for us (6E, no cash check:
+    margin is not modelled), cash checks for the cash markets."""
     limits = parse_limits((REPO / "examples" / "risk.toml").read_text())
     assert limits.strategies["sma"].max_position == 5.0
     assert limits.strategies["rsi"].max_position == 2.0
-    assert tomllib.loads((REPO / "examples" / "risk.toml").read_text())["global"]["check_cash"]
+    raw = tomllib.loads((REPO / "examples" / "risk.toml").read_text())
+    assert raw["markets"]["crypto"]["check_cash"]
+    assert raw["markets"]["kr"]["check_cash"]
+    assert "check_cash" not in raw["global"]
+    assert "check_cash" not in raw["markets"]["us"]
+    # An SMA flip (2 contracts of 125,000 EUR near 1.10 USD) fits the us order limit.
+    assert limits.markets["us"].max_order_notional >= 2 * 1.12 * 125_000  # type: ignore[operator]
 
 
 def btc_rows(n: int) -> list[tuple[int, float, float, float, float, float]]:
@@ -83,7 +90,9 @@ def _ftx_name() -> str:
 
 
 def test_the_rsi_config_runs_on_the_bundled_6e_bars(tmp_path: Path) -> None:
-    """``tape replay`` of rsi_reversion.toml as shipped, with examples/risk.toml: it trades 6E."""
+    """``tape replay`` of rsi_reversion.toml as shipped, with examples/risk.toml's limits and
+    the examples' risk and orders configurations: it trades 6E contracts (125,000 EUR,
+    USD 2.47 per contract and side, prices on the 0.00005 tick)."""
     runner = CliRunner()
     bars = write_6e_csv(tmp_path / "6e.csv", "2024-01-03 00:00:00")
     imported = runner.invoke(
@@ -93,9 +102,15 @@ def test_the_rsi_config_runs_on_the_bundled_6e_bars(tmp_path: Path) -> None:
     )  # fmt: skip
     assert imported.exit_code == 0, imported.output
     risk = tmp_path / "risk.toml"
-    risk.write_text(f'limits_file = "{REPO / "examples" / "risk.toml"}"\n')
+    risk.write_text(
+        f'limits_file = "{REPO / "examples" / "risk.toml"}"\n'
+        + (REPO / "examples" / "actors" / "risk.toml").read_text()
+    )
+    orders = REPO / "examples" / "actors" / "orders.toml"
     config = REPO / "examples" / "strategies" / "rsi_reversion.toml"
-    actors = f"examples.strategies.rsi_reversion:RsiReversion@{config},risk@{risk},orders,pnl"
+    actors = (
+        f"examples.strategies.rsi_reversion:RsiReversion@{config},risk@{risk},orders@{orders},pnl"
+    )
     replayed = runner.invoke(
         cli,
         ["replay", "--from", "2024-01-01", "--actors", actors, "--run-id", "rsi", "-q",
@@ -111,8 +126,12 @@ def test_the_rsi_config_runs_on_the_bundled_6e_bars(tmp_path: Path) -> None:
             fills += 1
             position += order.fill.quantity if order.side == "buy" else -order.fill.quantity
             assert abs(position) <= 1.0 + 1e-12
-            assert order.fill.fee > 0.0
+            assert order.fill.multiplier == 125_000.0
+            assert order.fill.fee == pytest.approx(2.47 * order.fill.quantity)
+            assert fl.on_tick(order.fill.price, 0.00005)
     assert fills >= 10
+    decisions = [p for _, p in payloads(records, "risk.approved")]
+    assert all(d.inputs["multiplier"] == 125_000.0 for d in decisions if d.order.quantity)
 
 
 def test_rsi_positions_stay_within_quantity_on_btc() -> None:

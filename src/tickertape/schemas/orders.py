@@ -15,19 +15,28 @@ OrderStatus = Literal[
 ]
 
 
-class Fill(msgspec.Struct, frozen=True, kw_only=True):
+class Fill(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One execution.
+
+    Fields left at their default are not written (``omit_defaults``; msgspec tests
+    a default by identity, so a producer leaves ``multiplier`` unset for 1): a fill
+    of an instrument without a specification is written as before ``multiplier``
+    existed, and readers of either form decode both.
 
     Attributes:
         fill_id: deterministic, unique per order.
-        price: execution price including slippage, in the market's currency.
-        quantity: units filled (> 0).
+        price: execution price including slippage, in the market's currency per unit
+            of the underlying.
+        quantity: contracts (shares, coins) filled (> 0).
         fee: fee charged, ≥ 0, in ``currency`` (taxes included).
         liquidity: ``"maker"`` or ``"taker"``.
         slippage_bps: slippage applied versus the reference price, ≥ 0.
         ts_fill: venue time of the fill, ns (never earlier than the order's arrival
             at the venue).
         reference_price: the market price the fill was taken against, before slippage.
+        multiplier: units of the underlying per contract (1 for shares and coins,
+            125,000 for a CME 6E contract); the fill's notional is
+            ``quantity × price × multiplier`` and the PnL books use it.
     """
 
     fill_id: str
@@ -39,6 +48,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     slippage_bps: float
     ts_fill: int
     reference_price: float = 0.0
+    multiplier: float = 1.0
 
 
 @register("order.event", 1)

@@ -8,8 +8,18 @@ from tickertape.schemas.envelope import Market
 from tickertape.schemas.registry import register
 
 
-class Position(msgspec.Struct, frozen=True, kw_only=True):
-    """A netted position: signed quantity, average cost and its mark."""
+class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A netted position: signed quantity, average cost and its mark.
+
+    Attributes:
+        quantity: signed contracts (shares, coins).
+        average_cost, mark: prices per unit of the underlying.
+        unrealized: ``quantity × (mark − average_cost) × multiplier``.
+        realized: realized PnL of the symbol, gross of fees.
+        multiplier: units of the underlying per contract (1 for shares and coins;
+            producers leave it unset for 1, and ``omit_defaults`` then leaves it out
+            of the JSON, so such positions are written as before the field existed).
+    """
 
     market: Market
     symbol: str
@@ -18,19 +28,22 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     mark: float
     unrealized: float
     realized: float
+    multiplier: float = 1.0
 
 
 class Book(msgspec.Struct, frozen=True, kw_only=True):
     """The accounts of one market, in that market's currency.
 
-    ``equity = cash + Σ quantity × mark``; ``drawdown = (hwm - equity) / hwm`` as a
+    ``equity = cash + Σ quantity × mark × multiplier`` (over ``positions``);
+    ``drawdown = (hwm - equity) / hwm`` as a
     fraction (0.0 at a high-water mark). ``realized`` is gross of fees; fees are
     paid out of ``cash`` and summed in ``fees``, so
     ``equity = initial_cash + realized + unrealized - fees`` up to float rounding.
 
     Attributes:
         initial_cash: the starting capital of the book, in ``currency``.
-        traded_notional: Σ |quantity × price| of every fill, in ``currency``.
+        traded_notional: Σ |quantity × price × multiplier| of every fill, in
+            ``currency``.
         fills: number of fills applied.
     """
 

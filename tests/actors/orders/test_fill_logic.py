@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.instruments import InstrumentSpec, InstrumentTable
+from tickertape.actors.orders.venue import SimulatedVenue, VenueOrder
 from tickertape.errors import BiasError, ConfigError, OrderError
 
 MIN = 60_000_000_000
@@ -30,11 +32,12 @@ def order(
     limit: float | None = None,
     stop: float | None = None,
     market: str = "crypto",
+    tick: float | None = None,
 ) -> fl.SimOrder:
     o = fl.new_order(
         order_id="o1", client_order_id="c1", market=market, symbol="X", side=side,  # type: ignore[arg-type]
         order_type=order_type, quantity=quantity, created_ns=created_ns, config=config,  # type: ignore[arg-type]
-        time_in_force=tif, limit_price=limit, stop_price=stop,  # type: ignore[arg-type]
+        time_in_force=tif, limit_price=limit, stop_price=stop, tick_size=tick,  # type: ignore[arg-type]
     )  # fmt: skip
     return fl.arrive(o, o.arrival_ns)
 
@@ -275,3 +278,122 @@ def test_fill_invariants(
         o = result.order
     assert total <= quantity * (1 + 1e-9)
     assert o.filled_quantity == pytest.approx(total)
+
+
+SIXE = InstrumentSpec(multiplier=125_000.0, tick_size=0.00005, fees=fl.FeeSchedule(per_unit=2.47))
+ONE_BP = fl.MarketFillConfig(
+    latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+    slippage=fl.SlippageModel(fixed_bps=1.0, impact_bps=0.0),
+    participation_rate=None,
+)
+
+
+def test_fees_count_contracts_and_contract_value() -> None:
+    """Per-unit fees count contracts; bps fees, minimum caps and sell taxes apply to
+    quantity × price × multiplier."""
+    per_contract = fl.FeeSchedule(per_unit=2.47)
+    assert per_contract.fee("buy", 3.0, 1.1, "taker", 125_000.0) == pytest.approx(7.41)
+    bps = fl.FeeSchedule(taker_bps=10.0, sell_tax_bps=18.0)
+    assert bps.fee("buy", 2.0, 1.1, "taker", 125_000.0) == pytest.approx(275.0)
+    assert bps.fee("sell", 2.0, 1.1, "taker", 125_000.0) == pytest.approx(275.0 + 495.0)
+    capped = fl.FeeSchedule(per_unit=5.0, maximum_rate=0.01)  # 1 % of 2 × 1.1 × 100 = 2.2
+    assert capped.fee("buy", 2.0, 1.1, "taker", 100.0) == pytest.approx(2.2)
+    assert capped.fee("buy", 2.0, 1.1, "taker") == pytest.approx(0.022)  # multiplier 1
+
+
+def test_taker_prices_land_on_the_tick_grid_against_the_order() -> None:
+    """With a tick size, a taker buy's slipped price rounds up and a sell's down; the
+    slippage reported is the rounded price's; the fee is the instrument's, per contract."""
+    buy = fl.match(order(ONE_BP, quantity=2.0), bar(T0, 1.1, 1.1, 1.1, 1.1), ONE_BP, SIXE)
+    assert buy.fill is not None
+    assert buy.fill.price == 1.10015  # 1.1 × 1.0001 = 1.10011 → up to 1.10015
+    assert buy.fill.slippage_bps == pytest.approx(0.00015 / 1.1 * 1e4)
+    assert buy.fill.fee == pytest.approx(2 * 2.47)
+    assert buy.fill.multiplier == 125_000.0
+    sell = fl.match(order(ONE_BP, side="sell"), bar(T0, 1.1, 1.1, 1.1, 1.1), ONE_BP, SIXE)
+    assert sell.fill is not None
+    assert sell.fill.price == 1.09985  # 1.1 × 0.9999 = 1.09989 → down to 1.09985
+    on_grid = fl.match(order(), bar(T0, 1.10005, 1.2, 1.0, 1.1), fl.ZERO_COST, SIXE)
+    assert on_grid.fill is not None
+    assert (on_grid.fill.price, on_grid.fill.slippage_bps) == (1.10005, 0.0)
+    # A marketable limit never pays beyond its (on-grid) limit.
+    limit = order(ONE_BP, order_type="limit", limit=1.1001, tick=0.00005)
+    capped = fl.match(limit, bar(T0, 1.1, 1.1, 1.1, 1.1), ONE_BP, SIXE)
+    assert capped.fill is not None
+    assert capped.fill.price == 1.1001
+    # Without a specification: no grid, the market's fees, multiplier 1.
+    plain = fl.match(order(ONE_BP), bar(T0, 1.1, 1.1, 1.1, 1.1), ONE_BP)
+    assert plain.fill is not None
+    assert plain.fill.price == pytest.approx(1.10011)
+    assert (plain.fill.multiplier, plain.fill.fee) == (1.0, pytest.approx(1.10011e-3))
+
+
+def test_round_to_tick_keeps_the_tick_decimals() -> None:
+    """Rounded prices come out as written (no 1.0957500000000001), whatever the notation."""
+    assert fl.round_to_tick(1.0957500000000001, 0.00005, "buy") == 1.09575
+    assert fl.round_to_tick(1.09574, 0.00005, "buy") == 1.09575
+    assert fl.round_to_tick(1.09574, 0.00005, "sell") == 1.0957
+    assert fl.round_to_tick(4512.3, 0.25, "buy") == 4512.5
+    assert fl.round_to_tick(70_123.0, 100.0, "sell") == 70_100.0
+    assert fl.round_to_tick(0.1234567, 1.5e-05, "buy") == 0.123465  # 8231 ticks
+    assert fl.on_tick(1.1076, 0.00005)
+    assert not fl.on_tick(1.10763, 0.00005)
+
+
+def test_limit_and_stop_prices_off_the_tick_grid_are_rejected() -> None:
+    """The venue refuses limit and stop prices that are not multiples of the tick size."""
+    with pytest.raises(fl.OrderRejected, match=r"limit_price 1\.10003 is not a multiple"):
+        order(order_type="limit", limit=1.10003, tick=0.00005)
+    with pytest.raises(fl.OrderRejected, match="stop_price"):
+        order(order_type="stop", stop=1.10001, tick=0.00005)
+    assert order(order_type="limit", limit=1.10005, tick=0.00005).limit_price == 1.10005
+    venue = SimulatedVenue(instruments=InstrumentTable({"us": {"6E": SIXE}}))
+    result = venue.submit(
+        VenueOrder(
+            order_id="o9", client_order_id="c9", market="us", symbol="6EH4", side="buy",
+            order_type="limit", quantity=1.0, limit_price=1.10003,
+        ),
+        T0,
+    )  # fmt: skip
+    assert [(r.kind, r.reason) for r in result.reports] == [
+        ("rejected", "limit_price 1.10003 is not a multiple of the tick size 5e-05")
+    ]
+
+
+@given(
+    side=st.sampled_from(["buy", "sell"]),
+    multiplier=st.sampled_from([1.0, 0.5, 50.0, 125_000.0]),
+    tick=st.sampled_from([None, 0.00005, 0.25, 1.0]),
+    quantity=st.floats(min_value=0.001, max_value=1e3),
+    data=st.lists(st.tuples(prices, sizes), min_size=1, max_size=20),
+)
+def test_contract_fill_invariants(
+    side: str,
+    multiplier: float,
+    tick: float | None,
+    quantity: float,
+    data: list[tuple[float, float]],
+) -> None:
+    """With any specification: fees ≥ 0, the fill carries the multiplier, a taker price
+    is on the grid and never better than its reference, and fills never exceed the order."""
+    spec = InstrumentSpec(multiplier=multiplier, tick_size=tick, fees=fl.FeeSchedule(per_unit=1.0))
+    config = fl.MarketFillConfig(latency=fl.LatencyModel(base_ns=1, jitter_ns=0))
+    o = order(config, side=side, quantity=quantity)
+    total = 0.0
+    for i, (price, size) in enumerate(data):
+        result = fl.match(o, fl.MarketData.from_trade(T0 + 1 + i, price, size), config, spec)
+        fill = result.fill
+        if fill is not None:
+            assert fill.fee == pytest.approx(fill.quantity * 1.0)
+            assert fill.fee >= 0.0
+            assert fill.multiplier == multiplier
+            assert fill.slippage_bps >= 0.0
+            if side == "buy":
+                assert fill.price >= fill.reference_price
+            else:
+                assert fill.price <= fill.reference_price
+            if tick is not None:
+                assert fl.on_tick(fill.price, tick)
+            total += fill.quantity
+        o = result.order
+    assert total <= quantity * (1 + 1e-9)

@@ -62,6 +62,42 @@ def test_drawdown_tracks_high_water_mark() -> None:
     assert acc.to_book(book).drawdown == pytest.approx((1100 - 1050) / 1100)
 
 
+def test_contracts_value_cash_pnl_and_exposure_with_the_multiplier() -> None:
+    """Two 6E contracts (125,000 EUR each): cash pays the contract value, a 20-pip move is
+    USD 500 unrealized, closing one contract 30 pips up realizes USD 375."""
+    book = acc.new_ledger("us", 100_000.0)
+    book, realized = acc.apply_fill(book, "6EH4", "buy", 2.0, 1.1, 4.94, 125_000.0)
+    assert realized == 0.0
+    assert book.cash == pytest.approx(100_000.0 - 275_000.0 - 4.94)
+    assert book.traded_notional == pytest.approx(275_000.0)
+    assert book.positions["6EH4"].average_cost == 1.1  # a price, per euro
+    book = acc.mark(book, "6EH4", 1.102)
+    assert book.positions["6EH4"].unrealized == pytest.approx(500.0)
+    assert acc.equity(book) == pytest.approx(100_000.0 - 4.94 + 500.0)
+    assert acc.gross_exposure(book) == pytest.approx(2 * 1.102 * 125_000.0)
+    book, realized = acc.apply_fill(book, "6EH4", "sell", 1.0, 1.103, 2.47, 125_000.0)
+    assert realized == pytest.approx(375.0)
+    assert book.realized == pytest.approx(375.0)
+    assert acc.equity(book) == pytest.approx(100_000.0 + 375.0 + 375.0 - 4.94 - 2.47)
+    payload = acc.to_book(book)
+    assert payload.positions[0].multiplier == 125_000.0
+    assert payload.unrealized == pytest.approx(1 * (1.103 - 1.1) * 125_000.0)
+
+
+def test_a_fill_with_another_multiplier_than_the_open_position_is_refused() -> None:
+    """An open position keeps its multiplier; once flat the symbol may take another."""
+    book = acc.new_ledger("us", 100_000.0)
+    book, _ = acc.apply_fill(book, "X", "buy", 1.0, 10.0, 0.0, 100.0)
+    with pytest.raises(OrderError, match=r"multiplier 1\.0, but its open position"):
+        acc.apply_fill(book, "X", "buy", 1.0, 10.0, 0.0)
+    book, _ = acc.apply_fill(book, "X", "sell", 1.0, 11.0, 0.0, 100.0)
+    assert book.realized == pytest.approx(100.0)
+    book, _ = acc.apply_fill(book, "X", "buy", 1.0, 11.0, 0.0)
+    assert book.positions["X"].multiplier == 1.0
+    with pytest.raises(OrderError, match="multiplier"):
+        acc.apply_fill(book, "Y", "buy", 1.0, 1.0, 0.0, 0.0)
+
+
 def test_invalid_fill_is_refused() -> None:
     """A zero quantity or a negative fee is an OrderError."""
     book = acc.new_ledger("us", 0.0)
@@ -71,9 +107,13 @@ def test_invalid_fill_is_refused() -> None:
         acc.apply_fill(book, "X", "buy", 1.0, 1.0, -0.1)
 
 
+MULTIPLIERS = {"A": 1.0, "B": 50.0, "C": 125_000.0}
+"""Contract multipliers of the property tests' symbols (a share, a small and a 6E-sized
+contract)."""
+
 fills = st.lists(
     st.tuples(
-        st.sampled_from(["A", "B"]),
+        st.sampled_from(["A", "B", "C"]),
         st.sampled_from(["buy", "sell"]),
         st.floats(min_value=0.01, max_value=100.0),
         st.floats(min_value=0.5, max_value=500.0),
@@ -86,20 +126,23 @@ fills = st.lists(
 
 @given(fills=fills)
 def test_equity_identities(fills: list[tuple[str, str, float, float, float, float]]) -> None:
-    """equity = cash + Σ qty × mark = initial + realized + unrealized − fees; fees ≥ 0."""
+    """equity = cash + Σ qty × mark × multiplier = initial + realized + unrealized − fees;
+    fees ≥ 0; with multipliers 1, 50 and 125,000."""
     book = acc.new_ledger("crypto", 10_000.0)
     for symbol, side, qty, price, fee, mark in fills:
-        book, _ = acc.apply_fill(book, symbol, side, qty, price, fee)  # type: ignore[arg-type]
+        multiplier = MULTIPLIERS[symbol]
+        book, _ = acc.apply_fill(book, symbol, side, qty, price, fee, multiplier)  # type: ignore[arg-type]
         book = acc.mark(book, symbol, mark)
         payload = acc.to_book(book)
         total = payload.cash
         for p in payload.positions:  # sorted by symbol, summed left to right
-            total += p.quantity * p.mark
+            assert p.multiplier == MULTIPLIERS[p.symbol]
+            total += p.quantity * p.mark * p.multiplier
         assert payload.equity == total
         assert payload.equity == pytest.approx(
             payload.initial_cash + payload.realized + payload.unrealized - payload.fees,
             rel=1e-9,
-            abs=1e-6,
+            abs=1e-9 * (payload.initial_cash + payload.traded_notional),
         )
         assert payload.fees >= 0.0
         assert 0.0 <= payload.drawdown <= payload.max_drawdown + 1e-12
@@ -108,23 +151,28 @@ def test_equity_identities(fills: list[tuple[str, str, float, float, float, floa
 @given(
     st.lists(st.floats(min_value=0.5, max_value=2.0), min_size=1, max_size=30),
     st.sampled_from(["buy", "sell"]),
+    st.sampled_from([1.0, 125_000.0]),
 )
-def test_mark_equals_a_fresh_recomputation(prices: list[float], side: str) -> None:
+def test_mark_equals_a_fresh_recomputation(
+    prices: list[float], side: str, multiplier: float
+) -> None:
     """mark's fast path gives, bit for bit, the ledger of re-marking and recomputing equity,
-    high-water mark and max drawdown from scratch (two symbols held)."""
-    book = acc.new_ledger("us", 1_000.0)
-    book, _ = acc.apply_fill(book, "A", side, 3.0, 1.0, 0.1)  # type: ignore[arg-type]
+    high-water mark and max drawdown from scratch (two symbols held, one of them with a
+    contract multiplier)."""
+    book = acc.new_ledger("us", 1_000_000.0)
+    book, _ = acc.apply_fill(book, "A", side, 3.0, 1.0, 0.1, multiplier)  # type: ignore[arg-type]
     book, _ = acc.apply_fill(book, "B", "buy", 2.0, 1.5, 0.1)
     for price in prices:
         fast = acc.mark(book, "A", price)
         state = book.positions["A"]
         positions = {**book.positions, "A": acc.PositionState(
             quantity=state.quantity, average_cost=state.average_cost,
-            realized=state.realized, mark=price,
+            realized=state.realized, mark=price, multiplier=multiplier,
         )}  # fmt: skip
         equity = book.cash  # summed onto cash in symbol order, as acc.equity defines it
         for symbol in ("A", "B"):
-            equity += positions[symbol].quantity * positions[symbol].mark
+            held = positions[symbol]
+            equity += held.quantity * held.mark * held.multiplier
         hwm = max(book.high_water_mark, equity)
         drawdown = max((hwm - equity) / hwm, 0.0)
         assert fast.positions == positions

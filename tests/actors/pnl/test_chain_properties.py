@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.instruments import InstrumentSpec
 from tickertape.actors.pnl import PnlConfig
+from tickertape.actors.risk import RiskConfig
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
 from tickertape.schemas import Envelope, Record, encode_payload, stamp
 from tickertape.schemas.envelope import Market
@@ -67,13 +69,25 @@ bars_st = st.lists(
         max_size=4,
         unique_by=lambda c: c[0],
     ),
+    spec=st.sampled_from(
+        [
+            None,
+            InstrumentSpec(
+                multiplier=125_000.0, tick_size=0.25, fees=fl.FeeSchedule(per_unit=2.47)
+            ),
+            InstrumentSpec(multiplier=0.5),
+        ]
+    ),
 )
 def test_chain_invariants(
     bars: list[tuple[float, float, float]],
     targets: list[float | None],
     commands: list[tuple[int, str]],
+    spec: InstrumentSpec | None,
 ) -> None:
-    """Equity identity, fees ≥ 0, fills after arrival, HALTED approves nothing, REDUCING never adds."""
+    """Equity identity (with the contract multiplier), fees ≥ 0, fills after arrival, HALTED
+    approves nothing, REDUCING never adds; without a specification and with multipliers
+    125,000 (a tick grid, per-contract fees) and 0.5."""
     rows = [
         (T0 + (i + 1) * MINUTE_NS, o, o + spread, max(o - spread, 1.0), o, vol)
         for i, (o, spread, vol) in enumerate(bars)
@@ -87,10 +101,13 @@ def test_chain_invariants(
     config = fl.MarketFillConfig(
         latency=fl.LatencyModel(base_ns=LATENCY, jitter_ns=LATENCY, seed=3), participation_rate=0.3
     )
+    instruments = {} if spec is None else {"crypto": {"ABC": spec}}
+    multiplier = 1.0 if spec is None else spec.multiplier
     out = run_chain(
         merged,
         [StrategyActor(StrategyConfig(strategy_id="p"), strategy=Targets(targets))],
-        orders=OrderEngineConfig(markets={"crypto": config}),
+        orders=OrderEngineConfig(markets={"crypto": config}, instruments=instruments),  # type: ignore[arg-type]
+        risk=RiskConfig(instruments=instruments),  # type: ignore[arg-type]
         pnl=PnlConfig(update_interval_ns=MINUTE_NS),
     )
     # Accounting: every update satisfies the identity; fees are never negative.
@@ -98,7 +115,8 @@ def test_chain_invariants(
         for book in update.books:
             total = book.cash
             for p in book.positions:
-                total += p.quantity * p.mark
+                assert p.multiplier == multiplier
+                total += p.quantity * p.mark * p.multiplier
             assert book.equity == total
             assert book.fees >= 0.0
     # Latency: no fill before the order reached the venue, ≥ LATENCY after submission.
@@ -108,6 +126,7 @@ def test_chain_invariants(
             submitted[order.order_id] = record.ts_event
         if order.fill is not None:
             assert order.fill.fee >= 0.0
+            assert order.fill.multiplier == multiplier
             assert order.fill.ts_fill > order.arrival_ns >= submitted[order.order_id] + LATENCY
     # Trading states: walk the gate's decisions with the states it published.
     state = "ACTIVE"

@@ -6,7 +6,8 @@ day of the bundled CME 6E bars, ``tape replay --in-process`` for the reference, 
 run whose actor processes are killed, one after another at different points of the
 run, found by their command lines in ``/proc``. The supervisor restarts each one from
 its newest snapshot; the run's files, ``pnl.update`` included, must be the reference's
-byte for byte.
+byte for byte. The chain trades 6E contracts (the examples' instrument specifications:
+125,000 EUR per contract), so the snapshots carry contract multipliers.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ KILLS = (("risk", 0.25), ("orders", 0.5), ("pnl", 0.75))
 
 def write_configs(directory: Path) -> str:
     """Configuration files of the chain; returns the ``--actors`` argument."""
+    instruments = (REPO / "examples" / "actors" / "orders.toml").read_text(encoding="utf-8")
     (directory / "risk.toml").write_text(
-        f'limits_file = "{REPO / "examples" / "risk.toml"}"\n', encoding="utf-8"
+        f'limits_file = "{REPO / "examples" / "risk.toml"}"\n'
+        + (REPO / "examples" / "actors" / "risk.toml").read_text(encoding="utf-8"),
+        encoding="utf-8",
     )
     (directory / "orders.toml").write_text(
         'bar_intervals = ["1m"]\n'
         "[markets.us]\nparticipation_rate = 0.5\n[markets.us.latency]\nbase_ns = 40_000_000\n"
-        "jitter_ns = 20_000_000\n",
+        "jitter_ns = 20_000_000\n" + instruments,
         encoding="utf-8",
     )
     (directory / "pnl.toml").write_text("update_interval_ns = 300_000_000_000\n", encoding="utf-8")
@@ -126,6 +130,8 @@ def test_killing_risk_orders_and_pnl_gives_the_uninterrupted_pnl(tmp_path: Path)
     total = LogReader(reference, f"runs/{RUN}").head_gseq()
     fills = [t for t in expected if t.startswith(("order.filled", "order.partially_filled"))]
     assert fills, "the window must trade for the test to mean anything"
+    filled = next(LogReader(reference, f"runs/{RUN}").read(["order.filled.>"]))
+    assert b'"multiplier":125000.0' in bytes(filled.payload)
     assert any(t.startswith("pnl.update.sma") for t in expected)
 
     stderr = tmp_path / "distributed.stderr"

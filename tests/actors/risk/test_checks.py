@@ -137,6 +137,30 @@ def test_cancels_pass_when_halted() -> None:
     assert cancel.order.cancel_order_id == "o1"
 
 
+def test_notional_checks_value_contracts_with_the_multiplier() -> None:
+    """One 6E contract at 1.1 is USD 137,500: order notional, gross exposure and cash
+    checks use quantity × price × multiplier, and the decision records the multiplier."""
+    six_e = view(price=1.1, multiplier=125_000.0)
+    ok = rc.decide(intent(), six_e, NO_LIMITS, "ACTIVE")
+    assert ok.approved
+    assert ok.inputs["multiplier"] == 125_000.0
+    assert ok.inputs["notional"] == pytest.approx(137_500.0)
+    assert ok.inputs["opening_notional"] == pytest.approx(137_500.0)
+    notional = rc.Limits(max_order_notional=100_000.0)
+    assert rc.decide(intent(), six_e, notional, "ACTIVE").reason_code == "MAX_ORDER_NOTIONAL"
+    assert rc.decide(intent(), view(price=1.1), notional, "ACTIVE").approved  # one euro
+    assert "multiplier" not in rc.decide(intent(), view(price=1.1), notional, "ACTIVE").inputs
+    held = view(price=1.1, multiplier=125_000.0, position=1.0, gross_exposure=137_500.0)
+    gross = rc.Limits(max_gross_exposure=200_000.0)
+    decision = rc.decide(intent(), held, gross, "ACTIVE")
+    assert decision.reason_code == "MAX_GROSS_EXPOSURE"
+    assert decision.inputs["gross_exposure_after"] == pytest.approx(275_000.0)
+    cash = rc.Limits(check_cash=True)
+    poor = view(price=1.1, multiplier=125_000.0, cash=100_000.0)
+    assert rc.decide(intent(), poor, cash, "ACTIVE").reason_code == "INSUFFICIENT_CASH"
+    assert rc.decide(intent(), view(price=1.1, cash=100_000.0), cash, "ACTIVE").approved
+
+
 intents = st.builds(
     intent,
     side=st.sampled_from(["buy", "sell"]),
@@ -148,6 +172,7 @@ views = st.builds(
     view,
     position=st.floats(min_value=-10.0, max_value=10.0),
     pending=st.floats(min_value=-5.0, max_value=5.0),
+    multiplier=st.sampled_from([1.0, 50.0, 125_000.0]),
 )
 
 
@@ -169,3 +194,15 @@ def test_reducing_never_increases_exposure(i: Intent, v: rc.RiskView) -> None:
         after = v.projected + signed
         assert abs(after) <= abs(v.projected) + 1e-9
         assert after == 0.0 or (after > 0) == (v.projected > 0) or abs(after) < 1e-9
+
+
+@given(i=intents, v=views)
+def test_recorded_notional_is_contract_value(i: Intent, v: rc.RiskView) -> None:
+    """Whatever the multiplier, the notional a decision records is quantity × price ×
+    multiplier, and the multiplier is recorded whenever it is not 1."""
+    decision = rc.decide(i, v, NO_LIMITS, "ACTIVE")
+    if "notional" in decision.inputs:
+        price = decision.inputs["price"]
+        quantity = decision.inputs["quantity"]
+        assert decision.inputs["notional"] == pytest.approx(quantity * price * v.multiplier)
+        assert decision.inputs.get("multiplier", 1.0) == v.multiplier

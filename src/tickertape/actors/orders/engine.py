@@ -25,6 +25,7 @@ import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
 from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
 from tickertape.actors.orders.venue import (
     SimulatedVenue,
     SimulatedVenueState,
@@ -50,12 +51,20 @@ class OrderEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             participation); see ``docs/risk.md`` for the defaults and their sources.
         bar_intervals: bar intervals the simulated venue fills against, e.g.
             ``["1m"]``; empty for every interval (use one interval per symbol).
+        instruments: instrument specifications, ``[instruments.<market>.<symbol or
+            futures root>]`` (contract multiplier, tick size, fees; see
+            :mod:`tickertape.actors.orders.instruments`); instruments not listed have
+            multiplier 1, no tick grid and their market's fees.
+        instruments_file: a TOML file of specifications (``[<market>.<key>]`` tables),
+            instead of ``instruments``; relative to the working directory.
     """
 
     risk_source: str = "risk"
     venue: str = "simulated"
     markets: dict[Market, fl.MarketFillConfig] = msgspec.field(default_factory=dict)
     bar_intervals: list[str] = msgspec.field(default_factory=list)
+    instruments: InstrumentsConfig = msgspec.field(default_factory=dict)
+    instruments_file: str | None = None
 
 
 class OrderRecord(msgspec.Struct, kw_only=True):
@@ -96,7 +105,8 @@ class OrderEngine(Actor):
         config: the configuration.
 
     Raises:
-        ConfigError: an unknown venue, or invalid fill settings.
+        ConfigError: an unknown venue, invalid fill settings or instrument
+            specifications.
         BiasError: a zero or negative latency.
     """
 
@@ -107,7 +117,10 @@ class OrderEngine(Actor):
         self.config = config if config is not None else OrderEngineConfig()
         if self.config.venue != "simulated":
             raise ConfigError(f"unknown venue {self.config.venue!r} (available: simulated)")
-        self.venue = SimulatedVenue(dict(self.config.markets))
+        instruments = load_instruments(
+            self.config.instruments, self.config.instruments_file, owner="orders"
+        )
+        self.venue = SimulatedVenue(dict(self.config.markets), instruments)
         self.state = OrderEngineState(venue=self.venue.state)
         self._trade_symbols: set[str] = set()
         self._intervals = frozenset(self.config.bar_intervals)
@@ -269,6 +282,10 @@ class OrderEngine(Actor):
                     ts_fill=f.ts_fill,
                     reference_price=f.reference_price,
                 )
+                if f.multiplier != 1.0:
+                    # Left at its default otherwise: msgspec omits a default by identity,
+                    # and a fill of multiplier 1 is then written as it always was.
+                    fill = msgspec.structs.replace(fill, multiplier=f.multiplier)
                 full = report.filled_quantity >= record.order.quantity
                 status = "filled" if full else "partially_filled"
             elif report.kind == "accepted":

@@ -30,7 +30,14 @@ The model, pessimistic by default:
   crossed by slippage.
 - **Partial fills**: each data point fills at most ``participation_rate`` × its traded
   volume; the rest waits for later data (GTC, DAY) or is expired (IOC).
-- **Fees** (:class:`FeeSchedule`): per market, see :data:`DEFAULT_FEES`.
+- **Fees** (:class:`FeeSchedule`): per market, see :data:`DEFAULT_FEES`; an
+  instrument's specification may replace its market's schedule.
+- **Instruments** (:class:`~tickertape.actors.orders.instruments.InstrumentSpec`):
+  quantities count contracts of ``multiplier`` units, so notionals (and the fees
+  computed from them) are ``quantity × price × multiplier``; with a ``tick_size``,
+  taker fill prices are rounded to the tick grid against the order (buys up, sells
+  down) and limit or stop prices off the grid are rejected. Without a specification
+  an instrument has multiplier 1 and no grid.
 
 The sources of every default are in the docstrings below and in ``docs/risk.md``.
 """
@@ -40,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import UTC, datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -48,6 +55,9 @@ import msgspec
 from tickertape.errors import BiasError, ConfigError, OrderError
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.strategy import OrderType, Side, TimeInForce
+
+if TYPE_CHECKING:
+    from tickertape.actors.orders.instruments import InstrumentSpec
 
 Liquidity = Literal["maker", "taker"]
 OrderPhase = Literal["pending", "working", "filled", "canceled", "expired"]
@@ -125,11 +135,13 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
     ``fee = max(notional × rate_bps / 1e4 + quantity × per_unit, minimum)``, capped at
     ``maximum_rate × notional`` when ``maximum_rate`` > 0, plus ``sell_tax_bps`` of the
-    notional on sells. ``rate_bps`` is ``maker_bps`` or ``taker_bps``.
+    notional on sells. ``rate_bps`` is ``maker_bps`` or ``taker_bps``; ``notional`` is
+    ``quantity × price × multiplier`` (the contract value traded) and ``quantity``
+    counts contracts.
 
     Attributes:
         maker_bps, taker_bps: proportional commission.
-        per_unit: commission per share or contract.
+        per_unit: commission per share or contract (per side).
         minimum: minimum commission per fill (0 for none).
         maximum_rate: cap as a fraction of notional (0 for none).
         sell_tax_bps: tax on sell notional (KRX securities transaction tax, SEC fee).
@@ -155,16 +167,24 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             if getattr(self, name) < 0:
                 raise ConfigError(f"fees.{name} must be ≥ 0 (got {getattr(self, name)})")
 
-    def fee(self, side: Side, quantity: float, price: float, liquidity: Liquidity) -> float:
+    def fee(
+        self,
+        side: Side,
+        quantity: float,
+        price: float,
+        liquidity: Liquidity,
+        multiplier: float = 1.0,
+    ) -> float:
         """Return the fee of one fill, ≥ 0, in the market's currency.
 
         Args:
             side: ``"buy"`` or ``"sell"`` (the sell tax applies to sells only).
-            quantity: units filled, > 0.
-            price: fill price.
+            quantity: contracts (shares, coins) filled, > 0.
+            price: fill price, in the market's currency per unit of the underlying.
             liquidity: ``"maker"`` or ``"taker"``.
+            multiplier: units of the underlying per contract (1 for shares and coins).
         """
-        notional = abs(quantity * price)
+        notional = abs(quantity * price * multiplier)
         rate = self.maker_bps if liquidity == "maker" else self.taker_bps
         commission = notional * rate / 10_000.0 + abs(quantity) * self.per_unit
         commission = max(commission, self.minimum)
@@ -327,6 +347,8 @@ class FillResult(msgspec.Struct, frozen=True, kw_only=True):
         liquidity: ``"maker"`` or ``"taker"``.
         slippage_bps: slippage applied, ≥ 0.
         ts_fill: the data point's ``ts_event`` (> the order's ``arrival_ns``).
+        multiplier: the instrument's contract multiplier (the fill's notional is
+            ``quantity × price × multiplier``).
     """
 
     price: float
@@ -336,6 +358,7 @@ class FillResult(msgspec.Struct, frozen=True, kw_only=True):
     liquidity: Liquidity
     slippage_bps: float
     ts_fill: int
+    multiplier: float = 1.0
 
 
 class MatchResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -346,12 +369,45 @@ class MatchResult(msgspec.Struct, frozen=True, kw_only=True):
     expired: bool = False
 
 
-def validate_order(order: SimOrder) -> None:
+def on_tick(price: float, tick_size: float) -> bool:
+    """True when ``price`` is a multiple of ``tick_size`` (to a millionth of a tick)."""
+    steps = price / tick_size
+    return abs(steps - round(steps)) <= 1e-6
+
+
+def round_to_tick(price: float, tick_size: float, side: Side) -> float:
+    """Round a fill price to the tick grid against the order: up for a buy, down for
+    a sell (a price already on the grid, to a millionth of a tick, stays).
+
+    The result is rounded to the tick's decimal places, so ``1.09575`` comes out as
+    written rather than as ``1.0957500000000001``.
+    """
+    steps = price / tick_size
+    n = math.ceil(steps - 1e-6) if side == "buy" else math.floor(steps + 1e-6)
+    return round(n * tick_size, _decimals(tick_size))
+
+
+def _decimals(tick_size: float) -> int:
+    """Decimal places of a tick size as written (0.00005 → 5, 0.25 → 2, 5.0 → 0)."""
+    text = repr(tick_size)
+    if "e" in text:
+        mantissa, _, exponent = text.partition("e")
+        digits = len(mantissa.partition(".")[2].rstrip("0"))
+        return max(digits - int(exponent), 0)
+    return len(text.partition(".")[2].rstrip("0"))
+
+
+def validate_order(order: SimOrder, tick_size: float | None = None) -> None:
     """Check an order's shape before it is accepted.
+
+    Args:
+        order: the order.
+        tick_size: the instrument's price increment, or None for no grid.
 
     Raises:
         OrderRejected: quantity ≤ 0, a limit order without a positive limit price, a
-            stop order without a positive stop price, or arrival not after creation.
+            stop order without a positive stop price, a limit or stop price off the
+            tick grid, or arrival not after creation.
     """
     if not (order.quantity > 0.0 and math.isfinite(order.quantity)):
         raise OrderRejected(order.order_id, f"quantity must be > 0 (got {order.quantity})")
@@ -359,6 +415,12 @@ def validate_order(order: SimOrder) -> None:
         raise OrderRejected(order.order_id, "limit order without a positive limit_price")
     if order.order_type == "stop" and not (order.stop_price and order.stop_price > 0):
         raise OrderRejected(order.order_id, "stop order without a positive stop_price")
+    if tick_size is not None:
+        for name, price in (("limit_price", order.limit_price), ("stop_price", order.stop_price)):
+            if price is not None and not on_tick(price, tick_size):
+                raise OrderRejected(
+                    order.order_id, f"{name} {price} is not a multiple of the tick size {tick_size}"
+                )
     if order.arrival_ns <= order.created_ns:
         raise BiasError(
             f"order {order.order_id}: arrival_ns {order.arrival_ns} is not after "
@@ -406,8 +468,12 @@ def new_order(
     time_in_force: TimeInForce = "GTC",
     limit_price: float | None = None,
     stop_price: float | None = None,
+    tick_size: float | None = None,
 ) -> SimOrder:
     """Build a pending order whose arrival is ``created_ns`` + the modeled latency.
+
+    ``tick_size`` is the instrument's price increment (None for no grid): limit and
+    stop prices off it are rejected.
 
     Raises:
         BiasError: the latency model is zero or negative.
@@ -421,7 +487,7 @@ def new_order(
         stop_price=stop_price,
         expire_ns=day_end_ns(market, arrival) if time_in_force == "DAY" else None,
     )  # fmt: skip
-    validate_order(order)
+    validate_order(order, tick_size)
     return order
 
 
@@ -484,13 +550,20 @@ def _reference(order: SimOrder, data: MarketData) -> tuple[float, Liquidity, boo
     return None
 
 
-def match(order: SimOrder, data: MarketData, config: MarketFillConfig) -> MatchResult:
+def match(
+    order: SimOrder,
+    data: MarketData,
+    config: MarketFillConfig,
+    instrument: InstrumentSpec | None = None,
+) -> MatchResult:
     """Match a working order against one data point of its symbol.
 
     Args:
         order: the order (pending orders and closed orders are returned unchanged).
         data: a trade or bar of the order's symbol.
         config: the market's fill configuration.
+        instrument: the instrument's specification (multiplier, tick size, fees);
+            None for multiplier 1, no tick grid and the market's fees.
 
     Returns:
         The updated order, the fill if any, and whether the order expired (IOC after
@@ -512,8 +585,19 @@ def match(order: SimOrder, data: MarketData, config: MarketFillConfig) -> MatchR
         if config.participation_rate is not None:
             cap = min(cap, data.volume * config.participation_rate)
         if cap > 0.0:
+            multiplier = 1.0
+            tick = None
+            fees = config.fee_schedule(order.market)
+            if instrument is not None:
+                multiplier = instrument.multiplier
+                tick = instrument.tick_size
+                if instrument.fees is not None:
+                    fees = instrument.fees
             bps = slippage_bps(config, cap, data.volume) if liquidity == "taker" else 0.0
             price = _apply_slippage(order.side, reference, bps)
+            if tick is not None and liquidity == "taker":
+                price = round_to_tick(price, tick, order.side)
+                bps = abs(price - reference) / reference * 10_000.0 if reference else 0.0
             if order.order_type == "limit" and order.limit_price is not None:
                 price = (
                     min(price, order.limit_price)
@@ -521,10 +605,11 @@ def match(order: SimOrder, data: MarketData, config: MarketFillConfig) -> MatchR
                     else max(price, order.limit_price)
                 )
                 bps = abs(price - reference) / reference * 10_000.0 if reference else 0.0
-            fee = config.fee_schedule(order.market).fee(order.side, cap, price, liquidity)
+            fee = fees.fee(order.side, cap, price, liquidity, multiplier)
             fill = FillResult(
                 price=price, reference_price=reference, quantity=cap, fee=fee,
                 liquidity=liquidity, slippage_bps=bps, ts_fill=data.ts_event,
+                multiplier=multiplier,
             )  # fmt: skip
             average = (average * filled + price * cap) / (filled + cap)
             filled = filled + cap

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from tickertape.actors.orders import fill_logic as fl
+from tickertape.actors.orders.instruments import InstrumentTable
 from tickertape.errors import BiasError, OrderError
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.strategy import OrderType, Side, TimeInForce
@@ -146,13 +147,20 @@ class SimulatedVenue:
     Args:
         configs: fill configuration per market; markets not listed use
             :class:`~tickertape.actors.orders.fill_logic.MarketFillConfig` defaults.
+        instruments: instrument specifications (contract multiplier, tick size,
+            fees); None or empty for multiplier 1, no tick grid and the market's fees
+            everywhere.
 
     Raises:
         BiasError: a market's latency is zero or negative.
         ConfigError: a market's rates or fees are out of range.
     """
 
-    def __init__(self, configs: dict[Market, fl.MarketFillConfig] | None = None) -> None:
+    def __init__(
+        self,
+        configs: dict[Market, fl.MarketFillConfig] | None = None,
+        instruments: InstrumentTable | None = None,
+    ) -> None:
         self.configs: dict[str, fl.MarketFillConfig] = {
             m: fl.MarketFillConfig() for m in ("kr", "us", "crypto")
         }
@@ -160,6 +168,7 @@ class SimulatedVenue:
             self.configs[market] = config
         for config in self.configs.values():
             config.validate()
+        self.instruments = instruments if instruments is not None else InstrumentTable()
         self.state = SimulatedVenueState()
         self._by_symbol: dict[str, list[str]] = {}
 
@@ -189,6 +198,7 @@ class SimulatedVenue:
                 time_in_force=order.time_in_force,
                 limit_price=order.limit_price,
                 stop_price=order.stop_price,
+                tick_size=self.instruments.spec(order.market, order.symbol).tick_size,
             )
         except fl.OrderRejected as exc:
             return VenueResult(
@@ -252,9 +262,10 @@ class SimulatedVenue:
         if data.ts_event > now_ns:
             raise BiasError(f"market data at {data.ts_event} is after the clock {now_ns}")
         config = self.configs[market]
+        instrument = self.instruments.spec(market, symbol)
         reports: list[VenueReport] = []
         for order_id in sorted(ids):
-            result = fl.match(self.state.orders[order_id], data, config)
+            result = fl.match(self.state.orders[order_id], data, config, instrument)
             order = result.order
             self.state.orders[order_id] = order
             if result.fill is not None:

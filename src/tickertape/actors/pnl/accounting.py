@@ -13,11 +13,23 @@ OMS and most broker statements):
 - a fill against the position realizes ``closed × (price − average_cost)`` (× −1 for
   shorts) and keeps the average cost of what remains; a fill larger than the
   position flips it, the excess opening at the fill price;
+- quantities count contracts of ``multiplier`` units of the underlying (1 for
+  shares and coins, 125,000 euros for a CME 6E future); prices and average costs are
+  per unit of the underlying, so every money amount is multiplied by it: realized
+  ``closed × (price − average_cost) × multiplier``, notional
+  ``quantity × price × multiplier``;
 - ``realized`` is gross of fees; fees are paid out of cash and summed in ``fees``;
-- cash moves by the fill's notional: buys pay ``quantity × price + fee``, sells
-  receive ``quantity × price − fee`` (linear instruments, multiplier 1);
-- ``equity = cash + Σ quantity × mark``; the high-water mark is the largest equity
-  seen at any fill or mark, and ``drawdown = (hwm − equity) / hwm`` (0 when hwm ≤ 0).
+- cash moves by the fill's notional: buys pay ``quantity × price × multiplier + fee``,
+  sells receive ``quantity × price × multiplier − fee``. The books are fully funded:
+  a futures position is booked as if its contract value were paid, which gives the
+  equity a margin account shows (cash is then not the broker's cash balance; margin
+  is not modelled);
+- ``equity = cash + Σ quantity × mark × multiplier``; the high-water mark is the
+  largest equity seen at any fill or mark, and ``drawdown = (hwm − equity) / hwm``
+  (0 when hwm ≤ 0).
+
+A symbol's multiplier is fixed while a position is open: a fill with another
+multiplier is refused (:class:`~tickertape.errors.OrderError`).
 """
 
 from __future__ import annotations
@@ -35,21 +47,26 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
     """One symbol's netted position.
 
     Attributes:
-        quantity: signed units (> 0 long, < 0 short).
-        average_cost: average entry price of the open quantity (0.0 when flat).
+        quantity: signed contracts (> 0 long, < 0 short).
+        average_cost: average entry price of the open quantity, per unit of the
+            underlying (0.0 when flat).
         realized: realized PnL of this symbol so far, gross of fees.
         mark: last mark price (0.0 until marked or filled).
+        multiplier: units of the underlying per contract, from the symbol's fills.
     """
 
     quantity: float = 0.0
     average_cost: float = 0.0
     realized: float = 0.0
     mark: float = 0.0
+    multiplier: float = 1.0
 
     @property
     def unrealized(self) -> float:
-        """``quantity × (mark − average_cost)``."""
-        return self.quantity * (self.mark - self.average_cost) if self.quantity else 0.0
+        """``quantity × (mark − average_cost) × multiplier``."""
+        if not self.quantity:
+            return 0.0
+        return self.quantity * (self.mark - self.average_cost) * self.multiplier
 
 
 class Ledger(msgspec.Struct, frozen=True, kw_only=True):
@@ -66,7 +83,7 @@ class Ledger(msgspec.Struct, frozen=True, kw_only=True):
         high_water_mark: largest equity seen.
         max_drawdown: largest drawdown seen (fraction).
         fills: number of fills applied.
-        traded_notional: Σ |quantity × price| of fills.
+        traded_notional: Σ |quantity × price × multiplier| of fills.
     """
 
     market: Market
@@ -100,14 +117,15 @@ def position(ledger: Ledger, symbol: str) -> float:
 
 
 def equity(ledger: Ledger) -> float:
-    """``cash + Σ quantity × mark`` over positions, in the book's currency.
+    """``cash + Σ quantity × mark × multiplier`` over positions, in the book's currency.
 
-    Summed in symbol order so the result does not depend on insertion order.
+    Summed in symbol order, each term computed as ``(quantity × mark) × multiplier``,
+    so the result does not depend on insertion order.
     """
     total = ledger.cash
     for symbol in sorted(ledger.positions):
         state = ledger.positions[symbol]
-        total += state.quantity * state.mark
+        total += state.quantity * state.mark * state.multiplier
     return total
 
 
@@ -117,8 +135,8 @@ def unrealized(ledger: Ledger) -> float:
 
 
 def gross_exposure(ledger: Ledger) -> float:
-    """Σ |quantity × mark| over positions."""
-    return sum(abs(p.quantity * p.mark) for _, p in sorted(ledger.positions.items()))
+    """Σ |quantity × mark × multiplier| over positions, in the book's currency."""
+    return sum(abs(p.quantity * p.mark * p.multiplier) for _, p in sorted(ledger.positions.items()))
 
 
 def drawdown(ledger: Ledger) -> float:
@@ -140,7 +158,13 @@ def _with_marks(ledger: Ledger, positions: dict[str, PositionState], **changes: 
 
 
 def apply_fill(
-    ledger: Ledger, symbol: str, side: Side, quantity: float, price: float, fee: float
+    ledger: Ledger,
+    symbol: str,
+    side: Side,
+    quantity: float,
+    price: float,
+    fee: float,
+    multiplier: float = 1.0,
 ) -> tuple[Ledger, float]:
     """Book one fill; the symbol is marked at the fill price.
 
@@ -148,30 +172,40 @@ def apply_fill(
         ledger: the book.
         symbol: the instrument.
         side: ``"buy"`` or ``"sell"``.
-        quantity: units filled, > 0.
-        price: fill price, > 0.
-        fee: fee paid, ≥ 0.
+        quantity: contracts (shares, coins) filled, > 0.
+        price: fill price per unit of the underlying, > 0.
+        fee: fee paid, ≥ 0, in the book's currency.
+        multiplier: units of the underlying per contract, > 0 (the fill's
+            :attr:`~tickertape.schemas.orders.Fill.multiplier`).
 
     Returns:
-        The new ledger and the PnL this fill realized (gross of its fee).
+        The new ledger and the PnL this fill realized (gross of its fee), in the
+        book's currency.
 
     Raises:
-        OrderError: ``quantity`` ≤ 0, ``price`` ≤ 0 or ``fee`` < 0.
+        OrderError: ``quantity`` ≤ 0, ``price`` ≤ 0, ``fee`` < 0, ``multiplier`` ≤ 0,
+            or a multiplier other than the one of the symbol's open position.
     """
-    if not quantity > 0.0 or not price > 0.0 or fee < 0.0:
+    if not quantity > 0.0 or not price > 0.0 or fee < 0.0 or not multiplier > 0.0:
         raise OrderError(
-            f"invalid fill for {symbol}: quantity {quantity}, price {price}, fee {fee}"
+            f"invalid fill for {symbol}: quantity {quantity}, price {price}, fee {fee}, "
+            f"multiplier {multiplier}"
         )
     signed = quantity if side == "buy" else -quantity
     old = ledger.positions.get(symbol, PositionState())
     q0, cost = old.quantity, old.average_cost
+    if q0 != 0.0 and old.multiplier != multiplier:
+        raise OrderError(
+            f"fill of {symbol} with multiplier {multiplier}, but its open position of "
+            f"{q0} was booked with multiplier {old.multiplier}"
+        )
     realized = 0.0
     if q0 == 0.0 or (q0 > 0.0) == (signed > 0.0):
         q1 = q0 + signed
         cost = (abs(q0) * cost + quantity * price) / abs(q1)
     else:
         closed = min(abs(q0), quantity)
-        realized = closed * (price - cost) * (1.0 if q0 > 0.0 else -1.0)
+        realized = closed * (price - cost) * (1.0 if q0 > 0.0 else -1.0) * multiplier
         q1 = q0 + signed
         if abs(q1) <= 1e-12 * max(abs(q0), quantity):
             q1, cost = 0.0, 0.0
@@ -179,9 +213,13 @@ def apply_fill(
             cost = price  # flipped: the excess opens at the fill price
     positions = dict(ledger.positions)
     positions[symbol] = PositionState(
-        quantity=q1, average_cost=cost, realized=old.realized + realized, mark=price
+        quantity=q1,
+        average_cost=cost,
+        realized=old.realized + realized,
+        mark=price,
+        multiplier=multiplier,
     )
-    notional = quantity * price
+    notional = quantity * price * multiplier
     cash = ledger.cash - notional - fee if side == "buy" else ledger.cash + notional - fee
     updated = _with_marks(
         ledger,
@@ -208,12 +246,12 @@ def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
     positions = dict(positions)
     positions[symbol] = PositionState(
         quantity=state.quantity, average_cost=state.average_cost, realized=state.realized,
-        mark=price,
+        mark=price, multiplier=state.multiplier,
     )  # fmt: skip
     eq = ledger.cash
     for name in sorted(positions):
         held = positions[name]
-        eq += held.quantity * held.mark
+        eq += held.quantity * held.mark * held.multiplier
     hwm = ledger.high_water_mark
     if eq > hwm:
         hwm = eq
@@ -228,8 +266,9 @@ def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
 
 def to_book(ledger: Ledger) -> Book:
     """The :class:`~tickertape.schemas.pnl.Book` payload of a ledger (positions sorted)."""
-    positions = [
-        Position(
+    positions = []
+    for symbol, state in sorted(ledger.positions.items()):
+        position = Position(
             market=ledger.market,
             symbol=symbol,
             quantity=state.quantity,
@@ -238,8 +277,10 @@ def to_book(ledger: Ledger) -> Book:
             unrealized=state.unrealized,
             realized=state.realized,
         )
-        for symbol, state in sorted(ledger.positions.items())
-    ]
+        if state.multiplier != 1.0:
+            # Left at its default otherwise (msgspec omits a default by identity).
+            position = msgspec.structs.replace(position, multiplier=state.multiplier)
+        positions.append(position)
     return Book(
         market=ledger.market,
         currency=ledger.currency,

@@ -189,7 +189,13 @@ class PnlActor(Actor):
         for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
             key = f"{book}:{market}"
             updated, _ = accounting.apply_fill(
-                ledger, order.symbol, order.side, fill.quantity, fill.price, fill.fee
+                ledger,
+                order.symbol,
+                order.side,
+                fill.quantity,
+                fill.price,
+                fill.fee,
+                fill.multiplier,
             )
             self.state.ledgers[key] = updated
             self._hold(f"{market}:{order.symbol}", key)

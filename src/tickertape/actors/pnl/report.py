@@ -89,7 +89,13 @@ class _RoundTrips:
         assert fill is not None
         before = accounting.position(self.ledger, order.symbol)
         self.ledger, realized = accounting.apply_fill(
-            self.ledger, order.symbol, order.side, fill.quantity, fill.price, fill.fee
+            self.ledger,
+            order.symbol,
+            order.side,
+            fill.quantity,
+            fill.price,
+            fill.fee,
+            fill.multiplier,
         )
         after = accounting.position(self.ledger, order.symbol)
         running = self.pnl.get(order.symbol, 0.0) + realized - fill.fee

@@ -29,6 +29,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event
+from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
 from tickertape.actors.pnl import accounting
 from tickertape.actors.risk.checks import (
     ORDER_RATE_WINDOW_NS,
@@ -73,6 +74,13 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         halt_on_clock_drift: halt everything on a clock drift alert.
         orders_source: the only identity whose ``order.*`` events are counted.
         pnl_source: the only identity whose ``pnl.update.*`` events are counted.
+        instruments: instrument specifications, ``[instruments.<market>.<symbol or
+            futures root>]``; the gate uses their contract multipliers to value
+            orders (notional, exposure, cash). Give the order engine the same section
+            (see :mod:`tickertape.actors.orders.instruments`); instruments not listed
+            have multiplier 1.
+        instruments_file: a TOML file of specifications, instead of ``instruments``;
+            relative to the working directory.
     """
 
     limits_file: str | None = None
@@ -83,6 +91,8 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     halt_on_clock_drift: bool = True
     orders_source: str = "orders"
     pnl_source: str = "pnl"
+    instruments: InstrumentsConfig = msgspec.field(default_factory=dict)
+    instruments_file: str | None = None
 
 
 class TrackedOrder(msgspec.Struct, kw_only=True):
@@ -93,6 +103,7 @@ class TrackedOrder(msgspec.Struct, kw_only=True):
     symbol: str
     signed_remaining: float
     price: float
+    multiplier: float = 1.0
 
 
 class RiskActorState(msgspec.Struct, kw_only=True):
@@ -133,7 +144,7 @@ class RiskActor(Actor):
         config: the configuration (limits are loaded and validated here).
 
     Raises:
-        ConfigError: invalid limits or initial cash.
+        ConfigError: invalid limits, initial cash or instrument specifications.
     """
 
     name = "risk"
@@ -152,6 +163,9 @@ class RiskActor(Actor):
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config if config is not None else RiskConfig()
         self.limits = load_limits(self.config)
+        self.instruments = load_instruments(
+            self.config.instruments, self.config.instruments_file, owner="risk"
+        )
         for market, cash in self.config.initial_cash.items():
             if market not in MARKETS or cash < 0:
                 raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
@@ -239,17 +253,18 @@ class RiskActor(Actor):
             if order.market == market and order.symbol == symbol:
                 pending += order.signed_remaining
             if order.market == market and order.signed_remaining > 0:
-                reserved += order.signed_remaining * order.price
+                reserved += order.signed_remaining * order.price * order.multiplier
         gross = 0.0
         for sym, pos in sorted(ledger.positions.items()):
             mark = self.state.prices.get(f"{market}:{sym}")
             mark_price = mark[0] if mark else pos.mark
             if sym == symbol:
                 continue
-            gross += abs(pos.quantity * mark_price)
+            gross += abs(pos.quantity * mark_price * pos.multiplier)
         position = accounting.position(ledger, symbol)
+        multiplier = self.instruments.multiplier(market, symbol)
         if price is not None:
-            gross += abs(position + pending) * price
+            gross += abs(position + pending) * price * multiplier
         recent = self._recent.get(sid)
         while recent and recent[0] <= now - ORDER_RATE_WINDOW_NS:
             recent.popleft()
@@ -266,6 +281,7 @@ class RiskActor(Actor):
             cash=ledger.cash - reserved,
             drawdown=self.state.drawdowns.get(f"{sid}:{market}", 0.0),
             clock_drift=self.state.clock_drift,
+            multiplier=multiplier,
         )
 
     def _on_intent(self, intent: Intent, event: Event, ctx: Context) -> None:
@@ -305,6 +321,7 @@ class RiskActor(Actor):
                 symbol=intent.symbol,
                 signed_remaining=signed,
                 price=decision.inputs.get("price", 0.0),
+                multiplier=decision.inputs.get("multiplier", 1.0),
             )
             self._recent.setdefault(intent.strategy_id, deque()).append(now)
 
@@ -318,7 +335,13 @@ class RiskActor(Actor):
             ledger = self._ledger(order.strategy_id, order.market)
             fill = order.fill
             self.state.ledgers[key], _ = accounting.apply_fill(
-                ledger, order.symbol, order.side, fill.quantity, fill.price, fill.fee
+                ledger,
+                order.symbol,
+                order.side,
+                fill.quantity,
+                fill.price,
+                fill.fee,
+                fill.multiplier,
             )
         tracked = self.state.orders.get(order.order_id)
         if tracked is None:

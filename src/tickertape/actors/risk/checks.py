@@ -29,6 +29,10 @@ risk gate must never stand in the way of getting out.
 "Projected position" is the booked position plus the signed remaining quantity of
 the strategy's open orders in that symbol: concurrent orders cannot add up past a
 limit, and REDUCING can never increase exposure.
+
+Quantities and positions count contracts; every notional is a contract value,
+``quantity × price × multiplier`` with the instrument's contract multiplier
+(:attr:`RiskView.multiplier`, 1 for shares and coins, 125,000 for a CME 6E future).
 """
 
 from __future__ import annotations
@@ -74,11 +78,11 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     """Risk limits of one scope; None means "no limit at this scope".
 
     Attributes:
-        max_order_notional: largest ``quantity × price`` of one order, in the market's
-            currency.
-        max_position: largest |position| per symbol, in units.
-        max_gross_exposure: largest Σ |position × price| of a strategy's book in one
-            market, in its currency.
+        max_order_notional: largest ``quantity × price × multiplier`` of one order, in
+            the market's currency.
+        max_position: largest |position| per symbol, in contracts (shares, coins).
+        max_gross_exposure: largest Σ |position × price × multiplier| of a strategy's
+            book in one market, in its currency.
         max_open_orders: most open orders per strategy.
         max_orders_per_minute: most approvals per strategy in any 60 s of the clock.
         max_drawdown: drawdown (fraction of the high-water mark) at which new
@@ -213,12 +217,12 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
         now_ns: the gate's clock.
-        position: the strategy's booked position in the symbol (signed units).
+        position: the strategy's booked position in the symbol (signed contracts).
         pending: signed remaining quantity of the strategy's open orders in the symbol.
         price: last traded price or bar close of the symbol; None if never seen.
         last_data_ns: ``ts_event`` of that price; None if never seen.
-        gross_exposure: the strategy's Σ |position × price| in the market, including
-            the symbol at ``price``.
+        gross_exposure: the strategy's Σ |position × price × multiplier| in the
+            market, including the symbol's projected position at ``price``.
         open_orders: the strategy's open orders (all symbols).
         open_order_ids: ids of those orders (for cancels).
         recent_orders: approvals of the strategy within the last 60 s.
@@ -226,6 +230,8 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
             orders that open exposure.
         drawdown: the strategy's current drawdown (fraction), from pnl updates.
         clock_drift: a clock drift alert is outstanding.
+        multiplier: the symbol's contract multiplier (units of the underlying per
+            contract, > 0).
     """
 
     now_ns: int
@@ -240,6 +246,7 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     cash: float = 0.0
     drawdown: float = 0.0
     clock_drift: bool = False
+    multiplier: float = 1.0
 
     @property
     def projected(self) -> float:
@@ -311,7 +318,8 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         state: the effective trading state (:func:`effective_state`).
 
     Returns:
-        The decision; ``inputs`` holds every figure a check used, for the audit trail.
+        The decision; ``inputs`` holds every figure a check used, for the audit trail
+        (``multiplier`` among them when it is not 1).
     """
     inputs: dict[str, float] = {
         "position": view.position,
@@ -358,6 +366,9 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         price = intent.stop_price if price is None else max(price, intent.stop_price)
     if price is not None:
         inputs["price"] = price
+    multiplier = view.multiplier
+    if multiplier != 1.0:
+        inputs["multiplier"] = multiplier
     if view.last_data_ns is not None:
         inputs["data_age_ms"] = (view.now_ns - view.last_data_ns) / 1e6
     order = ApprovedOrder(
@@ -392,7 +403,7 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
             )
     if price is None or not price > 0:
         return _reject("NO_PRICE", f"no price known for {intent.symbol}", inputs)
-    notional = quantity * price
+    notional = quantity * price * multiplier
     inputs["notional"] = notional
     if limits.max_order_notional is not None and notional > limits.max_order_notional:
         return _reject(
@@ -404,7 +415,10 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         return _reject(
             "MAX_POSITION", f"position {after} would exceed {limits.max_position}", inputs
         )
-    gross_after = view.gross_exposure - abs(view.projected) * price + abs(after) * price
+    contract_value = price * multiplier
+    gross_after = (
+        view.gross_exposure - abs(view.projected) * contract_value + abs(after) * contract_value
+    )
     inputs["gross_exposure_after"] = gross_after
     if limits.max_gross_exposure is not None and gross_after > limits.max_gross_exposure:
         return _reject(
@@ -426,12 +440,13 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         )
     flipped = view.projected != 0.0 and (after > 0.0) != (view.projected > 0.0) and after != 0.0
     opening = abs(after) if flipped else max(abs(after) - abs(view.projected), 0.0)
-    inputs["opening_notional"] = opening * price
+    opening_notional = opening * price * multiplier
+    inputs["opening_notional"] = opening_notional
     inputs["cash"] = view.cash
-    if limits.check_cash and opening * price > view.cash:
+    if limits.check_cash and opening_notional > view.cash:
         return _reject(
             "INSUFFICIENT_CASH",
-            f"opening notional {opening * price:.2f} > available cash {view.cash:.2f}",
+            f"opening notional {opening_notional:.2f} > available cash {view.cash:.2f}",
             inputs,
         )
     return Decision(approved=True, reason_code="OK", reason="", order=order, inputs=inputs)
