@@ -1,6 +1,10 @@
-"""Event log figures: durable and deferred append, acknowledgement latency, replay reads, sealing.
+"""Event log figures: durable and deferred append, acknowledgement latency, the dedupe
+state's memory, replay reads, sealing.
 
-Prints a table (median of --repeat runs). Run: ``python benchmarks/bench_eventlog.py``.
+Prints a table (median of --repeat runs). Run: ``python benchmarks/bench_eventlog.py``
+(``--only append|latency|memory|reads`` for one group of rows). The memory rows run
+each measurement in a fresh interpreter (same PYTHONPATH), so
+``PYTHONPATH=<other checkout>/src`` measures another version of the log alike.
 Events are ~300-byte market-data envelopes (md.trade) as in PERF_NOTES. The two
 "batches of 10" rows compare a replay's small waves appended durably (one fsync per
 wave) with ``durable=False`` and one ``sync()`` at the end. The machine is shared:
@@ -11,9 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from rich.console import Console
@@ -110,6 +119,54 @@ async def _latency(rate: int, seconds: float) -> tuple[float, float, float]:
     return q[49] * 1e3, q[98] * 1e3, latencies[-1] * 1e3
 
 
+def _rss_bytes() -> int:
+    """The current resident set size (Linux /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _dedupe_memory_child(n: int, sources: int, traced: bool) -> None:
+    """Append ``n`` events from ``sources`` sources (10 topics) and print, as JSON, how
+    much memory the appends added: RSS growth up to the peak (``ru_maxrss``) and, when
+    ``traced``, the tracemalloc peak of the appends. Envelopes are made per batch so
+    that only the log's own state accumulates."""
+    with tempfile.TemporaryDirectory() as d:
+        log = EventLog.open(d)
+        batch = 1_000
+        first = [
+            make_envelope(i, 10, f"src{i % sources}") for i in range(1, batch + 1)
+        ]  # warm the code paths before the baseline
+        log.append(first, durable=False)
+        rss_before = _rss_bytes()
+        if traced:
+            tracemalloc.start()
+        for start in range(batch + 1, n + 1, batch):
+            envs = []
+            for i in range(start, min(start + batch, n + 1)):
+                envs.append(make_envelope(i, 10, f"src{i % sources}"))
+            log.append(envs, durable=False)
+        peak = tracemalloc.get_traced_memory()[1] if traced else 0
+        tracemalloc.stop()
+        log.close()
+    max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"rss_growth": max_rss - rss_before, "traced_peak": peak}))
+
+
+def bench_dedupe_memory(n: int, sources: int = 50) -> tuple[float, float]:
+    """MB of RSS growth and of tracemalloc peak while appending ``n`` events from
+    ``sources`` sources, each measured in a fresh process (the same interpreter and
+    PYTHONPATH as this one)."""
+    out = []
+    for traced in (False, True):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--dedupe-memory-child", str(n), str(sources), str(traced)],
+            capture_output=True,
+            check=True,
+        )
+        out.append(json.loads(proc.stdout.splitlines()[-1]))
+    return out[0]["rss_growth"] / 1e6, out[1]["traced_peak"] / 1e6
+
+
 def bench_reads(n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as d:
@@ -151,41 +208,58 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=300_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--memory-events", type=int, default=1_000_000, help="events of the dedupe memory rows"
+    )
+    parser.add_argument("--only", choices=["append", "latency", "memory", "reads"], default=None)
+    parser.add_argument("--dedupe-memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dedupe_memory_child:
+        n, sources, traced = args.dedupe_memory_child
+        _dedupe_memory_child(int(n), int(sources), traced == "True")
+        return
 
     rows: list[tuple[str, str, str]] = []
-    for batch in (1_000, 10_000):
-        v = statistics.median(bench_append(args.events, batch) for _ in range(args.repeat))
-        rows.append((f"durable append, batches of {batch:,}", f"{v:,.0f} events/s", "≥ 400,000"))
-    # Small waves of a replay: one fsync per batch, or deferred (durable=False) to one
-    # sync at the end.
-    small = max(10, args.events // 10)
-    v = statistics.median(bench_append(small, 10) for _ in range(args.repeat))
-    rows.append(("durable append, batches of 10", f"{v:,.0f} events/s", ""))
-    v = statistics.median(bench_append(args.events, 10, durable=False) for _ in range(args.repeat))
-    rows.append(("durable=False append, batches of 10, one sync", f"{v:,.0f} events/s", ""))
-    lat = [asyncio.run(_latency(10_000, args.latency_seconds)) for _ in range(args.repeat)]
-    rows.append(
-        ("ack latency p50 @ 10k/s one by one", f"{statistics.median(x[0] for x in lat):.3f} ms", "")
-    )
-    rows.append(
-        (
-            "ack latency p99 @ 10k/s one by one",
-            f"{statistics.median(x[1] for x in lat):.3f} ms",
-            "≤ 2 ms",
+    if args.only in (None, "append"):
+        for batch in (1_000, 10_000):
+            v = statistics.median(bench_append(args.events, batch) for _ in range(args.repeat))
+            rows.append(
+                (f"durable append, batches of {batch:,}", f"{v:,.0f} events/s", "≥ 400,000")
+            )
+        # Small waves of a replay: one fsync per batch, or deferred (durable=False) to
+        # one sync at the end.
+        small = max(10, args.events // 10)
+        v = statistics.median(bench_append(small, 10) for _ in range(args.repeat))
+        rows.append(("durable append, batches of 10", f"{v:,.0f} events/s", ""))
+        v = statistics.median(
+            bench_append(args.events, 10, durable=False) for _ in range(args.repeat)
         )
-    )
-    reads = [bench_reads(args.events) for _ in range(args.repeat)]
-    targets = {
-        "read one topic (open day)": "≥ 1,000,000",
-        "read one topic (sealed day)": "≥ 70% of open",
-        "merged read of 10 topics by gseq": "≥ 700,000",
-        "sealing ratio": "≥ 5×",
-    }
-    for key, target in targets.items():
-        v = statistics.median(r[key] for r in reads)
-        unit = "×" if key == "sealing ratio" else " events/s"
-        rows.append((key, f"{v:,.1f}{unit}" if unit == "×" else f"{v:,.0f}{unit}", target))
+        rows.append(("durable=False append, batches of 10, one sync", f"{v:,.0f} events/s", ""))
+    if args.only in (None, "latency"):
+        lat = [asyncio.run(_latency(10_000, args.latency_seconds)) for _ in range(args.repeat)]
+        p50 = statistics.median(x[0] for x in lat)
+        p99 = statistics.median(x[1] for x in lat)
+        rows.append(("ack latency p50 @ 10k/s one by one", f"{p50:.3f} ms", ""))
+        rows.append(("ack latency p99 @ 10k/s one by one", f"{p99:.3f} ms", "≤ 2 ms"))
+    if args.only in (None, "memory"):
+        mem = [bench_dedupe_memory(args.memory_events) for _ in range(args.repeat)]
+        what = f"{args.memory_events:,} events from 50 sources"
+        rss = statistics.median(m[0] for m in mem)
+        traced = statistics.median(m[1] for m in mem)
+        rows.append((f"RSS growth appending {what}", f"{rss:,.1f} MB", ""))
+        rows.append((f"tracemalloc peak appending {what}", f"{traced:,.1f} MB", ""))
+    if args.only in (None, "reads"):
+        reads = [bench_reads(args.events) for _ in range(args.repeat)]
+        targets = {
+            "read one topic (open day)": "≥ 1,000,000",
+            "read one topic (sealed day)": "≥ 70% of open",
+            "merged read of 10 topics by gseq": "≥ 700,000",
+            "sealing ratio": "≥ 5×",
+        }
+        for key, target in targets.items():
+            v = statistics.median(r[key] for r in reads)
+            unit = "×" if key == "sealing ratio" else " events/s"
+            rows.append((key, f"{v:,.1f}{unit}" if unit == "×" else f"{v:,.0f}{unit}", target))
     table = Table(title=f"event log, {args.events:,} events of ~300 B, median of {args.repeat}")
     table.add_column("measure")
     table.add_column("median", justify="right")

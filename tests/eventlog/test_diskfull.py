@@ -138,6 +138,57 @@ def test_failed_append_then_retry_without_limit_stores_everything(
     assert verify_namespace(data_dir).ok
 
 
+_RETRY_IN_PROCESS = r"""
+import json, resource, sys
+from tickertape.errors import DiskFullError
+from tickertape.eventlog import EventLog
+from tests.eventlog.envelopes import T0, envelopes
+
+log = EventLog.open(sys.argv[1])
+topics = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT")
+batch = envelopes(60, topics=topics, start_seq=100, start_ns=T0 + 10**6)
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))
+try:
+    log.append(batch)
+    refused = False
+except DiskFullError:
+    refused = True
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+# another source takes the gseq the refused group had
+log.append(envelopes(1, topics=topics, source="other", start_ns=T0 + 10**6))
+stored = log.append(batch)
+again = log.append(batch)
+log.close()
+print(json.dumps({
+    "refused": refused,
+    "stored": [[r.gseq, r.duplicate] for r in stored],
+    "again": [[r.gseq, r.duplicate] for r in again],
+}))
+"""
+
+
+def test_a_refused_group_retried_in_the_same_process_is_stored_once(data_dir: Path) -> None:
+    """The dedupe state forgets a group refused for lack of space: the same batch retried
+    in the same process is stored (not taken for duplicates), then deduplicated."""
+    seed_log(data_dir)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _RETRY_IN_PROCESS, str(data_dir), str(largest_file(data_dir) + 200)],
+        cwd=root,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["refused"] is True
+    assert out["stored"] == [[32 + i, False] for i in range(60)]
+    assert out["again"] == [[32 + i, True] for i in range(60)]
+    assert [r.source_seq for r in LogReader(data_dir).read()][31:] == list(range(100, 160))
+    verify_clean(data_dir)
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs mounted for the test (skipped when mounting is not permitted)."""

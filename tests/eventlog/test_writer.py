@@ -118,14 +118,43 @@ def test_duplicate_after_reopen_returns_the_original_position(data_dir: Path) ->
 
 
 def test_duplicate_older_than_the_window_is_found_by_topic_scan(
-    log: EventLog, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A duplicate evicted from the in-memory window still gets its original position."""
-    monkeypatch.setattr(writer_module, "RECENT_KEYS", 4)
-    first = log.append(envelopes(20, topics=TOPICS))
-    again = log.append([envelope(2, topic=TOPICS[1])])
-    assert again[0].duplicate
-    assert (again[0].offset, again[0].gseq) == (first[1].offset, first[1].gseq)
+    """A duplicate evicted from the in-memory window still gets its original position:
+    a retry (same ts_event) and a reuse of the source_seq with another ts_event alike."""
+    monkeypatch.setattr(writer_module, "RECENT_KEYS", 64)
+    with EventLog.open(data_dir) as lg:
+        envs = envelopes(600, topics=TOPICS)
+        first = []
+        for i in range(0, 600, 50):
+            first += lg.append(envs[i : i + 50])
+        retry = lg.append([envs[1]])
+        reuse = lg.append([envelope(2, topic=TOPICS[1], ts_event=T0 + 10**9)])
+        assert lg.head_gseq == 600
+    assert retry[0].duplicate
+    assert reuse[0].duplicate
+    assert (retry[0].offset, retry[0].gseq) == (first[1].offset, first[1].gseq)
+    assert (reuse[0].offset, reuse[0].gseq) == (first[1].offset, first[1].gseq)
+
+
+def test_duplicate_of_a_refused_source_seq_has_no_position(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A source_seq refused when first sent (then passed by later ones) is a duplicate
+    without position, inside the window and older than it."""
+    monkeypatch.setattr(writer_module, "RECENT_KEYS", 64)
+    with EventLog.open(data_dir) as lg:
+        lg.append([envelope(1, ts_event=T0 + 10)])
+        refused = lg.append([envelope(2, ts_event=T0)])  # a ts_event regression
+        assert refused[0].error == "TS_REGRESSION"
+        lg.append(envelopes(10, start_seq=3, start_ns=T0 + 20))
+        again = lg.append([envelope(2, ts_event=T0 + 15)])
+        assert (again[0].duplicate, again[0].offset, again[0].gseq) == (True, None, None)
+        lg.append(envelopes(500, start_seq=13, start_ns=T0 + 10**6))
+        old = lg.append([envelope(2, ts_event=T0 + 15), envelope(5, ts_event=T0 + 22)])
+        assert (old[0].duplicate, old[0].offset, old[0].gseq) == (True, None, None)
+        assert (old[1].duplicate, old[1].offset, old[1].gseq) == (True, 3, 4)
+        assert lg.head_gseq == 511
 
 
 def test_duplicate_after_sealing_and_reopen_is_found(data_dir: Path) -> None:
@@ -529,13 +558,17 @@ def test_log_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_old_duplicates_on_several_topics_in_one_batch(
-    log: EventLog, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Duplicates evicted from memory, on several topics in one batch, all get their original positions."""
-    monkeypatch.setattr(writer_module, "RECENT_KEYS", 4)
-    first = log.append(envelopes(60, topics=TOPICS))
-    picks = [2, 7, 11, 30, 31, 32, 59]
-    again = log.append([envelopes(60, topics=TOPICS)[i] for i in picks])
+    monkeypatch.setattr(writer_module, "RECENT_KEYS", 64)
+    with EventLog.open(data_dir) as lg:
+        envs = envelopes(600, topics=TOPICS)
+        first = []
+        for i in range(0, 600, 40):
+            first += lg.append(envs[i : i + 40])
+        picks = [2, 7, 11, 30, 31, 32, 59, 598, 599]
+        again = lg.append([envs[i] for i in picks])
+        assert lg.head_gseq == 600
     assert all(r.duplicate for r in again)
     assert [(r.offset, r.gseq) for r in again] == [(first[i].offset, first[i].gseq) for i in picks]
-    assert log.head_gseq == 60

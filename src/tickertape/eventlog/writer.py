@@ -48,6 +48,7 @@ from tickertape.errors import (
     LogFatalError,
 )
 from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
+from tickertape.eventlog.dedupe import OLDER, RecentPositions, SourcePositions
 from tickertape.eventlog.index import (
     INDEX_EVERY,
     IndexEntry,
@@ -82,7 +83,8 @@ SYNCFS_THRESHOLD = 8
 """A group touching more files than this is made durable with one syncfs(2) (Linux)."""
 
 RECENT_KEYS = 262_144
-"""(source, source_seq) → position pairs kept in memory to answer duplicates quickly."""
+"""Positions of stored (source, source_seq) kept in memory to answer duplicates without
+reading the files (about 7 MB at most: see :mod:`tickertape.eventlog.dedupe`)."""
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
@@ -130,6 +132,9 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     duplicate: bool = False
     error: str | None = None
     message: str | None = None
+
+
+_DUPLICATE = AppendResult(id="", duplicate=True)  # a placeholder in a group's results
 
 
 class DroppedTail(msgspec.Struct, frozen=True):
@@ -262,8 +267,7 @@ class EventLog:
         self._now_ns = now_ns
         self._topics: dict[str, _Topic] = {}
         self._sources: dict[str, int] = {}
-        self._recent: dict[tuple[str, int], tuple[str, int, int]] = {}
-        self._recent_old: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._positions = RecentPositions(RECENT_KEYS)
         self._head = 0
         self._synced = 0
         self._unsynced = 0
@@ -277,7 +281,6 @@ class EventLog:
         # None: rebuilt from the file then).
         self._rolled: dict[Path, SegmentIndex | None] = {}
         self._open_lru: OrderedDict[str, None] = OrderedDict()
-        self._scanned: dict[str, dict[tuple[str, int], tuple[str, int, int]]] = {}
         self._deferred_close: list[int] = []
         self.recovery = RecoveryReport()
         self.reader = LogReader(data_dir, namespace, head=self._reader_head)
@@ -345,8 +348,7 @@ class EventLog:
             # Rebuild the state of the namespace from the repaired files.
             self._topics.clear()
             self._sources.clear()
-            self._recent.clear()
-            self._recent_old.clear()
+            self._positions.clear()
             files, newest = self._load_topics()
         try:
             self._sync_kept(files, hint)
@@ -508,7 +510,6 @@ class EventLog:
             index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
             valid_end = pos + len(line)
             found.records.append((rec.gseq, pos))
-            self._remember(rec.source, rec.source_seq, topic.name, rec.offset, rec.gseq)
         if valid_end < size:
             dropped = self._count_lines(seg.path, valid_end, size)
             self._truncate(seg.path, valid_end)
@@ -889,12 +890,14 @@ class EventLog:
         batches: list[_Batch] = []
         sources = self._sources
         topics = self._topics
-        pending_src: dict[str, int] = {}
-        # Positions go straight into the recent-keys map (for later duplicates): an
-        # entry of a group that then fails is never looked up (its source_seq is not
-        # recorded as stored) and is overwritten when the envelope is stored.
-        recent = self._recent
-        # name -> [next_offset, last_ts, last_gseq, sealed_day, batch of its latest day]
+        positions = self._positions
+        # The sources of the group -> their recent positions, where the group's stored
+        # records are noted as they are assigned (taken back out if the group fails);
+        # ``last`` is the highest source_seq stored or pending.
+        pending_src: dict[str, SourcePositions] = {}
+        older: list[tuple[int, Envelope]] = []  # duplicates to look up in the files
+        # name -> [next_offset, last_ts, last_gseq, sealed_day, batch of its latest day,
+        #          topic id in the positions]
         pending_topic: dict[str, list[Any]] = {}
         new_topics: list[str] = []
         head = self._head
@@ -906,11 +909,23 @@ class EventLog:
         for env in group:
             source = env.source
             seq = env.source_seq
-            src_last = pending_src.get(source)
-            if src_last is None:
-                src_last = sources.get(source, 0)
-            if seq <= src_last:
-                append_result(self._duplicate(env))
+            src = pending_src.get(source)
+            if src is None:
+                src = pending_src[source] = positions.source(source)
+                src.last = sources.get(source, 0)
+                src.start = len(src.seqs)
+            if seq <= src.last:
+                pos = positions.find(source, seq)
+                if pos is OLDER:
+                    older.append((len(results), env))
+                    append_result(_DUPLICATE)  # replaced by _resolve_older
+                elif pos is None:
+                    append_result(AppendResult(id=env.id, duplicate=True))
+                else:
+                    assert isinstance(pos, tuple)
+                    append_result(
+                        AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
+                    )
                 continue
             topic_name = env.topic
             state = pending_topic.get(topic_name)
@@ -924,9 +939,16 @@ class EventLog:
                         )
                         continue
                     new_topics.append(topic_name)
-                    state = [0, -1, 0, -1, None]
+                    state = [0, -1, 0, -1, None, positions.topic_id(topic_name)]
                 else:
-                    state = [t.next_offset, t.last_ts, t.last_gseq, t.sealed_day, None]
+                    state = [
+                        t.next_offset,
+                        t.last_ts,
+                        t.last_gseq,
+                        t.sealed_day,
+                        None,
+                        positions.topic_id(topic_name),
+                    ]
                 pending_topic[topic_name] = state
             ts_event = env.ts_event
             if ts_event < state[1]:
@@ -974,19 +996,30 @@ class EventLog:
             batch.count = n + 1
             batch.sources[source] = seq
             encode_into(env, offset, head, ts_suffix, buffer)
-            pending_src[source] = seq
-            recent[(source, seq)] = (topic_name, offset, head)
+            src.last = seq
+            src.seqs.append(seq)
+            src.gseqs.append(head)
+            src.offsets.append(offset)
+            src.topics.append(state[5])
             append_result(AppendResult(id=env.id, offset=offset, gseq=head))
+        if older:
+            self._resolve_older(older, results)
         if head >= first:
             for state in pending_topic.values():
                 if state[4] is not None:
                     state[4].last = (state[0] - 1, state[2], state[1])
-            self._write(batches, new_topics, pending_topic)
+            try:
+                self._write(batches, new_topics, pending_topic)
+            except BaseException:
+                for src in pending_src.values():
+                    src.truncate(src.start)
+                raise
             if durable:
                 self._sync_files()
             self._head = head
-            sources.update(pending_src)
-            self._rotate_recent()
+            for source, src in pending_src.items():
+                sources[source] = src.last
+            positions.added(head - first + 1, head)
             if durable:
                 self._after_sync()
             else:
@@ -1002,44 +1035,62 @@ class EventLog:
             base = topic.index.count if topic.index is not None else -1
         return _Batch(name, day, base)
 
-    def _duplicate(self, env: Envelope) -> AppendResult:
-        key = (env.source, env.source_seq)
-        pos = self._recent.get(key) or self._recent_old.get(key)
-        if pos is None:
-            pos = self._find_stored(env)
-        if pos is None:
-            return AppendResult(id=env.id, duplicate=True)
-        return AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
+    def _resolve_older(
+        self, older: list[tuple[int, Envelope]], results: list[AppendResult]
+    ) -> None:
+        """Put in ``results`` the stored positions of duplicates older than the in-memory
+        window, found in their topic's files (memory: the group's duplicates only).
 
-    def _find_stored(self, env: Envelope) -> tuple[str, int, int] | None:
-        """Position of a duplicate older than the in-memory window: one scan per topic.
+        1. A retried envelope keeps its ``ts_event``: one read of the topic by time, from
+           the group's earliest such ``ts_event`` through its latest, finds the retries.
+        2. Any other: a source's records have increasing ``source_seq`` along a topic,
+           so only the first day file whose index counts the source's highest
+           ``source_seq`` at or above it can hold it; that day is read.
 
-        The scan's (source, source_seq) → position map is kept (stored records never
-        change), so re-sending a whole old file costs one read of its topic.
+        Not found (refused when first sent, stored in another topic, or deleted by
+        retention): a duplicate without position (``offset`` and ``gseq`` None).
         """
-        if env.topic not in self._topics:
-            return None
-        found = self._scanned.get(env.topic)
-        if found is None:
-            if len(self._scanned) >= 64:
-                self._scanned.clear()
-            found = self._scanned[env.topic] = {
-                (r.source, r.source_seq): (r.topic, r.offset, r.gseq)
-                for r in self.reader.read_topic(env.topic)
-            }
-        return found.get((env.source, env.source_seq))
+        wanted_by_topic: dict[str, dict[tuple[str, int], list[int]]] = {}
+        bounds: dict[str, tuple[int, int]] = {}
+        for i, env in older:
+            results[i] = AppendResult(id=env.id, duplicate=True)
+            if env.topic not in self._topics:
+                continue
+            wanted = wanted_by_topic.setdefault(env.topic, {})
+            wanted.setdefault((env.source, env.source_seq), []).append(i)
+            lo, hi = bounds.get(env.topic, (env.ts_event, env.ts_event))
+            bounds[env.topic] = (min(lo, env.ts_event), max(hi, env.ts_event))
 
-    def _remember(self, source: str, seq: int, topic: str, offset: int, gseq: int) -> None:
-        self._recent[(source, seq)] = (topic, offset, gseq)
-        if len(self._recent) > RECENT_KEYS // 2:
-            self._recent_old = self._recent
-            self._recent = {}
+        def found(wanted: dict[tuple[str, int], list[int]], records: Iterator[Record]) -> None:
+            for rec in records:
+                where = wanted.pop((rec.source, rec.source_seq), None)
+                if where is None:
+                    continue
+                for i in where:
+                    results[i] = AppendResult(
+                        id=results[i].id, offset=rec.offset, gseq=rec.gseq, duplicate=True
+                    )
+                if not wanted:
+                    return
 
-    def _rotate_recent(self) -> None:
-        """Keep recent (source, source_seq) positions: two generations of RECENT_KEYS/2."""
-        if len(self._recent) > RECENT_KEYS // 2:
-            self._recent_old = self._recent
-            self._recent = {}
+        reader = self.reader
+        for topic, wanted in wanted_by_topic.items():
+            lo, hi = bounds[topic]
+            found(wanted, reader.read_from_time([topic], lo, hi + 1))
+            if not wanted:
+                continue
+            days = [idx for idx in map(reader.segment_index, reader.segments(topic)) if idx.count]
+            by_day: dict[int, dict[tuple[str, int], list[int]]] = {}
+            for key, where in wanted.items():
+                source, seq = key
+                day = next(
+                    (d for d, idx in enumerate(days) if idx.sources.get(source, 0) >= seq), None
+                )
+                if day is not None:
+                    by_day.setdefault(day, {})[key] = where
+            for day, keys in by_day.items():
+                idx = days[day]
+                found(keys, reader.read_topic(topic, idx.first_offset, idx.last_offset))
 
     def _write(
         self,
