@@ -15,14 +15,29 @@ and CPU µs per bar) for:
 - **indicators only**: the indicators actor alone in that host (its default
   configuration);
 - **full chain**: the trading chain plus the indicators actor, the headline figure
-  (target ≥ 200 k bars/s).
+  (issue 6's target: ≥ 200 k bars/s).
+
+The 200 k bars/s target is out of reach in CPython as the chain is designed, and this
+script does not pretend otherwise: the pure chain alone (four plain function calls per
+bar, no envelope) runs at about 350 k bars/CPU-s on this machine, and the host adds,
+per bar, at least one envelope delivered to each subscriber (decode, route, an Event,
+a handler call) and, with the indicators actor, ten more events published, encoded,
+stored and sorted into waves. Measured on this 2-core machine (medians, CPU time):
+host floor 4.5 → 2.7 µs/bar and full chain about 12 k → 14 k bars/CPU-s after the host
+work of issue 6 (cached actor order, routes and decoders, allocation-free waves,
+leaner step planning). What remains is mostly the indicators' publishing
+(``ActorContext.publish``, ``make_envelope``, the sink's ``stamp``) and the actors' own
+handlers.
 
 Market data is the input (pre-built ``md.bar`` records, as the market-data actor
 publishes them). Every host run must give the pure chain's fills; the script checks it.
 The CPU columns are what to compare on a shared machine: the wall figures move with
 whatever else runs on the cores. Usage::
 
-    python benchmarks/bench_pipeline.py [--repeat 5]
+    python benchmarks/bench_pipeline.py [--repeat 5] [--only host]
+
+``--only TEXT`` runs the rows whose name contains TEXT (the pure chain always runs:
+the host runs' fills are checked against it).
 """
 
 from __future__ import annotations
@@ -228,6 +243,7 @@ def timed(fn: object, *args: object) -> tuple[float, float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", default="", help="run only the rows whose name has this")
     args = parser.parse_args()
     rows = load_rows()
     records = bar_records(rows)
@@ -242,6 +258,8 @@ def main() -> None:
             records, [*trading_actors(), indicators_actor()]
         ),
     }
+    pure = "pure chain (strategy, risk, fills, accounts)"
+    runs = {name: fn for name, fn in runs.items() if name == pure or args.only in name}
     walls: dict[str, list[float]] = {name: [] for name in runs}
     cpus: dict[str, list[float]] = {name: [] for name in runs}
     results: dict[str, tuple[list[tuple[int, float]], int]] = {}
@@ -264,12 +282,12 @@ def main() -> None:
             f"{name:<46} {n / wall:>10,.0f} {n / cpu:>11,.0f} {cpu / n * 1e6:>11.2f} "
             f"{len(fills):>6} {outputs:>8,}"
         )
-    expected = results["pure chain (strategy, risk, fills, accounts)"][0]
+    expected = results[pure][0]
     for name in (
         "trading chain (strategy, risk, orders, pnl)",
         "full chain (trading chain + indicators)",
     ):
-        if results[name][0] != expected:
+        if name in results and results[name][0] != expected:
             raise SystemExit(f"{name}: fills differ from the pure chain's")
     print("same fills in the pure chain and every host run: True")
 

@@ -36,7 +36,8 @@ class RsiReversionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         period: RSI period in bars (default 14, Wilder 1978).
         oversold, overbought: entry levels (default 30 / 70).
         exit_level: exit level (default 50).
-        quantity: position size in units (default 0.01; the 6E config trades 1).
+        quantity: position size in contracts (shares, coins; default 0.01; the 6E config
+            trades 1 contract).
         interval: bar interval used (default ``1m``).
     """
 

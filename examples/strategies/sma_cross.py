@@ -37,7 +37,7 @@ class SmaCrossParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         symbol: the instrument traded (bars of other symbols are ignored).
         fast: fast window in bars (default 10).
         slow: slow window in bars (default 30), > fast.
-        quantity: position size in units (default 1).
+        quantity: position size in contracts (shares, coins; default 1).
         interval: the bar interval used (default ``1m``).
     """
 
