@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,11 @@ from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
 from tickertape.eventlog.verify import verify_namespace
 
 from .conftest import FixedClock
-from .envelopes import T0, envelope, envelopes
+from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelope_json, envelopes
+from .test_deferred import QUOTE_TOPIC, check_contiguous, lose_unsynced_pages, published_head
+
+ROOT = Path(__file__).resolve().parents[2]
+FIVE_TOPICS = tuple(f"md.trade.crypto.S{i}" for i in range(5))
 
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
 
@@ -182,3 +192,190 @@ async def test_backpressure_with_a_small_queue(data_dir: Path) -> None:
     )
     await alog.close()
     assert [r[0].gseq for r in results] == list(range(1, 101))
+
+
+# ------------------------------------------------------ deferred durability
+
+
+async def test_deferred_appends_are_acknowledged_before_any_fsync(data_dir: Path) -> None:
+    """durable=False acks without publishing the head; sync() publishes it; close() syncs."""
+    other = LogReader(data_dir)
+    alog = await AsyncEventLog.open(data_dir)
+    await alog.append(envelopes(5))
+    res = await alog.append(envelopes(10, start_seq=6, start_ns=T0 + 10**6), durable=False)
+    assert [r.gseq for r in res] == list(range(6, 16))
+    assert (alog.head_gseq, alog.synced_gseq) == (15, 5)
+    assert other.head_gseq() == 5
+    assert [r.gseq for r in other.read()] == list(range(1, 6))
+    assert [r.gseq for r in alog.reader.read()] == list(range(1, 16))
+    assert await alog.sync() == 15
+    assert (alog.synced_gseq, other.head_gseq()) == (15, 15)
+    assert await alog.sync() == 15  # nothing pending
+    await alog.append(envelopes(3, start_seq=16, start_ns=T0 + 2 * 10**6), durable=False)
+    assert other.head_gseq() == 15
+    await alog.close()
+    assert [r.gseq for r in other.read()] == list(range(1, 19))
+    assert verify_namespace(data_dir).ok
+
+
+async def test_a_durable_append_makes_earlier_deferred_ones_durable(data_dir: Path) -> None:
+    """Every durable ack, even in a group mixed with deferred appends, comes after
+    everything before it is fsync'd and published."""
+    alog = await AsyncEventLog.open(data_dir)
+    published = LogReader(data_dir)
+
+    async def one(i: int, durable: bool) -> None:
+        res = await alog.append([envelope(1, source=f"s{i}", ts_event=T0 + i)], durable=durable)
+        if durable:
+            assert published.head_gseq() >= res[0].gseq  # type: ignore[operator]
+
+    await asyncio.gather(*(one(i, durable=i % 5 == 4) for i in range(200)))
+    assert published.head_gseq() == 200  # the last one was durable
+    await alog.close()
+    assert [r.gseq for r in published.read()] == list(range(1, 201))
+
+
+async def test_sync_after_close_is_refused(data_dir: Path) -> None:
+    """sync() on a closed async log raises LogClosedError."""
+    alog = await AsyncEventLog.open(data_dir)
+    await alog.close()
+    with pytest.raises(LogClosedError):
+        await alog.sync()
+
+
+_ASYNC_DEFERRED_THEN_KILLED = r"""
+import asyncio, sys
+from tickertape.eventlog import AsyncEventLog
+from tests.eventlog.envelopes import envelopes
+
+async def main() -> None:
+    alog = await AsyncEventLog.open(sys.argv[1])
+    envs = envelopes(30, topics=("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT"))
+    await alog.append(envs[:10])
+    acks = await asyncio.gather(
+        *(alog.append(envs[i : i + 2], durable=False) for i in range(10, 30, 2))
+    )
+    print("acked", max(r.gseq for res in acks for r in res), alog.synced_gseq, flush=True)
+    if sys.argv[2] == "sync":
+        print("synced", await alog.sync(), flush=True)
+    print("waiting", flush=True)
+    await asyncio.Event().wait()  # until SIGKILL
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("mode", ["deferred", "sync"])
+def test_async_deferred_appends_with_the_writer_killed(
+    data_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    """A real process acks deferred appends without fsync (HEAD stays put), sync() makes
+    them durable (HEAD moves); after SIGKILL everything written is kept, and after
+    unsynced pages lost as in a power loss the log is a contiguous prefix holding at
+    least the published head."""
+    with subprocess.Popen(
+        [sys.executable, "-c", _ASYNC_DEFERRED_THEN_KILLED, str(data_dir), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == [b"acked", b"30", b"10"]
+        if mode == "sync":
+            assert child.stdout.readline().split() == [b"synced", b"30"]
+        assert child.stdout.readline() == b"waiting\n"
+        head = published_head(data_dir)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert head == (30 if mode == "sync" else 10)
+    envs = envelopes(30, topics=(TRADE_TOPIC, QUOTE_TOPIC))
+    rng = random.Random(7)
+    for variant in range(6):
+        copy = tmp_path / f"copy{variant}"
+        shutil.copytree(data_dir, copy)
+        what = lose_unsynced_pages(copy, head, rng)
+        try:
+            check_contiguous(copy, envs, head)
+        except AssertionError as exc:
+            raise AssertionError(f"after {what}: {exc}") from exc
+    assert check_contiguous(data_dir, envs, 30) == 30  # the kill alone loses nothing
+
+
+_ASYNC_WRITER = r"""
+import asyncio, sys
+import msgspec
+from tickertape.eventlog import AsyncEventLog
+from tickertape.schemas.envelope import Envelope
+
+async def main() -> None:
+    data_dir, input_path, sync_every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    dec = msgspec.json.Decoder(Envelope)
+    with open(input_path, "rb") as f:
+        envs = [dec.decode(line) for line in f]
+    alog = await AsyncEventLog.open(data_dir)
+    print("open", alog.head_gseq, flush=True)
+    start = alog.head_gseq  # the input is stored in order, one source
+    for n, at in enumerate(range(start, len(envs), 10)):
+        await alog.append(envs[at : at + 10], durable=False)
+        if n % sync_every == sync_every - 1:
+            print("synced", await alog.sync(), flush=True)
+    await alog.close()
+    print("done", flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_async_writer_killed_while_appending_deferred(tmp_path: Path) -> None:
+    """SIGKILL at random points of deferred async appends with periodic sync(), then
+    unsynced pages lost or damaged: every reopen gives a contiguous, verified log
+    holding at least everything sync() reported."""
+    rng = random.Random(11)
+    data_dir = tmp_path / "data"
+    input_path = tmp_path / "input.jsonl"
+    envs = envelopes(20_000, topics=FIVE_TOPICS, step_ns=3 * NS_PER_DAY // 20_000)
+    input_path.write_bytes(b"".join(envelope_json(e) for e in envs))
+    for _round in range(5):
+        with subprocess.Popen(
+            [sys.executable, "-c", _ASYNC_WRITER, str(data_dir), str(input_path), "7"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().startswith(b"open")
+            synced = 0
+            # Kill after a random number of syncs (not a random time: the writer's speed
+            # varies), a little after the last one.
+            for _ in range(rng.randrange(1, 40)):
+                line = child.stdout.readline()
+                if not line.startswith(b"synced"):
+                    break
+                synced = int(line.split()[1])
+            time.sleep(rng.uniform(0, 0.01))
+            child.send_signal(signal.SIGKILL)
+            child.stdout.read()
+            child.wait()
+        assert child.returncode == -signal.SIGKILL
+        head = published_head(data_dir)
+        assert head >= synced
+        for variant in range(3):
+            copy = tmp_path / f"copy{variant}"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(data_dir, copy)
+            what = lose_unsynced_pages(copy, head, rng)
+            try:
+                check_contiguous(copy, envs, head)
+            except AssertionError as exc:
+                raise AssertionError(f"after {what}: {exc}") from exc
+        check_contiguous(data_dir, envs, head)
+    proc = subprocess.run(
+        [sys.executable, "-c", _ASYNC_WRITER, str(data_dir), str(input_path), "7"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    assert proc.stdout.endswith(b"done\n")
+    assert check_contiguous(data_dir, envs, len(envs)) == len(envs)

@@ -310,9 +310,12 @@ def test_writer_killed_while_appending_unsynced_then_pages_lost(tmp_path: Path) 
         ) as child:
             assert child.stdout is not None
             assert child.stdout.readline().startswith(b"open")
-            time.sleep(rng.uniform(0.05, 0.5))
+            # Kill after a random number of syncs and a little more (a random time let a
+            # fast writer finish the input before most kills).
+            seen = [child.stdout.readline() for _ in range(rng.randrange(1, 40))]
+            time.sleep(rng.uniform(0, 0.01))
             child.send_signal(signal.SIGKILL)
-            out = child.stdout.read().decode()
+            out = b"".join(seen).decode() + child.stdout.read().decode()
             child.wait()
         kills += child.returncode == -signal.SIGKILL
         # a line cut by the kill understates what was synced: safe

@@ -2,10 +2,12 @@
 
 Appends are handed to one writer thread through a thread-safe queue. The thread
 takes everything queued (up to ``MAX_GROUP`` records with the same ``ts_log`` mode),
-runs one :meth:`EventLog.append` (one write + one fsync per touched file), hands the
-results back to the event loop, and goes straight on with what was queued meanwhile:
-no round trip through the event loop between two groups. Throughput grows with load
-while every acknowledgement still follows its fsync (PERF_NOTES: group commit of
+writes it with one :meth:`EventLog.append` (one write per touched file), hands the
+results of deferred appends (``durable=False``) back to the event loop at once, then
+fsyncs (one fsync per touched file) if the group holds a durable append and hands
+back those results, and goes straight on with what was queued meanwhile: no round
+trip through the event loop between two groups. Throughput grows with load while
+every durable acknowledgement still follows its fsync (PERF_NOTES: group commit of
 1 000 events ≈ 1 M events/s here, aiofiles' per-call thread hop ≈ 10 k/s — hence one
 thread for the whole group).
 """
@@ -32,7 +34,13 @@ from tickertape.schemas.envelope import Envelope
 class _Append:
     envelopes: Sequence[Envelope]
     ts_log: int | None
+    durable: bool
     future: asyncio.Future[list[AppendResult]]
+
+
+@dataclass(slots=True)
+class _Sync:
+    future: asyncio.Future[int]
 
 
 @dataclass(slots=True)
@@ -46,7 +54,7 @@ class _Stop:
 
 
 _STOP = _Stop()
-_Request = _Append | _Call | _Stop
+_Request = _Append | _Sync | _Call | _Stop
 
 
 class AsyncEventLog:
@@ -71,6 +79,7 @@ class AsyncEventLog:
         self._committed = asyncio.Event()
         self._failed: LogError | None = None
         self._closing = False
+        self._acked = log.head_gseq  # the highest gseq acknowledged (event loop side)
         self.reader: LogReader = log.reader
 
     @classmethod
@@ -118,8 +127,16 @@ class AsyncEventLog:
 
     @property
     def head_gseq(self) -> int:
-        """The last durable gseq."""
-        return self._log.head_gseq
+        """The last gseq acknowledged to an appender (0 for an empty namespace).
+
+        Durable, unless it was appended with ``durable=False``: see :attr:`synced_gseq`.
+        """
+        return self._acked
+
+    @property
+    def synced_gseq(self) -> int:
+        """The last durable gseq: the head published in ``HEAD`` for other readers."""
+        return self._log.synced_gseq
 
     @property
     def sync_log(self) -> EventLog:
@@ -132,12 +149,31 @@ class AsyncEventLog:
         return self._log.recovery
 
     async def append(
-        self, envelopes: Sequence[Envelope], *, ts_log: int | None = None
+        self,
+        envelopes: Sequence[Envelope],
+        *,
+        ts_log: int | None = None,
+        durable: bool = True,
     ) -> list[AppendResult]:
-        """Append a batch; return when it is fsync'd (one result per envelope).
+        """Append a batch; return one result per envelope (see :meth:`EventLog.append`).
 
-        Batches enter the log in the order of the calls. Cancelling the wait does not
-        withdraw a batch already queued.
+        With ``durable=True`` (the default) it returns once the batch (and everything
+        appended before it) is fsync'd and the published head has moved past it.
+
+        With ``durable=False`` it returns once the batch is written, without waiting
+        for an fsync: the records are readable through this log (:attr:`head_gseq`)
+        but not yet by other processes, and a crash can take them back (never anything
+        before the last sync). :meth:`sync` makes them durable; so do a later durable
+        append and :meth:`close`. The semantics are :meth:`EventLog.append`'s with
+        ``durable=False``, for namespaces that can be regenerated.
+
+        Batches enter the log in the order of the calls, durable or not. Cancelling the
+        wait does not withdraw a batch already queued.
+
+        Args:
+            envelopes: the batch.
+            ts_log: the ``ts_log`` to stamp (default: the log's clock at write time).
+            durable: wait for the fsync (True) or leave it to :meth:`sync`.
 
         Raises:
             DiskFullError: the group holding this batch was refused for lack of space.
@@ -153,7 +189,26 @@ class AsyncEventLog:
             self._room.release()
             raise
         fut: asyncio.Future[list[AppendResult]] = self._loop.create_future()
-        self._requests.put(_Append(envelopes, ts_log, fut))
+        self._requests.put(_Append(envelopes, ts_log, durable, fut))
+        return await fut
+
+    async def sync(self) -> int:
+        """Make every batch appended before this call durable, then publish the head.
+
+        Waits until the writer thread has written what was queued before the call and
+        fsync'd everything written (:meth:`EventLog.sync`); a no-op fsync-wise when
+        nothing is pending.
+
+        Returns:
+            The durable head gseq (≥ the gseq of every batch appended before the call).
+
+        Raises:
+            LogFatalError: the fsync failed; the log refuses all further work.
+            LogClosedError: the log failed earlier or is closed.
+        """
+        self._check_open()
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._requests.put(_Sync(fut))
         return await fut
 
     def _check_open(self) -> None:
@@ -165,7 +220,7 @@ class AsyncEventLog:
     async def wait_for(self, gseq: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until the head passes ``gseq``; True if it did before the timeout."""
         deadline = None if timeout is None else self._loop.time() + timeout
-        while self._log.head_gseq <= gseq:
+        while self._acked <= gseq:
             if self._failed is not None:
                 raise LogClosedError(f"event log failed: {self._failed}")
             remaining = None if deadline is None else deadline - self._loop.time()
@@ -201,11 +256,22 @@ class AsyncEventLog:
                 carry = None
                 if isinstance(item, _Stop):
                     return
+                if isinstance(item, _Sync):
+                    try:
+                        log.sync()
+                    except LogError as exc:
+                        _post(loop, self._fail, [], exc)
+                        _post(loop, _settle_exception, item.future, exc)
+                        self._drain(exc, None)
+                        return
+                    _post(loop, self._synced, item.future, log.synced_gseq)
+                    continue
                 if isinstance(item, _Call):
                     try:
                         _post(loop, _settle, item.future, item.fn(log))
                     except BaseException as exc:  # handed to the caller of run_sync
                         _post(loop, _settle_exception, item.future, exc)
+                    _post(loop, self._advance, log.head_gseq)  # it may have appended
                     continue
                 items = [item]
                 count = len(item.envelopes)
@@ -226,8 +292,10 @@ class AsyncEventLog:
                 batch: list[Envelope] = []
                 for appended in items:
                     batch.extend(appended.envelopes)
+                # Written without fsync; the deferred appends are answered at once, the
+                # durable ones after the one fsync of the group.
                 try:
-                    results = log.append(batch, ts_log=item.ts_log)
+                    results = log.append(batch, ts_log=item.ts_log, durable=False)
                 except DiskFullError as exc:
                     _post(loop, self._refuse, items, exc.path)
                     continue
@@ -235,7 +303,17 @@ class AsyncEventLog:
                     _post(loop, self._fail, items, exc)
                     self._drain(exc, carry)
                     return
-                _post(loop, self._resolve, items, results)
+                durable = [it for it in items if it.durable]
+                if len(durable) < len(items):
+                    _post(loop, self._resolve, items, results, False, log.head_gseq)
+                if durable:
+                    try:
+                        log.sync()
+                    except LogError as exc:
+                        _post(loop, self._fail, durable, exc)
+                        self._drain(exc, carry)
+                        return
+                    _post(loop, self._resolve, items, results, True, log.head_gseq)
         finally:
             try:
                 log.close()
@@ -255,20 +333,36 @@ class AsyncEventLog:
         for item in pending:
             if isinstance(item, _Append):
                 _post(self._loop, self._fail, [item], exc)
-            elif isinstance(item, _Call):
+            elif isinstance(item, _Call | _Sync):
                 _post(self._loop, _settle_exception, item.future, LogClosedError(str(exc)))
 
     # ------------------------------------------------- event loop (resolutions)
 
-    def _resolve(self, items: list[_Append], results: list[AppendResult]) -> None:
+    def _resolve(
+        self, items: list[_Append], results: list[AppendResult], durable: bool, head: int
+    ) -> None:
+        """Answer the appends of a group that are ``durable`` (or deferred); ``head`` is
+        the log's head gseq once they were written (and, durable, fsync'd)."""
+        self._acked = max(self._acked, head)
         i = 0
         for item in items:
             n = len(item.envelopes)
-            if not item.future.done():
-                item.future.set_result(results[i : i + n])
+            if item.durable == durable:
+                if not item.future.done():
+                    item.future.set_result(results[i : i + n])
+                self._room.release()
             i += n
-            self._room.release()
         self._wake()
+
+    def _synced(self, future: asyncio.Future[int], head: int) -> None:
+        if not future.done():
+            future.set_result(head)
+        self._wake()
+
+    def _advance(self, head: int) -> None:
+        if head > self._acked:
+            self._acked = head
+            self._wake()
 
     def _refuse(self, items: list[_Append], path: str) -> None:
         for item in items:
