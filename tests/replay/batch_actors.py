@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
@@ -60,6 +62,39 @@ class TimerEcho(Actor):
                 interval="tick",
                 params={},
                 values={"fired": float(self.state.fired), "trades": float(self.state.trades)},
+                bar_ts=ctx.clock.now_ns(),
+            ),
+            market="crypto",
+        )
+
+    def snapshot(self) -> msgspec.Struct:
+        return self.state
+
+    def restore(self, state: bytes) -> None:
+        self.state = msgspec.msgpack.decode(state, type=EchoState)
+
+
+class PidEcho(Actor):
+    """Publishes its process id on every trade: not deterministic across restarts (the
+    divergence tests' faulty actor)."""
+
+    name = "pidecho"
+    subscriptions = ("md.trade.crypto.*",)
+    state_version = 1
+
+    def __init__(self, config: None = None) -> None:
+        self.state = EchoState()
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        self.state.trades += 1
+        ctx.publish(
+            "echo.pid",
+            IndicatorValue(
+                symbol="pid",
+                name="pid",
+                interval="tick",
+                params={},
+                values={"pid": float(os.getpid()), "trades": float(self.state.trades)},
                 bar_ts=ctx.clock.now_ns(),
             ),
             market="crypto",

@@ -149,3 +149,41 @@ async def test_batched_run_survives_a_sigkilled_actor(source_dir: Path, tmp_path
     assert killed
     assert holder["s"].restarts("echo") == 1
     assert hashes(source_dir, "runs/b3") == expected
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_steps", [512, 1])
+async def test_a_restarted_actor_that_regenerates_other_outputs_is_a_divergence(
+    source_dir: Path, batch_steps: int
+) -> None:
+    """An actor whose outputs depend on its process: after a SIGKILL, the outputs it
+    regenerates while catching up differ from the stored ones; each difference becomes a
+    critical DIVERGENCE alert before the summary, and the result counts them."""
+    items = ["tests.replay.batch_actors:PidEcho"]
+    killed: list[int] = []
+
+    def hook(supervisor: Supervisor, index: int, time_ns: int) -> None:
+        if index >= 100 and not killed:
+            pid = supervisor.pid("pidecho")
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    result = await run_distributed(
+        source_dir,
+        RunSettings(run_id="d1", start_ns=START),
+        [resolve(i) for i in items],
+        items,
+        cwd=REPO,
+        snapshot_every_steps=40,
+        on_step=hook,
+        batch_steps=batch_steps,
+    )
+    assert killed
+    assert result.divergences > 0
+    reader = LogReader(source_dir, "runs/d1")
+    alerts = [msgspec.json.decode(r.payload) for r in reader.read(["system.alert"])]
+    assert len(alerts) == result.divergences
+    assert {a["code"] for a in alerts} == {"DIVERGENCE"}
+    assert all(a["detail"]["stored"]["source"] == "pidecho" for a in alerts)
+    assert summary(source_dir, "d1")["steps"] == result.steps

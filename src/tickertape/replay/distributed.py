@@ -61,6 +61,8 @@ from tickertape.replay.manifest import (
     MANIFEST_TOPIC,
     SUMMARY_TOPIC,
     RunSettings,
+    alert_envelope,
+    divergence_alert,
     driver_envelope,
     family_counts,
     manifest_envelope,
@@ -181,6 +183,7 @@ class ReplayCoordinator:
         self.now_ns = settings.start_ns
         self.seek_to: int | None = None
         self.independent = False
+        self.divergences: list[dict[str, Any]] = []
         self._snapshot_due = self.snapshot_every_steps
 
     def control(self, command: ClockControl) -> None:
@@ -321,16 +324,25 @@ class ReplayCoordinator:
         end_ns = max(planner.now_ns, self.now_ns)
         await self._run_step("stop", -2, end_ns)
         await self._announce("end", -3, 0, end_ns, wait=False)
-
-        topics = {t: run_reader.topic_summary(t) for t in run_reader.topics()}
-        counts = family_counts({t: s.count for t, s in topics.items()})
         last_ts = max(
-            (s.last_ts for t, s in topics.items() if t not in (MANIFEST_TOPIC, SUMMARY_TOPIC)),
+            (
+                run_reader.topic_summary(t).last_ts
+                for t in run_reader.topics()
+                if t not in (MANIFEST_TOPIC, SUMMARY_TOPIC)
+            ),
             default=0,
         )
+        seq = 2
+        for d in self.divergences:
+            detail = {"stored": d.get("stored"), "regenerated": d.get("regenerated")}
+            alert = divergence_alert(str(d.get("id")), d.get("fields", []), detail)
+            await self._publish_driver(alert_envelope(alert, seq, end_ns), f"alert{seq}", end_ns)
+            seq += 1
+        topics = {t: run_reader.topic_summary(t) for t in run_reader.topics()}
+        counts = family_counts({t: s.count for t, s in topics.items()})
         summary = summary_envelope(
             settings,
-            source_seq=2,
+            source_seq=seq,
             ts_ns=end_ns,
             input_events=self.inputs,
             steps=self.steps,
@@ -344,7 +356,7 @@ class ReplayCoordinator:
             steps=self.steps,
             input_events=self.inputs,
             output_events=sum(counts.values()),
-            divergences=0,
+            divergences=len(self.divergences),
             head_gseq=LogReader(self.data_dir, self.namespace).head_gseq(),
             wall_seconds=time.monotonic() - started,
         )
@@ -408,6 +420,7 @@ class ReplayCoordinator:
             until_ns=until_ns,
         )
         dones = self._dones.pop(announce.seq)
+        self._collect_divergences(dones)
         keys = {(step.time_ns, 0) for step in steps}
         expect: dict[tuple[int, int], dict[str, int]] = {}
         for actor, done in sorted(dones.items()):
@@ -429,6 +442,12 @@ class ReplayCoordinator:
             if self.on_step is not None:
                 self.on_step(step.index, step.time_ns)
         await self._maybe_snapshot(self.now_ns)
+
+    def _collect_divergences(self, dones: dict[str, Done]) -> None:
+        for actor, done in sorted(dones.items()):
+            for d in done.divergences:
+                _log.error("divergence", actor=actor, id=d.get("id"), fields=d.get("fields"))
+                self.divergences.append(d)
 
     async def _maybe_snapshot(self, time_ns: int) -> None:
         if self.steps >= self._snapshot_due:
@@ -458,6 +477,7 @@ class ReplayCoordinator:
         )
         while True:
             dones = self._dones.pop(announce.seq)
+            self._collect_divergences(dones)
             expect = {a: d.outputs for a, d in sorted(dones.items()) if d.outputs}
             for actor, d in dones.items():
                 self.timers.next[actor] = d.next_timer_ns

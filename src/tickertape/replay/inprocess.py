@@ -34,12 +34,12 @@ from tickertape.replay.manifest import (
     OutputCounter,
     RunSettings,
     alert_envelope,
+    divergence_alert,
     family_counts,
     manifest_envelope,
     summary_envelope,
 )
 from tickertape.schemas.envelope import Envelope, Record
-from tickertape.schemas.system import Alert
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore
@@ -289,11 +289,8 @@ def run_in_process(
         divergences = list(sink.divergences)
         for d in divergences:
             _log.error("divergence", id=d.id, fields=d.fields)
-            alert = Alert(
-                severity="critical",
-                code="DIVERGENCE",
-                message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
-                detail={"stored": d.stored, "regenerated": d.regenerated},
+            alert = divergence_alert(
+                d.id, d.fields, {"stored": d.stored, "regenerated": d.regenerated}
             )
             sink.inner.append([alert_envelope(alert, seq, end_ns)], end_ns)
             seq += 1

@@ -10,7 +10,7 @@ included) validates them and ``tape schemas export`` lists them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -198,6 +198,9 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
         topics: the distinct topics of the staged outputs, sorted.
         steps: phase ``batch``: every step the actor ran with outputs or for its own
             timers, in order (``outputs`` is then the batch's total).
+        divergences: outputs the actor regenerated after a restart that differ from
+            the stored ones (each ``{"id", "fields", "stored", "regenerated"}``), sent
+            once, with its first answer after catching up.
     """
 
     run_id: str
@@ -208,3 +211,4 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
     next_timer_ns: int | None = None
     topics: list[str] = msgspec.field(default_factory=list)
     steps: list[StepOutputs] = msgspec.field(default_factory=list)
+    divergences: list[dict[str, Any]] = msgspec.field(default_factory=list)

@@ -260,6 +260,8 @@ class RemoteReplayHost:
         self._ctl_seq = 0
         self._last_done: Envelope | None = None
         self._last_staged: dict[str, list[Envelope]] = {}
+        self._regenerated: list[Envelope] = []
+        self._divergences: list[dict[str, Any]] = []
         self._in_flight: list[asyncio.Future[Any]] = []
         self._step_time: int | None = None
         self._step_ordinal = 0
@@ -342,6 +344,8 @@ class RemoteReplayHost:
                     [self._last_done], ns=self.control_namespace, ephemeral=True
                 )
             return True
+        if self._regenerated:
+            await self._compare_regenerated()
         return await self._run_announce(announce, publish=True)
 
     async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
@@ -379,6 +383,7 @@ class RemoteReplayHost:
         outputs = hosted.ctx.drain()
         self.last_seq = a.seq
         if not publish:
+            self._regenerated += outputs
             return True
         await self._settle()
         self._last_staged = {a.stage: outputs} if outputs else {}
@@ -393,6 +398,7 @@ class RemoteReplayHost:
             outputs=len(outputs),
             next_timer_ns=hosted.timers.next_due(),
             topics=sorted({env.topic for env in outputs}),
+            divergences=self._take_divergences(),
         )
         self._last_done = self._send_soon(DONE_TOPIC, done)
         return True
@@ -453,6 +459,8 @@ class RemoteReplayHost:
         self.last_seq = a.seq
         staged, self._batch_outputs = self._batch_outputs, []
         if not publish:
+            for _time, _ordinal, outputs in staged:
+                self._regenerated += outputs
             return True
         await self._settle()
         counts: dict[tuple[int, int], int] = {}
@@ -475,6 +483,7 @@ class RemoteReplayHost:
             outputs=sum(counts.values()),
             next_timer_ns=hosted.timers.next_due(),
             topics=sorted(topics),
+            divergences=self._take_divergences(),
             steps=[
                 StepOutputs(
                     time_ns=t,
@@ -487,6 +496,42 @@ class RemoteReplayHost:
         )
         self._last_done = self._send_soon(DONE_TOPIC, done)
         return True
+
+    async def _compare_regenerated(self) -> None:
+        """Compare the outputs regenerated while catching up with the stored ones.
+
+        Called before the first announcement after catching up (every commit before
+        it has been applied): the stored twins are fetched from the run namespace by
+        topic, from the earliest regenerated ``ts_event``. A difference is a
+        divergence, logged and reported to the time authority in the next ``done``;
+        a regenerated output with no stored twin is logged (it cannot be compared).
+        """
+        regenerated, self._regenerated = self._regenerated, []
+        wanted = {(env.source, env.source_seq): env for env in regenerated}
+        stored: dict[tuple[str, int], Record] = {}
+        fetch = self.client.fetch(
+            sorted({env.topic for env in regenerated}),
+            StartAt(time=min(env.ts_event for env in regenerated)),
+            ns=self.namespace,
+            queue_frames=64,
+        )
+        async for item in fetch:
+            if isinstance(item, Record) and (item.source, item.source_seq) in wanted:
+                stored[item.source, item.source_seq] = item
+        for key, env in sorted(wanted.items()):
+            record = stored.get(key)
+            if record is None:
+                _log.warning("regenerated_not_stored", actor=self.name, id=env.id)
+                continue
+            divergence = compare(env, record)
+            if divergence is not None:
+                _log.error("divergence", actor=self.name, id=env.id, fields=divergence.fields)
+                self._divergences.append(msgspec.to_builtins(divergence))
+        _log.info("regenerated_compared", actor=self.name, outputs=len(wanted))
+
+    def _take_divergences(self) -> list[dict[str, Any]]:
+        taken, self._divergences = self._divergences, []
+        return taken
 
     async def _restage(self, stages: list[str]) -> None:
         """Publish again the last announcement's outputs staged under ``stages``.
