@@ -17,6 +17,7 @@ from tickertape.actors.marketdata.importers import (
 from tickertape.actors.marketdata.loader import MANIFEST_TOPIC, build_envelopes, import_files
 from tickertape.errors import ImportDataError, LogError
 from tickertape.eventlog import EventLog
+from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import ImportManifest
 
 DATA = Path(__file__).resolve().parents[3] / "data"
@@ -128,3 +129,54 @@ def test_a_source_out_of_time_order_is_refused(tmp_path: Path) -> None:
     shuffled = msgspec.structs.replace(parsed, streams={source: events[::-1]})
     with pytest.raises(ImportDataError, match="not in ts_event order"):
         list(build_envelopes([shuffled]))
+
+
+def test_envelopes_are_what_make_envelope_builds(tmp_path: Path) -> None:
+    """The merge loop's envelopes equal make_envelope's for every payload type imported."""
+    files = [
+        parse_quandl_wiki(QUANDL),  # bars and corporate actions
+        parse_binance_ws(
+            _small_binance(tmp_path, "btcusdt_20240808.gz", 3000)
+        ),  # raw, trade, quote
+    ]
+    by_id = {
+        f"{source}:{seq}": event
+        for parsed in files
+        for source, events in parsed.streams.items()
+        for seq, event in enumerate(events, 1)
+    }
+    envelopes = list(build_envelopes(files))
+    assert len(envelopes) == len(by_id)
+    assert {e.type for e in envelopes} == {
+        "md.bar",
+        "md.corporate_action",
+        "raw.message",
+        "md.trade",
+        "md.quote",
+    }
+    for envelope in envelopes:
+        event = by_id[envelope.id]
+        expected = make_envelope(
+            event.payload,
+            topic=event.topic,
+            source=envelope.source,
+            source_seq=envelope.source_seq,
+            ts_event=event.ts_event,
+            market=event.market,
+        )
+        assert msgspec.json.encode(envelope) == msgspec.json.encode(expected)
+
+
+def test_a_partly_imported_file_resumes_after_what_the_log_holds(tmp_path: Path) -> None:
+    """The log holding a file's first 50 bars: importing all 120 stores the other 70 only."""
+    log = EventLog.open(tmp_path / "store")
+    try:
+        (first,) = import_files(log, [_bars(tmp_path / "x.csv", "X", range(50))])
+        (second,) = import_files(log, [_bars(tmp_path / "x.csv", "X", range(120))])
+        stored = list(log.read_topic("md.bar.1m.crypto.X"))
+    finally:
+        log.close()
+    assert (first.manifest.events_stored, first.manifest.events_duplicate) == (50, 0)
+    assert (second.manifest.events_stored, second.manifest.events_duplicate) == (70, 50)
+    assert [r.source_seq for r in stored] == list(range(1, 121))
+    assert len({r.ts_event for r in stored}) == 120
