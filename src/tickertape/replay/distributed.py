@@ -38,6 +38,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from tickertape import loop
 from tickertape.actors.runtime.resolution import ActorSpec, config_hash
 from tickertape.client import Client, RemoteSubscription
 from tickertape.errors import ConfigError, RouterError
@@ -850,7 +851,7 @@ def run_distributed_cli(
     # Keep the history a restarted actor is sent (two snapshot intervals) well under a
     # frame: about 2 000 steps per snapshot with the default --snapshot-every.
     every = max(1, snapshot_every // 50) if snapshot_every > 0 else 1_000_000_000
-    return asyncio.run(
+    return loop.run(
         run_distributed(
             data_dir.resolve(),
             settings,
