@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickertape.actors.marketdata.importers import (
+    _csv_rows,
     interval_ns,
     parse_binance_ws,
     parse_krx_daily,
@@ -209,3 +213,35 @@ def test_binance_gzip_members_plain_text_and_truncation(tmp_path: Path) -> None:
     cut.write_bytes(BTC_0808.read_bytes()[:200_000])
     with pytest.raises(ImportDataError, match="corrupt gzip data"):
         parse_binance_ws(cut)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.text(
+                alphabet=st.characters(
+                    blacklist_characters='"\0\ufeff', blacklist_categories=("Cs",)
+                ),
+                max_size=6,
+            ),
+            max_size=7,
+        ),
+        max_size=8,
+    )
+)
+def test_csv_rows_without_quotes_are_csv_readers_rows(rows: list[list[str]]) -> None:
+    """Text without quotes or NUL is split exactly as csv.reader reads it, blank lines too."""
+    text = "\n".join(",".join(row) for row in rows)
+    data = text.encode()
+    assert list(_csv_rows(Path("x.csv"), data)) == list(csv.reader(text.splitlines()))
+
+
+def test_ohlcv_quoted_fields_are_read_as_csv(tmp_path: Path) -> None:
+    """A bar file with quoted thousands separators is parsed field by field as CSV."""
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        'time,open,high,low,close,volume\n2024-01-02 10:00,"1,000",2000,500,1500,"12,345"\n'
+    )
+    (event,) = _events(parse_ohlcv_csv(path, market="kr", symbol="X", interval="1m"))
+    assert (event.payload.open, event.payload.volume) == (1000.0, 12345.0)
