@@ -22,12 +22,14 @@ script does not pretend otherwise: the pure chain alone (four plain function cal
 bar, no envelope) runs at about 350 k bars/CPU-s on this machine, and the host adds,
 per bar, at least one envelope delivered to each subscriber (decode, route, an Event,
 a handler call) and, with the indicators actor, ten more events published, encoded,
-stored and sorted into waves. Measured on this 2-core machine (medians, CPU time):
-host floor 4.5 → 2.7 µs/bar and full chain about 12 k → 14 k bars/CPU-s after the host
-work of issue 6 (cached actor order, routes and decoders, allocation-free waves,
-leaner step planning). What remains is mostly the indicators' publishing
-(``ActorContext.publish``, ``make_envelope``, the sink's ``stamp``) and the actors' own
-handlers.
+stored and sorted into waves. Measured on this 2-core machine under load (CPU time,
+median of 3 alternating runs of ``--repeat 5``), before → after the host work of
+issue 6 (cached actor order, routes and decoders, allocation-free waves, leaner step
+planning): host floor 4.52 → 2.88 µs/bar, trading chain 19.95 → 17.09 µs/bar, full
+chain 81.2 → 71.5 µs/bar (12.3 k → 14.0 k bars/CPU-s). In a profile of the full chain
+the host's own code is now about a tenth of the time; most of the rest is the
+indicators' ten outputs per bar (``ActorContext.publish`` with ``make_envelope`` about
+a third, the sink's ``append``/``stamp`` a sixth) and the actors' handlers.
 
 Market data is the input (pre-built ``md.bar`` records, as the market-data actor
 publishes them). Every host run must give the pure chain's fills; the script checks it.
