@@ -7,8 +7,10 @@ with ``--router URL`` where noted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any
 
 import click
@@ -18,8 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from tickertape.cli.options import Position, PositionType, data_options, format_ns
-from tickertape.cli.render import write_json, write_table
+from tickertape.cli.options import Position, PositionType, data_options, format_ns, token_options
+from tickertape.cli.process import run_until_stopped, unless_stopped
+from tickertape.cli.render import RecordPrinter, batches
 from tickertape.errors import SchemaError, TickertapeError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.sealing import apply_retention, compact
@@ -51,14 +54,81 @@ def _records(
         yield rec
 
 
-def _limited(records: Iterator[Record], limit: int | None) -> Iterator[Record]:
-    if limit is None:
-        yield from records
-        return
-    for i, rec in enumerate(records):
-        if i >= limit:
+def _limited(batches_: Iterable[list[Record]], limit: int | None) -> Iterator[list[Record]]:
+    """The batches, cut after ``limit`` records in all (everything when None)."""
+    left = limit
+    for batch in batches_:
+        if left is not None:
+            batch = batch[:left]
+            left -= len(batch)
+        yield batch
+        if left is not None and left <= 0:
             return
-        yield rec
+
+
+def _follow_batches(
+    reader: LogReader, patterns: list[str], from_gseq: int, poll_s: float = 0.1
+) -> Iterator[list[Record]]:
+    """What :meth:`LogReader.follow` yields, in batches that end wherever the head was
+    when it was read: each batch can be printed before waiting for more."""
+    next_gseq = from_gseq
+    while True:
+        head = reader.head_gseq()
+        if head >= next_gseq:
+            yield from batches(reader.read(patterns or None, next_gseq, head))
+            next_gseq = head + 1
+        else:
+            time.sleep(poll_s)
+
+
+FLUSH_AFTER_S = 0.05
+"""``tape tail --router`` prints what it holds when no event came for this long."""
+
+
+async def _print_remote(
+    stop: asyncio.Event, records: AsyncGenerator[Record, None], printer: RecordPrinter
+) -> None:
+    """Print ``records`` in batches until they end or ``stop`` is set.
+
+    A batch is printed when it is full or when the stream pauses; on ``stop`` the
+    pending next-record wait is cancelled, which closes the subscription and the
+    client inside the event loop (no traceback, nothing left running).
+    """
+
+    async def next_record() -> Record | None:
+        try:
+            return await anext(records)
+        except StopAsyncIteration:
+            return None
+
+    async def pump() -> None:
+        batch: list[Record] = []
+        waiting: asyncio.Task[Record | None] | None = None
+        try:
+            while True:
+                if waiting is None:
+                    waiting = asyncio.create_task(next_record(), name="tail-next")
+                done, _ = await asyncio.wait({waiting}, timeout=FLUSH_AFTER_S if batch else None)
+                if not done:
+                    printer.write(batch)
+                    batch = []
+                    continue
+                record, waiting = waiting.result(), None
+                if record is None:
+                    break
+                batch.append(record)
+                if len(batch) >= 256:
+                    printer.write(batch)
+                    batch = []
+        finally:
+            printer.write(batch)
+            if waiting is not None:
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
+            await records.aclose()
+
+    await unless_stopped(stop, pump())
 
 
 @click.command("tail")
@@ -67,14 +137,14 @@ def _limited(records: Iterator[Record], limit: int | None) -> Iterator[Record]:
 @click.option(
     "--to", "end", type=PositionType(), help="End: DATE/ISO-TIME (exclusive) or gseq (inclusive)."
 )
-@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events.")
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new events (Ctrl-C stops).")
 @click.option(
     "--json", "as_json", is_flag=True, help="Each stored record as one JSON line, nothing else."
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after N events.")
 @click.option("--router", help="Read through a router (ws://HOST:PORT) instead of the files.")
 @click.option("--identity", default="inspector", show_default=True, help="Identity for --router.")
-@click.option("--token-file", type=click.Path(dir_okay=False), help="Token for --router.")
+@token_options
 @data_options
 def tail_command(
     patterns: tuple[str, ...],
@@ -85,26 +155,31 @@ def tail_command(
     limit: int | None,
     router: str | None,
     identity: str,
-    token_file: str | None,
+    token: str | None,
     data_dir: str,
     namespace: str,
 ) -> None:
     """Print events matching PATTERNS (NATS wildcards; default all) in gseq order.
 
+    Rows (or JSON lines) are printed as the events arrive. With --follow, Ctrl-C
+    (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too.
+
     \b
     Examples:
       tape tail 'md.trade.crypto.*' --from 2024-08-08 --limit 20
       tape tail 'order.>' --follow
+      tape tail 'order.>' --router ws://127.0.0.1:7400 --follow
       tape tail --json --from 100 --to 200 > events.jsonl
     """
     for pattern in patterns:
         problem = validate_pattern(pattern)
         if problem is not None:
             raise click.BadParameter(problem, param_hint="PATTERNS")
+    printer = RecordPrinter(as_json=as_json)
     if router is not None:
         from tickertape.client import inspect
 
-        records_async = inspect.tail_remote(
+        records = inspect.tail_remote(
             router,
             list(patterns) or [">"],
             start=start,
@@ -112,43 +187,26 @@ def tail_command(
             follow=follow,
             limit=limit,
             identity=identity,
-            token_file=token_file,
+            token=token,
             namespace=namespace,
         )
-
-        def pump() -> Iterator[Record]:
-            loop = asyncio.new_event_loop()
-            agen = records_async.__aiter__()
-            try:
-                while True:
-                    try:
-                        yield loop.run_until_complete(agen.__anext__())
-                    except StopAsyncIteration:
-                        return
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        source: Iterator[Record] = pump()
+        run_until_stopped(
+            lambda stop: _print_remote(stop, records, printer), command="tail", log=False
+        )
+        return
+    reader = LogReader(data_dir, namespace)
+    if follow:
+        if start is not None and start.ts_ns is not None:
+            first = reader.first_gseq_at(list(patterns) or None, start.ts_ns)
+            from_gseq = first if first is not None else reader.head_gseq() + 1
+        else:
+            from_gseq = start.gseq if start is not None and start.gseq else 1
+        source = _follow_batches(reader, list(patterns), from_gseq)
     else:
-        reader = LogReader(data_dir, namespace)
-        if follow:
-            if start is not None and start.ts_ns is not None:
-                first = reader.first_gseq_at(list(patterns) or None, start.ts_ns)
-                from_gseq = first if first is not None else reader.head_gseq() + 1
-            else:
-                from_gseq = start.gseq if start is not None and start.gseq else 1
-            source = reader.follow(list(patterns) or None, from_gseq)
-        else:
-            source = _records(reader, list(patterns), start, end)
-    source = _limited(source, limit)
-    try:
-        if as_json:
-            write_json(source)
-        else:
-            write_table(source)
-    except KeyboardInterrupt:
-        pass
+        source = batches(_records(reader, list(patterns), start, end))
+    with contextlib.suppress(KeyboardInterrupt):
+        for batch in _limited(source, limit):
+            printer.write(batch)
 
 
 @click.command("verify")
@@ -207,13 +265,13 @@ def verify_command(as_json: bool, data_dir: str, namespace: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="As JSON on stdout.")
 @click.option("--router", help="Ask a running router for live statistics (connections, lag).")
 @click.option("--identity", default="inspector", show_default=True)
-@click.option("--token-file", type=click.Path(dir_okay=False))
+@token_options
 @data_options
 def stats_command(
     as_json: bool,
     router: str | None,
     identity: str,
-    token_file: str | None,
+    token: str | None,
     data_dir: str,
     namespace: str,
 ) -> None:
@@ -221,7 +279,7 @@ def stats_command(
     if router is not None:
         from tickertape.client import inspect
 
-        stats = asyncio.run(inspect.stats_remote(router, identity=identity, token_file=token_file))
+        stats = asyncio.run(inspect.stats_remote(router, identity=identity, token=token))
         if as_json:
             click.echo(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
         else:
@@ -350,13 +408,13 @@ def _parse_stdin(lines: Iterator[bytes], refused: list[str]) -> Iterator[tuple[i
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 65536))
 @click.option("--router", help="Publish through a router (ws://HOST:PORT) instead of the files.")
 @click.option("--identity", help="Identity for --router (must equal each envelope's source).")
-@click.option("--token-file", type=click.Path(dir_okay=False))
+@token_options
 @data_options
 def append_command(
     batch: int,
     router: str | None,
     identity: str | None,
-    token_file: str | None,
+    token: str | None,
     data_dir: str,
     namespace: str,
 ) -> None:
@@ -378,7 +436,7 @@ def append_command(
             inspect.append_remote(
                 router,
                 identity=identity,
-                token_file=token_file,
+                token=token,
                 envelopes=(env for _n, env in envelopes),
                 namespace=namespace,
             )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from pathlib import Path
 from typing import cast
 
@@ -12,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tickertape.actors.marketdata.exchange_sim import REBASE_ENV
 from tickertape.actors.marketdata.importers import (
     FORMATS,
     ParsedFile,
@@ -174,19 +173,58 @@ def import_command(
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Pacing factor.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=9443, show_default=True)
-def exchange_sim_command(captures: tuple[Path, ...], speed: float, host: str, port: int) -> None:
+@click.option(
+    "--rebase-times/--no-rebase-times",
+    default=False,
+    show_default=True,
+    envvar=REBASE_ENV,
+    show_envvar=True,
+    help="Move the venue times (E, T) so that the capture happens now: each frame is "
+    "stamped with the wall-clock time it is sent at (what `tape up` does, so that paper "
+    "orders fill). Off: the frames are byte for byte the recorded ones.",
+)
+@click.option(
+    "--state-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the playback position in FILE (JSON, written atomically every second and "
+    "on stop): started again, the simulator continues after the last frame it served "
+    "instead of from the capture's beginning. Without it every start replays the "
+    "capture from its beginning.",
+)
+def exchange_sim_command(
+    captures: tuple[Path, ...],
+    speed: float,
+    host: str,
+    port: int,
+    rebase_times: bool,
+    state_file: Path | None,
+) -> None:
     """Serve recorded Binance captures over WebSocket exactly as Binance framed them.
 
     Combined stream at ws://HOST:PORT/stream?streams=..., REST depth snapshots at
-    http://HOST:PORT/api/v3/depth?symbol=...; paced by the recorded receive times
-    divided by --speed, starting when the first client connects.
+    http://HOST:PORT/api/v3/depth?symbol=... and played trades at
+    http://HOST:PORT/api/v3/historicalTrades?symbol=...&fromId=N; paced by the recorded
+    receive times divided by --speed, starting when the first client connects.
+    SIGINT or SIGTERM stops it cleanly (the state file is saved, exit status 0).
     """
-    if speed <= 0:
+    if not speed > 0:
         raise click.BadParameter("must be > 0", param_hint="--speed")
     from tickertape.actors.marketdata.exchange_sim import run_simulator
+    from tickertape.cli.process import run_until_stopped
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_simulator(captures, host=host, port=port, speed=speed))
+    run_until_stopped(
+        lambda stop: run_simulator(
+            captures,
+            host=host,
+            port=port,
+            speed=speed,
+            rebase_times=rebase_times,
+            state_file=state_file,
+            stop=stop,
+        ),
+        command="exchange-sim",
+    )
 
 
 COMMANDS: list[click.Command] = [import_command, exchange_sim_command]

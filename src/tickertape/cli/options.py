@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
+
+from tickertape.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,6 +51,67 @@ def data_dir_option(help: str, default: str = ".") -> Callable[[F], F]:
         type=click.Path(file_okay=False, path_type=Path),
         help=help,
     )
+
+
+TOKEN_ENV = "TAPE_TOKEN"
+"""Environment variable holding the token when neither option is given."""
+
+TOKEN_FILE_ENV = "TAPE_TOKEN_FILE"
+"""Environment variable naming the token file when neither option is given."""
+
+
+def token_options(fn: F) -> F:
+    """Add ``--token TOKEN`` and ``--token-file FILE``; the command receives ``token``.
+
+    The two are mutually exclusive on the command line (a click usage error, exit 2).
+    Either may come from the environment (``TAPE_TOKEN``, ``TAPE_TOKEN_FILE``); an
+    option given on the command line wins over the environment. The command's
+    ``token`` parameter is the token (read from the file when one is named), or None
+    when neither is given (a router without tokens).
+
+    Errors (exit 2, naming ``--token-file`` and the file): the file is missing,
+    unreadable, empty or holds more than one token
+    (:func:`tickertape.client.inspect.read_token`).
+    """
+
+    @functools.wraps(fn)
+    def resolved(*args: Any, token: str | None, token_file: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        source = ctx.get_parameter_source
+        from_command_line = click.core.ParameterSource.COMMANDLINE
+        if token is not None and token_file is not None:
+            if source("token") == from_command_line and source("token_file") == from_command_line:
+                raise click.UsageError("--token and --token-file are mutually exclusive: give one")
+            # One came from the environment: the command line wins (both from the
+            # environment: the token itself wins).
+            if source("token_file") == from_command_line:
+                token = None
+            else:
+                token_file = None
+        from tickertape.client.inspect import read_token
+
+        try:
+            secret = read_token(token, token_file)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--token-file'") from None
+        return fn(*args, token=secret, **kwargs)
+
+    wrapped = click.option(
+        "--token-file",
+        default=None,
+        envvar=TOKEN_FILE_ENV,
+        metavar="FILE",
+        help=f"File holding the identity's token (as `tape token create` printed it; "
+        f"env {TOKEN_FILE_ENV}). Not with --token.",
+    )(resolved)
+    wrapped = click.option(
+        "--token",
+        default=None,
+        envvar=TOKEN_ENV,
+        help=f"The identity's token (env {TOKEN_ENV}); --token-file keeps it out of the "
+        "process list.",
+    )(wrapped)
+    return cast(F, wrapped)
 
 
 def parse_time_ns(text: str) -> int:

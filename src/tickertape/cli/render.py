@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -24,51 +24,53 @@ _FAMILY_STYLE = {
 }
 
 
-def write_json(records: Iterable[Record]) -> int:
-    """Write each record as one JSON line on stdout (nothing else); return the count."""
-    out = sys.stdout.buffer
-    n = 0
-    for rec in records:
-        out.write(encode_wire(rec))
-        out.write(b"\n")
-        n += 1
-        if n % 256 == 0:
-            out.flush()
-    out.flush()
-    return n
+class RecordPrinter:
+    """Prints records on stdout a batch at a time, each batch as soon as it is given.
 
+    With ``as_json`` each record is one JSON line (the stored record exactly, nothing
+    else); otherwise aligned, coloured rows, one per event, the header once. Output is
+    flushed after every batch, so ``tape tail --follow`` shows events as they arrive.
 
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
-    for rec in records:
-        chunk.append(rec)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def write_table(records: Iterable[Record], console: Console | None = None, chunk: int = 200) -> int:
-    """Print records as aligned, coloured rows (one per event); return the count.
-
-    Rows are printed in chunks so that ``--follow`` output appears as it arrives.
+    Args:
+        as_json: JSON lines instead of rows.
+        console: where rows go (default: stdout, 200 columns when not a terminal).
     """
-    if console is None:
-        console = Console(highlight=False, soft_wrap=False)
-        if not console.is_terminal:
-            console = Console(highlight=False, soft_wrap=False, width=200)
-    n = 0
-    first = True
-    for rows in _chunks(records, chunk):
-        table = Table(box=None, show_header=first, pad_edge=False, header_style="bold")
+
+    def __init__(self, *, as_json: bool = False, console: Console | None = None) -> None:
+        self.as_json = as_json
+        if console is None:
+            console = Console(highlight=False, soft_wrap=False)
+            if not console.is_terminal:
+                console = Console(highlight=False, soft_wrap=False, width=200)
+        self._console = console
+        self.count = 0
+        """Records printed so far."""
+
+    def write(self, records: Sequence[Record]) -> None:
+        """Print one batch (nothing for an empty one)."""
+        if not records:
+            return
+        if self.as_json:
+            out = sys.stdout.buffer
+            for rec in records:
+                out.write(encode_wire(rec))
+                out.write(b"\n")
+            out.flush()
+        else:
+            self._console.print(self._table(records, header=self.count == 0))
+            self._console.file.flush()
+        self.count += len(records)
+
+    @staticmethod
+    def _table(records: Sequence[Record], *, header: bool) -> Table:
+        table = Table(box=None, show_header=header, pad_edge=False, header_style="bold")
         table.add_column("gseq", justify="right", min_width=8, no_wrap=True)
         table.add_column("ts_event (UTC)", min_width=24, no_wrap=True)
         table.add_column("topic", min_width=30, no_wrap=True)
         table.add_column("off", justify="right", min_width=6, no_wrap=True)
         table.add_column("source", min_width=12, no_wrap=True)
         table.add_column("payload", overflow="ellipsis", no_wrap=True, ratio=1)
-        for rec in rows:
+        for rec in records:
             style = _FAMILY_STYLE.get(rec.topic.split(".", 1)[0], "")
             table.add_row(
                 str(rec.gseq),
@@ -78,7 +80,16 @@ def write_table(records: Iterable[Record], console: Console | None = None, chunk
                 rec.source,
                 bytes(rec.payload).decode(errors="replace"),
             )
-        console.print(table)
-        first = False
-        n += len(rows)
-    return n
+        return table
+
+
+def batches(records: Iterable[Record], size: int = 256) -> Iterator[list[Record]]:
+    """Group ``records`` into lists of at most ``size`` (the last one may be shorter)."""
+    chunk: list[Record] = []
+    for rec in records:
+        chunk.append(rec)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import click
 
 from tickertape.cli.options import data_dir_option
+from tickertape.cli.process import run_until_stopped, unless_stopped
 from tickertape.errors import ConfigError
 from tickertape.router.auth import ROLES, create_token, role_patterns
 from tickertape.router.logservice import LogService
@@ -19,23 +18,13 @@ from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
 
 
-def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM."""
+def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
+    """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM (exit status 0)."""
 
-    async def guarded() -> None:
-        task: asyncio.Task[None] = asyncio.create_task(main(), name="tape-main")
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def until_stopped(stop: asyncio.Event) -> None:
+        await unless_stopped(stop, main())
 
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        asyncio.run(guarded())
-    else:
-        uvloop.run(guarded())
+    run_until_stopped(until_stopped, command=command, use_uvloop=True)
 
 
 @click.command("router")
@@ -124,7 +113,7 @@ def router_command(
         finally:
             await router.close()
 
-    _run(main)
+    _serve(main, "router")
 
 
 @click.command("eventlog")
@@ -147,7 +136,7 @@ def eventlog_command(host: str, port: int, data_dir: Path) -> None:
         finally:
             await service.close()
 
-    _run(main)
+    _serve(main, "eventlog")
 
 
 @click.group("token")

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import click
 import msgspec
+import structlog
 from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.runtime.resolution import ACTOR_PACKAGES, ActorSpec, config_hash, resolve
-from tickertape.cli.options import data_dir_option, format_ns
+from tickertape.cli.options import data_dir_option, format_ns, token_options
 from tickertape.errors import ConfigError
 from tickertape.replay.inprocess import run_in_process
 from tickertape.replay.manifest import RunSettings
@@ -232,7 +233,7 @@ def replay_command(
 @click.option("--router", "router_url", required=True, help="Router URL (ws://host:port).")
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False))
 @click.option("--strategy", default=None, help="package.module:Class (a Strategy or an Actor).")
-@click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
+@token_options
 @click.option("--replay", "replay_run", default=None, help="Join the distributed replay RUN-ID.")
 @click.option(
     "--source-namespace",
@@ -254,11 +255,14 @@ def actor_command(
     """Host one actor in this process through the router.
 
     NAME is an actor package (indicators, strategy, risk, orders, pnl) or
-    package.module:Class; --strategy loads a strategy or actor class by path.
+    package.module:Class; --strategy loads a strategy or actor class by path. Live
+    (without --replay), SIGINT or SIGTERM stops it cleanly: on_stop, outputs flushed,
+    a final snapshot, exit status 0.
     """
     import asyncio
 
     from tickertape.actors.runtime.resolution import resolve_package, resolve_path
+    from tickertape.cli.process import run_until_stopped, serve_feed, serve_live_actor
 
     target = strategy or name
     if not target:
@@ -276,14 +280,21 @@ def actor_command(
                 "(--url, --symbol, --bars); --config is for replays"
             )
         from tickertape.actors.marketdata.actor import LiveFeedConfig
-        from tickertape.actors.marketdata.binance_client import run_live_marketdata
 
-        asyncio.run(run_live_marketdata(router_url, LiveFeedConfig(), data_dir, token=token))
+        config = LiveFeedConfig()
+        run_until_stopped(
+            lambda stop: serve_feed(stop, router_url, config, data_dir, token=token),
+            command="actor marketdata",
+        )
         return
     if replay_run is None:
-        from tickertape.actors.runtime.remote import run_live_actor
-
-        asyncio.run(run_live_actor(router_url, spec.actor, spec.name, data_dir, token=token))
+        actor = spec.actor
+        run_until_stopped(
+            lambda stop: serve_live_actor(
+                stop, router_url, actor, spec.name, data_dir, token=token
+            ),
+            command=f"actor {spec.name}",
+        )
         return
     from tickertape.actors.runtime.remote import run_replay_actor
 
@@ -308,7 +319,7 @@ def actor_command(
     show_default=True,
 )
 @click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
-@click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
+@token_options
 @click.option("--namespace", default="main", show_default=True, help="Live: namespace served.")
 @click.option("--drift-bound-ms", default=250.0, show_default=True, type=float)
 @click.option("--from", "from_", default=None, help="Backtest/replay: start.")
@@ -349,7 +360,8 @@ def clock_command(
     Backtest/replay: drives the actors started with `tape actor ... --replay RUN-ID`
     through the step/wave scheduler; the two modes differ only in their default pace
     (backtest: as fast as the slowest actor; replay: as it happened, speed 1).
-    Control it with `tape clock ctl`.
+    Control it with `tape clock ctl`. Live, SIGINT or SIGTERM stops it cleanly (exit
+    status 0).
     """
     import asyncio
 
@@ -358,15 +370,29 @@ def clock_command(
     if ctx.invoked_subcommand is not None:
         return
     if mode == "live":
+        from tickertape.cli.process import run_until_stopped, unless_stopped
         from tickertape.timeauthority.drift import DriftMonitor
         from tickertape.timeauthority.service import IDENTITY, LiveClockService
 
-        async def live() -> None:
-            async with Client(router_url, IDENTITY, token) as client:
-                monitor = DriftMonitor(bound_ns=int(drift_bound_ms * 1e6))
-                await LiveClockService(client, namespace=namespace, monitor=monitor).run()
+        if not drift_bound_ms > 0:
+            raise click.BadParameter("must be > 0", param_hint="--drift-bound-ms")
+        monitor = DriftMonitor(bound_ns=int(drift_bound_ms * 1e6))
 
-        asyncio.run(live())
+        async def serve() -> None:
+            async with Client(router_url, IDENTITY, token) as client:
+                service = LiveClockService(client, namespace=namespace, monitor=monitor)
+                structlog.get_logger("tickertape.timeauthority").info(
+                    "clock_started",
+                    mode="live",
+                    namespace=namespace,
+                    drift_bound_ms=drift_bound_ms,
+                )
+                await service.run()
+
+        async def live(stop: asyncio.Event) -> None:
+            await unless_stopped(stop, serve())
+
+        run_until_stopped(live, command="clock")
         return
     if from_ is None or run_id is None:
         raise click.UsageError(f"--mode {mode} needs --from and --run-id")
@@ -409,7 +435,7 @@ def clock_command(
 @click.argument("command", type=click.Choice(["pause", "resume", "seek", "speed"]))
 @click.argument("value", required=False)
 @click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
-@click.option("--token", default=None, envvar="TAPE_TOKEN")
+@token_options
 @click.option("--namespace", default="main", show_default=True, help="The namespace served.")
 @click.option("--run-id", default=None, help="Address one run only.")
 @click.option("--identity", default="clockctl", show_default=True)
@@ -453,7 +479,7 @@ def clock_ctl_command(
 
 @clock_command.command("query")
 @click.option("--router", "router_url", default="ws://127.0.0.1:7400", show_default=True)
-@click.option("--token", default=None, envvar="TAPE_TOKEN")
+@token_options
 @click.option("--namespace", default="main", show_default=True, help="The namespace served.")
 @click.option("--identity", default="clockctl", show_default=True)
 @click.option("--samples", default=5, show_default=True, type=click.IntRange(1, 100))

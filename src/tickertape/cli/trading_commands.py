@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.pnl.report import Report, build_report
-from tickertape.cli.options import data_options
+from tickertape.cli.options import data_options, token_options
 from tickertape.errors import (
     ConfigError,
     RouterError,
@@ -72,14 +72,12 @@ def _command(
 def _send(
     envelope: Envelope,
     router: str | None,
-    token_file: str | None,
+    token: str | None,
     data_dir: str,
     namespace: str,
 ) -> str:
     if router is not None:
         from tickertape.client import connect
-
-        token = Path(token_file).read_text().strip() if token_file else None
 
         async def publish() -> str:
             client = await connect(router, envelope.source, token, connect_timeout_s=10.0)
@@ -108,7 +106,7 @@ def _kill_switch_command(
     @click.option("--strategy", help="Only this strategy id.")
     @click.option("--router", help="Router URL (ws://HOST:PORT); without it, the local log.")
     @click.option("--identity", default="operator", show_default=True, help="Publisher identity.")
-    @click.option("--token-file", type=click.Path(dir_okay=False), help="Token for --router.")
+    @token_options
     @data_options
     def command(
         reason: str,
@@ -116,7 +114,7 @@ def _kill_switch_command(
         strategy: str | None,
         router: str | None,
         identity: str,
-        token_file: str | None,
+        token: str | None,
         data_dir: str,
         namespace: str,
     ) -> None:
@@ -124,7 +122,7 @@ def _kill_switch_command(
             raise click.UsageError("tape halt needs --reason TEXT")
         payload = _command(verb, reason, market, strategy)
         envelope = command_envelope(payload, identity, time.time_ns())
-        where = _send(envelope, router, token_file, data_dir, namespace)
+        where = _send(envelope, router, token, data_dir, namespace)
         scope = payload.key or "global"
         click.echo(f"{verb} {payload.scope} {scope}: published {envelope.id} ({where})")
 

@@ -14,7 +14,6 @@ import contextlib
 import os
 import re
 import signal
-import ssl
 import sys
 import time
 from datetime import datetime
@@ -23,7 +22,7 @@ from typing import Any
 
 import click
 
-from tickertape.cli.options import data_dir_option
+from tickertape.cli.options import data_dir_option, token_options
 from tickertape.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -75,8 +74,7 @@ imported capture owns the same topics (and a later time)."""
     help="Close a bar this long after its end (venue clock) when no later trade has.",
 )
 @click.option("--identity", default="marketdata", show_default=True, help="Source identity.")
-@click.option("--token", default=None, envvar="TAPE_TOKEN", help="The identity's token.")
-@click.option("--token-file", default=None, type=click.Path(dir_okay=False), help="Token file.")
+@token_options
 @data_dir_option("Where the process keeps its snapshots.")
 def feed_command(
     router_url: str,
@@ -87,22 +85,23 @@ def feed_command(
     bar_grace_ms: int,
     identity: str,
     token: str | None,
-    token_file: str | None,
     data_dir: Path,
 ) -> None:
     """Live market data: a Binance-style stream into the log, with time bars.
 
     Publishes raw messages (raw.binance.*), trades, quotes, gaps (md.gap.crypto.*) and
-    bars (md.bar.1s|1m.crypto.*) as identity marketdata. A restart continues from its
-    snapshot and the log: nothing is published twice, and trades sent while it was
-    down are fetched from the venue (historicalTrades), so a gap is reported only
-    where the venue lacks trades.
-    """
-    import asyncio
+    bars (md.bar.1s|1m.crypto.*) as identity marketdata, and reports its clock to the
+    time authority every second (system.clock.actor.IDENTITY) like every live actor. A
+    restart continues from its snapshot and the log: nothing is published twice, and
+    trades sent while it was down are fetched from the venue (historicalTrades), so a
+    gap is reported only where the venue lacks trades. SIGINT or SIGTERM stops it
+    cleanly (what it holds is published, a final snapshot, exit status 0).
 
+    A wss:// router is trusted through the system's CA store, or the certificate file
+    named by SSL_CERT_FILE.
+    """
     from tickertape.actors.marketdata.actor import LiveFeedConfig
-    from tickertape.actors.marketdata.binance_client import run_live_marketdata
-    from tickertape.client.inspect import read_token
+    from tickertape.cli.process import run_until_stopped, serve_feed
 
     config = LiveFeedConfig(
         ws_url=ws_url,
@@ -112,13 +111,9 @@ def feed_command(
         bar_grace_ms=bar_grace_ms,
     )
     config.validate()
-    secret = read_token(token, token_file)
-    # wss://: the system's trust store, or the file named by SSL_CERT_FILE (a private CA).
-    tls = ssl.create_default_context() if router_url.startswith("wss://") else None
-    asyncio.run(
-        run_live_marketdata(
-            router_url, config, data_dir, identity=identity, token=secret, ssl_context=tls
-        )
+    run_until_stopped(
+        lambda stop: serve_feed(stop, router_url, config, data_dir, identity=identity, token=token),
+        command="feed",
     )
 
 

@@ -6,7 +6,7 @@ restarts the same way (reconnect, resume by gseq, resend the outbox).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,41 @@ class AppendSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def read_token(token: str | None, token_file: str | Path | None) -> str | None:
-    """The token given, or the first line of ``token_file`` (whitespace stripped).
+    """The token given, or the one held by ``token_file``; None when neither is given.
+
+    A token file holds one token (what ``tape token create`` prints), surrounding
+    whitespace and a final newline ignored. ``token`` wins when both are given.
 
     Raises:
-        ConfigError: the token file cannot be read.
+        ConfigError: the token file is missing, unreadable, not UTF-8, empty, or holds
+            more than one line (for instance the router's ``tokens.toml``, which keeps
+            only hashes).
     """
     if token is not None or token_file is None:
         return token
+    path = Path(token_file)
     try:
-        return Path(token_file).read_text(encoding="utf-8").strip() or None
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("token file not found", path) from None
+    except IsADirectoryError:
+        raise ConfigError("token file is a directory, not a file", path) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read token: {exc.strerror}", token_file) from None
+        raise ConfigError(f"cannot read token file: {exc.strerror or exc}", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("token file is not UTF-8 text", path) from None
+    secret = text.strip()
+    if not secret:
+        raise ConfigError(
+            "token file is empty: it should hold the token `tape token create` printed", path
+        )
+    if len(secret.split()) > 1:
+        raise ConfigError(
+            "token file holds more than one word: it should hold only the token "
+            "`tape token create` printed (not the router's tokens.toml)",
+            path,
+        )
+    return secret
 
 
 def _start(start: Any, follow: bool) -> Start:
@@ -94,7 +118,7 @@ async def tail_remote(
     token_file: str | Path | None = None,
     namespace: str | None = None,
     **options: Any,
-) -> AsyncIterator[Record]:
+) -> AsyncGenerator[Record, None]:
     """Yield stored events through the router, in gseq order, each once.
 
     Args:
