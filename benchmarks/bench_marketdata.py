@@ -8,9 +8,12 @@
    process, start-up included.
 2. Indicators: the full default set (SMA 10/20, EMA 10/20, RSI 14, MACD 12/26/9,
    TRANGE, ATR 14, DMI/ADX 14, Bollinger 20/2) on 45,031 FTX bars, µs of CPU per
-   bar: calculators alone; the actor including building every IndicatorValue
-   payload (publishing a no-op: the issue's measure, log excluded); and, for scale,
-   the actor with the runtime's ActorContext, which also builds every envelope.
+   bar: calculators alone (their update methods as the actor calls them); the
+   actor including building every IndicatorValue payload (publishing a no-op with
+   ``Context.publish``'s signature: the issue's measure, log excluded); for scale,
+   the actor with the runtime's ActorContext, which also builds every envelope; and
+   ten payloads built and published without any computation (the floor of one event
+   per indicator value).
 3. Live adapter: ``tape exchange-sim`` (a separate process) serving both symbols'
    captures at 50x the recorded pace; frames received, gaps, wall time.
 
@@ -37,11 +40,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.base import Event
-from tickertape.actors.indicators import IndicatorActor
+from tickertape.actors.indicators import DEFAULT_INDICATORS, IndicatorActor
 from tickertape.actors.indicators.actor import _BANDS, _CLOSE, _MACD, SeriesConfig, _Series
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
 from tickertape.actors.marketdata.importers import (
@@ -55,6 +59,7 @@ from tickertape.actors.marketdata.loader import BATCH_SIZE, build_envelopes, imp
 from tickertape.actors.runtime.context import ActorContext
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.schemas.envelope import Record
+from tickertape.schemas.indicator import IndicatorValue
 from tickertape.schemas.market import Gap
 from tickertape.schemas.registry import encode_payload, schema_key
 from tickertape.timeauthority.clock import ActorClock, SimulatedClock
@@ -189,8 +194,46 @@ def _calculators_once(bars: list[tuple[float, float, float]]) -> float:
     return (time.process_time() - t0) / len(bars) * 1e6
 
 
+def _payloads_once(stored: list[Event]) -> float:
+    """µs of CPU per bar to build ten IndicatorValue payloads and publish them (no-op).
+
+    No computation: one-value dicts of a constant. The floor of one event per
+    indicator value, whatever the calculators cost.
+    """
+    outputs = [
+        (
+            f"indicator.{spec.name}.v1.crypto.BTC-PERP",
+            IndicatorValue(
+                symbol="BTC-PERP",
+                name=spec.name,
+                interval="1m",
+                params=spec.params,
+                values={},
+                bar_ts=0,
+            ),
+        )
+        for spec in DEFAULT_INDICATORS
+    ]
+    null = _NullContext()
+    publish = null.publish
+    replace = msgspec.structs.replace
+    t0 = time.process_time()
+    for event in stored:
+        ts = event.ts_event
+        for topic, template in outputs:
+            publish(
+                topic,
+                replace(template, values={"value": 1.0}, bar_ts=ts),
+                market="crypto",
+                ts_event=ts,
+                causation=event,
+            )
+    return (time.process_time() - t0) / len(stored) * 1e6
+
+
 def _indicators_once(events: list[ParsedEvent], stored: list[Event]) -> tuple[float, ...]:
-    """µs per bar: calculators alone, the actor (null context), the actor (real context)."""
+    """µs per bar: calculators alone, the actor (null context), the actor (real context),
+    ten payloads without computation."""
     bars = [(e.payload.high, e.payload.low, e.payload.close) for e in events]  # type: ignore[attr-defined]
     calc_us = _calculators_once(bars)
     actor = IndicatorActor()
@@ -208,7 +251,7 @@ def _indicators_once(events: list[ParsedEvent], stored: list[Event]) -> tuple[fl
         actor.on_event(event, ctx)
         ctx.outputs.clear()
     context_us = (time.process_time() - t2) / len(stored) * 1e6
-    return calc_us, actor_us, context_us, null.published
+    return calc_us, actor_us, context_us, _payloads_once(stored), null.published
 
 
 def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
@@ -217,8 +260,10 @@ def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
     ).streams.values()
     stored = [_event(e, i) for i, e in enumerate(events, start=1)]
     samples = [_indicators_once(events, stored) for _ in range(runs)]
-    calc_us, actor_us, context_us = (statistics.median(s[i] for s in samples) for i in range(3))
-    published = samples[0][3]
+    calc_us, actor_us, context_us, payloads_us = (
+        statistics.median(s[i] for s in samples) for i in range(4)
+    )
+    published = samples[0][4]
     return [
         (
             "indicators: calculators, full set",
@@ -234,6 +279,11 @@ def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
             "indicators: actor, runtime context",
             f"{context_us:.2f} µs/bar",
             "for scale: ActorContext builds every envelope (log excluded)",
+        ),
+        (
+            "indicators: ten payloads, no math",
+            f"{payloads_us:.2f} µs/bar",
+            "the floor of one event per value: IndicatorValue + values dict + publish",
         ),
     ]
 
