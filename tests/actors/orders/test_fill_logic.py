@@ -338,6 +338,9 @@ def test_round_to_tick_keeps_the_tick_decimals() -> None:
     assert fl.round_to_tick(0.1234567, 1.5e-05, "buy") == 0.123465  # 8231 ticks
     assert fl.on_tick(1.1076, 0.00005)
     assert not fl.on_tick(1.10763, 0.00005)
+    # Ten billion ticks: price / tick carries float error beyond a millionth of a tick.
+    assert fl.on_tick(541_055.43945, 0.00005)
+    assert fl.round_to_tick(541_055.43945, 0.00005, "buy") == 541_055.43945
 
 
 def test_limit_and_stop_prices_off_the_tick_grid_are_rejected() -> None:

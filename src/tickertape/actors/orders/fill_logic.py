@@ -369,10 +369,16 @@ class MatchResult(msgspec.Struct, frozen=True, kw_only=True):
     expired: bool = False
 
 
+def _tick_tolerance(steps: float) -> float:
+    """How far from a whole number of ticks still counts as on the grid: a millionth of
+    a tick, or the float error of ``price / tick_size`` when the count is huge."""
+    return max(1e-6, abs(steps) * 1e-12)
+
+
 def on_tick(price: float, tick_size: float) -> bool:
     """True when ``price`` is a multiple of ``tick_size`` (to a millionth of a tick)."""
     steps = price / tick_size
-    return abs(steps - round(steps)) <= 1e-6
+    return abs(steps - round(steps)) <= _tick_tolerance(steps)
 
 
 def round_to_tick(price: float, tick_size: float, side: Side) -> float:
@@ -383,7 +389,8 @@ def round_to_tick(price: float, tick_size: float, side: Side) -> float:
     written rather than as ``1.0957500000000001``.
     """
     steps = price / tick_size
-    n = math.ceil(steps - 1e-6) if side == "buy" else math.floor(steps + 1e-6)
+    tolerance = _tick_tolerance(steps)
+    n = math.ceil(steps - tolerance) if side == "buy" else math.floor(steps + tolerance)
     return round(n * tick_size, _decimals(tick_size))
 
 

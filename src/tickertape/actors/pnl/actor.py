@@ -7,7 +7,9 @@ and marks (``md.trade.>`` prices, ``md.bar.>`` closes). Publishes
 set: on every fill (for the strategy and the portfolio of that market), and for
 books whose marks changed at most once per ``update_interval_ns`` of the clock
 (timer ``publish``, due on multiples of the interval since the epoch, so a restart
-keeps the schedule).
+keeps the schedule). The timer is armed only while a book waits for its update: a
+quiet market (a weekend, the months between two datasets) costs no timer steps, and
+the updates are the ones a timer firing every interval would publish.
 
 Fills count only from the order engine's identity (``orders_source``): an
 ``order.*`` event from anyone else (a strategy that managed to publish one) is ignored,
@@ -91,18 +93,16 @@ class PnlActor(Actor):
         self._holders: dict[str, list[str]] = {}
         self._intervals = frozenset(self.config.bar_intervals)
 
-    def on_start(self, ctx: Context) -> None:
-        self._arm(ctx)
-
     def on_event(self, event: Event, ctx: Context) -> None:
         payload = event.payload
         market = event.market
         if isinstance(payload, Bar):
-            if market is not None and (not self._intervals or payload.interval in self._intervals):
-                self._mark(market, payload.symbol, payload.close)
+            wanted = not self._intervals or payload.interval in self._intervals
+            if market is not None and wanted and self._mark(market, payload.symbol, payload.close):
+                self._arm(ctx)
         elif isinstance(payload, Trade):
-            if market is not None:
-                self._mark(market, payload.symbol, payload.price)
+            if market is not None and self._mark(market, payload.symbol, payload.price):
+                self._arm(ctx)
         elif isinstance(payload, OrderEvent) and payload.fill is not None:
             if event.source == self.config.orders_source:
                 self._on_fill(payload, event, ctx)
@@ -116,11 +116,11 @@ class PnlActor(Actor):
         for key in sorted(self._dirty):
             self._publish(key, ctx, None)
         self._dirty.clear()
-        self._arm(ctx)
 
     def _arm(self, ctx: Context) -> None:
         # Publish ticks sit on multiples of the interval (epoch-aligned), so a restart
-        # re-arms the very schedule an uninterrupted run follows.
+        # re-arms the very schedule an uninterrupted run follows; called when a book
+        # becomes dirty, it (re)sets the timer to the tick the book waits for.
         interval = self.config.update_interval_ns
         ctx.clock.set_timer("publish", at_ns=(ctx.clock.now_ns() // interval + 1) * interval)
 
@@ -167,17 +167,24 @@ class PnlActor(Actor):
             )
         return portfolio
 
-    def _mark(self, market: Market, symbol: str, price: float) -> None:
+    def _mark(self, market: Market, symbol: str, price: float) -> bool:
+        """Mark the books holding ``symbol``; True when one of them became dirty (it
+        then waits for the next publish tick)."""
         holders = self._holders.get(f"{market}:{symbol}")
         if not holders:
-            return
+            return False
         ledgers = self.state.ledgers
+        dirty = self._dirty
+        newly = False
         for key in holders:
             before = ledgers[key]
             after = accounting.mark(before, symbol, price)
             if after is not before:
                 ledgers[key] = after
-                self._dirty.add(key)
+                if key not in dirty:
+                    dirty.add(key)
+                    newly = True
+        return newly
 
     def _on_fill(self, order: OrderEvent, event: Event, ctx: Context) -> None:
         fill = order.fill
