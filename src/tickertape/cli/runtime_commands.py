@@ -259,7 +259,6 @@ def actor_command(
     (without --replay), SIGINT or SIGTERM stops it cleanly: on_stop, outputs flushed,
     a final snapshot, exit status 0.
     """
-    import asyncio
 
     from tickertape.actors.runtime.resolution import resolve_package, resolve_path
     from tickertape.cli.process import run_until_stopped, serve_feed, serve_live_actor
@@ -296,9 +295,10 @@ def actor_command(
             command=f"actor {spec.name}",
         )
         return
+    from tickertape import loop
     from tickertape.actors.runtime.remote import run_replay_actor
 
-    asyncio.run(
+    loop.run(
         run_replay_actor(
             router_url,
             spec.actor,
@@ -428,7 +428,9 @@ def clock_command(
                 f"{result.output_events:,} outputs"
             )
 
-    asyncio.run(replay())
+    from tickertape import loop
+
+    loop.run(replay())
 
 
 @clock_command.command("ctl")
