@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from tickertape.eventlog.codec import (
     CodecError,
     decode_line,
+    encode_batch,
     encode_into,
     encode_record,
     encode_wire,
+    ts_log_suffix,
 )
 from tickertape.schemas.envelope import Envelope, stamp
 
@@ -107,6 +109,38 @@ def test_encode_record_matches_encode_into(env: Envelope, offset: int, gseq: int
     line = encoded(env, offset, gseq, 5)
     if b"\n" not in bytes(env.payload) and b"\r" not in bytes(env.payload):
         assert encode_record(stamp(env, offset, gseq, 5)) == line
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(any_envelopes(), max_size=12),
+    big_ints,
+    st.integers(1, 2**62),
+    big_ints,
+    st.data(),
+)
+def test_encode_batch_writes_the_bytes_of_encode_into(
+    envs: list[Envelope], first_offset: int, first_gseq: int, ts_log: int, data: st.DataObject
+) -> None:
+    """encode_batch appends exactly the lines encode_into gives one by one (odd payloads
+    included), and the positions of the marked records."""
+    gseqs = sorted(
+        data.draw(
+            st.sets(
+                st.integers(first_gseq, first_gseq + 10**6), min_size=len(envs), max_size=len(envs)
+            )
+        )
+    )
+    marks = sorted(data.draw(st.sets(st.integers(0, max(len(envs) - 1, 0)), max_size=len(envs))))
+    want = bytearray(b"prefix")
+    positions = []
+    for i, (env, gseq) in enumerate(zip(envs, gseqs, strict=True)):
+        if i in marks:
+            positions.append(len(want))
+        encode_into(env, first_offset + i, gseq, ts_log, want)
+    got = bytearray(b"prefix")
+    assert encode_batch(envs, first_offset, gseqs, ts_log_suffix(ts_log), got, marks) == positions
+    assert got == want
 
 
 @settings(max_examples=100, deadline=None)

@@ -16,6 +16,9 @@ envelope always yields the same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import islice
+
 import crc32c
 import msgspec
 
@@ -76,6 +79,68 @@ def encode_into(
         line = buffer[start:]
     buffer += b',"crc":%d}\n' % _crc32c(line)
     return len(buffer) - start
+
+
+def encode_batch(
+    envelopes: Sequence[Envelope],
+    first_offset: int,
+    gseqs: Sequence[int],
+    ts_log: bytes,
+    buffer: bytearray,
+    marks: Sequence[int] = (),
+) -> list[int]:
+    """Append the stored lines of a topic's records to ``buffer``, as :func:`encode_into`
+    would one by one (the same bytes), at less cost per record.
+
+    Each envelope is encoded into one reused scratch buffer, where the closing brace
+    gives way to the log fields; its CRC is taken there, and it is copied to ``buffer``
+    followed by the ``crc`` member (no slice of ``buffer`` copied for the CRC, no fresh
+    buffer per record).
+
+    Args:
+        envelopes: the records' envelopes, in offset order.
+        first_offset: the offset of the first; the others follow, contiguous.
+        gseqs: the gseq of each record (same length as ``envelopes``).
+        ts_log: the encoded ``ts_log`` member (:func:`ts_log_suffix`).
+        buffer: the lines are appended at its end.
+        marks: indices (into ``envelopes``, increasing) of records whose position is
+            wanted (the sparse index's entries).
+
+    Returns:
+        The byte position in ``buffer`` of the line of each record of ``marks``.
+    """
+    scratch = bytearray()
+    encode = _encode_into
+    crc = _crc32c
+    space = _JSON_SPACE
+    offset = first_offset
+    positions: list[int] = []
+    bounds = [*marks, len(envelopes)]
+    start = 0
+    for stop in bounds:
+        if stop > start:
+            for envelope, gseq in zip(
+                islice(envelopes, start, stop), islice(gseqs, start, stop), strict=True
+            ):
+                encode(envelope, scratch)
+                end = len(scratch) - 1
+                # The payload (the last member, stored verbatim) may not hold a line
+                # break or surrounding whitespace (see _encode_clean).
+                if (
+                    scratch.find(b"\n") >= 0
+                    or scratch[end - 1] in space
+                    or scratch[end - len(envelope.payload)] in space
+                ):
+                    _encode_clean(envelope, scratch, 0)
+                del scratch[-1]
+                scratch += b',"offset":%d,"gseq":%d%b' % (offset, gseq, ts_log)
+                buffer += scratch
+                buffer += b',"crc":%d}\n' % crc(scratch)
+                offset += 1
+            start = stop
+        if stop < len(envelopes):
+            positions.append(len(buffer))
+    return positions
 
 
 def _encode_clean(envelope: Envelope, buffer: bytearray, start: int) -> None:

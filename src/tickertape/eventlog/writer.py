@@ -35,6 +35,7 @@ from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from tickertape.errors import (
     LogError,
     LogFatalError,
 )
-from tickertape.eventlog.codec import CodecError, decode_line, encode_into, ts_log_suffix
+from tickertape.eventlog.codec import CodecError, decode_line, encode_batch, ts_log_suffix
 from tickertape.eventlog.dedupe import OLDER, RecentPositions, SourcePositions
 from tickertape.eventlog.index import (
     INDEX_EVERY,
@@ -112,7 +113,7 @@ def _load_syncfs() -> Callable[[int], None] | None:
 _syncfs = _load_syncfs()
 
 
-class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
+class AppendResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The outcome of one envelope of an append.
 
     Attributes:
@@ -193,11 +194,15 @@ class _Touched:
 
 @dataclass(slots=True)
 class _Batch:
-    """The records of one group for one topic-day file, encoded and summarized."""
+    """The records of one group for one topic-day file: collected, then encoded and
+    summarized at once (:meth:`encode`)."""
 
     topic: str
     day: int
     base: int  # records the file's in-memory index held before the group (-1: unknown)
+    first_offset: int
+    envelopes: list[Envelope] = field(default_factory=list)
+    gseqs: list[int] = field(default_factory=list)
     buffer: bytearray = field(default_factory=bytearray)
     count: int = 0
     entries: list[tuple[int, int, int, int]] = field(
@@ -205,6 +210,27 @@ class _Batch:
     )  # (offset, gseq, ts_event, position in buffer) of the records to index
     sources: dict[str, int] = field(default_factory=dict)
     last: tuple[int, int, int] = (-1, 0, 0)  # (offset, gseq, ts_event) of its last record
+
+    def encode(self, ts_log: bytes) -> None:
+        """Encode the records into ``buffer`` and summarize them for the sparse index."""
+        envs = self.envelopes
+        gseqs = self.gseqs
+        n = self.count = len(envs)
+        # The file's records due for an index entry: every INDEX_EVERY-th, from its first.
+        marks = range((-self.base) % INDEX_EVERY if self.base >= 0 else 0, n, INDEX_EVERY)
+        positions = encode_batch(envs, self.first_offset, gseqs, ts_log, self.buffer, marks)
+        first = self.first_offset
+        self.entries = [
+            (first + k, gseqs[k], envs[k].ts_event, pos)
+            for k, pos in zip(marks, positions, strict=True)
+        ]
+        # Highest source_seq per source (a source's records come in increasing order).
+        self.sources = dict(zip(map(_source, envs), map(_source_seq, envs), strict=True))
+        self.last = (first + n - 1, gseqs[-1], envs[-1].ts_event)
+
+
+_source = attrgetter("source")
+_source_seq = attrgetter("source_seq")
 
 
 @dataclass(slots=True)
@@ -979,23 +1005,16 @@ class EventLog:
                 )
                 continue
             batch = state[4]
-            if batch is None or batch.day != day:
-                if batch is not None:  # the topic rolls over within the group
-                    batch.last = (state[0] - 1, state[2], state[1])
-                batch = state[4] = self._new_batch(topic_name, day)
-                batches.append(batch)
             offset = state[0]
+            if batch is None or batch.day != day:
+                batch = state[4] = self._new_batch(topic_name, day, offset)
+                batches.append(batch)
             head += 1
             state[0] = offset + 1
             state[1] = ts_event
             state[2] = head
-            buffer = batch.buffer
-            n = batch.count
-            if (batch.base + n) % INDEX_EVERY == 0:
-                batch.entries.append((offset, head, ts_event, len(buffer)))
-            batch.count = n + 1
-            batch.sources[source] = seq
-            encode_into(env, offset, head, ts_suffix, buffer)
+            batch.envelopes.append(env)
+            batch.gseqs.append(head)
             src.last = seq
             src.seqs.append(seq)
             src.gseqs.append(head)
@@ -1005,9 +1024,8 @@ class EventLog:
         if older:
             self._resolve_older(older, results)
         if head >= first:
-            for state in pending_topic.values():
-                if state[4] is not None:
-                    state[4].last = (state[0] - 1, state[2], state[1])
+            for batch in batches:
+                batch.encode(ts_suffix)
             try:
                 self._write(batches, new_topics, pending_topic)
             except BaseException:
@@ -1026,14 +1044,14 @@ class EventLog:
                 self._unsynced += head - first + 1
         return results
 
-    def _new_batch(self, name: str, day: int) -> _Batch:
+    def _new_batch(self, name: str, day: int, first_offset: int) -> _Batch:
         """A batch for ``name``'s file of ``day``; ``base`` is what its index holds now."""
         topic = self._topics.get(name)
         if topic is None or topic.day != day:
             base = 0  # a new file (or one rebuilt when it is opened: checked after writing)
         else:
             base = topic.index.count if topic.index is not None else -1
-        return _Batch(name, day, base)
+        return _Batch(name, day, base, first_offset)
 
     def _resolve_older(
         self, older: list[tuple[int, Envelope]], results: list[AppendResult]
