@@ -14,10 +14,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
+from websockets.asyncio.client import connect
 
+from tests.system.processes import Tape, eventually, wait_http
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
+from tickertape.actors.marketdata.exchange_sim import REBASE_ENV
 from tickertape.actors.marketdata.importers import ParsedEvent
 from tickertape.schemas.market import Gap, Trade
 
@@ -190,3 +195,186 @@ async def test_simulator_killed_and_restarted_resynchronises(tmp_path: Path) -> 
     assert not [e for e in events if isinstance(e.payload, Gap)]
     bids, asks, _ = adapter.feed.book("BTCUSDT")
     assert max(map(float, bids)) < min(map(float, asks))
+
+
+# ------------------------------------------------------- rebased times and resuming
+
+
+def _sim(
+    tmp_path: Path, name: str, port: int, *args: str, env: dict[str, str] | None = None
+) -> Tape:
+    """`tape exchange-sim --port PORT ARGS` as a real process, ready to serve."""
+    process = Tape(name, ["exchange-sim", "--port", str(port), *args], tmp_path, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5")
+    except AssertionError:
+        process.kill()
+        raise AssertionError(process.output()[-2000:]) from None
+    return process
+
+
+async def _trades(port: int, count: int, limit_s: float = 30) -> list[dict[str, Any]]:
+    """The first ``count`` trade frames' data a new client of the simulator receives."""
+    out: list[dict[str, Any]] = []
+    async with connect(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade") as ws:
+        async with asyncio.timeout(limit_s):
+            while len(out) < count:
+                out.append(orjson.loads(await ws.recv())["data"])
+    return out
+
+
+def _history(port: int, query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v3/historicalTrades?symbol=BTCUSDT&{query}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        trades: list[dict[str, Any]] = orjson.loads(response.read())
+    return trades
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "rebased"),
+    [
+        ((), {}, False),
+        (("--rebase-times",), {}, True),
+        ((), {REBASE_ENV: "1"}, True),
+        (("--no-rebase-times",), {REBASE_ENV: "1"}, False),
+    ],
+    ids=["default", "flag", "environment", "flag-over-environment"],
+)
+async def test_rebase_times_flag_and_environment(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], rebased: bool
+) -> None:
+    """--rebase-times stamps trades with now; TAPE_SIM_REBASE_TIMES=1 is its default,
+    which --no-rebase-times overrides; without either the recorded times are kept."""
+    capture, _ = _small_capture(tmp_path, 3_000)
+    port = _free_port()
+    process = _sim(tmp_path, "sim", port, "--capture", str(capture), *args, env=env)
+    try:
+        first = (await _trades(port, 1))[0]
+    finally:
+        assert process.stop() == 0
+    now_ms = time.time_ns() // 1_000_000
+    recorded_ms = 1_723_075_200_000  # 2024-08-08T00:00:00Z
+    if rebased:
+        assert abs(first["T"] - now_ms) < 30_000
+    else:
+        assert recorded_ms <= first["T"] < recorded_ms + 2 * 86_400_000
+    assert [e["rebase_times"] for e in process.log_events("exchange_sim_listening")] == [rebased]
+
+
+def test_rebase_times_is_documented_in_help() -> None:
+    """`tape exchange-sim --help` lists the flag pair and its environment variable."""
+    proc = subprocess.run([str(TAPE), "exchange-sim", "--help"], capture_output=True, check=True)
+    text = " ".join(proc.stdout.decode().split())
+    assert "--rebase-times / --no-rebase-times" in text
+    assert REBASE_ENV in text
+    assert "--state-file" in text
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+async def test_restarted_simulator_continues_after_the_last_trade_it_served(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Stopped and started again with the same --state-file, the simulator goes on
+    where it was: the trades it played are still served by historicalTrades with the
+    times they were sent with, and the first trade a client then receives is the one
+    after the last it played (no repeat, no replay from the capture's start)."""
+    capture, _ = _small_capture(tmp_path, 12_000)
+    state = tmp_path / "live" / "exchange-sim.json"
+    port = _free_port()
+    args = (
+        "--capture",
+        str(capture),
+        "--speed",
+        "20",
+        "--rebase-times",
+        "--state-file",
+        str(state),
+    )
+    first_run = _sim(tmp_path, "sim-1", port, *args)
+    try:
+        before = await _trades(port, 300)
+    finally:
+        first_run.signal(stop)
+        assert first_run.process.wait(30) == 0, first_run.output()[-2000:]
+    saved = orjson.loads(state.read_bytes())
+    assert saved["played"] > 0
+    assert [r["rebased"] for r in saved["runs"]] == [True]
+
+    second_run = _sim(tmp_path, "sim-2", port, *args)
+    try:
+        # Before any client: the history holds everything the first run played.
+        last_played = _history(port, "limit=1")[0]
+        assert last_played["id"] >= before[-1]["t"]
+        replayed = _history(port, f"fromId={before[0]['t']}&limit=100")
+        assert [(t["id"], t["time"]) for t in replayed[:100]] == [
+            (d["t"], d["T"]) for d in before[:100]
+        ]
+        started = time.monotonic()
+        after = await _trades(port, 5)
+        waited = time.monotonic() - started
+    finally:
+        assert second_run.stop() == 0
+    assert after[0]["t"] == last_played["id"] + 1
+    assert [d["t"] for d in after] == list(range(after[0]["t"], after[0]["t"] + 5))
+    assert after[0]["T"] >= before[-1]["T"]
+    assert waited < 5, f"{waited:.1f} s of silence after the restart"
+    assert [e["first_frame"] for e in second_run.log_events("exchange_sim_listening")] == [
+        saved["played"]
+    ]
+    resumed = orjson.loads(state.read_bytes())
+    assert resumed["played"] > saved["played"]
+    assert [r["first_frame"] for r in resumed["runs"]] == [0, saved["played"]]
+
+
+async def test_killed_simulator_resumes_from_its_last_saved_position(tmp_path: Path) -> None:
+    """After SIGKILL the state is at most a second of playback old: the restarted
+    simulator repeats at most those frames, never the capture from its start."""
+    capture, _ = _small_capture(tmp_path, 12_000)
+    state = tmp_path / "exchange-sim.json"
+    port = _free_port()
+    args = ("--capture", str(capture), "--speed", "10", "--state-file", str(state))
+    first_run = _sim(tmp_path, "sim-1", port, *args)
+    try:
+        before = await _trades(port, 400)
+        eventually(state.exists, 10, "a saved state")
+    finally:
+        first_run.kill()
+    second_run = _sim(tmp_path, "sim-2", port, *args)
+    try:
+        after = await _trades(port, 1)
+    finally:
+        assert second_run.stop() == 0
+    assert before[0]["t"] < after[0]["t"] <= before[-1]["t"] + 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"{not json", "not a valid exchange-simulator state"),
+        (
+            b'{"version":1,"captures":[{"name":"other.gz","size":1}],"played":5,"runs":[]}',
+            "written for the captures other.gz (1 bytes)",
+        ),
+    ],
+    ids=["corrupt", "other-captures"],
+)
+def test_a_state_file_it_cannot_use_is_a_clear_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """A corrupt state file, or one written for other captures, stops the simulator at
+    once (exit 1) with the file and what to do, instead of replaying silently."""
+    capture, _ = _small_capture(tmp_path, 100)
+    state = tmp_path / "exchange-sim.json"
+    state.write_bytes(content)
+    proc = subprocess.run(
+        [str(TAPE), "exchange-sim", "--capture", str(capture), "--port", str(_free_port()),
+         "--state-file", str(state)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    stderr = " ".join(proc.stderr.decode().split())
+    assert str(state) in stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
