@@ -108,19 +108,20 @@ def _merged(
             streams[source] = events
     names = sorted(streams)
     flat: list[ParsedEvent] = []
+    stamps: list[int] = []  # per position in flat: its ts_event
     starts: list[int] = []
     owner: list[int] = []  # per position in flat: its source's index in names
     for k, name in enumerate(names):
         events = streams[name]
-        stamps = [e.ts_event for e in events]
-        if stamps != sorted(stamps):
+        source_stamps = [e.ts_event for e in events]
+        if source_stamps != sorted(source_stamps):
             raise ImportDataError(
                 origin[name], None, f"events of source {name!r} are not in ts_event order"
             )
         starts.append(len(flat))
         flat += events
+        stamps += source_stamps
         owner += [k] * len(events)
-    stamps = [e.ts_event for e in flat]
     last_known = [0 if known is None else known.get(name, 0) for name in names]
     id_prefix = [name + ":" for name in names]
     type_v: dict[type, tuple[str, int]] = {}  # payload class -> (type, v)
