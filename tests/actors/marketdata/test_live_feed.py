@@ -15,6 +15,7 @@ from tests.system.processes import CAPTURE, Tape, eventually, free_port, latest_
 from tickertape.eventlog import LogReader
 from tickertape.schemas.envelope import Record
 from tickertape.schemas.market import Bar, Gap, RawMessage, Trade
+from tickertape.schemas.system import ClockDrift
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +146,58 @@ def test_feed_killed_midstream_resumes_without_duplicates_or_false_gaps(tmp_path
         assert bar.volume == pytest.approx(sum(t.size for t in group), rel=1e-12)
     assert [b.start_ns for b in bars] == sorted(k for k in expected if k <= bars[-1].start_ns)
     assert [e["late_trades"] for e in feed.log_events("stopped")] == [0]
+
+
+def test_feed_reports_its_clock_to_the_time_authority(tmp_path: Path) -> None:
+    """`tape feed` reports its clock like every live actor, so the time authority's drift
+    check covers it: with a 1 µs bound (always exceeded by the report's transit) the
+    authority stores a system.clock.drift alert naming marketdata."""
+    capture, _, _ = _capture(tmp_path, 2_000, drop_at=0.5)
+    data_dir = tmp_path / "data"
+    router_port, sim_port = free_port(), free_port()
+    router_url = f"ws://127.0.0.1:{router_port}"
+    processes = [
+        Tape(
+            "router", ["router", "--port", str(router_port), "--data-dir", str(data_dir)], tmp_path
+        ),
+        Tape("sim", ["exchange-sim", "--capture", str(capture), "--port", str(sim_port)], tmp_path),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{sim_port}/api/v3/depth?symbol=BTCUSDT&limit=5")
+        processes.append(
+            Tape(
+                "clock",
+                ["clock", "--mode", "live", "--router", router_url, "--drift-bound-ms", "0.001"],
+                tmp_path,
+            )
+        )
+        processes.append(
+            Tape(
+                "feed",
+                [
+                    "feed",
+                    "--router",
+                    router_url,
+                    "--url",
+                    f"ws://127.0.0.1:{sim_port}",
+                    "--symbol",
+                    "BTCUSDT",
+                    "--data-dir",
+                    str(data_dir),
+                ],
+                tmp_path,
+            )
+        )
+
+        def drift_actors() -> set[str]:
+            if not _count(data_dir, "system.clock.drift"):
+                return set()
+            return {
+                msgspec.json.decode(r.payload, type=ClockDrift).actor
+                for r in _records(data_dir, "system.clock.drift")
+            }
+
+        eventually(lambda: "marketdata" in drift_actors(), 30, "a drift alert for marketdata")
+    finally:
+        for process in reversed(processes):
+            assert process.stop() == 0, process.output()[-2000:]
