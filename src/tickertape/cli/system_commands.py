@@ -106,8 +106,8 @@ DEMO_ACTORS = (
     "indicators",
     f"strategy@{REPO / 'examples' / 'strategies' / 'sma_cross.toml'}",
     f"strategy@{REPO / 'examples' / 'strategies' / 'rsi_reversion.toml'}",
-    "risk",
-    "orders",
+    f"risk@{REPO / 'examples' / 'actors' / 'risk.toml'}",
+    f"orders@{REPO / 'examples' / 'actors' / 'orders.toml'}",
     "pnl",
 )
 
