@@ -90,21 +90,6 @@ def test_many_sources_with_one_entry_each_stay_bounded() -> None:
     assert positions.find("client-20000", 1) == (TOPICS[2], 19_999, 20_000)
 
 
-def test_a_failed_group_is_taken_back_out() -> None:
-    """truncate() removes the entries of a group that was not stored."""
-    positions = RecentPositions(1024)
-    store(positions, "md", 1, TOPICS[0], 0, 1)
-    src = positions.source("md")
-    start = len(src)
-    src.seqs.append(2)
-    src.gseqs.append(2)
-    src.offsets.append(1)
-    src.topics.append(0)
-    src.truncate(start)
-    assert positions.find("md", 2) is None
-    assert positions.find("md", 1) == (TOPICS[0], 0, 1)
-
-
 def test_a_too_small_limit_is_refused() -> None:
     """The limit must leave room for at least two sources."""
     with pytest.raises(ValueError, match="at least"):

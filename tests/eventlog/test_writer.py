@@ -137,6 +137,32 @@ def test_duplicate_older_than_the_window_is_found_by_topic_scan(
     assert (reuse[0].offset, reuse[0].gseq) == (first[1].offset, first[1].gseq)
 
 
+def test_duplicates_of_sources_spread_over_topics_and_batches(log: EventLog) -> None:
+    """Sources writing to several topics, and topics written by several sources: every
+    duplicate (later or within the same batch) gets its own record's position."""
+    envs = [
+        envelope(seq, source=source, topic=TOPICS[(seq + k) % 3], ts_event=T0 + seq)
+        for seq in range(1, 40)
+        for k, source in enumerate(("a", "b", "c"))
+        if source != "c" or seq % 7 == 0
+    ]
+    first = log.append(envs)
+    where = {(e.source, e.source_seq): (r.offset, r.gseq) for e, r in zip(envs, first, strict=True)}
+    again = log.append(list(reversed(envs)))
+    assert [(r.offset, r.gseq) for r in again] == [
+        where[(e.source, e.source_seq)] for e in reversed(envs)
+    ]
+    more = [
+        envelope(seq, source="a", topic=TOPICS[seq % 3], ts_event=T0 + 100 + seq)
+        for seq in range(40, 46)
+    ]
+    res = log.append([*more, more[2], envs[0], more[5]])
+    assert [r.duplicate for r in res] == [False] * 6 + [True] * 3
+    assert (res[6].offset, res[6].gseq) == (res[2].offset, res[2].gseq)
+    assert (res[7].offset, res[7].gseq) == where[("a", 1)]
+    assert (res[8].offset, res[8].gseq) == (res[5].offset, res[5].gseq)
+
+
 def test_duplicate_of_a_refused_source_seq_has_no_position(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,11 +176,21 @@ def test_duplicate_of_a_refused_source_seq_has_no_position(
         lg.append(envelopes(10, start_seq=3, start_ns=T0 + 20))
         again = lg.append([envelope(2, ts_event=T0 + 15)])
         assert (again[0].duplicate, again[0].offset, again[0].gseq) == (True, None, None)
-        lg.append(envelopes(500, start_seq=13, start_ns=T0 + 10**6))
+        # refused and passed within one batch, then sent again in it
+        res = lg.append(
+            [
+                envelope(13, ts_event=T0),
+                envelope(14, ts_event=T0 + 10**5),
+                envelope(13, ts_event=T0 + 10**5 + 1),
+            ]
+        )
+        assert [r.error for r in res] == ["TS_REGRESSION", None, None]
+        assert (res[2].duplicate, res[2].offset, res[2].gseq) == (True, None, None)
+        lg.append(envelopes(500, start_seq=15, start_ns=T0 + 10**6))
         old = lg.append([envelope(2, ts_event=T0 + 15), envelope(5, ts_event=T0 + 22)])
         assert (old[0].duplicate, old[0].offset, old[0].gseq) == (True, None, None)
         assert (old[1].duplicate, old[1].offset, old[1].gseq) == (True, 3, 4)
-        assert lg.head_gseq == 511
+        assert lg.head_gseq == 512
 
 
 def test_duplicate_after_sealing_and_reopen_is_found(data_dir: Path) -> None:

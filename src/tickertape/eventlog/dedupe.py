@@ -41,29 +41,18 @@ OLDER: Final = _Older()
 
 
 class SourcePositions:
-    """One source's recent entries: parallel arrays sorted by ``seq`` (and ``gseq``).
+    """One source's recent entries: parallel arrays sorted by ``seq`` (and ``gseq``)."""
 
-    ``last`` and ``start`` are the writer's working state during one group: the highest
-    ``source_seq`` stored or pending, and the array length before the group (to take a
-    failed group back out).
-    """
-
-    __slots__ = ("gseqs", "last", "offsets", "seqs", "start", "topics")
+    __slots__ = ("gseqs", "offsets", "seqs", "topics")
 
     def __init__(self) -> None:
         self.seqs = array("q")
         self.gseqs = array("q")
         self.offsets = array("q")
         self.topics = array("I")
-        self.last = 0
-        self.start = 0
 
     def __len__(self) -> int:
         return len(self.seqs)
-
-    def truncate(self, length: int) -> None:
-        """Drop the entries past ``length`` (a group that was not stored)."""
-        del self.seqs[length:], self.gseqs[length:], self.offsets[length:], self.topics[length:]
 
     def drop_through(self, gseq: int) -> None:
         """Drop the entries with gseq ≤ ``gseq`` (the oldest)."""
@@ -75,8 +64,9 @@ class SourcePositions:
 class RecentPositions:
     """Where the most recently stored (source, source_seq) pairs are, per source.
 
-    Not thread-safe (the writer's thread only). The writer appends entries directly
-    to a source's :class:`SourcePositions` (the hot path), then calls :meth:`added`.
+    Not thread-safe (the writer's thread only). Once a group is written, the writer
+    appends its records to their sources' :class:`SourcePositions` (in gseq order),
+    then calls :meth:`added`.
 
     Args:
         limit: most entries kept (a source holding entries counts as

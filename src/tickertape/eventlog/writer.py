@@ -35,7 +35,8 @@ from bisect import bisect_right
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from tickertape.errors import (
     LogFatalError,
 )
 from tickertape.eventlog.codec import CodecError, decode_line, encode_batch, ts_log_suffix
-from tickertape.eventlog.dedupe import OLDER, RecentPositions, SourcePositions
+from tickertape.eventlog.dedupe import OLDER, RecentPositions
 from tickertape.eventlog.index import (
     INDEX_EVERY,
     IndexEntry,
@@ -231,6 +232,7 @@ class _Batch:
 
 _source = attrgetter("source")
 _source_seq = attrgetter("source_seq")
+_first = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -917,41 +919,40 @@ class EventLog:
         sources = self._sources
         topics = self._topics
         positions = self._positions
-        # The sources of the group -> their recent positions, where the group's stored
-        # records are noted as they are assigned (taken back out if the group fails);
-        # ``last`` is the highest source_seq stored or pending.
-        pending_src: dict[str, SourcePositions] = {}
-        older: list[tuple[int, Envelope]] = []  # duplicates to look up in the files
-        # name -> [next_offset, last_ts, last_gseq, sealed_day, batch of its latest day,
-        #          topic id in the positions]
+        pending_src: dict[str, int] = {}  # highest source_seq stored or pending
+        # Duplicates answered once the group is written (of a record of the group) or
+        # from the files (older than the in-memory window): (index in results, envelope).
+        in_group: list[tuple[int, Envelope]] = []
+        older: list[tuple[int, Envelope]] = []
+        # name -> [next_offset, last_ts, sealed_day, batch of its latest day]
         pending_topic: dict[str, list[Any]] = {}
         new_topics: list[str] = []
         head = self._head
         first = head + 1
-        ts_suffix = ts_log_suffix(ts_log)
         current_day = -1
         current_day_end = -1
         current_day_start = 0
         for env in group:
             source = env.source
             seq = env.source_seq
-            src = pending_src.get(source)
-            if src is None:
-                src = pending_src[source] = positions.source(source)
-                src.last = sources.get(source, 0)
-                src.start = len(src.seqs)
-            if seq <= src.last:
+            src_last = pending_src.get(source)
+            if src_last is None:
+                src_last = sources.get(source, 0)
+            if seq <= src_last:
+                if seq > sources.get(source, 0):
+                    in_group.append((len(results), env))
+                    append_result(_DUPLICATE)  # answered after the write
+                    continue
                 pos = positions.find(source, seq)
                 if pos is OLDER:
                     older.append((len(results), env))
-                    append_result(_DUPLICATE)  # replaced by _resolve_older
-                elif pos is None:
-                    append_result(AppendResult(id=env.id, duplicate=True))
-                else:
-                    assert isinstance(pos, tuple)
+                    append_result(_DUPLICATE)  # answered by _resolve_older
+                elif isinstance(pos, tuple):
                     append_result(
                         AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
                     )
+                else:
+                    append_result(AppendResult(id=env.id, duplicate=True))
                 continue
             topic_name = env.topic
             state = pending_topic.get(topic_name)
@@ -965,16 +966,9 @@ class EventLog:
                         )
                         continue
                     new_topics.append(topic_name)
-                    state = [0, -1, 0, -1, None, positions.topic_id(topic_name)]
+                    state = [0, -1, -1, None]
                 else:
-                    state = [
-                        t.next_offset,
-                        t.last_ts,
-                        t.last_gseq,
-                        t.sealed_day,
-                        None,
-                        positions.topic_id(topic_name),
-                    ]
+                    state = [t.next_offset, t.last_ts, t.sealed_day, None]
                 pending_topic[topic_name] = state
             ts_event = env.ts_event
             if ts_event < state[1]:
@@ -995,7 +989,7 @@ class EventLog:
                 day = current_day = ts_event // NS_PER_DAY
                 current_day_start = day * NS_PER_DAY
                 current_day_end = current_day_start + NS_PER_DAY
-            if day <= state[3]:
+            if day <= state[2]:
                 append_result(
                     AppendResult(
                         id=env.id,
@@ -1004,45 +998,78 @@ class EventLog:
                     )
                 )
                 continue
-            batch = state[4]
+            batch = state[3]
             offset = state[0]
             if batch is None or batch.day != day:
-                batch = state[4] = self._new_batch(topic_name, day, offset)
+                batch = state[3] = self._new_batch(topic_name, day, offset)
                 batches.append(batch)
             head += 1
             state[0] = offset + 1
             state[1] = ts_event
-            state[2] = head
             batch.envelopes.append(env)
             batch.gseqs.append(head)
-            src.last = seq
-            src.seqs.append(seq)
-            src.gseqs.append(head)
-            src.offsets.append(offset)
-            src.topics.append(state[5])
+            pending_src[source] = seq
             append_result(AppendResult(id=env.id, offset=offset, gseq=head))
         if older:
             self._resolve_older(older, results)
         if head >= first:
+            ts_suffix = ts_log_suffix(ts_log)
             for batch in batches:
                 batch.encode(ts_suffix)
-            try:
-                self._write(batches, new_topics, pending_topic)
-            except BaseException:
-                for src in pending_src.values():
-                    src.truncate(src.start)
-                raise
+            self._write(batches, new_topics)
             if durable:
                 self._sync_files()
             self._head = head
-            for source, src in pending_src.items():
-                sources[source] = src.last
-            positions.added(head - first + 1, head)
+            sources.update(pending_src)
+            self._note_positions(batches, head - first + 1, head)
             if durable:
                 self._after_sync()
             else:
                 self._unsynced += head - first + 1
+        for i, env in in_group:
+            pos = positions.find(env.source, env.source_seq)
+            if isinstance(pos, tuple):
+                results[i] = AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
+            else:  # refused earlier in the group, then passed by a later source_seq
+                results[i] = AppendResult(id=env.id, duplicate=True)
         return results
+
+    def _note_positions(self, batches: list[_Batch], count: int, head: int) -> None:
+        """Note the positions of a written group's ``count`` records (gseq up to
+        ``head``) in the in-memory window, source by source in gseq order.
+
+        A batch whose records all come from one source that no other batch of the group
+        holds (one producer per topic: the usual case) is added with a few array
+        extends; the records of the other batches are merged by gseq one by one.
+        """
+        positions = self._positions
+        owner: dict[str, bool] = {}  # source -> held by one batch only
+        for batch in batches:
+            for source in batch.sources:
+                owner[source] = source not in owner
+        mixed: list[tuple[int, Envelope, int, int]] = []
+        for batch in batches:
+            tid = positions.topic_id(batch.topic)
+            first = batch.first_offset
+            n = batch.count
+            if len(batch.sources) == 1 and owner[next(iter(batch.sources))]:
+                src = positions.source(next(iter(batch.sources)))
+                src.seqs.extend(map(_source_seq, batch.envelopes))
+                src.gseqs.extend(batch.gseqs)
+                src.offsets.extend(range(first, first + n))
+                src.topics.extend(repeat(tid, n))
+            else:
+                mixed.extend(
+                    zip(batch.gseqs, batch.envelopes, range(first, first + n), repeat(tid))
+                )
+        mixed.sort(key=_first)
+        for gseq, env, offset, tid in mixed:
+            src = positions.source(env.source)
+            src.seqs.append(env.source_seq)
+            src.gseqs.append(gseq)
+            src.offsets.append(offset)
+            src.topics.append(tid)
+        positions.added(count, head)
 
     def _new_batch(self, name: str, day: int, first_offset: int) -> _Batch:
         """A batch for ``name``'s file of ``day``; ``base`` is what its index holds now."""
@@ -1110,12 +1137,7 @@ class EventLog:
                 idx = days[day]
                 found(keys, reader.read_topic(topic, idx.first_offset, idx.last_offset))
 
-    def _write(
-        self,
-        batches: list[_Batch],
-        new_topics: list[str],
-        pending_topic: dict[str, list[Any]],
-    ) -> None:
+    def _write(self, batches: list[_Batch], new_topics: list[str]) -> None:
         """Write a group's batches (one write per touched file) and update the topics'
         state and sparse indexes; nothing is fsync'd here. On a write error the group
         is taken back out of the files (:meth:`_undo`)."""
@@ -1162,11 +1184,10 @@ class EventLog:
                 raise DiskFullError(self.dir) from exc
             self._failed = LogFatalError(self.dir, exc)
             raise self._failed from exc
-        for name, state in pending_topic.items():
-            topic = self._topics[name]
-            topic.next_offset, topic.last_ts, topic.last_gseq = state[0], state[1], state[2]
         for batch, t in zip(batches, touched, strict=True):
             topic = t.topic
+            last_offset, topic.last_gseq, topic.last_ts = batch.last  # (a topic's latest last)
+            topic.next_offset = last_offset + 1
             size = t.size_before + len(batch.buffer)
             index = t.index
             if index is None:
