@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,43 @@ def test_sibling_and_similar_namespaces_coexist(data_dir: Path) -> None:
             lg.append(envelopes(2))
     for name in names:
         assert LogReader(data_dir, name).head_gseq() == 2
+
+
+_OPEN_AT = r"""
+import sys, time
+from tickertape.errors import ConfigError
+from tickertape.eventlog import EventLog
+data_dir, namespace, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+time.sleep(max(0.0, start_at - time.time() - 0.02))
+while time.time() < start_at:  # both processes leave this loop at the same instant
+    pass
+try:
+    EventLog.open(data_dir, namespace).close()
+except ConfigError:
+    print("refused", flush=True)
+else:
+    print("opened", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_colliding_namespaces_created_at_the_same_instant(tmp_path: Path) -> None:
+    """Two processes creating `runs` and `runs/x` at once: exactly one of them succeeds,
+    every time (the name check and the creation of `.lock` are one step under a flock)."""
+    root = Path(__file__).resolve().parents[2]
+    for attempt in range(12):
+        data_dir = tmp_path / f"data{attempt}"
+        data_dir.mkdir()
+        start_at = time.time() + 1.0  # past both interpreters' start-up
+        children = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT, str(data_dir), name, repr(start_at)],
+                cwd=root,
+                stdout=subprocess.PIPE,
+            )
+            for name in ("runs", "runs/x")
+        ]
+        outcomes = sorted(child.communicate(timeout=60)[0].decode().strip() for child in children)
+        assert outcomes == ["opened", "refused"], f"attempt {attempt}: {outcomes}"
+        namespaces = [p.parent for p in (data_dir / "logs").rglob(".lock")]
+        assert len(namespaces) == 1, namespaces

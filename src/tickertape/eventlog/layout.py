@@ -9,14 +9,19 @@
     <data-dir>/logs/<namespace>/HEAD                             committed head gseq (advisory)
 
 A namespace is ``name`` or ``name/name``; one cannot be a path prefix of another
-(``runs`` and ``runs/<id>`` would share ``logs/runs``): see :func:`check_namespace_free`.
+(``runs`` and ``runs/<id>`` would share ``logs/runs``): see :func:`check_namespace_free`
+and :func:`namespace_creation_lock` (a ``flock`` on ``<data-dir>/logs`` while a writer
+checks the name and creates the namespace's ``.lock``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +47,9 @@ def check_namespace_free(data_dir: str | Path, namespace: str) -> None:
     ``name`` and a namespace ``name/other`` cannot both exist: ``logs/name/other``
     would be a topic of the first and the whole of the second. A directory is a
     namespace when it holds the writer's ``.lock`` (created on the first open for
-    writing). Two processes creating colliding namespaces at the same instant are not
-    detected.
+    writing). Call it inside :func:`namespace_creation_lock`, up to the creation of
+    ``.lock``, so that two processes creating colliding namespaces at the same instant
+    cannot both pass it.
 
     Raises:
         ConfigError: invalid name, or ``namespace`` is a path prefix of an existing
@@ -72,6 +78,28 @@ def check_namespace_free(data_dir: str | Path, namespace: str) -> None:
                     f"'{namespace}/{entry.name}' ({entry.path}): a namespace cannot be a "
                     "path prefix of another; choose another name"
                 )
+
+
+@contextlib.contextmanager
+def namespace_creation_lock(data_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``<data-dir>/logs`` (created if missing).
+
+    Writers take it around checking a namespace name (:func:`check_namespace_free`)
+    and creating the namespace's ``.lock``, which makes the two atomic with respect to
+    each other: of two processes creating ``runs`` and ``runs/x`` at once, the second
+    sees the first's ``.lock`` and is refused. Held for a few directory operations only.
+
+    Raises:
+        OSError: ``<data-dir>/logs`` cannot be created or opened.
+    """
+    root = Path(data_dir) / "logs"
+    makedirs_durable(root)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def namespace_dir(data_dir: str | Path, namespace: str) -> Path:

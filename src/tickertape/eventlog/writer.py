@@ -68,6 +68,7 @@ from tickertape.eventlog.layout import (
     list_segments,
     list_topics,
     makedirs_durable,
+    namespace_creation_lock,
     namespace_dir,
 )
 from tickertape.eventlog.reader import LogReader
@@ -348,9 +349,10 @@ class EventLog:
                 namespace (``runs`` and ``runs/<id>`` cannot both exist).
         """
         self = cls(Path(data_dir), namespace, now_ns)
-        check_namespace_free(self.data_dir, namespace)
-        makedirs_durable(self.dir)
-        self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with namespace_creation_lock(self.data_dir):
+            check_namespace_free(self.data_dir, namespace)
+            makedirs_durable(self.dir)
+            self._lock_fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
