@@ -295,7 +295,11 @@ async def test_restarted_simulator_continues_after_the_last_trade_it_served(
         before = await _trades(port, 300)
     finally:
         first_run.signal(stop)
-        assert first_run.process.wait(30) == 0, first_run.output()[-2000:]
+        try:
+            rc = first_run.process.wait(30)
+        finally:
+            first_run.kill()
+    assert rc == 0, first_run.output()[-2000:]
     saved = orjson.loads(state.read_bytes())
     assert saved["played"] > 0
     assert [r["rebased"] for r in saved["runs"]] == [True]

@@ -199,5 +199,5 @@ def test_feed_reports_its_clock_to_the_time_authority(tmp_path: Path) -> None:
 
         eventually(lambda: "marketdata" in drift_actors(), 30, "a drift alert for marketdata")
     finally:
-        for process in reversed(processes):
-            assert process.stop() == 0, process.output()[-2000:]
+        stopped = {p.name: p.stop() for p in reversed(processes)}
+    assert stopped == dict.fromkeys(stopped, 0), stopped
