@@ -16,7 +16,7 @@ envelope always yields the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from itertools import islice
 
 import crc32c
@@ -115,29 +115,32 @@ def encode_batch(
     space = _JSON_SPACE
     offset = first_offset
     positions: list[int] = []
-    bounds = [*marks, len(envelopes)]
-    start = 0
-    for stop in bounds:
-        if stop > start:
-            for envelope, gseq in zip(
-                islice(envelopes, start, stop), islice(gseqs, start, stop), strict=True
+    if marks:
+        bounds: Sequence[int] = [*marks, len(envelopes)]
+        parts: Iterable[tuple[Iterable[Envelope], Iterable[int]]] = (
+            (islice(envelopes, a, b), islice(gseqs, a, b))
+            for a, b in zip([0, *marks], bounds, strict=True)
+        )
+    else:
+        bounds = (len(envelopes),)
+        parts = ((envelopes, gseqs),)
+    for (records, record_gseqs), stop in zip(parts, bounds, strict=True):
+        for envelope, gseq in zip(records, record_gseqs, strict=True):
+            encode(envelope, scratch)
+            end = len(scratch) - 1
+            # The payload (the last member, stored verbatim) may not hold a line break
+            # or surrounding whitespace (see _encode_clean).
+            if (
+                scratch.find(b"\n") >= 0
+                or scratch[end - 1] in space
+                or scratch[end - len(envelope.payload)] in space
             ):
-                encode(envelope, scratch)
-                end = len(scratch) - 1
-                # The payload (the last member, stored verbatim) may not hold a line
-                # break or surrounding whitespace (see _encode_clean).
-                if (
-                    scratch.find(b"\n") >= 0
-                    or scratch[end - 1] in space
-                    or scratch[end - len(envelope.payload)] in space
-                ):
-                    _encode_clean(envelope, scratch, 0)
-                del scratch[-1]
-                scratch += b',"offset":%d,"gseq":%d%b' % (offset, gseq, ts_log)
-                buffer += scratch
-                buffer += b',"crc":%d}\n' % crc(scratch)
-                offset += 1
-            start = stop
+                _encode_clean(envelope, scratch, 0)
+            del scratch[-1]
+            scratch += b',"offset":%d,"gseq":%d%b' % (offset, gseq, ts_log)
+            buffer += scratch
+            buffer += b',"crc":%d}\n' % crc(scratch)
+            offset += 1
         if stop < len(envelopes):
             positions.append(len(buffer))
     return positions

@@ -218,17 +218,22 @@ class _Batch:
         envs = self.envelopes
         gseqs = self.gseqs
         n = self.count = len(envs)
+        first = self.first_offset
         # The file's records due for an index entry: every INDEX_EVERY-th, from its first.
         marks = range((-self.base) % INDEX_EVERY if self.base >= 0 else 0, n, INDEX_EVERY)
-        positions = encode_batch(envs, self.first_offset, gseqs, ts_log, self.buffer, marks)
-        first = self.first_offset
-        self.entries = [
-            (first + k, gseqs[k], envs[k].ts_event, pos)
-            for k, pos in zip(marks, positions, strict=True)
-        ]
-        # Highest source_seq per source (a source's records come in increasing order).
-        self.sources = dict(zip(map(_source, envs), map(_source_seq, envs), strict=True))
-        self.last = (first + n - 1, gseqs[-1], envs[-1].ts_event)
+        positions = encode_batch(envs, first, gseqs, ts_log, self.buffer, marks)
+        if positions:
+            self.entries = [
+                (first + k, gseqs[k], envs[k].ts_event, pos)
+                for k, pos in zip(marks, positions, strict=True)
+            ]
+        last = envs[-1]
+        if n == 1:
+            self.sources = {last.source: last.source_seq}
+        else:
+            # Highest source_seq per source (a source's records come in increasing order).
+            self.sources = dict(zip(map(_source, envs), map(_source_seq, envs), strict=True))
+        self.last = (first + n - 1, gseqs[-1], last.ts_event)
 
 
 _source = attrgetter("source")
@@ -1045,10 +1050,13 @@ class EventLog:
         extends; the records of the other batches are merged by gseq one by one.
         """
         positions = self._positions
-        owner: dict[str, bool] = {}  # source -> held by one batch only
-        for batch in batches:
-            for source in batch.sources:
-                owner[source] = source not in owner
+        if len(batches) == 1:
+            owner = dict.fromkeys(batches[0].sources, True)
+        else:
+            owner = {}  # source -> held by one batch only
+            for batch in batches:
+                for source in batch.sources:
+                    owner[source] = source not in owner
         mixed: list[tuple[int, Envelope, int, int]] = []
         for batch in batches:
             tid = positions.topic_id(batch.topic)
@@ -1056,15 +1064,22 @@ class EventLog:
             n = batch.count
             if len(batch.sources) == 1 and owner[next(iter(batch.sources))]:
                 src = positions.source(next(iter(batch.sources)))
-                src.seqs.extend(map(_source_seq, batch.envelopes))
-                src.gseqs.extend(batch.gseqs)
-                src.offsets.extend(range(first, first + n))
-                src.topics.extend(repeat(tid, n))
+                if n == 1:
+                    src.seqs.append(batch.envelopes[0].source_seq)
+                    src.gseqs.append(batch.gseqs[0])
+                    src.offsets.append(first)
+                    src.topics.append(tid)
+                else:
+                    src.seqs.extend(map(_source_seq, batch.envelopes))
+                    src.gseqs.extend(batch.gseqs)
+                    src.offsets.extend(range(first, first + n))
+                    src.topics.extend(repeat(tid, n))
             else:
                 mixed.extend(
                     zip(batch.gseqs, batch.envelopes, range(first, first + n), repeat(tid))
                 )
-        mixed.sort(key=_first)
+        if len(batches) > 1:
+            mixed.sort(key=_first)  # (one batch's records are in gseq order already)
         for gseq, env, offset, tid in mixed:
             src = positions.source(env.source)
             src.seqs.append(env.source_seq)
