@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import json
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,50 @@ def test_feed_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
             feed.kill()
         sim.stop()
         router.stop()
+
+
+STUBBORN = """
+import asyncio, sys
+from tickertape import logconfig
+from tickertape.cli.process import run_until_stopped
+
+logconfig.configure("info", json=True)
+
+async def main(stop):
+    print("ready", flush=True)
+    await stop.wait()
+    print("ignoring the stop", flush=True)
+    await asyncio.Event().wait()  # a wind-down that never ends
+
+run_until_stopped(main, command="stubborn")
+print("returned", flush=True)
+"""
+
+
+def test_a_second_signal_stops_a_process_whose_wind_down_hangs(tmp_path: Path) -> None:
+    """First SIGTERM: `stopping`, the work is asked to wind down; second: `stopping_now`,
+    the work is cancelled, and the process still exits 0 without a traceback."""
+    log = tmp_path / "stubborn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", STUBBORN], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        eventually(lambda: "ready" in log.read_text(), 30, "the process")
+        process.send_signal(signal.SIGTERM)
+        eventually(lambda: "ignoring the stop" in log.read_text(), 30, "the first stop")
+        process.send_signal(signal.SIGINT)
+        rc = process.wait(30)
+    finally:
+        process.kill()
+        process.wait()
+    output = log.read_text()
+    assert rc == 0, output
+    assert "Traceback" not in output
+    events = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert [(e["event"], e.get("signal")) for e in events] == [
+        ("stopping", "SIGTERM"),
+        ("stopping_now", "SIGINT"),
+        ("exited", "SIGTERM"),
+    ]
+    assert output.rstrip().endswith("returned")

@@ -128,7 +128,7 @@ async def _print_remote(
                     await waiting
             await records.aclose()
 
-    await unless_stopped(stop, pump())
+    await unless_stopped(stop, pump(), name="tail")
 
 
 @click.command("tail")

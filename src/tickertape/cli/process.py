@@ -100,8 +100,11 @@ def run_until_stopped(
     asyncio.run(guarded())
 
 
-async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """Await ``work`` unless ``stop`` is set first, in which case cancel it.
+async def unless_stopped(
+    stop: asyncio.Event, work: Coroutine[Any, Any, T], *, name: str = "tape-work"
+) -> tuple[bool, T | None]:
+    """Run ``work`` (as a task named ``name``) unless ``stop`` is set first, in which
+    case cancel it.
 
     Returns:
         ``(True, result)`` when ``work`` finished, ``(False, None)`` when ``stop`` came
@@ -110,7 +113,7 @@ async def unless_stopped(stop: asyncio.Event, work: Awaitable[T]) -> tuple[bool,
     Raises:
         Whatever ``work`` raises.
     """
-    task = asyncio.ensure_future(work)
+    task = asyncio.create_task(work, name=name)
     waiter = asyncio.create_task(stop.wait(), name="tape-stop-wait")
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
@@ -163,7 +166,7 @@ async def serve_live_actor(
 
     client = Client(router_url, name, token)
     try:
-        started, _ = await unless_stopped(stop, client.start())
+        started, _ = await unless_stopped(stop, client.start(), name=f"{name}:connect")
         if not started:
             return
         host = RemoteHost(client, actor, name, data_dir)
@@ -203,7 +206,7 @@ async def serve_feed(
 
     client = Client(router_url, identity, token)
     try:
-        started, _ = await unless_stopped(stop, client.start())
+        started, _ = await unless_stopped(stop, client.start(), name=f"{identity}:connect")
         if not started:
             return
         host = LiveMarketDataHost(client, config, data_dir, identity=identity)

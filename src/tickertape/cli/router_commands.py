@@ -22,7 +22,7 @@ def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
     """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM (exit status 0)."""
 
     async def until_stopped(stop: asyncio.Event) -> None:
-        await unless_stopped(stop, main())
+        await unless_stopped(stop, main(), name=command)
 
     run_until_stopped(until_stopped, command=command, use_uvloop=True)
 

@@ -230,7 +230,9 @@ def replay_command(
 
 @click.command("actor")
 @click.argument("name", required=False)
-@click.option("--router", "router_url", required=True, help="Router URL (ws://host:port).")
+@click.option(
+    "--router", "router_url", required=True, help="Router URL (ws://HOST:PORT or wss://HOST:PORT)."
+)
 @click.option("--config", "config_file", default=None, type=click.Path(dir_okay=False))
 @click.option("--strategy", default=None, help="package.module:Class (a Strategy or an Actor).")
 @token_options
@@ -390,7 +392,7 @@ def clock_command(
                 await service.run()
 
         async def live(stop: asyncio.Event) -> None:
-            await unless_stopped(stop, serve())
+            await unless_stopped(stop, serve(), name="clock")
 
         run_until_stopped(live, command="clock")
         return
