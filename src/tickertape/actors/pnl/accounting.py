@@ -39,6 +39,7 @@ import msgspec
 from tickertape.actors.orders.fill_logic import CURRENCY
 from tickertape.errors import OrderError
 from tickertape.schemas.envelope import Market
+from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import Book, Position
 from tickertape.schemas.strategy import Side
 
@@ -231,6 +232,26 @@ def apply_fill(
         traded_notional=ledger.traded_notional + notional,
     )
     return updated, realized
+
+
+def apply_order_fill(ledger: Ledger, order: OrderEvent) -> tuple[Ledger, float]:
+    """Book the fill an order event carries (:func:`apply_fill` with its fields).
+
+    Raises:
+        OrderError: as :func:`apply_fill`, or ``order`` carries no fill.
+    """
+    fill = order.fill
+    if fill is None:
+        raise OrderError(f"order {order.order_id} ({order.status}) carries no fill")
+    return apply_fill(
+        ledger,
+        order.symbol,
+        order.side,
+        fill.quantity,
+        fill.price,
+        fill.fee,
+        fill.multiplier,
+    )
 
 
 def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:

@@ -195,15 +195,7 @@ class PnlActor(Actor):
         strategy = self._ledger(sid, market)
         for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
             key = f"{book}:{market}"
-            updated, _ = accounting.apply_fill(
-                ledger,
-                order.symbol,
-                order.side,
-                fill.quantity,
-                fill.price,
-                fill.fee,
-                fill.multiplier,
-            )
+            updated, _ = accounting.apply_order_fill(ledger, order)
             self.state.ledgers[key] = updated
             self._hold(f"{market}:{order.symbol}", key)
             self._publish(key, ctx, event)

@@ -88,15 +88,7 @@ class _RoundTrips:
         fill = order.fill
         assert fill is not None
         before = accounting.position(self.ledger, order.symbol)
-        self.ledger, realized = accounting.apply_fill(
-            self.ledger,
-            order.symbol,
-            order.side,
-            fill.quantity,
-            fill.price,
-            fill.fee,
-            fill.multiplier,
-        )
+        self.ledger, realized = accounting.apply_order_fill(self.ledger, order)
         after = accounting.position(self.ledger, order.symbol)
         running = self.pnl.get(order.symbol, 0.0) + realized - fill.fee
         if before != 0.0 and (after == 0.0 or (after > 0.0) != (before > 0.0)):

@@ -333,16 +333,7 @@ class RiskActor(Actor):
         if order.fill is not None:
             key = f"{order.strategy_id}:{order.market}"
             ledger = self._ledger(order.strategy_id, order.market)
-            fill = order.fill
-            self.state.ledgers[key], _ = accounting.apply_fill(
-                ledger,
-                order.symbol,
-                order.side,
-                fill.quantity,
-                fill.price,
-                fill.fee,
-                fill.multiplier,
-            )
+            self.state.ledgers[key], _ = accounting.apply_order_fill(ledger, order)
         tracked = self.state.orders.get(order.order_id)
         if tracked is None:
             return
