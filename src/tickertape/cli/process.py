@@ -90,14 +90,11 @@ def run_until_stopped(
             _log.info("exited", command=command, signal=received[0] if received else None)
 
     if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-            pass
-        else:
-            uvloop.run(guarded())
-            return
-    asyncio.run(guarded())
+        from tickertape import loop
+
+        loop.run(guarded())
+    else:
+        asyncio.run(guarded())
 
 
 async def unless_stopped(
