@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from tests.actors.runtime.sample_actors import trade_envelopes
 from tickertape.eventlog import EventLog
+from tickertape.replay.supervision import Supervisor
 
 
 def write_source(data_dir: Path, n: int = 300) -> None:
@@ -26,3 +29,32 @@ def source_dir(tmp_path: Path) -> Path:
     d = tmp_path / "data"
     write_source(d)
     return d
+
+
+class KillAt:
+    """An ``on_step`` hook of :func:`run_distributed` that SIGKILLs one actor's process
+    once, at the first step whose index reaches ``index``.
+
+    Attributes:
+        killed: the pids killed (one at most).
+        supervisor: the driver's supervisor, once a step has run.
+    """
+
+    def __init__(self, actor: str, index: int) -> None:
+        self.actor = actor
+        self.index = index
+        self.killed: list[int] = []
+        self.supervisor: Supervisor | None = None
+
+    def __call__(self, supervisor: Supervisor, index: int, time_ns: int) -> None:
+        self.supervisor = supervisor
+        if index >= self.index and not self.killed:
+            pid = supervisor.pid(self.actor)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            self.killed.append(pid)
+
+    def restarts(self) -> int:
+        """How many times the supervisor restarted the actor."""
+        assert self.supervisor is not None
+        return self.supervisor.restarts(self.actor)

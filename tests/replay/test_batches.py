@@ -8,21 +8,19 @@ bound that makes timers fire after the last input.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from tests.replay.conftest import KillAt
 from tests.replay.test_distributed import REPO, START, hashes
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.replay.distributed import run_distributed
 from tickertape.replay.manifest import SUMMARY_TOPIC
-from tickertape.replay.supervision import Supervisor
 from tickertape.roles import may_publish_into
 from tickertape.topics import covers, overlaps
 
@@ -126,16 +124,7 @@ async def test_batched_run_with_an_end_bound_fires_the_last_timers(
 async def test_batched_run_survives_a_sigkilled_actor(source_dir: Path, tmp_path: Path) -> None:
     settings = RunSettings(run_id="b3", start_ns=START)
     expected = reference(source_dir, tmp_path, settings)
-    killed: list[int] = []
-    holder: dict[str, Supervisor] = {}
-
-    def hook(supervisor: Supervisor, index: int, time_ns: int) -> None:
-        holder["s"] = supervisor
-        if index >= 100 and not killed:
-            pid = supervisor.pid("echo")
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    hook = KillAt("echo", 100)
 
     await run_distributed(
         source_dir,
@@ -146,8 +135,8 @@ async def test_batched_run_survives_a_sigkilled_actor(source_dir: Path, tmp_path
         snapshot_every_steps=40,
         on_step=hook,
     )
-    assert killed
-    assert holder["s"].restarts("echo") == 1
+    assert hook.killed
+    assert hook.restarts() == 1
     assert hashes(source_dir, "runs/b3") == expected
 
 
@@ -160,14 +149,7 @@ async def test_a_restarted_actor_that_regenerates_other_outputs_is_a_divergence(
     regenerates while catching up differ from the stored ones; each difference becomes a
     critical DIVERGENCE alert before the summary, and the result counts them."""
     items = ["tests.replay.batch_actors:PidEcho"]
-    killed: list[int] = []
-
-    def hook(supervisor: Supervisor, index: int, time_ns: int) -> None:
-        if index >= 100 and not killed:
-            pid = supervisor.pid("pidecho")
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    hook = KillAt("pidecho", 100)
 
     result = await run_distributed(
         source_dir,
@@ -179,7 +161,7 @@ async def test_a_restarted_actor_that_regenerates_other_outputs_is_a_divergence(
         on_step=hook,
         batch_steps=batch_steps,
     )
-    assert killed
+    assert hook.killed
     assert result.divergences > 0
     reader = LogReader(source_dir, "runs/d1")
     alerts = [msgspec.json.decode(r.payload) for r in reader.read(["system.alert"])]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
 from pathlib import Path
 
 import pytest
 
+from tests.replay.conftest import KillAt
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.replay.distributed import run_distributed
-from tickertape.replay.supervision import Supervisor
 
 START = 1_704_067_200 * 10**9
 REPO = Path(__file__).resolve().parents[2]
@@ -57,16 +55,7 @@ async def test_sigkill_mid_replay_resumes_byte_identical(source_dir: Path, tmp_p
     """SIGKILL one actor mid-run: the supervisor restarts it from its snapshot; same bytes."""
     expected = in_process_reference(source_dir, tmp_path)
     specs = [resolve(i) for i in ITEMS]
-    killed: list[int] = []
-    holder: dict[str, Supervisor] = {}
-
-    def hook(supervisor: Supervisor, index: int, time_ns: int) -> None:
-        holder["s"] = supervisor
-        if index == 70 and not killed:
-            pid = supervisor.pid("strategy.test")
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+    hook = KillAt("strategy.test", 70)
 
     await run_distributed(
         source_dir,
@@ -77,8 +66,8 @@ async def test_sigkill_mid_replay_resumes_byte_identical(source_dir: Path, tmp_p
         snapshot_every_steps=25,
         on_step=hook,
     )
-    assert killed
-    assert holder["s"].restarts("strategy.test") == 1
+    assert hook.killed
+    assert hook.restarts() == 1
     assert hashes(source_dir, "runs/r1") == expected
 
 
