@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.actors.runtime.sample_actors import MeanActor, MeanConfig, trade_envelopes
+from tickertape.actors.base import Context, Event
 from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
@@ -85,3 +86,47 @@ async def test_regenerated_output_that_differs_is_a_divergence(
     alert = decode_payload(alerts[0].type, alerts[0].v, alerts[0].payload)
     assert alert.code == "DIVERGENCE"
     assert alert.detail["stored"]["payload"] != alert.detail["regenerated"]["payload"]
+
+
+class SlowPublishClient(Client):
+    """A real client whose publications take 20 ms longer; logged ones are counted per
+    key while ``counting`` (a clean stop resends what it cancelled in flight, by design)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.published: dict[tuple[str, int], int] = {}
+
+    counting = True
+
+    async def publish(self, events, **kwargs):  # type: ignore[no-untyped-def,override]
+        if self.counting and not kwargs.get("ephemeral"):
+            for env in events:
+                key = (env.source, env.source_seq)
+                self.published[key] = self.published.get(key, 0) + 1
+        await asyncio.sleep(0.02)
+        return await super().publish(events, **kwargs)
+
+
+@pytest.mark.slow
+async def test_timer_and_event_flushes_never_publish_an_output_twice(
+    router: Router, tmp_path: Path
+) -> None:
+    """The consumer and the timer loop both flush; an output in flight is not sent again."""
+    from tests.replay.batch_actors import TimerEcho
+
+    class LiveEcho(TimerEcho):
+        def on_event(self, event: Event, ctx: Context) -> None:
+            self.state.trades += 1
+            self._publish(ctx, event.payload.symbol, "trade")
+
+    async with SlowPublishClient(router.url, "echo") as client:
+        process = RemoteHost(client, LiveEcho(), "echo", tmp_path)
+        task = asyncio.create_task(process.run(), name="actor")
+        await eventually(lambda: process.position >= N or task.done())
+        await asyncio.sleep(0.5)  # heartbeats every 25 ms while trades were flushed
+        client.counting = False
+        process.stop()
+        await task
+    outputs = [k for k in client.published if k[0] == "echo"]
+    assert len(outputs) > 20
+    assert {k: n for k, n in client.published.items() if n > 1} == {}

@@ -673,6 +673,7 @@ class RemoteHost:
         self._wake = asyncio.Event()
         self._alert_seq = 0
         self._unacked: list[Envelope] = []
+        self._flushing = asyncio.Lock()
         self._events_at_snapshot = 0
         self._clock_at_snapshot = 0
 
@@ -786,15 +787,18 @@ class RemoteHost:
         # mid-publish (a clean stop) leaves them for the final flush, which resends them
         # with the same keys. Dropping them would lose them for good: the position and
         # the snapshot taken on stop are already past the events that produced them.
+        # One flush at a time (the consumer and the timer loop both flush): a second
+        # one would publish again the outputs the first has in flight.
         self._unacked.extend(self.hosted.ctx.drain())
-        if not self._unacked:
-            return
-        outputs = list(self._unacked)
-        acks = await self.client.publish(outputs, ns=self.namespace)
-        del self._unacked[: len(outputs)]
-        for env, ack in zip(outputs, acks, strict=True):
-            if ack.duplicate and ack.gseq is not None:
-                await self._check_duplicate(env, ack.gseq)
+        async with self._flushing:
+            if not self._unacked:
+                return
+            outputs = list(self._unacked)
+            acks = await self.client.publish(outputs, ns=self.namespace)
+            del self._unacked[: len(outputs)]
+            for env, ack in zip(outputs, acks, strict=True):
+                if ack.duplicate and ack.gseq is not None:
+                    await self._check_duplicate(env, ack.gseq)
 
     async def _check_duplicate(self, env: Envelope, gseq: int) -> None:
         fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
