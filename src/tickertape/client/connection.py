@@ -393,11 +393,12 @@ class Client:
     async def close(self) -> None:
         """Close the connection; pending publishes fail with ``RouterError``."""
         self._closing = True
+        # Take the socket before stopping the session task: its cleanup forgets it.
+        ws, self._ws = self._ws, None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
         err = RouterError(Code.INTERNAL, "client closed")
