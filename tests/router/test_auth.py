@@ -129,3 +129,29 @@ def test_roles_fill_in_patterns(tmp_path: Path) -> None:
     assert stored.subscribe == [">", "md.>"]
     for name in ROLES:  # every role's patterns are valid for some identity
         role_patterns(name, "strategy.x" if name == "strategy" else name)
+
+
+@pytest.mark.parametrize(
+    ("role", "identity", "own"),
+    [
+        ("indicators", "indicators", "indicator.sma.v1.us.6EH4"),
+        ("risk", "risk", "risk.approved.sma"),
+        ("orders", "orders", "order.filled.crypto"),
+        ("pnl", "pnl", "pnl.update.sma"),
+        ("strategy", "strategy.sma", "strategy.intent.sma"),
+    ],
+)
+def test_actor_roles_may_read_what_they_write(role: str, identity: str, own: str) -> None:
+    """A live actor fetches its own stored outputs to compare them after a restart."""
+    publish, subscribe, commit = role_patterns(role, identity)
+    grant = Grant(token_sha256="", publish=publish, subscribe=subscribe, commit=commit)
+    assert may_publish(grant, own)
+    assert may_subscribe(grant, own)
+
+
+def test_operator_may_ask_the_time() -> None:
+    publish, subscribe, commit = role_patterns("operator", "alice")
+    grant = Grant(token_sha256="", publish=publish, subscribe=subscribe, commit=commit)
+    assert may_publish(grant, "system.clock.query.alice")
+    assert not may_publish(grant, "system.clock.query.bob")
+    assert may_subscribe(grant, "system.clock.reply.alice")

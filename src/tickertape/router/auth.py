@@ -14,7 +14,7 @@ brute-force). Example::
 - ``publish``: topic patterns the identity may publish on (its envelopes' ``source``
   must also equal the identity).
 - ``subscribe``: patterns it may subscribe to and fetch; a requested pattern is allowed
-  only when every topic it can match is matched by one of these (:func:`covers`).
+  only when every topic it can match is matched by one of these (:func:`tickertape.topics.covers`).
 - ``commit``: whether it may ``commit`` staged batches (the replay driver).
 
 Without a token file the router runs *open*: any identity, no token, every topic
@@ -43,7 +43,7 @@ import msgspec
 
 from tickertape.errors import AuthError, ConfigError
 from tickertape.roles import ROLE_PUBLISH, STRATEGY_PREFIX, own_system_topics
-from tickertape.topics import matches_any, validate_pattern
+from tickertape.topics import covers, matches_any, validate_pattern
 
 
 class Grant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -75,30 +75,6 @@ OPEN_GRANT = Grant(token_sha256="", publish=[">"], subscribe=[">"], commit=True)
 def hash_token(token: str) -> str:
     """Return the hex SHA-256 of ``token`` (UTF-8), as stored in the token file."""
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def covers(allowed: str, requested: str) -> bool:
-    """True when every topic matched by pattern ``requested`` is matched by ``allowed``.
-
-    Token by token: ``>`` in ``allowed`` covers one or more remaining tokens of any
-    kind; ``*`` covers a literal or ``*`` (not ``>``, which can span several tokens); a
-    literal covers only itself.
-    """
-    a = allowed.split(".")
-    r = requested.split(".")
-    for i, tok in enumerate(a):
-        if tok == ">":
-            return len(r) > i
-        if i >= len(r):
-            return False
-        req = r[i]
-        if req == ">":
-            return False
-        if tok == "*":
-            continue
-        if tok != req:
-            return False
-    return len(a) == len(r)
 
 
 class Authority:
@@ -237,8 +213,8 @@ ROLES: dict[str, Role] = {
         actor=False,
     ),
     "operator": Role(
-        description="a person: tape halt / resume / clock ctl, and reading everything",
-        publish=("system.command.risk", "system.clock.control"),
+        description="a person: tape halt / resume / clock ctl / clock query, and reading everything",
+        publish=("system.command.risk", "system.clock.control", "system.clock.query.{id}"),
         subscribe=(">",),
         actor=False,
     ),
@@ -269,7 +245,11 @@ def role_patterns(role: str, identity: str) -> tuple[list[str], list[str], bool]
                 f"the strategy role is for identities strategy.<id> (one token), not {identity!r}"
             )
     publish = list(spec.publish) + (list(ACTOR_PUBLISH) if spec.actor else [])
-    subscribe = list(spec.subscribe) + (list(ACTOR_SUBSCRIBE) if spec.actor else [])
+    subscribe = list(spec.subscribe)
+    if spec.actor:
+        # An actor also reads what it writes: a live actor that finds one of its
+        # outputs already stored fetches the stored one to compare (divergences).
+        subscribe += [p for p in spec.publish if p not in subscribe] + list(ACTOR_SUBSCRIBE)
 
     def fill(patterns: list[str]) -> list[str]:
         return [p.format(id=identity, strategy=strategy) for p in patterns]
