@@ -136,7 +136,7 @@ class RecentPositions:
         """Account for ``count`` entries just appended (gseq up to ``head``); past the
         limit, drop the oldest until at most half of it is used."""
         self._entries += count
-        if self.cost() > self.limit:
+        if self._entries + SOURCE_COST * len(self.sources) > self.limit:
             self.trim(head, self.limit // 2)
 
     def trim(self, head: int, budget: int) -> None:

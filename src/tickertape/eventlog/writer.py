@@ -194,24 +194,37 @@ class _Touched:
     index: SegmentIndex | None  # the file's in-memory index, when it held `base` records
 
 
-@dataclass(slots=True)
 class _Batch:
     """The records of one group for one topic-day file: collected, then encoded and
     summarized at once (:meth:`encode`)."""
 
-    topic: str
-    day: int
-    base: int  # records the file's in-memory index held before the group (-1: unknown)
-    first_offset: int
-    envelopes: list[Envelope] = field(default_factory=list)
-    gseqs: list[int] = field(default_factory=list)
-    buffer: bytearray = field(default_factory=bytearray)
-    count: int = 0
-    entries: list[tuple[int, int, int, int]] = field(
-        default_factory=list
-    )  # (offset, gseq, ts_event, position in buffer) of the records to index
-    sources: dict[str, int] = field(default_factory=dict)
-    last: tuple[int, int, int] = (-1, 0, 0)  # (offset, gseq, ts_event) of its last record
+    __slots__ = (
+        "base",
+        "buffer",
+        "count",
+        "day",
+        "entries",
+        "envelopes",
+        "first_offset",
+        "gseqs",
+        "last",
+        "sources",
+        "topic",
+    )
+
+    def __init__(self, topic: str, day: int, base: int, first_offset: int) -> None:
+        self.topic = topic
+        self.day = day
+        self.base = base  # records the file's in-memory index held before (-1: unknown)
+        self.first_offset = first_offset
+        self.envelopes: list[Envelope] = []
+        self.gseqs: list[int] = []
+        self.buffer = bytearray()
+        self.count = 0
+        # (offset, gseq, ts_event, position in buffer) of the records to index
+        self.entries: list[tuple[int, int, int, int]] = []
+        self.sources: dict[str, int] = {}  # highest source_seq per source
+        self.last = (-1, 0, 0)  # (offset, gseq, ts_event) of its last record
 
     def encode(self, ts_log: bytes) -> None:
         """Encode the records into ``buffer`` and summarize them for the sparse index."""
@@ -1051,7 +1064,17 @@ class EventLog:
         """
         positions = self._positions
         if len(batches) == 1:
-            owner = dict.fromkeys(batches[0].sources, True)
+            batch = batches[0]
+            if batch.count == 1:  # (a single-event append: the latency path)
+                env = batch.envelopes[0]
+                src = positions.source(env.source)
+                src.seqs.append(env.source_seq)
+                src.gseqs.append(head)
+                src.offsets.append(batch.first_offset)
+                src.topics.append(positions.topic_id(batch.topic))
+                positions.added(1, head)
+                return
+            owner = dict.fromkeys(batch.sources, True)
         else:
             owner = {}  # source -> held by one batch only
             for batch in batches:
