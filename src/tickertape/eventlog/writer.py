@@ -121,9 +121,10 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     Attributes:
         id: the envelope's id.
         offset, gseq: its position (also for a duplicate: the position it already has).
-            None for errors, and for a duplicate whose (source, source_seq) is not
-            stored in its envelope's topic: refused when first sent (then passed by a
-            later source_seq), stored under another topic, or deleted by retention.
+            None for errors, and for a duplicate whose record is not found: never
+            stored (refused when first sent, then passed by a later source_seq), or,
+            older than the in-memory window, stored under another topic than the
+            envelope's or deleted by retention.
         duplicate: True when (source, source_seq) was already stored: nothing written.
         error: a stable code when refused (``TS_REGRESSION``, ``INVALID_TOPIC``,
             ``DAY_SEALED``), else None.
