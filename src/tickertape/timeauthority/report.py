@@ -5,9 +5,8 @@ event (:class:`~tickertape.schemas.system.ClockTick`) on
 ``system.clock.actor.<identity>``; the time authority
 (:class:`~tickertape.timeauthority.service.LiveClockService`) compares each report with
 its own clock and raises ``system.clock.drift`` beyond the bound. The actors hosted by
-:class:`~tickertape.actors.runtime.remote.RemoteHost` report with their own loop; the
-market-data feed (``tape feed``), which is not hosted as an actor, reports with
-:func:`report_clock`.
+:class:`~tickertape.actors.runtime.remote.RemoteHost` and the market-data feed
+(``tape feed``) both report with :func:`report_clock`.
 """
 
 from __future__ import annotations

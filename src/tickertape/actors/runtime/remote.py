@@ -765,22 +765,9 @@ class RemoteHost:
                     await self._wake.wait()
 
     async def _clock_reports(self) -> None:
-        from tickertape.schemas.system import ClockTick
+        from tickertape.timeauthority.report import report_clock
 
-        topic = f"system.clock.actor.{self.name}"
-        seq = 0
-        while True:
-            seq += 1
-            now = self.time.now_ns()
-            env = make_envelope(
-                ClockTick(mode="live", now_ns=now),
-                topic=topic,
-                source=self.name,
-                source_seq=seq,
-                ts_event=now,
-            )
-            await self.client.publish([env], ns=self.namespace, ephemeral=True)
-            await asyncio.sleep(1.0)
+        await report_clock(self.client, self.time.now_ns, namespace=self.namespace)
 
     async def _flush(self) -> None:
         # Outputs stay in _unacked until the log acknowledges them: a flush cancelled
