@@ -7,8 +7,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from structlog.testing import capture_logs
 
+from tests.actors.runtime.logs import captured_host_logs
 from tests.actors.runtime.sample_actors import MeanActor, SignalActor, trade_envelopes
 from tickertape.actors.base import Actor, Context, Event
 from tickertape.actors.runtime import (
@@ -199,7 +199,7 @@ def deliver(records: list) -> tuple[Recorder, list[dict]]:
     host = InProcessHost(MemorySink(), clock=SimulatedClock(0))
     recorder = Recorder()
     host.add(recorder)
-    with capture_logs() as logs:
+    with captured_host_logs() as logs:
         host.run(StepPlanner(records, host.timers))
     return recorder, logs
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import msgspec
-import pytest
-import structlog
-from structlog.testing import capture_logs
 
+from tests.actors.runtime.logs import captured_host_logs
 from tests.actors.runtime.sample_actors import MeanActor, trade_envelopes
-from tickertape.actors.runtime import errors
 from tickertape.actors.runtime.remote import HostedActor
 from tickertape.schemas.envelope import Record, stamp
 from tickertape.timeauthority.clock import SimulatedClock
@@ -24,13 +21,10 @@ def records() -> list[Record]:
     return [unknown, good[0], newer, unknown, invalid, good[1], invalid, good[2]]
 
 
-def test_undecodable_records_are_skipped_and_logged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_undecodable_records_are_skipped_and_logged() -> None:
     clock = SimulatedClock(2_000_000_000_000_000_000)
     hosted = HostedActor(MeanActor(), "indicators", clock)
-    with capture_logs() as logs:
-        # A fresh logger: the module's may have been cached by a command run in-process
-        # earlier in this worker (the CLI configures structlog with caching on).
-        monkeypatch.setattr(errors, "_log", structlog.get_logger("tickertape.host"))
+    with captured_host_logs() as logs:
         delivered = hosted.deliver(records())
     assert delivered == 3  # the three valid trades, in order, the rest skipped
     events = [(e["event"], e.get("id")) for e in logs if e["event"].endswith("_skipped")]
