@@ -28,7 +28,7 @@ exactly (:class:`MarketDataState`).
 Live (``tape feed``), trades come from a venue adapter rather than the log, and bars
 are built next to it on the venue clock by :class:`LiveBars` (configured by
 :class:`LiveFeedConfig`; the process is
-:func:`tickertape.actors.marketdata.binance_client.run_live_marketdata`).
+:class:`tickertape.actors.marketdata.binance_client.LiveMarketDataHost`).
 """
 
 from __future__ import annotations

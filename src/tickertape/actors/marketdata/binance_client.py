@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -505,30 +503,3 @@ class LiveMarketDataHost:
                     late_trades=self.bars.late_trades,
                     connected=self.adapter is not None and self.adapter.connected.is_set(),
                 )
-
-
-async def run_live_marketdata(
-    router_url: str,
-    config: LiveFeedConfig,
-    data_dir: str | Path,
-    *,
-    identity: str = "marketdata",
-    token: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-) -> None:
-    """Run :class:`LiveMarketDataHost` through ``router_url`` until SIGINT or SIGTERM.
-
-    Raises:
-        AuthError: the router refused the identity or token.
-        PublishRefusedError: as :meth:`LiveMarketDataHost.run`.
-    """
-    client = Client(router_url, identity, token, ssl_context=ssl_context)
-    await client.start()
-    host = LiveMarketDataHost(client, config, data_dir, identity=identity)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, host.stop)
-    try:
-        await host.run()
-    finally:
-        await client.close()
