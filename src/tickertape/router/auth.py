@@ -42,7 +42,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.errors import AuthError, ConfigError
-from tickertape.roles import ROLE_PUBLISH, STRATEGY_PREFIX, own_system_topics
+from tickertape.roles import STRATEGY_PREFIX, own_system_topics, publish_patterns
 from tickertape.topics import covers, matches_any, validate_pattern
 
 
@@ -161,25 +161,33 @@ ACTOR_SUBSCRIBE: tuple[str, ...] = (
 """What every actor reads: clock ticks, drift alerts, answers to its own time queries,
 and a distributed replay's steps."""
 
+
+def _publishes(identity: str) -> tuple[str, ...]:
+    """What :mod:`tickertape.roles` lets ``identity`` publish, without its own system
+    topics (every actor role adds them through :data:`ACTOR_PUBLISH`)."""
+    own = own_system_topics(identity)
+    return tuple(p for p in publish_patterns(identity) or () if p not in own)
+
+
 ROLES: dict[str, Role] = {
     "marketdata": Role(
         description="market data: trades, quotes, bars, gaps, corporate actions, raw venue messages",
-        publish=ROLE_PUBLISH["marketdata"],
+        publish=_publishes("marketdata"),
         subscribe=("md.>", "raw.>"),
     ),
     "indicators": Role(
         description="indicator values computed from bars",
-        publish=ROLE_PUBLISH["indicators"],
+        publish=_publishes("indicators"),
         subscribe=("md.>",),
     ),
     "strategy": Role(
         description="one strategy (identity strategy.<id>): its own intents only",
-        publish=("strategy.intent.{strategy}", "strategy.intent.{strategy}.>"),
+        publish=_publishes(STRATEGY_PREFIX + "{strategy}"),
         subscribe=("md.>", "indicator.>", "order.>", "risk.state"),
     ),
     "risk": Role(
         description="the risk gate: approvals, rejections, trading state (the kill switch)",
-        publish=ROLE_PUBLISH["risk"],
+        publish=_publishes("risk"),
         subscribe=(
             "strategy.intent.>",
             "order.>",
@@ -191,12 +199,12 @@ ROLES: dict[str, Role] = {
     ),
     "orders": Role(
         description="the order engine: order lifecycle events, acting on approvals only",
-        publish=ROLE_PUBLISH["orders"],
+        publish=_publishes("orders"),
         subscribe=("risk.approved.>", "risk.state", "md.>"),
     ),
     "pnl": Role(
         description="positions, PnL, equity and drawdown",
-        publish=ROLE_PUBLISH["pnl"],
+        publish=_publishes("pnl"),
         subscribe=("order.>", "md.>"),
     ),
     "timeauthority": Role(
