@@ -431,8 +431,9 @@ class ReplayCoordinator:
                 if out.outputs:
                     expect.setdefault((out.time_ns, out.ordinal), {})[actor] = out.outputs
         self._committed_seq = announce.seq
-        stages = [batch_stage(self.settings.run_id, *key) for key in sorted(expect)]
-        for i, key in enumerate(sorted(expect)):
+        keys_out = sorted(expect)
+        stages = [batch_stage(self.settings.run_id, *key) for key in keys_out]
+        for i, key in enumerate(keys_out):
             # A restaging (router restart) asks for every stage not committed yet.
             await self._commit(stages[i], expect[key], key[0], announce, stages[i:])
         self.steps += len(keys)
@@ -570,15 +571,8 @@ class ReplayCoordinator:
                 await self._restage(announce, sorted(expect), restage or [stage])
 
     async def _restage(self, announce: StepAnnounce, actors: list[str], stages: list[str]) -> None:
-        again = msgspec.structs.replace(announce, actors=actors, restage=stages)
         self._dones[announce.seq] = {}
-        sending = asyncio.create_task(
-            self._send(STEP_TOPIC, again, again.time_ns), name=f"restage:{announce.seq}"
-        )
-        try:
-            await self._wait_dones(again)
-        finally:
-            await sending
+        await self._send_and_wait(msgspec.structs.replace(announce, actors=actors, restage=stages))
         self._dones.pop(announce.seq, None)
 
     async def _snapshot(self, time_ns: int) -> None:
@@ -627,15 +621,21 @@ class ReplayCoordinator:
         if not wait:
             await self._send(STEP_TOPIC, announce, time_ns)
             return announce
-        # The router's puback and the actors' answers race: wait for both together.
+        await self._send_and_wait(announce)
+        return announce
+
+    async def _send_and_wait(self, announce: StepAnnounce) -> None:
+        """Send ``announce`` and wait for the answers of the actors it addresses.
+
+        The router's puback and the actors' answers race: both are awaited together.
+        """
         sending = asyncio.create_task(
-            self._send(STEP_TOPIC, announce, time_ns), name=f"announce:{announce.seq}"
+            self._send(STEP_TOPIC, announce, announce.time_ns), name=f"announce:{announce.seq}"
         )
         try:
             await self._wait_dones(announce)
         finally:
             await sending
-        return announce
 
     async def _wait_dones(self, announce: StepAnnounce) -> None:
         dones = self._dones[announce.seq]

@@ -68,14 +68,11 @@ class StepOutputs(msgspec.Struct, frozen=True, kw_only=True):
         time_ns: the step's time.
         ordinal: its rank among the steps at ``time_ns``.
         outputs: events staged under :func:`batch_stage`.
-        timer_step: True when the actor ran this step for its own timer alone (no
-            input step at this key in the announcement).
     """
 
     time_ns: int
     ordinal: int = 0
     outputs: int = 0
-    timer_step: bool = False
 
 
 def batch_stage(run_id: str, time_ns: int, ordinal: int) -> str:

@@ -265,7 +265,6 @@ class RemoteReplayHost:
         self._in_flight: list[asyncio.Future[Any]] = []
         self._step_time: int | None = None
         self._step_ordinal = 0
-        self._batch_outputs: list[tuple[int, int, list[Envelope]]] = []
 
     async def run(self) -> None:
         """Join the run, catch up, run every announced wave until ``end``.
@@ -416,27 +415,32 @@ class RemoteReplayHost:
         self.clock.advance_to(time_ns)
         return time_ns, self._step_ordinal
 
-    def _timer_steps(self, limit_ns: int, *, inclusive: bool) -> list[tuple[int, int, bool]]:
+    def _timer_steps(
+        self, limit_ns: int, staged: dict[tuple[int, int], list[Envelope]], *, inclusive: bool
+    ) -> list[tuple[int, int]]:
         """Run the timer steps due before ``limit_ns`` (or at it, when ``inclusive``).
 
         Each is a step of its own at its due time (at the clock, when due earlier), as
-        the in-process planner makes it; returns their keys with ``timer_step`` True.
+        the in-process planner makes it; its outputs go to ``staged`` under its key.
+        Returns the keys of the steps run.
         """
-        keys: list[tuple[int, int, bool]] = []
+        keys: list[tuple[int, int]] = []
         timers, clock = self.hosted.timers, self.clock
         while (due := timers.next_due()) is not None and (
             due < limit_ns or (inclusive and due == limit_ns)
         ):
-            time_ns, ordinal = self._begin_step(max(due, clock.now_ns()))
-            self.hosted.fire_timers(time_ns)
-            keys.append((time_ns, ordinal, True))
-            self._stage_step(time_ns, ordinal)
+            key = self._begin_step(max(due, clock.now_ns()))
+            self.hosted.fire_timers(key[0])
+            keys.append(key)
+            self._stage_step(key, staged)
         return keys
 
-    def _stage_step(self, time_ns: int, ordinal: int) -> None:
+    def _stage_step(
+        self, key: tuple[int, int], staged: dict[tuple[int, int], list[Envelope]]
+    ) -> None:
         outputs = self.hosted.ctx.drain()
         if outputs:
-            self._batch_outputs.append((time_ns, ordinal, outputs))
+            staged[key] = outputs
 
     async def _run_batch(self, a: StepAnnounce, *, publish: bool) -> bool:
         """Run a ``batch`` announcement: its steps in order, timer steps in between.
@@ -446,52 +450,40 @@ class RemoteReplayHost:
         run's steps from the keys and commits the stages in key order).
         """
         hosted = self.hosted
-        self._batch_outputs = []
-        ran: list[tuple[int, int, bool]] = []
+        staged: dict[tuple[int, int], list[Envelope]] = {}  # in step order
+        ran: list[tuple[int, int]] = []
         for step in a.batch:
-            ran += self._timer_steps(step.time_ns, inclusive=False)
-            time_ns, ordinal = self._begin_step(step.time_ns)
-            hosted.fire_timers(time_ns)
+            ran += self._timer_steps(step.time_ns, staged, inclusive=False)
+            key = self._begin_step(step.time_ns)
+            hosted.fire_timers(key[0])
             hosted.deliver(step.inputs)
-            self._stage_step(time_ns, ordinal)
+            self._stage_step(key, staged)
         if a.until_ns:
-            ran += self._timer_steps(a.until_ns, inclusive=True)
+            ran += self._timer_steps(a.until_ns, staged, inclusive=True)
         self.last_seq = a.seq
-        staged, self._batch_outputs = self._batch_outputs, []
         if not publish:
-            for _time, _ordinal, outputs in staged:
+            for outputs in staged.values():
                 self._regenerated += outputs
             return True
         await self._settle()
-        counts: dict[tuple[int, int], int] = {}
-        topics: set[str] = set()
         self._last_staged = {}
-        for time_ns, ordinal, outputs in staged:
+        for (time_ns, ordinal), outputs in staged.items():
             stage = batch_stage(self.run_id, time_ns, ordinal)
             self._last_staged[stage] = outputs
             sending = self.client.publish(outputs, ns=self.namespace, stage=stage)
             self._in_flight.append(asyncio.ensure_future(sending))
-            counts[time_ns, ordinal] = len(outputs)
-            topics.update(env.topic for env in outputs)
-        timer_keys = {(t, o) for t, o, _ in ran}
-        keys = sorted(timer_keys.union(counts))
         done = Done(
             run_id=self.run_id,
             actor=self.name,
             nonce=self.nonce,
             seq=a.seq,
-            outputs=sum(counts.values()),
+            outputs=sum(len(outputs) for outputs in staged.values()),
             next_timer_ns=hosted.timers.next_due(),
-            topics=sorted(topics),
+            topics=sorted({env.topic for outputs in staged.values() for env in outputs}),
             divergences=self._take_divergences(),
             steps=[
-                StepOutputs(
-                    time_ns=t,
-                    ordinal=o,
-                    outputs=counts.get((t, o), 0),
-                    timer_step=(t, o) in timer_keys,
-                )
-                for t, o in keys
+                StepOutputs(time_ns=t, ordinal=o, outputs=len(staged.get((t, o), ())))
+                for t, o in sorted(staged.keys() | set(ran))
             ],
         )
         self._last_done = self._send_soon(DONE_TOPIC, done)
