@@ -11,6 +11,7 @@ from tickertape.router.server import Router, RouterConfig
 
 
 async def test_close_ends_the_websocket_with_a_normal_closure(tmp_path: Path) -> None:
+    """Client.close() leaves its WebSocket CLOSED with close code 1000."""
     router = Router(RouterConfig(port=0, data_dir=str(tmp_path), health_interval_s=3600.0))
     await router.start()
     try:

@@ -150,6 +150,7 @@ def test_actor_roles_may_read_what_they_write(role: str, identity: str, own: str
 
 
 def test_operator_may_ask_the_time() -> None:
+    """The operator role may query the time as itself only, and read its own replies."""
     publish, subscribe, commit = role_patterns("operator", "alice")
     grant = Grant(token_sha256="", publish=publish, subscribe=subscribe, commit=commit)
     assert may_publish(grant, "system.clock.query.alice")
