@@ -62,6 +62,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from tickertape.errors import ConfigError, ImportDataError
+from tickertape.eventlog.layout import fsync_dir
 
 _log = structlog.get_logger("tickertape.exchange_sim")
 
@@ -246,11 +247,7 @@ def save_state(path: str | Path, state: PlaybackState) -> None:
     finally:
         os.close(fd)
     os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)
 
 
 class _Book:
