@@ -307,11 +307,12 @@ class MarketDataActor(Actor):
 
     def _check_silence(self, event: Event, stream: str, ctx: Context) -> None:
         topic = event.topic
-        silence = self._detector_for(topic).on_event(topic, event.ts_event)
+        detector = self._detector_for(topic)
+        silence = detector.on_event(topic, event.ts_event)
         if silence is None:
             return
         market, symbol = _split_topic(topic)
-        bound_ns = self._topic_detector[topic].max_silence_ns
+        bound_ns = detector.max_silence_ns
         gap = Gap(
             symbol=symbol,
             kind="time",
