@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from tickertape.eventlog.codec import decode_line
 from tickertape.eventlog.layout import day_name, day_of
@@ -101,6 +102,20 @@ def stored_lines(path: Path) -> list[bytes]:
 def stored_records(path: Path) -> list[Record]:
     """Decode every line of an open day file (CRC checked)."""
     return [decode_line(line) for line in stored_lines(path)]
+
+
+def bytes_read() -> int:
+    """Bytes this process has read through read() syscalls so far (Linux /proc/self/io rchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+needs_proc_io = pytest.mark.skipif(
+    not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io"
+)
+"""Skip a test that measures reads with :func:`bytes_read` where /proc/self/io is missing."""
 
 
 def day_files(data_dir: Path, namespace: str = "main") -> list[Path]:

@@ -22,7 +22,7 @@ from tickertape.eventlog.layout import Segment, list_segments, list_topics
 from tickertape.eventlog.segment import build_index
 from tickertape.eventlog.verify import verify_namespace
 
-from .envelopes import NS_PER_DAY, T0, envelopes
+from .envelopes import NS_PER_DAY, T0, bytes_read, envelopes, needs_proc_io
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
@@ -62,15 +62,7 @@ def assert_saved_indexes_are_rebuilds(
     return checked
 
 
-def _bytes_read() -> int:
-    """Bytes this process has read through read(2) so far (Linux /proc/self/io)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise AssertionError("no rchar in /proc/self/io")
-
-
-@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+@needs_proc_io
 def test_rolled_over_days_save_the_in_memory_index(data_dir: Path, tmp_path: Path) -> None:
     """Days that roll over (also in the middle of a group) save an index equal to a
     rebuild; close saves the newest days' likewise; after a reopen, a roll reads nothing
@@ -89,23 +81,23 @@ def test_rolled_over_days_save_the_in_memory_index(data_dir: Path, tmp_path: Pat
     data_size = sum(p.stat().st_size for p in ns_dir.rglob("*.jsonl"))
     with EventLog.open(data_dir) as lg:
         later = T0 + 5 * NS_PER_DAY
-        before = _bytes_read()
+        before = bytes_read()
         lg.append(envelopes(10, topics=TOPICS, start_seq=len(envs) + 1, start_ns=later))
-        spent = _bytes_read() - before
+        spent = bytes_read() - before
     assert spent < data_size // 100, f"a roll after reopen read {spent} of {data_size} bytes"
     assert assert_saved_indexes_are_rebuilds(ns_dir, scratch) == 3 * 5
     assert verify_namespace(data_dir).ok
 
 
-@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+@needs_proc_io
 def test_a_roll_does_not_read_the_closed_day(data_dir: Path, tmp_path: Path) -> None:
     """Appending across midnight reads nothing back from the day that closed."""
     with EventLog.open(data_dir) as lg:
         lg.append(envelopes(3 * INDEX_EVERY + 5, topics=TOPICS, step_ns=1_000_000))
         closed = sum(p.stat().st_size for p in data_dir.rglob("*.jsonl"))
-        before = _bytes_read()
+        before = bytes_read()
         lg.append(envelopes(30, topics=TOPICS, start_seq=5000, start_ns=T0 + NS_PER_DAY + 1))
-        spent = _bytes_read() - before
+        spent = bytes_read() - before
     assert spent < closed // 20, f"the roll read {spent} bytes; the closed days hold {closed}"
     ns_dir = data_dir / "logs" / "main"
     assert assert_saved_indexes_are_rebuilds(ns_dir, tmp_path / "x.idx") == 2 * len(TOPICS)

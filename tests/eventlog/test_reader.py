@@ -25,7 +25,16 @@ from tickertape.schemas.envelope import Record
 from tickertape.topics import matches_any
 
 from .conftest import FixedClock
-from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelopes, topic_dir
+from .envelopes import (
+    NS_PER_DAY,
+    T0,
+    TRADE_TOPIC,
+    bytes_read,
+    envelope,
+    envelopes,
+    needs_proc_io,
+    topic_dir,
+)
 
 TOPICS = ("md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT", "md.trade.us.AAPL")
 PATTERNS = [
@@ -450,15 +459,7 @@ def test_follow_picks_up_topics_created_later(tmp_path: Path) -> None:
     assert [(r.gseq, r.topic) for r in got] == [(2, TOPICS[2]), (3, "md.bar.1m.us.AAPL")]
 
 
-def _bytes_read() -> int:
-    """Bytes this process has read through read() syscalls so far (Linux /proc/self/io rchar)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise AssertionError("no rchar in /proc/self/io")
-
-
-@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+@needs_proc_io
 def test_reading_the_head_of_a_live_day_does_not_rescan_it(tmp_path: Path) -> None:
     """Reading the newest records of a growing open day reads a small part of its file."""
     data_dir = tmp_path / "data"
@@ -470,9 +471,9 @@ def test_reading_the_head_of_a_live_day_does_not_rescan_it(tmp_path: Path) -> No
         size = next(data_dir.rglob("*.jsonl")).stat().st_size
         for k in range(3):
             lg.append([envelope(30_001 + k, ts_event=envs[-1].ts_event + 1 + k)])
-            before = _bytes_read()
+            before = bytes_read()
             got = [r.gseq for r in reader.read(None, 30_001 + k)]
-            spent = _bytes_read() - before
+            spent = bytes_read() - before
             assert got == [30_001 + k]
             assert spent < size // 10, f"read {spent} bytes of a {size}-byte file for one record"
 

@@ -21,10 +21,12 @@ from tickertape.eventlog.verify import verify_namespace
 from .envelopes import (
     T0,
     TRADE_TOPIC,
+    bytes_read,
     day_file,
     envelope,
     envelopes,
     keys,
+    needs_proc_io,
     run_tape,
     stored_lines,
     verify_clean,
@@ -353,24 +355,16 @@ def test_verify_reports_a_record_removed_from_the_middle(data_dir: Path) -> None
     assert any(p.path == str(path) and p.offset in (2, 3) for p in report.problems)
 
 
-def _bytes_read() -> int:
-    """Bytes this process has read through read() syscalls so far (Linux /proc/self/io rchar)."""
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise AssertionError("no rchar in /proc/self/io")
-
-
-@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+@needs_proc_io
 def test_open_after_a_clean_close_reads_only_the_tail(data_dir: Path) -> None:
     """Reopening a cleanly closed log does not read its open day files whole."""
     with EventLog.open(data_dir) as lg:
         lg.append(envelopes(30_000, step_ns=100_000))
     size = day_file(data_dir, TRADE_TOPIC, T0).stat().st_size
-    before = _bytes_read()
+    before = bytes_read()
     with EventLog.open(data_dir) as lg:
         assert lg.head_gseq == 30_000
-    spent = _bytes_read() - before
+    spent = bytes_read() - before
     assert spent < size // 10, f"open read {spent} bytes of a {size}-byte day file"
 
 
@@ -413,7 +407,7 @@ def crash_after_append(data_dir: Path, what: str) -> None:
     )
 
 
-@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+@needs_proc_io
 def test_open_trusts_a_saved_index_and_checks_the_records_after_it(data_dir: Path) -> None:
     """Records appended after the saved index (then a crash) are scanned; the rest is trusted."""
     with EventLog.open(data_dir) as lg:
@@ -424,9 +418,9 @@ def test_open_trusts_a_saved_index_and_checks_the_records_after_it(data_dir: Pat
     index = load_index(path.with_suffix(".idx"))
     assert index is not None
     assert (index.count, index.data_size) == (8000, indexed)
-    before = _bytes_read()
+    before = bytes_read()
     with EventLog.open(data_dir) as lg:
-        spent = _bytes_read() - before
+        spent = bytes_read() - before
         assert (lg.head_gseq, lg.next_offsets()) == (8500, {TRADE_TOPIC: 8500})
         assert (lg.last_source_seq("md"), lg.last_source_seq("other")) == (8000, 500)
         assert lg.append([envelope(2999)])[0].duplicate
