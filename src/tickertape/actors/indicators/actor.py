@@ -52,7 +52,7 @@ from tickertape.actors.indicators.calculators import (
     TrueRange,
     TrueRangeState,
 )
-from tickertape.actors.marketdata.adjustment import PriceBasisError
+from tickertape.actors.marketdata.adjustment import require_basis
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.indicator import IndicatorValue
@@ -355,8 +355,7 @@ class IndicatorActor(Actor):
         )
         if series is None or bar.interval != series.interval:
             return
-        if bar.adjusted is not series.adjusted:
-            raise PriceBasisError(bar.symbol, series.adjusted, event.topic)
+        require_basis(bar, series.adjusted, event.topic)
         ts = record.ts_event
         high = bar.high
         low = bar.low
