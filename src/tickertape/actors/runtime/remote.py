@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -823,24 +822,3 @@ class RemoteHost:
         self.store.save(self.hosted.take_snapshot({self.namespace: self.position}))
         self._events_at_snapshot = self.hosted.ctx.events_handled
         self._clock_at_snapshot = self.time.now_ns()
-
-
-async def run_live_actor(
-    router_url: str,
-    actor: Actor,
-    name: str,
-    data_dir: str | Path,
-    *,
-    token: str | None = None,
-) -> None:
-    """Host ``actor`` live through ``router_url`` (see :class:`RemoteHost`)."""
-    client = Client(router_url, name, token)
-    await client.start()
-    process = RemoteHost(client, actor, name, data_dir)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, process.stop)
-    try:
-        await process.run()
-    finally:
-        await client.close()
