@@ -46,6 +46,14 @@ def _records(data_dir: Path, pattern: str) -> list[Record]:
     return list(reader.read([pattern]))
 
 
+def _feed_args(router_url: str, sim_port: int, data_dir: Path) -> list[str]:
+    """``tape feed`` of BTCUSDT from the simulator at ``sim_port`` through ``router_url``."""
+    return [
+        "feed", "--router", router_url, "--url", f"ws://127.0.0.1:{sim_port}",
+        "--symbol", "BTCUSDT", "--data-dir", str(data_dir),
+    ]  # fmt: skip
+
+
 def _count(data_dir: Path, topic: str) -> int:
     reader = LogReader(data_dir, "main")
     if topic not in reader.topics([topic]):
@@ -71,17 +79,7 @@ def test_feed_killed_midstream_resumes_without_duplicates_or_false_gaps(tmp_path
         ["exchange-sim", "--capture", str(capture), "--speed", "25", "--port", str(sim_port)],
         tmp_path,
     )
-    feed_args = [
-        "feed",
-        "--router",
-        router_url,
-        "--url",
-        f"ws://127.0.0.1:{sim_port}",
-        "--symbol",
-        "BTCUSDT",
-        "--data-dir",
-        str(data_dir),
-    ]
+    feed_args = _feed_args(router_url, sim_port, data_dir)
     processes = [router, sim]
     topic = "md.trade.crypto.BTCUSDT"
     try:
@@ -171,23 +169,7 @@ def test_feed_reports_its_clock_to_the_time_authority(tmp_path: Path) -> None:
                 tmp_path,
             )
         )
-        processes.append(
-            Tape(
-                "feed",
-                [
-                    "feed",
-                    "--router",
-                    router_url,
-                    "--url",
-                    f"ws://127.0.0.1:{sim_port}",
-                    "--symbol",
-                    "BTCUSDT",
-                    "--data-dir",
-                    str(data_dir),
-                ],
-                tmp_path,
-            )
-        )
+        processes.append(Tape("feed", _feed_args(router_url, sim_port, data_dir), tmp_path))
 
         def drift_actors() -> set[str]:
             if not _count(data_dir, "system.clock.drift"):
