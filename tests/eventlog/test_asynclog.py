@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from tickertape.eventlog.verify import verify_namespace
 
 from .conftest import FixedClock
 from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelope_json, envelopes
-from .test_deferred import QUOTE_TOPIC, check_contiguous, lose_unsynced_pages, published_head
+from .test_deferred import QUOTE_TOPIC, check_after_lost_pages, check_contiguous, published_head
 
 ROOT = Path(__file__).resolve().parents[2]
 FIVE_TOPICS = tuple(f"md.trade.crypto.S{i}" for i in range(5))
@@ -291,13 +290,7 @@ def test_async_deferred_appends_with_the_writer_killed(
     envs = envelopes(30, topics=(TRADE_TOPIC, QUOTE_TOPIC))
     rng = random.Random(7)
     for variant in range(6):
-        copy = tmp_path / f"copy{variant}"
-        shutil.copytree(data_dir, copy)
-        what = lose_unsynced_pages(copy, head, rng)
-        try:
-            check_contiguous(copy, envs, head)
-        except AssertionError as exc:
-            raise AssertionError(f"after {what}: {exc}") from exc
+        check_after_lost_pages(data_dir, tmp_path / f"copy{variant}", envs, head, rng)
     assert check_contiguous(data_dir, envs, 30) == 30  # the kill alone loses nothing
 
 
@@ -361,14 +354,7 @@ def test_async_writer_killed_while_appending_deferred(tmp_path: Path) -> None:
         head = published_head(data_dir)
         assert head >= synced
         for variant in range(3):
-            copy = tmp_path / f"copy{variant}"
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(data_dir, copy)
-            what = lose_unsynced_pages(copy, head, rng)
-            try:
-                check_contiguous(copy, envs, head)
-            except AssertionError as exc:
-                raise AssertionError(f"after {what}: {exc}") from exc
+            check_after_lost_pages(data_dir, tmp_path / f"copy{variant}", envs, head, rng)
         check_contiguous(data_dir, envs, head)
     proc = subprocess.run(
         [sys.executable, "-c", _ASYNC_WRITER, str(data_dir), str(input_path), "7"],

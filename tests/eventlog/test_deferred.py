@@ -291,6 +291,21 @@ def lose_unsynced_pages(data_dir: Path, head: int, rng: random.Random) -> list[s
     return done
 
 
+def check_after_lost_pages(
+    data_dir: Path, copy: Path, envs: list[Envelope], head: int, rng: random.Random
+) -> list[str]:
+    """Copy ``data_dir`` to ``copy``, damage the copy as :func:`lose_unsynced_pages` does,
+    and :func:`check_contiguous` it (holding at least ``head``); return what was done."""
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(data_dir, copy)
+    what = lose_unsynced_pages(copy, head, rng)
+    try:
+        check_contiguous(copy, envs, head)
+    except AssertionError as exc:
+        raise AssertionError(f"after {what}: {exc}") from exc
+    return what
+
+
 @pytest.mark.slow
 def test_writer_killed_while_appending_unsynced_then_pages_lost(tmp_path: Path) -> None:
     """SIGKILL during durable=False appends, then unsynced pages lost or damaged in any
@@ -323,15 +338,8 @@ def test_writer_killed_while_appending_unsynced_then_pages_lost(tmp_path: Path) 
         head = published_head(data_dir)
         assert head >= synced
         for variant in range(4):
-            copy = tmp_path / f"copy{variant}"
-            shutil.rmtree(copy, ignore_errors=True)
-            shutil.copytree(data_dir, copy)
-            what = lose_unsynced_pages(copy, head, rng)
+            what = check_after_lost_pages(data_dir, tmp_path / f"copy{variant}", envs, head, rng)
             damaged += any("keep" not in w for w in what)
-            try:
-                check_contiguous(copy, envs, head)
-            except AssertionError as exc:
-                raise AssertionError(f"after {what}: {exc}") from exc
         check_contiguous(data_dir, envs, head)  # the kill alone loses nothing written
     assert kills >= 4, "the writer finished before most kills: make the input larger"
     assert damaged >= 10
