@@ -20,11 +20,7 @@ def store(
     gseq: int,
 ) -> None:
     """Note one stored record as the writer does (entries appended, then accounted)."""
-    src = positions.source(source)
-    src.seqs.append(seq)
-    src.gseqs.append(gseq)
-    src.offsets.append(offset)
-    src.topics.append(positions.topic_id(topic))
+    positions.source(source).append(seq, gseq, offset, positions.topic_id(topic))
     positions.added(1, gseq)
 
 

@@ -54,6 +54,13 @@ class SourcePositions:
     def __len__(self) -> int:
         return len(self.seqs)
 
+    def append(self, seq: int, gseq: int, offset: int, topic_id: int) -> None:
+        """Add the newest entry (``seq`` and ``gseq`` above every entry held)."""
+        self.seqs.append(seq)
+        self.gseqs.append(gseq)
+        self.offsets.append(offset)
+        self.topics.append(topic_id)
+
     def drop_through(self, gseq: int) -> None:
         """Drop the entries with gseq ≤ ``gseq`` (the oldest)."""
         i = bisect_right(self.gseqs, gseq)

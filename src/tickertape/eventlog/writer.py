@@ -1069,11 +1069,9 @@ class EventLog:
             batch = batches[0]
             if batch.count == 1:  # (a single-event append: the latency path)
                 env = batch.envelopes[0]
-                src = positions.source(env.source)
-                src.seqs.append(env.source_seq)
-                src.gseqs.append(head)
-                src.offsets.append(batch.first_offset)
-                src.topics.append(positions.topic_id(batch.topic))
+                positions.source(env.source).append(
+                    env.source_seq, head, batch.first_offset, positions.topic_id(batch.topic)
+                )
                 positions.added(1, head)
                 return
             owner = dict.fromkeys(batch.sources, True)
@@ -1090,10 +1088,7 @@ class EventLog:
             if len(batch.sources) == 1 and owner[next(iter(batch.sources))]:
                 src = positions.source(next(iter(batch.sources)))
                 if n == 1:
-                    src.seqs.append(batch.envelopes[0].source_seq)
-                    src.gseqs.append(batch.gseqs[0])
-                    src.offsets.append(first)
-                    src.topics.append(tid)
+                    src.append(batch.envelopes[0].source_seq, batch.gseqs[0], first, tid)
                 else:
                     src.seqs.extend(map(_source_seq, batch.envelopes))
                     src.gseqs.extend(batch.gseqs)
@@ -1106,6 +1101,7 @@ class EventLog:
         if len(batches) > 1:
             mixed.sort(key=_first)  # (one batch's records are in gseq order already)
         for gseq, env, offset, tid in mixed:
+            # (SourcePositions.append inlined: once per record here)
             src = positions.source(env.source)
             src.seqs.append(env.source_seq)
             src.gseqs.append(gseq)
