@@ -130,11 +130,6 @@ class RecentPositions:
         self.sources.clear()
         self._entries = 0
 
-    @property
-    def entries(self) -> int:
-        """Entries held (as of the last :meth:`added`)."""
-        return self._entries
-
     def cost(self) -> int:
         """Entries held plus :data:`SOURCE_COST` per source holding some."""
         return self._entries + SOURCE_COST * len(self.sources)
