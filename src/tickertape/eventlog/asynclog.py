@@ -218,7 +218,18 @@ class AsyncEventLog:
             raise LogClosedError("event log is closing")
 
     async def wait_for(self, gseq: int, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        """Wait until the head passes ``gseq``; True if it did before the timeout."""
+        """Wait until an append past ``gseq`` is acknowledged (:attr:`head_gseq` > ``gseq``).
+
+        Args:
+            gseq: the position to wait past.
+            timeout: most seconds to wait (None: no limit).
+
+        Returns:
+            True when the head passed ``gseq`` before the timeout, else False.
+
+        Raises:
+            LogClosedError: the log failed while waiting (or before).
+        """
         deadline = None if timeout is None else self._loop.time() + timeout
         while self._acked <= gseq:
             if self._failed is not None:
@@ -234,7 +245,15 @@ class AsyncEventLog:
         return True
 
     async def run_sync(self, fn: Callable[[EventLog], object]) -> object:
-        """Run ``fn(event_log)`` on the writer thread, after the appends queued before it."""
+        """Run ``fn(event_log)`` on the writer thread, after the appends queued before it.
+
+        Returns:
+            What ``fn`` returned.
+
+        Raises:
+            LogClosedError: the log failed or is closed.
+            Exception: whatever ``fn`` raised, handed back unchanged.
+        """
         if self._failed is not None:
             raise LogClosedError(f"event log failed: {self._failed}")
         if self._stopped.done():

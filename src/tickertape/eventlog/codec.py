@@ -41,7 +41,7 @@ class CodecError(ValueError):
 
 
 def ts_log_suffix(ts_log: int) -> bytes:
-    """The encoded ``ts_log`` member, computed once per group for :func:`encode_into`."""
+    """The encoded ``ts_log`` member, computed once per group (for :func:`encode_batch`)."""
     return b',"ts_log":%d' % ts_log
 
 
