@@ -2,7 +2,7 @@
 
 - ``tape feed --router URL [--url WS] [--symbol S ...]``: the live market-data process:
   a venue's combined stream (the local ``tape exchange-sim`` by default) into the log,
-  with 1 s and 1 m bars (:func:`~tickertape.actors.marketdata.binance_client.run_live_marketdata`).
+  with 1 s and 1 m bars (:func:`~tickertape.cli.process.serve_feed`).
 - ``tape up [--data-dir DIR] [--speed N]``: every process of the repository's Procfile,
   with coloured, prefixed output (honcho's process runner and printer); Ctrl-C stops
   them in order (:class:`ProcessGroup`). ``honcho start`` runs the same Procfile.
