@@ -148,14 +148,18 @@ def drawdown(ledger: Ledger) -> float:
     return max((hwm - equity(ledger)) / hwm, 0.0)
 
 
-def _with_marks(ledger: Ledger, positions: dict[str, PositionState], **changes: object) -> Ledger:
-    updated = msgspec.structs.replace(ledger, positions=positions, **changes)
-    eq = equity(updated)
-    hwm = max(updated.high_water_mark, eq)
+def _peaks(ledger: Ledger, positions: dict[str, PositionState], cash: float) -> tuple[float, float]:
+    """The high-water mark and maximum drawdown of ``ledger`` once it holds
+    ``positions`` and ``cash`` (its equity summed as :func:`equity` does)."""
+    eq = cash
+    for symbol in sorted(positions):
+        state = positions[symbol]
+        eq += state.quantity * state.mark * state.multiplier
+    hwm = ledger.high_water_mark
+    if eq > hwm:
+        hwm = eq
     dd = max((hwm - eq) / hwm, 0.0) if hwm > 0.0 else 0.0
-    return msgspec.structs.replace(
-        updated, high_water_mark=hwm, max_drawdown=max(updated.max_drawdown, dd)
-    )
+    return hwm, dd if dd > ledger.max_drawdown else ledger.max_drawdown
 
 
 def apply_fill(
@@ -222,14 +226,17 @@ def apply_fill(
     )
     notional = quantity * price * multiplier
     cash = ledger.cash - notional - fee if side == "buy" else ledger.cash + notional - fee
-    updated = _with_marks(
+    hwm, max_dd = _peaks(ledger, positions, cash)
+    updated = msgspec.structs.replace(
         ledger,
-        positions,
+        positions=positions,
         cash=cash,
         fees=ledger.fees + fee,
         realized=ledger.realized + realized,
         fills=ledger.fills + 1,
         traded_notional=ledger.traded_notional + notional,
+        high_water_mark=hwm,
+        max_drawdown=max_dd,
     )
     return updated, realized
 
@@ -258,7 +265,7 @@ def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
     """Mark ``symbol`` at ``price``; a book without that symbol is returned unchanged.
 
     The hot path of the pnl actor (every bar or trade of a held symbol): one new
-    position, one new ledger, the equity summed as :func:`equity` does.
+    position, one new ledger (:func:`apply_fill` moves the peaks the same way).
     """
     positions = ledger.positions
     state = positions.get(symbol)
@@ -269,19 +276,9 @@ def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
         quantity=state.quantity, average_cost=state.average_cost, realized=state.realized,
         mark=price, multiplier=state.multiplier,
     )  # fmt: skip
-    eq = ledger.cash
-    for name in sorted(positions):
-        held = positions[name]
-        eq += held.quantity * held.mark * held.multiplier
-    hwm = ledger.high_water_mark
-    if eq > hwm:
-        hwm = eq
-    dd = max((hwm - eq) / hwm, 0.0) if hwm > 0.0 else 0.0
+    hwm, max_dd = _peaks(ledger, positions, ledger.cash)
     return msgspec.structs.replace(
-        ledger,
-        positions=positions,
-        high_water_mark=hwm,
-        max_drawdown=dd if dd > ledger.max_drawdown else ledger.max_drawdown,
+        ledger, positions=positions, high_water_mark=hwm, max_drawdown=max_dd
     )
 
 
