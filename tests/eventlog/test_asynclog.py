@@ -365,3 +365,14 @@ def test_async_writer_killed_while_appending_deferred(tmp_path: Path) -> None:
     )
     assert proc.stdout.endswith(b"done\n")
     assert check_contiguous(data_dir, envs, len(envs)) == len(envs)
+
+
+async def test_run_sync_while_closing_is_refused_not_left_waiting(data_dir: Path) -> None:
+    """A call queued behind the writer's stop would never be served: it is refused."""
+    alog = await AsyncEventLog.open(data_dir, now_ns=FixedClock())
+    closing = asyncio.create_task(alog.close())
+    await asyncio.sleep(0)  # close() has asked the writer to stop
+    async with asyncio.timeout(5):
+        with pytest.raises(LogClosedError, match="closing"):
+            await alog.run_sync(lambda log: log.head_gseq)
+    await closing

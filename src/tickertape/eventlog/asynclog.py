@@ -251,13 +251,10 @@ class AsyncEventLog:
             What ``fn`` returned.
 
         Raises:
-            LogClosedError: the log failed or is closed.
+            LogClosedError: the log failed, is closing or is closed.
             Exception: whatever ``fn`` raised, handed back unchanged.
         """
-        if self._failed is not None:
-            raise LogClosedError(f"event log failed: {self._failed}")
-        if self._stopped.done():
-            raise LogClosedError("event log is closed")
+        self._check_open()  # a call queued behind the writer's stop would never run
         fut: asyncio.Future[object] = self._loop.create_future()
         self._requests.put(_Call(fn, fut))
         return await fut
