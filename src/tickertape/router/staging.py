@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from tickertape.errors import RouterError
 from tickertape.router.protocol import Code
 from tickertape.schemas.envelope import Envelope
+from tickertape.timeauthority.scheduler import wave_order
 
 MAX_STAGED_EVENTS = 1_000_000
 """Most events held across all stages of one router (memory bound)."""
@@ -117,7 +118,7 @@ class StageBook:
             raise StageIncompleteError(stage, wanted, staged)
         held = self._stages.pop((ns, stage), {})
         self._count -= len(held)
-        return sorted(held.values(), key=lambda e: (e.ts_event, e.source, e.source_seq))
+        return wave_order(held.values())  # the replay's wave rule: the in-process bytes
 
     def restore(self, ns: str, stage: str, envelopes: Iterable[Envelope]) -> None:
         """Put back events taken by :meth:`take` whose append failed."""
