@@ -63,7 +63,6 @@ from tickertape.replay.manifest import (
     SUMMARY_TOPIC,
     RunSettings,
     alert_envelope,
-    divergence_alert,
     driver_envelope,
     family_counts,
     manifest_envelope,
@@ -74,6 +73,7 @@ from tickertape.roles import may_publish_into
 from tickertape.router.protocol import Committed
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.system import Divergence
 from tickertape.timeauthority.control import CONTROL_TOPIC as CLOCK_CONTROL_TOPIC
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
@@ -184,7 +184,7 @@ class ReplayCoordinator:
         self.now_ns = settings.start_ns
         self.seek_to: int | None = None
         self.independent = False
-        self.divergences: list[dict[str, Any]] = []
+        self.divergences: list[Divergence] = []
         self._snapshot_due = self.snapshot_every_steps
 
     def control(self, command: ClockControl) -> None:
@@ -335,9 +335,9 @@ class ReplayCoordinator:
         )
         seq = 2
         for d in self.divergences:
-            detail = {"stored": d.get("stored"), "regenerated": d.get("regenerated")}
-            alert = divergence_alert(str(d.get("id")), d.get("fields", []), detail)
-            await self._publish_driver(alert_envelope(alert, seq, end_ns), f"alert{seq}", end_ns)
+            await self._publish_driver(
+                alert_envelope(d.alert(), seq, end_ns), f"alert{seq}", end_ns
+            )
             seq += 1
         topics = {t: run_reader.topic_summary(t) for t in run_reader.topics()}
         counts = family_counts({t: s.count for t, s in topics.items()})
@@ -448,7 +448,7 @@ class ReplayCoordinator:
     def _collect_divergences(self, dones: dict[str, Done]) -> None:
         for actor, done in sorted(dones.items()):
             for d in done.divergences:
-                _log.error("divergence", actor=actor, id=d.get("id"), fields=d.get("fields"))
+                _log.error("divergence", actor=actor, id=d.id, fields=d.fields)
                 self.divergences.append(d)
 
     async def _maybe_snapshot(self, time_ns: int) -> None:

@@ -34,7 +34,6 @@ from tickertape.replay.manifest import (
     OutputCounter,
     RunSettings,
     alert_envelope,
-    divergence_alert,
     family_counts,
     manifest_envelope,
     summary_envelope,
@@ -289,10 +288,7 @@ def run_in_process(
         divergences = list(sink.divergences)
         for d in divergences:
             _log.error("divergence", id=d.id, fields=d.fields)
-            alert = divergence_alert(
-                d.id, d.fields, {"stored": d.stored, "regenerated": d.regenerated}
-            )
-            sink.inner.append([alert_envelope(alert, seq, end_ns)], end_ns)
+            sink.inner.append([alert_envelope(d.alert(), seq, end_ns)], end_ns)
             seq += 1
         counts = family_counts(log.next_offsets())
         summary = summary_envelope(

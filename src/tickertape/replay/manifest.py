@@ -59,17 +59,6 @@ def manifest_envelope(
     return driver_envelope(MANIFEST_TOPIC, manifest, 1, settings.start_ns)
 
 
-def divergence_alert(id: str, fields: Iterable[str], detail: dict[str, object]) -> Alert:
-    """The critical ``DIVERGENCE`` alert of a regenerated output that differs from the
-    stored one (``id`` = ``"{source}:{source_seq}"``; ``detail`` holds both envelopes)."""
-    return Alert(
-        severity="critical",
-        code="DIVERGENCE",
-        message=f"regenerated {id} differs from the stored event in {', '.join(fields)}",
-        detail=detail,
-    )
-
-
 def alert_envelope(alert: Alert, source_seq: int, ts_ns: int) -> Envelope:
     """A driver alert (divergence...) on ``system.alert``."""
     return driver_envelope(ALERT_TOPIC, alert, source_seq, ts_ns)

@@ -10,12 +10,13 @@ included) validates them and ``tape schemas export`` lists them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from tickertape.schemas.envelope import Record
 from tickertape.schemas.registry import register
+from tickertape.schemas.system import Divergence
 
 
 class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -196,8 +197,7 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
         steps: phase ``batch``: every step the actor ran with outputs or for its own
             timers, in order (``outputs`` is then the batch's total).
         divergences: outputs the actor regenerated after a restart that differ from
-            the stored ones (each ``{"id", "fields", "stored", "regenerated"}``), sent
-            once, with its first answer after catching up.
+            the stored ones, sent once, with its first answer after catching up.
     """
 
     run_id: str
@@ -208,4 +208,4 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
     next_timer_ns: int | None = None
     topics: list[str] = msgspec.field(default_factory=list)
     steps: list[StepOutputs] = msgspec.field(default_factory=list)
-    divergences: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    divergences: list[Divergence] = msgspec.field(default_factory=list)

@@ -85,6 +85,33 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     detail: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class Divergence(msgspec.Struct, frozen=True, kw_only=True):
+    """A regenerated event that differs from the stored one with the same id (an actor
+    that is not deterministic, found on a restart or a ``--resume``).
+
+    Attributes:
+        id: the shared id ``"{source}:{source_seq}"``.
+        fields: names of the fields that differ.
+        stored: the stored event (its envelope as JSON-ready builtins).
+        regenerated: the regenerated envelope.
+    """
+
+    id: str
+    fields: list[str]
+    stored: dict[str, Any]
+    regenerated: dict[str, Any]
+
+    def alert(self) -> Alert:
+        """The critical ``DIVERGENCE`` alert naming both events (in ``detail``)."""
+        return Alert(
+            severity="critical",
+            code="DIVERGENCE",
+            message=f"regenerated {self.id} differs from the stored event in "
+            f"{', '.join(self.fields)}",
+            detail={"stored": self.stored, "regenerated": self.regenerated},
+        )
+
+
 @register_upcaster("system.alert", 1)
 def _alert_v1_to_v2(obj: dict[str, Any]) -> dict[str, Any]:
     """v1 ``{"level": "warn"|"error"|..., "message": str}`` → v2."""

@@ -260,7 +260,7 @@ class RemoteReplayHost:
         self._last_done: Envelope | None = None
         self._last_staged: dict[str, list[Envelope]] = {}
         self._regenerated: list[Envelope] = []
-        self._divergences: list[dict[str, Any]] = []
+        self._divergences: list[Divergence] = []
         self._in_flight: list[asyncio.Future[Any]] = []
         self._step_time: int | None = None
         self._step_ordinal = 0
@@ -517,10 +517,10 @@ class RemoteReplayHost:
             divergence = compare(env, record)
             if divergence is not None:
                 _log.error("divergence", actor=self.name, id=env.id, fields=divergence.fields)
-                self._divergences.append(msgspec.to_builtins(divergence))
+                self._divergences.append(divergence)
         _log.info("regenerated_compared", actor=self.name, outputs=len(wanted))
 
-    def _take_divergences(self) -> list[dict[str, Any]]:
+    def _take_divergences(self) -> list[Divergence]:
         taken, self._divergences = self._divergences, []
         return taken
 
@@ -789,17 +789,10 @@ class RemoteHost:
         await fetch.close()
 
     async def _alert(self, d: Divergence) -> None:
-        from tickertape.schemas.system import Alert
-
         _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
         now = self.time.now_ns()
         self._alert_seq = max(now, self._alert_seq + 1)
-        alert = Alert(
-            severity="critical",
-            code="DIVERGENCE",
-            message=f"regenerated {d.id} differs from the stored event in {', '.join(d.fields)}",
-            detail={"stored": d.stored, "regenerated": d.regenerated},
-        )
+        alert = d.alert()
         # Stored, so the log keeps the evidence. Its source_seq must not come from the
         # actor's own deterministic sequence (that would shift every output after it):
         # it is ALERT_SEQ_BASE + the actor's clock in ns, unique across restarts and

@@ -22,6 +22,7 @@ import msgspec
 
 from tickertape.errors import LogError
 from tickertape.schemas.envelope import Envelope, Record, stamp, unstamp
+from tickertape.schemas.system import Divergence as Divergence  # re-exported
 
 _COMPARED = (
     "topic",
@@ -32,22 +33,6 @@ _COMPARED = (
     "causation_id",
     "correlation_id",
 )
-
-
-class Divergence(msgspec.Struct, frozen=True, kw_only=True):
-    """A regenerated event that differs from the stored one with the same id.
-
-    Attributes:
-        id: the shared id ``"{source}:{source_seq}"``.
-        fields: names of the fields that differ.
-        stored: the stored event (its envelope as JSON-ready builtins).
-        regenerated: the regenerated envelope.
-    """
-
-    id: str
-    fields: list[str]
-    stored: dict[str, Any]
-    regenerated: dict[str, Any]
 
 
 def compare(
