@@ -609,3 +609,24 @@ def seal_as_is(path: Path) -> None:
     path.with_name(path.name + ".zst").write_bytes(bytes(out))
     save_index(path.with_suffix(".idx"), index)
     path.unlink()
+
+
+def test_a_time_window_reads_only_its_days(data_dir: Path) -> None:
+    """A time-bounded read opens only the day files whose day meets the window: a day
+    file's day is the UTC day of its records' ts_event (DESIGN §5), so days before or
+    after the window are skipped by name (a replay of two days in a topic of thousands
+    of daily files must not load every day's index)."""
+    with EventLog.open(data_dir) as lg:
+        for day in range(6):
+            lg.append(envelopes(5, start_seq=1 + 5 * day, start_ns=T0 + day * NS_PER_DAY))
+    reader = LogReader(data_dir)
+    days = reader.segments(TRADE_TOPIC)
+    assert len(days) == 6
+    start, end = T0 + 2 * NS_PER_DAY, T0 + 4 * NS_PER_DAY
+    got = [r.gseq for r in reader.read_in_time_order(None, start, end)]
+    assert got == list(range(11, 21))
+    assert set(reader._indexes) <= {days[2].path, days[3].path}
+    # Nothing about the days before the window is read, not even a file gone bad.
+    days[0].path.write_bytes(b"not a record\n" * 3)
+    days[1].path.unlink()
+    assert [r.gseq for r in LogReader(data_dir).read_from_time(None, start, end)] == got

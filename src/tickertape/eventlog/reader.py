@@ -30,7 +30,7 @@ import zstandard
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
-from tickertape.eventlog.layout import Segment, list_segments, list_topics, namespace_dir
+from tickertape.eventlog.layout import Segment, day_of, list_segments, list_topics, namespace_dir
 from tickertape.eventlog.segment import (
     FilePool,
     build_index,
@@ -324,12 +324,19 @@ class LogReader:
         """Records of ``topic`` within ``bounds``, starting near the first whose key ≥ value."""
         started = False
         done_days: set[int] = set()
+        # A record's day file is the UTC day of its ts_event (DESIGN §5): days outside
+        # a time range are skipped by name, without loading their index.
+        first_day = day_of(bounds.min_ts) if bounds.min_ts > 0 else -_INF
+        last_day = day_of(bounds.max_ts - 1) if bounds.max_ts < _INF else _INF
         while True:
             for seg in self.segments(topic):
                 if seg.day in done_days:
                     continue
-                if bounds.done:
+                if bounds.done or seg.day > last_day:
                     return
+                if seg.day < first_day:
+                    done_days.add(seg.day)
+                    continue
                 try:
                     if not started:
                         idx = self.segment_index(seg)

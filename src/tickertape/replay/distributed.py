@@ -185,6 +185,7 @@ class ReplayCoordinator:
         self.seek_to: int | None = None
         self.independent = False
         self.divergences: list[Divergence] = []
+        self.commits = 0
         self._snapshot_due = self.snapshot_every_steps
 
     def control(self, command: ClockControl) -> None:
@@ -325,6 +326,7 @@ class ReplayCoordinator:
         end_ns = max(planner.now_ns, self.now_ns)
         await self._run_step("stop", -2, end_ns)
         await self._announce("end", -3, 0, end_ns, wait=False)
+        _log.info("replay_messages", announcements=self._seq, commits=self.commits)
         last_ts = max(
             (
                 run_reader.topic_summary(t).last_ts
@@ -555,6 +557,7 @@ class ReplayCoordinator:
         incomplete = restaged = 0
         while True:
             try:
+                self.commits += 1
                 return await self.client.commit(stage, expect, ts_log, ns=self.namespace)
             except RouterError as exc:
                 if exc.code not in ("STAGE_INCOMPLETE", "STAGE_UNKNOWN"):
