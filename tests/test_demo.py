@@ -36,6 +36,14 @@ def test_demo_runs_compares_and_reports(tmp_path: Path) -> None:
     runs = {p.name for p in (tmp_path / "logs" / "runs").iterdir()}
     assert {f"demo-{head}", f"demo-{head}-to-2024-01-02"} <= runs
     assert list((tmp_path / "reports").glob(f"demo-{head}*.png"))
+    # The distributed replay ran the log and the router as processes of their own,
+    # stopped once it was done: nothing of the demo is left running.
+    spine = (tmp_path / "demo-spine.log").read_text()
+    assert "eventlog listening on ws://127.0.0.1:" in spine
+    assert "router listening on ws://127.0.0.1:" in spine
+    assert "$ tape router --port 0 --log-url ws://127.0.0.1:" in out
+    left = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, check=False)
+    assert left.stdout == b"", left.stdout
 
     # Running it again stores nothing twice in the imported log.
     again = subprocess.run(

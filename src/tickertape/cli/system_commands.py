@@ -6,10 +6,12 @@ is exactly what the command line does:
 1. ``tape import`` of the bundled datasets into ``./logs`` (namespace ``main``);
    importing again stores nothing twice;
 2. ``tape replay --from 2024-01-01 --speed max --in-process`` through every actor;
-3. the same replay distributed (the router, the time authority and each actor its own
-   process over WebSocket) over the first days of the range (``--distributed-to``;
-   ``all`` for the whole range, which takes several minutes), and the same window in
-   one process under the same run id;
+3. the same replay distributed over the first days of the range (``--distributed-to``;
+   ``all`` for the whole range, which takes several minutes): ``tape eventlog`` (the
+   log) and ``tape router --log-url`` (the router) each in its own process,
+   ``tape replay --router URL`` as the time authority, which starts each actor as its
+   own process, all over WebSocket; then the same window in one process under the
+   same run id;
 4. a byte-for-byte comparison of the runs' files, manifest included;
 5. ``tape report`` of the run, and the commands to try next.
 
@@ -18,11 +20,15 @@ Steps whose command is not part of this build are reported as such, never faked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,19 +149,101 @@ def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
 
 def _replay(data_dir: Path, run_id: str, mode: str, to: str | None = None) -> dict[str, str]:
     """Run the demo's replay into ``runs/<run_id>`` (replacing an earlier demo run of
-    that id) and return the sha256 of each of its files."""
+    that id) and return the sha256 of each of its files.
+
+    ``mode`` is ``--in-process``, or ``--distributed``: then the event log and the
+    router run as their own processes (:class:`Spine`) and ``tape replay --router URL``
+    is the time authority, starting each actor as its own process."""
     for leftover in (data_dir / "logs" / "runs" / run_id, data_dir / "snapshots" / "runs" / run_id):
         if leftover.exists():
             console.print(f"[dim]removing the previous demo run {leftover}[/]")
             shutil.rmtree(leftover)
     window = () if to is None else ("--to", to)
-    proc = run_tape(
-        "replay", "--from", DEMO_FROM, *window, "--speed", "max", mode,
-        "--actors", ",".join(DEMO_ACTORS), "--run-id", run_id, data_dir=data_dir,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        if mode == "--distributed":
+            mode_args: tuple[str, ...] = ("--router", stack.enter_context(Spine(data_dir)).url)
+        else:
+            mode_args = (mode,)
+        proc = run_tape(
+            "replay", "--from", DEMO_FROM, *window, "--speed", "max", *mode_args,
+            "--actors", ",".join(DEMO_ACTORS), "--run-id", run_id, data_dir=data_dir,
+        )  # fmt: skip
     if proc.returncode != 0:
         raise click.ClickException(f"replay {run_id} ({mode}) failed (exit {proc.returncode})")
     return hash_namespace(data_dir, f"runs/{run_id}")
+
+
+class Spine:
+    """The event log and the router, each as its own ``tape`` process on loopback.
+
+    ``tape eventlog`` holds the log; ``tape router --log-url`` talks to it; both listen
+    on ports the system picks (``--port 0``), read back from the ``listening on`` line
+    each prints. Their output goes to ``<data-dir>/demo-spine.log``. Used as a context
+    manager: stopped with SIGTERM (then SIGKILL after 10 s) on exit.
+
+    Raises:
+        click.ClickException: a process exited or did not listen within 30 s.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.url = ""
+
+    def __enter__(self) -> Spine:
+        self._out = open(self.data_dir / "demo-spine.log", "ab")
+        try:
+            log_url = self._start("eventlog", "--port", "0")
+            # The per-connection rate limits are for live producers; a replay's time
+            # authority and actors exchange a few frames per wave, as fast as they go.
+            self.url = self._start(
+                "router", "--port", "0", "--log-url", log_url,
+                "--max-frames-per-s", "1e7", "--max-events-per-s", "1e9",
+            )  # fmt: skip
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self, command: str, *args: str) -> str:
+        argv = [tape_executable(), "--log-level", "warning", command, *args]
+        argv += ["--data-dir", str(self.data_dir)]
+        console.print(f"[dim]$ tape {command} {' '.join(args)} &[/]")
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._out, stderr=subprocess.PIPE
+        )
+        self.procs.append(proc)
+        urls: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(target=self._drain, args=(proc, urls), daemon=True).start()
+        deadline = time.monotonic() + 30.0
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                return urls.get(timeout=0.1)
+        raise click.ClickException(
+            f"tape {command} did not start (exit {proc.poll()}); see "
+            f"{self.data_dir / 'demo-spine.log'}"
+        )
+
+    def _drain(self, proc: subprocess.Popen[bytes], urls: queue.SimpleQueue[str]) -> None:
+        """Copy the process's stderr to the log file; put its URL once it listens."""
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = raw.decode(errors="replace")
+            if " listening on " in line:
+                urls.put(line.rsplit(" listening on ", 1)[1].strip())
+            with contextlib.suppress(ValueError):  # the file was closed at exit
+                self._out.write(raw)
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in reversed(self.procs):  # the router first, then the log
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10.0)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._out.close()
 
 
 def _compare(run_id: str, first: dict[str, str], second: dict[str, str], what: str) -> None:
