@@ -4,33 +4,68 @@ Pure: :func:`build_report` takes ``(topic, ts_event, payload)`` triples of
 ``pnl.update.*`` and ``order.*`` events (in log order) and returns a :class:`Report`;
 ``tape report`` feeds it from the log reader and renders it.
 
-Definitions (per book: a strategy, or the portfolio, in one market's currency):
+Definitions (per book: a strategy, or the portfolio, in one market's currency). A
+book's **capital** is its initial cash at the end of the run: a strategy's
+configured cash, and for a portfolio the sum of its strategies' (the pnl actor adds a
+strategy's cash to the portfolio book when that strategy first fills, so the
+portfolio's ``initial_cash`` grows during a run).
 
-- **total return**: ``final equity / initial cash − 1``.
-- **annualized Sharpe**: mean / standard deviation (ddof = 1) of daily returns,
-  × √252 for ``kr`` and ``us`` (trading days) and × √365 for ``crypto`` (every day);
-  daily returns come from the last equity of each UTC day, the initial cash opening
-  the series; risk-free rate 0 (Sharpe, 1994, "The Sharpe Ratio", with the usual
-  √periods annualization). None with fewer than two returns or zero variance.
+- **total return**: ``final equity / capital − 1``.
+- **annualized Sharpe**: ``mean / standard deviation (ddof = 1) × √365`` of the book's
+  daily returns, risk-free rate 0: Sharpe (1994), "The Sharpe Ratio", Journal of
+  Portfolio Management 21(1), the ratio of the mean to the standard deviation of
+  the differential return, annualized by √(periods per year) as that paper does for
+  returns that are independent over time. The benchmark is the book's own idle
+  cash, which earns nothing in the accounting, hence 0.
+
+  The returns are sampled on every UTC calendar day of the market's window (from the
+  day of the first to the day of the last pnl update of any book of that market in
+  the run), so 365 periods per year for every market: a day without an update (a
+  weekend, a holiday) is a zero return, as the book's value did not move, and the
+  √365 of calendar days then matches the √252 of trading days for an exchange
+  closed at weekends (365 × 5/7 ≈ 261) without a calendar per venue. Every book of a
+  market shares the window, so a strategy that starts trading later holds its cash
+  (zero returns) until then. A day's value is ``equity + capital − initial_cash``
+  of the book's last update at or before the day's end (the capital before the first
+  update, which also opens the series): for a strategy that is its equity; for a
+  portfolio it counts the cash of the strategies that have not traded yet as held
+  idle from the start, so the portfolio's value is the sum of its strategies' values
+  and a strategy's arrival is not a return. The daily returns compound to the total
+  return.
+
+  Daily, not per bar: the √periods rule assumes independent returns (Lo, 2002, "The
+  Statistics of Sharpe Ratios", Financial Analysts Journal 58(4)), which 1-minute
+  returns are not (bid-ask bounce, intraday seasonality). A run of one month gives
+  about 30 daily returns, and the figure is then an extrapolation with a large
+  standard error: about ``√((1 + SR_d² / 2) / T) × √365`` for ``T`` daily returns
+  and a daily ratio ``SR_d`` (Lo, 2002), ±3.4 for ``T = 31`` near zero and ±4.7
+  near −25. None with fewer than two returns, zero variance, zero capital, or a
+  value ≤ 0 at a day's close (the book was wiped out: later returns are undefined).
 - **max drawdown**: the largest ``(hwm − equity) / hwm`` the pnl actor saw.
-- **trades**: number of fills. **Round trips**: a position going from flat back to
-  flat (a flip closes one and opens the next); **win rate**: share of round trips
-  whose realized PnL minus the fees of their fills is > 0 (the fee of a flipping
-  fill counts against the round trip it closes).
-- **fees**: Σ fees. **turnover**: Σ |fill notional| / initial cash.
-- **PnL**: ``final equity − initial cash``, net of fees, in the book's currency.
+- **trades**: number of fills. **Round trips**: a strategy's position in a symbol
+  going from flat back to flat (a flip closes one and opens the next); **win rate**:
+  share of round trips whose realized PnL minus the fees of their fills is > 0 (the
+  fee of a flipping fill counts against the round trip it closes). A portfolio row
+  sums its strategies' round trips and wins: the portfolio nets its strategies'
+  positions, and its net position also goes flat when one strategy's position
+  offsets another's, a "round trip" no strategy traded.
+- **fees**: Σ fees. **turnover**: Σ |fill notional| / capital.
+- **PnL**: ``final equity − capital``, net of fees, in the book's currency.
 - **orders**: orders the engine submitted for the book (``order.submitted.*``).
 - **events**: input events of the book's market the run replayed (market data read
   from the source namespace), and **events/s** those per second of the run's wall
-  time; both come from outside the run's events (the log holds simulated time only),
-  so the caller passes them in, and they are None when unknown.
+  time. The wall time is that of the whole run (every market, every actor), so the
+  rates of a run's markets add up to its throughput; a strategy row shows its
+  market's figures, not what that strategy consumed. Both come from outside the
+  run's events (the log holds simulated time only), so the caller passes them in,
+  and they are None when unknown.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Mapping
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -40,9 +75,10 @@ from tickertape.schemas.envelope import Market
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import Book, PnlUpdate
 
-_DAY_NS = 86_400_000_000_000
-PERIODS_PER_YEAR: dict[str, int] = {"kr": 252, "us": 252, "crypto": 365}
-"""Annualization periods of daily returns: trading days for exchanges, all days for crypto."""
+DAY_NS = 86_400_000_000_000
+"""One UTC day in nanoseconds: day ``d`` holds ``d × DAY_NS ≤ ts_event < (d + 1) × DAY_NS``."""
+DAYS_PER_YEAR = 365
+"""Annualization periods of the daily returns: calendar days, for every market."""
 
 
 class ReportRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,7 +105,11 @@ class ReportRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Report(msgspec.Struct, frozen=True, kw_only=True):
-    """Rows sorted by (scope, market), portfolio last; equity curves per ``scope:market``."""
+    """Rows sorted by (scope, market), portfolio last; equity curves per ``scope:market``.
+
+    A curve is the ``(ts_event ns, equity)`` of every update of the book, as the pnl
+    actor published it (a portfolio's equity steps up when a strategy's cash joins it).
+    """
 
     rows: list[ReportRow]
     curves: dict[str, list[tuple[int, float]]]
@@ -98,20 +138,85 @@ class _RoundTrips:
         self.pnl[order.symbol] = running
 
 
-def sharpe_ratio(curve: list[tuple[int, float]], initial: float, market: str) -> float | None:
-    """Annualized Sharpe of an equity curve's daily returns (see the module docstring)."""
-    days: dict[int, float] = {}
-    for ts, equity in curve:
-        days[ts // _DAY_NS] = equity
-    values = [initial] + [days[d] for d in sorted(days)]
-    returns = [b / a - 1.0 for a, b in itertools.pairwise(values) if a != 0.0]
-    if len(returns) < 2:
+def daily_values(
+    updates: Sequence[tuple[int, float, float]], capital: float, first_day: int, last_day: int
+) -> list[float]:
+    """A book's value at the end of each UTC day, on constant capital.
+
+    Args:
+        updates: ``(ts_event ns, equity, initial_cash)`` of the book's pnl updates, in
+            log order (``ts_event`` never decreasing).
+        capital: the book's capital (its ``initial_cash`` at the end of the run).
+        first_day, last_day: the window, as UTC day numbers (``ts_event // DAY_NS``),
+            both included; every update must fall inside it.
+
+    Returns:
+        ``last_day − first_day + 1`` values, one per day: ``equity + capital −
+        initial_cash`` of the last update at or before the end of the day, or
+        ``capital`` before the first update (see the module docstring).
+
+    Raises:
+        ValueError: ``last_day < first_day``, a ``ts_event`` smaller than the one
+            before it, or an update outside the window.
+    """
+    if last_day < first_day:
+        raise ValueError(f"empty window: last day {last_day} < first day {first_day}")
+    values: list[float] = []
+    value = capital
+    day = first_day
+    previous_ts: int | None = None
+    for i, (ts, equity, initial_cash) in enumerate(updates):
+        if previous_ts is not None and ts < previous_ts:
+            raise ValueError(
+                f"update {i} has ts_event {ts} < {previous_ts} of the update before it"
+            )
+        previous_ts = ts
+        if not first_day <= ts // DAY_NS <= last_day:
+            raise ValueError(
+                f"update {i} (ts_event {ts}, day {ts // DAY_NS}) is outside the window "
+                f"of days {first_day}..{last_day}"
+            )
+        while day < ts // DAY_NS:  # close the days before this update
+            values.append(value)
+            day += 1
+        value = equity + capital - initial_cash
+    values.extend(value for _ in range(day, last_day + 1))
+    return values
+
+
+def sharpe_ratio(
+    values: Sequence[float], capital: float, periods_per_year: float = DAYS_PER_YEAR
+) -> float | None:
+    """Annualized Sharpe ratio of a value series, risk-free rate 0.
+
+    The returns are ``values[0] / capital − 1``, then ``values[i] / values[i − 1] − 1``;
+    the ratio is their mean over their standard deviation (ddof = 1) × √periods_per_year
+    (Sharpe, 1994; see the module docstring for the sampling and its limits).
+
+    Args:
+        values: the book's value at the end of each period (:func:`daily_values`).
+        capital: the value before the first period, > 0.
+        periods_per_year: periods in a year (365 for calendar days), > 0.
+
+    Returns:
+        The ratio, or None with fewer than two returns, returns of zero variance, or
+        a value ≤ 0 before the last period (a return on it is undefined).
+
+    Raises:
+        ValueError: ``capital`` ≤ 0 or ``periods_per_year`` ≤ 0.
+    """
+    if not capital > 0.0:
+        raise ValueError(f"capital must be > 0, got {capital}")
+    if not periods_per_year > 0.0:
+        raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
+    bases = [capital, *values[:-1]]
+    if len(values) < 2 or min(bases) <= 0.0:
         return None
-    mean = sum(returns) / len(returns)
-    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
-    if var <= 0.0:
+    returns = [value / base - 1.0 for base, value in zip(bases, values, strict=True)]
+    deviation = statistics.stdev(returns)  # exact arithmetic: 0.0 for a constant series
+    if deviation == 0.0:
         return None
-    return mean / math.sqrt(var) * math.sqrt(PERIODS_PER_YEAR.get(market, 252))
+    return statistics.fmean(returns) / deviation * math.sqrt(periods_per_year)
 
 
 def build_report(
@@ -134,9 +239,12 @@ def build_report(
         One row per (scope, market) with a pnl update or a submitted order, strategies
         sorted by id, then the portfolio books. A book with orders but no pnl update
         (nothing filled) shows zero cash figures.
+
+    Raises:
+        ValueError: a book's pnl updates go back in time (not in log order).
     """
     last: dict[str, Book] = {}
-    curves: dict[str, list[tuple[int, float]]] = {}
+    updates: dict[str, list[tuple[int, float, float]]] = {}
     trips: dict[str, _RoundTrips] = {}
     orders: dict[str, int] = {}
     unfilled: dict[str, Book] = {}  # books with orders (or events) and no fill: empty
@@ -146,7 +254,7 @@ def build_report(
             for book in payload.books:
                 key = f"{scope}:{book.market}"
                 last[key] = book
-                curves.setdefault(key, []).append((ts, book.equity))
+                updates.setdefault(key, []).append((ts, book.equity, book.initial_cash))
         elif isinstance(payload, OrderEvent):
             if payload.status == "submitted":
                 for scope in (payload.strategy_id, "portfolio"):
@@ -157,21 +265,35 @@ def build_report(
                             accounting.new_ledger(payload.market, 0.0)
                         )
             if payload.fill is not None:
-                for scope in (payload.strategy_id, "portfolio"):
-                    key = f"{scope}:{payload.market}"
-                    if key not in trips:
-                        trips[key] = _RoundTrips(accounting.new_ledger(payload.market, 0.0))
-                    trips[key].fill(payload)
+                key = f"{payload.strategy_id}:{payload.market}"
+                if key not in trips:
+                    trips[key] = _RoundTrips(accounting.new_ledger(payload.market, 0.0))
+                trips[key].fill(payload)
     for replayed in market_events or {}:
         key = f"portfolio:{replayed}"
         if key not in last and key not in unfilled:
             unfilled[key] = accounting.to_book(accounting.new_ledger(replayed, 0.0))
+    windows: dict[str, tuple[int, int]] = {}  # market -> (first day, last day)
+    for key, points in updates.items():
+        market = key.rpartition(":")[2]
+        first, end = points[0][0] // DAY_NS, points[-1][0] // DAY_NS
+        if market in windows:
+            first, end = min(first, windows[market][0]), max(end, windows[market][1])
+        windows[market] = (first, end)
     rows = []
     for key in sorted(last.keys() | unfilled.keys(), key=lambda k: (k.startswith("portfolio:"), k)):
         scope, _, market = key.rpartition(":")
         book = last.get(key) or unfilled[key]
-        rt = trips.get(key)
+        if scope == "portfolio":
+            books = [t for k, t in trips.items() if k.rpartition(":")[2] == market]
+        else:
+            books = [trips[key]] if key in trips else []
+        closed = sum(t.closed for t in books)
+        wins = sum(t.wins for t in books)
         initial = book.initial_cash
+        sharpe = None
+        if initial > 0.0 and key in updates:
+            sharpe = sharpe_ratio(daily_values(updates[key], initial, *windows[market]), initial)
         events_seen = None if market_events is None else market_events.get(book.market, 0)
         rate = None
         if events_seen is not None and wall_seconds is not None and wall_seconds > 0.0:
@@ -188,14 +310,15 @@ def build_report(
                 final_equity=book.equity,
                 pnl=book.equity - initial,
                 total_return=book.equity / initial - 1.0 if initial else 0.0,
-                sharpe=sharpe_ratio(curves[key], initial, market) if initial else None,
+                sharpe=sharpe,
                 max_drawdown=book.max_drawdown,
                 trades=book.fills,
-                round_trips=rt.closed if rt else 0,
-                win_rate=(rt.wins / rt.closed) if rt and rt.closed else None,
+                round_trips=closed,
+                win_rate=wins / closed if closed else None,
                 fees=book.fees,
                 turnover=book.traded_notional / initial if initial else 0.0,
                 traded_notional=book.traded_notional,
             )
         )
-    return Report(rows=rows, curves={k: curves[k] for k in sorted(curves)})
+    curves = {k: [(ts, equity) for ts, equity, _ in updates[k]] for k in sorted(updates)}
+    return Report(rows=rows, curves=curves)
