@@ -37,9 +37,20 @@ def own_system_topics(identity: str) -> tuple[str, ...]:
     )
 
 
-RESERVED: tuple[str, ...] = ("md.>", "raw.>", "strategy.intent.>", "risk.>", "order.>", "pnl.>")
-"""Families no identity outside its built-in role may publish: market truth and the
-decision chain. A user's own actor (no built-in role) may publish anything else."""
+RESERVED: tuple[str, ...] = (
+    "md.>",
+    "raw.>",
+    "strategy.intent.>",
+    "risk.>",
+    "order.>",
+    "pnl.>",
+    "system.command.>",
+)
+"""Families no identity outside its built-in role may publish: market truth, the
+decision chain, and the operator's commands (``system.command.risk``: ``tape halt``,
+``tape resume``, ``tape reduce``, which the risk gate obeys from any source but a
+strategy; through a router only the ``operator`` role may send them, and no actor
+publishes them). A user's own actor (no built-in role) may publish anything else."""
 
 
 class PublishRule:
