@@ -29,7 +29,7 @@ from tickertape.actors.marketdata.sessions import MarketHours
 from tickertape.errors import ConfigError
 from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
 
-from .harness import FakeContext, make_event, run
+from .harness import FakeContext, advance, make_event, restart, run
 
 DATA = Path(__file__).resolve().parents[3] / "data"
 BTC_0808 = DATA / "binance-spot-ws-2024-08-08" / "btcusdt_20240808.gz"
@@ -238,34 +238,50 @@ def test_invalid_configuration_is_refused() -> None:
         MarketDataActor(MarketDataConfig(trade_patterns=["md.>.x"]))
 
 
-def test_silent_trade_stream_publishes_one_time_gap(btc_trades: list) -> None:  # type: ignore[type-arg]
-    """BTCUSDT trades with three minutes cut out: one md.gap (time, trade); a restart keeps it."""
-    cut_from = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
-    kept = [e for e in btc_trades if not cut_from <= e.ts_event < cut_from + 180_000_000_000]
+SILENCE_FROM = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
+SILENCE_NS = 180_000_000_000
+BOUND_NS = (
+    60_000_000_000  # max_silence_s = 60 for crypto (24/7: the deadline is last + 60 s + 1 ns)
+)
+
+
+def test_silent_trade_stream_publishes_an_open_gap_then_the_whole_gap(btc_trades: list) -> None:  # type: ignore[type-arg]
+    """BTCUSDT trades with three minutes cut out: an open md.gap at the deadline, the whole
+    gap when trades resume; a restart just before the silence publishes the same."""
+    kept = [e for e in btc_trades if not SILENCE_FROM <= e.ts_event < SILENCE_FROM + SILENCE_NS]
+    before = max(e.ts_event for e in kept if e.ts_event < SILENCE_FROM)
+    after = min(e.ts_event for e in kept if e.ts_event >= SILENCE_FROM)
     config = MarketDataConfig(
         trade_patterns=[], silence_patterns=["md.trade.crypto.*"], max_silence_s={"crypto": 60}
     )
     whole = MarketDataActor(config)
     ctx = FakeContext("marketdata")
     run(whole, ctx, kept)
-    (gap,) = [p.payload for p in ctx.published]
-    assert isinstance(gap, Gap)
-    assert (gap.kind, gap.stream, gap.symbol) == ("time", "trade", "BTCUSDT")
-    assert gap.last_seen < cut_from
-    assert gap.next_seen >= cut_from + 180_000_000_000
+    opened, closed = ctx.published
+    assert isinstance(opened.payload, Gap)
+    assert isinstance(closed.payload, Gap)
+    assert opened.topic == closed.topic == "md.gap.crypto.BTCUSDT"
+    assert opened.ts_event == before + BOUND_NS + 1
+    assert (opened.payload.kind, opened.payload.stream, opened.payload.symbol) == (
+        "time",
+        "trade",
+        "BTCUSDT",
+    )
+    assert (opened.payload.last_seen, opened.payload.next_seen) == (before, 0)
+    assert opened.payload.detail == (
+        "open: no event for 60.000 s of open market so far (bound 60 s)"
+    )
+    assert closed.ts_event == after
+    assert (closed.payload.last_seen, closed.payload.next_seen) == (before, after)
+    assert closed.payload.detail.endswith(" s of open market without an event (bound 60 s)")
     first = MarketDataActor(config)
     ctx1 = FakeContext("marketdata")
-    cut = next(i for i, e in enumerate(kept) if e.ts_event >= cut_from) - 1
+    cut = next(i for i, e in enumerate(kept) if e.ts_event >= SILENCE_FROM) - 1
     run(first, ctx1, kept[:cut])
     second = MarketDataActor(config)
-    second.restore(msgspec.msgpack.encode(first.snapshot()))
-    ctx2 = FakeContext("marketdata")
+    ctx2 = restart(first, ctx1, second)
     run(second, ctx2, kept[cut:])
     assert ctx1.published + ctx2.published == ctx.published
-
-
-SILENCE_FROM = 1_723_161_480_000_000_000  # 2024-08-08 23:58 UTC
-SILENCE_NS = 180_000_000_000
 
 
 def _capture_events(*kinds: type) -> list[Event]:
@@ -292,59 +308,187 @@ SILENCE_CONFIG = MarketDataConfig(
 )
 
 
-def test_silent_trade_and_quote_streams_each_publish_one_gap() -> None:
-    """Trades and quotes both cut for three minutes: one gap per stream, at the resuming event."""
+def test_silent_trade_and_quote_streams_each_publish_one_open_and_one_whole_gap() -> None:
+    """Trades and quotes both cut for three minutes: per stream, one open gap at its deadline
+    and one whole gap at the resuming event, nothing else."""
     events = _capture_events(Trade, Quote)
     ctx = FakeContext("marketdata")
     run(MarketDataActor(SILENCE_CONFIG), ctx, events)
-    gaps = {p.payload.stream: p for p in ctx.published}
-    assert len(ctx.published) == 2
-    assert sorted(gaps) == ["quote", "trade"]
-    for stream, published in gaps.items():
-        gap = published.payload
-        assert isinstance(gap, Gap)
-        assert (gap.kind, gap.symbol, gap.missing) == ("time", "BTCUSDT", 0)
-        assert published.topic == "md.gap.crypto.BTCUSDT"
+    assert len(ctx.published) == 4
+    assert all(p.topic == "md.gap.crypto.BTCUSDT" for p in ctx.published)
+    for stream in ("trade", "quote"):
+        opened, closed = [p for p in ctx.published if p.payload.stream == stream]
         topic = f"md.{stream}.crypto.BTCUSDT"
         times = [e.ts_event for e in events if e.topic == topic]
         before = max(t for t in times if t < SILENCE_FROM)
         after = min(t for t in times if t >= SILENCE_FROM)
-        assert (gap.last_seen, gap.next_seen) == (before, after)
-        assert published.ts_event == after  # found when the stream resumes, not before
-        assert f"{(after - before) / 1e9:.3f} s of open market" in gap.detail
+        for published in (opened, closed):
+            gap = published.payload
+            assert isinstance(gap, Gap)
+            assert (gap.kind, gap.symbol, gap.missing, gap.last_seen) == (
+                "time",
+                "BTCUSDT",
+                0,
+                before,
+            )
+        assert opened.payload.next_seen == 0
+        assert opened.ts_event == before + BOUND_NS + 1  # at the deadline, before it resumed
+        assert closed.payload.next_seen == after
+        assert closed.ts_event == after
+        assert f"{(after - before) / 1e9:.3f} s of open market" in closed.payload.detail
 
 
-@pytest.mark.parametrize("where", ["before", "mid-silence", "after"])
-def test_restart_around_a_silence_publishes_its_gap_exactly_once(where: str) -> None:
-    """A snapshot before, during or just after the silence: the restarted run's gaps are the
-    uninterrupted run's, one per stream."""
+@pytest.mark.parametrize(
+    ("where", "published_before"),
+    [("before", 0), ("before-deadline", 0), ("after-deadline", 2), ("after", 3)],
+)
+def test_restart_around_a_silence_publishes_its_gaps_exactly_once(
+    where: str, published_before: int
+) -> None:
+    """A snapshot before the silence, inside it before or after the deadlines, or just after
+    it: the restarted run's gaps are the uninterrupted run's, two per stream."""
     events = _capture_events(Trade, Quote)
     whole = FakeContext("marketdata")
     run(MarketDataActor(SILENCE_CONFIG), whole, events)
-    assert len(whole.published) == 2
+    assert len(whole.published) == 4
     resume = next(i for i, e in enumerate(events) if e.ts_event >= SILENCE_FROM)
-    cut = {"before": resume - 50, "mid-silence": resume, "after": resume + 1}[where]
+    cut = {"after": resume + 1, "before": resume - 50}.get(where, resume)
+    # Inside the silence: the clock is 30 s (before the deadlines) or 90 s into it.
+    until = {"before-deadline": 30, "after-deadline": 90}.get(where)
     first = MarketDataActor(SILENCE_CONFIG)
     ctx1 = FakeContext("marketdata")
-    # Mid-silence: the clock is 90 s into the silence when the snapshot is taken.
-    until = SILENCE_FROM + SILENCE_NS // 2 if where == "mid-silence" else None
-    run(first, ctx1, events[:cut], until_ns=until)
-    state = msgspec.msgpack.encode(first.snapshot())
-    if where == "after":
-        assert len(ctx1.published) == 1  # the quote gap is out, the trade gap not yet
-    else:
-        assert ctx1.published == []
+    run(first, ctx1, events[:cut], until_ns=None if until is None else SILENCE_FROM + until * 10**9)
+    assert len(ctx1.published) == published_before
     second = MarketDataActor(SILENCE_CONFIG)
-    second.restore(state)
+    ctx2 = restart(first, ctx1, second)
+    state = msgspec.msgpack.encode(first.snapshot())
     assert msgspec.msgpack.encode(second.snapshot()) == state
-    ctx2 = FakeContext("marketdata")
     run(second, ctx2, events[cut:])
     assert ctx1.published + ctx2.published == whole.published
 
 
+class _StateBeforeSilenceTimers(msgspec.Struct, frozen=True):
+    """:class:`MarketDataState` as written before the silence timers (commit cb76b51)."""
+
+    builders: dict[str, object]
+    last_trade_ids: dict[str, int]
+    last_bar_end: dict[str, int]
+    adjusters: dict[str, object]
+    silence_last_ns: dict[str, int]
+
+
+@pytest.mark.parametrize("where", ["before-silence", "inside-silence"])
+def test_snapshot_without_silence_timers_sets_them_at_the_next_event(where: str) -> None:
+    """A snapshot of the previous format (no silence timer among its timers) restores and
+    the timers are set at the actor's next event: restored before the silence, the run
+    equals an uninterrupted one; restored inside it, past the deadlines, the open gap of
+    the stream still silent comes at that next event (the other stream resuming)."""
+    events = _capture_events(Trade, Quote)
+    whole = FakeContext("marketdata")
+    run(MarketDataActor(SILENCE_CONFIG), whole, events)
+    resume = next(i for i, e in enumerate(events) if e.ts_event >= SILENCE_FROM)
+    cut = resume - 50 if where == "before-silence" else resume
+    first = MarketDataActor(SILENCE_CONFIG)
+    ctx1 = FakeContext("marketdata")
+    run(first, ctx1, events[:cut])
+    assert ctx1.published == []
+    old = msgspec.msgpack.encode(
+        msgspec.convert(msgspec.to_builtins(first.snapshot()), _StateBeforeSilenceTimers)
+    )
+    second = MarketDataActor(SILENCE_CONFIG)
+    second.restore(old)
+    assert second.snapshot().silence_armed is None  # still to be set
+    ctx2 = FakeContext("marketdata")  # that format's runs had no silence timer
+    if where == "before-silence":
+        ctx2.clock.now = ctx1.clock.now
+        run(second, ctx2, events[cut:])
+        assert ctx2.published == whole.published
+        return
+    ctx2.clock.now = SILENCE_FROM + 100 * 10**9  # snapshot taken 100 s into the silence
+    first_back = events[resume]  # a trade: the trades resume first
+    resumed, other = (("trade", "quote") if first_back.topic.startswith("md.trade") else
+                      ("quote", "trade"))  # fmt: skip
+    run(second, ctx2, [first_back], until_ns=first_back.ts_event)  # timers set for now fire
+    closed, opened = ctx2.published
+    assert (closed.payload.stream, closed.payload.next_seen) == (resumed, first_back.ts_event)
+    assert (opened.payload.stream, opened.payload.next_seen) == (other, 0)
+    assert opened.ts_event == first_back.ts_event
+    assert second.snapshot().silence_armed == [f"md.{resumed}.crypto.BTCUSDT"]
+
+
+def test_catching_up_on_old_events_reports_no_silence_until_the_bound_passes_on_the_clock(
+    btc_trades: list,  # type: ignore[type-arg]
+) -> None:
+    """Live, history is handled long after its ts_event: silences count from the clock at
+    which each event was handled, so only a topic quiet for the bound of clock is open."""
+    actor = MarketDataActor(SILENCE_CONFIG)
+    ctx = FakeContext("marketdata")
+    history = btc_trades[:2000]
+    start = history[-1].ts_event + 86_400 * 10**9  # a day later
+    for i, event in enumerate(history):
+        advance(actor, ctx, start + i * 1_000_000)  # 1 ms of clock per event
+        actor.on_event(event, ctx)  # type: ignore[arg-type]
+    handled = ctx.clock.now
+    advance(actor, ctx, handled + BOUND_NS)
+    assert ctx.published == []
+    advance(actor, ctx, handled + BOUND_NS + 1)
+    (opened,) = ctx.published
+    assert opened.ts_event == handled + BOUND_NS + 1
+    assert (opened.payload.last_seen, opened.payload.next_seen) == (history[-1].ts_event, 0)
+
+
+def test_a_late_live_event_closes_the_open_gap_without_going_back_in_time() -> None:
+    """Live, the timer can fire before an event dated within the bound arrives: the open
+    gap is still closed, stamped no earlier than the open one."""
+    actor = MarketDataActor(SILENCE_CONFIG)
+    ctx = FakeContext("marketdata")
+    topic = "md.trade.crypto.BTCUSDT"
+
+    def trade(ts: int, n: int) -> Event:
+        payload = Trade(symbol="BTCUSDT", price=1.0, size=1.0, side="buy", trade_id=str(n))
+        return make_event(topic, payload, "crypto", ts, n)
+
+    t0 = SILENCE_FROM
+    ctx.clock.now = t0 + 200_000_000  # handled 200 ms after its venue time
+    actor.on_event(trade(t0, 1), ctx)  # type: ignore[arg-type]
+    advance(actor, ctx, t0 + 200_000_000 + BOUND_NS + 1)
+    (opened,) = ctx.published
+    assert opened.payload.next_seen == 0
+    late = t0 + BOUND_NS - 1_000_000  # 59.999 s after the first: within the bound
+    advance(actor, ctx, opened.ts_event + 300_000_000)
+    actor.on_event(trade(late, 2), ctx)  # type: ignore[arg-type]
+    _, closed = ctx.published
+    assert (closed.payload.last_seen, closed.payload.next_seen) == (t0, late)
+    assert closed.ts_event == opened.ts_event  # not the late event's older time
+    assert "within the bound by event time" in closed.payload.detail
+    advance(actor, ctx, ctx.clock.now + BOUND_NS)
+    assert len(ctx.published) == 2  # the topic's timer is counting again, not yet due
+
+
+def test_a_live_restart_counts_silences_from_the_restart() -> None:
+    """A live host calls on_start after the restore: the downtime is not a silence, the
+    events published meanwhile are still to be read."""
+    actor = MarketDataActor(SILENCE_CONFIG)
+    ctx = FakeContext("marketdata")
+    trade = Trade(symbol="BTCUSDT", price=1.0, size=1.0, side="buy", trade_id="1")
+    ctx.clock.now = SILENCE_FROM
+    actor.on_event(make_event("md.trade.crypto.BTCUSDT", trade, "crypto", SILENCE_FROM, 1), ctx)  # type: ignore[arg-type]
+    fresh = MarketDataActor(SILENCE_CONFIG)
+    ctx2 = restart(actor, ctx, fresh)
+    restarted = SILENCE_FROM + 3_600 * 10**9  # an hour later
+    ctx2.clock.now = restarted
+    fresh.on_start(ctx2)  # type: ignore[arg-type]
+    advance(fresh, ctx2, restarted + BOUND_NS)  # the restored timer fires and moves
+    assert ctx2.published == []
+    advance(fresh, ctx2, restarted + BOUND_NS + 1)
+    (opened,) = ctx2.published
+    assert (opened.payload.last_seen, opened.payload.next_seen) == (SILENCE_FROM, 0)
+
+
 def test_silences_count_only_open_market_time() -> None:
-    """6E minutes as trades on CME hours: no silence over 10 minutes; on 24/7 hours the
-    maintenance hours and weekends are 22 silences."""
+    """6E minutes as trades on CME hours: no silence over 10 minutes (timers included: the
+    daily and weekend closes are none); on 24/7 hours the maintenance hours and weekends
+    are 22 silences."""
     (parsed,) = parse_ohlcv_csv(
         CME, market="us", symbol="6EH4", interval="1m", stamp="end"
     ).streams.values()
@@ -370,12 +514,15 @@ def test_silences_count_only_open_market_time() -> None:
         ctx = FakeContext("marketdata")
         run(MarketDataActor(config), ctx, trades)
         published[hours] = [p.payload for p in ctx.published]
-    assert published["us-futures"] == []
+    assert published["us-futures"] == []  # no timer found one either
     gaps = published["crypto"]
-    assert len(gaps) == 22
-    hour = 3_600_000_000_000
     assert all(g.kind == "time" and g.stream == "trade" for g in gaps)
-    assert all(g.next_seen - g.last_seen >= hour for g in gaps)
+    opened = [g for g in gaps if g.next_seen == 0]
+    whole = [g for g in gaps if g.next_seen != 0]
+    assert len(opened) == len(whole) == 22  # each found open 10 minutes in, then whole
+    assert [g.last_seen for g in opened] == [g.last_seen for g in whole]
+    hour = 3_600_000_000_000
+    assert all(g.next_seen - g.last_seen >= hour for g in whole)
 
 
 def test_invalid_silence_configuration_is_refused() -> None:

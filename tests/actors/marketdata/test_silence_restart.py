@@ -5,7 +5,8 @@ imported with ``tape import binance-ws`` and replayed through ``tape actor``'s
 market-data actor watching the trade stream for silences over 60 s. The killed run
 is snapshotted right after the last trade before the silence, killed while its paced
 clock is inside the silence, and resumed: its files equal an uninterrupted run's, with
-the silence's ``md.gap`` published once.
+the silence's two ``md.gap`` (open at the deadline, whole at the resumption) published
+once each.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def _gaps(data_dir: Path) -> list[Gap]:
 
 
 @pytest.mark.slow
-def test_sigkill_inside_a_silence_then_resume_publishes_its_gap_once(tmp_path: Path) -> None:
-    """Snapshot after the last trade before the silence, SIGKILL inside it, resume: one gap."""
+def test_sigkill_inside_a_silence_then_resume_publishes_its_gaps_once(tmp_path: Path) -> None:
+    """Snapshot after the last trade before the silence, SIGKILL inside it, resume: the open
+    gap and the whole gap, once each."""
     capture = tmp_path / "btcusdt_silenced.gz"
     times = _write_capture(capture)
     config = tmp_path / "marketdata.toml"
@@ -120,7 +122,13 @@ def test_sigkill_inside_a_silence_then_resume_publishes_its_gap_once(tmp_path: P
 
     _tape(*_replay_args(clean, config, snapshot_every, "--speed", "max"))
     expected = _run_files(clean)
-    (gap,) = _gaps(clean)
+    opened, gap = _gaps(clean)
+    assert (opened.kind, opened.stream, opened.last_seen, opened.next_seen) == (
+        "time",
+        "trade",
+        last_before,
+        0,
+    )
     assert (gap.kind, gap.stream, gap.last_seen) == ("time", "trade", last_before)
     assert gap.next_seen == min(t for t in times if t >= SILENCE_FROM)
 
@@ -145,8 +153,8 @@ def test_sigkill_inside_a_silence_then_resume_publishes_its_gap_once(tmp_path: P
     (snapshot,) = snapshots.glob("*.snap")
     clock_ns = int(snapshot.name.split("-")[0])
     assert clock_ns == last_before, "the snapshot must hold the stream's last trade time"
-    assert _gaps(killed) == [], "killed before the silence ended"
+    assert all(g.next_seen == 0 for g in _gaps(killed)), "killed before the silence ended"
 
     _tape(*_replay_args(killed, config, snapshot_every, "--speed", "max", "--resume"))
     assert _run_files(killed) == expected
-    assert _gaps(killed) == [gap]
+    assert _gaps(killed) == [opened, gap]

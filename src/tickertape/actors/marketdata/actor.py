@@ -15,12 +15,15 @@ Consumes (configurable patterns):
 - raw daily bars to adjust, with ``md.corporate_action``: forward-adjusted copies on
   ``md.bar.{interval}-adj.{market}.{symbol}`` (see
   :mod:`tickertape.actors.marketdata.adjustment`).
-- trade and quote topics to watch for silences: an event that arrives more than the
-  configured bound of *open market* (per the trading calendar) after the previous
-  event of its topic publishes ``md.gap`` (``kind="time"``, ``stream="trade"`` or
-  ``"quote"``, ``missing=0``, the open-market length in ``detail``), once
-  (:class:`~tickertape.actors.marketdata.sessions.SilenceDetector`). Only event times
-  count: the gap is found when the event ending the silence arrives.
+- trade and quote topics to watch for silences: a topic without an event for more than
+  the configured bound of *open market* (per the trading calendar) publishes
+  ``md.gap`` (``kind="time"``, ``stream="trade"`` or ``"quote"``, ``missing=0``)
+  (:class:`~tickertape.actors.marketdata.sessions.SilenceDetector`): an *open* gap
+  (``next_seen=0``) from a timer at the deadline, while the topic is still silent,
+  then, when its next event arrives, the whole gap (``next_seen`` = that event's
+  time, the open-market length in ``detail``). Each is published once per silence;
+  a silence ended before its deadline's timer has fired (a live event that arrives
+  late) has only the second.
 
 The actor reads time only from ``ctx.clock``; its state snapshots and restores
 exactly (:class:`MarketDataState`).
@@ -91,9 +94,19 @@ class MarketDataConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 class MarketDataState(msgspec.Struct, frozen=True):
     """Snapshot of :class:`MarketDataActor` (keys sorted: deterministic bytes).
 
-    ``silence_last_ns`` (the ``ts_event`` of the last event of each watched topic)
-    was added with silence detection; a snapshot without it restores with no stream
-    watched yet.
+    Fields added after the first format have defaults, so older snapshots restore:
+
+    - ``silence_last_ns``: the ``ts_event`` of the last event of each watched topic.
+      Without it, no stream is watched yet.
+    - ``silence_seen_ns``: the clock when that event was handled, where it differs
+      from ``silence_last_ns`` (live only).
+    - ``silence_open``: watched topics whose silence was published as open and has
+      not ended yet.
+    - ``silence_armed``: watched topics with a silence timer among the snapshot's
+      timers. None in snapshots written before those timers existed: every watched
+      topic then gets its timer at the actor's next handler call.
+    - ``gap_last_ts``: the ``ts_event`` of the last ``md.gap`` published per topic
+      (gaps are never stamped before it, see :meth:`MarketDataActor.on_timer`).
     """
 
     builders: dict[str, BarBuilderState]
@@ -101,6 +114,14 @@ class MarketDataState(msgspec.Struct, frozen=True):
     last_bar_end: dict[str, int]
     adjusters: dict[str, ForwardAdjusterState]
     silence_last_ns: dict[str, int] = msgspec.field(default_factory=dict)
+    silence_seen_ns: dict[str, int] = msgspec.field(default_factory=dict)
+    silence_open: list[str] = msgspec.field(default_factory=list)
+    silence_armed: list[str] | None = None
+    gap_last_ts: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+SILENCE_TIMER = "silence|"
+"""Prefix of the silence timers' names: ``silence|{topic}``, one per watched topic."""
 
 
 def _split_topic(topic: str) -> tuple[str, str]:
@@ -155,11 +176,35 @@ class MarketDataActor(Actor):
         # One detector per (calendar, bound); each watched topic is a stream of one.
         self._detectors: dict[tuple[str, int], SilenceDetector] = {}
         self._topic_detector: dict[str, SilenceDetector] = {}
+        # Watched topics whose silence timer is set; topics restored from a snapshot
+        # of the previous format, whose timer is still to be set.
+        self._silence_armed: set[str] = set()
+        self._silence_unarmed: list[str] = []
+        self._gap_last_ts: dict[str, int] = {}
+
+    # -------------------------------------------------------------- lifecycle
+
+    def on_start(self, ctx: Context) -> None:
+        """Set the silence timers a snapshot of the previous format lacks; after a
+        restore, count the silences of watched topics from the clock at the earliest.
+
+        Hosts call ``on_start`` after a restore only when they run the actor live (a
+        resumed replay continues without it, its clock where the snapshot left it):
+        live, the events published while the actor was down are still to be read,
+        and the downtime is not a silence of their topics.
+        """
+        now = ctx.clock.now_ns()
+        for detector in self._detectors.values():
+            detector.restart(now)
+        if self._silence_unarmed:
+            self._arm_restored(ctx)
 
     # ----------------------------------------------------------------- events
 
     def on_event(self, event: Event, ctx: Context) -> None:
         """Dispatch trades, bars and corporate actions (other types are ignored)."""
+        if self._silence_unarmed:
+            self._arm_restored(ctx)
         payload = event.payload
         topic = event.topic
         if isinstance(payload, Trade):
@@ -195,7 +240,9 @@ class MarketDataActor(Actor):
                     next_seen=trade_id,
                     missing=trade_id - last - 1,
                 )
-                ctx.publish(f"md.gap.{market}.{symbol}", gap, market=event.market, causation=event)
+                self._publish_gap(
+                    market, gap, ctx, event.market, ts_event=ctx.clock.now_ns(), causation=event
+                )
             if last is None or trade_id > last:
                 self._last_trade_id[key] = trade_id
         now = ctx.clock.now_ns()
@@ -219,7 +266,26 @@ class MarketDataActor(Actor):
                 ctx.clock.set_timer(name, at_ns=end)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
-        """Publish the bar whose interval ended (timer ``bar|{interval}|{market}.{symbol}``)."""
+        """Publish the bar whose interval ended (timer ``bar|{interval}|{market}.{symbol}``),
+        or check a watched topic for a silence (timer ``silence|{topic}``).
+
+        A silence timer is set at the topic's deadline (:meth:`SilenceDetector.deadline`)
+        when it has none, and moved (not on every event: only when it fires early) to
+        the deadline of the topic's latest event. When it fires and the topic is past
+        its deadline, an open ``md.gap`` is published: ``next_seen=0``,
+        ``last_seen`` = the topic's last ``ts_event``, ``ts_event`` = the clock.
+
+        Gaps of one ``md.gap`` topic are never stamped before the previous one: live, a
+        gap stamped by the clock (an open one) can be followed by a gap stamped with an
+        event's older time, which takes the previous gap's time instead (the log
+        refuses time going back on a topic). In replays event and clock times never
+        cross, and no gap's time changes.
+        """
+        if self._silence_unarmed:
+            self._arm_restored(ctx)
+        if timer.name.startswith(SILENCE_TIMER):
+            self._on_silence_timer(timer.name[len(SILENCE_TIMER) :], ctx)
+            return
         builder = self._builders.get(timer.name)
         if builder is None:
             return
@@ -277,13 +343,24 @@ class MarketDataActor(Actor):
             next_seen=bar.start_ns,
             missing=missing,
         )
-        ctx.publish(
-            f"md.gap.{market}.{symbol}",
-            gap,
-            market=event.market,
-            ts_event=event.ts_event,
-            causation=event,
-        )
+        self._publish_gap(market, gap, ctx, event.market, ts_event=event.ts_event, causation=event)
+
+    def _publish_gap(
+        self,
+        market: str,
+        gap: Gap,
+        ctx: Context,
+        scope: Market | None,
+        *,
+        ts_event: int,
+        causation: Event | None,
+    ) -> None:
+        topic = f"md.gap.{market}.{gap.symbol}"
+        floor = self._gap_last_ts.get(topic)
+        if floor is not None and ts_event < floor:
+            ts_event = floor
+        self._gap_last_ts[topic] = ts_event
+        ctx.publish(topic, gap, market=scope, ts_event=ts_event, causation=causation)
 
     def _detector_for(self, topic: str) -> SilenceDetector:
         detector = self._topic_detector.get(topic)
@@ -308,11 +385,20 @@ class MarketDataActor(Actor):
     def _check_silence(self, event: Event, stream: str, ctx: Context) -> None:
         topic = event.topic
         detector = self._detector_for(topic)
-        silence = detector.on_event(topic, event.ts_event)
+        now = ctx.clock.now_ns()
+        silence = detector.on_event(topic, event.ts_event, now_ns=now)
+        if topic not in self._silence_armed:
+            self._arm_silence(topic, detector, ctx, now)
         if silence is None:
             return
         market, symbol = _split_topic(topic)
         bound_ns = detector.max_silence_ns
+        detail = (
+            f"{silence.open_ns / 1e9:.3f} s of open market without an event "
+            f"(bound {bound_ns / 1e9:g} s)"
+        )
+        if silence.open_ns <= bound_ns:  # only after an open report: a late live event
+            detail += "; within the bound by event time, reported open before it arrived"
         gap = Gap(
             symbol=symbol,
             kind="time",
@@ -320,18 +406,50 @@ class MarketDataActor(Actor):
             last_seen=silence.last_seen,
             next_seen=silence.next_seen,
             missing=0,
+            detail=detail,
+        )
+        self._publish_gap(market, gap, ctx, event.market, ts_event=event.ts_event, causation=event)
+
+    def _arm_silence(self, topic: str, detector: SilenceDetector, ctx: Context, now: int) -> None:
+        """Set the topic's silence timer at its deadline (now, if that has passed)."""
+        due = detector.deadline(topic)
+        if due is None:  # no event yet, reported open, or the calendar ends first
+            self._silence_armed.discard(topic)
+            return
+        ctx.clock.set_timer(SILENCE_TIMER + topic, at_ns=max(due, now))
+        self._silence_armed.add(topic)
+
+    def _arm_restored(self, ctx: Context) -> None:
+        now = ctx.clock.now_ns()
+        topics, self._silence_unarmed = self._silence_unarmed, []
+        for topic in topics:
+            self._arm_silence(topic, self._topic_detector[topic], ctx, now)
+
+    def _on_silence_timer(self, topic: str, ctx: Context) -> None:
+        self._silence_armed.discard(topic)
+        detector = self._topic_detector.get(topic)
+        if detector is None:  # restored from a snapshot, no longer watched
+            return
+        now = ctx.clock.now_ns()
+        silence = detector.open_silence(topic, now)
+        if silence is None:  # events came since the timer was set: a later deadline
+            self._arm_silence(topic, detector, ctx, now)
+            return
+        market, symbol = _split_topic(topic)
+        bound_ns = detector.max_silence_ns
+        gap = Gap(
+            symbol=symbol,
+            kind="time",
+            stream=topic.split(".", 2)[1],
+            last_seen=silence.last_seen,
+            next_seen=0,
+            missing=0,
             detail=(
-                f"{silence.open_ns / 1e9:.3f} s of open market without an event "
+                f"open: no event for {silence.open_ns / 1e9:.3f} s of open market so far "
                 f"(bound {bound_ns / 1e9:g} s)"
             ),
         )
-        ctx.publish(
-            f"md.gap.{market}.{symbol}",
-            gap,
-            market=event.market,
-            ts_event=event.ts_event,
-            causation=event,
-        )
+        self._publish_gap(market, gap, ctx, _market(market), ts_event=now, causation=None)
 
     # ------------------------------------------------------------- adjustment
 
@@ -356,17 +474,27 @@ class MarketDataActor(Actor):
     # --------------------------------------------------------------- snapshot
 
     def snapshot(self) -> MarketDataState:
-        """Return the open bars, last trade ids, last bar ends, adjusters and the last
-        event time of every watched silence stream."""
+        """Return the open bars, last trade ids, last bar ends, adjusters, the silence
+        state of every watched topic and the last time of each gap topic."""
         silence_last: dict[str, int] = {}
+        silence_seen: dict[str, int] = {}
+        silence_open: list[str] = []
         for detector in self._detectors.values():
-            silence_last.update(detector.state().last_ns)
+            state = detector.state()
+            silence_last.update(state.last_ns)
+            silence_seen.update(state.seen_ns)
+            silence_open += state.reported_open
         return MarketDataState(
             builders={k: self._builders[k].state() for k in sorted(self._builders)},
             last_trade_ids=dict(sorted(self._last_trade_id.items())),
             last_bar_end=dict(sorted(self._last_bar_end.items())),
             adjusters={k: self._adjusters[k].state() for k in sorted(self._adjusters)},
             silence_last_ns=dict(sorted(silence_last.items())),
+            silence_seen_ns=dict(sorted(silence_seen.items())),
+            silence_open=sorted(silence_open),
+            # Still unset timers (restored from the previous format): still None.
+            silence_armed=None if self._silence_unarmed else sorted(self._silence_armed),
+            gap_last_ts=dict(sorted(self._gap_last_ts.items())),
         )
 
     def restore(self, state: bytes) -> None:
@@ -385,16 +513,32 @@ class MarketDataActor(Actor):
         self._last_trade_id = dict(decoded.last_trade_ids)
         self._last_bar_end = dict(decoded.last_bar_end)
         self._adjusters = {k: ForwardAdjuster(v) for k, v in decoded.adjusters.items()}
+        self._gap_last_ts = dict(decoded.gap_last_ts)
         # Each stream goes back to the detector its topic maps to under this config;
-        # topics no longer watched are dropped.
+        # topics no longer watched are dropped (their timers fire and do nothing).
         self._detectors.clear()
         self._topic_detector.clear()
         streams: dict[SilenceDetector, dict[str, int]] = {}
         for topic, last_ns in decoded.silence_last_ns.items():
             if matches_any(self.config.silence_patterns, topic):
                 streams.setdefault(self._detector_for(topic), {})[topic] = last_ns
+        reported_open = set(decoded.silence_open)
         for detector, last in streams.items():
-            detector.restore(StreamSilenceState(last))
+            detector.restore(
+                StreamSilenceState(
+                    last,
+                    {t: ns for t, ns in decoded.silence_seen_ns.items() if t in last},
+                    sorted(reported_open.intersection(last)),
+                )
+            )
+        watched = sorted(self._topic_detector)
+        if decoded.silence_armed is None:
+            # The previous format: the snapshot's timers have no silence timer.
+            self._silence_armed = set()
+            self._silence_unarmed = watched
+        else:
+            self._silence_armed = set(decoded.silence_armed).intersection(watched)
+            self._silence_unarmed = []
 
 
 def _silence_bounds(config: MarketDataConfig) -> dict[str, int]:

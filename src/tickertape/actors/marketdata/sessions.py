@@ -258,9 +258,20 @@ class MarketHours:
 
 
 class StreamSilenceState(msgspec.Struct, frozen=True):
-    """State of a :class:`SilenceDetector`: the last event time of each stream (ns)."""
+    """State of a :class:`SilenceDetector` (streams sorted: deterministic bytes).
+
+    Attributes:
+        last_ns: the ``ts_event`` of each stream's last event (ns).
+        seen_ns: the clock when that event was handled (ns), for the streams where it
+            differs from ``last_ns`` (live: the machine's clock; in replays the clock is
+            the event's time and this is empty). Missing: the clock was ``last_ns``.
+        reported_open: streams whose current silence :meth:`SilenceDetector.open_silence`
+            has already returned (reported before the stream resumed).
+    """
 
     last_ns: dict[str, int]
+    seen_ns: dict[str, int] = msgspec.field(default_factory=dict)
+    reported_open: list[str] = msgspec.field(default_factory=list)
 
 
 class Silence(msgspec.Struct, frozen=True):
@@ -269,14 +280,19 @@ class Silence(msgspec.Struct, frozen=True):
     Attributes:
         stream: the stream's key (its topic, say).
         last_seen: ``ts_event`` of the last event before the silence (ns).
-        next_seen: ``ts_event`` of the event that ended it (ns).
-        open_ns: how long the market was open in between (ns).
+        next_seen: ``ts_event`` of the event that ended it (ns); 0 while it goes on
+            (a silence found by :meth:`SilenceDetector.open_silence`).
+        open_ns: how long the market was open in between (ns); for a silence that
+            goes on, from ``last_seen`` to the clock time it was found at.
+        reported_open: True when the event ending it comes after the silence was
+            reported as going on (:meth:`SilenceDetector.open_silence`).
     """
 
     stream: str
     last_seen: int
     next_seen: int
     open_ns: int
+    reported_open: bool = False
 
 
 class SilenceDetector:
@@ -284,9 +300,22 @@ class SilenceDetector:
 
     A stream whose consecutive events are more than ``max_silence_ns`` of *open
     market* apart has a time gap; nights, weekends, holidays and CME's maintenance
-    hour do not count toward the silence. Pure: it takes event times and returns
-    what it found; the caller publishes ``md.gap`` (``kind="time"``) and may arm a
-    timer at :meth:`deadline` to learn of a silence before the next event arrives.
+    hour do not count toward the silence. Pure: it takes event and clock times and
+    returns what it found; the caller publishes ``md.gap`` (``kind="time"``).
+
+    A silence is found two ways. When the event ending it arrives, :meth:`on_event`
+    returns it whole. Before that, a caller that arms a timer at :meth:`deadline`
+    learns from :meth:`open_silence` that the stream is silent past the bound: that
+    silence is returned once, without its end, and the event that ends it later is
+    then always returned by :meth:`on_event` (``reported_open=True``), even if the
+    event turns out to be dated within the bound (a live event delivered late), so
+    every silence reported open is closed.
+
+    The deadline counts from the *clock* at which the stream's last event was
+    handled (``now_ns`` of :meth:`on_event`): in replays that is the event's
+    ``ts_event``; live it is a little later (delivery latency), and an actor catching
+    up on old events handles them long after their ``ts_event``: counting from the
+    event time would call every stream of the history silent.
 
     Args:
         hours: the market's trading hours.
@@ -302,19 +331,39 @@ class SilenceDetector:
         self.hours = hours
         self.max_silence_ns = max_silence_ns
         self._last: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._open: set[str] = set()
 
-    def on_event(self, stream: str, ts_ns: int) -> Silence | None:
+    def on_event(self, stream: str, ts_ns: int, *, now_ns: int | None = None) -> Silence | None:
         """Record an event of ``stream`` at ``ts_ns``; return the silence it ends, if any.
 
-        An event older than the stream's last one (a replayed or late event) is
-        ignored: it neither ends nor starts a silence.
+        Args:
+            stream: the stream's key.
+            ts_ns: the event's ``ts_event`` (ns).
+            now_ns: the clock when the event is handled (ns, ≥ ``ts_ns``); None for
+                ``ts_ns`` (a replay's clock).
+
+        Returns:
+            The silence ended by this event: more than ``max_silence_ns`` of open
+            market since the stream's previous event, or any silence already
+            returned by :meth:`open_silence` (``reported_open=True``). None
+            otherwise, and for an event not newer than the stream's last one: it
+            neither ends nor starts a silence (an older one is a replayed or late
+            event and changes nothing; one dated as the last counts as handled at
+            ``now_ns``).
         """
         last = self._last.get(stream)
         if last is not None and ts_ns <= last:
+            if ts_ns == last and now_ns is not None:
+                self._seen[stream] = now_ns  # handled now, as the event it ties with
             return None
         self._last[stream] = ts_ns
+        self._seen[stream] = ts_ns if now_ns is None else now_ns
         if last is None:
             return None
+        if self._open and stream in self._open:
+            self._open.discard(stream)
+            return Silence(stream, last, ts_ns, self.hours.open_ns(last, ts_ns), True)
         # Cheap test first: wall time bounds open time.
         if ts_ns - last <= self.max_silence_ns:
             return None
@@ -324,19 +373,56 @@ class SilenceDetector:
         return Silence(stream, last, ts_ns, open_ns)
 
     def deadline(self, stream: str) -> int | None:
-        """Return when the stream's current silence becomes a gap (ns), or None.
+        """Return the clock time (ns) at which the stream's current silence becomes a gap.
 
-        None when the stream has no event yet or the calendar ends first.
+        That is when more than ``max_silence_ns`` of open market has passed since its
+        last event was handled. None when the stream has no event yet, when its
+        silence was already returned by :meth:`open_silence`, or when the calendar
+        ends first.
         """
-        last = self._last.get(stream)
-        if last is None:
+        seen = self._seen.get(stream)
+        if seen is None or stream in self._open:
             return None
-        return self.hours.after_open_ns(last, self.max_silence_ns + 1)
+        return self.hours.after_open_ns(seen, self.max_silence_ns + 1)
+
+    def open_silence(self, stream: str, now_ns: int) -> Silence | None:
+        """Return the stream's silence if it is past its :meth:`deadline` at ``now_ns``.
+
+        For a timer at the deadline. The silence (``next_seen=0``, ``open_ns`` from
+        its last event to ``now_ns``) is returned once; the stream's next event then
+        ends it (:meth:`on_event`). None when the deadline is later, unknown, or the
+        silence was already returned.
+        """
+        due = self.deadline(stream)
+        if due is None or due > now_ns:
+            return None
+        self._open.add(stream)
+        last = self._last[stream]
+        return Silence(stream, last, 0, self.hours.open_ns(last, now_ns))
+
+    def restart(self, now_ns: int) -> None:
+        """Count every stream's silence from ``now_ns`` at the earliest (the clock at a
+        live restart: the events since the snapshot are still to be read, and the
+        downtime is not the streams' silence)."""
+        for stream, seen in self._seen.items():
+            if seen < now_ns:
+                self._seen[stream] = now_ns
+
+    def streams(self) -> list[str]:
+        """Return the streams that have had an event, sorted."""
+        return sorted(self._last)
 
     def state(self) -> StreamSilenceState:
         """Return the state (streams sorted: deterministic bytes)."""
-        return StreamSilenceState(dict(sorted(self._last.items())))
+        last = self._last
+        return StreamSilenceState(
+            dict(sorted(last.items())),
+            dict(sorted((s, t) for s, t in self._seen.items() if t != last[s])),
+            sorted(self._open),
+        )
 
     def restore(self, state: StreamSilenceState) -> None:
         """Continue exactly from ``state``."""
         self._last = dict(state.last_ns)
+        self._seen = {s: state.seen_ns.get(s, t) for s, t in state.last_ns.items()}
+        self._open = set(state.reported_open) & set(self._last)
