@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
@@ -31,8 +32,10 @@ from .envelopes import (
     TRADE_TOPIC,
     bytes_read,
     envelope,
+    envelope_json,
     envelopes,
     needs_proc_io,
+    run_tape,
     topic_dir,
 )
 
@@ -320,6 +323,132 @@ def test_follow_sees_records_appended_by_another_process(tmp_path: Path) -> None
         assert child.wait(timeout=30) == 0
     follower.close()
     assert got == list(range(1, 31))
+
+
+def test_follow_batches_yields_another_process_appends_in_batches_cut_at_the_head(
+    tmp_path: Path,
+) -> None:
+    """follow_batches() waits for another process's appends and yields them in gseq order,
+    in batches of at most max_batch that end where the committed head was."""
+    data_dir = tmp_path / "data"
+    root = Path(__file__).resolve().parents[2]
+    with (
+        subprocess.Popen(
+            [sys.executable, "-c", _APPENDER, str(data_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=root,
+        ) as child,
+        ThreadPoolExecutor(1) as waiter,
+    ):
+        assert child.stdin is not None
+        assert child.stdout is not None
+        deadline = time.monotonic() + 30
+        follower = LogReader(data_dir).follow_batches(
+            None, 1, poll_s=0.01, stop=lambda: time.monotonic() > deadline, max_batch=4
+        )
+        got: list[list[int]] = []
+        for group in range(3):
+            # Wait for the group in another thread (the follower polls an unchanged
+            # head), then let the child append its 10 records in one durable append.
+            first = waiter.submit(next, follower)
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == b"appended\n"
+            batches = [first.result(timeout=30), next(follower), next(follower)]
+            assert all(isinstance(r, Record) for batch in batches for r in batch)
+            got.extend([r.gseq for r in batch] for batch in batches)
+            base = 10 * group
+            assert got[-3:] == [
+                [base + 1, base + 2, base + 3, base + 4],
+                [base + 5, base + 6, base + 7, base + 8],
+                [base + 9, base + 10],
+            ]
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    follower.close()
+    assert [g for batch in got for g in batch] == list(range(1, 31))
+
+
+def test_follow_batches_ends_when_stop_turns_true(data_dir: Path) -> None:
+    """stop() is checked while waiting and after each batch: the generator then ends."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(10))
+    polls = 0
+
+    def stop_after_three_polls() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 3
+
+    waiting = LogReader(data_dir).follow_batches(
+        None, 11, poll_s=0.001, stop=stop_after_three_polls
+    )
+    assert list(waiting) == []
+    assert polls == 4
+    got: list[list[Record]] = []
+    one = LogReader(data_dir).follow_batches(
+        None, 1, poll_s=0.001, stop=lambda: len(got) >= 1, max_batch=4
+    )
+    got.extend(one)
+    assert [[r.gseq for r in batch] for batch in got] == [[1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"from_gseq": 0}, "from_gseq must be at least 1, not 0"),
+        ({"poll_s": -0.5}, "poll_s must be 0 or more seconds, not -0.5"),
+        ({"poll_s": float("nan")}, "poll_s must be 0 or more seconds, not nan"),
+        ({"max_batch": 0}, "max_batch must be at least 1, not 0"),
+    ],
+)
+def test_follow_refuses_bad_arguments_at_the_call(
+    data_dir: Path, kwargs: dict[str, float], message: str
+) -> None:
+    """Bad from_gseq, poll_s or max_batch raise ValueError when follow is called, not later."""
+    reader = LogReader(data_dir)
+    with pytest.raises(ValueError, match=message):
+        reader.follow_batches(**kwargs)  # type: ignore[arg-type]
+    if "max_batch" not in kwargs:
+        with pytest.raises(ValueError, match=message):
+            reader.follow(**kwargs)  # type: ignore[arg-type]
+
+
+def test_follow_batches_goes_on_across_a_compaction_and_later_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Following a multi-topic log while `tape compact --all` seals every day it reads, then
+    while `tape append` adds a later day, yields every record once, in gseq order."""
+    monkeypatch.setattr(reader_module, "MERGE_OPEN_FILES", 1)  # files closed between reads
+    monkeypatch.setattr(reader_module, "MERGE_BUFFER_BYTES", 1)  # the smallest read-ahead
+    data_dir = tmp_path / "data"
+    topics = tuple(f"md.trade.crypto.S{i}" for i in range(4))
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(8000, topics=topics, step_ns=2 * NS_PER_DAY // 8000))
+    deadline = time.monotonic() + 60
+    follower = LogReader(data_dir).follow_batches(
+        None, 1, poll_s=0.01, stop=lambda: time.monotonic() > deadline, max_batch=100
+    )
+    got = [next(follower) for _ in range(15)]  # 1,500 records: inside every topic's first day
+    sealed = run_tape("compact", "--all", data_dir=data_dir)
+    assert sealed.returncode == 0, sealed.stderr.decode()
+    assert not list(data_dir.rglob("*.jsonl"))
+    while sum(map(len, got)) < 8000:
+        got.append(next(follower))
+    later = envelopes(
+        40, topics=topics, start_seq=8001, start_ns=T0 + 3 * NS_PER_DAY, step_ns=1_000
+    )
+    appended = run_tape(
+        "append", data_dir=data_dir, stdin=b"".join(envelope_json(e) for e in later)
+    )
+    assert appended.returncode == 0, appended.stderr.decode()
+    while sum(map(len, got)) < 8040:
+        got.append(next(follower))
+    follower.close()
+    assert all(1 <= len(batch) <= 100 for batch in got)
+    assert [r.gseq for batch in got for r in batch] == list(range(1, 8041))
+    assert [r.source_seq for r in got[-1]][-1] == 8040
 
 
 def idx_of(data_dir: Path) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any
 
@@ -64,21 +63,6 @@ def _limited(batches_: Iterable[list[Record]], limit: int | None) -> Iterator[li
         yield batch
         if left is not None and left <= 0:
             return
-
-
-def _follow_batches(
-    reader: LogReader, patterns: list[str], from_gseq: int, poll_s: float = 0.1
-) -> Iterator[list[Record]]:
-    """What :meth:`LogReader.follow` yields, in batches that end wherever the head was
-    when it was read: each batch can be printed before waiting for more."""
-    next_gseq = from_gseq
-    while True:
-        head = reader.head_gseq()
-        if head >= next_gseq:
-            yield from batches(reader.read(patterns or None, next_gseq, head))
-            next_gseq = head + 1
-        else:
-            time.sleep(poll_s)
 
 
 FLUSH_AFTER_S = 0.05
@@ -195,13 +179,14 @@ def tail_command(
         )
         return
     reader = LogReader(data_dir, namespace)
+    source: Iterator[list[Record]]
     if follow:
         if start is not None and start.ts_ns is not None:
             first = reader.first_gseq_at(list(patterns) or None, start.ts_ns)
             from_gseq = first if first is not None else reader.head_gseq() + 1
         else:
             from_gseq = start.gseq if start is not None and start.gseq else 1
-        source = _follow_batches(reader, list(patterns), from_gseq)
+        source = reader.follow_batches(list(patterns) or None, from_gseq)
     else:
         source = batches(_records(reader, list(patterns), start, end))
     with contextlib.suppress(KeyboardInterrupt):

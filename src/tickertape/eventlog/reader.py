@@ -18,8 +18,9 @@ import os
 import struct
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from operator import attrgetter
 from pathlib import Path
 
@@ -486,19 +487,76 @@ class LogReader:
         *,
         poll_s: float = 0.1,
         stop: Callable[[], bool] | None = None,
-    ) -> Iterator[Record]:
+    ) -> Generator[Record, None, None]:
         """Yield matching records from ``from_gseq`` on, then wait for new ones (``tail -f``).
 
-        Polls the committed head every ``poll_s`` seconds; returns when ``stop()`` is true.
+        The records of :meth:`follow_batches` one by one (same arguments and errors);
+        closing the generator ends the following.
         """
-        next_gseq = from_gseq
+        return _one_by_one(self.follow_batches(patterns, from_gseq, poll_s=poll_s, stop=stop))
+
+    def follow_batches(
+        self,
+        patterns: Sequence[str] | None = None,
+        from_gseq: int = 1,
+        *,
+        poll_s: float = 0.1,
+        stop: Callable[[], bool] | None = None,
+        max_batch: int = 256,
+    ) -> Generator[list[Record], None, None]:
+        """Yield the matching records from ``from_gseq`` on in batches, then wait for
+        new ones (``tail -f``, a batch at a time).
+
+        Each batch is a new list of 1 to ``max_batch`` records in gseq order; together
+        the batches are every matching record from ``from_gseq`` on, once each. A batch
+        never reaches past the committed head read before it: when the records up to
+        that head are out the batch ends there, however short, so the caller can print
+        or send it before this waits for more. Topics that match ``patterns`` and appear
+        later are followed too; a day sealed or rolled over while it is read is read
+        on from its new file (as in :meth:`read`). Closing the generator ends the
+        following.
+
+        Args:
+            patterns: NATS topic patterns (None: every topic).
+            from_gseq: the first gseq to yield (≥ 1).
+            poll_s: seconds between reads of the committed head while nothing new is
+                committed.
+            stop: checked before each read of the head and after each batch; once it
+                returns true the generator ends. None: follow until closed.
+            max_batch: most records per batch (≥ 1).
+
+        Raises:
+            ValueError: at the call, when ``from_gseq < 1``, ``poll_s`` is negative or
+                ``max_batch < 1``.
+            CorruptRecordError: while iterating, as :meth:`read`.
+        """
+        if from_gseq < 1:
+            raise ValueError(f"follow: from_gseq must be at least 1, not {from_gseq}")
+        if not poll_s >= 0:
+            raise ValueError(f"follow: poll_s must be 0 or more seconds, not {poll_s}")
+        if max_batch < 1:
+            raise ValueError(f"follow: max_batch must be at least 1, not {max_batch}")
+        return self._follow_batches(patterns, from_gseq, poll_s, stop, max_batch)
+
+    def _follow_batches(
+        self,
+        patterns: Sequence[str] | None,
+        next_gseq: int,
+        poll_s: float,
+        stop: Callable[[], bool] | None,
+        max_batch: int,
+    ) -> Generator[list[Record], None, None]:
         while stop is None or not stop():
             head = self.head_gseq()
-            if head >= next_gseq:
-                yield from self.read(patterns, next_gseq, head)
-                next_gseq = head + 1
-            else:
+            if head < next_gseq:
                 time.sleep(poll_s)
+                continue
+            records = self.read(patterns, next_gseq, head)
+            while batch := list(islice(records, max_batch)):
+                yield batch
+                if stop is not None and stop():
+                    return
+            next_gseq = head + 1
 
     def files(self) -> list[tuple[str, Segment, int]]:
         """Every day file: ``(topic, segment, size in bytes)``."""
@@ -507,6 +565,11 @@ class LogReader:
             for seg in self.segments(topic):
                 out.append((topic, seg, os.stat(seg.path).st_size))
         return out
+
+
+def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None]:
+    for batch in batches:
+        yield from batch
 
 
 def merge_by_gseq(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
