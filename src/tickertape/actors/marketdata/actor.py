@@ -181,6 +181,7 @@ class MarketDataActor(Actor):
         self._silence_armed: set[str] = set()
         self._silence_unarmed: list[str] = []
         self._gap_last_ts: dict[str, int] = {}
+        self._routes: dict[str, tuple[bool, bool, bool, bool]] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -207,22 +208,40 @@ class MarketDataActor(Actor):
             self._arm_restored(ctx)
         payload = event.payload
         topic = event.topic
+        route = self._routes.get(topic)
+        if route is None:
+            route = self._route(topic)
+        silence, trades, watch_bars, adjust = route
         if isinstance(payload, Trade):
-            if self.config.silence_patterns and matches_any(self.config.silence_patterns, topic):
+            if silence:
                 self._check_silence(event, "trade", ctx)
-            if matches_any(self.config.trade_patterns, topic):
+            if trades:
                 self.on_trade(event, payload, ctx)
         elif isinstance(payload, Quote):
-            if self.config.silence_patterns and matches_any(self.config.silence_patterns, topic):
+            if silence:
                 self._check_silence(event, "quote", ctx)
         elif isinstance(payload, Bar):
-            if matches_any(self.config.watch_bar_patterns, topic):
+            if watch_bars:
                 self._check_bar_gap(event, payload, ctx)
-            if matches_any(self.config.adjust_patterns, topic) and not payload.adjusted:
+            if adjust and not payload.adjusted:
                 self._adjust(event, payload, ctx)
         elif isinstance(payload, CorporateAction):
             market, symbol = _split_topic(topic)
             self._adjuster(f"{market}.{symbol}").on_action(payload)
+
+    def _route(self, topic: str) -> tuple[bool, bool, bool, bool]:
+        """Which of silence, trade, watched-bar and adjust patterns ``topic`` matches
+        (computed once per topic: matching the patterns cost more than the rest of a
+        watched trade's handling)."""
+        config = self.config
+        route = (
+            matches_any(config.silence_patterns, topic),
+            matches_any(config.trade_patterns, topic),
+            matches_any(config.watch_bar_patterns, topic),
+            matches_any(config.adjust_patterns, topic),
+        )
+        self._routes[topic] = route
+        return route
 
     def on_trade(self, event: Event, trade: Trade, ctx: Context) -> None:
         """Check the trade id's continuity and add the trade to every bar interval."""
