@@ -146,3 +146,64 @@ def test_deadline_skips_closed_time_and_state_round_trips() -> None:
     assert detector.on_event("6EH4", _ns("2024-01-07 23:05")) is None  # exactly 10: no gap
     with pytest.raises(ConfigError):
         SilenceDetector(MarketHours("crypto"), 0)
+
+
+def _round_trip(detector: SilenceDetector) -> SilenceDetector:
+    restored = SilenceDetector(detector.hours, detector.max_silence_ns)
+    restored.restore(
+        msgspec.msgpack.decode(msgspec.msgpack.encode(detector.state()), type=StreamSilenceState)
+    )
+    assert restored.state() == detector.state()
+    return restored
+
+
+def test_open_silence_is_returned_once_at_the_deadline_then_closed_by_the_next_event() -> None:
+    """CME hours, 10-minute bound, last event Friday 21:55 UTC: nothing before Sunday 23:05
+    UTC + 1 ns, then the open silence once; the next event closes it, even a snapshot later."""
+    detector = SilenceDetector(MarketHours("us-futures"), 10 * MINUTE)
+    assert detector.open_silence("6EH4", _ns("2024-01-08 00:00")) is None  # no event yet
+    last = _ns("2024-01-05 21:55")
+    detector.on_event("6EH4", last)
+    deadline = _ns("2024-01-07 23:05") + 1
+    assert detector.open_silence("6EH4", deadline - 1) is None
+    opened = detector.open_silence("6EH4", deadline)
+    assert opened is not None
+    assert (opened.last_seen, opened.next_seen, opened.open_ns) == (last, 0, 10 * MINUTE + 1)
+    assert detector.open_silence("6EH4", deadline + MINUTE) is None  # once
+    assert detector.deadline("6EH4") is None
+    restored = _round_trip(detector)
+    assert restored.state().reported_open == ["6EH4"]
+    closed = restored.on_event("6EH4", _ns("2024-01-07 23:20"))
+    assert closed is not None
+    assert (closed.last_seen, closed.next_seen, closed.reported_open) == (
+        last,
+        _ns("2024-01-07 23:20"),
+        True,
+    )
+    assert closed.open_ns == 25 * MINUTE  # 5 on Friday, 20 on Sunday
+    assert restored.deadline("6EH4") == _ns("2024-01-07 23:30") + 1  # counting again
+
+
+def test_deadline_counts_from_the_clock_an_event_was_handled_at() -> None:
+    """Live: the deadline runs from ``now_ns`` at handling (an event tied with the last one
+    moves it too, an older one does not); the state keeps that clock only where it differs;
+    restart() moves every stream's clock forward to the restart."""
+    detector = SilenceDetector(MarketHours("crypto"), MINUTE)
+    detector.on_event("t", 1_000, now_ns=5_000)
+    assert detector.deadline("t") == 5_000 + MINUTE + 1
+    detector.on_event("t", 1_000, now_ns=9_000)  # the same time as the last: handled later
+    assert detector.deadline("t") == 9_000 + MINUTE + 1
+    detector.on_event("t", 500, now_ns=20_000)  # older: changes nothing
+    assert detector.deadline("t") == 9_000 + MINUTE + 1
+    detector.on_event("r", 7_000)  # a replay's clock: the event's time
+    assert detector.state().seen_ns == {"t": 9_000}
+    restored = _round_trip(detector)
+    assert restored.deadline("r") == 7_000 + MINUTE + 1
+    restored.restart(8_000)
+    assert restored.deadline("r") == 8_000 + MINUTE + 1
+    assert restored.deadline("t") == 9_000 + MINUTE + 1  # already later
+    # A late live event dated within the bound still closes a silence reported open.
+    assert restored.open_silence("t", 9_000 + MINUTE + 1) is not None
+    closed = restored.on_event("t", 1_000 + MINUTE - 1, now_ns=9_000 + 2 * MINUTE)
+    assert closed is not None
+    assert (closed.open_ns, closed.reported_open) == (MINUTE - 1, True)
