@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tickertape.actors.base import Event
+from tickertape.actors.base import Event, Timer
 from tickertape.actors.marketdata import (
     ACTOR_CLASS,
     CONFIG_CLASS,
@@ -26,10 +26,10 @@ from tickertape.actors.marketdata.importers import (
     source_name,
 )
 from tickertape.actors.marketdata.sessions import MarketHours
-from tickertape.errors import ConfigError
+from tickertape.errors import ClockError, ConfigError
 from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
 
-from .harness import FakeContext, advance, make_event, restart, run
+from .harness import FakeClock, FakeContext, advance, make_event, restart, run
 
 DATA = Path(__file__).resolve().parents[3] / "data"
 BTC_0808 = DATA / "binance-spot-ws-2024-08-08" / "btcusdt_20240808.gz"
@@ -381,8 +381,8 @@ class _StateBeforeSilenceTimers(msgspec.Struct, frozen=True):
 def test_snapshot_without_silence_timers_sets_them_at_the_next_event(where: str) -> None:
     """A snapshot of the previous format (no silence timer among its timers) restores and
     the timers are set at the actor's next event: restored before the silence, the run
-    equals an uninterrupted one; restored inside it, past the deadlines, the open gap of
-    the stream still silent comes at that next event (the other stream resuming)."""
+    equals an uninterrupted one; restored inside it, past the deadlines, both streams'
+    open gaps come at that next event, before it ends its stream's silence."""
     events = _capture_events(Trade, Quote)
     whole = FakeContext("marketdata")
     run(MarketDataActor(SILENCE_CONFIG), whole, events)
@@ -405,15 +405,18 @@ def test_snapshot_without_silence_timers_sets_them_at_the_next_event(where: str)
         assert ctx2.published == whole.published
         return
     ctx2.clock.now = SILENCE_FROM + 100 * 10**9  # snapshot taken 100 s into the silence
-    first_back = events[resume]  # a trade: the trades resume first
-    resumed, other = (("trade", "quote") if first_back.topic.startswith("md.trade") else
-                      ("quote", "trade"))  # fmt: skip
-    run(second, ctx2, [first_back], until_ns=first_back.ts_event)  # timers set for now fire
-    closed, opened = ctx2.published
-    assert (closed.payload.stream, closed.payload.next_seen) == (resumed, first_back.ts_event)
-    assert (opened.payload.stream, opened.payload.next_seen) == (other, 0)
-    assert opened.ts_event == first_back.ts_event
-    assert second.snapshot().silence_armed == [f"md.{resumed}.crypto.BTCUSDT"]
+    first_back = events[resume]
+    assert first_back.topic == "md.trade.crypto.BTCUSDT"  # the trades resume first
+    run(second, ctx2, [first_back])
+    quote_open, trade_open, trade_whole = ctx2.published
+    assert (quote_open.payload.stream, quote_open.payload.next_seen) == ("quote", 0)
+    assert (trade_open.payload.stream, trade_open.payload.next_seen) == ("trade", 0)
+    assert quote_open.ts_event == trade_open.ts_event == first_back.ts_event
+    assert (trade_whole.payload.stream, trade_whole.payload.next_seen) == (
+        "trade",
+        first_back.ts_event,
+    )
+    assert second.snapshot().silence_armed == ["md.trade.crypto.BTCUSDT"]
 
 
 def test_catching_up_on_old_events_reports_no_silence_until_the_bound_passes_on_the_clock(
@@ -463,6 +466,50 @@ def test_a_late_live_event_closes_the_open_gap_without_going_back_in_time() -> N
     assert "within the bound by event time" in closed.payload.detail
     advance(actor, ctx, ctx.clock.now + BOUND_NS)
     assert len(ctx.published) == 2  # the topic's timer is counting again, not yet due
+
+
+class _TickingClock(FakeClock):
+    """A live clock: every read is 10 ns later than the one before, and set_timer reads it."""
+
+    def now_ns(self) -> int:
+        self.now += 10
+        return self.now
+
+    def set_timer(
+        self, name: str, *, at_ns: int | None = None, interval_ns: int | None = None
+    ) -> None:
+        if at_ns is None or at_ns < self.now_ns():
+            raise ClockError(f"timer {name}: at_ns {at_ns} is in the past")
+        self.timers[name] = at_ns
+
+
+def test_a_deadline_the_live_clock_passes_while_setting_its_timer_is_reported_open() -> None:
+    """Live, the clock moves between the actor's read and set_timer's: a deadline a few ns
+    ahead can be in the past for set_timer; the open gap is then published at once."""
+    actor = MarketDataActor(SILENCE_CONFIG)
+    ctx = FakeContext("marketdata")
+    ctx.clock = _TickingClock()
+    topic = "md.trade.crypto.BTCUSDT"
+
+    def trade(ts: int, n: int) -> Event:
+        payload = Trade(symbol="BTCUSDT", price=1.0, size=1.0, side="buy", trade_id=str(n))
+        return make_event(topic, payload, "crypto", ts, n)
+
+    start = SILENCE_FROM
+    ctx.clock.now = start
+    actor.on_event(trade(start, 1), ctx)  # type: ignore[arg-type]
+    due = ctx.clock.timers.pop(f"silence|{topic}")
+    assert due == start + 10 + BOUND_NS + 1
+    # A second trade handled so that its deadline falls between the timer handler's clock
+    # read (due + 10) and set_timer's (due + 20).
+    ctx.clock.now = due + 15 - BOUND_NS - 1 - 10
+    actor.on_event(trade(start + 1, 2), ctx)  # type: ignore[arg-type]
+    ctx.clock.now = due
+    actor.on_timer(Timer(f"silence|{topic}", due), ctx)  # type: ignore[arg-type]
+    (opened,) = ctx.published
+    assert (opened.payload.last_seen, opened.payload.next_seen) == (start + 1, 0)
+    assert opened.ts_event == due + 30  # the clock read after set_timer refused
+    assert ctx.clock.timers == {}
 
 
 def test_a_live_restart_counts_silences_from_the_restart() -> None:

@@ -53,7 +53,7 @@ from tickertape.actors.marketdata.bars import BarBuilder, BarBuilderState
 from tickertape.actors.marketdata.binance_feed import FeedState
 from tickertape.actors.marketdata.importers import ParsedEvent, interval_ns
 from tickertape.actors.marketdata.sessions import MarketHours, SilenceDetector, StreamSilenceState
-from tickertape.errors import ConfigError
+from tickertape.errors import ClockError, ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
 from tickertape.topics import matches_any, validate_pattern
@@ -104,7 +104,8 @@ class MarketDataState(msgspec.Struct, frozen=True):
       not ended yet.
     - ``silence_armed``: watched topics with a silence timer among the snapshot's
       timers. None in snapshots written before those timers existed: every watched
-      topic then gets its timer at the actor's next handler call.
+      topic then gets its timer at the actor's next handler call (or, if its deadline
+      has passed, its open gap right then).
     - ``gap_last_ts``: the ``ts_event`` of the last ``md.gap`` published per topic
       (gaps are never stamped before it, see :meth:`MarketDataActor.on_timer`).
     """
@@ -430,30 +431,23 @@ class MarketDataActor(Actor):
         self._publish_gap(market, gap, ctx, event.market, ts_event=event.ts_event, causation=event)
 
     def _arm_silence(self, topic: str, detector: SilenceDetector, ctx: Context, now: int) -> None:
-        """Set the topic's silence timer at its deadline (now, if that has passed)."""
+        """Set the topic's silence timer at its deadline; publish its open gap instead if
+        the deadline has passed (``now`` or later)."""
         due = detector.deadline(topic)
         if due is None:  # no event yet, reported open, or the calendar ends first
             self._silence_armed.discard(topic)
             return
-        ctx.clock.set_timer(SILENCE_TIMER + topic, at_ns=max(due, now))
-        self._silence_armed.add(topic)
-
-    def _arm_restored(self, ctx: Context) -> None:
-        now = ctx.clock.now_ns()
-        topics, self._silence_unarmed = self._silence_unarmed, []
-        for topic in topics:
-            self._arm_silence(topic, self._topic_detector[topic], ctx, now)
-
-    def _on_silence_timer(self, topic: str, ctx: Context) -> None:
+        if due > now:
+            try:
+                ctx.clock.set_timer(SILENCE_TIMER + topic, at_ns=due)
+            except ClockError:  # live: the clock passed the deadline since ``now``
+                now = ctx.clock.now_ns()
+            else:
+                self._silence_armed.add(topic)
+                return
         self._silence_armed.discard(topic)
-        detector = self._topic_detector.get(topic)
-        if detector is None:  # restored from a snapshot, no longer watched
-            return
-        now = ctx.clock.now_ns()
         silence = detector.open_silence(topic, now)
-        if silence is None:  # events came since the timer was set: a later deadline
-            self._arm_silence(topic, detector, ctx, now)
-            return
+        assert silence is not None  # the deadline is at or before now
         market, symbol = _split_topic(topic)
         bound_ns = detector.max_silence_ns
         gap = Gap(
@@ -469,6 +463,21 @@ class MarketDataActor(Actor):
             ),
         )
         self._publish_gap(market, gap, ctx, _market(market), ts_event=now, causation=None)
+
+    def _arm_restored(self, ctx: Context) -> None:
+        now = ctx.clock.now_ns()
+        topics, self._silence_unarmed = self._silence_unarmed, []
+        for topic in topics:
+            self._arm_silence(topic, self._topic_detector[topic], ctx, now)
+
+    def _on_silence_timer(self, topic: str, ctx: Context) -> None:
+        self._silence_armed.discard(topic)
+        detector = self._topic_detector.get(topic)
+        if detector is None:  # restored from a snapshot, no longer watched
+            return
+        # Past the deadline: the open gap; else (events came since the timer was set)
+        # the timer moves to the later deadline.
+        self._arm_silence(topic, detector, ctx, ctx.clock.now_ns())
 
     # ------------------------------------------------------------- adjustment
 
