@@ -19,6 +19,7 @@ from tickertape.eventlog.index import load_index, save_index
 from tickertape.eventlog.verify import verify_namespace
 
 from .envelopes import (
+    NS_PER_DAY,
     T0,
     TRADE_TOPIC,
     bytes_read,
@@ -466,3 +467,157 @@ def test_a_crash_that_lost_the_head_file_still_cuts_an_incomplete_group(data_dir
         assert [d.path for d in lg.recovery.dropped] == [str(trade)]
     assert_contiguous(data_dir, 2001)
     verify_clean(data_dir)
+
+
+# ------------------------------------------- open days other than a topic's newest
+
+DAYS = 4
+PER_DAY = 100  # records per day, over the trade and the quote topic
+STEP_NS = NS_PER_DAY // PER_DAY
+
+
+def days_log(data_dir: Path) -> list[Path]:
+    """``DAYS`` days of two topics, closed cleanly (every open day's .idx saved); the
+    trade topic's day files, oldest first."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(DAYS * PER_DAY, topics=(TRADE_TOPIC, QUOTE_TOPIC), step_ns=STEP_NS))
+    return [day_file(data_dir, TRADE_TOPIC, T0 + d * NS_PER_DAY) for d in range(DAYS)]
+
+
+@needs_proc_io
+def test_open_reads_nothing_of_older_days_whose_index_covers_them(data_dir: Path) -> None:
+    """Reopening a cleanly closed log reads the indexes of the days before each topic's
+    newest, not their records (each of these files is shorter than an indexed stretch,
+    which open used to decode again)."""
+    days_log(data_dir)
+    older = [
+        p
+        for topic in (TRADE_TOPIC, QUOTE_TOPIC)
+        for p in (data_dir / "logs" / "main" / topic).glob("*.jsonl")
+        if not p.name.startswith(f"2024-01-0{DAYS}")
+    ]
+    assert len(older) == 2 * (DAYS - 1)
+    older_bytes = sum(p.stat().st_size for p in older)
+    newest_bytes = sum(p.stat().st_size for p in data_dir.rglob(f"2024-01-0{DAYS}.jsonl"))
+    before = bytes_read()
+    with EventLog.open(data_dir) as lg:
+        spent = bytes_read() - before
+        assert lg.head_gseq == DAYS * PER_DAY
+        assert lg.next_offsets() == {QUOTE_TOPIC: 200, TRADE_TOPIC: 200}
+        assert lg.last_source_seq("md") == DAYS * PER_DAY
+        assert lg.append([envelope(1)])[0].duplicate  # the oldest day's records count too
+    assert spent < newest_bytes + older_bytes // 5, (
+        f"open read {spent} bytes; the older days hold {older_bytes}, the newest {newest_bytes}"
+    )
+    verify_clean(data_dir)
+
+
+_CRASH_IN_GROUP = r"""
+import os, signal, sys
+from tickertape.eventlog import EventLog
+from tests.eventlog.envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelopes
+days = int(sys.argv[3])
+topics = (TRADE_TOPIC, "md.quote.crypto.BTCUSDT")
+lg = EventLog.open(sys.argv[1])
+last = max(lg.last_ts_event(t) or 0 for t in topics)
+# 10 more records on the newest day, then (rolled) 10 on the next day, never fsync'd
+group = envelopes(10, topics=topics, start_seq=10_001, start_ns=last + 1, step_ns=1)
+if sys.argv[2] == "rolled":
+    group += envelopes(10, topics=topics, start_seq=10_011, start_ns=T0 + days * NS_PER_DAY)
+assert all(r.error is None for r in lg.append(group, durable=False))
+os.kill(os.getpid(), signal.SIGKILL)  # no sync, no index saved, no close
+"""
+
+
+@pytest.mark.parametrize("where", ["newest", "rolled"])
+def test_a_torn_tail_past_the_saved_index_is_cut_in_the_newest_and_in_a_rolled_day(
+    data_dir: Path, where: str
+) -> None:
+    """A writer killed after an unsynced group, whose last trade record of the (then)
+    newest day is torn as a power loss can leave it: open cuts the torn record and every
+    later gseq, whether that day is still the newest (``newest``) or the group had rolled
+    both topics over to a new day before the crash (``rolled``: the torn day is no longer
+    the newest, and its saved index, older than the group, does not cover the file)."""
+    trade_days = days_log(data_dir)
+    before = {p: p.read_bytes() for p in trade_days[:-1]}
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH_IN_GROUP, str(data_dir), where, str(DAYS)],
+        cwd=root,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == -9
+    torn = trade_days[-1]
+    lines = stored_lines(torn)
+    assert len(lines) == PER_DAY // 2 + 5  # 50 committed and 5 of the group
+    cut_lines(torn, len(lines) - 1, 20)  # the group's last trade record of the day, torn
+    if where == "rolled":
+        assert day_file(data_dir, TRADE_TOPIC, T0 + DAYS * NS_PER_DAY).stat().st_size > 0
+    head = DAYS * PER_DAY + 8  # gseq 409 (the torn record) and everything after it is cut
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == head
+        dropped = {Path(d.path) for d in lg.recovery.dropped}
+        assert torn in dropped
+        if where == "rolled":
+            assert day_file(data_dir, QUOTE_TOPIC, T0 + DAYS * NS_PER_DAY) in dropped
+        assert lg.recovery.corrupt == []
+        res = lg.append([envelope(20_000, ts_event=T0 + (DAYS + 1) * NS_PER_DAY)])
+        assert res[0].gseq == head + 1
+    assert {p: p.read_bytes() for p in trade_days[:-1]} == before
+    assert_contiguous(data_dir, head + 1)
+    verify_clean(data_dir)
+
+
+@pytest.mark.parametrize("damage", ["torn", "flipped", "newline"])
+def test_damage_to_an_older_open_day_is_repaired_on_open_or_reported_by_verify(
+    data_dir: Path, damage: str
+) -> None:
+    """The last record of an older open day damaged from outside the writer (no crash
+    leaves this: the day was fsync'd before its index was saved) is found: cut short
+    (``torn``, the size changed) it is truncated and reported on open; damaged in place
+    (``flipped`` bit, ``newline`` overwritten: the size kept, so open trusts the saved
+    index and reads nothing of the file) `tape verify` reports it with file and byte."""
+    trade_days = days_log(data_dir)
+    path = trade_days[1]
+    bounds = line_bounds(path)
+    last_start, last_end = bounds[-1]
+    if damage == "torn":
+        cut_lines(path, len(bounds) - 1, 40)
+    elif damage == "flipped":
+        assert flip_in_middle(path, len(bounds) - 1)[0] == last_start
+    else:
+        data = bytearray(path.read_bytes())
+        assert data[-1:] == b"\n"
+        data[-1:] = b" "
+        path.write_bytes(bytes(data))
+    proc = run_tape("verify", "--json", data_dir=data_dir)
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)["problems"]
+    assert (problems[0]["path"], problems[0]["position"]) == (str(path), last_start)
+    size = path.stat().st_size
+    with EventLog.open(data_dir) as lg:
+        assert lg.head_gseq == DAYS * PER_DAY
+        if damage == "torn":
+            (d,) = lg.recovery.dropped
+            assert (d.path, d.from_pos, d.to_pos, d.records) == (
+                str(path),
+                last_start,
+                last_start + 40,
+                1,
+            )
+        else:
+            assert lg.recovery.dropped == []
+            assert path.stat().st_size == size  # left in place, never truncated
+    if damage == "torn":
+        assert path.stat().st_size == last_start
+        return
+    after = run_tape("verify", "--json", data_dir=data_dir)
+    assert after.returncode == 1
+    problems = json.loads(after.stdout)["problems"]
+    assert (problems[0]["path"], problems[0]["position"]) == (str(path), last_start)
+    assert last_end == size
+    if damage == "flipped":
+        with pytest.raises(CorruptRecordError) as info:
+            list(LogReader(data_dir).read_topic(TRADE_TOPIC, 60))
+        assert (info.value.path, info.value.position) == (str(path), last_start)

@@ -351,7 +351,9 @@ class EventLog:
 
         Recovery: finishes interrupted seals; checks each open day file from the end
         of the prefix its saved ``.idx`` describes (the whole file when there is no
-        usable one); truncates torn or garbage tails and damaged records written
+        usable one), and does not read at all an open day that is not its topic's
+        newest when its saved index describes the whole file (see
+        :meth:`_load_complete`: such a file has no tail left to check); truncates torn or garbage tails and damaged records written
         without fsync past the durable head (fsync'd, reported in :attr:`recovery`
         and the log); cuts every record from the first missing gseq on (never below
         the head published after the last fsync); and rebuilds offsets, the gseq
@@ -452,11 +454,13 @@ class EventLog:
             topic = _Topic(name, self.dir / name)
             finish_interrupted(topic.dir)
             segments = list_segments(topic.dir, name)
-            for seg in segments:
+            last = len(segments) - 1
+            for i, seg in enumerate(segments):
                 if seg.sealed:
                     self._load_sealed(topic, seg)
-                else:
-                    files.append(self._scan_open(topic, seg))
+                    continue
+                found = self._load_complete(topic, seg) if i < last else None
+                files.append(found if found is not None else self._scan_open(topic, seg))
             if segments and not segments[-1].sealed:
                 topic.day = segments[-1].day
                 newest[name] = segments[-1]
@@ -483,6 +487,53 @@ class EventLog:
         for src, seq in index.sources.items():
             if self._sources.get(src, 0) < seq:
                 self._sources[src] = seq
+
+    def _load_complete(self, topic: _Topic, seg: Segment) -> _OpenFile | None:
+        """Load an open day file that is not its topic's newest from its saved index
+        alone when that index describes the whole file; else None (it is then scanned).
+
+        DESIGN §5 asks recovery to check the tail of every open file, because a crash
+        can leave a torn tail past what was fsync'd. The writer saves an open day's
+        ``.idx`` only once the data it describes is fsync'd (on a day roll after the
+        sync, on close and before sealing; recovery saves the indexes it rebuilt after
+        fsyncing what it kept), and it never fsyncs the index itself: after a power
+        loss an index can be missing, corrupt or older, never ahead of the data. So an
+        index whose ``data_size`` is the file's size says that every byte of the file
+        was durable before the index was written: the file has no unchecked tail and
+        nothing of it is read (the saving: with thousands of daily files of a
+        record or a few each, the reads of every file were most of the time of an
+        open). Whatever was written to a day file after its index was saved (the
+        group a crash interrupted while it rolled over, or an append to an older day
+        after a crash left a newer day's file empty, which sends the writer back to
+        the older day) makes the sizes differ, and that file is scanned as before.
+
+        Not seen here, as for sealed days, whose indexes are trusted the same way: a
+        change of the file's bytes that keeps its size (damage on disk, a manual edit).
+        Readers stop at it with an error and ``tape verify`` reports it. The newest
+        day, the one the writer appends to, always goes through :meth:`_scan_open`,
+        which also decodes its last indexed stretch again.
+        """
+        index = load_index(seg.index_path)
+        if index is None or index.sealed:
+            return None
+        size = os.stat(seg.path).st_size
+        if index.data_size != size or index.raw_size != size:
+            return None
+        if index.count == 0:
+            if size:
+                return None
+        elif not index.entries or index.entries[0].offset != index.first_offset:
+            return None
+        found = _OpenFile(
+            seg,
+            trusted_gseq=index.last_gseq,
+            prefix_end=size,
+            prefix_entries=list(index.entries),
+            index=index,
+        )
+        topic.index = index
+        self._absorb_summary(topic, index)
+        return found
 
     @staticmethod
     def _trusted_prefix(seg: Segment, size: int) -> SegmentIndex | None:
@@ -652,6 +703,8 @@ class EventLog:
                     "(valid records follow)"
                 )
                 gaps.append((region.prev_gseq, region.next_gseq))
+        if low >= head:
+            return changed  # everything is durable: no gseq to look for
         present: set[int] = set()
         for found in files:
             present.update(g for (g, _p) in found.records if g > low)
