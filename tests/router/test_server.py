@@ -379,6 +379,47 @@ async def test_ephemeral_messages_reach_live_subscribers_and_are_not_logged(tmp_
         assert {c["identity"] for c in stats["connections"]} == {"ta", "actor"}
 
 
+async def test_unconfirmed_ephemeral_batches_are_answered_only_when_refused(
+    tmp_path: Path,
+) -> None:
+    """``ack: false`` on an ephemeral pub: delivered batches get no ``puback`` (the next
+    frame the publisher receives answers its following request), refused ones do, and
+    :meth:`Client.send_ephemeral` counts the refusal."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, "actor") as actor,
+        ws_connect(router.url) as ws,
+    ):
+        sub = actor.subscribe(["system.replay.>"], "now", include_ephemeral=True)
+        await asyncio.wait_for(sub.caught_up.wait(), 10)
+        await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "ta"}))
+        assert json.loads(await ws.recv())["op"] == "welcome"
+        step = _obj(trade("ta", 1, topic="system.replay.step"))
+        await ws.send(
+            json.dumps({"op": "pub", "ref": 1, "events": [step], "ephemeral": True, "ack": False})
+        )
+        await ws.send(json.dumps({"op": "stats", "ref": 2}))
+        answer = json.loads(await ws.recv())
+        assert (answer["op"], answer["ref"]) == ("stats", 2)
+        got = await _drain(sub, 1)
+        assert [g.id for g in got] == ["ta:1"]
+        # Refused (the source is not the connection's identity): answered.
+        forged = _obj(trade("someone", 2, topic="system.replay.step"))
+        await ws.send(
+            json.dumps({"op": "pub", "ref": 3, "events": [forged], "ephemeral": True, "ack": False})
+        )
+        refused = json.loads(await ws.recv())
+        assert (refused["op"], refused["ref"]) == ("puback", 3)
+        assert refused["results"][0]["error"]
+        # The client's unconfirmed send: delivered, and a refusal counted.
+        assert await actor.send_ephemeral([trade("actor", 3, topic="system.replay.done")])
+        assert await actor.send_ephemeral([trade("ta", 4, topic="system.replay.done")])
+        await eventually(lambda: actor.refused_unconfirmed == 1)
+        got = await _drain(sub, 1)
+        assert [g.id for g in got] == ["actor:3"]
+        assert list(LogReader(tmp_path, "main").read([">"])) == []
+
+
 async def test_slow_subscriber_is_switched_to_the_log_and_catches_up(tmp_path: Path) -> None:
     """A connection that stops reading its socket is moved to log reading, then gets everything once."""
     limits = Limits(send_queue_frames=4)

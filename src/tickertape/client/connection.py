@@ -348,6 +348,8 @@ class Client:
         self._connect_timeout_s = connect_timeout_s
         self._refs = itertools.count(1)
         self._pending: dict[Ref, _PendingPub] = {}
+        self.refused_unconfirmed = 0
+        """Events of unconfirmed publications (:meth:`send_ephemeral`) the router refused."""
         self._subs: dict[Ref, RemoteSubscription] = {}
         self._overflowed: dict[Ref, RemoteSubscription] = {}
         self._requests: dict[Ref, asyncio.Future[Any]] = {}
@@ -509,7 +511,17 @@ class Client:
                         sub._on_records([RECORD_DECODER.decode(raw) for raw in frame.events])
             case PubAck():
                 pending = self._pending.get(frame.ref)
-                if pending is not None and not pending.future.done():
+                if pending is None:
+                    refused = [r for r in frame.results if r.error is not None]
+                    if refused:  # an unconfirmed publication (publish(confirm=False))
+                        self.refused_unconfirmed += len(refused)
+                        log.error(
+                            "unconfirmed publication refused",
+                            ref=frame.ref,
+                            code=refused[0].error,
+                            reason=(refused[0].message or "")[:500],
+                        )
+                elif not pending.future.done():
                     if any(r.error is not None for r in frame.results):
                         pending.future.set_exception(PublishRefusedError(frame.ref, frame.results))
                     else:
@@ -635,6 +647,34 @@ class Client:
             async with self._outbox_changed:
                 self._outbox_n -= n
                 self._outbox_changed.notify_all()
+
+    async def send_ephemeral(self, envelopes: Sequence[Envelope], *, ns: str | None = None) -> bool:
+        """Send an ephemeral batch without waiting for, or asking for, an acknowledgement.
+
+        For control messages whose receiver answers them (the distributed replay's
+        announcements and ``done`` reports, docs/protocol.md §8): the router fans the
+        batch out to live subscribers and answers only a refusal, which this client
+        logs (``unconfirmed publication refused``) and counts in
+        :attr:`refused_unconfirmed`. The batch is not kept for a resend: while
+        disconnected it is dropped, as ephemeral events are best effort anyway.
+
+        Returns:
+            True when the frame was handed to the connection, False when disconnected.
+        """
+        if not envelopes:
+            return True
+        frame = Pub(
+            ref=next(self._refs), events=list(envelopes), ns=ns, ephemeral=True, ack=False
+        )
+        async with self._send_lock:
+            ws = self._ws
+            if ws is None:
+                return False
+            try:
+                await ws.send(encode_frame(frame), text=True)
+            except websockets.ConnectionClosed:
+                return False
+        return True
 
     @property
     def outbox_events(self) -> int:

@@ -186,6 +186,7 @@ class ReplayCoordinator:
         self.independent = False
         self.divergences: list[Divergence] = []
         self.commits = 0
+        self._confirmed_step = False
         self._snapshot_due = self.snapshot_every_steps
 
     def control(self, command: ClockControl) -> None:
@@ -702,9 +703,20 @@ class ReplayCoordinator:
                 waiting[payload.actor] = payload
 
     async def _send(self, topic: str, payload: msgspec.Struct, ts_ns: int) -> None:
+        """Publish a control message; announcements after the first go unconfirmed
+        (:meth:`Client.send_ephemeral`): the actors' ``done`` answer them, and one
+        unanswered is sent again after :data:`REANNOUNCE_S`. The first (the run's
+        ``start``) is confirmed, so that a router refusing the authority's control
+        messages fails the run at once instead of re-announcing for ever."""
         self._ctl_seq += 1
         env = driver_envelope(topic, payload, self._ctl_seq, ts_ns)
-        await self.client.publish([env], ns=self.settings.source_namespace, ephemeral=True)
+        ns = self.settings.source_namespace
+        if topic == STEP_TOPIC and self._confirmed_step:
+            await self.client.send_ephemeral([env], ns=ns)
+            return
+        await self.client.publish([env], ns=ns, ephemeral=True)
+        if topic == STEP_TOPIC:
+            self._confirmed_step = True
 
     async def _publish_driver(self, env: Envelope, what: str, ts_log: int) -> None:
         stage = f"{self.settings.run_id}:{what}"

@@ -212,12 +212,18 @@ class Pub(ClientFrame, tag="pub", frozen=True):
         ns: namespace; the router's default when None.
         stage: when set, hold the events under this stage id until ``commit``.
         ephemeral: when True, fan out to live subscribers only: never logged.
+        ack: with False on an ephemeral batch, the router answers only a refusal (a
+            ``puback`` naming the refused events); a delivered batch gets no answer.
+            Ephemeral delivery is best effort either way; this saves a frame per batch
+            for control messages that the receiver answers anyway (docs/protocol.md §8).
+            Ignored for logged and staged batches, which are always answered.
     """
 
     events: list[Envelope]
     ns: str | None = None
     stage: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     ephemeral: bool = False
+    ack: bool = True
 
 
 class Sub(ClientFrame, tag="sub", frozen=True):

@@ -930,6 +930,8 @@ class Router:
                 return
             items: list[AckItem | StoredAck]
             if frame.ephemeral:
+                if not frame.ack:
+                    return  # delivered: answered only when refused (Pub.ack)
                 items = [AckItem(id=e.id) for e in frame.events]
             else:
                 items = [

@@ -398,7 +398,7 @@ class RemoteReplayHost:
             topics=sorted({env.topic for env in outputs}),
             divergences=self._take_divergences(),
         )
-        self._last_done = self._send_soon(DONE_TOPIC, done)
+        self._last_done = self._send_done(done)
         return True
 
     def _begin_step(self, time_ns: int) -> tuple[int, int]:
@@ -485,7 +485,7 @@ class RemoteReplayHost:
                 for t, o in sorted(staged.keys() | set(ran))
             ],
         )
-        self._last_done = self._send_soon(DONE_TOPIC, done)
+        self._last_done = self._send_done(done)
         return True
 
     async def _compare_regenerated(self) -> None:
@@ -551,10 +551,14 @@ class RemoteReplayHost:
             pending, self._in_flight = self._in_flight, []
             await asyncio.gather(*pending)
 
-    def _send_soon(self, topic: str, payload: msgspec.Struct) -> Envelope:
-        """Publish a control message now; its acknowledgement is awaited by :meth:`_settle`."""
-        env = self._control_envelope(topic, payload)
-        sending = self.client.publish([env], ns=self.control_namespace, ephemeral=True)
+    def _send_done(self, done: Done) -> Envelope:
+        """Send ``done`` unconfirmed (:meth:`Client.send_ephemeral`), after the wave's
+        staged outputs: tasks start in order and take the client's send lock in order,
+        so the router receives the stage before the ``done``. The authority's next
+        announcement is the answer; a ``done`` lost on the way is sent again when the
+        authority repeats the announcement (:meth:`_handle`)."""
+        env = self._control_envelope(DONE_TOPIC, done)
+        sending = self.client.send_ephemeral([env], ns=self.control_namespace)
         self._in_flight.append(asyncio.ensure_future(sending))
         return env
 
@@ -664,6 +668,8 @@ class RemoteHost:
         self._wake = asyncio.Event()
         self._alert_seq = 0
         self._unacked: list[Envelope] = []
+        self._unchecked: deque[tuple[Envelope, int]] = deque()
+        self._alerts: deque[Envelope] = deque()
         self._flushing = asyncio.Lock()
         self._events_at_snapshot = 0
         self._clock_at_snapshot = 0
@@ -768,43 +774,60 @@ class RemoteHost:
         # One flush at a time (the consumer and the timer loop both flush): a second
         # one would publish again the outputs the first has in flight.
         self._unacked.extend(self.hosted.ctx.drain())
+        # A regenerated output the log already held is compared with the stored one;
+        # the comparisons wait in _unchecked until each is done, and the alerts of
+        # divergences in _alerts until stored, so that a flush cancelled among them (a
+        # clean stop) leaves the rest to the final flush, each done exactly once.
         async with self._flushing:
-            if not self._unacked:
-                return
-            outputs = list(self._unacked)
-            acks = await self.client.publish(outputs, ns=self.namespace)
-            del self._unacked[: len(outputs)]
-            for env, ack in zip(outputs, acks, strict=True):
-                if ack.duplicate and ack.gseq is not None:
-                    await self._check_duplicate(env, ack.gseq)
-
-    async def _check_duplicate(self, env: Envelope, gseq: int) -> None:
-        fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
-        async for item in fetch:
-            if isinstance(item, Record) and item.gseq == gseq:
-                divergence = compare(env, item, compare_ts_event=False)
+            if self._unacked:
+                outputs = list(self._unacked)
+                acks = await self.client.publish(outputs, ns=self.namespace)
+                del self._unacked[: len(outputs)]
+                self._unchecked.extend(
+                    (env, ack.gseq)
+                    for env, ack in zip(outputs, acks, strict=True)
+                    if ack.duplicate and ack.gseq is not None
+                )
+            while self._unchecked:
+                env, gseq = self._unchecked[0]
+                divergence = await self._compare_stored(env, gseq)
+                self._unchecked.popleft()
                 if divergence is not None:
                     self.divergences.append(divergence)
-                    await self._alert(divergence)
-        await fetch.close()
+                    self._alerts.append(self._alert_envelope(divergence))
+            while self._alerts:
+                await self.client.publish([self._alerts[0]], ns=self.namespace)
+                self._alerts.popleft()
 
-    async def _alert(self, d: Divergence) -> None:
+    async def _compare_stored(self, env: Envelope, gseq: int) -> Divergence | None:
+        """Compare a regenerated output with the record the log holds at ``gseq``."""
+        fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
+        divergence = None
+        try:
+            async for item in fetch:
+                if isinstance(item, Record) and item.gseq == gseq:
+                    divergence = compare(env, item, compare_ts_event=False)
+        finally:
+            await fetch.close()
+        return divergence
+
+    def _alert_envelope(self, d: Divergence) -> Envelope:
+        """The DIVERGENCE alert of ``d``, built once: a flush cancelled while storing it
+        sends the same envelope again, which the log takes once."""
         _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
         now = self.time.now_ns()
         self._alert_seq = max(now, self._alert_seq + 1)
-        alert = d.alert()
         # Stored, so the log keeps the evidence. Its source_seq must not come from the
         # actor's own deterministic sequence (that would shift every output after it):
         # it is ALERT_SEQ_BASE + the actor's clock in ns, unique across restarts and
         # far above any output's sequence number.
-        env = make_envelope(
-            alert,
+        return make_envelope(
+            d.alert(),
             topic=f"system.alert.{self.name}",
             source=self.name,
             source_seq=ALERT_SEQ_BASE + self._alert_seq,
             ts_event=now,
         )
-        await self.client.publish([env], ns=self.namespace)
 
     def _maybe_snapshot(self) -> None:
         since = self.hosted.ctx.events_handled - self._events_at_snapshot
