@@ -5,9 +5,8 @@ Every identity gets a token from ``tape token create NAME --role ROLE`` and noth
 more (no ``--publish '>'``): the router (``tape router --token-file``) then enforces
 exactly the roles of docs/protocol.md §11. The time authority is ``tape clock --mode
 replay`` and each actor ``tape actor ... --replay RUN --token-file FILE``, the
-per-identity way docs/deploy.md §4 gives (``tape replay --router URL`` takes no token:
-its driver connects as ``replay`` without one and the actor processes it starts get
-none). The in-process host enforces the same roles on ``ctx.publish``
+per-identity way docs/deploy.md §4 gives; ``tape replay --router URL --token-dir DIR``
+does the same from one command. The in-process host enforces the same roles on ``ctx.publish``
 (:mod:`tickertape.roles`), so a backtest refuses what the role-only router refuses.
 """
 
@@ -169,6 +168,49 @@ def test_role_only_distributed_replay_equals_in_process(imported: Path, tmp_path
     refusals = [line for line in router.output().splitlines() if "refused" in line]
     assert refusals == []
     assert hash_namespace(source, "runs/roles") == expected
+
+
+@pytest.mark.slow
+def test_tape_replay_router_with_a_token_dir(imported: Path, tmp_path: Path) -> None:
+    """``tape replay --router URL --token-dir DIR``: the time authority connects as
+    ``replay`` with ``DIR/replay.token`` and gives each actor process it starts
+    ``--token-file DIR/<identity>.token``; with role-only tokens the run equals the
+    in-process one. A missing token file is named before anything starts."""
+    window = ("--from", FROM, "--to", "2024-01-02T02:00")
+    reference = tmp_path / "reference"
+    shutil.copytree(imported, reference)
+    _tape(
+        "replay", *window, "--in-process", "--actors", ITEMS, "--run-id", "dir",
+        "--data-dir", str(reference), "-q",
+    )  # fmt: skip
+    source = tmp_path / "router-host"
+    shutil.copytree(imported, source)
+    roles = {identity: role for identity, (_, role) in ACTORS.items()} | {"replay": "replay"}
+    (tmp_path / "tokens").mkdir()
+    token_file, _files = _tokens(tmp_path / "tokens", roles)
+    router, url = _router(tmp_path, source, token_file)
+    try:
+        replay = [str(TAPE), "--log-level", "warning", "replay", *window, "--router", url,
+                  "--actors", ITEMS, "--run-id", "dir", "--data-dir", str(source), "-q"]  # fmt: skip
+        (tmp_path / "tokens" / "pnl.token").rename(tmp_path / "pnl.token")
+        missing = subprocess.run(
+            [*replay, "--token-dir", str(tmp_path / "tokens")],
+            capture_output=True, text=True, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert missing.returncode != 0
+        assert "pnl.token" in missing.stderr
+        assert "token file not found" in missing.stderr
+        assert not (source / "logs" / "runs" / "dir").exists()
+        (tmp_path / "pnl.token").rename(tmp_path / "tokens" / "pnl.token")
+        done = subprocess.run(
+            [*replay, "--token-dir", str(tmp_path / "tokens")],
+            capture_output=True, text=True, cwd=REPO, check=False, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        router.stop(5)
+    assert "refused" not in router.output()
+    assert hash_namespace(source, "runs/dir") == hash_namespace(reference, "runs/dir")
 
 
 @pytest.mark.slow

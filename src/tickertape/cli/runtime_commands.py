@@ -117,6 +117,13 @@ def _estimate_end(data_dir: Path, settings: RunSettings) -> int | None:
     flag_value="distributed",
     help="Distributed on this machine: an embedded router and one process per actor.",
 )
+@click.option(
+    "--token-dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --router, for a router with tokens: the folder of each identity's token "
+    "file, <identity>.token (replay.token for this time authority, strategy.sma.token...).",
+)
 @click.option("--run-id", default=None, help="Default: <from>-<config hash>.")
 @click.option("--source-namespace", default="main", show_default=True)
 @data_dir_option("Directory holding logs/ and snapshots/.")
@@ -138,6 +145,7 @@ def replay_command(
     actors: tuple[str, ...],
     mode: str,
     router_url: str | None,
+    token_dir: Path | None,
     run_id: str | None,
     source_namespace: str,
     data_dir: Path,
@@ -147,6 +155,8 @@ def replay_command(
     quiet: bool,
 ) -> None:
     """Re-run actors over recorded history into runs/<run-id>, byte-identical every time."""
+    if token_dir is not None and router_url is None:
+        raise click.UsageError("--token-dir goes with --router URL (a router with tokens)")
     start_ns = parse_time(from_)
     end_ns = None if to is None else parse_time(to, end=True)
     if end_ns is not None and end_ns <= start_ns:
@@ -183,6 +193,7 @@ def replay_command(
             speed=pacer.speed,
             snapshot_every=snapshot_every,
             quiet=quiet,
+            token_dir=token_dir,
         )
     else:
         from tickertape.replay.keyboard import KeyboardControl

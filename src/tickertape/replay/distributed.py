@@ -744,15 +744,36 @@ def actor_argv(
     data_dir: str | Path,
     *,
     log_level: str = "warning",
+    token_file: Path | None = None,
 ) -> list[str]:
-    """The command line of one actor process for an ``--actors`` item."""
+    """The command line of one actor process for an ``--actors`` item (with
+    ``--token-file`` when ``token_file`` is given)."""
     target, _, config = item.partition("@")
     argv = [*tape_command(), "--log-level", log_level, "actor", target, "--router", router_url]
     argv += ["--replay", settings.run_id, "--source-namespace", settings.source_namespace]
     argv += ["--data-dir", str(data_dir)]
     if config:
         argv += ["--config", str(Path(config).resolve())]
+    if token_file is not None:
+        argv += ["--token-file", str(token_file)]
     return argv
+
+
+def token_files(token_dir: Path, identities: list[str]) -> dict[str, Path]:
+    """Each identity's token file in ``token_dir``: ``<identity>.token``, holding what
+    ``tape token create IDENTITY --role ROLE`` printed (the time authority's identity is
+    ``replay``).
+
+    Raises:
+        ConfigError: a file is missing, empty or not a single token (naming it), checked
+            before any process starts.
+    """
+    from tickertape.client.inspect import read_token
+
+    files = {identity: token_dir / f"{identity}.token" for identity in identities}
+    for path in files.values():
+        read_token(None, path)
+    return files
 
 
 async def run_distributed(
@@ -767,6 +788,7 @@ async def run_distributed(
     on_step: Callable[[Supervisor, int, int], None] | None = None,
     cwd: str | Path | None = None,
     batch_steps: int = BATCH_STEPS,
+    token_dir: Path | None = None,
 ) -> ReplayResult:
     """Run a distributed replay: a router (embedded unless ``router_url``), one
     supervised process per actor, and the time authority in this process.
@@ -783,16 +805,23 @@ async def run_distributed(
         on_step: hook ``(supervisor, step_index, time_ns)`` after each step.
         cwd: the actor processes' working directory.
         batch_steps: as :class:`ReplayCoordinator`.
+        token_dir: for a router with tokens: the folder of each identity's token file
+            (:func:`token_files`); the time authority connects as ``replay``.
 
     Raises:
         ActorGaveUpError: an actor kept dying.
-        ConfigError, RouterError: as :meth:`ReplayCoordinator.run`.
+        ConfigError: as :meth:`ReplayCoordinator.run`, or a token file of
+            ``token_dir`` is missing or invalid.
+        RouterError: as :meth:`ReplayCoordinator.run`.
     """
     from tickertape.router.protocol import Limits
     from tickertape.router.server import Router, RouterConfig
 
     if len(specs) != len(actor_items):
         raise ConfigError("one --actors item per actor is needed for a distributed replay")
+    tokens: dict[str, Path] = {}
+    if token_dir is not None:
+        tokens = token_files(token_dir, [DRIVER_SOURCE, *(s.name for s in specs)])
     router: Router | None = None
     if router_url is None:
         router = Router(
@@ -807,12 +836,18 @@ async def run_distributed(
         await router.start()
         router_url = router.url
     supervisor = Supervisor(cwd=cwd)
-    client = Client(router_url, DRIVER_SOURCE)
+    from tickertape.client.inspect import read_token
+
+    token = read_token(None, tokens[DRIVER_SOURCE]) if tokens else None
+    client = Client(router_url, DRIVER_SOURCE, token=token)
     try:
         await client.start()
         chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
         for spec, item in zip(specs, actor_items, strict=True):
-            await supervisor.start(spec.name, actor_argv(item, router_url, settings, data_dir))
+            argv = actor_argv(
+                item, router_url, settings, data_dir, token_file=tokens.get(spec.name)
+            )
+            await supervisor.start(spec.name, argv)
 
         def hook(index: int, time_ns: int) -> None:
             if on_step is not None:
@@ -858,8 +893,10 @@ def run_distributed_cli(
     speed: float | None,
     snapshot_every: int,
     quiet: bool,
+    token_dir: Path | None = None,
 ) -> ReplayResult:
-    """``tape replay --distributed | --router URL``: run :func:`run_distributed`."""
+    """``tape replay --distributed | --router URL [--token-dir DIR]``: run
+    :func:`run_distributed`."""
     items = [i.strip() for item in actor_items for i in item.split(",") if i.strip()]
     if not items:
         items = [s.origin for s in specs]
@@ -876,6 +913,7 @@ def run_distributed_cli(
             pacer=Pacer(speed),
             snapshot_every_steps=every,
             cwd=Path.cwd(),
+            token_dir=token_dir,
         )
     )
 
@@ -886,4 +924,5 @@ __all__ = [
     "actor_argv",
     "run_distributed",
     "run_distributed_cli",
+    "token_files",
 ]
