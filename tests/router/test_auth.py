@@ -127,6 +127,13 @@ def test_roles_fill_in_patterns(tmp_path: Path) -> None:
     stored = load_token_file(path).identities["replay"]
     assert stored.commit
     assert stored.subscribe == [">", "md.>"]
+    # The replay driver publishes its control messages, manifests and alerts only:
+    # not the operator's commands nor the clock's drift alerts (which halt trading).
+    replay = Grant(token_sha256="", publish=stored.publish, subscribe=stored.subscribe)
+    for topic in ("system.replay.step", "system.run_manifest", "system.alert"):
+        assert may_publish(replay, topic), topic
+    for topic in ("system.command.risk", "system.clock.drift", "md.bar.1m.us.X"):
+        assert not may_publish(replay, topic), topic
     for name in ROLES:  # every role's patterns are valid for some identity
         role_patterns(name, "strategy.x" if name == "strategy" else name)
 

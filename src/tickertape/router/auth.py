@@ -215,7 +215,16 @@ ROLES: dict[str, Role] = {
     ),
     "replay": Role(
         description="the distributed replay driver: control messages, run manifests, commits",
-        publish=("system.>",),
+        # What the time authority of a distributed replay publishes and nothing more:
+        # with system.> a leaked replay token could halt or resume the risk gate
+        # (system.command.risk) or forge a drift alert in main.
+        publish=(
+            "system.replay.step",
+            "system.replay.welcome",
+            "system.run_manifest",
+            "system.run_summary",
+            "system.alert",
+        ),
         subscribe=(">",),
         commit=True,
         actor=False,
