@@ -512,6 +512,21 @@ def test_a_deadline_the_live_clock_passes_while_setting_its_timer_is_reported_op
     assert ctx.clock.timers == {}
 
 
+def test_a_bar_end_the_live_clock_passes_while_setting_its_timer_closes_the_bar() -> None:
+    """Live, a trade handled a few ns before its 1 s bar's end: set_timer's clock read is
+    past the end and refuses the timer; the bar is published at once instead."""
+    actor = MarketDataActor()
+    ctx = FakeContext("marketdata")
+    ctx.clock = _TickingClock()
+    end = SILENCE_FROM + 1_000_000_000
+    trade = Trade(symbol="BTCUSDT", price=1.0, size=2.0, side="buy", trade_id="1")
+    ctx.clock.now = end - 15  # on_trade reads end - 5, set_timer end + 5
+    actor.on_event(make_event("md.trade.crypto.BTCUSDT", trade, "crypto", end - 500, 1), ctx)  # type: ignore[arg-type]
+    (bar,) = ctx.published
+    assert (bar.topic, bar.ts_event, bar.payload.volume) == ("md.bar.1s.crypto.BTCUSDT", end, 2.0)
+    assert list(ctx.clock.timers) == ["bar|1m|crypto.BTCUSDT"]  # the minute is not over
+
+
 def test_a_live_restart_counts_silences_from_the_restart() -> None:
     """A live host calls on_start after the restore: the downtime is not a silence, the
     events published meanwhile are still to be read."""

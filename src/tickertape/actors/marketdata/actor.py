@@ -277,13 +277,19 @@ class MarketDataActor(Actor):
                 self._publish_bar(name, done, ctx, event)
             end = builder.end_ns
             assert end is not None
-            if end <= now:
-                bar = builder.close()
-                assert bar is not None
-                ctx.clock.cancel_timer(name)
-                self._publish_bar(name, bar, ctx, event)
-            else:
-                ctx.clock.set_timer(name, at_ns=end)
+            if end > now:
+                try:
+                    ctx.clock.set_timer(name, at_ns=end)
+                except ClockError:  # live: the clock passed the bar's end since ``now``
+                    self._close_bar(name, builder, ctx, event)
+                continue
+            self._close_bar(name, builder, ctx, event)
+
+    def _close_bar(self, name: str, builder: BarBuilder, ctx: Context, cause: Event) -> None:
+        bar = builder.close()
+        assert bar is not None
+        ctx.clock.cancel_timer(name)
+        self._publish_bar(name, bar, ctx, cause)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
         """Publish the bar whose interval ended (timer ``bar|{interval}|{market}.{symbol}``),
