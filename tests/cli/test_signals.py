@@ -115,6 +115,37 @@ def test_live_actor_stops_cleanly_with_a_final_snapshot(
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_replay_clock_and_replay_actor_stop_cleanly(
+    router: tuple[str, Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """`tape clock --mode replay` waiting for its actors, and `tape actor --replay`
+    waiting for its time authority, each exit 0 on the signal (they died with -15)."""
+    url, _ = router
+    run = f"stop-{sig.name.lower()}"
+    clock = Tape(
+        "clock",
+        ["clock", "--mode", "replay", "--router", url, "--from", "2024-01-01",
+         "--run-id", run, "--actors", "pnl", "--data-dir", str(tmp_path)],
+        tmp_path,
+    )  # fmt: skip
+    actor = Tape(
+        "pnl",
+        ["actor", "pnl", "--router", url, "--replay", f"{run}-alone",
+         "--data-dir", str(tmp_path / "actor")],
+        tmp_path,
+    )  # fmt: skip
+    try:
+        eventually(connected(url, "replay"), 30, "the clock to connect")
+        eventually(connected(url, "pnl"), 30, "the actor to connect")
+        _assert_stops_cleanly(clock, sig, "clock")
+        assert _logged(clock, "replay_stopped")()
+        _assert_stops_cleanly(actor, sig, "actor pnl")
+    finally:
+        clock.kill()
+        actor.kill()
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_actor_still_connecting_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     """An actor whose router is not up yet (still connecting) also exits 0 on the signal."""
     url = f"ws://127.0.0.1:{free_port()}"

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -308,11 +309,13 @@ def actor_command(
             command=f"actor {spec.name}",
         )
         return
-    from tickertape import loop
     from tickertape.actors.runtime.remote import run_replay_actor
+    from tickertape.cli.process import unless_stopped
 
-    loop.run(
-        run_replay_actor(
+    async def replay_actor(stop: asyncio.Event) -> None:
+        # SIGINT/SIGTERM: leave the run (the time authority waits for this actor, which
+        # resumes from its newest snapshot when started again), exit 0.
+        work = run_replay_actor(
             router_url,
             spec.actor,
             spec.name,
@@ -321,7 +324,9 @@ def actor_command(
             token=token,
             control_namespace=source_namespace,
         )
-    )
+        await unless_stopped(stop, work, name=f"actor-{spec.name}")
+
+    run_until_stopped(replay_actor, command=f"actor {spec.name}", use_uvloop=True)
 
 
 @click.group("clock", invoke_without_command=True)
@@ -373,11 +378,9 @@ def clock_command(
     Backtest/replay: drives the actors started with `tape actor ... --replay RUN-ID`
     through the step/wave scheduler; the two modes differ only in their default pace
     (backtest: as fast as the slowest actor; replay: as it happened, speed 1).
-    Control it with `tape clock ctl`. Live, SIGINT or SIGTERM stops it cleanly (exit
-    status 0).
+    Control it with `tape clock ctl`. SIGINT or SIGTERM stops it cleanly (exit status
+    0) in every mode; a replay stopped so is left without its summary.
     """
-    import asyncio
-
     from tickertape.client import Client
 
     if ctx.invoked_subcommand is not None:
@@ -441,9 +444,18 @@ def clock_command(
                 f"{result.output_events:,} outputs"
             )
 
-    from tickertape import loop
+    from tickertape.cli.process import run_until_stopped, unless_stopped
 
-    loop.run(replay())
+    async def replay_until_stopped(stop: asyncio.Event) -> None:
+        # SIGINT/SIGTERM: stop announcing and exit 0; the run is left without its
+        # summary (incomplete: `tape report` and a new run under another --run-id).
+        finished, _ = await unless_stopped(stop, replay(), name="clock-replay")
+        if not finished:
+            structlog.get_logger("tickertape.timeauthority").warning(
+                "replay_stopped", run_id=run_id, reason="signal: the run has no summary"
+            )
+
+    run_until_stopped(replay_until_stopped, command="clock", use_uvloop=True)
 
 
 @clock_command.command("ctl")
