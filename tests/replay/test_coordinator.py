@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+from tests.router.support import running_router
 from tests.timeauthority.test_scheduler import rec
+from tickertape.client import Client
 from tickertape.replay import RunSettings
+from tickertape.replay.control import STEP_TOPIC, WELCOME_TOPIC, StepAnnounce, step_topic
 from tickertape.replay.distributed import RemoteTimers, ReplayCoordinator
+from tickertape.replay.manifest import DRIVER_SOURCE
+from tickertape.router.auth import create_token
+from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.registry import decode_payload
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
 
@@ -71,3 +79,77 @@ def test_remote_timers_view() -> None:
     timers.next = {"a": 30, "b": None, "c": 20}
     assert timers.next_due() == 20
     assert timers.pop_due(100) == []
+
+
+async def test_a_wave_for_few_actors_goes_to_them_alone(tmp_path: Path) -> None:
+    """A wave for at most half of the actors, all reading their own step topic, reaches
+    only them (on system.replay.step.<actor>); a wave for more, or for an actor without
+    its own topic, goes once to every actor on system.replay.step."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, DRIVER_SOURCE) as driver,
+        Client(router.url, "a") as a,
+        Client(router.url, "b") as b,
+    ):
+        c = ReplayCoordinator(
+            driver, tmp_path, RunSettings(run_id="r1"), ["a", "b", "c"], config_digest="0"
+        )
+        c._direct = {"a", "b"}
+        c._confirmed_step = True
+        subs = {
+            name: client.subscribe(
+                [STEP_TOPIC, step_topic(name)], "now", ns="main", include_ephemeral=True
+            )
+            for name, client in (("a", a), ("b", b))
+        }
+        for sub in subs.values():
+            assert await sub.established()
+
+        def announce(seq: int, actors: list[str]) -> StepAnnounce:
+            return StepAnnounce(
+                run_id="r1", seq=seq, phase="step", step=seq, wave=0, time_ns=seq, actors=actors
+            )
+
+        await c._send_announce(announce(1, ["a"]))  # a alone
+        await c._send_announce(announce(2, ["a", "b"]))  # 2 of 3: to everyone
+        await c._send_announce(announce(3, ["c"]))  # c reads no topic of its own
+        await c._send_announce(announce(4, ["b"]))  # b alone
+
+        async def seqs(name: str, n: int) -> list[tuple[str, int]]:
+            got = []
+            async for env in subs[name]:
+                assert isinstance(env, Envelope)
+                payload = decode_payload(env.type, env.v, env.payload)
+                got.append((env.topic, payload.seq))
+                if len(got) == n:
+                    return got
+            return got
+
+        assert await asyncio.wait_for(seqs("a", 3), 10) == [
+            ("system.replay.step.a", 1),
+            ("system.replay.step", 2),
+            ("system.replay.step", 3),
+        ]
+        assert await asyncio.wait_for(seqs("b", 3), 10) == [
+            ("system.replay.step", 2),
+            ("system.replay.step", 3),
+            ("system.replay.step.b", 4),
+        ]
+
+
+async def test_an_actor_token_without_its_own_step_topic_is_told_apart(tmp_path: Path) -> None:
+    """A token from before the actors' own step topics: subscribing with it is refused
+    (``established`` is False, so the host subscribes without it and says so in its
+    hello); a token with the actor role today gets it."""
+    tokens = tmp_path / "tokens.toml"
+    old = create_token(tokens, "risk", subscribe=["system.replay.step", "system.replay.welcome"])
+    new = create_token(tokens, "pnl", role="pnl")
+    async with running_router(tmp_path, token_file=str(tokens)) as router:
+        for name, token, direct in (("risk", old, False), ("pnl", new, True)):
+            async with Client(router.url, name, token) as client:
+                sub = client.subscribe(
+                    [STEP_TOPIC, step_topic(name), WELCOME_TOPIC], "now", include_ephemeral=True
+                )
+                assert await asyncio.wait_for(sub.established(), 10) is direct
+                fallback = client.subscribe([STEP_TOPIC, WELCOME_TOPIC], "now")
+                assert await asyncio.wait_for(fallback.established(), 10)

@@ -156,6 +156,7 @@ class RemoteSubscription:
         self._end: BaseException | None = None
         self._ending = False
         self._ready = asyncio.Event()
+        self._finished = asyncio.Event()
         self._buffer: list[Record] | list[Envelope] = []
         self._pos = 0
         self._include_ephemeral = include_ephemeral
@@ -238,6 +239,7 @@ class RemoteSubscription:
         self._ending = True
         self._end = error
         self._ready.set()
+        self._finished.set()
 
     async def _next_frame(self) -> list[Record] | list[Envelope] | None:
         """The next buffered frame; None at the end. Raises the subscription's error."""
@@ -252,6 +254,21 @@ class RemoteSubscription:
         frame = self._frames.popleft()
         self._maybe_resubscribe()
         return frame
+
+    async def established(self) -> bool:
+        """Wait until the subscription is caught up (True) or ended (False: the router
+        refused it, for instance a pattern outside the identity's ACL; iterating raises
+        that error)."""
+        if self.caught_up.is_set():
+            return True
+        caught_up = asyncio.ensure_future(self.caught_up.wait())
+        finished = asyncio.ensure_future(self._finished.wait())
+        try:
+            await asyncio.wait({caught_up, finished}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            caught_up.cancel()
+            finished.cancel()
+        return self.caught_up.is_set()
 
     def __aiter__(self) -> AsyncIterator[Record | Envelope]:
         return self
@@ -663,9 +680,7 @@ class Client:
         """
         if not envelopes:
             return True
-        frame = Pub(
-            ref=next(self._refs), events=list(envelopes), ns=ns, ephemeral=True, ack=False
-        )
+        frame = Pub(ref=next(self._refs), events=list(envelopes), ns=ns, ephemeral=True, ack=False)
         async with self._send_lock:
             ws = self._ws
             if ws is None:

@@ -7,7 +7,9 @@ All travel as *ephemeral* envelopes (never logged) on the run namespace, topics
   snapshot it restored (0 for none); repeated until welcomed.
 - ``system.replay.welcome`` (TA → actor): the run's settings and the announcements
   the actor must replay to catch up after its snapshot.
-- ``system.replay.step`` (TA → actors): one wave to run (:class:`StepAnnounce`).
+- ``system.replay.step`` (TA → actors): one wave to run (:class:`StepAnnounce`); a
+  wave for a few actors goes to each on ``system.replay.step.<actor>`` instead
+  (:func:`step_topic`), when the actor said it reads it (``Hello.direct``).
 - ``system.replay.done`` (actor → TA): the actor ran a wave and staged its outputs.
 
 The payload Structs live in :mod:`tickertape.schemas.replay` (registered with every
@@ -33,6 +35,12 @@ STEP_TOPIC = "system.replay.step"
 DONE_TOPIC = "system.replay.done"
 CONTROL_PATTERN = "system.replay.>"
 
+
+def step_topic(actor: str) -> str:
+    """The topic of the waves addressed to ``actor`` alone: ``system.replay.step.<actor>``."""
+    return f"{STEP_TOPIC}.{actor}"
+
+
 __all__ = [
     "CONTROL_PATTERN",
     "DONE_TOPIC",
@@ -47,4 +55,5 @@ __all__ = [
     "StepOutputs",
     "Welcome",
     "batch_stage",
+    "step_topic",
 ]

@@ -55,6 +55,7 @@ from tickertape.replay.control import (
     StepAnnounce,
     Welcome,
     batch_stage,
+    step_topic,
 )
 from tickertape.replay.inprocess import ReplayResult, input_positions, read_inputs
 from tickertape.replay.manifest import (
@@ -171,6 +172,7 @@ class ReplayCoordinator:
         self._committed_seq = 0
         self._nonces: dict[str, str] = {}
         self._patterns: dict[str, tuple[str, ...]] = {}
+        self._direct: set[str] = set()
         self._readers: dict[str, frozenset[str]] = {}
         self._dones: dict[int, dict[str, Done]] = {}
         self._ctl: RemoteSubscription | None = None
@@ -623,7 +625,7 @@ class ReplayCoordinator:
         self._history.append(announce)
         self._dones[announce.seq] = {}
         if not wait:
-            await self._send(STEP_TOPIC, announce, time_ns)
+            await self._send_announce(announce)
             return announce
         await self._send_and_wait(announce)
         return announce
@@ -634,7 +636,7 @@ class ReplayCoordinator:
         The router's puback and the actors' answers race: both are awaited together.
         """
         sending = asyncio.create_task(
-            self._send(STEP_TOPIC, announce, announce.time_ns), name=f"announce:{announce.seq}"
+            self._send_announce(announce), name=f"announce:{announce.seq}"
         )
         try:
             await self._wait_dones(announce)
@@ -652,7 +654,7 @@ class ReplayCoordinator:
             except TimeoutError:
                 missing = sorted(set(announce.actors or self.actors) - set(dones))
                 _log.info("reannounce", seq=announce.seq, waiting_for=missing)
-                await self._send(STEP_TOPIC, announce, announce.time_ns)
+                await self._send_announce(announce)
 
     async def _wait_hellos(self) -> None:
         while len(self._nonces) < len(self.actors):
@@ -677,6 +679,10 @@ class ReplayCoordinator:
             if payload.run_id != self.settings.run_id or payload.actor not in self.actors:
                 return
             self._nonces[payload.actor] = payload.nonce
+            if payload.direct:
+                self._direct.add(payload.actor)
+            else:
+                self._direct.discard(payload.actor)
             if self._patterns.get(payload.actor) != tuple(payload.patterns):
                 self._patterns[payload.actor] = tuple(payload.patterns)
                 self._readers.clear()
@@ -701,6 +707,31 @@ class ReplayCoordinator:
             waiting = self._dones.get(payload.seq)
             if waiting is not None:
                 waiting[payload.actor] = payload
+
+    async def _send_announce(self, announce: StepAnnounce) -> None:
+        """Send ``announce`` to the actors it addresses.
+
+        A wave for at most half of the actors, all of which read their own step topic
+        (``Hello.direct``), goes to each on :func:`step_topic` (one frame, one envelope
+        per actor): the others neither receive nor decode it. Otherwise it goes once
+        on :data:`STEP_TOPIC` to every actor, which skips a wave not addressed to it.
+        """
+        targets = announce.actors
+        if (
+            not self._confirmed_step
+            or not targets
+            or 2 * len(targets) > len(self.actors)
+            or not self._direct.issuperset(targets)
+        ):
+            await self._send(STEP_TOPIC, announce, announce.time_ns)
+            return
+        envelopes = []
+        for actor in targets:
+            self._ctl_seq += 1
+            envelopes.append(
+                driver_envelope(step_topic(actor), announce, self._ctl_seq, announce.time_ns)
+            )
+        await self.client.send_ephemeral(envelopes, ns=self.settings.source_namespace)
 
     async def _send(self, topic: str, payload: msgspec.Struct, ts_ns: int) -> None:
         """Publish a control message; announcements after the first go unconfirmed

@@ -156,10 +156,11 @@ ACTOR_SUBSCRIBE: tuple[str, ...] = (
     "system.clock.drift",
     "system.clock.reply.{id}",
     "system.replay.step",
+    "system.replay.step.{id}",
     "system.replay.welcome",
 )
 """What every actor reads: clock ticks, drift alerts, answers to its own time queries,
-and a distributed replay's steps."""
+and a distributed replay's steps (those for every actor, and its own)."""
 
 
 def _publishes(identity: str) -> tuple[str, ...]:
@@ -220,6 +221,7 @@ ROLES: dict[str, Role] = {
         # (system.command.risk) or forge a drift alert in main.
         publish=(
             "system.replay.step",
+            "system.replay.step.>",
             "system.replay.welcome",
             "system.run_manifest",
             "system.run_summary",

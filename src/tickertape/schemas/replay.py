@@ -151,6 +151,10 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
             0 when it starts without a snapshot.
         patterns: the actor's subscription patterns (the authority addresses each wave
             to the actors that subscribe to what it carries).
+        direct: the actor also reads its own step topic, ``system.replay.step.<actor>``
+            (:func:`step_topic`): a wave for a few actors is sent there, to them alone,
+            instead of to every actor (False for a token without that topic, or an
+            actor of an earlier version).
     """
 
     run_id: str
@@ -158,6 +162,7 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
     nonce: str
     epoch: int = 0
     patterns: list[str] = msgspec.field(default_factory=list)
+    direct: bool = False
 
 
 @register("system.replay.welcome", 1)

@@ -61,6 +61,7 @@ from tickertape.replay.control import (
     StepOutputs,
     Welcome,
     batch_stage,
+    step_topic,
 )
 from tickertape.replay.manifest import RunSettings
 from tickertape.roles import publish_rule
@@ -273,14 +274,28 @@ class RemoteReplayHost:
                 non-zero; the driver's supervisor restarts it from its snapshot).
             RouterError: the router refused a publication.
         """
+        # The waves for every actor, the welcome, and the waves for this actor alone
+        # (a token made before that topic was part of the actor roles lacks it: then
+        # without, and the authority sends this actor's waves to every actor).
+        steps: tuple[str, ...] = (STEP_TOPIC, step_topic(self.name))
         ctl = self.client.subscribe(
-            [STEP_TOPIC, WELCOME_TOPIC],
+            [*steps, WELCOME_TOPIC],
             "now",
             ns=self.control_namespace,
             include_ephemeral=True,
             queue_frames=1024,
         )
-        await ctl.caught_up.wait()
+        direct = await ctl.established()
+        if not direct:
+            steps = (STEP_TOPIC,)
+            ctl = self.client.subscribe(
+                [STEP_TOPIC, WELCOME_TOPIC],
+                "now",
+                ns=self.control_namespace,
+                include_ephemeral=True,
+                queue_frames=1024,
+            )
+            await ctl.caught_up.wait()
         snapshot = self.store.load_latest(type(self.actor).state_version)
         epoch = 0 if snapshot is None else snapshot.positions.get("epoch", 0)
         hello = Hello(
@@ -289,6 +304,7 @@ class RemoteReplayHost:
             nonce=self.nonce,
             epoch=epoch,
             patterns=list(self.actor.subscriptions),
+            direct=direct,
         )
         welcome: Welcome | None = None
         pending: deque[StepAnnounce] = deque()
@@ -304,7 +320,7 @@ class RemoteReplayHost:
                             w = decode_payload(item.type, item.v, item.payload)
                             if w.actor == self.name and w.nonce == self.nonce:
                                 welcome = w
-                        elif item.topic == STEP_TOPIC:
+                        elif item.topic in steps:
                             pending.append(decode_payload(item.type, item.v, item.payload))
             except TimeoutError:
                 continue
@@ -329,7 +345,7 @@ class RemoteReplayHost:
                 if not await self._handle(pending.popleft()):
                     return
             item = await anext(ctl)
-            if isinstance(item, Envelope) and item.topic == STEP_TOPIC:
+            if isinstance(item, Envelope) and item.topic in steps:
                 pending.append(decode_payload(item.type, item.v, item.payload))
 
     async def _handle(self, announce: StepAnnounce) -> bool:
