@@ -62,10 +62,25 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         kind: ``"sequence"`` (venue ids skipped) or ``"time"`` (no data while the
             market was open).
-        stream: which stream the gap is on (``trade``, ``depth``, ``bar.1m``...).
+        stream: which stream the gap is on (``trade``, ``quote``, ``depth``,
+            ``bar.1m``...).
         last_seen: the last id (sequence gaps) or ts in ns (time gaps) before the gap.
-        next_seen: the first id or ts after the gap.
+        next_seen: the first id or ts after the gap; 0 while the gap is open.
         missing: how many ids or intervals are missing (0 when unknown).
+        detail: a human-readable explanation (may be empty).
+        open: ``True`` on an *open* gap: the stream is still silent when the gap is
+            published (``next_seen`` is then 0; the whole gap, with the same
+            ``last_seen``, follows if the stream resumes). Absent (``msgspec.UNSET``,
+            falsy) on every other gap.
+
+    Schema evolution (DESIGN §3): ``open`` was added to v1 as an optional field, so
+    no new ``v`` or upcaster: payloads written before it decode with ``open``
+    unset, and readers that predate it ignore the member (stored records never
+    forbid unknown fields). It is ``UNSET`` rather than ``False`` by default because
+    msgspec omits only unset fields per field (``omit_defaults`` is per class and
+    would also drop ``missing=0`` and ``detail=""``): a gap that is not open is
+    written byte for byte as before, so replays regenerate the stored bytes.
+    ``tape schemas export`` lists ``open`` as an optional boolean.
     """
 
     symbol: str
@@ -75,6 +90,7 @@ class Gap(msgspec.Struct, frozen=True, kw_only=True):
     next_seen: int
     missing: int = 0
     detail: str = ""
+    open: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 @register("md.corporate_action", 1)

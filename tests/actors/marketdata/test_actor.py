@@ -271,6 +271,9 @@ def test_silent_trade_stream_publishes_an_open_gap_then_the_whole_gap(btc_trades
     assert opened.payload.detail == (
         "open: no event for 60.000 s of open market so far (bound 60 s)"
     )
+    # Gap.open says which is which; the whole gap leaves it unset (bytes as before).
+    assert opened.payload.open is True
+    assert closed.payload.open is msgspec.UNSET
     assert closed.ts_event == after
     assert (closed.payload.last_seen, closed.payload.next_seen) == (before, after)
     assert closed.payload.detail.endswith(" s of open market without an event (bound 60 s)")
@@ -331,7 +334,8 @@ def test_silent_trade_and_quote_streams_each_publish_one_open_and_one_whole_gap(
                 0,
                 before,
             )
-        assert opened.payload.next_seen == 0
+        assert (opened.payload.next_seen, opened.payload.open) == (0, True)
+        assert closed.payload.open is msgspec.UNSET
         assert opened.ts_event == before + BOUND_NS + 1  # at the deadline, before it resumed
         assert closed.payload.next_seen == after
         assert closed.ts_event == after

@@ -102,7 +102,8 @@ def test_a_stream_that_stops_for_good_is_reported_at_its_deadline(btc: list[Reco
     assert record.ts_event == record.ts_log == last + 60 * SECOND + 1
     assert record.causation_id is None
     assert (gap.kind, gap.stream, gap.symbol, gap.missing) == ("time", "trade", "BTCUSDT", 0)
-    assert (gap.last_seen, gap.next_seen) == (last, 0)
+    assert (gap.last_seen, gap.next_seen, gap.open) == (last, 0, True)
+    assert bytes(record.payload).endswith(b',"open":true}')
     # A run that ends before the deadline reports nothing.
     sink, _ = _replay(CRYPTO, trades, last + 60 * SECOND)
     assert _gaps(sink.records) == []

@@ -18,12 +18,12 @@ Consumes (configurable patterns):
 - trade and quote topics to watch for silences: a topic without an event for more than
   the configured bound of *open market* (per the trading calendar) publishes
   ``md.gap`` (``kind="time"``, ``stream="trade"`` or ``"quote"``, ``missing=0``)
-  (:class:`~tickertape.actors.marketdata.sessions.SilenceDetector`): an *open* gap
-  (``next_seen=0``) from a timer at the deadline, while the topic is still silent,
-  then, when its next event arrives, the whole gap (``next_seen`` = that event's
-  time, the open-market length in ``detail``). Each is published once per silence;
-  a silence ended before its deadline's timer has fired (a live event that arrives
-  late) has only the second.
+  (:class:`~tickertape.actors.marketdata.sessions.SilenceWatch`, shared with the live
+  feed): an *open* gap (``open=True``, ``next_seen=0``) from a timer at the deadline,
+  while the topic is still silent, then, when its next event arrives, the whole gap
+  (``next_seen`` = that event's time, the open-market length in ``detail``). Each is
+  published once per silence; a silence ended before its deadline's timer has fired
+  (a live event that arrives late) has only the second.
 
 The actor reads time only from ``ctx.clock``; its state snapshots and restores
 exactly (:class:`MarketDataState`).
@@ -36,7 +36,6 @@ are built next to it on the venue clock by :class:`LiveBars` (configured by
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import cast
@@ -52,7 +51,14 @@ from tickertape.actors.marketdata.adjustment import (
 from tickertape.actors.marketdata.bars import BarBuilder, BarBuilderState
 from tickertape.actors.marketdata.binance_feed import FeedState
 from tickertape.actors.marketdata.importers import ParsedEvent, interval_ns
-from tickertape.actors.marketdata.sessions import MarketHours, SilenceDetector, StreamSilenceState
+from tickertape.actors.marketdata.sessions import (
+    GapTimes,
+    MarketHours,
+    SilenceWatch,
+    StreamSilenceState,
+    silence_bounds_ns,
+    topic_market_symbol,
+)
 from tickertape.errors import ClockError, ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.schemas.market import Bar, CorporateAction, Gap, Quote, Trade
@@ -125,10 +131,7 @@ SILENCE_TIMER = "silence|"
 """Prefix of the silence timers' names: ``silence|{topic}``, one per watched topic."""
 
 
-def _split_topic(topic: str) -> tuple[str, str]:
-    """Return (market, symbol): the last two tokens of an ``md.*`` topic."""
-    parts = topic.rsplit(".", 2)
-    return parts[-2], parts[-1]
+_split_topic = topic_market_symbol
 
 
 class MarketDataActor(Actor):
@@ -173,15 +176,12 @@ class MarketDataActor(Actor):
         self._last_bar_end: dict[str, int] = {}
         self._adjusters: dict[str, ForwardAdjuster] = {}
         self._hours: dict[str, MarketHours] = {}
-        self._silence_bounds_ns = _silence_bounds(self.config)
-        # One detector per (calendar, bound); each watched topic is a stream of one.
-        self._detectors: dict[tuple[str, int], SilenceDetector] = {}
-        self._topic_detector: dict[str, SilenceDetector] = {}
+        self._silences = SilenceWatch(_silence_bounds(self.config), self._hours_for)
         # Watched topics whose silence timer is set; topics restored from a snapshot
         # of the previous format, whose timer is still to be set.
         self._silence_armed: set[str] = set()
         self._silence_unarmed: list[str] = []
-        self._gap_last_ts: dict[str, int] = {}
+        self._gap_times = GapTimes()
         self._routes: dict[str, tuple[bool, bool, bool, bool]] = {}
 
     # -------------------------------------------------------------- lifecycle
@@ -195,9 +195,7 @@ class MarketDataActor(Actor):
         live, the events published while the actor was down are still to be read,
         and the downtime is not a silence of their topics.
         """
-        now = ctx.clock.now_ns()
-        for detector in self._detectors.values():
-            detector.restart(now)
+        self._silences.restart(ctx.clock.now_ns())
         if self._silence_unarmed:
             self._arm_restored(ctx)
 
@@ -295,10 +293,10 @@ class MarketDataActor(Actor):
         """Publish the bar whose interval ended (timer ``bar|{interval}|{market}.{symbol}``),
         or check a watched topic for a silence (timer ``silence|{topic}``).
 
-        A silence timer is set at the topic's deadline (:meth:`SilenceDetector.deadline`)
+        A silence timer is set at the topic's deadline (:meth:`SilenceWatch.deadline`)
         when it has none, and moved (not on every event: only when it fires early) to
         the deadline of the topic's latest event. When it fires and the topic is past
-        its deadline, an open ``md.gap`` is published: ``next_seen=0``,
+        its deadline, an open ``md.gap`` is published: ``open=True``, ``next_seen=0``,
         ``last_seen`` = the topic's last ``ts_event``, ``ts_event`` = the clock.
 
         Gaps of one ``md.gap`` topic are never stamped before the previous one: live, a
@@ -382,64 +380,24 @@ class MarketDataActor(Actor):
         causation: Event | None,
     ) -> None:
         topic = f"md.gap.{market}.{gap.symbol}"
-        floor = self._gap_last_ts.get(topic)
-        if floor is not None and ts_event < floor:
-            ts_event = floor
-        self._gap_last_ts[topic] = ts_event
+        ts_event = self._gap_times.stamp(topic, ts_event)
         ctx.publish(topic, gap, market=scope, ts_event=ts_event, causation=causation)
-
-    def _detector_for(self, topic: str) -> SilenceDetector:
-        detector = self._topic_detector.get(topic)
-        if detector is not None:
-            return detector
-        market, symbol = _split_topic(topic)
-        bound_ns = self._silence_bounds_ns.get(f"{market}.{symbol}")
-        if bound_ns is None:
-            bound_ns = self._silence_bounds_ns.get(market)
-        if bound_ns is None:
-            raise ConfigError(
-                f"max_silence_s has no bound for {market}.{symbol} (watched topic {topic})"
-            )
-        hours = self._hours_for(market, symbol)
-        key = (hours.key, bound_ns)
-        detector = self._detectors.get(key)
-        if detector is None:
-            detector = self._detectors[key] = SilenceDetector(hours, bound_ns)
-        self._topic_detector[topic] = detector
-        return detector
 
     def _check_silence(self, event: Event, stream: str, ctx: Context) -> None:
         topic = event.topic
-        detector = self._detector_for(topic)
         now = ctx.clock.now_ns()
-        silence = detector.on_event(topic, event.ts_event, now_ns=now)
+        gap = self._silences.on_event(topic, stream, event.ts_event, now)
         if topic not in self._silence_armed:
-            self._arm_silence(topic, detector, ctx, now)
-        if silence is None:
+            self._arm_silence(topic, ctx, now)
+        if gap is None:
             return
-        market, symbol = _split_topic(topic)
-        bound_ns = detector.max_silence_ns
-        detail = (
-            f"{silence.open_ns / 1e9:.3f} s of open market without an event "
-            f"(bound {bound_ns / 1e9:g} s)"
-        )
-        if silence.open_ns <= bound_ns:  # only after an open report: a late live event
-            detail += "; within the bound by event time, reported open before it arrived"
-        gap = Gap(
-            symbol=symbol,
-            kind="time",
-            stream=stream,
-            last_seen=silence.last_seen,
-            next_seen=silence.next_seen,
-            missing=0,
-            detail=detail,
-        )
+        market = _split_topic(topic)[0]
         self._publish_gap(market, gap, ctx, event.market, ts_event=event.ts_event, causation=event)
 
-    def _arm_silence(self, topic: str, detector: SilenceDetector, ctx: Context, now: int) -> None:
+    def _arm_silence(self, topic: str, ctx: Context, now: int) -> None:
         """Set the topic's silence timer at its deadline; publish its open gap instead if
         the deadline has passed (``now`` or later)."""
-        due = detector.deadline(topic)
+        due = self._silences.deadline(topic)
         if due is None:  # no event yet, reported open, or the calendar ends first
             self._silence_armed.discard(topic)
             return
@@ -452,38 +410,24 @@ class MarketDataActor(Actor):
                 self._silence_armed.add(topic)
                 return
         self._silence_armed.discard(topic)
-        silence = detector.open_silence(topic, now)
-        assert silence is not None  # the deadline is at or before now
-        market, symbol = _split_topic(topic)
-        bound_ns = detector.max_silence_ns
-        gap = Gap(
-            symbol=symbol,
-            kind="time",
-            stream=topic.split(".", 2)[1],
-            last_seen=silence.last_seen,
-            next_seen=0,
-            missing=0,
-            detail=(
-                f"open: no event for {silence.open_ns / 1e9:.3f} s of open market so far "
-                f"(bound {bound_ns / 1e9:g} s)"
-            ),
-        )
+        gap = self._silences.open_gap(topic, now)
+        assert gap is not None  # the deadline is at or before now
+        market = _split_topic(topic)[0]
         self._publish_gap(market, gap, ctx, _market(market), ts_event=now, causation=None)
 
     def _arm_restored(self, ctx: Context) -> None:
         now = ctx.clock.now_ns()
         topics, self._silence_unarmed = self._silence_unarmed, []
         for topic in topics:
-            self._arm_silence(topic, self._topic_detector[topic], ctx, now)
+            self._arm_silence(topic, ctx, now)
 
     def _on_silence_timer(self, topic: str, ctx: Context) -> None:
         self._silence_armed.discard(topic)
-        detector = self._topic_detector.get(topic)
-        if detector is None:  # restored from a snapshot, no longer watched
+        if not self._silences.watches(topic):  # restored from a snapshot, no longer watched
             return
         # Past the deadline: the open gap; else (events came since the timer was set)
         # the timer moves to the later deadline.
-        self._arm_silence(topic, detector, ctx, ctx.clock.now_ns())
+        self._arm_silence(topic, ctx, ctx.clock.now_ns())
 
     # ------------------------------------------------------------- adjustment
 
@@ -510,25 +454,18 @@ class MarketDataActor(Actor):
     def snapshot(self) -> MarketDataState:
         """Return the open bars, last trade ids, last bar ends, adjusters, the silence
         state of every watched topic and the last time of each gap topic."""
-        silence_last: dict[str, int] = {}
-        silence_seen: dict[str, int] = {}
-        silence_open: list[str] = []
-        for detector in self._detectors.values():
-            state = detector.state()
-            silence_last.update(state.last_ns)
-            silence_seen.update(state.seen_ns)
-            silence_open += state.reported_open
+        silences = self._silences.state()
         return MarketDataState(
             builders={k: self._builders[k].state() for k in sorted(self._builders)},
             last_trade_ids=dict(sorted(self._last_trade_id.items())),
             last_bar_end=dict(sorted(self._last_bar_end.items())),
             adjusters={k: self._adjusters[k].state() for k in sorted(self._adjusters)},
-            silence_last_ns=dict(sorted(silence_last.items())),
-            silence_seen_ns=dict(sorted(silence_seen.items())),
-            silence_open=sorted(silence_open),
+            silence_last_ns=silences.last_ns,
+            silence_seen_ns=silences.seen_ns,
+            silence_open=silences.reported_open,
             # Still unset timers (restored from the previous format): still None.
             silence_armed=None if self._silence_unarmed else sorted(self._silence_armed),
-            gap_last_ts=dict(sorted(self._gap_last_ts.items())),
+            gap_last_ts=self._gap_times.state(),
         )
 
     def restore(self, state: bytes) -> None:
@@ -547,25 +484,22 @@ class MarketDataActor(Actor):
         self._last_trade_id = dict(decoded.last_trade_ids)
         self._last_bar_end = dict(decoded.last_bar_end)
         self._adjusters = {k: ForwardAdjuster(v) for k, v in decoded.adjusters.items()}
-        self._gap_last_ts = dict(decoded.gap_last_ts)
+        self._gap_times = GapTimes(decoded.gap_last_ts)
         # Each stream goes back to the detector its topic maps to under this config;
         # topics no longer watched are dropped (their timers fire and do nothing).
-        self._detectors.clear()
-        self._topic_detector.clear()
-        streams: dict[SilenceDetector, dict[str, int]] = {}
-        for topic, last_ns in decoded.silence_last_ns.items():
-            if matches_any(self.config.silence_patterns, topic):
-                streams.setdefault(self._detector_for(topic), {})[topic] = last_ns
-        reported_open = set(decoded.silence_open)
-        for detector, last in streams.items():
-            detector.restore(
-                StreamSilenceState(
-                    last,
-                    {t: ns for t, ns in decoded.silence_seen_ns.items() if t in last},
-                    sorted(reported_open.intersection(last)),
-                )
+        last = {
+            topic: last_ns
+            for topic, last_ns in decoded.silence_last_ns.items()
+            if matches_any(self.config.silence_patterns, topic)
+        }
+        self._silences.restore(
+            StreamSilenceState(
+                last,
+                {t: ns for t, ns in decoded.silence_seen_ns.items() if t in last},
+                [t for t in decoded.silence_open if t in last],
             )
-        watched = sorted(self._topic_detector)
+        )
+        watched = self._silences.topics()
         if decoded.silence_armed is None:
             # The previous format: the snapshot's timers have no silence timer.
             self._silence_armed = set()
@@ -577,16 +511,7 @@ class MarketDataActor(Actor):
 
 def _silence_bounds(config: MarketDataConfig) -> dict[str, int]:
     """``max_silence_s`` in ns per ``market`` or ``market.symbol``, validated."""
-    bounds: dict[str, int] = {}
-    for key, seconds in config.max_silence_s.items():
-        market = key.split(".", 1)[0]
-        if market not in MARKETS:
-            raise ConfigError(
-                f"max_silence_s[{key!r}]: {market!r} is not a market (known: {list(MARKETS)})"
-            )
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise ConfigError(f"max_silence_s[{key!r}] must be > 0 seconds, got {seconds!r}")
-        bounds[key] = round(seconds * 1e9)
+    bounds = silence_bounds_ns(config.max_silence_s)
     if config.silence_patterns and not bounds:
         raise ConfigError("silence_patterns are set but max_silence_s has no bound")
     return bounds
@@ -602,6 +527,9 @@ def _market(market: str) -> Market:
 
 LIVE_STATE_VERSION = 1
 """Version of :class:`LiveMarketDataState` (snapshots of another version are ignored)."""
+
+DEFAULT_FEED_MAX_SILENCE_S = 60.0
+"""The live feed's silence bound for crypto topics, seconds (see :class:`LiveFeedConfig`)."""
 
 
 class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -619,6 +547,17 @@ class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             when no later trade of its symbol has closed it (trades can arrive a
             little after depth updates of a later time: 213 ms at most in the bundled
             capture).
+        max_silence_s: silence detection on the trade and quote topics the feed
+            publishes (:class:`~tickertape.actors.marketdata.sessions.SilenceWatch`,
+            on the machine's clock; crypto trades 24/7): the longest time, in
+            seconds, a topic may go without an event before an open ``md.gap`` is
+            published, per ``crypto`` or ``crypto.{SYMBOL}`` (the latter wins), each
+            a positive finite number. Empty: no silence detection. Default 60 s for
+            every symbol: in the bundled Binance captures (BTCUSDT and ETHUSDT, two
+            5–6 minute windows each) the longest wait between two trades of a
+            symbol is 3.8 s and between two book tickers 0.9 s, so a minute without
+            either means a dead connection or venue, not a quiet market; less liquid
+            symbols may need a longer bound of their own.
     """
 
     ws_url: str = "ws://127.0.0.1:9443"
@@ -626,6 +565,9 @@ class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     symbols: list[str] = msgspec.field(default_factory=lambda: ["BTCUSDT", "ETHUSDT"])
     bar_intervals: list[str] = msgspec.field(default_factory=lambda: ["1s", "1m"])
     bar_grace_ms: int = 500
+    max_silence_s: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"crypto": DEFAULT_FEED_MAX_SILENCE_S}
+    )
 
     def rest_base(self) -> str:
         """The REST base URL (``rest_url``, or derived from ``ws_url``)."""
@@ -654,6 +596,16 @@ class LiveFeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 raise ConfigError(f"bar_intervals: {interval!r} is not a whole number of seconds")
         if self.bar_grace_ms < 0:
             raise ConfigError(f"bar_grace_ms must be >= 0 (got {self.bar_grace_ms})")
+        self.silence_bounds_ns()
+
+    def silence_bounds_ns(self) -> dict[str, int]:
+        """``max_silence_s`` in ns per ``crypto`` or ``crypto.{SYMBOL}``.
+
+        Raises:
+            ConfigError: a key of another market, or a bound that is not a positive
+                finite number of seconds (the message names the key).
+        """
+        return silence_bounds_ns(self.max_silence_s, markets=("crypto",))
 
 
 class LiveBarsState(msgspec.Struct, frozen=True):
@@ -811,7 +763,22 @@ class LiveBars:
 
 
 class LiveMarketDataState(msgspec.Struct, frozen=True, kw_only=True):
-    """Snapshot state of the live market-data process: the feed's and the bars'."""
+    """Snapshot state of the live market-data process.
+
+    Attributes:
+        feed: the venue feed's (:class:`~tickertape.actors.marketdata.binance_feed.BinanceFeed`).
+        bars: the bars' (:class:`LiveBars`).
+        silences: the silence watch's, over the trade and quote topics (event times,
+            the clock each last event was handled at, the topics reported open).
+            Empty in snapshots written before the feed watched silences: they
+            restore (a compatible addition, same :data:`LIVE_STATE_VERSION`).
+        gap_last_ts: the ``ts_event`` of the last ``md.gap`` published per topic
+            (:class:`~tickertape.actors.marketdata.sessions.GapTimes`).
+    """
 
     feed: FeedState
     bars: LiveBarsState
+    silences: StreamSilenceState = msgspec.field(
+        default_factory=lambda: StreamSilenceState(last_ns={})
+    )
+    gap_last_ts: dict[str, int] = msgspec.field(default_factory=dict)

@@ -11,12 +11,14 @@ exponential backoff (``initial_backoff_s`` doubling to ``max_backoff_s``, reset 
 successful connection); permessage-deflate is off.
 
 :class:`LiveMarketDataHost` is the live market-data process (``tape feed``): the
-adapter's events and the bars of
-:class:`~tickertape.actors.marketdata.actor.LiveBars`, published through the router
-under one identity, restartable without publishing anything twice.
+adapter's events, the bars of :class:`~tickertape.actors.marketdata.actor.LiveBars`
+and the time gaps of its trade and quote topics that go silent
+(:class:`~tickertape.actors.marketdata.sessions.SilenceWatch`), published through the
+router under one identity, restartable without publishing anything twice.
 
 This is an I/O shell (it may read the wall clock: ``recv_ns`` is the local arrival
-time, ``ts_init`` the publication time); all decisions are in the pure feed and bars.
+time, ``ts_init`` the publication time, silences count on the machine's clock); all
+decisions are in the pure feed, bars and silence watch.
 """
 
 from __future__ import annotations
@@ -42,11 +44,21 @@ from tickertape.actors.marketdata.actor import (
 )
 from tickertape.actors.marketdata.binance_feed import BinanceFeed
 from tickertape.actors.marketdata.importers import ParsedEvent
+from tickertape.actors.marketdata.sessions import (
+    GapTimes,
+    MarketHours,
+    SilenceWatch,
+    StreamSilenceState,
+    gap_topic,
+    topic_market_symbol,
+)
 from tickertape.client import Client, StartAt
 from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.market import Gap, Quote, Trade
 from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.store import SnapshotStore, snapshot_dir
+from tickertape.timeauthority.clock import LiveClock
 
 _log = structlog.get_logger("tickertape.binance")
 
@@ -251,12 +263,39 @@ class LiveMarketDataHost:
     everything the feed produced is in the batch (state = log after that batch), and on
     a clean stop.
 
+    Silences (``config.max_silence_s``; DESIGN §9 time gaps): every ``md.trade`` and
+    ``md.quote`` topic it publishes with a bound is watched by a
+    :class:`~tickertape.actors.marketdata.sessions.SilenceWatch` (crypto hours: always
+    open) on ``now_ns``, the machine's clock; an event counts as handled when it is
+    queued, at its ``ts_init``. A task sleeps until the earliest deadline: a topic
+    still without an event then gets its open ``md.gap`` (``open=True``,
+    ``next_seen=0``, ``ts_event`` = the clock), once; the event that ends the silence
+    is followed by the whole gap (same ``last_seen``, ``next_seen`` = its time). Gaps
+    take the same queue and ``source_seq`` sequence as every other event, and a gap
+    topic's time never goes back
+    (:class:`~tickertape.actors.marketdata.sessions.GapTimes`). A restart neither
+    repeats nor loses them: the snapshot holds the watch's state; the events read back
+    after it advance the watch as they did live (handled at their ``ts_init``); an
+    open gap read back is not reported again; a whole gap the log lacks after the
+    event that ended its silence (the process died between the two) is published
+    before anything new; then every topic's silence counts from the restart at the
+    earliest (trades sent while the process was down are backfilled from the venue,
+    so the downtime is not the topics' silence). A topic is watched from its first
+    event: a venue that never sends anything is not a silence (the connection
+    failures are logged).
+
     Args:
         client: a started client whose identity is ``identity``.
-        config: venue, symbols and bars.
+        config: venue, symbols, bars and silence bounds.
         data_dir: where snapshots live (``snapshots/<namespace>/<identity>``).
         identity: the source of every event (``marketdata``).
         namespace: where it publishes.
+        now_ns: the clock (ns since the epoch) of ``ts_init`` and of silences; the
+            machine's, never going back (:class:`~tickertape.timeauthority.clock.LiveClock`),
+            when None.
+
+    Raises:
+        ConfigError: an invalid ``config`` (the field is named).
     """
 
     def __init__(
@@ -270,6 +309,7 @@ class LiveMarketDataHost:
         snapshot_every_s: float = 2.0,
         max_batch_events: int = 1000,
         max_queued_events: int = 20_000,
+        now_ns: Callable[[], int] | None = None,
     ) -> None:
         config.validate()
         self.client = client
@@ -296,6 +336,18 @@ class LiveMarketDataHost:
         self._idle.set()
         self._stop = asyncio.Event()
         self._last_snapshot = 0.0
+        self.now_ns = now_ns if now_ns is not None else LiveClock().now_ns
+        bounds = config.silence_bounds_ns()
+        hours = MarketHours("crypto")
+        self.silences: SilenceWatch | None = (
+            SilenceWatch(bounds, lambda _market, _symbol: hours) if bounds else None
+        )
+        self.gap_times = GapTimes()
+        self.silence_gaps = 0  # open and whole silence gaps this run queued
+        self._silence_streams: dict[str, str | None] = {}
+        self._silence_wake = asyncio.Event()
+        # Read back: whole gaps found again from their events, not (yet) seen in the log.
+        self._unpublished_gaps: dict[tuple[str, int], ParsedEvent] = {}
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop cleanly (publish what is pending, final snapshot)."""
@@ -311,6 +363,7 @@ class LiveMarketDataHost:
         """
         await self._restore()
         self._enqueue(self.bars.take_unpublished())
+        self._enqueue(self._take_unpublished_gaps())
         adapter = self.adapter = BinanceLiveAdapter(
             self.config.ws_url,
             self.config.rest_base(),
@@ -321,17 +374,24 @@ class LiveMarketDataHost:
         feed_task = asyncio.create_task(adapter.run(), name="marketdata:feed")
         publisher = asyncio.create_task(self._publish_loop(), name="marketdata:publish")
         reporter = asyncio.create_task(self._report_loop(), name="marketdata:report")
+        # Without silence bounds there is nothing to watch: no task.
+        silences = (
+            []
+            if self.silences is None
+            else [asyncio.create_task(self._silence_loop(), name="marketdata:silences")]
+        )
         stop = asyncio.create_task(self._stop.wait(), name="marketdata:stop")
         try:
             done, _ = await asyncio.wait(
-                [feed_task, publisher, stop], return_when="FIRST_COMPLETED"
+                [feed_task, publisher, *silences, stop], return_when="FIRST_COMPLETED"
             )
             for task in done:
                 if task is not stop:
                     task.result()
-            feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feed_task
+            for task in (feed_task, *silences):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._enqueue(
                 self.bars.on_events(
                     adapter.take_undelivered(),
@@ -343,14 +403,16 @@ class LiveMarketDataHost:
             await asyncio.wait_for(self._drained(), 30)
             self._save()
         finally:
-            for task in (feed_task, publisher, reporter, stop):
+            tasks = (feed_task, publisher, reporter, *silences, stop)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(feed_task, publisher, reporter, stop, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
         _log.info(
             "stopped",
             published=self.published,
             source_seq=self.source_seq,
             gaps=self.feed.stats.gaps,
+            silence_gaps=self.silence_gaps,
             late_trades=self.bars.late_trades,
         )
 
@@ -372,6 +434,9 @@ class LiveMarketDataHost:
             state = msgspec.msgpack.decode(snapshot.state, type=LiveMarketDataState)
             self.feed = BinanceFeed.from_state(self.symbols, state.feed, backfill_trades=True)
             self.bars.restore(state.bars)
+            self.gap_times = GapTimes(state.gap_last_ts)
+            if self.silences is not None:
+                self.silences.restore(self._still_watched(state.silences))
             self.source_seq = snapshot.source_seq
             self.position = snapshot.positions.get(self.namespace, 0)
             self.published = snapshot.events_handled
@@ -388,8 +453,11 @@ class LiveMarketDataHost:
             event = ParsedEvent(item.ts_event, item.topic, item.market, payload)
             self.feed.observe(event)
             self.bars.observe(event)
+            self._observe_silence(event, item.ts_init)
             self.source_seq = max(self.source_seq, item.source_seq)
             self.recovered += 1
+        if self.silences is not None:
+            self.silences.restart(self.now_ns())
         _log.info(
             "restored",
             identity=self.identity,
@@ -397,7 +465,134 @@ class LiveMarketDataHost:
             position=self.position,
             source_seq=self.source_seq,
             read_back=self.recovered,
+            silences_open=[] if self.silences is None else self.silences.state().reported_open,
         )
+
+    def _still_watched(self, state: StreamSilenceState) -> StreamSilenceState:
+        # Topics whose bound was removed from the configuration are dropped.
+        watch = self.silences
+        assert watch is not None
+        last = {t: ns for t, ns in state.last_ns.items() if watch.bound_ns(t) is not None}
+        return StreamSilenceState(
+            last,
+            {t: ns for t, ns in state.seen_ns.items() if t in last},
+            [t for t in state.reported_open if t in last],
+        )
+
+    def _observe_silence(self, event: ParsedEvent, handled_ns: int) -> None:
+        """Advance the silence watch and gap times with an event read back from the log,
+        handled at ``handled_ns`` (its ``ts_init``) when it was published."""
+        payload = event.payload
+        watch = self.silences
+        if isinstance(payload, Gap):
+            self.gap_times.observe(event.topic, event.ts_event)
+            if payload.kind != "time" or payload.stream not in ("trade", "quote"):
+                return
+            market, symbol = topic_market_symbol(event.topic)
+            topic = f"md.{payload.stream}.{market}.{symbol}"
+            if not payload.open:
+                self._unpublished_gaps.pop((topic, payload.last_seen), None)
+            elif watch is not None and not watch.mark_open(topic, payload.last_seen):
+                _log.warning(
+                    "silence_read_back_not_current",
+                    topic=topic,
+                    last_seen=payload.last_seen,
+                )
+            return
+        if watch is None:
+            return
+        stream = self._silence_stream(event)
+        if stream is None:
+            return
+        gap = watch.on_event(event.topic, stream, event.ts_event, handled_ns)
+        if gap is not None:
+            self._unpublished_gaps[(event.topic, gap.last_seen)] = ParsedEvent(
+                event.ts_event, gap_topic(event.topic), event.market, gap
+            )
+
+    def _take_unpublished_gaps(self) -> list[ParsedEvent]:
+        out = list(self._unpublished_gaps.values())
+        self._unpublished_gaps.clear()
+        self.silence_gaps += len(out)
+        for event in out:
+            _log.warning("silence_gap_republished", topic=event.topic, ts_event=event.ts_event)
+        return out
+
+    def _silence_stream(self, event: ParsedEvent) -> str | None:
+        """``trade`` or ``quote`` for a watched topic's event, else None (cached per topic)."""
+        topic = event.topic
+        stream = self._silence_streams.get(topic, "")
+        if stream == "":
+            watch = self.silences
+            payload = event.payload
+            if watch is None or watch.bound_ns(topic) is None:
+                stream = None
+            elif isinstance(payload, Trade) and topic.startswith("md.trade."):
+                stream = "trade"
+            elif isinstance(payload, Quote) and topic.startswith("md.quote."):
+                stream = "quote"
+            else:
+                stream = None
+            self._silence_streams[topic] = stream
+        return stream
+
+    def _watch(self, events: list[ParsedEvent], now: int) -> list[ParsedEvent]:
+        """Pass events handled at ``now`` through the silence watch; return them with
+        the whole gap each one ends right after it."""
+        watch = self.silences
+        assert watch is not None
+        found: list[tuple[int, ParsedEvent]] = []
+        for index, event in enumerate(events):
+            stream = self._silence_stream(event)
+            if stream is None:
+                continue
+            topic = event.topic
+            if not watch.watches(topic):
+                self._silence_wake.set()  # a first deadline for the silence task
+            gap = watch.on_event(topic, stream, event.ts_event, now)
+            if gap is None:
+                continue
+            self._silence_wake.set()  # a topic reported open has a deadline again
+            found.append((index, ParsedEvent(event.ts_event, gap_topic(topic), event.market, gap)))
+            _log.info("silence_closed", topic=topic, last_seen=gap.last_seen, detail=gap.detail)
+        if not found:
+            return events
+        self.silence_gaps += len(found)
+        out: list[ParsedEvent] = []
+        start = 0
+        for index, gap_event in found:
+            out.extend(events[start : index + 1])
+            out.append(gap_event)
+            start = index + 1
+        out.extend(events[start:])
+        return out
+
+    async def _silence_loop(self) -> None:
+        """Publish the open gap of every watched topic past its deadline, at the
+        deadline (sleeping until the earliest; woken when a topic gets a deadline)."""
+        watch = self.silences
+        assert watch is not None
+        while True:
+            self._silence_wake.clear()
+            now = self.now_ns()
+            due = watch.next_deadline()
+            if due is not None and due <= now:
+                opened: list[ParsedEvent] = []
+                for topic in watch.topics():
+                    gap = watch.open_gap(topic, now)
+                    if gap is None:
+                        continue
+                    opened.append(ParsedEvent(now, gap_topic(topic), "crypto", gap))
+                    _log.warning(
+                        "silence_open", topic=topic, last_seen=gap.last_seen, detail=gap.detail
+                    )
+                self.silence_gaps += len(opened)
+                self._enqueue(opened, now)
+                continue
+            timeout = None if due is None else (due - now) / 1e9
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._silence_wake.wait()
 
     async def _sink(self, batch: list[ParsedEvent]) -> None:
         events = self.bars.on_events(
@@ -408,19 +603,28 @@ class LiveMarketDataHost:
             self._room.clear()
             await self._room.wait()
 
-    def _enqueue(self, events: list[ParsedEvent]) -> None:
+    def _enqueue(self, events: list[ParsedEvent], now: int | None = None) -> None:
+        # ``now``: the clock the events are handled at (their ts_init, and the time
+        # silences count from).
         if not events:
             return
-        now = time.time_ns()
+        if now is None:
+            now = self.now_ns()
+        if self.silences is not None:
+            events = self._watch(events, now)
+        gap_times = self.gap_times
         for event in events:
             self.source_seq += 1
+            ts_event = event.ts_event
+            if isinstance(event.payload, Gap):
+                ts_event = gap_times.stamp(event.topic, ts_event)
             self._queue.append(
                 make_envelope(
                     event.payload,
                     topic=event.topic,
                     source=self.identity,
                     source_seq=self.source_seq,
-                    ts_event=event.ts_event,
+                    ts_event=ts_event,
                     ts_init=now,
                     market=event.market,
                 )
@@ -457,9 +661,8 @@ class LiveMarketDataHost:
         adapter = self.adapter
         if not due or self._queue or (adapter is not None and adapter.undelivered):
             return None
-        state = LiveMarketDataState(feed=self.feed.state(), bars=self.bars.state())
         return (
-            msgspec.msgpack.encode(state),
+            msgspec.msgpack.encode(self._state()),
             self.source_seq,
             self.feed.venue_ns,
             self.published + batch_len,
@@ -479,12 +682,24 @@ class LiveMarketDataHost:
         )
         self._last_snapshot = time.monotonic()
 
+    def _state(self) -> LiveMarketDataState:
+        return LiveMarketDataState(
+            feed=self.feed.state(),
+            bars=self.bars.state(),
+            silences=(
+                StreamSilenceState(last_ns={}) if self.silences is None else self.silences.state()
+            ),
+            gap_last_ts=self.gap_times.state(),
+        )
+
     def _save(self) -> None:
         if self._queue or (self.adapter is not None and self.adapter.undelivered):
             return
-        state = LiveMarketDataState(feed=self.feed.state(), bars=self.bars.state())
         self._save_state(
-            msgspec.msgpack.encode(state), self.source_seq, self.feed.venue_ns, self.published
+            msgspec.msgpack.encode(self._state()),
+            self.source_seq,
+            self.feed.venue_ns,
+            self.published,
         )
 
     async def _report_loop(self) -> None:
@@ -498,6 +713,7 @@ class LiveMarketDataHost:
                     "feed",
                     published=self.published,
                     gaps=stats.gaps,
+                    silence_gaps=self.silence_gaps,
                     backfills=stats.backfills,
                     resyncs=stats.resyncs,
                     late_trades=self.bars.late_trades,

@@ -14,16 +14,19 @@
 A time gap while the market is closed is not a data gap; a gap while it is open is
 (DESIGN §9). :class:`MarketHours` answers how much open time lies between two
 instants; :class:`SilenceDetector` turns it into time gaps on event streams
-(trades, quotes) that go quiet while the market is open. Calendars are loaded lazily
-(a few hundred ms each, plus about a second to import the library the first time)
-and cached.
+(trades, quotes) that go quiet while the market is open, and :class:`SilenceWatch`
+into the ``md.gap`` payloads of trade and quote topics, for both publishers of them:
+the replayable market-data actor (timers on its clock) and the live feed process
+(``tape feed``, the machine's clock). Calendars are loaded lazily (a few hundred ms
+each, plus about a second to import the library the first time) and cached.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -34,6 +37,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from tickertape.errors import ConfigError
+from tickertape.schemas.envelope import MARKETS
+from tickertape.schemas.market import Gap
 
 CALENDAR_NAMES: dict[str, str] = {"kr": "XKRX", "us": "XNYS", "us-futures": "CMES"}
 """Calendar per key (a market, or ``us-futures`` for CME Globex products)."""
@@ -421,8 +426,301 @@ class SilenceDetector:
             sorted(self._open),
         )
 
+    def mark_open(self, stream: str, last_seen: int) -> bool:
+        """Record that the stream's current silence was already reported open.
+
+        For a process reading back what it published before a restart: the open gap
+        it finds in the log must not be reported again, and the stream's next event
+        must close it (:meth:`on_event` then returns it with ``reported_open=True``).
+
+        Returns:
+            True when ``last_seen`` is the stream's last event time (the silence is
+            the current one); False otherwise, and nothing changes.
+        """
+        if self._last.get(stream) != last_seen:
+            return False
+        self._open.add(stream)
+        return True
+
     def restore(self, state: StreamSilenceState) -> None:
         """Continue exactly from ``state``."""
         self._last = dict(state.last_ns)
         self._seen = {s: state.seen_ns.get(s, t) for s, t in state.last_ns.items()}
         self._open = set(state.reported_open) & set(self._last)
+
+
+def topic_market_symbol(topic: str) -> tuple[str, str]:
+    """Return (market, symbol): the last two tokens of an ``md.*`` topic
+    (``md.trade.crypto.BTCUSDT`` → ``("crypto", "BTCUSDT")``)."""
+    parts = topic.rsplit(".", 2)
+    return parts[-2], parts[-1]
+
+
+def silence_bounds_ns(
+    max_silence_s: Mapping[str, float], markets: Collection[str] = MARKETS
+) -> dict[str, int]:
+    """Return the silence bounds in ns per ``market`` or ``market.symbol`` key.
+
+    Args:
+        max_silence_s: seconds of open market per key (``max_silence_s`` of the
+            actor's and the live feed's configurations).
+        markets: the markets a key may name.
+
+    Raises:
+        ConfigError: a key whose market is not one of ``markets``, or a bound that
+            is not a positive finite number of seconds; the message names the key.
+    """
+    bounds: dict[str, int] = {}
+    for key, seconds in max_silence_s.items():
+        market = key.split(".", 1)[0]
+        if market not in markets:
+            raise ConfigError(
+                f"max_silence_s[{key!r}]: {market!r} is not a market (known: {list(markets)})"
+            )
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"max_silence_s[{key!r}] must be > 0 seconds, got {seconds!r}")
+        bounds[key] = round(seconds * 1e9)
+    return bounds
+
+
+class SilenceWatch:
+    """Silences of trade and quote topics, as ``md.gap`` payloads (``kind="time"``).
+
+    The one implementation behind both publishers of market data: the market-data
+    actor (:class:`~tickertape.actors.marketdata.actor.MarketDataActor`, a timer per
+    topic on its clock, replays and live) and the live feed process
+    (:class:`~tickertape.actors.marketdata.binance_client.LiveMarketDataHost`, the
+    machine's clock). Each watched topic (``md.trade.{market}.{symbol}`` or
+    ``md.quote...``) is one stream of a :class:`SilenceDetector`, one detector per
+    (calendar, bound). Pure: the caller says when an event was handled and when to
+    look for open silences, and publishes the payloads on ``md.gap.{market}.{symbol}``
+    (see :func:`gap_topic`).
+
+    A silence gives at most two payloads, with the same ``last_seen`` (the
+    ``ts_event`` of the topic's last event before it), ``missing=0`` and ``stream`` =
+    the topic's second token (``trade``, ``quote``):
+
+    - the *open* gap (:meth:`open_gap`, once the topic is past its :meth:`deadline`):
+      ``next_seen=0``, ``open=True``, ``detail`` ``"open: no event for 60.000 s of
+      open market so far (bound 60 s)"``;
+    - the *whole* gap (:meth:`on_event`, from the event that ends it): ``next_seen``
+      = that event's ``ts_event``, ``open`` unset, ``detail`` ``"180.218 s of open
+      market without an event (bound 60 s)"``, ending ``"; within the bound by event
+      time, reported open before it arrived"`` when a late event ends a silence
+      reported open.
+
+    Args:
+        bounds_ns: the longest silence that is not a gap, ns of open market, per
+            ``market`` or ``market.symbol`` (the latter wins); see
+            :func:`silence_bounds_ns`.
+        hours_for: the trading hours of (market, symbol).
+
+    Raises:
+        ConfigError: from :meth:`detector`: a topic without a bound (or, from
+            ``hours_for``, without a calendar).
+    """
+
+    def __init__(
+        self, bounds_ns: Mapping[str, int], hours_for: Callable[[str, str], MarketHours]
+    ) -> None:
+        self.bounds_ns = dict(bounds_ns)
+        self._hours_for = hours_for
+        self._detectors: dict[tuple[str, int], SilenceDetector] = {}
+        self._topic_detector: dict[str, SilenceDetector] = {}
+
+    def bound_ns(self, topic: str) -> int | None:
+        """Return the topic's bound (ns of open market), None when it has none."""
+        market, symbol = topic_market_symbol(topic)
+        bound = self.bounds_ns.get(f"{market}.{symbol}")
+        return self.bounds_ns.get(market) if bound is None else bound
+
+    def detector(self, topic: str) -> SilenceDetector:
+        """Return the detector watching ``topic`` (created at its first use).
+
+        Raises:
+            ConfigError: no bound for the topic's market or symbol; no calendar
+                (from ``hours_for``).
+        """
+        detector = self._topic_detector.get(topic)
+        if detector is not None:
+            return detector
+        bound_ns = self.bound_ns(topic)
+        market, symbol = topic_market_symbol(topic)
+        if bound_ns is None:
+            raise ConfigError(
+                f"max_silence_s has no bound for {market}.{symbol} (watched topic {topic})"
+            )
+        hours = self._hours_for(market, symbol)
+        key = (hours.key, bound_ns)
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = self._detectors[key] = SilenceDetector(hours, bound_ns)
+        self._topic_detector[topic] = detector
+        return detector
+
+    def topics(self) -> list[str]:
+        """Return the topics watched so far (those with a detector), sorted."""
+        return sorted(self._topic_detector)
+
+    def watches(self, topic: str) -> bool:
+        """True when ``topic`` has a detector (it had an event, or a restored state)."""
+        return topic in self._topic_detector
+
+    def on_event(self, topic: str, stream: str, ts_ns: int, now_ns: int) -> Gap | None:
+        """Record an event of ``topic``; return the whole gap it ends, if any.
+
+        Args:
+            topic: the event's topic.
+            stream: the gap's ``stream`` (``trade`` or ``quote``).
+            ts_ns: the event's ``ts_event`` (ns).
+            now_ns: the clock when it is handled (ns): in replays ``ts_ns``.
+
+        Raises:
+            ConfigError: as :meth:`detector`.
+        """
+        detector = self.detector(topic)
+        silence = detector.on_event(topic, ts_ns, now_ns=now_ns)
+        if silence is None:
+            return None
+        bound_ns = detector.max_silence_ns
+        detail = (
+            f"{silence.open_ns / 1e9:.3f} s of open market without an event "
+            f"(bound {bound_ns / 1e9:g} s)"
+        )
+        if silence.open_ns <= bound_ns:  # only after an open report: a late live event
+            detail += "; within the bound by event time, reported open before it arrived"
+        return Gap(
+            symbol=topic_market_symbol(topic)[1],
+            kind="time",
+            stream=stream,
+            last_seen=silence.last_seen,
+            next_seen=silence.next_seen,
+            missing=0,
+            detail=detail,
+        )
+
+    def deadline(self, topic: str) -> int | None:
+        """Return the clock time (ns) at which the topic's silence becomes a gap, as
+        :meth:`SilenceDetector.deadline`; None also for a topic not watched."""
+        detector = self._topic_detector.get(topic)
+        return None if detector is None else detector.deadline(topic)
+
+    def next_deadline(self) -> int | None:
+        """Return the earliest :meth:`deadline` of every watched topic (None: none)."""
+        due = [d for topic in self._topic_detector if (d := self.deadline(topic)) is not None]
+        return min(due) if due else None
+
+    def open_gap(self, topic: str, now_ns: int) -> Gap | None:
+        """Return the topic's open gap if it is past its deadline at ``now_ns``, once
+        per silence (:meth:`SilenceDetector.open_silence`); None otherwise."""
+        detector = self._topic_detector.get(topic)
+        if detector is None:
+            return None
+        silence = detector.open_silence(topic, now_ns)
+        if silence is None:
+            return None
+        return Gap(
+            symbol=topic_market_symbol(topic)[1],
+            kind="time",
+            stream=topic.split(".", 2)[1],
+            last_seen=silence.last_seen,
+            next_seen=0,
+            missing=0,
+            detail=(
+                f"open: no event for {silence.open_ns / 1e9:.3f} s of open market so far "
+                f"(bound {detector.max_silence_ns / 1e9:g} s)"
+            ),
+            open=True,
+        )
+
+    def mark_open(self, topic: str, last_seen: int) -> bool:
+        """Record an open gap published before (read back from the log after a
+        restart), as :meth:`SilenceDetector.mark_open`; False for a topic not watched."""
+        detector = self._topic_detector.get(topic)
+        return detector is not None and detector.mark_open(topic, last_seen)
+
+    def restart(self, now_ns: int) -> None:
+        """Count every topic's silence from ``now_ns`` at the earliest (a live restart:
+        the downtime is not the topics' silence), as :meth:`SilenceDetector.restart`."""
+        for detector in self._detectors.values():
+            detector.restart(now_ns)
+
+    def state(self) -> StreamSilenceState:
+        """Return the state of every watched topic (topics sorted: deterministic bytes)."""
+        last: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        reported: list[str] = []
+        for detector in self._detectors.values():
+            state = detector.state()
+            last.update(state.last_ns)
+            seen.update(state.seen_ns)
+            reported += state.reported_open
+        return StreamSilenceState(
+            dict(sorted(last.items())), dict(sorted(seen.items())), sorted(reported)
+        )
+
+    def restore(self, state: StreamSilenceState) -> None:
+        """Continue from ``state``: each topic goes to the detector its bound and
+        calendar map to now (the caller leaves out topics it no longer watches).
+
+        Raises:
+            ConfigError: as :meth:`detector`.
+        """
+        self._detectors.clear()
+        self._topic_detector.clear()
+        streams: dict[SilenceDetector, dict[str, int]] = {}
+        for topic, last_ns in state.last_ns.items():
+            streams.setdefault(self.detector(topic), {})[topic] = last_ns
+        reported = set(state.reported_open)
+        for detector, last in streams.items():
+            detector.restore(
+                StreamSilenceState(
+                    last,
+                    {t: ns for t, ns in state.seen_ns.items() if t in last},
+                    sorted(reported.intersection(last)),
+                )
+            )
+
+
+def gap_topic(topic: str) -> str:
+    """Return the ``md.gap.{market}.{symbol}`` topic of an ``md.*`` topic."""
+    market, symbol = topic_market_symbol(topic)
+    return f"md.gap.{market}.{symbol}"
+
+
+class GapTimes:
+    """The ``ts_event`` of the ``md.gap`` events a producer publishes, never going back
+    on a topic.
+
+    The log refuses a topic's time going back (DESIGN §5). Live, an open gap is
+    stamped with the clock when it is found, and a later gap of the same topic with
+    an event's time (a whole gap, a sequence gap), which can be older (delivery
+    latency, a venue clock behind the machine's): such a gap takes the previous
+    gap's time instead. In replays event and clock times never cross and no time
+    changes.
+
+    Args:
+        last_ts: the last time per topic (a snapshot's), ns.
+    """
+
+    def __init__(self, last_ts: Mapping[str, int] | None = None) -> None:
+        self._last = dict(last_ts or {})
+
+    def stamp(self, topic: str, ts_event: int) -> int:
+        """Return the time to publish a gap of ``topic`` at: ``ts_event``, or the
+        topic's previous gap time when that is later; it becomes the topic's last."""
+        last = self._last.get(topic)
+        if last is not None and ts_event < last:
+            ts_event = last
+        self._last[topic] = ts_event
+        return ts_event
+
+    def observe(self, topic: str, ts_event: int) -> None:
+        """Advance with a gap already published (read back from the log)."""
+        last = self._last.get(topic)
+        if last is None or ts_event > last:
+            self._last[topic] = ts_event
+
+    def state(self) -> dict[str, int]:
+        """Return the last time per topic (sorted)."""
+        return dict(sorted(self._last.items()))
