@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.processes import REPO, TAPE, Tape, eventually
+from tests.system.processes import REPO, TAPE, Tape, eventually, run_tape
 from tickertape.actors.runtime import PublishNotAllowedError
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.cli.system_commands import hash_namespace
@@ -43,24 +43,11 @@ ACTORS: dict[str, tuple[list[str], str]] = {
 ROGUES = "tests.replay.rogue_actors"
 
 
-def _tape(*args: str, cwd: Path = REPO) -> str:
-    """Run one ``tape`` command to completion; its stdout (fails on a non-zero exit)."""
-    done = subprocess.run(
-        [str(TAPE), "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data directory holding the bundled 6EH4 1-minute bars (January 2024) in main."""
     data = tmp_path_factory.mktemp("imported")
-    _tape(
+    run_tape(
         "import", "ohlcv-csv", str(BARS), "--market", "us", "--symbol", "6EH4",
         "--interval", "1m", "--stamp", "end", "--data-dir", str(data),
     )  # fmt: skip
@@ -73,7 +60,9 @@ def _tokens(tmp_path: Path, roles: Mapping[str, str]) -> tuple[Path, dict[str, P
     token_file = tmp_path / "tokens.toml"
     files: dict[str, Path] = {}
     for identity, role in roles.items():
-        token = _tape("token", "create", identity, "--role", role, "--token-file", str(token_file))
+        token = run_tape(
+            "token", "create", identity, "--role", role, "--token-file", str(token_file)
+        )
         files[identity] = tmp_path / f"{identity}.token"
         files[identity].write_text(token)
     return token_file, files
@@ -134,7 +123,7 @@ def test_role_only_distributed_replay_equals_in_process(imported: Path, tmp_path
     through an authenticating router without a refusal, into the in-process run's bytes."""
     reference = tmp_path / "reference"
     shutil.copytree(imported, reference)
-    _tape(
+    run_tape(
         "replay", "--from", FROM, "--to", TO, "--in-process", "--actors", ITEMS,
         "--run-id", "roles", "--data-dir", str(reference), "-q",
     )  # fmt: skip
@@ -179,7 +168,7 @@ def test_tape_replay_router_with_a_token_dir(imported: Path, tmp_path: Path) -> 
     window = ("--from", FROM, "--to", "2024-01-02T02:00")
     reference = tmp_path / "reference"
     shutil.copytree(imported, reference)
-    _tape(
+    run_tape(
         "replay", *window, "--in-process", "--actors", ITEMS, "--run-id", "dir",
         "--data-dir", str(reference), "-q",
     )  # fmt: skip

@@ -19,6 +19,24 @@ TAPE = Path(sys.executable).parent / "tape"
 CAPTURE = REPO / "data" / "binance-spot-ws-2024-08-08"
 
 
+def run_tape(*args: str, cwd: Path | None = REPO) -> str:
+    """Run one ``tape`` command to completion (the repository on ``PYTHONPATH`` for the
+    example strategies, asyncio debug off); return its stdout. Fails on a non-zero exit,
+    showing its stderr."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("PYTHONASYNCIODEBUG", None)
+    done = subprocess.run(
+        [str(TAPE), "--log-level", "warning", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now."""
     with socket.socket() as s:

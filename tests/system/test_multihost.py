@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.processes import REPO, TAPE, Tape, eventually, free_port
+from tests.system.processes import REPO, Tape, eventually, free_port, run_tape
 from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 
@@ -47,21 +47,6 @@ FROM, TO = "2024-01-02", "2024-01-02T08:00"
 SPEED = "1440"  # 8 h of bars in about 20 s, unless the machine is slower
 RUN_ID = "multihost"
 CUT, KILL = "risk", "orders"
-
-
-def _tape(*args: str, cwd: Path | None = None) -> str:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    env.pop("PYTHONASYNCIODEBUG", None)
-    done = subprocess.run(
-        [str(TAPE), "--log-level", "warning", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 # ---------------------------------------------------------------- the network
@@ -247,13 +232,13 @@ def test_distributed_replay_over_tcp_survives_a_cut_and_a_kill(tmp_path: Path) -
     namespaces as root); one actor's link cut for 4 s, another SIGKILLed and restarted:
     the run namespace equals an in-process replay's, file for file."""
     source = tmp_path / "router-host"
-    _tape(
+    run_tape(
         "import", "ohlcv-csv", str(BARS), "--market", "us", "--symbol", "6EH4",
         "--interval", "1m", "--stamp", "end", "--data-dir", str(source),
     )  # fmt: skip
     reference = tmp_path / "reference"
     shutil.copytree(source / "logs", reference / "logs")
-    _tape(
+    run_tape(
         "replay", "--from", FROM, "--to", TO, "--in-process", "--actors", ITEMS,
         "--run-id", RUN_ID, "--data-dir", str(reference), "-q", cwd=REPO,
     )  # fmt: skip
@@ -263,7 +248,7 @@ def test_distributed_replay_over_tcp_survives_a_cut_and_a_kill(tmp_path: Path) -
 
     tokens = tmp_path / "tokens.toml"
     secrets = {
-        identity: _tape(
+        identity: run_tape(
             "token", "create", identity, "--publish", ">", "--subscribe", ">",
             *(["--commit"] if identity == "replay" else []), "--token-file", str(tokens),
         ).strip()
