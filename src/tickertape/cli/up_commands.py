@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from tickertape.cli.options import data_dir_option, token_options
 from tickertape.errors import ConfigError
@@ -73,6 +74,14 @@ imported capture owns the same topics (and a later time)."""
     type=int,
     help="Close a bar this long after its end (venue clock) when no later trade has.",
 )
+@click.option(
+    "--max-silence-s",
+    "max_silence",
+    multiple=True,
+    metavar="SCOPE=SECONDS",
+    help="Longest silence of a trade or quote topic before an open md.gap, per `crypto` "
+    "or `crypto.SYMBOL` (repeat; the symbol wins). Default crypto=60; `off` disables.",
+)
 @click.option("--identity", default="marketdata", show_default=True, help="Source identity.")
 @token_options
 @data_dir_option("Where the process keeps its snapshots.")
@@ -83,6 +92,7 @@ def feed_command(
     symbols: tuple[str, ...],
     bars: str,
     bar_grace_ms: int,
+    max_silence: tuple[str, ...],
     identity: str,
     token: str | None,
     data_dir: Path,
@@ -110,11 +120,39 @@ def feed_command(
         bar_intervals=[b.strip() for b in bars.split(",") if b.strip()],
         bar_grace_ms=bar_grace_ms,
     )
-    config.validate()
+    if max_silence:
+        config = msgspec.structs.replace(config, max_silence_s=_silence_bounds(max_silence))
+    try:
+        config.validate()
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
     run_until_stopped(
         lambda stop: serve_feed(stop, router_url, config, data_dir, identity=identity, token=token),
         command="feed",
     )
+
+
+def _silence_bounds(items: tuple[str, ...]) -> dict[str, float]:
+    """``--max-silence-s`` items (``SCOPE=SECONDS``, or ``off``) as ``max_silence_s``.
+
+    Raises:
+        click.BadParameter: an item is not ``SCOPE=SECONDS`` with a number.
+    """
+    if items == ("off",):
+        return {}
+    bounds: dict[str, float] = {}
+    for item in items:
+        scope, sep, seconds = item.partition("=")
+        try:
+            if not sep or not scope:
+                raise ValueError
+            bounds[scope.strip()] = float(seconds)
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r} is not SCOPE=SECONDS (crypto=60, crypto.BTCUSDT=30) or off",
+                param_hint="'--max-silence-s'",
+            ) from None
+    return bounds
 
 
 def procfile_processes(procfile: Path) -> dict[str, str]:
