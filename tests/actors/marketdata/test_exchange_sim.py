@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 import pytest
+import websockets
 from websockets.asyncio.client import connect
 
-from tests.system.processes import Tape, eventually, wait_http
+from tests.system.processes import Tape, wait_http
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
 from tickertape.actors.marketdata.exchange_sim import REBASE_ENV
 from tickertape.actors.marketdata.importers import ParsedEvent
@@ -338,14 +339,28 @@ async def test_killed_simulator_resumes_from_its_last_saved_position(tmp_path: P
     port = _free_port()
     args = ("--capture", str(capture), "--speed", "10", "--state-file", str(state))
     first_run = _sim(tmp_path, "sim-1", port, *args)
+    before: list[dict[str, Any]] = []
+    # A few seconds of playback: a state saved (every second) well after the start.
+    enough = asyncio.Event()
+
+    async def watch() -> None:
+        # Every trade played until the kill (the connection then drops).
+        with suppress(websockets.ConnectionClosed, OSError):
+            async with connect(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade") as ws:
+                async for message in ws:
+                    before.append(orjson.loads(message)["data"])
+                    if len(before) >= 150 and state.exists():
+                        enough.set()
+
+    watching = asyncio.create_task(watch())
     try:
-        before = await _trades(port, 400)
-        eventually(state.exists, 10, "a saved state")
+        await asyncio.wait_for(enough.wait(), 60)
     finally:
         first_run.kill()
+        await asyncio.wait_for(watching, 30)
     second_run = _sim(tmp_path, "sim-2", port, *args)
     try:
-        after = await _trades(port, 1)
+        after = await _trades(port, 1, limit_s=60)
     finally:
         assert second_run.stop() == 0
     assert before[0]["t"] < after[0]["t"] <= before[-1]["t"] + 1
