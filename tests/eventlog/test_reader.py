@@ -759,3 +759,28 @@ def test_a_time_window_reads_only_its_days(data_dir: Path) -> None:
     days[0].path.write_bytes(b"not a record\n" * 3)
     days[1].path.unlink()
     assert [r.gseq for r in LogReader(data_dir).read_from_time(None, start, end)] == got
+
+
+def test_a_torn_record_before_later_days_stops_the_read(data_dir: Path) -> None:
+    """An open day whose last line lost its end, followed by committed records of later
+    days, is damage, not a write in progress: reads stop there naming file, byte
+    position and offset (they used to go on with the next day, skipping the record)."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(40, step_ns=NS_PER_DAY // 10))
+    path = topic_dir(data_dir, TRADE_TOPIC) / "2024-01-02.jsonl"
+    data = path.read_bytes()
+    start = data.rindex(b"\n", 0, len(data) - 1) + 1  # the day's last line: offset 19
+    path.write_bytes(data[:-30])
+    for read in (
+        lambda r: r.read_topic(TRADE_TOPIC),
+        lambda r: r.read_topic(TRADE_TOPIC, 15),
+        lambda r: r.read(None, 12),
+        lambda r: r.read_from_time(None, T0 + NS_PER_DAY // 2),
+    ):
+        with pytest.raises(CorruptRecordError) as err:
+            list(read(LogReader(data_dir)))
+        assert (err.value.path, err.value.position, err.value.offset) == (str(path), start, 19)
+    # Up to that day nothing is wrong yet, and a read that ends before the next day's
+    # records does not see them.
+    assert [r.offset for r in LogReader(data_dir).read_topic(TRADE_TOPIC, 0, 18)] == list(range(19))
+    assert [r.gseq for r in LogReader(data_dir).read(None, 1, 19)] == list(range(1, 20))

@@ -554,6 +554,9 @@ def test_a_torn_tail_past_the_saved_index_is_cut_in_the_newest_and_in_a_rolled_d
     cut_lines(torn, len(lines) - 1, 20)  # the group's last trade record of the day, torn
     if where == "rolled":
         assert day_file(data_dir, TRADE_TOPIC, T0 + DAYS * NS_PER_DAY).stat().st_size > 0
+    # Before recovery readers return the committed records (the torn line and the next
+    # day's records are past the published head) without an error.
+    assert [r.gseq for r in LogReader(data_dir).read()] == list(range(1, DAYS * PER_DAY + 1))
     head = DAYS * PER_DAY + 8  # gseq 409 (the torn record) and everything after it is cut
     with EventLog.open(data_dir) as lg:
         assert lg.head_gseq == head

@@ -66,6 +66,10 @@ class _Bounds:
     max_ts: int = _INF
     done: bool = False
     resume_offset: int = -1  # set when a file vanished mid-read: the next offset to read
+    # An open day that ended on an unterminated line: (segment, entry, expected offset,
+    # start offset) as _corrupt takes them. A write in progress, or a torn tail awaiting
+    # recovery, unless a later day of the topic holds a record within the bounds.
+    torn: tuple[Segment, IndexEntry | None, int, int] | None = None
 
 
 # Keys of index entries and summaries, by what a read starts from.
@@ -234,11 +238,16 @@ class LogReader:
 
         Every record is checked: it parses, its CRC matches, its offset follows the
         previous one. Offsets, gseqs and times only grow within a topic, so once a
-        record passes the lower bounds every later one does.
+        record passes the lower bounds every later one does. An open file's last line
+        without its newline ends the file quietly (a write in progress, or a torn tail
+        the next open for writing cuts), unless a later day of the topic then yields a
+        record: committed records after it make it damage (``bounds.torn``).
 
         Raises:
-            CorruptRecordError: a record fails a check (its byte position is found by
-                reading the file again up to it).
+            CorruptRecordError: a record fails a check, or this file yields a record
+                after an earlier day ended on an unterminated line (the error names
+                that line); its byte position is found by reading the file again up
+                to it.
             FileNotFoundError: the file vanished (sealed or deleted); ``bounds.resume_offset``
                 is then the offset to go on from (-1 when no record was read).
         """
@@ -259,7 +268,9 @@ class LogReader:
                         rec = decode(line)
                     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                         if not sealed and line[-1:] != b"\n":
-                            return  # a write in progress (or a torn tail awaiting recovery)
+                            # a write in progress (or a torn tail awaiting recovery)
+                            bounds.torn = (seg, entry, expected, start_offset)
+                            return
                         raise self._corrupt(
                             seg, entry, expected, start_offset, decode_line_reason(line)
                         ) from None
@@ -269,6 +280,7 @@ class LogReader:
                         line[: len(line) - (19 if crc >= 1_000_000_000 else 9 + len(str(crc)))]
                     ) != crc and (crc32(line[: line.rfind(b',"crc":')]) != crc):
                         if not sealed and line[-1:] != b"\n":
+                            bounds.torn = (seg, entry, expected, start_offset)
                             return
                         raise self._corrupt(seg, entry, expected, start_offset, "checksum mismatch")
                     offset = rec.offset
@@ -291,6 +303,12 @@ class LogReader:
                         if offset < min_offset or gseq < min_gseq or rec.ts_event < min_ts:
                             continue
                         below = False
+                        if bounds.torn is not None:
+                            # Committed records after an unterminated line of an earlier
+                            # day: that line is no write in progress but damage.
+                            raise self._corrupt(
+                                *bounds.torn, "torn record followed by records of later days"
+                            )
                     yield rec
         except zstandard.ZstdError as exc:
             raise CorruptRecordError(seg.path, file_pos, None, f"zstd frame: {exc}") from None
