@@ -45,9 +45,10 @@ def finish_interrupted(topic_dir: Path) -> None:
         names = os.listdir(topic_dir)
     except FileNotFoundError:
         return
+    present = set(names)  # a topic can hold thousands of day files: no list search
     changed = False
     for name in names:
-        if name.endswith(".tmp") or (name.endswith(".jsonl") and (name + ".zst") in names):
+        if name.endswith(".tmp") or (name.endswith(".jsonl") and (name + ".zst") in present):
             os.unlink(topic_dir / name)
             changed = True
     if changed:
