@@ -318,7 +318,7 @@ def demo_command(bundled: Path | None, data_dir: Path, distributed_to: str) -> N
             console.print(
                 Rule(
                     f"3. the same replay distributed, {DEMO_FROM} to {distributed_to}: "
-                    "router, time authority, each actor its own process"
+                    "log, router, time authority, each actor its own process"
                 )
             )
             distributed = _replay(data_dir, run_window, "--distributed", distributed_to)
