@@ -413,10 +413,6 @@ class SilenceDetector:
             if seen < now_ns:
                 self._seen[stream] = now_ns
 
-    def streams(self) -> list[str]:
-        """Return the streams that have had an event, sorted."""
-        return sorted(self._last)
-
     def state(self) -> StreamSilenceState:
         """Return the state (streams sorted: deterministic bytes)."""
         last = self._last
