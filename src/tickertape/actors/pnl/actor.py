@@ -187,8 +187,6 @@ class PnlActor(Actor):
         return newly
 
     def _on_fill(self, order: OrderEvent, event: Event, ctx: Context) -> None:
-        fill = order.fill
-        assert fill is not None
         market = order.market
         sid = order.strategy_id
         portfolio = self._portfolio_for(sid, market)
