@@ -280,7 +280,7 @@ class AsyncEventLog:
                         _post(loop, _settle_exception, item.future, exc)
                         self._drain(exc, None)
                         return
-                    _post(loop, self._synced, item.future, log.synced_gseq)
+                    _post(loop, _settle, item.future, log.synced_gseq)
                     continue
                 if isinstance(item, _Call):
                     try:
@@ -368,11 +368,6 @@ class AsyncEventLog:
                     item.future.set_result(results[i : i + n])
                 self._room.release()
             i += n
-        self._wake()
-
-    def _synced(self, future: asyncio.Future[int], head: int) -> None:
-        if not future.done():
-            future.set_result(head)
         self._wake()
 
     def _advance(self, head: int) -> None:
