@@ -1,15 +1,19 @@
 """How the long-running ``tape`` commands run and stop: one rule for SIGINT and SIGTERM.
 
 Every process of the Procfile (``tape router``, ``tape clock --mode live``, ``tape
-exchange-sim``, ``tape feed``, ``tape actor ...``) and ``tape tail --follow`` run their
+exchange-sim``, ``tape feed``, ``tape actor ...``) and ``tape tail --router`` run their
 work with :func:`run_until_stopped`: the first SIGINT (Ctrl-C) or SIGTERM (``tape up``,
 ``honcho``, ``kill``, systemd) logs ``stopping`` with the signal's name and asks the
 work to stop cleanly (an actor handles ``on_stop``, flushes its outputs and writes its
 snapshot; the feed publishes what it holds and writes its snapshot); the process then
-exits with status 0 and no traceback, after an ``exited`` log line. A second signal
-cancels the work at once (still status 0). The handlers are installed before the
-process connects anywhere, so a stop that arrives while it is still connecting is
-clean too.
+exits with status 0 and no traceback, after an ``exited`` log line (``tape tail``
+writes neither line). A second signal cancels the work at once (still status 0). The
+handlers are installed before the process connects anywhere, so a stop that arrives
+while it is still connecting is clean too.
+
+``tape tail --follow`` on the files runs no event loop: its own handler
+(``_stopped_by_signals`` in ``cli/log_commands.py``) sets the reader's stop on the
+first SIGINT or SIGTERM, and it ends at its next poll with status 0.
 
 :func:`serve_live_actor` and :func:`serve_feed` are the live actor and market-data
 processes built on it.
