@@ -249,18 +249,18 @@ def main() -> None:
     args = parser.parse_args()
     rows = load_rows()
     records = bar_records(rows)
+    pure = "pure chain (strategy, risk, fills, accounts)"
+    trading = "trading chain (strategy, risk, orders, pnl)"
+    full = "full chain (trading chain + indicators)"
     runs: dict[str, object] = {
-        "pure chain (strategy, risk, fills, accounts)": lambda: (pure_chain(rows), 0),
+        pure: lambda: (pure_chain(rows), 0),
         "host floor (4 pass-through actors)": lambda: host_run(
             records, [_PassThrough() for _ in range(4)]
         ),
-        "trading chain (strategy, risk, orders, pnl)": lambda: host_run(records, trading_actors()),
+        trading: lambda: host_run(records, trading_actors()),
         "indicators only": lambda: host_run(records, [indicators_actor()]),
-        "full chain (trading chain + indicators)": lambda: host_run(
-            records, [*trading_actors(), indicators_actor()]
-        ),
+        full: lambda: host_run(records, [*trading_actors(), indicators_actor()]),
     }
-    pure = "pure chain (strategy, risk, fills, accounts)"
     runs = {name: fn for name, fn in runs.items() if name == pure or args.only in name}
     walls: dict[str, list[float]] = {name: [] for name in runs}
     cpus: dict[str, list[float]] = {name: [] for name in runs}
@@ -285,10 +285,7 @@ def main() -> None:
             f"{len(fills):>6} {outputs:>8,}"
         )
     expected = results[pure][0]
-    for name in (
-        "trading chain (strategy, risk, orders, pnl)",
-        "full chain (trading chain + indicators)",
-    ):
+    for name in (trading, full):
         if name in results and results[name][0] != expected:
             raise SystemExit(f"{name}: fills differ from the pure chain's")
     print("same fills in the pure chain and every host run: True")
