@@ -26,7 +26,10 @@ from bisect import bisect_left, bisect_right
 from typing import Final
 
 SOURCE_COST = 16
-"""Entries' worth of memory charged for each source holding entries (its arrays and slot)."""
+"""Entries' worth of memory charged for each source holding entries: its four arrays
+(80 bytes each when empty), its :class:`SourcePositions` and its slot in the sources dict
+come to about 400 bytes in CPython 3.11 (measured with ``tracemalloc``), about 460 with a
+short name as key: some 16 entries of 28 bytes."""
 
 
 class _Older:
@@ -50,9 +53,6 @@ class SourcePositions:
         self.gseqs = array("q")
         self.offsets = array("q")
         self.topics = array("I")
-
-    def __len__(self) -> int:
-        return len(self.seqs)
 
     def append(self, seq: int, gseq: int, offset: int, topic_id: int) -> None:
         """Add the newest entry (``seq`` and ``gseq`` above every entry held)."""
@@ -78,6 +78,9 @@ class RecentPositions:
     Args:
         limit: most entries kept (a source holding entries counts as
             :data:`SOURCE_COST` more); ≥ 2 * :data:`SOURCE_COST`.
+
+    Raises:
+        ValueError: ``limit`` is below 2 * :data:`SOURCE_COST`.
     """
 
     def __init__(self, limit: int) -> None:
@@ -138,7 +141,7 @@ class RecentPositions:
         """Account for ``count`` entries just appended (gseq up to ``head``); past the
         limit, drop the oldest until at most half of it is used."""
         self._entries += count
-        if self._entries + SOURCE_COST * len(self.sources) > self.limit:
+        if self.cost() > self.limit:
             self.trim(head, self.limit // 2)
 
     def trim(self, head: int, budget: int) -> None:
