@@ -376,7 +376,14 @@ def _tick_tolerance(steps: float) -> float:
 
 
 def on_tick(price: float, tick_size: float) -> bool:
-    """True when ``price`` is a multiple of ``tick_size`` (to a millionth of a tick)."""
+    """True when ``price`` is a multiple of ``tick_size`` (to a millionth of a tick).
+
+    Args:
+        price: a price, in the market's currency per unit of the underlying.
+        tick_size: the instrument's price increment, in the same unit, > 0 (as
+            :meth:`~tickertape.actors.orders.instruments.InstrumentSpec.validate`
+            checks; 0 raises ZeroDivisionError).
+    """
     steps = price / tick_size
     return abs(steps - round(steps)) <= _tick_tolerance(steps)
 
@@ -387,6 +394,15 @@ def round_to_tick(price: float, tick_size: float, side: Side) -> float:
 
     The result is rounded to the tick's decimal places, so ``1.09575`` comes out as
     written rather than as ``1.0957500000000001``.
+
+    Args:
+        price: the fill price, in the market's currency per unit of the underlying.
+        tick_size: the instrument's price increment, in the same unit, > 0 (0 raises
+            ZeroDivisionError).
+        side: ``"buy"`` (rounds up) or ``"sell"`` (rounds down).
+
+    Returns:
+        The price on the grid, a whole number of ticks.
     """
     steps = price / tick_size
     tolerance = _tick_tolerance(steps)
