@@ -142,6 +142,14 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 _DUPLICATE = AppendResult(id="", duplicate=True)  # a placeholder in a group's results
 
 
+def _duplicate_at(env: Envelope, pos: object) -> AppendResult:
+    """The result of ``env`` as a duplicate: at ``pos`` when it is the ``(topic, offset,
+    gseq)`` of :meth:`RecentPositions.find`, else without position."""
+    if isinstance(pos, tuple):
+        return AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
+    return AppendResult(id=env.id, duplicate=True)
+
+
 class DroppedTail(msgspec.Struct, frozen=True):
     """What recovery removed from the end of a day file."""
 
@@ -1022,12 +1030,8 @@ class EventLog:
                 if pos is OLDER:
                     older.append((len(results), env))
                     append_result(_DUPLICATE)  # answered by _resolve_older
-                elif isinstance(pos, tuple):
-                    append_result(
-                        AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
-                    )
                 else:
-                    append_result(AppendResult(id=env.id, duplicate=True))
+                    append_result(_duplicate_at(env, pos))
                 continue
             topic_name = env.topic
             state = pending_topic.get(topic_name)
@@ -1102,11 +1106,8 @@ class EventLog:
             else:
                 self._unsynced += head - first + 1
         for i, env in in_group:
-            pos = positions.find(env.source, env.source_seq)
-            if isinstance(pos, tuple):
-                results[i] = AppendResult(id=env.id, offset=pos[1], gseq=pos[2], duplicate=True)
-            else:  # refused earlier in the group, then passed by a later source_seq
-                results[i] = AppendResult(id=env.id, duplicate=True)
+            # (no position: refused earlier in the group, then passed by a later source_seq)
+            results[i] = _duplicate_at(env, positions.find(env.source, env.source_seq))
         return results
 
     def _note_positions(self, batches: list[_Batch], count: int, head: int) -> None:
