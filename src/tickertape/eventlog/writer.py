@@ -361,12 +361,13 @@ class EventLog:
         of the prefix its saved ``.idx`` describes (the whole file when there is no
         usable one), and does not read at all an open day that is not its topic's
         newest when its saved index describes the whole file (see
-        :meth:`_load_complete`: such a file has no tail left to check); truncates torn or garbage tails and damaged records written
-        without fsync past the durable head (fsync'd, reported in :attr:`recovery`
-        and the log); cuts every record from the first missing gseq on (never below
-        the head published after the last fsync); and rebuilds offsets, the gseq
-        head and the (source, source_seq) dedupe state. What it keeps is fsync'd
-        before the head is published.
+        :meth:`_load_complete`: such a file has no tail left to check); truncates
+        torn or garbage tails and damaged records written without fsync past the
+        durable head (fsync'd, reported in :attr:`recovery` and the log); cuts every
+        record from the first missing gseq on (never below the head published after
+        the last fsync); and rebuilds offsets, the gseq head and the (source,
+        source_seq) dedupe state. What it keeps is fsync'd before the head is
+        published.
 
         Args:
             data_dir: the data directory (the log lives in ``<data_dir>/logs``).
