@@ -35,10 +35,10 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.eventlog import EventLog
+from tickertape.eventlog.layout import NS_PER_DAY
 from tickertape.schemas import Envelope, encode_payload
 from tickertape.schemas.market import Bar
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 DAY0 = 16_071  # 2014-01-01 (UTC day number)
 
 
