@@ -551,6 +551,36 @@ def test_a_live_restart_counts_silences_from_the_restart() -> None:
     assert (opened.payload.last_seen, opened.payload.next_seen) == (SILENCE_FROM, 0)
 
 
+def test_a_restore_under_fewer_silence_patterns_drops_the_unwatched_topics() -> None:
+    """Restored with quotes no longer watched, the quote topic's silence state (its event
+    time, handling clock and open report) is gone; the trade topic's is kept exactly."""
+    actor = MarketDataActor(SILENCE_CONFIG)
+    ctx = FakeContext("marketdata")
+    trades, quotes = "md.trade.crypto.BTCUSDT", "md.quote.crypto.BTCUSDT"
+    trade = Trade(symbol="BTCUSDT", price=1.0, size=1.0, side="buy", trade_id="1")
+    quote = Quote(symbol="BTCUSDT", bid=1.0, bid_size=1.0, ask=2.0, ask_size=1.0)
+    handled = SILENCE_FROM + 200_000_000  # 200 ms after the events' time
+    ctx.clock.now = handled
+    actor.on_event(make_event(trades, trade, "crypto", SILENCE_FROM, 1), ctx)  # type: ignore[arg-type]
+    actor.on_event(make_event(quotes, quote, "crypto", SILENCE_FROM, 2), ctx)  # type: ignore[arg-type]
+    advance(actor, ctx, handled + BOUND_NS + 1)
+    assert len(ctx.published) == 2  # both reported open
+    state = actor.snapshot()
+    assert state.silence_open == [quotes, trades]
+    assert state.silence_seen_ns == {quotes: handled, trades: handled}
+    narrower = MarketDataActor(
+        MarketDataConfig(
+            trade_patterns=[], silence_patterns=["md.trade.crypto.*"], max_silence_s={"crypto": 60}
+        )
+    )
+    narrower.restore(msgspec.msgpack.encode(state))
+    restored = narrower.snapshot()
+    assert restored.silence_last_ns == {trades: SILENCE_FROM}
+    assert restored.silence_seen_ns == {trades: handled}
+    assert restored.silence_open == [trades]
+    assert restored.silence_armed == []
+
+
 def test_silences_count_only_open_market_time() -> None:
     """6E minutes as trades on CME hours: no silence over 10 minutes (timers included: the
     daily and weekend closes are none); on 24/7 hours the maintenance hours and weekends

@@ -100,6 +100,30 @@ def test_restart_counts_from_the_restart_and_state_round_trips() -> None:
     assert (again.deadline(TRADES), again.deadline(eth)) == (160 * SECOND + 1, 105 * SECOND + 1)
 
 
+def test_restore_drops_the_topics_left_out_of_last_ns_whole() -> None:
+    """A topic the caller leaves out of last_ns (no longer watched) is dropped with its
+    seen_ns and reported_open entries; the other topics continue exactly."""
+    watch = _watch()
+    eth = "md.trade.crypto.ETHUSDT"
+    for topic in (TRADES, eth):
+        watch.on_event(topic, "trade", 10 * SECOND, 12 * SECOND)
+        assert watch.open_gap(topic, 100 * SECOND) is not None
+    watch.on_event(QUOTES, "quote", 20 * SECOND, 21 * SECOND)
+    state = watch.state()
+    assert state == StreamSilenceState(
+        {eth: 10 * SECOND, QUOTES: 20 * SECOND, TRADES: 10 * SECOND},
+        {eth: 12 * SECOND, QUOTES: 21 * SECOND, TRADES: 12 * SECOND},
+        [TRADES, eth],
+    )
+    again = _watch()
+    kept = {t: ns for t, ns in state.last_ns.items() if t != eth}
+    again.restore(StreamSilenceState(kept, state.seen_ns, state.reported_open))
+    assert not again.watches(eth)
+    assert again.state() == StreamSilenceState(
+        kept, {QUOTES: 21 * SECOND, TRADES: 12 * SECOND}, [TRADES]
+    )
+
+
 def test_a_topic_without_a_bound_is_a_config_error() -> None:
     """The error names the market, symbol and topic."""
     watch = _watch({"crypto.BTCUSDT": 60})

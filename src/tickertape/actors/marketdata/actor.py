@@ -493,11 +493,7 @@ class MarketDataActor(Actor):
             if matches_any(self.config.silence_patterns, topic)
         }
         self._silences.restore(
-            StreamSilenceState(
-                last,
-                {t: ns for t, ns in decoded.silence_seen_ns.items() if t in last},
-                [t for t in decoded.silence_open if t in last],
-            )
+            StreamSilenceState(last, decoded.silence_seen_ns, decoded.silence_open)
         )
         watched = self._silences.topics()
         if decoded.silence_armed is None:

@@ -473,11 +473,7 @@ class LiveMarketDataHost:
         watch = self.silences
         assert watch is not None
         last = {t: ns for t, ns in state.last_ns.items() if watch.bound_ns(t) is not None}
-        return StreamSilenceState(
-            last,
-            {t: ns for t, ns in state.seen_ns.items() if t in last},
-            [t for t in state.reported_open if t in last],
-        )
+        return StreamSilenceState(last, state.seen_ns, state.reported_open)
 
     def _observe_silence(self, event: ParsedEvent, handled_ns: int) -> None:
         """Advance the silence watch and gap times with an event read back from the log,

@@ -439,7 +439,8 @@ class SilenceDetector:
         return True
 
     def restore(self, state: StreamSilenceState) -> None:
-        """Continue exactly from ``state``."""
+        """Continue exactly from ``state``, over the streams of ``state.last_ns``
+        (entries of ``seen_ns`` and ``reported_open`` for other streams are ignored)."""
         self._last = dict(state.last_ns)
         self._seen = {s: state.seen_ns.get(s, t) for s, t in state.last_ns.items()}
         self._open = set(state.reported_open) & set(self._last)
@@ -656,8 +657,10 @@ class SilenceWatch:
         )
 
     def restore(self, state: StreamSilenceState) -> None:
-        """Continue from ``state``: each topic goes to the detector its bound and
-        calendar map to now (the caller leaves out topics it no longer watches).
+        """Continue from ``state``: each topic of ``state.last_ns`` goes to the detector
+        its bound and calendar map to now. The caller leaves out of ``last_ns`` the
+        topics it no longer watches; their ``seen_ns`` and ``reported_open`` entries
+        are then ignored.
 
         Raises:
             ConfigError: as :meth:`detector`.
@@ -667,15 +670,8 @@ class SilenceWatch:
         streams: dict[SilenceDetector, dict[str, int]] = {}
         for topic, last_ns in state.last_ns.items():
             streams.setdefault(self.detector(topic), {})[topic] = last_ns
-        reported = set(state.reported_open)
         for detector, last in streams.items():
-            detector.restore(
-                StreamSilenceState(
-                    last,
-                    {t: ns for t, ns in state.seen_ns.items() if t in last},
-                    sorted(reported.intersection(last)),
-                )
-            )
+            detector.restore(StreamSilenceState(last, state.seen_ns, state.reported_open))
 
 
 def gap_topic(topic: str) -> str:
