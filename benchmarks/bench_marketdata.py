@@ -45,7 +45,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.base import Event
-from tickertape.actors.indicators import DEFAULT_INDICATORS, IndicatorActor
+from tickertape.actors.indicators import IndicatorActor
 from tickertape.actors.indicators.actor import _BANDS, _CLOSE, _MACD, SeriesConfig, _Series
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
 from tickertape.actors.marketdata.importers import (
@@ -59,7 +59,6 @@ from tickertape.actors.marketdata.loader import BATCH_SIZE, build_envelopes, imp
 from tickertape.actors.runtime.context import ActorContext
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.schemas.envelope import Record
-from tickertape.schemas.indicator import IndicatorValue
 from tickertape.schemas.market import Gap
 from tickertape.schemas.registry import encode_payload, schema_key
 from tickertape.timeauthority.clock import ActorClock, SimulatedClock
@@ -200,20 +199,8 @@ def _payloads_once(stored: list[Event]) -> float:
     No computation: one-value dicts of a constant. The floor of one event per
     indicator value, whatever the calculators cost.
     """
-    outputs = [
-        (
-            f"indicator.{spec.name}.v1.crypto.BTC-PERP",
-            IndicatorValue(
-                symbol="BTC-PERP",
-                name=spec.name,
-                interval="1m",
-                params=spec.params,
-                values={},
-                bar_ts=0,
-            ),
-        )
-        for spec in DEFAULT_INDICATORS
-    ]
+    series = _Series("crypto", "BTC-PERP", 0, SeriesConfig())
+    outputs = [(topic, template) for *_, topic, template in series.plan]  # the actor's
     null = _NullContext()
     publish = null.publish
     replace = msgspec.structs.replace
