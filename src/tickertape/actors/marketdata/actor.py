@@ -131,9 +131,6 @@ SILENCE_TIMER = "silence|"
 """Prefix of the silence timers' names: ``silence|{topic}``, one per watched topic."""
 
 
-_split_topic = topic_market_symbol
-
-
 class MarketDataActor(Actor):
     """Builds bars from trades, detects sequence and time gaps, forward-adjusts bars.
 
@@ -225,7 +222,7 @@ class MarketDataActor(Actor):
             if adjust and not payload.adjusted:
                 self._adjust(event, payload, ctx)
         elif isinstance(payload, CorporateAction):
-            market, symbol = _split_topic(topic)
+            market, symbol = topic_market_symbol(topic)
             self._adjuster(f"{market}.{symbol}").on_action(payload)
 
     def _route(self, topic: str) -> tuple[bool, bool, bool, bool]:
@@ -244,7 +241,7 @@ class MarketDataActor(Actor):
 
     def on_trade(self, event: Event, trade: Trade, ctx: Context) -> None:
         """Check the trade id's continuity and add the trade to every bar interval."""
-        market, symbol = _split_topic(event.topic)
+        market, symbol = topic_market_symbol(event.topic)
         key = f"{market}.{symbol}"
         if trade.trade_id.isdigit():
             trade_id = int(trade.trade_id)
@@ -342,7 +339,7 @@ class MarketDataActor(Actor):
         return hours
 
     def _check_bar_gap(self, event: Event, bar: Bar, ctx: Context) -> None:
-        market, symbol = _split_topic(event.topic)
+        market, symbol = topic_market_symbol(event.topic)
         topic = event.topic
         previous_end = self._last_bar_end.get(topic)
         self._last_bar_end[topic] = event.ts_event
@@ -391,7 +388,7 @@ class MarketDataActor(Actor):
             self._arm_silence(topic, ctx, now)
         if gap is None:
             return
-        market = _split_topic(topic)[0]
+        market = topic_market_symbol(topic)[0]
         self._publish_gap(market, gap, ctx, event.market, ts_event=event.ts_event, causation=event)
 
     def _arm_silence(self, topic: str, ctx: Context, now: int) -> None:
@@ -412,7 +409,7 @@ class MarketDataActor(Actor):
         self._silence_armed.discard(topic)
         gap = self._silences.open_gap(topic, now)
         assert gap is not None  # the deadline is at or before now
-        market = _split_topic(topic)[0]
+        market = topic_market_symbol(topic)[0]
         self._publish_gap(market, gap, ctx, _market(market), ts_event=now, causation=None)
 
     def _arm_restored(self, ctx: Context) -> None:
@@ -438,7 +435,7 @@ class MarketDataActor(Actor):
         return adjuster
 
     def _adjust(self, event: Event, bar: Bar, ctx: Context) -> None:
-        market, symbol = _split_topic(event.topic)
+        market, symbol = topic_market_symbol(event.topic)
         session_date = datetime.fromtimestamp(bar.start_ns / 1e9, UTC).date()
         adjusted = self._adjuster(f"{market}.{symbol}").adjust(bar, session_date)
         ctx.publish(
