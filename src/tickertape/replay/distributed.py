@@ -59,6 +59,7 @@ from tickertape.replay.control import (
 )
 from tickertape.replay.inprocess import ReplayResult, input_positions, read_inputs
 from tickertape.replay.manifest import (
+    ALERT_TOPIC,
     DRIVER_SOURCE,
     MANIFEST_TOPIC,
     SUMMARY_TOPIC,
@@ -330,14 +331,6 @@ class ReplayCoordinator:
         await self._run_step("stop", -2, end_ns)
         await self._announce("end", -3, 0, end_ns, wait=False)
         _log.info("replay_messages", announcements=self._seq, commits=self.commits)
-        last_ts = max(
-            (
-                run_reader.topic_summary(t).last_ts
-                for t in run_reader.topics()
-                if t not in (MANIFEST_TOPIC, SUMMARY_TOPIC)
-            ),
-            default=0,
-        )
         seq = 2
         for d in self.divergences:
             await self._publish_driver(
@@ -346,6 +339,14 @@ class ReplayCoordinator:
             seq += 1
         topics = {t: run_reader.topic_summary(t) for t in run_reader.topics()}
         counts = family_counts({t: s.count for t, s in topics.items()})
+        last_ts = max(
+            (
+                s.last_ts
+                for t, s in topics.items()
+                if t not in (MANIFEST_TOPIC, SUMMARY_TOPIC, ALERT_TOPIC)
+            ),
+            default=0,
+        )
         summary = summary_envelope(
             settings,
             source_seq=seq,
@@ -711,43 +712,36 @@ class ReplayCoordinator:
     async def _send_announce(self, announce: StepAnnounce) -> None:
         """Send ``announce`` to the actors it addresses.
 
-        A wave for at most half of the actors, all of which read their own step topic
-        (``Hello.direct``), goes to each on :func:`step_topic` (one frame, one envelope
-        per actor): the others neither receive nor decode it. Otherwise it goes once
-        on :data:`STEP_TOPIC` to every actor, which skips a wave not addressed to it.
+        The run's first announcement is confirmed (:meth:`_send`), so that a router
+        refusing the authority's control messages fails the run at once instead of
+        re-announcing for ever. The others go unconfirmed (:meth:`Client.send_ephemeral`):
+        the actors' ``done`` answer them, and one unanswered is sent again after
+        :data:`REANNOUNCE_S`. A wave for at most half of the actors, all of which read
+        their own step topic (``Hello.direct``), goes to each on :func:`step_topic`
+        (one frame, one envelope per actor): the others neither receive nor decode it.
+        Otherwise it goes once on :data:`STEP_TOPIC` to every actor, which skips a wave
+        not addressed to it.
         """
-        targets = announce.actors
-        if (
-            not self._confirmed_step
-            or not targets
-            or 2 * len(targets) > len(self.actors)
-            or not self._direct.issuperset(targets)
-        ):
+        if not self._confirmed_step:
             await self._send(STEP_TOPIC, announce, announce.time_ns)
+            self._confirmed_step = True
             return
+        targets = announce.actors
+        if targets and 2 * len(targets) <= len(self.actors) and self._direct.issuperset(targets):
+            topics = [step_topic(actor) for actor in targets]
+        else:
+            topics = [STEP_TOPIC]
         envelopes = []
-        for actor in targets:
+        for topic in topics:
             self._ctl_seq += 1
-            envelopes.append(
-                driver_envelope(step_topic(actor), announce, self._ctl_seq, announce.time_ns)
-            )
+            envelopes.append(driver_envelope(topic, announce, self._ctl_seq, announce.time_ns))
         await self.client.send_ephemeral(envelopes, ns=self.settings.source_namespace)
 
     async def _send(self, topic: str, payload: msgspec.Struct, ts_ns: int) -> None:
-        """Publish a control message; announcements after the first go unconfirmed
-        (:meth:`Client.send_ephemeral`): the actors' ``done`` answer them, and one
-        unanswered is sent again after :data:`REANNOUNCE_S`. The first (the run's
-        ``start``) is confirmed, so that a router refusing the authority's control
-        messages fails the run at once instead of re-announcing for ever."""
+        """Publish a control message and wait for the router's acknowledgement."""
         self._ctl_seq += 1
         env = driver_envelope(topic, payload, self._ctl_seq, ts_ns)
-        ns = self.settings.source_namespace
-        if topic == STEP_TOPIC and self._confirmed_step:
-            await self.client.send_ephemeral([env], ns=ns)
-            return
-        await self.client.publish([env], ns=ns, ephemeral=True)
-        if topic == STEP_TOPIC:
-            self._confirmed_step = True
+        await self.client.publish([env], ns=self.settings.source_namespace, ephemeral=True)
 
     async def _publish_driver(self, env: Envelope, what: str, ts_log: int) -> None:
         stage = f"{self.settings.run_id}:{what}"
