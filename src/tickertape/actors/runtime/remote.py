@@ -277,25 +277,17 @@ class RemoteReplayHost:
         # The waves for every actor, the welcome, and the waves for this actor alone
         # (a token made before that topic was part of the actor roles lacks it: then
         # without, and the authority sends this actor's waves to every actor).
-        steps: tuple[str, ...] = (STEP_TOPIC, step_topic(self.name))
-        ctl = self.client.subscribe(
-            [*steps, WELCOME_TOPIC],
-            "now",
-            ns=self.control_namespace,
-            include_ephemeral=True,
-            queue_frames=1024,
-        )
-        direct = await ctl.established()
-        if not direct:
-            steps = (STEP_TOPIC,)
+        for steps in ((STEP_TOPIC, step_topic(self.name)), (STEP_TOPIC,)):
             ctl = self.client.subscribe(
-                [STEP_TOPIC, WELCOME_TOPIC],
+                [*steps, WELCOME_TOPIC],
                 "now",
                 ns=self.control_namespace,
                 include_ephemeral=True,
                 queue_frames=1024,
             )
-            await ctl.caught_up.wait()
+            if await ctl.established():
+                break
+        direct = len(steps) == 2
         snapshot = self.store.load_latest(type(self.actor).state_version)
         epoch = 0 if snapshot is None else snapshot.positions.get("epoch", 0)
         hello = Hello(
@@ -400,21 +392,7 @@ class RemoteReplayHost:
             self._regenerated += outputs
             return True
         await self._settle()
-        self._last_staged = {a.stage: outputs} if outputs else {}
-        if outputs:
-            staging = self.client.publish(outputs, ns=self.namespace, stage=a.stage)
-            self._in_flight.append(asyncio.ensure_future(staging))
-        done = Done(
-            run_id=self.run_id,
-            actor=self.name,
-            nonce=self.nonce,
-            seq=a.seq,
-            outputs=len(outputs),
-            next_timer_ns=hosted.timers.next_due(),
-            topics=sorted({env.topic for env in outputs}),
-            divergences=self._take_divergences(),
-        )
-        self._last_done = self._send_done(done)
+        self._stage_and_report(a, {a.stage: outputs} if outputs else {})
         return True
 
     def _begin_step(self, time_ns: int) -> tuple[int, int]:
@@ -481,28 +459,43 @@ class RemoteReplayHost:
                 self._regenerated += outputs
             return True
         await self._settle()
-        self._last_staged = {}
-        for (time_ns, ordinal), outputs in staged.items():
-            stage = batch_stage(self.run_id, time_ns, ordinal)
-            self._last_staged[stage] = outputs
+        self._stage_and_report(
+            a,
+            {batch_stage(self.run_id, *key): outputs for key, outputs in staged.items()},
+            [
+                StepOutputs(time_ns=t, ordinal=o, outputs=len(staged.get((t, o), ())))
+                for t, o in sorted(staged.keys() | set(ran))
+            ],
+        )
+        return True
+
+    def _stage_and_report(
+        self,
+        a: StepAnnounce,
+        staged: dict[str, list[Envelope]],
+        steps: list[StepOutputs] | None = None,
+    ) -> None:
+        """Publish each stage's outputs (``stage id -> outputs``, in order), then
+        ``done`` for ``a``; kept for a restaging (:meth:`_restage`) and a repeated
+        announcement (:meth:`_handle`). Their acknowledgements are awaited by
+        :meth:`_settle`."""
+        self._last_staged = staged
+        for stage, outputs in staged.items():
             sending = self.client.publish(outputs, ns=self.namespace, stage=stage)
             self._in_flight.append(asyncio.ensure_future(sending))
+        outputs = [env for envs in staged.values() for env in envs]
         done = Done(
             run_id=self.run_id,
             actor=self.name,
             nonce=self.nonce,
             seq=a.seq,
-            outputs=sum(len(outputs) for outputs in staged.values()),
-            next_timer_ns=hosted.timers.next_due(),
-            topics=sorted({env.topic for outputs in staged.values() for env in outputs}),
+            outputs=len(outputs),
+            next_timer_ns=self.hosted.timers.next_due(),
+            topics=sorted({env.topic for env in outputs}),
             divergences=self._take_divergences(),
-            steps=[
-                StepOutputs(time_ns=t, ordinal=o, outputs=len(staged.get((t, o), ())))
-                for t, o in sorted(staged.keys() | set(ran))
-            ],
+            steps=steps or [],
         )
         self._last_done = self._send_done(done)
-        return True
 
     async def _compare_regenerated(self) -> None:
         """Compare the outputs regenerated while catching up with the stored ones.
