@@ -79,15 +79,12 @@ def overlaps(a: str, b: str) -> bool:
     not. Used to decide whether one actor's publications can reach another.
     """
     ta, tb = _compile(a), _compile(b)
-    for i in range(max(len(ta), len(tb))):
-        if i >= len(ta) or i >= len(tb):
-            return False
-        x, y = ta[i], tb[i]
+    for x, y in zip(ta, tb, strict=False):
         if x == ">" or y == ">":
             return True
         if x != "*" and y != "*" and x != y:
             return False
-    return True
+    return len(ta) == len(tb)
 
 
 def covers(outer: str, inner: str) -> bool:
