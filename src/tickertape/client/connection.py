@@ -530,7 +530,7 @@ class Client:
                 pending = self._pending.get(frame.ref)
                 if pending is None:
                     refused = [r for r in frame.results if r.error is not None]
-                    if refused:  # an unconfirmed publication (publish(confirm=False))
+                    if refused:  # an unconfirmed publication (send_ephemeral)
                         self.refused_unconfirmed += len(refused)
                         log.error(
                             "unconfirmed publication refused",
