@@ -16,9 +16,10 @@ wave (each actor has its own state and ``source_seq``), and the wave is sorted b
 it is stored, so the stored log is the same whatever the registration order.
 
 The per-event path is kept lean, because a replay runs it for every record: the
-actors' name order, each topic's subscribers and the payload decoder of each type are
-computed once and cached (:meth:`InProcessHost.add` clears the caches), and a wave
-reuses the list its first publisher's outputs were buffered in.
+actors' name order and each topic's subscribers are computed once and cached
+(:meth:`InProcessHost.add` clears the caches), payloads are decoded once per record
+whatever the number of subscribers, and a wave reuses the list its first publisher's
+outputs were buffered in.
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import structlog
-from msgspec import MsgspecError
 
 from tickertape.actors.base import Actor, Event, Timer
 from tickertape.actors.runtime.context import ActorContext
@@ -43,7 +42,7 @@ from tickertape.actors.runtime.sink import Sink
 from tickertape.errors import ConfigError, SchemaError, TickertapeError
 from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Envelope, Record
-from tickertape.schemas.registry import decode_payload, schemas
+from tickertape.schemas.registry import decode_payload
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore
@@ -115,8 +114,6 @@ class InProcessHost:
         self._slots: dict[str, _Slot] = {}
         self._order: tuple[_Slot, ...] = ()
         self._routes: dict[str, tuple[_Slot, ...]] = {}
-        self._decoders: dict[str, tuple[int, msgspec.json.Decoder[Any]]] = {}
-        self._direct: dict[tuple[str, int], msgspec.json.Decoder[Any] | None] = {}
         self._started = False
 
     # ---------------------------------------------------------------- set-up
@@ -336,44 +333,18 @@ class InProcessHost:
             self._routes[topic] = slots
         return slots
 
-    def _decode_slow(self, record: Record) -> Any:
-        """Decode through the registry (upcasters, errors); when (type, v) is itself a
-        registered schema, its decoder serves the type's next records directly.
-
-        Raises:
-            SchemaError: as :func:`~tickertape.schemas.registry.decode_payload`.
-        """
-        payload = decode_payload(record.type, record.v, record.payload)
-        key = (record.type, record.v)
-        if key not in self._direct:
-            schema = schemas().get(key)
-            self._direct[key] = None if schema is None else msgspec.json.Decoder(schema)
-        decoder = self._direct[key]
-        if decoder is not None:
-            self._decoders[record.type] = (record.v, decoder)
-        return payload
-
     def _deliver(self, records: Iterable[Record]) -> int:
         now = self.clock.now_ns()
         deliveries = 0
         routes = self._routes
-        decoders = self._decoders
         for record in records:
             slots = routes.get(record.topic)
             if slots is None:
                 slots = self._route(record.topic)
             if not slots:
                 continue
-            cached = decoders.get(record.type)
             try:
-                if cached is not None and cached[0] == record.v:
-                    try:
-                        payload = cached[1].decode(record.payload)
-                    except MsgspecError:
-                        # the registry's decoder raises the SchemaError naming the field
-                        payload = decode_payload(record.type, record.v, record.payload)
-                else:
-                    payload = self._decode_slow(record)
+                payload = decode_payload(record.type, record.v, record.payload)
             except SchemaError as exc:  # UnknownTypeError included
                 report_undeliverable(record, exc, slots[0].skipped_types)
                 continue
