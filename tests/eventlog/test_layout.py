@@ -11,6 +11,7 @@ import pytest
 
 from tickertape.errors import ConfigError
 from tickertape.eventlog import EventLog, LogReader
+from tickertape.eventlog.layout import write_durably
 
 from .envelopes import envelopes
 
@@ -83,3 +84,18 @@ def test_colliding_namespaces_created_at_the_same_instant(tmp_path: Path) -> Non
         assert outcomes == ["opened", "refused"], f"attempt {attempt}: {outcomes}"
         namespaces = [p.parent for p in (data_dir / "logs").rglob(".lock")]
         assert len(namespaces) == 1, namespaces
+
+
+def test_write_durably_replaces_the_file_whole(tmp_path: Path) -> None:
+    """write_durably replaces the content, leaves no temporary file, creates it with
+    the mode asked for and keeps the previous content when the write fails."""
+    target = tmp_path / "state.json"
+    write_durably(target, b"first", mode=0o600)
+    assert target.read_bytes() == b"first"
+    assert target.stat().st_mode & 0o777 == 0o600
+    write_durably(target, b"second" * 100_000)
+    assert target.read_bytes() == b"second" * 100_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    with pytest.raises(FileNotFoundError):
+        write_durably(target, b"third", tmp=tmp_path / "missing" / "t.tmp")
+    assert target.read_bytes() == b"second" * 100_000

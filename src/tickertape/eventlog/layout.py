@@ -188,6 +188,30 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_durably(path: Path, data: bytes, *, mode: int = 0o644, tmp: Path | None = None) -> None:
+    """Replace the file ``path`` with ``data`` atomically and durably.
+
+    ``data`` goes to a temporary file in the same directory (``tmp``, default
+    ``<name>.tmp``) created with ``mode``, written in full (short writes looped) and
+    fsync'd, then renamed over ``path``, and the directory is fsync'd: after a crash
+    ``path`` holds either its previous content or ``data``, never a mix.
+
+    Raises:
+        OSError: the write, fsync or rename failed (``path`` is unchanged).
+    """
+    tmp = path.with_name(path.name + ".tmp") if tmp is None else tmp
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
 def makedirs_durable(path: Path) -> None:
     """Create ``path`` and missing parents, fsyncing each parent of a created directory."""
     missing: list[Path] = []

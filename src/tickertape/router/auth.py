@@ -33,7 +33,6 @@ import hashlib
 import hmac
 import ipaddress
 import json
-import os
 import secrets
 import tomllib
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.errors import AuthError, ConfigError
+from tickertape.eventlog.layout import write_durably
 from tickertape.roles import STRATEGY_PREFIX, own_system_topics, publish_patterns
 from tickertape.topics import covers, matches_any, validate_pattern
 
@@ -373,19 +373,7 @@ def create_token(
         commit=commit,
     )
     text = render_token_file(TokenFile(identities=identities))
-    tmp = target.with_name(target.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    dir_fd = os.open(target.parent if str(target.parent) else ".", os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_durably(target, text.encode(), mode=0o600)
     return token
 
 

@@ -12,12 +12,12 @@ version, and returns the first good one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import structlog
 
 from tickertape.errors import SnapshotError
+from tickertape.eventlog.layout import fsync_dir, write_durably
 from tickertape.snapshots.codec import Snapshot, decode_snapshot, encode_snapshot
 
 _log = structlog.get_logger("tickertape.snapshots")
@@ -62,18 +62,7 @@ class SnapshotStore:
         name = f"{snapshot.clock_ns:020d}-{snapshot.events_handled:015d}{SUFFIX}"
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp"
-        data = encode_snapshot(snapshot)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        self._fsync_dir()
+        write_durably(final, encode_snapshot(snapshot), tmp=tmp)
         self._prune()
         return final
 
@@ -114,11 +103,4 @@ class SnapshotStore:
         for path in paths[: max(0, len(paths) - self.keep)]:
             path.unlink(missing_ok=True)
         if len(paths) > self.keep:
-            self._fsync_dir()
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_dir(self.directory)

@@ -45,7 +45,6 @@ import asyncio
 import bisect
 import contextlib
 import gzip
-import os
 import re
 import signal
 import time
@@ -62,7 +61,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from tickertape.errors import ConfigError, ImportDataError
-from tickertape.eventlog.layout import fsync_dir
+from tickertape.eventlog.layout import write_durably
 
 _log = structlog.get_logger("tickertape.exchange_sim")
 
@@ -239,15 +238,7 @@ def save_state(path: str | Path, state: PlaybackState) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, msgspec.json.encode(state) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temporary, path)
-    fsync_dir(path.parent)
+    write_durably(path, msgspec.json.encode(state) + b"\n")
 
 
 class _Book:
