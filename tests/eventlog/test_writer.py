@@ -608,3 +608,17 @@ def test_old_duplicates_on_several_topics_in_one_batch(
         assert lg.head_gseq == 600
     assert all(r.duplicate for r in again)
     assert [(r.offset, r.gseq) for r in again] == [(first[i].offset, first[i].gseq) for i in picks]
+
+
+def test_a_duplicate_in_its_own_batch_keeps_its_position_past_the_window(
+    data_dir: Path,
+) -> None:
+    """A batch that repeats one of its own envelopes after pushing it out of the
+    in-memory window (20,000 sources: more than the window holds) still answers the
+    repeat with the position the first copy got in that batch."""
+    envs = [envelope(1, source=f"client-{i}", ts_event=T0 + i) for i in range(20_000)]
+    with EventLog.open(data_dir) as lg:
+        results = lg.append([*envs, envs[0]])
+    first, repeat = results[0], results[-1]
+    assert repeat.duplicate
+    assert (repeat.offset, repeat.gseq) == (first.offset, first.gseq) == (0, 1)

@@ -150,6 +150,18 @@ def _duplicate_at(env: Envelope, pos: object) -> AppendResult:
     return AppendResult(id=env.id, duplicate=True)
 
 
+def _stored_in(batches: list[_Batch], env: Envelope) -> tuple[str, int, int] | None:
+    """Where this group's batches stored ``env``'s (source, source_seq): ``(topic,
+    offset, gseq)``, or None. For a duplicate within its own group whose first copy the
+    group itself pushed out of the in-memory window (rare: a scan of the group)."""
+    key = (env.source, env.source_seq)
+    for batch in batches:
+        for j, stored in enumerate(batch.envelopes):
+            if (stored.source, stored.source_seq) == key:
+                return batch.topic, batch.first_offset + j, batch.gseqs[j]
+    return None
+
+
 class DroppedTail(msgspec.Struct, frozen=True):
     """What recovery removed from the end of a day file."""
 
@@ -1108,7 +1120,10 @@ class EventLog:
                 self._unsynced += head - first + 1
         for i, env in in_group:
             # (no position: refused earlier in the group, then passed by a later source_seq)
-            results[i] = _duplicate_at(env, positions.find(env.source, env.source_seq))
+            pos = positions.find(env.source, env.source_seq)
+            if pos is OLDER:  # the group itself pushed it out of the window
+                pos = _stored_in(batches, env)
+            results[i] = _duplicate_at(env, pos)
         return results
 
     def _note_positions(self, batches: list[_Batch], count: int, head: int) -> None:
