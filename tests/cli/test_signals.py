@@ -153,19 +153,10 @@ def test_actor_still_connecting_stops_cleanly(tmp_path: Path, sig: signal.Signal
     try:
         # The client logs each failed attempt at debug level only: wait for the CLI's
         # start (its imports) instead, then give it a moment inside the event loop.
-        eventually(lambda: process.alive() and _started_loop(process), 30, "the process")
+        eventually(lambda: process.alive() and process.catches(), 30, "the process")
         _assert_stops_cleanly(process, sig, "actor pnl")
     finally:
         process.kill()
-
-
-def _started_loop(process: Tape) -> bool:
-    """True once ``process`` has its signal handlers (read from /proc: SigCgt has SIGTERM)."""
-    status = Path(f"/proc/{process.pid}/status").read_text()
-    caught = int(
-        next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16
-    )
-    return bool(caught & (1 << (signal.SIGTERM - 1)))
 
 
 def _small_capture(tmp_path: Path, lines: int = 4_000) -> Path:

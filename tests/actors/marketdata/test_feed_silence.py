@@ -240,6 +240,7 @@ def test_a_silence_that_never_ends_is_reported_once_across_a_restart(
         eventually(lambda: opened("BTCUSDT") == 2, 60, "BTCUSDT's open gaps")
         assert opened("ETHUSDT") == 0, "ETHUSDT stopped before the restart: the test is void"
         if restart == "stopped":
+            eventually(feed.catches, 30, "the feed's stop handlers")
             assert feed.stop() == 0, feed.output()[-3000:]
         else:
             feed.kill()
@@ -248,6 +249,9 @@ def test_a_silence_that_never_ends_is_reported_once_across_a_restart(
         feed = Feed("feed-2", router_url, sim_port, data_dir, "BTCUSDT,ETHUSDT", tmp_path)
         processes.append(feed)
         eventually(lambda: opened("ETHUSDT") == 2, 60, "ETHUSDT's open gaps")
+        # ETHUSDT's open gaps can come from the first feed's last moments: wait for the
+        # second to be running before stopping it.
+        eventually(feed.catches, 30, "the feed's stop handlers")
         assert feed.stop() == 0, feed.output()[-3000:]
 
     silences = _silences(data_dir, open_=True)
