@@ -28,7 +28,7 @@ interval per actor (the topic does not name the interval; the payload does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
@@ -208,34 +208,14 @@ def _from_state(state: CalculatorState) -> Calculator:
 
 _with_values = msgspec.structs.replace  # a new payload from a template (the template is kept)
 
-# How a calculator is fed and how its result becomes the published values.
-_CLOSE = 0  # update(close) -> float: {"value"}
-_RANGE = 1  # update(high, low, close) -> float: {"value"}
-_MACD = 2  # update(close) -> (macd, signal, hist)
-_BANDS = 3  # update(close) -> (upper, middle, lower)
-_DMI = 4  # update_tuple(high, low, close) -> (plus_di, minus_di, dx, adx | None)
-
-
-def _step(calc: Calculator) -> tuple[int, Callable[..., Any]]:
-    """How the series feeds ``calc``: its shape and the bound method to call per bar."""
-    if isinstance(calc, (Sma, Ema, Rsi)):
-        return _CLOSE, calc.update
-    if isinstance(calc, (TrueRange, Atr)):
-        return _RANGE, calc.update
-    if isinstance(calc, Macd):
-        return _MACD, calc.update
-    if isinstance(calc, Bollinger):
-        return _BANDS, calc.update
-    return _DMI, calc.update_tuple
-
 
 class _Series:
     """One (market, symbol) series: its calculators and what each publishes.
 
     Everything that does not change from bar to bar is built once here, not per bar:
-    :attr:`plan` holds, in publishing order, each indicator's shape, its calculator's
-    bound update method, its topic and its payload template (every field but the
-    bar's values and time).
+    :attr:`plan` holds, in publishing order, each calculator's bound ``update_bar``
+    (which returns the bar's values as published), its topic and its payload template
+    (every field but the bar's values and time).
     """
 
     __slots__ = (
@@ -286,9 +266,10 @@ class _Series:
     @calculators.setter
     def calculators(self, value: list[Calculator]) -> None:
         self._calculators = value
-        # The shape says what the update returns; Any stands for that union.
-        self.plan: list[tuple[int, Callable[..., Any], str, IndicatorValue]] = [
-            (*_step(c), topic, template)
+        self.plan: list[
+            tuple[Callable[[float, float, float], dict[str, float] | None], str, IndicatorValue]
+        ] = [
+            (c.update_bar, topic, template)
             for c, topic, template in zip(value, self.topics, self.templates, strict=True)
         ]
 
@@ -361,47 +342,18 @@ class IndicatorActor(Actor):
         low = bar.low
         close = bar.close
         publish = ctx.publish
-        # One loop per bar: compute, shape the values, publish. This is the actor's hot
-        # path (ten outputs per bar for the full set), so the shapes are spelled out
-        # inline rather than dispatched through helpers.
-        for shape, update, topic, template in series.plan:
-            values: dict[str, float]
-            if shape == _CLOSE:
-                v = update(close)
-                if v is None:
-                    continue
-                values = {"value": v}
-            elif shape == _RANGE:
-                v = update(high, low, close)
-                if v is None:
-                    continue
-                values = {"value": v}
-            elif shape == _MACD:
-                m = update(close)
-                if m is None:
-                    continue
-                values = {"macd": m[0], "signal": m[1], "hist": m[2]}
-            elif shape == _BANDS:
-                b = update(close)
-                if b is None:
-                    continue
-                values = {"upper": b[0], "middle": b[1], "lower": b[2]}
-            else:
-                d = update(high, low, close)
-                if d is None:
-                    continue
-                adx = d[3]
-                if adx is None:
-                    values = {"plus_di": d[0], "minus_di": d[1], "dx": d[2]}
-                else:
-                    values = {"plus_di": d[0], "minus_di": d[1], "dx": d[2], "adx": adx}
-            publish(
-                topic,
-                _with_values(template, values=values, bar_ts=ts),
-                market=market,
-                ts_event=ts,
-                causation=event,
-            )
+        # The actor's hot path (ten outputs per bar for the full set): each calculator
+        # returns the bar's values as published, so one loop computes and publishes.
+        for update_bar, topic, template in series.plan:
+            values = update_bar(high, low, close)
+            if values is not None:
+                publish(
+                    topic,
+                    _with_values(template, values=values, bar_ts=ts),
+                    market=market,
+                    ts_event=ts,
+                    causation=event,
+                )
 
     def snapshot(self) -> IndicatorsState:
         """Return every series' calculator states (sorted: deterministic bytes)."""

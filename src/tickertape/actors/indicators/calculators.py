@@ -155,6 +155,12 @@ CalculatorState = (
 
 
 # ---------------------------------------------------------------------- calculators
+#
+# Every calculator has one implementation of its arithmetic, ``update_bar(high, low,
+# close)``, which returns the values the actor publishes for the bar (a new dict, keys
+# as in ``IndicatorValue.values``) or None during the warm-up. The same signature for
+# all lets the actor call them in one loop without asking what each one is. ``update``
+# is the same step with the inputs and the result of the indicator's usual shape.
 
 
 class Sma:
@@ -180,16 +186,21 @@ class Sma:
         self._window: deque[float] = deque()
         self._total = 0.0
 
-    def update(self, value: float) -> float | None:
-        """Add one value; return the average, or None while fewer than ``period``."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add a bar's close; return ``{"value": sma}``, or None while fewer than ``period``."""
         window = self._window
-        window.append(value)
-        total = self._total + value
+        window.append(close)
+        total = self._total + close
         if len(window) < self.period:
             self._total = total
             return None
         self._total = total - window.popleft()
-        return total / self._n
+        return {"value": total / self._n}
+
+    def update(self, value: float) -> float | None:
+        """Add one value; return the average, or None while fewer than ``period``."""
+        values = self.update_bar(value, value, value)
+        return None if values is None else values["value"]
 
     def state(self) -> SmaState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -228,20 +239,25 @@ class Ema:
         self._seed_sum = 0.0
         self._value: float | None = None
 
-    def update(self, value: float) -> float | None:
-        """Add one value; return the EMA, or None during the first ``period - 1``."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add a bar's close; return ``{"value": ema}``, or None for the first ``period - 1``."""
         prev = self._value
         if prev is not None:
-            prev = (value - prev) * self._k + prev
+            prev = (close - prev) * self._k + prev
             self._value = prev
-            return prev
+            return {"value": prev}
         self._count += 1
-        self._seed_sum += value
+        self._seed_sum += close
         if self._count < self.period:
             return None
         prev = self._seed_sum / self.period
         self._value = prev
-        return prev
+        return {"value": prev}
+
+    def update(self, value: float) -> float | None:
+        """Add one value; return the EMA, or None during the first ``period - 1``."""
+        values = self.update_bar(value, value, value)
+        return None if values is None else values["value"]
 
     def state(self) -> EmaState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -265,8 +281,8 @@ class Rsi:
     Gains and losses of the first ``period`` changes are averaged; each later change
     updates them as ``avg = (avg * (period - 1) + x) / period`` (Wilder, *New
     Concepts in Technical Trading Systems*, 1978). ``RSI = 100 * gain / (gain +
-    loss)``, and 0 when ``gain + loss`` is within 1e-8 of zero (TA-Lib's rule).
-    First value at input ``period + 1``.
+    loss)``, and 0 when ``gain + loss`` is within 1e-14 of zero (TA-Lib's
+    ``TA_IS_ZERO``). First value at input ``period + 1``.
 
     Args:
         period: ≥ 2 (14 by convention).
@@ -287,24 +303,25 @@ class Rsi:
         self._avg_gain = 0.0
         self._avg_loss = 0.0
 
-    def update(self, value: float) -> float | None:
-        """Add one close; return the RSI, or None during the first ``period`` inputs."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add a bar's close; return ``{"value": rsi}``, or None for the first ``period``."""
         prev = self._prev
-        self._prev = value
+        self._prev = close
         if prev is None:
             return None
-        change = value - prev
-        period = self.period
+        change = close - prev
         count = self._count
-        if count >= period:
-            gain = self._avg_gain * self._decay
-            loss = self._avg_loss * self._decay
+        if count >= self.period:
+            decay = self._decay
+            gain = self._avg_gain * decay
+            loss = self._avg_loss * decay
             if change < 0.0:
                 loss -= change
             else:
                 gain += change
-            gain *= self._inverse
-            loss *= self._inverse
+            inverse = self._inverse
+            gain *= inverse
+            loss *= inverse
         else:
             count += 1
             self._count = count
@@ -312,7 +329,7 @@ class Rsi:
                 self._avg_loss -= change
             else:
                 self._avg_gain += change
-            if count < period:
+            if count < self.period:
                 return None
             gain = self._avg_gain * self._inverse
             loss = self._avg_loss * self._inverse
@@ -320,8 +337,13 @@ class Rsi:
         self._avg_loss = loss
         total = gain + loss
         if -_EPSILON < total < _EPSILON:
-            return 0.0
-        return 100.0 * (gain / total)
+            return {"value": 0.0}
+        return {"value": 100.0 * (gain / total)}
+
+    def update(self, value: float) -> float | None:
+        """Add one close; return the RSI, or None during the first ``period`` inputs."""
+        values = self.update_bar(value, value, value)
+        return None if values is None else values["value"]
 
     def state(self) -> RsiState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -387,36 +409,43 @@ class Macd:
         self._slow = Ema(slow)
         self._signal = Ema(signal)
 
-    def update(self, value: float) -> tuple[float, float, float] | None:
-        """Add one close; return ``(macd, signal, hist)`` or None while warming up."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add a bar's close; return ``{"macd", "signal", "hist"}`` or None while warming up."""
         self._count += 1
-        slow_ema, fast_ema, signal_ema = self._slow, self._fast, self._signal
+        signal_ema = self._signal
         signal = signal_ema._value
         if signal is not None:
-            # Warmed up: the three EMA steps inline (the same arithmetic as Ema.update).
+            # Warmed up: the three EMA steps inline (the same arithmetic as Ema.update_bar).
+            slow_ema = self._slow
+            fast_ema = self._fast
             slow = slow_ema._value
             fast = fast_ema._value
             assert slow is not None  # seeded before the signal EMA
             assert fast is not None
-            slow = (value - slow) * slow_ema._k + slow
-            fast = (value - fast) * fast_ema._k + fast
+            slow = (close - slow) * slow_ema._k + slow
+            fast = (close - fast) * fast_ema._k + fast
             slow_ema._value = slow
             fast_ema._value = fast
             macd = fast - slow
             signal = (macd - signal) * signal_ema._k + signal
             signal_ema._value = signal
-            return (macd, signal, macd - signal)
-        slow = self._slow.update(value)
+            return {"macd": macd, "signal": signal, "hist": macd - signal}
+        slow_value = self._slow.update(close)
         if self._count <= self.slow_period - self.fast_period:
             return None
-        fast = self._fast.update(value)
-        if slow is None or fast is None:
+        fast_value = self._fast.update(close)
+        if slow_value is None or fast_value is None:
             return None
-        macd = fast - slow
-        signal = self._signal.update(macd)
+        macd = fast_value - slow_value
+        signal = signal_ema.update(macd)
         if signal is None:
             return None
-        return (macd, signal, macd - signal)
+        return {"macd": macd, "signal": signal, "hist": macd - signal}
+
+    def update(self, value: float) -> tuple[float, float, float] | None:
+        """Add one close; return ``(macd, signal, hist)`` or None while warming up."""
+        values = self.update_bar(value, value, value)
+        return None if values is None else (values["macd"], values["signal"], values["hist"])
 
     def state(self) -> MacdState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -453,8 +482,8 @@ class TrueRange:
     def __init__(self) -> None:
         self._prev_close: float | None = None
 
-    def update(self, high: float, low: float, close: float) -> float | None:
-        """Add one bar; return its true range, or None for the first bar."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add one bar; return ``{"value": true_range}``, or None for the first bar."""
         prev = self._prev_close
         self._prev_close = close
         if prev is None:
@@ -466,7 +495,12 @@ class TrueRange:
         down = abs(prev - low)
         if down > result:
             result = down
-        return result
+        return {"value": result}
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        """Add one bar; return its true range, or None for the first bar."""
+        values = self.update_bar(high, low, close)
+        return None if values is None else values["value"]
 
     def state(self) -> TrueRangeState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -506,9 +540,9 @@ class Atr:
         self._seed_sum = 0.0
         self._value: float | None = None
 
-    def update(self, high: float, low: float, close: float) -> float | None:
-        """Add one bar; return the ATR, or None during the first ``period`` bars."""
-        # The true range, as TrueRange.update computes it.
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add one bar; return ``{"value": atr}``, or None during the first ``period`` bars."""
+        # The true range, as TrueRange.update_bar computes it.
         prev = self._prev_close
         self._prev_close = close
         if prev is None:
@@ -524,14 +558,19 @@ class Atr:
         if value is not None:
             value = (value * self._decay + tr) / self._n
             self._value = value
-            return value
+            return {"value": value}
         self._count += 1
         self._seed_sum += tr
         if self._count < self.period:
             return None
         value = self._seed_sum / self.period
         self._value = value
-        return value
+        return {"value": value}
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        """Add one bar; return the ATR, or None during the first ``period`` bars."""
+        values = self.update_bar(high, low, close)
+        return None if values is None else values["value"]
 
     def state(self) -> AtrState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -576,9 +615,9 @@ class Dmi:
     +DM is the rise of the high when it exceeds the fall of the low (else 0), −DM
     the converse. The sums of +DM, −DM and true range over the first ``period - 1``
     changes seed the smoothing ``s = s - s / period + x`` (TA-Lib's spelling). From
-    bar ``period + 1``: ``±DI = 100 * ±DM / TR`` (0 when TR is within 1e-8 of zero),
+    bar ``period + 1``: ``±DI = 100 * ±DM / TR`` (0 when TR is within 1e-14 of zero),
     ``DX = 100 * |−DI − +DI| / (−DI + +DI)`` (the previous DX when the sum is within
-    1e-8 of zero, as TA-Lib's ``DX``). ADX is seeded with the mean of the first
+    1e-14 of zero, as TA-Lib's ``DX``). ADX is seeded with the mean of the first
     ``period`` DX values (first at bar ``2 * period``), then ``adx = (adx * (period -
     1) + dx) / period``. TA-Lib does not apply Wilder's integer rounding, nor do we.
 
@@ -623,15 +662,9 @@ class Dmi:
         self._dx_sum = 0.0
         self._adx: float | None = None
 
-    def update(self, high: float, low: float, close: float) -> DmiValues | None:
-        """Add one bar; return the values, or None during the first ``period`` bars."""
-        values = self.update_tuple(high, low, close)
-        return None if values is None else DmiValues(*values)
-
-    def update_tuple(
-        self, high: float, low: float, close: float
-    ) -> tuple[float, float, float, float | None] | None:
-        """As :meth:`update`, as a tuple ``(plus_di, minus_di, dx, adx)`` (no Struct built)."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add one bar; return ``{"plus_di", "minus_di", "dx"}`` and, from bar
+        ``2 * period``, ``"adx"``; or None during the first ``period`` bars."""
         count = self._count + 1
         self._count = count
         if count == 1:
@@ -639,7 +672,6 @@ class Dmi:
             self._prev_low = low
             self._prev_close = close
             return None
-        period = self.period
         diff_plus = high - self._prev_high
         diff_minus = self._prev_low - low
         prev_close = self._prev_close
@@ -653,7 +685,7 @@ class Dmi:
         down = abs(low - prev_close)
         if down > tr:
             tr = down
-        if count <= period:
+        if count <= self.period:
             if diff_minus > 0.0 and diff_plus < diff_minus:
                 self._minus_dm += diff_minus
             elif diff_plus > 0.0 and diff_plus > diff_minus:
@@ -687,22 +719,28 @@ class Dmi:
                 dx = 100.0 * (abs(minus_di - plus_di) / di_sum)
                 dx_defined = True
         self._dx = dx
-        adx = self._adx
         adx_start = self._adx_start
         if count > adx_start:
+            adx = self._adx
+            assert adx is not None
             if dx_defined:
-                assert adx is not None
                 adx = (adx * self._decay + dx) / n
                 self._adx = adx
-        elif count < adx_start:
-            if dx_defined:
-                self._dx_sum += dx
-        else:
-            if dx_defined:
-                self._dx_sum += dx
-            adx = self._dx_sum / n
-            self._adx = adx
-        return (plus_di, minus_di, dx, adx)
+            return {"plus_di": plus_di, "minus_di": minus_di, "dx": dx, "adx": adx}
+        if dx_defined:
+            self._dx_sum += dx
+        if count < adx_start:
+            return {"plus_di": plus_di, "minus_di": minus_di, "dx": dx}
+        adx = self._dx_sum / n
+        self._adx = adx
+        return {"plus_di": plus_di, "minus_di": minus_di, "dx": dx, "adx": adx}
+
+    def update(self, high: float, low: float, close: float) -> DmiValues | None:
+        """Add one bar; return the values, or None during the first ``period`` bars."""
+        values = self.update_bar(high, low, close)
+        if values is None:
+            return None
+        return DmiValues(values["plus_di"], values["minus_di"], values["dx"], values.get("adx"))
 
     def state(self) -> DmiState:
         """Return the state as a Struct (see :meth:`from_state`)."""
@@ -742,7 +780,7 @@ class Bollinger:
 
     ``middle = SMA(period)``; ``sd = sqrt(E[x²] - middle²)`` over the same window
     (population standard deviation, TA-Lib's ``TA_INT_stddev_using_precalc_ma``
-    with a running sum of squares; 0 when the variance is below 1e-8);
+    with a running sum of squares; 0 when the variance is below 1e-14);
     ``upper/lower = middle ± num_std * sd``. First value at the ``period``-th input.
 
     Args:
@@ -766,14 +804,13 @@ class Bollinger:
         self._total = 0.0
         self._total_squares = 0.0
 
-    def update(self, value: float) -> tuple[float, float, float] | None:
-        """Add one close; return ``(upper, middle, lower)`` or None while warming up."""
+    def update_bar(self, high: float, low: float, close: float) -> dict[str, float] | None:
+        """Add a bar's close; return ``{"upper", "middle", "lower"}`` or None while warming up."""
         window = self._window
-        window.append(value)
-        total = self._total + value
-        total_squares = self._total_squares + value * value
-        period = self.period
-        if len(window) < period:
+        window.append(close)
+        total = self._total + close
+        total_squares = self._total_squares + close * close
+        if len(window) < self.period:
             self._total = total
             self._total_squares = total_squares
             return None
@@ -784,9 +821,14 @@ class Bollinger:
         middle = total / n
         variance = total_squares / n - middle * middle
         if variance < _EPSILON:
-            return (middle, middle, middle)
+            return {"upper": middle, "middle": middle, "lower": middle}
         width = math.sqrt(variance) * self.num_std
-        return (middle + width, middle, middle - width)
+        return {"upper": middle + width, "middle": middle, "lower": middle - width}
+
+    def update(self, value: float) -> tuple[float, float, float] | None:
+        """Add one close; return ``(upper, middle, lower)`` or None while warming up."""
+        values = self.update_bar(value, value, value)
+        return None if values is None else (values["upper"], values["middle"], values["lower"])
 
     def state(self) -> BollingerState:
         """Return the state as a Struct (see :meth:`from_state`)."""
