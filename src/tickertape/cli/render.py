@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tickertape.cli.options import format_ns
 from tickertape.eventlog.codec import encode_wire
+from tickertape.iterutils import batched
 from tickertape.schemas.envelope import Record
 
 _FAMILY_STYLE = {
@@ -85,11 +86,4 @@ class RecordPrinter:
 
 def batches(records: Iterable[Record], size: int = 256) -> Iterator[list[Record]]:
     """Group ``records`` into lists of at most ``size`` (the last one may be shorter)."""
-    chunk: list[Record] = []
-    for rec in records:
-        chunk.append(rec)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+    return batched(records, size)

@@ -36,7 +36,6 @@ from tickertape.schemas.system import RunManifest
 if TYPE_CHECKING:
     from tickertape.eventlog import LogReader
 
-_DAY_NS = 86_400_000_000_000
 COMMAND_TOPIC = "system.command.risk"
 
 
@@ -158,6 +157,7 @@ def market_events(data_dir: str, manifest: RunManifest) -> dict[Market, int] | N
     is gone.
     """
     from tickertape.eventlog import LogReader
+    from tickertape.eventlog.layout import NS_PER_DAY
 
     source = LogReader(data_dir, manifest.source_namespace)
     if not source.dir.exists():
@@ -168,8 +168,8 @@ def market_events(data_dir: str, manifest: RunManifest) -> dict[Market, int] | N
     for topic in source.topics(manifest.topics):
         n = 0
         for segment in source.segments(topic):
-            day_start = segment.day * _DAY_NS
-            day_end = day_start + _DAY_NS
+            day_start = segment.day * NS_PER_DAY
+            day_end = day_start + NS_PER_DAY
             if day_end <= start or (end is not None and day_start >= end):
                 continue
             index = source.segment_index(segment)

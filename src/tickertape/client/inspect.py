@@ -14,6 +14,7 @@ import msgspec
 
 from tickertape.client.connection import Client, PublishRefusedError
 from tickertape.errors import ConfigError
+from tickertape.iterutils import batched
 from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
@@ -312,7 +313,7 @@ async def append_remote(
     first = last = 0
     secret = read_token(token, token_file)
     async with Client(url, identity, secret, **options) as client:
-        for chunk in _chunks(envelopes, batch):
+        for chunk in batched(envelopes, batch):
             sent += len(chunk)
             todo = chunk
             while todo:
@@ -350,14 +351,3 @@ async def append_remote(
         last_gseq=last,
         batches=batches,
     )
-
-
-def _chunks(envelopes: Iterable[Envelope], size: int) -> Iterable[list[Envelope]]:
-    chunk: list[Envelope] = []
-    for env in envelopes:
-        chunk.append(env)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
