@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.base import Event
-from tickertape.actors.indicators import IndicatorActor
+from tickertape.actors.indicators import IndicatorActor, IndicatorsConfig
 from tickertape.actors.indicators.actor import SeriesConfig, _Series
 from tickertape.actors.marketdata.binance_client import BinanceLiveAdapter
 from tickertape.actors.marketdata.importers import (
@@ -216,27 +216,54 @@ def _payloads_once(stored: list[Event]) -> float:
     return (time.process_time() - t0) / len(stored) * 1e6
 
 
-def _indicators_once(events: list[ParsedEvent], stored: list[Event]) -> tuple[float, ...]:
-    """µs per bar: calculators alone, the actor (null context), the actor (real context),
-    ten payloads without computation."""
-    bars = [(e.payload.high, e.payload.low, e.payload.close) for e in events]  # type: ignore[attr-defined]
-    calc_us = _calculators_once(bars)
-    actor = IndicatorActor()
+def _actor_null(config: IndicatorsConfig, stored: list[Event]) -> tuple[float, int]:
+    """µs of CPU per bar for the actor with a no-op publish, and how many it published."""
+    actor = IndicatorActor(config)
     null = _NullContext()
-    t1 = time.process_time()
+    t0 = time.process_time()
     for event in stored:
         actor.on_event(event, null)  # type: ignore[arg-type]
-    actor_us = (time.process_time() - t1) / len(stored) * 1e6
-    actor = IndicatorActor()
+    return (time.process_time() - t0) / len(stored) * 1e6, null.published
+
+
+def _actor_context(config: IndicatorsConfig, stored: list[Event]) -> float:
+    """µs of CPU per bar for the actor with the runtime's ActorContext (envelopes built)."""
+    actor = IndicatorActor(config)
     source = SimulatedClock()
     ctx = ActorContext("indicators", ActorClock("indicators", source, TimerQueue()))
-    t2 = time.process_time()
+    t0 = time.process_time()
     for event in stored:
         source.advance_to(event.ts_event)
         actor.on_event(event, ctx)
         ctx.outputs.clear()
-    context_us = (time.process_time() - t2) / len(stored) * 1e6
-    return calc_us, actor_us, context_us, _payloads_once(stored), null.published
+    return (time.process_time() - t0) / len(stored) * 1e6
+
+
+PER_INDICATOR = IndicatorsConfig()
+PER_BAR = IndicatorsConfig(series=[SeriesConfig(publish="per_bar")])
+
+
+def _indicators_once(events: list[ParsedEvent], stored: list[Event]) -> tuple[float, ...]:
+    """µs per bar: calculators alone; the actor per indicator (null context, real
+    context); the actor per bar (likewise); ten payloads without computation; and the
+    numbers of events published per indicator and per bar."""
+    bars = [(e.payload.high, e.payload.low, e.payload.close) for e in events]  # type: ignore[attr-defined]
+    calc_us = _calculators_once(bars)
+    actor_us, published = _actor_null(PER_INDICATOR, stored)
+    context_us = _actor_context(PER_INDICATOR, stored)
+    bar_us, bar_published = _actor_null(PER_BAR, stored)
+    bar_context_us = _actor_context(PER_BAR, stored)
+    payloads_us = _payloads_once(stored)
+    return (
+        calc_us,
+        actor_us,
+        context_us,
+        bar_us,
+        bar_context_us,
+        payloads_us,
+        published,
+        bar_published,
+    )
 
 
 def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
@@ -245,10 +272,10 @@ def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
     ).streams.values()
     stored = [_event(e, i) for i, e in enumerate(events, start=1)]
     samples = [_indicators_once(events, stored) for _ in range(runs)]
-    calc_us, actor_us, context_us, payloads_us = (
-        statistics.median(s[i] for s in samples) for i in range(4)
+    calc_us, actor_us, context_us, bar_us, bar_context_us, payloads_us = (
+        statistics.median(s[i] for s in samples) for i in range(6)
     )
-    published = samples[0][4]
+    published, bar_published = samples[0][6:]
     return [
         (
             "indicators: calculators, full set",
@@ -264,6 +291,16 @@ def bench_indicators(runs: int) -> list[tuple[str, str, str]]:
             "indicators: actor, runtime context",
             f"{context_us:.2f} µs/bar",
             "for scale: ActorContext builds every envelope (log excluded)",
+        ),
+        (
+            "indicators: actor, publish per_bar",
+            f"{bar_us:.2f} µs/bar",
+            f"target <= 5; {bar_published:,} IndicatorBar built, publish a no-op",
+        ),
+        (
+            "indicators: per_bar, runtime context",
+            f"{bar_context_us:.2f} µs/bar",
+            "one envelope per bar instead of ten (log excluded)",
         ),
         (
             "indicators: ten payloads, no math",

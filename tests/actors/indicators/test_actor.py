@@ -20,7 +20,8 @@ from tickertape.actors.indicators import (
 from tickertape.actors.marketdata.adjustment import PriceBasisError
 from tickertape.actors.marketdata.importers import parse_ohlcv_csv
 from tickertape.errors import ConfigError
-from tickertape.schemas.indicator import IndicatorValue
+from tickertape.schemas import decode_payload, encode_payload
+from tickertape.schemas.indicator import IndicatorBar, IndicatorValue
 
 from ..marketdata.harness import FakeContext, make_event, run
 
@@ -161,3 +162,49 @@ def test_bars_outside_the_configuration_publish_nothing(bars: list) -> None:  # 
     run(actor, ctx, [*bars[:100], *other_interval, *other_market])
     assert ctx.published == []
     assert actor.snapshot().series == []
+
+
+PER_BAR = IndicatorsConfig(series=[SeriesConfig(publish="per_bar")])
+
+
+def test_per_bar_event_carries_every_value_of_the_bar(bars: list) -> None:  # type: ignore[type-arg]
+    """``publish = "per_bar"``: one IndicatorBar per bar holding exactly the per-indicator values."""
+    per_indicator = FakeContext("indicators")
+    run(IndicatorActor(), per_indicator, bars)
+    expected: dict[int, dict[str, dict[str, float]]] = {}
+    for p in per_indicator.published:
+        expected.setdefault(p.ts_event, {})[p.payload.name] = p.payload.values
+    ctx = FakeContext("indicators")
+    run(IndicatorActor(PER_BAR), ctx, bars)
+    assert {p.topic for p in ctx.published} == {"indicator.bar.v1.us.6EH4"}
+    assert all(isinstance(p.payload, IndicatorBar) for p in ctx.published)
+    assert [p.ts_event for p in ctx.published] == sorted(expected)  # none while all warm up
+    assert {p.ts_event: p.payload.values for p in ctx.published} == expected
+    first, last = ctx.published[0].payload, ctx.published[-1].payload
+    assert list(first.values) == ["trange"]  # the only indicator with a value on bar 2
+    assert list(last.values) == [s.name for s in SeriesConfig().indicators]  # config order
+    assert last.params["macd_12_26_9"] == {"fast": 12, "slow": 26, "signal": 9}
+    assert last.bar_ts == bars[-1].ts_event
+    assert (last.symbol, last.interval, last.adjusted) == ("6EH4", "1m", False)
+    assert decode_payload("indicator.bar", 1, encode_payload(last)) == last
+
+
+def test_per_bar_restart_from_snapshot_continues_exactly(bars: list) -> None:  # type: ignore[type-arg]
+    """A per-bar series restored from a snapshot publishes what the uninterrupted run did."""
+    whole = FakeContext("indicators")
+    run(IndicatorActor(PER_BAR), whole, bars)
+    first = IndicatorActor(PER_BAR)
+    ctx = FakeContext("indicators")
+    run(first, ctx, bars[:777])
+    second = IndicatorActor(PER_BAR)
+    second.restore(msgspec.msgpack.encode(first.snapshot()))
+    ctx2 = FakeContext("indicators")
+    run(second, ctx2, bars[777:])
+    assert ctx.published + ctx2.published == whole.published
+
+
+def test_indicator_listed_twice_is_refused() -> None:
+    """Two indicators with one name in a series would share a topic (or a key): ConfigError."""
+    twice = [IndicatorSpec(kind="sma", period=10), IndicatorSpec(kind="sma", period=10)]
+    with pytest.raises(ConfigError, match="sma_10 is listed twice"):
+        IndicatorActor(IndicatorsConfig(series=[SeriesConfig(indicators=twice)]))

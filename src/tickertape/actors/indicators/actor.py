@@ -20,6 +20,12 @@ name                       values                                       first ba
 ``bbands_{n}_{k}``         ``upper``, ``middle``, ``lower``             n
 =========================  ===========================================  ==================
 
+A series configured with ``publish = "per_bar"`` publishes instead one
+:class:`~tickertape.schemas.indicator.IndicatorBar` per bar, with every indicator that
+has a value on it (keyed by name), on ``indicator.bar.v1.{market}.{symbol}``: one
+event per bar rather than one per indicator (the per-indicator topics are the
+default, and what strategies read through ``on_indicator``).
+
 A series expects raw or adjusted prices; a bar of the other kind raises
 :class:`~tickertape.actors.marketdata.adjustment.PriceBasisError`. One symbol has one
 interval per actor (the topic does not name the interval; the payload does).
@@ -55,7 +61,7 @@ from tickertape.actors.indicators.calculators import (
 from tickertape.actors.marketdata.adjustment import require_basis
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import Market
-from tickertape.schemas.indicator import IndicatorValue
+from tickertape.schemas.indicator import IndicatorBar, IndicatorValue
 from tickertape.schemas.market import Bar
 
 IndicatorKind = Literal["sma", "ema", "rsi", "macd", "trange", "atr", "dmi", "bbands"]
@@ -125,7 +131,12 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         markets: markets to cover.
         symbols: symbols to cover; empty means every symbol of those markets.
         adjusted: consume adjusted bars (``{interval}-adj`` topics) instead of raw.
-        indicators: what to compute.
+        indicators: what to compute; their names (:attr:`IndicatorSpec.name`) must
+            differ.
+        publish: ``"per_indicator"`` (default): one ``IndicatorValue`` per indicator
+            and bar on ``indicator.{name}.v1.{market}.{symbol}``; ``"per_bar"``: one
+            ``IndicatorBar`` per bar with all of them, on
+            ``indicator.bar.v1.{market}.{symbol}``.
     """
 
     interval: str = "1m"
@@ -135,6 +146,7 @@ class SeriesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     indicators: list[IndicatorSpec] = msgspec.field(
         default_factory=lambda: list(DEFAULT_INDICATORS)
     )
+    publish: Literal["per_indicator", "per_bar"] = "per_indicator"
 
 
 class IndicatorsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -209,23 +221,33 @@ def _from_state(state: CalculatorState) -> Calculator:
 _with_values = msgspec.structs.replace  # a new payload from a template (the template is kept)
 
 
+UpdateBar = Callable[[float, float, float], dict[str, float] | None]
+"""A calculator's bound ``update_bar``: (high, low, close) -> the bar's values or None."""
+
+
 class _Series:
     """One (market, symbol) series: its calculators and what each publishes.
 
     Everything that does not change from bar to bar is built once here, not per bar:
     :attr:`plan` holds, in publishing order, each calculator's bound ``update_bar``
     (which returns the bar's values as published), its topic and its payload template
-    (every field but the bar's values and time).
+    (every field but the bar's values and time); :attr:`named` the same methods with
+    the indicators' names, and :attr:`bar_template` the payload template, for
+    ``per_bar`` series.
     """
 
     __slots__ = (
         "_calculators",
         "adjusted",
+        "bar_template",
+        "bar_topic",
         "index",
         "interval",
         "market",
+        "named",
         "names",
         "params",
+        "per_bar",
         "plan",
         "spec",
         "symbol",
@@ -240,9 +262,11 @@ class _Series:
         self.spec = spec
         self.interval = spec.interval
         self.adjusted = spec.adjusted
+        self.per_bar = spec.publish == "per_bar"
         self.names = [i.name for i in spec.indicators]
         self.params = [i.params for i in spec.indicators]
         self.topics = [f"indicator.{name}.v1.{market}.{symbol}" for name in self.names]
+        self.bar_topic = f"indicator.bar.v1.{market}.{symbol}"
         # A bar of another interval or price basis never reaches a series, so these
         # fields are the same for every payload it publishes.
         self.templates = [
@@ -257,6 +281,14 @@ class _Series:
             )
             for name, params in zip(self.names, self.params, strict=True)
         ]
+        self.bar_template = IndicatorBar(
+            symbol=symbol,
+            interval=spec.interval,
+            params=dict(zip(self.names, self.params, strict=True)),
+            values={},
+            bar_ts=0,
+            adjusted=spec.adjusted,
+        )
         self.calculators = [_build(i) for i in spec.indicators]
 
     @property
@@ -266,11 +298,12 @@ class _Series:
     @calculators.setter
     def calculators(self, value: list[Calculator]) -> None:
         self._calculators = value
-        self.plan: list[
-            tuple[Callable[[float, float, float], dict[str, float] | None], str, IndicatorValue]
-        ] = [
+        self.plan: list[tuple[UpdateBar, str, IndicatorValue]] = [
             (c.update_bar, topic, template)
             for c, topic, template in zip(value, self.topics, self.templates, strict=True)
+        ]
+        self.named: list[tuple[UpdateBar, str]] = [
+            (c.update_bar, name) for c, name in zip(value, self.names, strict=True)
         ]
 
 
@@ -282,8 +315,8 @@ class IndicatorActor(Actor):
             market) when None.
 
     Raises:
-        ConfigError: invalid indicator parameters, or one symbol configured on two
-            intervals.
+        ConfigError: invalid indicator parameters, an indicator listed twice in a
+            series, or one symbol (or one whole market) configured in two series.
     """
 
     name = "indicators"
@@ -295,8 +328,12 @@ class IndicatorActor(Actor):
         self._explicit: dict[tuple[str, str], int] = {}
         self._by_market: dict[str, int] = {}
         for index, series in enumerate(self.config.series):
+            names: set[str] = set()
             for spec in series.indicators:
                 _build(spec)  # validates the parameters now
+                if spec.name in names:
+                    raise ConfigError(f"series {index}: indicator {spec.name} is listed twice")
+                names.add(spec.name)
             token = f"{series.interval}-adj" if series.adjusted else series.interval
             for market in series.markets:
                 if series.symbols:
@@ -342,8 +379,24 @@ class IndicatorActor(Actor):
         low = bar.low
         close = bar.close
         publish = ctx.publish
-        # The actor's hot path (ten outputs per bar for the full set): each calculator
-        # returns the bar's values as published, so one loop computes and publishes.
+        # The actor's hot path: each calculator returns the bar's values as published,
+        # so one loop computes and publishes (ten outputs per bar for the full set), or
+        # gathers them into the series' one event for the bar.
+        if series.per_bar:
+            outputs: dict[str, dict[str, float]] = {}
+            for update_bar, name in series.named:
+                values = update_bar(high, low, close)
+                if values is not None:
+                    outputs[name] = values
+            if outputs:
+                publish(
+                    series.bar_topic,
+                    _with_values(series.bar_template, values=outputs, bar_ts=ts),
+                    market=market,
+                    ts_event=ts,
+                    causation=event,
+                )
+            return
         for update_bar, topic, template in series.plan:
             values = update_bar(high, low, close)
             if values is not None:
