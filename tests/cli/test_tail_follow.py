@@ -164,3 +164,38 @@ def test_limit_through_a_router_prints_exactly_that_many(router_url: str) -> Non
     assert proc.returncode == 0, proc.stderr.decode()
     lines = proc.stdout.splitlines()
     assert [msgspec.json.decode(line)["gseq"] for line in lines] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("bound", ["5", "2023-11-14T22:13:20.000006Z"], ids=["gseq", "time"])
+@pytest.mark.parametrize("where", ["files", "router"])
+def test_follow_stops_by_itself_at_to(
+    tmp_path: Path, router_url: str, where: str, bound: str
+) -> None:
+    """`--follow --to` prints what the bound admits and exits 0 by itself once a later
+    event arrives: at gseq 5 (inclusive), or before the first event stamped at or
+    after the time (event n is stamped n µs after 22:13:20, so 1–5 are before it).
+    It used to ignore --to and follow forever (and through the router, a gseq bound
+    past the head ended it at the head, before the events still to come)."""
+    if where == "files":
+        place = ["--data-dir", str(tmp_path / "data")]
+        publish = place
+    else:
+        place = ["--router", router_url]
+        publish = [*place, "--identity", "md"]
+    _append(_envelopes(1, 3), *publish)
+    follower = Follower("--json", *place, "--from", "1", "--to", bound, "--follow")
+    try:
+        follower.rows_with([_trade_id(1), _trade_id(3)])
+        _append(_envelopes(4, 8), *publish)
+        assert follower.process.wait(timeout=30) == 0
+    finally:
+        if follower.process.poll() is None:
+            follower.stop(signal.SIGTERM)
+    follower._reader.join(timeout=10)
+    for pipe in (follower.process.stdout, follower.process.stderr):
+        assert pipe is not None
+        pipe.close()
+    rest = []
+    while not follower.lines.empty():
+        rest.append(msgspec.json.decode(follower.lines.get())["source_seq"])
+    assert rest == [4, 5]

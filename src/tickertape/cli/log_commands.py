@@ -28,6 +28,7 @@ from tickertape.errors import SchemaError, TickertapeError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.sealing import apply_retention, compact
 from tickertape.eventlog.verify import verify_namespace
+from tickertape.iterutils import follow_ended
 from tickertape.schemas import decode_payload, is_known
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.topics import validate_pattern
@@ -53,6 +54,21 @@ def _records(
         if to_ns is not None and rec.ts_event >= to_ns:
             continue
         yield rec
+
+
+def _until(batches_: Iterable[list[Record]], end: Position | None) -> Iterator[list[Record]]:
+    """The followed batches, ended before the first record past ``end`` (see
+    :func:`~tickertape.iterutils.follow_ended`)."""
+    if end is None:
+        yield from batches_
+        return
+    for batch in batches_:
+        for i, rec in enumerate(batch):
+            if follow_ended(rec, end.gseq, end.ts_ns):
+                if i:
+                    yield batch[:i]
+                return
+        yield batch
 
 
 def _limited(batches_: Iterable[list[Record]], limit: int | None) -> Iterator[list[Record]]:
@@ -148,7 +164,9 @@ def tail_command(
     """Print events matching PATTERNS (NATS wildcards; default all) in gseq order.
 
     Rows (or JSON lines) are printed as the events arrive. With --follow, Ctrl-C
-    (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too.
+    (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too;
+    with --to it ends by itself at the first event past the bound (events come in
+    gseq order, so a time bound does not wait for topics still behind it).
 
     \b
     Examples:
@@ -156,6 +174,7 @@ def tail_command(
       tape tail 'order.>' --follow
       tape tail 'order.>' --router ws://127.0.0.1:7400 --follow
       tape tail --json --from 100 --to 200 > events.jsonl
+      tape tail 'md.>' --follow --to 2024-08-09T12:00:00Z
     """
     for pattern in patterns:
         problem = validate_pattern(pattern)
@@ -191,7 +210,7 @@ def tail_command(
             followed = reader.follow_batches(
                 list(patterns) or None, from_gseq, stop=stopping.is_set
             )
-            for batch in _limited(followed, limit):
+            for batch in _limited(_until(followed, end), limit):
                 printer.write(batch)
         return
     with contextlib.suppress(KeyboardInterrupt):

@@ -14,7 +14,7 @@ import msgspec
 
 from tickertape.client.connection import Client, PublishRefusedError
 from tickertape.errors import ConfigError
-from tickertape.iterutils import batched
+from tickertape.iterutils import batched, follow_ended
 from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
@@ -128,8 +128,9 @@ async def tail_remote(
         start: ``"now"``, ``"beginning"``, a gseq (int, inclusive), a :class:`StartAt`,
             or any object with ``gseq`` / ``ts_ns`` attributes (the CLI's position).
             None means the beginning, or now with ``follow``.
-        follow: keep yielding live events after the history (until cancelled);
-            otherwise stop at the head as of the request.
+        follow: keep yielding live events after the history (until cancelled or
+            ``end``: see :func:`~tickertape.iterutils.follow_ended`); otherwise stop at the head as of the
+            request.
         limit: stop after this many events.
         identity: identity to connect as (needs subscribe rights on ``patterns``).
         token: its token (or ``token_file``: a file holding it).
@@ -149,7 +150,7 @@ async def tail_remote(
     end_ts = getattr(end, "ts_ns", None)
     secret = read_token(token, token_file)
     async with Client(url, identity, secret, **options) as client:
-        if follow and end_gseq is None:
+        if follow:
             stream = client.subscribe(pats, begin, ns=namespace)
         else:
             stream = client.fetch(pats, begin, ns=namespace, to_gseq=end_gseq)
@@ -158,6 +159,8 @@ async def tail_remote(
             async for item in stream:
                 if not isinstance(item, Record):
                     continue
+                if follow and end is not None and follow_ended(item, end_gseq, end_ts):
+                    return
                 if end_ts is not None and item.ts_event >= end_ts:
                     continue
                 yield item
