@@ -19,6 +19,14 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         multiplier: units of the underlying per contract (1 for shares and coins;
             producers leave it unset for 1, and ``omit_defaults`` then leaves it out
             of the JSON, so such positions are written as before the field existed).
+        initial_margin: the initial margin this open position ties up,
+            ``|quantity| × the instrument's initial margin per contract``, in the
+            book's currency; > 0 exactly for an open position in a margined
+            instrument (a future), whose value in :attr:`Book.equity` is then its
+            ``unrealized``, not ``quantity × mark × multiplier``. Left unset (0.0,
+            not written) for cash-like instruments and flat positions.
+        maintenance_margin: the maintenance margin of the open position, likewise
+            (reported only: no margin call is modelled).
     """
 
     market: Market
@@ -29,16 +37,23 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     unrealized: float
     realized: float
     multiplier: float = 1.0
+    initial_margin: float = 0.0
+    maintenance_margin: float = 0.0
 
 
 class Book(msgspec.Struct, frozen=True, kw_only=True):
     """The accounts of one market, in that market's currency.
 
-    ``equity = cash + Σ quantity × mark × multiplier`` (over ``positions``);
+    ``equity = cash + Σ value`` over ``positions``, summed in their order, where a
+    position's value is ``quantity × mark × multiplier``, or its ``unrealized`` when
+    its ``initial_margin`` is > 0 (an open futures position: buying one pays no
+    contract value, and ``cash`` moves only by realized PnL and fees);
     ``drawdown = (hwm - equity) / hwm`` as a
     fraction (0.0 at a high-water mark). ``realized`` is gross of fees; fees are
     paid out of ``cash`` and summed in ``fees``, so
     ``equity = initial_cash + realized + unrealized - fees`` up to float rounding.
+    The margin the book's futures tie up is the sum of its positions'
+    ``initial_margin``.
 
     Attributes:
         initial_cash: the starting capital of the book, in ``currency``.

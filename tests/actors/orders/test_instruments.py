@@ -16,6 +16,7 @@ from tickertape.actors.orders.instruments import (
     load_instruments,
     parse_instruments,
 )
+from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.risk import RiskActor, RiskConfig
 from tickertape.errors import ConfigError
 
@@ -90,3 +91,33 @@ def test_actor_configs_refuse_unknown_instrument_fields() -> None:
         msgspec.convert(raw, OrderEngineConfig)
     with pytest.raises(msgspec.ValidationError, match="tick"):
         msgspec.convert(raw, RiskConfig)
+
+
+def test_margins_parse_default_and_refuse_bad_values(tmp_path: Path) -> None:
+    """initial_margin makes an instrument margined (maintenance defaults to it); a
+    cash-like one has (0, 0); a non-positive or infinite initial margin, a maintenance
+    margin above it or without it are refused naming the field, in a file and in the
+    pnl actor's section."""
+    text = (
+        "[us.6E]\nmultiplier = 125_000.0\ninitial_margin = 2_310.0\nmaintenance_margin = 2_100.0\n"
+    )
+    table = InstrumentTable(parse_instruments(text))
+    assert table.margin_rates("us", "6EH4") == (2_310.0, 2_100.0)
+    assert table.spec("us", "6EH4").margined
+    assert table.margin_rates("us", "AAPL") == (0.0, 0.0)
+    assert not DEFAULT_SPEC.margined
+    assert InstrumentSpec(initial_margin=100.0).margin_rates == (100.0, 100.0)
+    cases = {
+        "[us.6E]\ninitial_margin = 0.0\n": "us.6E.initial_margin",
+        "[us.6E]\ninitial_margin = inf\n": "us.6E.initial_margin",
+        "[us.6E]\ninitial_margin = 100.0\nmaintenance_margin = 101.0\n": "us.6E.maintenance",
+        "[us.6E]\ninitial_margin = 100.0\nmaintenance_margin = 0.0\n": "us.6E.maintenance",
+        "[us.6E]\nmaintenance_margin = 50.0\n": "needs an initial_margin",
+    }
+    for bad, named in cases.items():
+        path = tmp_path / "instruments.toml"
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=named):
+            load_instruments({}, str(path), owner="orders")
+    with pytest.raises(ConfigError, match=r"pnl\.instruments\.us\.X\.initial_margin"):
+        PnlActor(PnlConfig(instruments={"us": {"X": InstrumentSpec(initial_margin=-1.0)}}))

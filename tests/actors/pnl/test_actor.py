@@ -1,7 +1,10 @@
-"""Tests of the pnl actor's publish schedule: a timer only while a book waits for it."""
+"""Tests of the pnl actor: the publish schedule (a timer only while a book waits for it),
+one mark per instrument across books, and the portfolio's capital."""
 
 from __future__ import annotations
 
+import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,9 +16,12 @@ from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.risk import RiskActor
 from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
-from tickertape.schemas import Record
+from tickertape.schemas import Envelope, Record, decode_payload, encode_payload, stamp
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
+from tickertape.schemas.orders import Fill, OrderEvent
+from tickertape.schemas.pnl import Book
+from tickertape.schemas.strategy import Side
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
 
@@ -104,3 +110,114 @@ def test_the_updates_are_those_of_a_timer_firing_every_interval(gaps: list[int])
         (r.id, r.topic, bytes(r.payload)) for r in every
     ]
     assert any(r.topic.startswith("pnl.update") and not r.causation_id for r in lazy)
+
+
+# ------------------------------------------------------------------ marks and books
+
+
+def fill_record(
+    seq: int, ts: int, strategy_id: str, side: Side, quantity: float, price: float
+) -> Record:
+    """A stored ``order.filled.crypto`` record of the order engine: ``strategy_id`` filled
+    ``quantity`` ABC at ``price``, no fee."""
+    order = OrderEvent(
+        order_id=f"o{seq}", client_order_id=f"c{seq}", strategy_id=strategy_id,
+        market="crypto", symbol="ABC", side=side, order_type="market",
+        quantity=quantity, status="filled", filled_quantity=quantity, average_price=price,
+        fill=Fill(
+            fill_id=f"f{seq}", price=price, quantity=quantity, fee=0.0, currency="USDT",
+            liquidity="taker", slippage_bps=0.0, ts_fill=ts,
+        ),
+    )  # fmt: skip
+    env = Envelope(
+        id=f"orders:{seq}", topic="order.filled.crypto", type="order.event", v=1,
+        market="crypto", ts_event=ts, ts_init=ts, source="orders", source_seq=seq,
+        payload=encode_payload(order),
+    )  # fmt: skip
+    return stamp(env, seq - 1, 0, ts)
+
+
+def run_pnl(inputs: list[Record], pnl: PnlActor, end_ns: int) -> list[Record]:
+    """The pnl actor alone over ``inputs`` (gseq renumbered in order) until ``end_ns``."""
+    inputs = [msgspec.structs.replace(r, gseq=i + 1) for i, r in enumerate(inputs)]
+    sink = MemorySink()
+    host = InProcessHost(sink, clock=SimulatedClock(inputs[0].ts_event))
+    host.add(pnl)
+    host.start()
+    host.run(StepPlanner(inputs, host.timers, start_ns=inputs[0].ts_event, end_ns=end_ns))
+    host.stop()
+    return sink.records
+
+
+def latest_books(records: list[Record]) -> dict[str, Book]:
+    """The last published book of each scope (``a``, ``b``, ``portfolio``)."""
+    books = {}
+    for record in records:
+        if record.topic.startswith("pnl.update."):
+            update = decode_payload(record.type, record.v, record.payload)
+            books[record.topic.rpartition(".")[2]] = update.books[0]
+    return books
+
+
+def test_a_fill_re_marks_every_book_holding_the_symbol() -> None:
+    """Strategy a holds 1 ABC marked at the 110 close; strategy b then buys 1 at 120.
+    The fill's price is ABC's newest mark in every book: a's book is re-marked at 120
+    (and published at the next tick), so the portfolio's equity is the sum of its
+    strategies'. Before, a's book kept 110 until the next bar, while the portfolio
+    (which holds a's contract too) was marked at 120: 10 apart."""
+    bars = bar_records([(T0 + MINUTE_NS, 100.0, 100.0, 100.0, 100.0, 1.0),
+                        (T0 + 3 * MINUTE_NS, 110.0, 110.0, 110.0, 110.0, 1.0)], "crypto", "ABC")  # fmt: skip
+    inputs = [
+        bars[0],
+        fill_record(1, T0 + 2 * MINUTE_NS, "a", "buy", 1.0, 100.0),
+        bars[1],
+        fill_record(2, T0 + 4 * MINUTE_NS, "b", "buy", 1.0, 120.0),
+    ]
+    pnl = PnlActor(PnlConfig(update_interval_ns=INTERVAL))
+    records = run_pnl(inputs, pnl, end_ns=T0 + 10 * MINUTE_NS)
+    marks = {key: ledger.positions["ABC"].mark for key, ledger in pnl.state.ledgers.items()}
+    assert marks == {"a:crypto": 120.0, "b:crypto": 120.0, "portfolio:crypto": 120.0}
+    books = latest_books(records)
+    assert [p.mark for p in books["a"].positions] == [120.0]
+    assert books["a"].equity == 100_000.0 - 100.0 + 120.0
+    assert books["b"].equity == 100_000.0
+    assert books["portfolio"].equity == books["a"].equity + books["b"].equity
+    # a's update with the new mark comes at the tick after b's fill, not with it.
+    ticks = [r.ts_event for r in records if r.topic == "pnl.update.a" and not r.causation_id]
+    assert ticks[-1] == T0 + 5 * MINUTE_NS
+
+
+def test_a_strategy_joining_the_portfolio_is_neither_a_gain_nor_a_new_base() -> None:
+    """Strategy a buys 1,000 ABC at 100 and marks down to 90 (portfolio: capital 100,000,
+    high-water mark 100,000, equity 90,000, drawdown 10 %). Strategy b then fills for
+    the first time, at the mark, fee 0: the portfolio's capital, cash, equity and
+    high-water mark all rise by b's 100,000, so the jump is no new peak; the drawdown in
+    progress keeps its 10,000 and is measured against the base that includes b's cash
+    (10,000 / 200,000 = 5 %); the largest drawdown seen stays 10 %."""
+    bars = bar_records([(T0 + 3 * MINUTE_NS, 90.0, 90.0, 90.0, 90.0, 1.0)], "crypto", "ABC")
+    inputs = [
+        fill_record(1, T0 + 2 * MINUTE_NS, "a", "buy", 1_000.0, 100.0),
+        bars[0],
+        fill_record(2, T0 + 6 * MINUTE_NS, "b", "sell", 1.0, 90.0),
+    ]
+    pnl = PnlActor(PnlConfig(update_interval_ns=INTERVAL))
+    records = run_pnl(inputs, pnl, end_ns=T0 + 10 * MINUTE_NS)
+    updates = [
+        decode_payload(r.type, r.v, r.payload).books[0]
+        for r in records
+        if r.topic == "pnl.update.portfolio"
+    ]
+    before, joined = updates[-2], updates[-1]  # the tick after the 90 mark; b's fill
+    assert (before.initial_cash, before.high_water_mark, before.equity) == (
+        100_000.0, 100_000.0, 90_000.0,
+    )  # fmt: skip
+    assert before.drawdown == pytest.approx(0.10)
+    assert joined.initial_cash == 200_000.0
+    assert joined.equity == 190_000.0
+    assert joined.high_water_mark == 200_000.0
+    assert joined.drawdown == pytest.approx(10_000.0 / 200_000.0)
+    assert joined.max_drawdown == pytest.approx(0.10)
+    # The portfolio is the sum of its strategies, figure by figure.
+    books = latest_books(records)
+    assert joined.equity == books["a"].equity + books["b"].equity
+    assert joined.high_water_mark == books["a"].high_water_mark + books["b"].high_water_mark

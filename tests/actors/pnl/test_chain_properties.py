@@ -1,22 +1,29 @@
-"""Hypothesis properties of the whole chain: accounting identities, latency, trading states."""
+"""Hypothesis properties of the whole chain: accounting identities, one mark per
+instrument across books, the portfolio as the sum of its strategies, latency, trading
+states."""
 
 from __future__ import annotations
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
-from tickertape.actors.orders import OrderEngineConfig
+from tickertape.actors.base import Context, Event, Timer
+from tickertape.actors.orders import OrderEngine, OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.orders.instruments import InstrumentSpec
-from tickertape.actors.pnl import PnlConfig
-from tickertape.actors.risk import RiskConfig
+from tickertape.actors.pnl import PnlActor, PnlConfig, accounting
+from tickertape.actors.risk import RiskActor, RiskConfig
+from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
 from tickertape.schemas import Envelope, Record, encode_payload, stamp
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
 from tickertape.schemas.risk import RiskCommand
+from tickertape.timeauthority.clock import SimulatedClock
+from tickertape.timeauthority.scheduler import StepPlanner
 
 T0 = 1_704_067_200_000_000_000
 LATENCY = 30_000_000
@@ -140,3 +147,96 @@ def test_chain_invariants(
             projected = payload.inputs["projected_position"]
             after = payload.inputs["projected_after"]
             assert abs(after) <= abs(projected) + 1e-9
+
+
+class CheckedPnl(PnlActor):
+    """The pnl actor, checking its books after every event and timer: one mark per
+    instrument in every book holding it, the portfolio the sum of its strategies, and
+    the equity identity of every book as published."""
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        super().on_event(event, ctx)
+        self.check()
+
+    def on_timer(self, timer: Timer, ctx: Context) -> None:
+        super().on_timer(timer, ctx)
+        self.check()
+
+    def check(self) -> None:
+        ledgers = self.state.ledgers
+        marks: dict[tuple[str, str], set[float]] = {}
+        for ledger in ledgers.values():
+            for symbol, held in ledger.positions.items():
+                marks.setdefault((ledger.market, symbol), set()).add(held.mark)
+        assert all(len(seen) == 1 for seen in marks.values()), marks
+        for key, ledger in ledgers.items():
+            book = accounting.to_book(ledger)
+            total = book.cash
+            for p in book.positions:
+                total += p.unrealized if p.initial_margin else p.quantity * p.mark * p.multiplier
+            assert book.equity == total, key
+        for market in {ledger.market for ledger in ledgers.values()}:
+            portfolio = ledgers[f"portfolio:{market}"]
+            strategies = [
+                ledger
+                for key, ledger in sorted(ledgers.items())
+                if ledger.market == market and not key.startswith("portfolio:")
+            ]
+            assert portfolio.initial_cash == sum(s.initial_cash for s in strategies)
+            scale = 1e-9 * (portfolio.initial_cash + portfolio.traded_notional)
+            total = sum(accounting.equity(s) for s in strategies)
+            assert accounting.equity(portfolio) == pytest.approx(total, abs=scale)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    bars=bars_st,
+    first=st.lists(st.one_of(st.none(), st.sampled_from([-2.0, -1.0, 0.0, 1.0, 2.0])), max_size=25),
+    second=st.lists(
+        st.one_of(st.none(), st.sampled_from([-3.0, -1.0, 0.0, 1.0, 3.0])), max_size=25
+    ),
+    margined=st.booleans(),
+)
+def test_two_strategies_share_marks_and_add_up_to_the_portfolio(
+    bars: list[tuple[float, float, float]],
+    first: list[float | None],
+    second: list[float | None],
+    margined: bool,
+) -> None:
+    """Two strategies trading the same symbol with costs (slippage, fees, latency): after
+    every event the pnl actor handles, every book holding the symbol has the same mark,
+    the portfolio's equity is the sum of the strategies' and every book satisfies the
+    equity identity; futures booked margined (initial margin per contract) or not."""
+    rows = [
+        (T0 + (i + 1) * MINUTE_NS, o, o + spread, max(o - spread, 1.0), o, vol)
+        for i, (o, spread, vol) in enumerate(bars)
+    ]
+    inputs = bar_records(rows, "crypto", "ABC")
+    spec = InstrumentSpec(
+        multiplier=50.0,
+        fees=fl.FeeSchedule(per_unit=2.47),
+        initial_margin=2_000.0 if margined else None,
+    )
+    instruments = {"crypto": {"ABC": spec}}
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=LATENCY, jitter_ns=LATENCY, seed=5), participation_rate=0.3
+    )
+    pnl = CheckedPnl(PnlConfig(update_interval_ns=MINUTE_NS, instruments=instruments))  # type: ignore[arg-type]
+    sink = MemorySink()
+    host = InProcessHost(sink, clock=SimulatedClock(inputs[0].ts_event), seed=1)
+    for actor in (
+        StrategyActor(StrategyConfig(strategy_id="p"), strategy=Targets(first)),
+        StrategyActor(StrategyConfig(strategy_id="q"), strategy=Targets(second)),
+        RiskActor(RiskConfig(instruments=instruments)),  # type: ignore[arg-type]
+        OrderEngine(OrderEngineConfig(markets={"crypto": config}, instruments=instruments)),  # type: ignore[arg-type]
+        pnl,
+    ):
+        host.add(actor)
+    host.start()
+    end = inputs[-1].ts_event + 2 * MINUTE_NS
+    host.run(StepPlanner(inputs, host.timers, start_ns=inputs[0].ts_event, end_ns=end))
+    host.stop()
+    for _, update in payloads(sink.records, "pnl.update."):
+        for book in update.books:
+            for p in book.positions:
+                assert (p.initial_margin > 0.0) == (margined and p.quantity != 0.0)

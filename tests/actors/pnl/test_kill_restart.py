@@ -7,7 +7,8 @@ run whose actor processes are killed, one after another at different points of t
 run, found by their command lines in ``/proc``. The supervisor restarts each one from
 its newest snapshot; the run's files, ``pnl.update`` included, must be the reference's
 byte for byte. The chain trades 6E contracts (the examples' instrument specifications:
-125,000 EUR per contract), so the snapshots carry contract multipliers.
+125,000 EUR per contract, margined), so the snapshots carry contract multipliers and
+the margined futures books of the gate and the pnl actor.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ def write_configs(directory: Path) -> str:
         "jitter_ns = 20_000_000\n" + instruments,
         encoding="utf-8",
     )
-    (directory / "pnl.toml").write_text("update_interval_ns = 300_000_000_000\n", encoding="utf-8")
+    (directory / "pnl.toml").write_text(
+        "update_interval_ns = 300_000_000_000\n"
+        + (REPO / "examples" / "actors" / "pnl.toml").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
     strategy = REPO / "examples" / "strategies" / "sma_cross.toml"
     return ",".join(
         [

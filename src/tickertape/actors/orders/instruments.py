@@ -20,13 +20,25 @@ this shape::
     multiplier = 125_000.0     # units of the underlying per contract
     tick_size = 0.00005        # price increment (a fill never lands between ticks)
     fees = { per_unit = 2.47 } # replaces the market's fee schedule for this instrument
+    initial_margin = 2_310.0   # per contract, quote currency: a margined (futures) instrument
+    maintenance_margin = 2_100.0
 
 A key matches the symbol itself, or a futures contract of that root: the key
 followed by a CME month code (``F G H J K M N Q U V X Z``) and a one- or two-digit
 year, so ``6E`` covers ``6EH4``, ``6EM4`` and ``6EZ24``. An exact symbol wins over a
 root. An instrument without a specification has :data:`DEFAULT_SPEC`: multiplier 1,
-no tick grid, the market's fee schedule (the behaviour before specifications
-existed).
+no tick grid, the market's fee schedule, no margin (the behaviour before
+specifications existed).
+
+**Margin.** An instrument with an ``initial_margin`` is *margined*, as a future is:
+buying or selling a contract pays no contract value, it ties up the initial margin
+(a performance bond, per contract, in the market's currency) while the position is
+open; the pnl books settle its PnL in cash as it is realized (variation margin style)
+and count its unrealized PnL, not its value, in equity; the risk gate checks the
+margin an order adds against the book's available funds (``INSUFFICIENT_MARGIN``).
+An instrument without one (stocks, crypto spot) is *cash-like*: its full notional is
+paid and received. See :mod:`tickertape.actors.pnl.accounting` and
+:mod:`tickertape.actors.risk.checks`.
 
 The examples' figures and their sources are in ``examples/actors/orders.toml`` and
 ``docs/risk.md`` ("Instruments").
@@ -62,11 +74,35 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         fees: the fee schedule of this instrument, in place of the market's (e.g. a
             per-contract commission for futures traded in the ``us`` market, whose
             default schedule is per share); None keeps the market's.
+        initial_margin: the margin one open contract requires, in the market's
+            currency (> 0, finite), which makes the instrument margined (see the
+            module docstring); None for a cash-like instrument (the default). CME
+            publishes its futures' figures as "performance bonds"; brokers may ask more.
+        maintenance_margin: the margin below which a broker calls for more, per
+            contract (> 0, ≤ ``initial_margin``); only with ``initial_margin``; None
+            for the same as ``initial_margin``. Reported, not enforced: no margin
+            call or liquidation is modelled.
     """
 
     multiplier: float = 1.0
     tick_size: float | None = None
     fees: FeeSchedule | None = None
+    initial_margin: float | None = None
+    maintenance_margin: float | None = None
+
+    @property
+    def margined(self) -> bool:
+        """True for a margined instrument (one with an ``initial_margin``)."""
+        return self.initial_margin is not None
+
+    @property
+    def margin_rates(self) -> tuple[float, float]:
+        """``(initial, maintenance)`` margin per contract, ``(0.0, 0.0)`` when cash-like
+        (the form :func:`tickertape.actors.pnl.accounting.apply_fill` takes)."""
+        if self.initial_margin is None:
+            return (0.0, 0.0)
+        maintenance = self.maintenance_margin
+        return (self.initial_margin, self.initial_margin if maintenance is None else maintenance)
 
     def validate(self, where: str) -> None:
         """Raises ConfigError naming ``where`` when a field is out of range."""
@@ -76,6 +112,20 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             math.isfinite(self.tick_size) and self.tick_size > 0.0
         ):
             raise ConfigError(f"{where}.tick_size must be > 0 and finite (got {self.tick_size})")
+        if self.initial_margin is not None and not (
+            math.isfinite(self.initial_margin) and self.initial_margin > 0.0
+        ):
+            raise ConfigError(
+                f"{where}.initial_margin must be > 0 and finite (got {self.initial_margin})"
+            )
+        if self.maintenance_margin is not None:
+            if self.initial_margin is None:
+                raise ConfigError(f"{where}.maintenance_margin needs an initial_margin")
+            if not (0.0 < self.maintenance_margin <= self.initial_margin):
+                raise ConfigError(
+                    f"{where}.maintenance_margin must be > 0 and ≤ initial_margin "
+                    f"{self.initial_margin} (got {self.maintenance_margin})"
+                )
         if self.fees is not None:
             try:
                 self.fees.validate()
@@ -149,6 +199,11 @@ class InstrumentTable:
     def multiplier(self, market: Market, symbol: str) -> float:
         """The contract multiplier of ``symbol`` in ``market`` (1.0 when unspecified)."""
         return self.spec(market, symbol).multiplier
+
+    def margin_rates(self, market: Market, symbol: str) -> tuple[float, float]:
+        """``(initial, maintenance)`` margin per contract of ``symbol`` in ``market``,
+        ``(0.0, 0.0)`` for a cash-like instrument (:attr:`InstrumentSpec.margin_rates`)."""
+        return self.spec(market, symbol).margin_rates
 
     def _lookup(self, market: Market, symbol: str) -> InstrumentSpec:
         table = self._specs.get(market)

@@ -19,17 +19,29 @@ OMS and most broker statements):
   ``closed × (price − average_cost) × multiplier``, notional
   ``quantity × price × multiplier``;
 - ``realized`` is gross of fees; fees are paid out of cash and summed in ``fees``;
-- cash moves by the fill's notional: buys pay ``quantity × price × multiplier + fee``,
-  sells receive ``quantity × price × multiplier − fee``. The books are fully funded:
-  a futures position is booked as if its contract value were paid, which gives the
-  equity a margin account shows (cash is then not the broker's cash balance; margin
-  is not modelled);
-- ``equity = cash + Σ quantity × mark × multiplier``; the high-water mark is the
-  largest equity seen at any fill or mark, and ``drawdown = (hwm − equity) / hwm``
-  (0 when hwm ≤ 0).
+- a **cash-like** position (stocks, crypto spot: an instrument without an initial
+  margin) is fully funded: cash moves by the fill's notional, buys pay
+  ``quantity × price × multiplier + fee``, sells receive
+  ``quantity × price × multiplier − fee``, and the position counts in equity at its
+  value ``quantity × mark × multiplier``;
+- a **margined** position (a future: an instrument with an ``initial_margin``, see
+  :mod:`tickertape.actors.orders.instruments`) pays no contract value: cash moves only
+  by the PnL the fill realizes and its fee (``cash += realized − fee``, the variation
+  margin of the closed part, settled at the close), and the position counts in equity
+  at its unrealized PnL ``quantity × (mark − average_cost) × multiplier``. The equity
+  is the same either way; the cash is the one a futures account shows, except that
+  unrealized PnL is not swept into cash at each daily settlement (there is no
+  settlement price in the data). The position ties up ``|quantity| × initial_margin``
+  (:func:`initial_margin`), reported, and checked by the risk gate before an order;
+  nothing here calls for margin or liquidates when equity falls below the maintenance
+  margin;
+- ``equity = cash + Σ value`` over positions (the value of each as above); the
+  high-water mark is the largest equity seen at any fill or mark (a portfolio book's
+  rises with the capital a strategy brings, :func:`add_capital`), and
+  ``drawdown = (hwm − equity) / hwm`` (0 when hwm ≤ 0).
 
-A symbol's multiplier is fixed while a position is open: a fill with another
-multiplier is refused (:class:`~tickertape.errors.OrderError`).
+A symbol's multiplier, and whether it is margined, are fixed while a position is open:
+a fill that changes either is refused (:class:`~tickertape.errors.OrderError`).
 """
 
 from __future__ import annotations
@@ -54,6 +66,9 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
         realized: realized PnL of this symbol so far, gross of fees.
         mark: last mark price (0.0 until marked or filled).
         multiplier: units of the underlying per contract, from the symbol's fills.
+        initial_margin: margin per contract of a margined instrument, in the book's
+            currency; 0.0 for a cash-like one (then the position is fully funded).
+        maintenance_margin: maintenance margin per contract (0.0 when cash-like).
     """
 
     quantity: float = 0.0
@@ -61,6 +76,8 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
     realized: float = 0.0
     mark: float = 0.0
     multiplier: float = 1.0
+    initial_margin: float = 0.0
+    maintenance_margin: float = 0.0
 
     @property
     def unrealized(self) -> float:
@@ -68,6 +85,14 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
         if not self.quantity:
             return 0.0
         return self.quantity * (self.mark - self.average_cost) * self.multiplier
+
+    @property
+    def value(self) -> float:
+        """What the position adds to equity: ``quantity × mark × multiplier`` when
+        cash-like, its unrealized PnL when margined."""
+        if self.initial_margin:
+            return self.unrealized
+        return self.quantity * self.mark * self.multiplier
 
 
 class Ledger(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,15 +143,27 @@ def position(ledger: Ledger, symbol: str) -> float:
 
 
 def equity(ledger: Ledger) -> float:
-    """``cash + Σ quantity × mark × multiplier`` over positions, in the book's currency.
+    """``cash + Σ value`` over positions, in the book's currency: the value of a
+    cash-like position is ``quantity × mark × multiplier``, of a margined one its
+    unrealized PnL (:attr:`PositionState.value`).
 
-    Summed in symbol order, each term computed as ``(quantity × mark) × multiplier``,
-    so the result does not depend on insertion order.
+    Summed in symbol order, each term computed as :attr:`PositionState.value` does
+    (``(quantity × mark) × multiplier``, or ``(quantity × (mark − average_cost)) ×
+    multiplier``), so the result does not depend on insertion order and a reader of a
+    :class:`~tickertape.schemas.pnl.Book` gets the same float.
     """
-    total = ledger.cash
-    for symbol in sorted(ledger.positions):
-        state = ledger.positions[symbol]
-        total += state.quantity * state.mark * state.multiplier
+    return _equity(ledger.positions, ledger.cash)
+
+
+def _equity(positions: dict[str, PositionState], cash: float) -> float:
+    total = cash
+    for symbol in sorted(positions):
+        state = positions[symbol]
+        if state.initial_margin:
+            if state.quantity:
+                total += state.quantity * (state.mark - state.average_cost) * state.multiplier
+        else:
+            total += state.quantity * state.mark * state.multiplier
     return total
 
 
@@ -140,6 +177,17 @@ def gross_exposure(ledger: Ledger) -> float:
     return sum(abs(p.quantity * p.mark * p.multiplier) for _, p in sorted(ledger.positions.items()))
 
 
+def initial_margin(ledger: Ledger) -> float:
+    """Σ ``|quantity| × initial_margin`` over the margined positions: the initial
+    margin the book's open futures tie up, in its currency (0.0 for a cash-like book)."""
+    return sum(abs(p.quantity) * p.initial_margin for _, p in sorted(ledger.positions.items()))
+
+
+def maintenance_margin(ledger: Ledger) -> float:
+    """Σ ``|quantity| × maintenance_margin`` over the margined positions."""
+    return sum(abs(p.quantity) * p.maintenance_margin for _, p in sorted(ledger.positions.items()))
+
+
 def drawdown(ledger: Ledger) -> float:
     """Current drawdown from the high-water mark, as a fraction (0.0 at the mark)."""
     hwm = ledger.high_water_mark
@@ -151,10 +199,7 @@ def drawdown(ledger: Ledger) -> float:
 def _peaks(ledger: Ledger, positions: dict[str, PositionState], cash: float) -> tuple[float, float]:
     """The high-water mark and maximum drawdown of ``ledger`` once it holds
     ``positions`` and ``cash`` (its equity summed as :func:`equity` does)."""
-    eq = cash
-    for symbol in sorted(positions):
-        state = positions[symbol]
-        eq += state.quantity * state.mark * state.multiplier
+    eq = _equity(positions, cash)
     hwm = ledger.high_water_mark
     if eq > hwm:
         hwm = eq
@@ -170,6 +215,8 @@ def apply_fill(
     price: float,
     fee: float,
     multiplier: float = 1.0,
+    initial_margin: float = 0.0,
+    maintenance_margin: float = 0.0,
 ) -> tuple[Ledger, float]:
     """Book one fill; the symbol is marked at the fill price.
 
@@ -182,6 +229,11 @@ def apply_fill(
         fee: fee paid, ≥ 0, in the book's currency.
         multiplier: units of the underlying per contract, > 0 (the fill's
             :attr:`~tickertape.schemas.orders.Fill.multiplier`).
+        initial_margin: initial margin per contract, in the book's currency: > 0 for a
+            margined instrument (a future), 0.0 for a cash-like one (see the module
+            docstring for how each moves cash).
+        maintenance_margin: maintenance margin per contract, 0.0 ≤ it ≤
+            ``initial_margin`` (0.0 when cash-like).
 
     Returns:
         The new ledger and the PnL this fill realized (gross of its fee), in the
@@ -189,12 +241,18 @@ def apply_fill(
 
     Raises:
         OrderError: ``quantity`` ≤ 0, ``price`` ≤ 0, ``fee`` < 0, ``multiplier`` ≤ 0,
-            or a multiplier other than the one of the symbol's open position.
+            margins out of range, or a multiplier, or a margined/cash-like kind, other
+            than the one of the symbol's open position.
     """
     if not quantity > 0.0 or not price > 0.0 or fee < 0.0 or not multiplier > 0.0:
         raise OrderError(
             f"invalid fill for {symbol}: quantity {quantity}, price {price}, fee {fee}, "
             f"multiplier {multiplier}"
+        )
+    if not (initial_margin >= 0.0 and 0.0 <= maintenance_margin <= initial_margin):
+        raise OrderError(
+            f"invalid margins for {symbol}: initial {initial_margin}, "
+            f"maintenance {maintenance_margin}"
         )
     signed = quantity if side == "buy" else -quantity
     old = ledger.positions.get(symbol, PositionState())
@@ -203,6 +261,12 @@ def apply_fill(
         raise OrderError(
             f"fill of {symbol} with multiplier {multiplier}, but its open position of "
             f"{q0} was booked with multiplier {old.multiplier}"
+        )
+    if q0 != 0.0 and (old.initial_margin > 0.0) != (initial_margin > 0.0):
+        kind = "margined" if initial_margin > 0.0 else "cash-like"
+        raise OrderError(
+            f"{kind} fill of {symbol}, but its open position of {q0} was booked "
+            f"{'cash-like' if initial_margin > 0.0 else 'margined'}"
         )
     realized = 0.0
     if q0 == 0.0 or (q0 > 0.0) == (signed > 0.0):
@@ -223,9 +287,16 @@ def apply_fill(
         realized=old.realized + realized,
         mark=price,
         multiplier=multiplier,
+        initial_margin=initial_margin,
+        maintenance_margin=maintenance_margin,
     )
     notional = quantity * price * multiplier
-    cash = ledger.cash - notional - fee if side == "buy" else ledger.cash + notional - fee
+    if initial_margin > 0.0:
+        cash = ledger.cash + realized - fee
+    elif side == "buy":
+        cash = ledger.cash - notional - fee
+    else:
+        cash = ledger.cash + notional - fee
     hwm, max_dd = _peaks(ledger, positions, cash)
     updated = msgspec.structs.replace(
         ledger,
@@ -241,8 +312,17 @@ def apply_fill(
     return updated, realized
 
 
-def apply_order_fill(ledger: Ledger, order: OrderEvent) -> tuple[Ledger, float]:
+def apply_order_fill(
+    ledger: Ledger, order: OrderEvent, margin_rates: tuple[float, float] = (0.0, 0.0)
+) -> tuple[Ledger, float]:
     """Book the fill an order event carries (:func:`apply_fill` with its fields).
+
+    Args:
+        ledger: the book.
+        order: an order event with a fill.
+        margin_rates: ``(initial, maintenance)`` margin per contract of the
+            instrument, ``(0.0, 0.0)`` when cash-like
+            (:meth:`~tickertape.actors.orders.instruments.InstrumentTable.margin_rates`).
 
     Raises:
         OrderError: as :func:`apply_fill`, or ``order`` carries no fill.
@@ -258,6 +338,25 @@ def apply_order_fill(ledger: Ledger, order: OrderEvent) -> tuple[Ledger, float]:
         fill.price,
         fill.fee,
         fill.multiplier,
+        margin_rates[0],
+        margin_rates[1],
+    )
+
+
+def add_capital(ledger: Ledger, amount: float) -> Ledger:
+    """``ledger`` with ``amount`` more cash, initial cash and high-water mark.
+
+    How a portfolio book takes in the capital of a strategy that joins it: new capital
+    is neither a gain nor a loss, so the high-water mark rises by the amount the equity
+    does, the drawdown in progress keeps its size in money and is measured from then
+    on against the larger base (``(hwm + amount − equity − amount) / (hwm + amount)``),
+    and the largest drawdown seen so far is kept.
+    """
+    return msgspec.structs.replace(
+        ledger,
+        initial_cash=ledger.initial_cash + amount,
+        cash=ledger.cash + amount,
+        high_water_mark=ledger.high_water_mark + amount,
     )
 
 
@@ -272,10 +371,7 @@ def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
     if state is None or state.mark == price:
         return ledger
     positions = dict(positions)
-    positions[symbol] = PositionState(
-        quantity=state.quantity, average_cost=state.average_cost, realized=state.realized,
-        mark=price, multiplier=state.multiplier,
-    )  # fmt: skip
+    positions[symbol] = msgspec.structs.replace(state, mark=price)
     hwm, max_dd = _peaks(ledger, positions, ledger.cash)
     return msgspec.structs.replace(
         ledger, positions=positions, high_water_mark=hwm, max_drawdown=max_dd
@@ -298,6 +394,12 @@ def to_book(ledger: Ledger) -> Book:
         if state.multiplier != 1.0:
             # Left at its default otherwise (msgspec omits a default by identity).
             position = msgspec.structs.replace(position, multiplier=state.multiplier)
+        if state.initial_margin and state.quantity:
+            position = msgspec.structs.replace(
+                position,
+                initial_margin=abs(state.quantity) * state.initial_margin,
+                maintenance_margin=abs(state.quantity) * state.maintenance_margin,
+            )
         positions.append(position)
     return Book(
         market=ledger.market,

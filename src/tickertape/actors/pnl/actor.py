@@ -11,6 +11,19 @@ keeps the schedule). The timer is armed only while a book waits for its update: 
 quiet market (a weekend, the months between two datasets) costs no timer steps, and
 the updates are the ones a timer firing every interval would publish.
 
+One mark per instrument: every book holding a symbol (each strategy's, and the
+portfolio's of its market) is marked at the same price at the same time, the newest of
+its last trade price, bar close and fill price. A fill is a trade of the instrument,
+so its price re-marks every book holding the symbol, not only the two it is booked in
+(those books then wait for their next publish tick like any re-marked book); the
+portfolio's equity is therefore the sum of its strategies' at every moment.
+
+Futures: instruments configured with an ``initial_margin`` (``[instruments]``, the
+order engine's and risk gate's section) are booked as margined positions (see
+:mod:`tickertape.actors.pnl.accounting`); without the section every instrument is
+booked fully funded, which gives the same equity, PnL and drawdown but not a futures
+account's cash.
+
 Fills count only from the order engine's identity (``orders_source``): an
 ``order.*`` event from anyone else (a strategy that managed to publish one) is ignored,
 counted and logged as an error.
@@ -21,6 +34,7 @@ from __future__ import annotations
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
 from tickertape.actors.pnl import accounting
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
@@ -42,13 +56,24 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     """Configuration of the pnl actor.
 
     Attributes:
-        initial_cash: starting cash of every strategy book per market (the portfolio
-            book of a market starts with this times the number of strategies seen
-            trading it; see :meth:`PnlActor._portfolio`).
+        initial_cash: starting cash of every strategy book per market. The portfolio
+            book of a market holds the cash of the strategies that have filled in it:
+            a strategy's joins at its first fill, and the portfolio's high-water mark
+            rises by as much (:func:`~tickertape.actors.pnl.accounting.add_capital`),
+            so the new capital is not a gain and the drawdown is measured against a
+            base that includes it from then on.
         update_interval_ns: the longest a changed book waits for a ``pnl.update``
             (default 60 s of the clock), > 0.
         bar_intervals: bar intervals used as marks; empty for all.
         orders_source: the only identity whose fills are booked.
+        instruments: instrument specifications, ``[instruments.<market>.<symbol or
+            futures root>]`` (:mod:`tickertape.actors.orders.instruments`); the books
+            use their ``initial_margin`` and ``maintenance_margin`` (an instrument with
+            an initial margin is booked as a margined position). Give the same section
+            as the order engine and the risk gate; the multiplier always comes from
+            each fill.
+        instruments_file: a TOML file of specifications, instead of ``instruments``;
+            relative to the working directory.
     """
 
     initial_cash: dict[Market, float] = msgspec.field(
@@ -57,6 +82,8 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     update_interval_ns: int = 60_000_000_000
     bar_intervals: list[str] = msgspec.field(default_factory=list)
     orders_source: str = "orders"
+    instruments: InstrumentsConfig = msgspec.field(default_factory=dict)
+    instruments_file: str | None = None
 
 
 class PnlState(msgspec.Struct, kw_only=True):
@@ -74,12 +101,13 @@ class PnlActor(Actor):
         config: the configuration.
 
     Raises:
-        ConfigError: a non-positive interval, or a negative or unknown-market cash.
+        ConfigError: a non-positive interval, a negative or unknown-market cash, or
+            invalid instrument specifications.
     """
 
     name = "pnl"
     subscriptions = ("order.>", "md.trade.>", "md.bar.>")
-    state_version = 1
+    state_version = 2  # 2: positions carry their margin rates (margined futures books)
 
     def __init__(self, config: PnlConfig | None = None) -> None:
         self.config = config if config is not None else PnlConfig()
@@ -88,6 +116,9 @@ class PnlActor(Actor):
         for market, cash in self.config.initial_cash.items():
             if market not in MARKETS or cash < 0:
                 raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
+        self.instruments = load_instruments(
+            self.config.instruments, self.config.instruments_file, owner="pnl"
+        )
         self.state = PnlState()
         self._dirty: set[str] = set()
         self._holders: dict[str, list[str]] = {}
@@ -159,12 +190,7 @@ class PnlActor(Actor):
         portfolio = self._ledger(PORTFOLIO, market)
         if f"{strategy_id}:{market}" not in self.state.ledgers:
             cash = self.config.initial_cash.get(market, DEFAULT_INITIAL_CASH[market])
-            portfolio = msgspec.structs.replace(
-                portfolio,
-                initial_cash=portfolio.initial_cash + cash,
-                cash=portfolio.cash + cash,
-                high_water_mark=portfolio.high_water_mark + cash,
-            )
+            portfolio = accounting.add_capital(portfolio, cash)
         return portfolio
 
     def _mark(self, market: Market, symbol: str, price: float) -> bool:
@@ -191,13 +217,19 @@ class PnlActor(Actor):
         sid = order.strategy_id
         portfolio = self._portfolio_for(sid, market)
         strategy = self._ledger(sid, market)
+        rates = self.instruments.margin_rates(market, order.symbol)
         for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
             key = f"{book}:{market}"
-            updated, _ = accounting.apply_order_fill(ledger, order)
+            updated, _ = accounting.apply_order_fill(ledger, order, rates)
             self.state.ledgers[key] = updated
             self._hold(f"{market}:{order.symbol}", key)
             self._publish(key, ctx, event)
             self._dirty.discard(key)
+        # The fill's price is the symbol's newest mark: re-mark the other books holding
+        # it (the two above already are), so that no book keeps an older one.
+        fill = order.fill
+        if fill is not None and self._mark(market, order.symbol, fill.price):
+            self._arm(ctx)
 
     def _publish(self, key: str, ctx: Context, cause: Event | None) -> None:
         ledger = self.state.ledgers[key]

@@ -76,9 +76,11 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         pnl_source: the only identity whose ``pnl.update.*`` events are counted.
         instruments: instrument specifications, ``[instruments.<market>.<symbol or
             futures root>]``; the gate uses their contract multipliers to value
-            orders (notional, exposure, cash). Give the order engine the same section
-            (see :mod:`tickertape.actors.orders.instruments`); instruments not listed
-            have multiplier 1.
+            orders (notional, exposure, cash), and their ``initial_margin`` to book
+            futures as margined and check the margin an order adds
+            (``INSUFFICIENT_MARGIN``). Give the order engine and the pnl actor the
+            same section (see :mod:`tickertape.actors.orders.instruments`);
+            instruments not listed have multiplier 1 and are cash-like.
         instruments_file: a TOML file of specifications, instead of ``instruments``;
             relative to the working directory.
     """
@@ -158,7 +160,7 @@ class RiskActor(Actor):
         "system.clock_drift",
         "system.clock.drift",
     )
-    state_version = 1
+    state_version = 2  # 2: the gate's books carry margin rates (margined futures)
 
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config if config is not None else RiskConfig()
@@ -243,17 +245,28 @@ class RiskActor(Actor):
         ledger = self._ledger(sid, market)
         price_seen = self.state.prices.get(f"{market}:{symbol}")
         price = price_seen[0] if price_seen else None
+        instruments = self.instruments
         pending = 0.0
         reserved = 0.0
+        futures_pending: dict[str, float] = {}  # margined symbol -> open orders' quantity
         open_ids: list[str] = []
         for order_id, order in sorted(self.state.orders.items()):
             if order.strategy_id != sid:
                 continue
             open_ids.append(order_id)
-            if order.market == market and order.symbol == symbol:
+            if order.market != market:
+                continue
+            if order.symbol == symbol:
                 pending += order.signed_remaining
-            if order.market == market and order.signed_remaining > 0:
+            if instruments.spec(market, order.symbol).margined:
+                futures_pending[order.symbol] = (
+                    futures_pending.get(order.symbol, 0.0) + order.signed_remaining
+                )
+            elif order.signed_remaining > 0:
                 reserved += order.signed_remaining * order.price * order.multiplier
+        funds = ledger.cash - reserved
+        if futures_pending or any(p.initial_margin for p in ledger.positions.values()):
+            funds -= self._futures_margin_less_unrealized(ledger, market, futures_pending)
         gross = 0.0
         for sym, pos in sorted(ledger.positions.items()):
             mark = self.state.prices.get(f"{market}:{sym}")
@@ -262,7 +275,8 @@ class RiskActor(Actor):
                 continue
             gross += abs(pos.quantity * mark_price * pos.multiplier)
         position = accounting.position(ledger, symbol)
-        multiplier = self.instruments.multiplier(market, symbol)
+        spec = instruments.spec(market, symbol)
+        multiplier = spec.multiplier
         if price is not None:
             gross += abs(position + pending) * price * multiplier
         recent = self._recent.get(sid)
@@ -278,11 +292,33 @@ class RiskActor(Actor):
             open_orders=len(open_ids),
             open_order_ids=frozenset(open_ids),
             recent_orders=len(recent) if recent else 0,
-            cash=ledger.cash - reserved,
+            cash=funds,
             drawdown=self.state.drawdowns.get(f"{sid}:{market}", 0.0),
             clock_drift=self.state.clock_drift,
             multiplier=multiplier,
+            initial_margin=spec.margin_rates[0],
         )
+
+    def _futures_margin_less_unrealized(
+        self, ledger: accounting.Ledger, market: Market, pending: dict[str, float]
+    ) -> float:
+        """Σ initial margin of the book's projected futures positions (booked plus open
+        orders) minus Σ their unrealized PnL at the last price seen (the position's
+        own mark before any): what futures take from the book's available funds."""
+        margin = 0.0
+        unrealized = 0.0
+        for sym in sorted(ledger.positions.keys() | pending.keys()):
+            rate = self.instruments.margin_rates(market, sym)[0]
+            if not rate:
+                continue
+            held = ledger.positions.get(sym)
+            quantity = held.quantity if held is not None else 0.0
+            margin += abs(quantity + pending.get(sym, 0.0)) * rate
+            if held is not None and quantity:
+                seen = self.state.prices.get(f"{market}:{sym}")
+                mark = seen[0] if seen else held.mark
+                unrealized += quantity * (mark - held.average_cost) * held.multiplier
+        return margin - unrealized
 
     def _on_intent(self, intent: Intent, event: Event, ctx: Context) -> None:
         now = ctx.clock.now_ns()
@@ -333,7 +369,8 @@ class RiskActor(Actor):
         if order.fill is not None:
             key = f"{order.strategy_id}:{order.market}"
             ledger = self._ledger(order.strategy_id, order.market)
-            self.state.ledgers[key], _ = accounting.apply_order_fill(ledger, order)
+            rates = self.instruments.margin_rates(order.market, order.symbol)
+            self.state.ledgers[key], _ = accounting.apply_order_fill(ledger, order, rates)
         tracked = self.state.orders.get(order.order_id)
         if tracked is None:
             return

@@ -21,7 +21,9 @@ Checks run in this order; the first failure decides (reason codes in brackets):
 8. gross exposure after the order > ``max_gross_exposure`` [``MAX_GROSS_EXPOSURE``];
 9. open orders ≥ ``max_open_orders`` [``MAX_OPEN_ORDERS``];
 10. approvals in the last 60 s ≥ ``max_orders_per_minute`` [``ORDER_RATE``];
-11. the notional the order opens > available cash [``INSUFFICIENT_CASH``].
+11. with ``check_cash``: for a cash-like instrument, the notional the order opens >
+    available funds [``INSUFFICIENT_CASH``]; for a margined one (a future), the
+    initial margin the order adds > available funds [``INSUFFICIENT_MARGIN``].
 
 Checks 4–11 are skipped for orders that only reduce the projected position: a
 risk gate must never stand in the way of getting out.
@@ -33,6 +35,17 @@ limit, and REDUCING can never increase exposure.
 Quantities and positions count contracts; every notional is a contract value,
 ``quantity × price × multiplier`` with the instrument's contract multiplier
 (:attr:`RiskView.multiplier`, 1 for shares and coins, 125,000 for a CME 6E future).
+
+Funds (:attr:`RiskView.cash`): a cash-like instrument (stock, crypto spot) is paid in
+full, so an order needs its opening notional in cash; a margined instrument (a
+future, :attr:`RiskView.initial_margin` > 0) needs only its initial margin per
+contract the order adds to the projected position, ``initial_margin × (|after| −
+|projected|)`` when positive (a flip from long to short of the same size adds none,
+as the margin of a net position is charged once). Available funds are the strategy's
+cash plus the unrealized PnL of its futures, minus the initial margin of its
+projected futures positions and the notional its open cash-like buy orders reserve:
+the "available funds" of a futures account (equity less initial margin), which is
+the cash of a cash-only book.
 """
 
 from __future__ import annotations
@@ -63,6 +76,7 @@ ReasonCode = Literal[
     "MAX_OPEN_ORDERS",
     "ORDER_RATE",
     "INSUFFICIENT_CASH",
+    "INSUFFICIENT_MARGIN",
 ]
 
 REASON_CODES: tuple[str, ...] = ReasonCode.__args__  # type: ignore[attr-defined]
@@ -88,7 +102,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         max_drawdown: drawdown (fraction of the high-water mark) at which new
             exposure is refused and the scope is halted, in (0, 1].
         stale_after_ms: market data older than this refuses new exposure.
-        check_cash: refuse orders whose opening notional exceeds available cash.
+        check_cash: refuse orders that need more than the available funds: the
+            opening notional of a cash-like instrument, the added initial margin of
+            a margined one (a future).
     """
 
     max_order_notional: float | None = None
@@ -226,12 +242,18 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
         open_orders: the strategy's open orders (all symbols).
         open_order_ids: ids of those orders (for cancels).
         recent_orders: approvals of the strategy within the last 60 s.
-        cash: the strategy's cash in the market, minus the notional reserved by open
-            orders that open exposure.
+        cash: the strategy's available funds in the market: its cash, plus the
+            unrealized PnL of its futures positions, minus their initial margin at
+            their projected positions (open orders included) and the notional
+            reserved by open buy orders of cash-like instruments (see the module
+            docstring). For a book without futures: cash minus those reservations.
         drawdown: the strategy's current drawdown (fraction), from pnl updates.
         clock_drift: a clock drift alert is outstanding.
         multiplier: the symbol's contract multiplier (units of the underlying per
             contract, > 0).
+        initial_margin: the symbol's initial margin per contract in the market's
+            currency, > 0 for a margined instrument (a future); 0.0 for a cash-like
+            one.
     """
 
     now_ns: int
@@ -247,6 +269,7 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     drawdown: float = 0.0
     clock_drift: bool = False
     multiplier: float = 1.0
+    initial_margin: float = 0.0
 
     @property
     def projected(self) -> float:
@@ -319,7 +342,8 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
 
     Returns:
         The decision; ``inputs`` holds every figure a check used, for the audit trail
-        (``multiplier`` among them when it is not 1).
+        (``multiplier`` among them when it is not 1; ``initial_margin``, per contract,
+        and ``opening_margin`` for a margined instrument).
     """
     inputs: dict[str, float] = {
         "position": view.position,
@@ -443,7 +467,18 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
     opening_notional = opening * price * multiplier
     inputs["opening_notional"] = opening_notional
     inputs["cash"] = view.cash
-    if limits.check_cash and opening_notional > view.cash:
+    if view.initial_margin > 0.0:
+        added = max(abs(after) - abs(view.projected), 0.0)
+        opening_margin = added * view.initial_margin
+        inputs["initial_margin"] = view.initial_margin
+        inputs["opening_margin"] = opening_margin
+        if limits.check_cash and opening_margin > view.cash:
+            return _reject(
+                "INSUFFICIENT_MARGIN",
+                f"initial margin {opening_margin:.2f} > available funds {view.cash:.2f}",
+                inputs,
+            )
+    elif limits.check_cash and opening_notional > view.cash:
         return _reject(
             "INSUFFICIENT_CASH",
             f"opening notional {opening_notional:.2f} > available cash {view.cash:.2f}",
