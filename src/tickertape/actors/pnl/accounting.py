@@ -86,14 +86,6 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
             return 0.0
         return self.quantity * (self.mark - self.average_cost) * self.multiplier
 
-    @property
-    def value(self) -> float:
-        """What the position adds to equity: ``quantity × mark × multiplier`` when
-        cash-like, its unrealized PnL when margined."""
-        if self.initial_margin:
-            return self.unrealized
-        return self.quantity * self.mark * self.multiplier
-
 
 class Ledger(msgspec.Struct, frozen=True, kw_only=True):
     """The accounts of one book in one market.
@@ -145,12 +137,12 @@ def position(ledger: Ledger, symbol: str) -> float:
 def equity(ledger: Ledger) -> float:
     """``cash + Σ value`` over positions, in the book's currency: the value of a
     cash-like position is ``quantity × mark × multiplier``, of a margined one its
-    unrealized PnL (:attr:`PositionState.value`).
+    unrealized PnL (:attr:`PositionState.unrealized`).
 
-    Summed in symbol order, each term computed as :attr:`PositionState.value` does
-    (``(quantity × mark) × multiplier``, or ``(quantity × (mark − average_cost)) ×
-    multiplier``), so the result does not depend on insertion order and a reader of a
-    :class:`~tickertape.schemas.pnl.Book` gets the same float.
+    Summed in symbol order, each term computed as ``(quantity × mark) × multiplier``,
+    or ``(quantity × (mark − average_cost)) × multiplier``, so the result does not
+    depend on insertion order and a reader of a :class:`~tickertape.schemas.pnl.Book`
+    who sums its positions the same way gets the same float.
     """
     return _equity(ledger.positions, ledger.cash)
 
@@ -263,10 +255,10 @@ def apply_fill(
             f"{q0} was booked with multiplier {old.multiplier}"
         )
     if q0 != 0.0 and (old.initial_margin > 0.0) != (initial_margin > 0.0):
-        kind = "margined" if initial_margin > 0.0 else "cash-like"
+        kinds = ("cash-like", "margined")
         raise OrderError(
-            f"{kind} fill of {symbol}, but its open position of {q0} was booked "
-            f"{'cash-like' if initial_margin > 0.0 else 'margined'}"
+            f"{kinds[initial_margin > 0.0]} fill of {symbol}, but its open position of "
+            f"{q0} was booked {kinds[old.initial_margin > 0.0]}"
         )
     realized = 0.0
     if q0 == 0.0 or (q0 > 0.0) == (signed > 0.0):
@@ -349,8 +341,8 @@ def add_capital(ledger: Ledger, amount: float) -> Ledger:
     How a portfolio book takes in the capital of a strategy that joins it: new capital
     is neither a gain nor a loss, so the high-water mark rises by the amount the equity
     does, the drawdown in progress keeps its size in money and is measured from then
-    on against the larger base (``(hwm + amount − equity − amount) / (hwm + amount)``),
-    and the largest drawdown seen so far is kept.
+    on against the larger base (``(hwm − equity) / (hwm + amount)`` with the figures
+    before the addition), and the largest drawdown seen so far is kept.
     """
     return msgspec.structs.replace(
         ledger,
