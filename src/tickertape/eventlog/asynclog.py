@@ -2,11 +2,13 @@
 
 Appends are handed to one writer thread through a thread-safe queue. The thread
 takes everything queued (up to ``MAX_GROUP`` records with the same ``ts_log`` mode),
-writes it with one :meth:`EventLog.append` (one write per touched file), hands the
-results of deferred appends (``durable=False``) back to the event loop at once, then
-fsyncs (one fsync per touched file) if the group holds a durable append and hands
-back those results, and goes straight on with what was queued meanwhile: no round
-trip through the event loop between two groups. Throughput grows with load while
+writes it with one :meth:`EventLog.append` (one write per touched file), and hands the
+results back to the event loop: at once when the group holds only deferred appends
+(``durable=False``), else after one fsync per touched file (a deferred append grouped
+with durable ones is answered with them: answering it first would move
+:attr:`AsyncEventLog.head_gseq` past durable records not yet fsync'd). Then it goes
+straight on with what was queued meanwhile: no round trip through the event loop
+between two groups. Throughput grows with load while
 every durable acknowledgement still follows its fsync (PERF_NOTES: group commit of
 1 000 events ≈ 1 M events/s here, aiofiles' per-call thread hop ≈ 10 k/s — hence one
 thread for the whole group).
@@ -161,9 +163,10 @@ class AsyncEventLog:
         appended before it) is fsync'd and the published head has moved past it.
 
         With ``durable=False`` it returns once the batch is written, without waiting
-        for an fsync: the records are readable through this log (:attr:`head_gseq`)
-        but not yet by other processes, and a crash can take them back (never anything
-        before the last sync). :meth:`sync` makes them durable; so do a later durable
+        for an fsync (unless the batch shares its group commit with a durable append:
+        then it returns with that one, after the fsync): the records are readable
+        through this log (:attr:`head_gseq`) but not yet by other processes, and a
+        crash can take them back (never anything before the last sync). :meth:`sync` makes them durable; so do a later durable
         append and :meth:`close`. The semantics are :meth:`EventLog.append`'s with
         ``durable=False``, for namespaces that can be regenerated.
 
@@ -319,17 +322,17 @@ class AsyncEventLog:
                     _post(loop, self._fail, items, exc)
                     self._drain(exc, carry)
                     return
-                durable = [it for it in items if it.durable]
-                if len(durable) < len(items):
-                    _post(loop, self._resolve, items, results, False, log.head_gseq)
-                if durable:
+                if any(it.durable for it in items):
+                    # Every append of the group is answered after the fsync: the head
+                    # acknowledged to a deferred one would cover the durable records
+                    # written with it (head_gseq is a position: all before it).
                     try:
                         log.sync()
                     except LogError as exc:
-                        _post(loop, self._fail, durable, exc)
+                        _post(loop, self._fail, items, exc)
                         self._drain(exc, carry)
                         return
-                    _post(loop, self._resolve, items, results, True, log.head_gseq)
+                _post(loop, self._resolve, items, results, log.head_gseq)
         finally:
             try:
                 log.close()
@@ -354,19 +357,16 @@ class AsyncEventLog:
 
     # ------------------------------------------------- event loop (resolutions)
 
-    def _resolve(
-        self, items: list[_Append], results: list[AppendResult], durable: bool, head: int
-    ) -> None:
-        """Answer the appends of a group that are ``durable`` (or deferred); ``head`` is
-        the log's head gseq once they were written (and, durable, fsync'd)."""
+    def _resolve(self, items: list[_Append], results: list[AppendResult], head: int) -> None:
+        """Answer the appends of a group; ``head`` is the log's head gseq once they were
+        written (and, when the group holds a durable one, fsync'd)."""
         self._acked = max(self._acked, head)
         i = 0
         for item in items:
             n = len(item.envelopes)
-            if item.durable == durable:
-                if not item.future.done():
-                    item.future.set_result(results[i : i + n])
-                self._room.release()
+            if not item.future.done():
+                item.future.set_result(results[i : i + n])
+            self._room.release()
             i += n
         self._wake()
 
