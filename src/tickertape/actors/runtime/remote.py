@@ -740,16 +740,23 @@ class RemoteHost:
         await asyncio.Event().wait()
 
     async def _consume(self, sub: RemoteSubscription) -> None:
+        # A frame at a time: timers due by the machine's clock fire before the frame,
+        # its outputs are published together after it, and the snapshot policy is
+        # checked once per frame (catch-up frames hold up to a few thousand events;
+        # live ones are small). Time is live here, so a timer falling due while a
+        # frame is handled fires after it, as it would after any handler that ran long.
         hosted, ctx, timers, clock = self.hosted, self.hosted.ctx, self.hosted.timers, self.time
-        async for item in sub:
-            if not isinstance(item, Record):
-                continue
-            clock.observe(item.ts_event)
+        async for batch in sub.batches():
+            if not batch or not isinstance(batch[0], Record):
+                continue  # ephemeral envelopes come in frames of their own
+            records = batch
+            clock.observe(max(r.ts_event for r in records))
             due = timers.next_due()
-            if due is not None and due <= clock.now_ns():
-                hosted.fire_timers(clock.now_ns())
-            hosted.deliver_one(item)
-            self.position = item.gseq
+            now = clock.now_ns()
+            if due is not None and due <= now:
+                hosted.fire_timers(now)
+            hosted.deliver(records)
+            self.position = records[-1].gseq
             if ctx.outputs:
                 await self._flush()
             if timers.next_due() != due:
