@@ -29,9 +29,11 @@ import msgspec
 from tickertape.schemas.envelope import Market, Record
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     """A stored event as an actor sees it: the record and its decoded payload.
+
+    One is made per event and actor handed it (a Struct: 60 ns to make, against
+    350 ns for the frozen dataclass it was).
 
     Attributes:
         record: the stored record (offset, gseq, ts_event, raw payload...).
