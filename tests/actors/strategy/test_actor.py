@@ -106,3 +106,40 @@ def test_snapshot_round_trip() -> None:
     other.restore(data)
     assert other.state.positions == {"crypto:ABC": 3.0}
     assert other.state.intent_seq == 7
+
+
+class IndicatorRecorder(Strategy):
+    """Records every on_indicator call and what ctx.indicator answers during it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[Market, str, str, dict[str, float], dict[str, float] | None]] = []
+
+    def on_indicator(
+        self, market: Market, name: str, symbol: str, values: dict[str, float], ctx: StrategyContext
+    ) -> None:
+        self.calls.append((market, name, symbol, values, ctx.indicator(name, market, symbol)))
+
+
+@pytest.mark.parametrize("publish", ["per_indicator", "per_bar"])
+def test_indicators_reach_the_strategy_alike_per_indicator_or_per_bar(publish: str) -> None:
+    """A series published per bar (one indicator.bar event) makes the same on_indicator
+    calls, in the same order, with the same ctx.indicator views, as the ten
+    indicator.value events of the default mode (per_bar used to reach no strategy)."""
+    from tests.actors.orders.harness import load_6e_bars
+    from tickertape.actors.indicators.actor import IndicatorActor, IndicatorsConfig, SeriesConfig
+
+    inputs = bar_records(load_6e_bars()[:200], "us", "6EH4")
+
+    def calls(mode: str) -> list[tuple[Market, str, str, dict[str, float], object]]:
+        recorder = IndicatorRecorder()
+        config = StrategyConfig(strategy_id="rec", subscriptions=["indicator.>"])
+        indicators = IndicatorActor(IndicatorsConfig(series=[SeriesConfig(publish=mode)]))
+        run_chain(inputs, [indicators, StrategyActor(config, strategy=recorder)])
+        return recorder.calls  # type: ignore[return-value]
+
+    expected = calls("per_indicator")
+    assert len(expected) > 1000
+    assert {c[1] for c in expected} >= {"sma_20", "rsi_14", "macd_12_26_9", "dmi_14"}
+    assert all(c[3] == c[4] for c in expected)
+    assert calls(publish) == expected

@@ -277,7 +277,8 @@ class Strategy:
     def on_indicator(
         self, market: Market, name: str, symbol: str, values: dict[str, float], ctx: StrategyContext
     ) -> None:
-        """An indicator value arrived (``indicator.*``); also readable via ``ctx.indicator``."""
+        """An indicator value arrived (``indicator.{name}.v1.*``, or one call per value of
+        an ``indicator.bar.v1.*`` event, in its order); also readable via ``ctx.indicator``."""
 
     def on_fill(self, order: OrderEvent, ctx: StrategyContext) -> None:
         """One of this strategy's orders (partially) filled; ``order.fill`` has the fill."""
@@ -432,6 +433,14 @@ class StrategyActor(Actor):
             self.strategy.on_indicator(
                 market, payload.name, payload.symbol, values, StrategyContext(self, ctx, event)
             )
+        elif event.type == "indicator.bar" and market is not None:
+            # A series published per bar: the same calls, in the same order, as its
+            # indicator.value events would have made.
+            sctx = StrategyContext(self, ctx, event)
+            for name, by_name in payload.values.items():
+                values = dict(by_name)
+                self.state.indicators[f"{name}:{market}:{payload.symbol}"] = values
+                self.strategy.on_indicator(market, name, payload.symbol, values, sctx)
 
     def snapshot(self) -> msgspec.Struct:
         self.state.intent_times = list(self._recent)
