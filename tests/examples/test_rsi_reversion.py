@@ -56,8 +56,9 @@ def test_example_configs_load(name: str) -> None:
 
 
 def test_example_risk_limits_validate() -> None:
-    """examples/risk.toml is a valid limits file: contract limits for us (6E, no cash check:
-    margin is not modelled), cash checks for the cash markets."""
+    """examples/risk.toml is a valid limits file: contract limits for us (6E, whose cash
+    check is a margin check: examples/actors/risk.toml gives its initial margin), cash
+    checks for the cash markets."""
     limits = parse_limits((REPO / "examples" / "risk.toml").read_text())
     assert limits.strategies["sma"].max_position == 5.0
     assert limits.strategies["rsi"].max_position == 2.0
@@ -65,7 +66,9 @@ def test_example_risk_limits_validate() -> None:
     assert raw["markets"]["crypto"]["check_cash"]
     assert raw["markets"]["kr"]["check_cash"]
     assert "check_cash" not in raw["global"]
-    assert "check_cash" not in raw["markets"]["us"]
+    assert raw["markets"]["us"]["check_cash"]
+    instruments = tomllib.loads((REPO / "examples" / "actors" / "risk.toml").read_text())
+    assert instruments["instruments"]["us"]["6E"]["initial_margin"] > 0
     # An SMA flip (2 contracts of 125,000 EUR near 1.10 USD) fits the us order limit.
     assert limits.markets["us"].max_order_notional >= 2 * 1.12 * 125_000  # type: ignore[operator]
 

@@ -114,7 +114,7 @@ DEMO_ACTORS = (
     f"strategy@{REPO / 'examples' / 'strategies' / 'rsi_reversion.toml'}",
     f"risk@{REPO / 'examples' / 'actors' / 'risk.toml'}",
     f"orders@{REPO / 'examples' / 'actors' / 'orders.toml'}",
-    "pnl",
+    f"pnl@{REPO / 'examples' / 'actors' / 'pnl.toml'}",
 )
 
 
