@@ -5,8 +5,12 @@ Prints a table of medians over ``--runs`` runs of:
 - durable throughput delivered to 1 and to 4 subscribers (~300-byte events, batches
   of 1 000, up to 8 batches in flight);
 - publish-to-deliver latency p50/p99 at a steady 10 k events/s (``ts_init`` stamped
-  by the publisher just before sending, read by the subscriber on receipt; same
-  machine, same clock);
+  by the publisher, read by the subscriber on receipt; same machine, same clock), in
+  two shapes: each event created at its own time (event i at i/10 000 s, stamped
+  then) and sent as it comes, the events created while the publisher slept going out
+  together without waiting for earlier acknowledgements, as a feed publishes; and
+  bursts of 100 events every 10 ms, all stamped when the burst is made, where each
+  event also waits for the 99 others at every stage;
 - the CPU time each process spent per delivered event (router, publisher, one
   subscriber), in µs: on a shared machine this is steadier than the rates, and
   2 cores / the sum bounds the rate;
@@ -61,8 +65,35 @@ def make(i, now):
         correlation_id=f"corr-{i:012d}",
         payload=msgspec.Raw(PAYLOAD % (42000.5 + (i % 100) * 0.5, b"buy" if i % 2 else b"sell", i)))
 
+async def as_they_come(c, n, rate):
+    # Event i is created at started + (i - 1) / rate and stamped with that time; each
+    # wake-up sends the events created since the last one as one batch, without
+    # waiting for the previous batches' acknowledgements (up to 64 in flight).
+    started = time.perf_counter()
+    wall = time.time_ns() - int(started * 1e9)
+    tasks = []
+    sent = 0
+    while sent < n:
+        due = min(n, int((time.perf_counter() - started) * rate) + 1)
+        if due > sent:
+            events = [make(i, wall + int((started + (i - 1) / rate) * 1e9))
+                      for i in range(sent + 1, due + 1)]
+            sent = due
+            tasks.append(asyncio.ensure_future(c.publish(events)))
+            if len(tasks) >= 64:
+                await tasks.pop(0)
+        await asyncio.sleep(max(0.0, started + sent / rate - time.perf_counter()))
+    for t in tasks:
+        await t
+    return time.perf_counter() - started
+
 async def main(url, n, rate, batch):
-    async with Client(url, "bench", outbox_events=8 * batch) as c:
+    async with Client(url, "bench", outbox_events=max(8 * batch, 100_000)) as c:
+        if batch == 0:
+            elapsed = await as_they_come(c, n, rate)
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            print(json.dumps({"published_s": elapsed, "cpu_s": ru.ru_utime + ru.ru_stime}), flush=True)
+            return
         started = time.perf_counter()
         tasks = []
         for s in range(1, n + 1, batch):
@@ -321,9 +352,13 @@ def main() -> None:
     if "latency" in only:
         fsync_p50, fsync_p99 = _fsync_ms()
         steady = [
+            run(args.latency_events, 1, 10_000, batch=0, per_event=pe) for _ in range(args.runs)
+        ]
+        row("1 subscriber, 10 k events/s, each sent as it comes", steady, True, False)
+        bursts = [
             run(args.latency_events, 1, 10_000, batch=100, per_event=pe) for _ in range(args.runs)
         ]
-        row("1 subscriber, 10 k events/s", steady, True, False)
+        row("1 subscriber, 10 k events/s, bursts of 100", bursts, True, False)
     if "memory" in only:
         mem = [
             run(args.events, args.subscribers, 0, per_event=pe)
