@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import EventLog, LogReader
-from tickertape.eventlog.reader import merge_by_time
+from tickertape.eventlog import reader as reader_module
+from tickertape.eventlog.reader import merge_by_gseq, merge_by_time
 from tickertape.schemas.envelope import Record
 
-from .envelopes import T0, TRADE_TOPIC, envelope, envelopes, topic_dir
+from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelopes, topic_dir
 from .test_reader import seal_as_is
 
 COUNT = 3000  # ~1.1 MB of lines: many blocks of the reader
@@ -169,26 +170,64 @@ def _record(gseq: int, ts_event: int, topic: str) -> Record:
     )
 
 
-@settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.lists(st.tuples(st.integers(0, 40), st.integers(1, 5000)), max_size=600),
-        max_size=5,
-    )
-)
-def test_merge_by_time_equals_sorted_by_time_then_gseq(
-    streams: list[list[tuple[int, int]]],
-) -> None:
-    """merge_by_time of streams each in (ts_event, gseq) order, with times shared across
-    streams, equals all their records sorted by (ts_event, gseq)."""
+def _streams(draws: list[list[tuple[int, int]]]) -> list[list[Record]]:
+    """Per-topic record lists from drawn (ts_event, gseq) pairs: gseqs unique across
+    topics, each topic's gseqs increasing and its times non-decreasing."""
     seen: set[int] = set()
-    inputs = []
-    for i, stream in enumerate(streams):
-        unique = sorted((ts, g) for ts, g in stream if g not in seen and not seen.add(g))
-        # each stream: ts_event non-decreasing, gseq increasing
-        gseqs = sorted(g for _ts, g in unique)
-        times = sorted(ts for ts, _g in unique)
-        inputs.append([_record(g, t, f"t.{i}") for t, g in zip(times, gseqs, strict=True)])
-    merged = list(merge_by_time([iter(x) for x in inputs]))
-    want = sorted((r for x in inputs for r in x), key=lambda r: (r.ts_event, r.gseq))
-    assert [(r.ts_event, r.gseq) for r in merged] == [(r.ts_event, r.gseq) for r in want]
+    streams = []
+    for i, draw in enumerate(draws):
+        gseqs = sorted({g for _t, g in draw} - seen)
+        seen.update(gseqs)
+        times = sorted(t for t, _g in draw)[: len(gseqs)]
+        streams.append([_record(g, t, f"t.{i}") for t, g in zip(times, gseqs, strict=True)])
+    return streams
+
+
+STREAMS = st.lists(
+    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 3000)), max_size=300), max_size=6
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(draws=STREAMS, batch=st.integers(1, 9))
+def test_merges_equal_a_sort_whatever_the_batches(
+    draws: list[list[tuple[int, int]]], batch: int
+) -> None:
+    """merge_by_gseq and merge_by_time equal their inputs sorted by gseq and by
+    (ts_event, gseq), with the streams read in batches of any size (rounds that empty
+    one batch while others give part of theirs, runs of one topic, interleaved topics)."""
+    streams = _streams(draws)
+    records = [r for stream in streams for r in stream]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader_module, "_MERGE_BATCH", batch)
+        by_gseq = list(merge_by_gseq([iter(x) for x in streams]))
+        by_time = list(merge_by_time([iter(x) for x in streams]))
+    assert [r.gseq for r in by_gseq] == sorted(r.gseq for r in records)
+    assert [(r.ts_event, r.gseq) for r in by_time] == sorted((r.ts_event, r.gseq) for r in records)
+
+
+def test_merged_reads_in_one_line_blocks_equal_the_default(tmp_path: Path) -> None:
+    """Merged reads (by gseq, from a time, in time order) give the same records when every
+    topic decodes one line at a time (the smallest blocks) as with the default blocks."""
+    data_dir = tmp_path / "data"
+    topics = ("md.trade.crypto.A", "md.trade.crypto.A", "md.trade.crypto.B", TRADE_TOPIC)
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(2000, topics=topics, step_ns=NS_PER_DAY // 700))
+        lg.append(envelopes(300, start_seq=2001, start_ns=T0 + 3 * NS_PER_DAY))  # a run
+
+    def reads(reader: LogReader) -> list[list[tuple[str, int, int]]]:
+        return [
+            [(r.topic, r.offset, r.gseq) for r in records]
+            for records in (
+                reader.read(),
+                reader.read(["md.trade.crypto.A", TRADE_TOPIC], 700, 2100),
+                reader.read_from_time(None, T0 + NS_PER_DAY),
+                reader.read_in_time_order(None, T0 + NS_PER_DAY // 3, T0 + 3 * NS_PER_DAY + 9),
+            )
+        ]
+
+    default = reads(LogReader(data_dir))
+    assert [g for _t, _o, g in default[0]] == list(range(1, 2301))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reader_module, "MERGE_DECODE_BYTES", 1)
+        assert reads(LogReader(data_dir)) == default

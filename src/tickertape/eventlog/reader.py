@@ -13,6 +13,7 @@ Ranges: ``to_offset`` and ``to_gseq`` are inclusive; ``to_ns`` is exclusive (a
 
 from __future__ import annotations
 
+import heapq
 import os
 import struct
 import time
@@ -54,7 +55,12 @@ MERGE_BUFFER_BYTES = 16 << 20
 
 _MAX_BUFFER = 1 << 17
 _MIN_BUFFER = 1 << 14
-_FIRST_BLOCK = 1 << 13  # bytes of lines decoded first in a day file (then 4×, up to the buffer)
+MERGE_DECODE_BYTES = 4 << 20
+"""Lines a merged read decodes ahead, shared by its topics (each decodes blocks of
+1 byte to 128 KiB: at least one line, whole lines); decoded, they take about 2.3
+times their size in memory."""
+
+_FIRST_BLOCK = 1 << 13  # bytes of lines decoded first in a day file (then 4×, up to the block)
 _CRC_TAG = b',"crc":'
 
 
@@ -235,9 +241,11 @@ class LogReader:
         bounds: _Bounds,
         pool: FilePool | None = None,
         buffer_size: int = _MAX_BUFFER,
+        block_size: int = _MAX_BUFFER,
     ) -> Iterator[list[Record]]:
         """Records of one day file from an index entry, within ``bounds``, in batches
-        (non-empty lists in offset order). The hot path of every read.
+        (non-empty lists in offset order, from blocks of lines of about ``block_size``
+        bytes; read ahead ``buffer_size`` bytes). The hot path of every read.
 
         Every record is checked: it parses, its CRC matches, its offset follows the
         previous one. Offsets, gseqs and times only grow within a topic, so once a
@@ -267,12 +275,12 @@ class LogReader:
         crc32 = crc32c.crc32c
         tag = _CRC_TAG
         ten_digits = 1_000_000_000
-        hint = min(_FIRST_BLOCK, buffer_size)  # a read that wants a few records decodes few
+        hint = min(_FIRST_BLOCK, block_size)  # a read that wants a few records decodes few
         try:
             with open_lines(seg, file_pos, pool=pool, buffer_size=buffer_size) as f:
                 readlines = f.readlines
                 while lines := readlines(hint):
-                    hint = min(hint * 4, buffer_size)
+                    hint = min(hint * 4, block_size)
                     batch: list[Record] | None = None
                     try:
                         records = list(map(decode, lines))
@@ -438,9 +446,10 @@ class LogReader:
         bounds: _Bounds,
         pool: FilePool | None = None,
         buffer_size: int = _MAX_BUFFER,
+        block_size: int = _MAX_BUFFER,
     ) -> Iterator[list[Record]]:
         """Records of ``topic`` within ``bounds``, starting near the first whose key ≥ value,
-        in batches (non-empty lists in offset order)."""
+        in batches (non-empty lists in offset order; see :meth:`_segment_batches`)."""
         started = False
         done_days: set[int] = set()
         # A record's day file is the UTC day of its ts_event (DESIGN §5): days outside
@@ -472,9 +481,13 @@ class LogReader:
                             i = bisect_right(keys, value) - 1
                         entry = idx.entries[max(i, 0)] if idx.entries else None
                         started = True
-                        yield from self._segment_batches(seg, entry, bounds, pool, buffer_size)
+                        yield from self._segment_batches(
+                            seg, entry, bounds, pool, buffer_size, block_size
+                        )
                     else:
-                        yield from self._segment_batches(seg, None, bounds, pool, buffer_size)
+                        yield from self._segment_batches(
+                            seg, None, bounds, pool, buffer_size, block_size
+                        )
                 except FileNotFoundError:
                     # Sealed (or deleted) since it was listed, maybe after some of its
                     # records were yielded (a pooled file is closed between reads): list
@@ -521,14 +534,18 @@ class LogReader:
         make_bounds: Callable[[], _Bounds],
     ) -> list[Iterator[list[Record]]]:
         """One iterator of batches per matching topic; together they keep at most
-        :data:`MERGE_OPEN_FILES` files open and about :data:`MERGE_BUFFER_BYTES` buffered."""
+        :data:`MERGE_OPEN_FILES` files open, about :data:`MERGE_BUFFER_BYTES` buffered and
+        about :data:`MERGE_DECODE_BYTES` of lines decoded ahead."""
         topics = self.topics(patterns)
         if len(topics) <= 1:
             return [self._topic_batches(t, key, summary_last, value, make_bounds()) for t in topics]
         pool = FilePool(MERGE_OPEN_FILES)
         buffer_size = max(_MIN_BUFFER, min(_MAX_BUFFER, MERGE_BUFFER_BYTES // len(topics)))
+        block_size = max(1, min(_MAX_BUFFER, MERGE_DECODE_BYTES // len(topics)))
         return [
-            self._topic_batches(t, key, summary_last, value, make_bounds(), pool, buffer_size)
+            self._topic_batches(
+                t, key, summary_last, value, make_bounds(), pool, buffer_size, block_size
+            )
             for t in topics
         ]
 
@@ -755,44 +772,61 @@ def _merge_batches(
     """Merge streams of batches, each stream in ``key`` order (keys unique across all),
     into batches in ``key`` order.
 
-    Each round takes, from every stream's current batch, the records up to the
-    smallest last key among those batches (no later record of any stream can come
-    before them) and sorts them in C (``sort`` sorts a list in place by ``key``): a
-    run of one topic's records is already in order for the sort, and records of
-    interleaved topics cost a sort rather than a heap operation each in Python. A round
-    empties at least one batch; the streams whose batch it emptied are read on only
-    once the round is out, so an error of a stream comes right after its last record,
-    as from a merge that takes one record at a time.
+    Each round ends at the smallest last key among the streams' current batches (no
+    later record of any stream can come before it): that batch is emptied, and every
+    other stream whose next record comes before it gives its records up to it. The
+    round's records are sorted in C (``sort`` sorts a list in place by ``key``): records
+    of interleaved topics cost a sort rather than a heap operation each in Python, and
+    a run of one topic costs nothing. Two heaps (streams by next key, and by last key
+    of their batch) find the round's end and its streams, so a round costs
+    O(streams in it × log streams): a merge of thousands of topics each holding one
+    record of the round costs about what a heap of records would. The emptied stream
+    is read on only once the round is out, so an error of a stream comes right after
+    its last record, as from a merge that takes one record at a time.
     """
-    live: list[tuple[list[Record], int, Iterator[list[Record]]]] = []
-    for it in sources:
+    streams = list(sources)
+    current: list[tuple[list[Record], int]] = []  # each stream's batch and position in it
+    by_next: list[tuple[Any, int]] = []
+    by_last: list[tuple[Any, int]] = []
+    for i, it in enumerate(streams):
         batch = next(it, None)
+        current.append((batch or [], 0))
         if batch:
-            live.append((batch, 0, it))
-    while len(live) > 1:
-        bound = min(key(batch[-1]) for batch, _pos, _it in live)
+            by_next.append((key(batch[0]), i))
+            by_last.append((key(batch[-1]), i))
+    heapq.heapify(by_next)
+    heapq.heapify(by_last)
+    pop, push = heapq.heappop, heapq.heappush
+    while len(by_last) > 1:
+        bound, emptied = by_last[0]
         out: list[Record] = []
-        following: list[tuple[list[Record], int, Iterator[list[Record]]]] = []
-        emptied: list[Iterator[list[Record]]] = []
-        for batch, pos, it in live:
-            if key(batch[-1]) <= bound:
+        taken = 0
+        while by_next and by_next[0][0] <= bound:
+            i = pop(by_next)[1]
+            batch, pos = current[i]
+            taken += 1
+            if i == emptied:
                 out += batch[pos:] if pos else batch
-                emptied.append(it)
                 continue
             end = bisect_right(batch, bound, pos, key=key)
-            if end > pos:
-                out += batch[pos:end]
-            following.append((batch, end, it))
-        sort(out)
+            out += batch[pos:end]
+            current[i] = (batch, end)
+            push(by_next, (key(batch[end]), i))
+        if taken > 1:
+            sort(out)
         yield out
-        for it in emptied:
-            batch = next(it, None)
-            if batch:
-                following.append((batch, 0, it))
-        live = following
-    for batch, pos, it in live:
+        batch = next(streams[emptied], None)
+        if batch:
+            current[emptied] = (batch, 0)
+            push(by_next, (key(batch[0]), emptied))
+            heapq.heapreplace(by_last, (key(batch[-1]), emptied))
+        else:
+            current[emptied] = ([], 0)
+            pop(by_last)
+    for _last, i in by_last:
+        batch, pos = current[i]
         yield batch[pos:] if pos else batch
-        yield from it
+        yield from streams[i]
 
 
 @dataclass(slots=True)
