@@ -721,7 +721,7 @@ def merge_by_gseq(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
     """Merge per-topic record iterators (each in gseq order, gseqs unique) into one
     gseq-ordered stream.
 
-    Each iterator is read up to :data:`_MERGE_BATCH` records ahead of what was yielded.
+    Each iterator is read up to 256 records ahead of what was yielded.
     """
     if len(iterators) == 1:
         return iter(iterators[0])
@@ -738,7 +738,7 @@ def merge_by_time(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
     )
 
 
-_MERGE_BATCH = 256
+_MERGE_BATCH = 256  # records read ahead per iterator by merge_by_gseq and merge_by_time
 
 _record_offset = attrgetter("offset")
 _record_gseq = attrgetter("gseq")
