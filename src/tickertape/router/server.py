@@ -5,11 +5,14 @@ Flow of a published batch: a connection's reader decodes the frame
 the batch on its namespace's *appender*. The appender is one task per namespace: it
 takes every queued batch at once, appends them to the log as one call (group commit
 across connections), stamps the records with the offsets and gseqs the log assigned,
-fans them out to live subscriptions in gseq order, and only then resolves the
+fans them out to live subscriptions in gseq order, and only then answers the
 publishers' ``puback``. A subscriber therefore never sees an event the log has not
-made durable, and the fan-out order is the gseq order.
+made durable, and the fan-out order is the gseq order. The appender writes the
+frames itself (one write per connection and batch), with no task per batch.
 
-Each connection has one bounded send queue drained by one writer task. The live
+Each connection has one bounded send queue, written to its socket as frames are
+queued and, while the client reads too slowly for the socket to take them, by the
+connection's writer task once it has room. The live
 fan-out never waits on it: when it is full, the subscription is switched to reading
 the log by position (:mod:`tickertape.router.subscriptions`), and rejoins the live
 feed once its cursor reaches the head. A gap in the fanned-out gseqs (an append
@@ -25,7 +28,8 @@ import itertools
 import secrets
 import ssl
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,7 @@ import msgspec
 import structlog
 import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.protocol import State
 
 from tickertape.errors import AuthError, DiskFullError, RouterError
 from tickertape.eventlog.writer import AppendResult
@@ -154,11 +159,20 @@ class _TokenBucket:
 
 @dataclass(slots=True)
 class _Job:
+    """A batch for the namespace's appender.
+
+    ``pub`` and ``ephemeral`` jobs are answered by the appender itself, on ``conn``
+    (a ``puback`` for ``ref`` when ``answer``); a ``commit`` job's caller awaits
+    ``future``.
+    """
+
     kind: str  # "pub" | "ephemeral" | "commit"
     envelopes: list[Envelope]
-    future: asyncio.Future[list[AppendResult]]
-    ts_log: int | None = None
     conn: _Connection | None = None
+    ref: Ref | None = None
+    answer: bool = True
+    future: asyncio.Future[list[AppendResult]] | None = None
+    ts_log: int | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -198,8 +212,7 @@ class _Namespace:
             job = await self.queue.get()
             if job.kind == "ephemeral":
                 self.router.fan_out_ephemeral(self, job.envelopes)
-                if not job.future.done():
-                    job.future.set_result([])
+                self.router.answer_ephemeral(job)
                 continue
             jobs = [job]
             if job.kind == "pub":
@@ -213,13 +226,19 @@ class _Namespace:
             await self._append(jobs)
 
     async def _append(self, jobs: list[_Job]) -> None:
+        """Append the jobs as one batch, fan the records out, then answer every job.
+
+        The publishers' ``puback`` frames are written to their connections here, after
+        the fan-out, one write per connection (no task per batch); a failure is
+        answered by :meth:`Router.job_failed`.
+        """
+        router = self.router
         dropped = [j for j in jobs if j.conn is not None and j.conn.failed]
         if dropped:
             # The publisher had an append fail: nothing after it may be stored before
             # it resends in order (the log treats lower source_seqs as duplicates).
             for j in dropped:
-                if not j.future.done():
-                    j.future.set_exception(LogUnavailableError("an earlier batch failed"))
+                router.job_failed(j, LogUnavailableError("an earlier batch failed"))
             jobs = [j for j in jobs if j not in dropped]
             if not jobs:
                 return
@@ -227,14 +246,13 @@ class _Namespace:
         ts_log = jobs[0].ts_log if jobs[0].ts_log is not None else time.time_ns()
         started = time.perf_counter_ns()
         try:
-            results = await self.router.backend.append(self.name, envelopes, ts_log)
+            results = await router.backend.append(self.name, envelopes, ts_log)
         except (LogUnavailableError, DiskFullError, RouterError) as exc:
             for j in jobs:
                 if j.conn is not None:
                     j.conn.failed = True
-                if not j.future.done():
-                    j.future.set_exception(exc)
-            self.router.log_failed(self)
+                router.job_failed(j, exc)
+            router.log_failed(self)
             return
         elapsed = time.perf_counter_ns() - started
         if len(self.append_latency_ns) >= 4096:
@@ -247,13 +265,40 @@ class _Namespace:
         ]
         records.sort(key=lambda r: r.gseq)
         self.appended += len(records)
-        self.router.fan_out(self, records)
+        router.fan_out(self, records)
         pos = 0
+        answered: dict[int, _Connection] = {}
         for j in jobs:
             n = len(j.envelopes)
-            if not j.future.done():
-                j.future.set_result(results[pos : pos + n])
+            part = results[pos : pos + n]
             pos += n
+            if j.future is not None:
+                if not j.future.done():
+                    j.future.set_result(part)
+            elif j.conn is not None:
+                j.conn.inflight.release()
+                if j.ref is not None and not j.conn.closed:
+                    j.conn.push(encode_puback(j.ref, _ack_items(part)))
+                    answered[j.conn.id] = j.conn
+        for conn in answered.values():
+            conn.flush()
+
+
+def _ack_items(results: Sequence[AppendResult]) -> list[AckItem | StoredAck]:
+    """The ``puback`` results of a logged batch (stored, duplicate or refused per event)."""
+    return [
+        StoredAck(r.id, r.offset, r.gseq)
+        if r.error is None and not r.duplicate and r.offset is not None and r.gseq is not None
+        else AckItem(
+            id=r.id,
+            offset=r.offset,
+            gseq=r.gseq,
+            duplicate=r.duplicate,
+            error=r.error,
+            message=r.message,
+        )
+        for r in results
+    ]
 
 
 _Outgoing = bytes | tuple[bytes, bytes]
@@ -267,7 +312,24 @@ def _size(frame: _Outgoing) -> int:
 
 
 class _Connection:
-    """One client connection: identity, grant, send queue, subscriptions."""
+    """One client connection: identity, grant, send queue, subscriptions.
+
+    Outgoing frames wait in ``out`` (bounded by ``send_queue_frames`` and, with what
+    the transport still buffers, ``send_queue_bytes``) until :meth:`flush` hands them
+    to the socket: all of them in one write when the transport takes data (below its
+    high-water mark), so the frames one appended batch produces for a connection (its
+    ``events`` frames, its ``puback``) cost one system call, and no task switch.
+    When the transport is paused (the client reads slower than we write), the frames
+    stay queued and the connection's writer task hands them over once it has
+    drained; meanwhile the live fan-out finds the queue full and switches the
+    connection's subscriptions to the log.
+
+    This writes through the websockets connection's sans-I/O ``protocol`` (which
+    builds the frames, applying any extension) and its ``transport``, and waits on
+    its flow control (``paused``, ``drain()``): attributes of websockets' asyncio
+    ``Connection`` that ``send()`` itself uses. ``send()`` makes one write and one
+    pass through its async context manager per frame.
+    """
 
     def __init__(self, router: Router, ws: ServerConnection, session: str) -> None:
         self.router = router
@@ -278,43 +340,67 @@ class _Connection:
         self.grant: Grant | None = None
         limits = router.config.limits
         self.limits = limits
-        self.send_queue: asyncio.Queue[_Outgoing] = asyncio.Queue(maxsize=limits.send_queue_frames)
+        self.out: deque[_Outgoing] = deque()
+        self.queued_bytes = 0
         self.subs: dict[Ref, tuple[_Namespace, Subscription]] = {}
         self.fetches: dict[Ref, asyncio.Task[None]] = {}
         self.catchups: dict[Ref, asyncio.Task[None]] = {}
-        self.acks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
         self.inflight = asyncio.Semaphore(limits.max_inflight_pubs)
         self.frames = _TokenBucket(limits.max_frames_per_s)
         self.events = _TokenBucket(limits.max_events_per_s)
         self.counters = _Counters()
         self.closed = False
         self.failed = False
-        self.queued_bytes = 0
         self.room = asyncio.Event()
+        self._stalled = asyncio.Event()
 
     async def send(self, frame: ServerFrame) -> None:
         await self.put(encode_frame(frame))
 
+    def spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` as a task of this connection (cancelled when it closes)."""
+        task = asyncio.create_task(work, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _has_room(self, size: int) -> bool:
+        if len(self.out) >= self.limits.send_queue_frames:
+            return False
+        held = self.queued_bytes + self.ws.transport.get_write_buffer_size()
+        return not held or held + size <= self.limits.send_queue_bytes
+
+    def push(self, frame: _Outgoing) -> None:
+        """Queue a frame whatever the queue holds; the caller :meth:`flush` es.
+
+        For the answers to requests this connection made (``puback``): they are
+        bounded by ``max_inflight_pubs``, and the reader waits for room before
+        taking another ``pub`` (:meth:`wait_room`).
+        """
+        self.out.append(frame)
+        self.queued_bytes += _size(frame)
+
     def try_put(self, frame: _Outgoing) -> bool:
-        """Queue a fan-out frame without waiting; False when the queue is full."""
-        size = _size(frame)
-        if self.queued_bytes + size > self.limits.send_queue_bytes and self.queued_bytes:
+        """Queue a fan-out frame without waiting; False when the queue is full.
+
+        The caller :meth:`flush` es once it queued everything of its batch.
+        """
+        if not self._has_room(_size(frame)):
             return False
-        try:
-            self.send_queue.put_nowait(frame)
-        except asyncio.QueueFull:
-            return False
-        self.queued_bytes += size
+        self.push(frame)
         return True
 
-    async def put(self, frame: _Outgoing) -> None:
-        """Queue a frame, waiting for room (frames and bytes)."""
-        size = _size(frame)
-        while self.queued_bytes and self.queued_bytes + size > self.limits.send_queue_bytes:
+    async def wait_room(self, size: int = 0) -> None:
+        """Wait until the queue has room for ``size`` more bytes and one more frame."""
+        while not self._has_room(size) and not self.closed:
             self.room.clear()
             await self.room.wait()
-        await self.send_queue.put(frame)
-        self.queued_bytes += size
+
+    async def put(self, frame: _Outgoing) -> None:
+        """Queue a frame, waiting for room (frames and bytes), and send it."""
+        await self.wait_room(_size(frame))
+        self.push(frame)
+        self.flush()
 
     async def send_error(self, code: Code | str, message: str, ref: Ref | None) -> None:
         self.counters.errors += 1
@@ -329,20 +415,49 @@ class _Connection:
         )
         await self.send(error_frame(code, message, ref))
 
+    def flush(self) -> None:
+        """Hand every queued frame to the socket now, unless the transport is paused
+        (then the writer task does once it drained). Frames queued on a closing
+        connection are dropped: its subscriptions end with it."""
+        if not self.out or self._stalled.is_set():
+            return
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
+            self._drop_queued()
+            return
+        if ws.paused:
+            self._stalled.set()
+            return
+        frames = list(self.out)
+        self.out.clear()
+        self.queued_bytes = 0
+        protocol = ws.protocol
+        for frame in frames:
+            protocol.send_text(frame if isinstance(frame, bytes) else events_frame(*frame))
+        # One write for all of them (one system call when the socket takes it all).
+        ws.transport.writelines(protocol.data_to_send())
+        self.counters.frames_out += len(frames)
+        self.room.set()
+
+    def _drop_queued(self) -> None:
+        self.out.clear()
+        self.queued_bytes = 0
+        self.room.set()
+
     async def writer(self) -> None:
+        """Send what :meth:`flush` left queued because the transport was paused."""
         while True:
-            frame = await self.send_queue.get()
-            if isinstance(frame, bytes):
-                await self.ws.send(frame, text=True)
-            else:
-                await self.ws.send(events_frame(*frame), text=True)
-            self.queued_bytes -= _size(frame)
-            self.room.set()
-            self.send_queue.task_done()
-            self.counters.frames_out += 1
+            await self._stalled.wait()
+            with contextlib.suppress(OSError):  # the connection was lost: flush drops
+                await self.ws.drain()
+            self._stalled.clear()
+            self.flush()
 
     async def drained(self) -> None:
-        await self.send_queue.join()
+        """Wait until every queued frame was handed to the socket."""
+        while self.out:
+            self.room.clear()
+            await self.room.wait()
 
     def health(self) -> dict[str, Any]:
         subs = []
@@ -365,8 +480,8 @@ class _Connection:
             "session": self.session,
             "identity": self.identity,
             "peer": _peer(self.ws),
-            "queue_depth": self.send_queue.qsize(),
-            "queue_capacity": self.send_queue.maxsize,
+            "queue_depth": len(self.out),
+            "queue_capacity": self.limits.send_queue_frames,
             "frames_in": c.frames_in,
             "frames_out": c.frames_out,
             "events_in": c.events_in,
@@ -539,7 +654,8 @@ class Router:
         """Deliver freshly appended records to live subscriptions (never waits).
 
         The records' JSON is encoded once per distinct selection and frame
-        (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription.
+        (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription; each
+        connection's frames go to its socket in one write, before this returns.
         """
         if not records:
             return
@@ -548,6 +664,7 @@ class Router:
             self._all_to_log(ns)
         ns.head = max(ns.head, records[-1].gseq)
         batch = LiveBatch(records, self.config.limits.events_per_frame)
+        touched: dict[int, _Connection] = {}
         for conn, sub in list(ns.subs.values()):
             if sub.state is not SubState.LIVE:
                 continue
@@ -567,12 +684,17 @@ class Router:
                     break
                 last_ok = body.last_gseq
                 sent += body.count
+            if sent:
+                touched[conn.id] = conn
             conn.counters.events_out += sent
             self.counters.events_out += sent
+        for conn in touched.values():
+            conn.flush()
 
     def fan_out_ephemeral(self, ns: _Namespace, envelopes: list[Envelope]) -> None:
         """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full."""
         bodies: dict[tuple[int, ...], bytes] = {}
+        touched: dict[int, _Connection] = {}
         for conn, sub in list(ns.subs.values()):
             if sub.state is not SubState.LIVE:
                 continue
@@ -582,9 +704,49 @@ class Router:
             body = bodies.get(picked)
             if body is None:
                 body = bodies[picked] = _RECORD_ENCODER.encode([envelopes[i] for i in picked])
-            if not conn.try_put((events_head(sub.ref, ephemeral=True), body)):
+            if conn.try_put((events_head(sub.ref, ephemeral=True), body)):
+                touched[conn.id] = conn
+            else:
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
+        for conn in touched.values():
+            conn.flush()
+
+    def answer_ephemeral(self, job: _Job) -> None:
+        """Answer an ephemeral ``pub`` once fanned out (when it asked for an answer)."""
+        conn = job.conn
+        if conn is None:
+            return
+        conn.inflight.release()
+        if job.ref is not None and job.answer and not conn.closed:
+            conn.push(encode_puback(job.ref, [AckItem(id=e.id) for e in job.envelopes]))
+            conn.flush()
+
+    def job_failed(self, job: _Job, exc: Exception) -> None:
+        """Answer a job whose append failed: a commit's caller gets ``exc``; a publisher
+        gets an error and its connection is closed (it resends its outbox in order)."""
+        if job.future is not None:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        conn = job.conn
+        if conn is None:
+            return
+        conn.inflight.release()
+        if conn.closed:
+            return
+        code: str = Code.LOG_UNAVAILABLE
+        reason = "event log unavailable; resend"
+        if isinstance(exc, DiskFullError):
+            code, reason = Code.DISK_FULL, "disk full; resend later"
+        elif isinstance(exc, RouterError):
+            code = exc.code
+
+        async def refuse() -> None:
+            await conn.send_error(code, str(exc), job.ref)
+            await self._flush_and_close(conn, 1013, reason)
+
+        conn.spawn(refuse(), f"refuse:{conn.session}:{job.ref}")
 
     def _to_log(self, conn: _Connection, ns: _Namespace, sub: Subscription) -> None:
         if sub.state is not SubState.LIVE or conn.closed:
@@ -683,7 +845,7 @@ class Router:
         self.connections.pop(conn.id, None)
         for ref, (ns, _sub) in list(conn.subs.items()):
             ns.subs.pop((conn.id, ref), None)
-        tasks = [writer, *conn.catchups.values(), *conn.fetches.values(), *conn.acks]
+        tasks = [writer, *conn.catchups.values(), *conn.fetches.values(), *conn.tasks]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -901,58 +1063,16 @@ class Router:
             )
             return
         kind = "ephemeral" if frame.ephemeral else "pub"
+        # Backpressure: the appender answers this batch on the connection's queue
+        # without waiting, so take no more while the client does not read its answers.
+        await conn.wait_room()
         await conn.inflight.acquire()
-        future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        answer = frame.ack or not frame.ephemeral
         try:
-            await ns.queue.put(_Job(kind, list(frame.events), future, conn=conn))
+            await ns.queue.put(_Job(kind, list(frame.events), conn, frame.ref, answer))
         except BaseException:
             conn.inflight.release()
             raise
-        task = asyncio.create_task(
-            self._answer_pub(conn, frame, future), name=f"puback:{conn.session}:{frame.ref}"
-        )
-        conn.acks.add(task)
-        task.add_done_callback(conn.acks.discard)
-
-    async def _answer_pub(
-        self, conn: _Connection, frame: Pub, future: asyncio.Future[list[AppendResult]]
-    ) -> None:
-        try:
-            try:
-                results = await future
-            except LogUnavailableError as exc:
-                await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
-                await self._flush_and_close(conn, 1013, "event log unavailable; resend")
-                return
-            except DiskFullError as exc:
-                await conn.send_error(Code.DISK_FULL, str(exc), frame.ref)
-                await self._flush_and_close(conn, 1013, "disk full; resend later")
-                return
-            items: list[AckItem | StoredAck]
-            if frame.ephemeral:
-                if not frame.ack:
-                    return  # delivered: answered only when refused (Pub.ack)
-                items = [AckItem(id=e.id) for e in frame.events]
-            else:
-                items = [
-                    StoredAck(r.id, r.offset, r.gseq)
-                    if r.error is None
-                    and not r.duplicate
-                    and r.offset is not None
-                    and r.gseq is not None
-                    else AckItem(
-                        id=r.id,
-                        offset=r.offset,
-                        gseq=r.gseq,
-                        duplicate=r.duplicate,
-                        error=r.error,
-                        message=r.message,
-                    )
-                    for r in results
-                ]
-            await conn.put(encode_puback(frame.ref, items))
-        finally:
-            conn.inflight.release()
 
     @staticmethod
     def _check_reading(conn: _Connection, ref: Ref, patterns: Sequence[str], verb: str) -> None:
@@ -1061,7 +1181,7 @@ class Router:
             )
             return
         future: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
-        await ns.queue.put(_Job("commit", envelopes, future, ts_log=frame.ts_log))
+        await ns.queue.put(_Job("commit", envelopes, future=future, ts_log=frame.ts_log))
         try:
             results = await future
         except (LogUnavailableError, DiskFullError):
