@@ -26,6 +26,8 @@ _DECODERS: dict[tuple[str, int], msgspec.json.Decoder[Any]] = {}
 _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
 _KEY_OF: dict[type[msgspec.Struct], tuple[str, int]] = {}
 _ENCODER = msgspec.json.Encoder()
+_encode = _ENCODER.encode
+_Raw = msgspec.Raw
 _DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -124,20 +126,53 @@ def make_envelope(
     Raises:
         SchemaError: ``payload`` is not a registered payload Struct.
     """
-    type_, v = schema_key(payload)
+    return envelope_of(
+        payload,
+        topic,
+        source,
+        source_seq,
+        ts_event,
+        ts_event if ts_init is None else ts_init,
+        market,
+        causation_id,
+        correlation_id,
+    )
+
+
+def envelope_of(
+    payload: msgspec.Struct,
+    topic: str,
+    source: str,
+    source_seq: int,
+    ts_event: int,
+    ts_init: int,
+    market: Market | None,
+    causation_id: str | None,
+    correlation_id: str | None,
+) -> Envelope:
+    """:func:`make_envelope` with positional arguments and ``ts_init`` given: the form
+    the actor context calls once per output (keywords cost ~0.15 µs a call there).
+
+    Raises:
+        SchemaError: ``payload`` is not a registered payload Struct.
+    """
+    key = _KEY_OF.get(type(payload))
+    if key is None:
+        schema_key(payload)  # raises the SchemaError
+        raise AssertionError("unreachable")  # pragma: no cover
     return Envelope(
         id=f"{source}:{source_seq}",
         topic=topic,
-        type=type_,
-        v=v,
+        type=key[0],
+        v=key[1],
         market=market,
         ts_event=ts_event,
-        ts_init=ts_event if ts_init is None else ts_init,
+        ts_init=ts_init,
         source=source,
         source_seq=source_seq,
         causation_id=causation_id,
         correlation_id=correlation_id,
-        payload=encode_payload(payload),
+        payload=_Raw(_encode(payload)),
     )
 
 

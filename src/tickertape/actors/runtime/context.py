@@ -25,7 +25,7 @@ from tickertape.actors.runtime.errors import (
 from tickertape.errors import SchemaError
 from tickertape.roles import PublishRule
 from tickertape.schemas.envelope import Envelope, Market
-from tickertape.schemas.registry import make_envelope
+from tickertape.schemas.registry import envelope_of
 from tickertape.snapshots.codec import Snapshot
 from tickertape.timeauthority.clock import ActorClock
 from tickertape.topics import validate_topic
@@ -154,16 +154,16 @@ class ActorContext:
             if correlation_id is None:
                 correlation_id = causation.correlation_id or causation.id
         self.source_seq += 1
-        envelope = make_envelope(
+        envelope = envelope_of(
             payload,
-            topic=topic,
-            source=self._name,
-            source_seq=self.source_seq,
-            ts_event=ts_event,
-            ts_init=now,
-            market=market,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
+            topic,
+            self._name,
+            self.source_seq,
+            ts_event,
+            now,
+            market,
+            causation_id,
+            correlation_id,
         )
         self._topic_ts[topic] = ts_event
         self.outputs.append(envelope)
