@@ -28,7 +28,7 @@ PosInt = Annotated[int, msgspec.Meta(ge=1)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False, gc=False):
     """An event as a producer publishes it.
 
     Attributes:
@@ -61,7 +61,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True):
+class Record(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A stored event: the envelope plus the log's fields.
 
     Attributes:
