@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
+from tests.actors.risk.test_checks import intent as checks_intent
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.orders.instruments import InstrumentSpec
@@ -23,12 +24,8 @@ CHECK_CASH = rc.Limits(check_cash=True)
 
 
 def intent(**kw: object) -> Intent:
-    base: dict[str, object] = {
-        "strategy_id": "s", "intent_id": "s-1", "market": "us", "symbol": "6EH4",
-        "side": "buy", "quantity": 1.0,
-    }  # fmt: skip
-    base.update(kw)
-    return Intent(**base)  # type: ignore[arg-type]
+    """test_checks' intent, on 6EH4."""
+    return checks_intent(**{"symbol": "6EH4", **kw})
 
 
 def view(**kw: object) -> rc.RiskView:
