@@ -6,6 +6,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
 
 from tickertape.router.protocol import (
     SERVER_FRAME_DECODER,
@@ -19,6 +20,7 @@ from tickertape.router.protocol import (
     decode_client_frame,
     encode_events_frame,
     error_frame,
+    text_frame_header,
     validate_namespace,
 )
 from tickertape.schemas.envelope import Record
@@ -127,3 +129,18 @@ def test_error_frame_flags_follow_the_code() -> None:
 def test_namespace_names(ns: str, ok: bool) -> None:
     """Namespaces are one or two /-separated tokens of [A-Za-z0-9_-]."""
     assert (validate_namespace(ns) is None) is ok
+
+
+@pytest.mark.parametrize("length", [0, 1, 125, 126, 127, 65_535, 65_536, 300_000])
+def test_text_frame_header_is_the_rfc_6455_header(length: int) -> None:
+    """text_frame_header + payload is the frame websockets itself serializes (unmasked text)."""
+    payload = b"x" * length
+    expected = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+    assert text_frame_header(length) + payload == expected
+
+
+def test_text_frame_header_refuses_impossible_lengths() -> None:
+    """A negative length or one past 63 bits has no header."""
+    for length in (-1, 1 << 63):
+        with pytest.raises(ValueError, match="cannot be encoded"):
+            text_frame_header(length)

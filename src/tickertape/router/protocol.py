@@ -17,6 +17,7 @@ Router → client: :class:`Welcome`, :class:`PubAck`, :class:`Subscribed`,
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -560,9 +561,38 @@ def events_head(sub: Ref, *, ephemeral: bool = False) -> bytes:
     return head + b',"events":'
 
 
+EVENTS_TAIL = b"}"
+"""What closes an ``events`` frame after its array: head + body + tail is the frame."""
+
+
 def events_frame(head: bytes, body: bytes) -> bytes:
     """A whole ``events`` frame from :func:`events_head` and a JSON array of records."""
-    return b"".join((head, body, b"}"))
+    return b"".join((head, body, EVENTS_TAIL))
+
+
+def text_frame_header(length: int) -> bytes:
+    """The header of an unmasked, unfragmented WebSocket text frame of ``length`` bytes.
+
+    RFC 6455 §5.2: FIN set, opcode 1 (text), no mask (a server's frames are never
+    masked), then the payload length in 7 bits, or 126 and 16 bits, or 127 and 64
+    bits, big-endian. The header followed by the payload is the frame, with no
+    extension negotiated (the router writes ``events`` frames this way: the shared
+    body is not copied per connection).
+
+    Raises:
+        ValueError: ``length`` is negative or does not fit in 63 bits.
+    """
+    if length < 0 or length >= 1 << 63:
+        raise ValueError(f"a frame payload of {length} bytes cannot be encoded")
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 1 << 16:
+        return _HEADER_16.pack(0x81, 126, length)
+    return _HEADER_64.pack(0x81, 127, length)
+
+
+_HEADER_16 = struct.Struct("!BBH")
+_HEADER_64 = struct.Struct("!BBQ")
 
 
 def encode_events_frame(

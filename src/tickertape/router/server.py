@@ -51,6 +51,7 @@ from tickertape.router.logservice import (
 )
 from tickertape.router.protocol import (
     DEFAULT_NAMESPACE,
+    EVENTS_TAIL,
     PROTOCOL_VERSION,
     Ack,
     AckItem,
@@ -82,6 +83,7 @@ from tickertape.router.protocol import (
     error_frame,
     events_frame,
     events_head,
+    text_frame_header,
     validate_namespace,
 )
 from tickertape.router.staging import StageBook
@@ -98,6 +100,8 @@ _RECORD_ENCODER = msgspec.json.Encoder()
 _MAX_MERGE_EVENTS = 10_000
 """Most events the appender merges into one log append (more costs memory, not time:
 10 000 events per fsync is already far past the point where fsync costs count)."""
+_WRITE_CHUNK = 64 * 1024
+"""Bytes of frames a connection hands its transport per write (see _Connection.flush)."""
 
 
 class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -308,7 +312,9 @@ subscription taking the same events; a connection's copy is made only as it is s
 
 
 def _size(frame: _Outgoing) -> int:
-    return len(frame) if isinstance(frame, bytes) else len(frame[0]) + len(frame[1]) + 1
+    return (
+        len(frame) if isinstance(frame, bytes) else len(frame[0]) + len(frame[1]) + len(EVENTS_TAIL)
+    )
 
 
 class _Connection:
@@ -316,19 +322,22 @@ class _Connection:
 
     Outgoing frames wait in ``out`` (bounded by ``send_queue_frames`` and, with what
     the transport still buffers, ``send_queue_bytes``) until :meth:`flush` hands them
-    to the socket: all of them in one write when the transport takes data (below its
-    high-water mark), so the frames one appended batch produces for a connection (its
-    ``events`` frames, its ``puback``) cost one system call, and no task switch.
+    to the socket, several per write while the transport takes data (below its
+    high-water mark): the frames one appended batch produces for a connection (its
+    ``events`` frames, its ``puback``) cost one system call when they are small, and
+    no task switch.
     When the transport is paused (the client reads slower than we write), the frames
     stay queued and the connection's writer task hands them over once it has
     drained; meanwhile the live fan-out finds the queue full and switches the
     connection's subscriptions to the log.
 
-    This writes through the websockets connection's sans-I/O ``protocol`` (which
-    builds the frames, applying any extension) and its ``transport``, and waits on
-    its flow control (``paused``, ``drain()``): attributes of websockets' asyncio
-    ``Connection`` that ``send()`` itself uses. ``send()`` makes one write and one
-    pass through its async context manager per frame.
+    This writes to the websockets connection's ``transport`` (frames built by
+    :func:`~tickertape.router.protocol.text_frame_header`, or by its sans-I/O
+    ``protocol`` when an extension such as compression is on), checks the protocol's
+    state first, and waits on its flow control (``paused``, ``drain()``): attributes
+    of websockets' asyncio ``Connection`` that ``send()`` itself uses. ``send()``
+    makes one write, one copy of the payload and one pass through its async context
+    manager per frame.
     """
 
     def __init__(self, router: Router, ws: ServerConnection, session: str) -> None:
@@ -419,25 +428,43 @@ class _Connection:
         """Hand every queued frame to the socket now, unless the transport is paused
         (then the writer task does once it drained). Frames queued on a closing
         connection are dropped: its subscriptions end with it."""
-        if not self.out or self._stalled.is_set():
+        if self._stalled.is_set():
             return
         ws = self.ws
-        if ws.protocol.state is not State.OPEN or ws.transport.is_closing():
-            self._drop_queued()
-            return
-        if ws.paused:
-            self._stalled.set()
-            return
-        frames = list(self.out)
-        self.out.clear()
-        self.queued_bytes = 0
-        protocol = ws.protocol
-        for frame in frames:
-            protocol.send_text(frame if isinstance(frame, bytes) else events_frame(*frame))
-        # One write for all of them (one system call when the socket takes it all).
-        ws.transport.writelines(protocol.data_to_send())
-        self.counters.frames_out += len(frames)
-        self.room.set()
+        protocol, transport, out = ws.protocol, ws.transport, self.out
+        # Without an extension (compression) a frame is a header and the payload: the
+        # parts are handed over as they are, an events body shared by every
+        # connection is not copied for each.
+        plain = not protocol.extensions
+        sent = 0
+        while out:
+            if protocol.state is not State.OPEN or transport.is_closing():
+                self._drop_queued()
+                break
+            if ws.paused:
+                self._stalled.set()
+                break
+            # Frames up to _WRITE_CHUNK bytes per write: small ones share a system
+            # call; big ones stop going to the transport as soon as it pauses, so it
+            # never buffers more than its high-water mark and one chunk.
+            parts: list[bytes] = []
+            size = 0
+            while out and size < _WRITE_CHUNK:
+                frame = out.popleft()
+                n = _size(frame)
+                size += n
+                self.queued_bytes -= n
+                sent += 1
+                if not plain:
+                    protocol.send_text(frame if isinstance(frame, bytes) else events_frame(*frame))
+                elif isinstance(frame, bytes):
+                    parts += (text_frame_header(n), frame)
+                else:
+                    parts += (text_frame_header(n), frame[0], frame[1], EVENTS_TAIL)
+            transport.writelines(parts if plain else protocol.data_to_send())
+        if sent:
+            self.counters.frames_out += sent
+            self.room.set()
 
     def _drop_queued(self) -> None:
         self.out.clear()
