@@ -14,6 +14,7 @@ from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.router.server import Router, RouterConfig
+from tickertape.schemas.indicator import IndicatorValue
 from tickertape.schemas.registry import decode_payload
 from tickertape.snapshots import SnapshotPolicy
 
@@ -130,3 +131,62 @@ async def test_timer_and_event_flushes_never_publish_an_output_twice(
     outputs = [k for k in client.published if k[0] == "echo"]
     assert len(outputs) > 20
     assert {k: n for k, n in client.published.items() if n > 1} == {}
+
+
+class ElevenPerEvent(MeanActor):
+    """Eleven outputs per trade, like an indicators series of eleven indicators."""
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        trade = event.payload
+        for k in range(11):
+            ctx.publish(
+                f"indicator.m{k}.v1.crypto.{trade.symbol}",
+                IndicatorValue(
+                    symbol=trade.symbol, name=f"m{k}", interval="tick", params={},
+                    values={"value": trade.price + k}, bar_ts=event.ts_event,
+                ),
+                market="crypto",
+                causation=event,
+            )  # fmt: skip
+
+
+@pytest.mark.slow
+async def test_a_frame_with_more_outputs_than_one_pub_may_carry(tmp_path: Path) -> None:
+    """1 000 trades come as one catch-up frame and make 11 000 outputs, more than the
+    router takes in one pub (10 000): they are published in chunks, all stored (the
+    actor died with BATCH_TOO_LARGE). Restarted without a snapshot, the actor
+    regenerates them all: each is checked against the stored one, with one fetch per
+    flush (it was one fetch per output), and none diverges."""
+    n = 1_000
+    log = EventLog.open(tmp_path, "main")
+    log.append(trade_envelopes(n), ts_log=1)
+    log.close()
+    r = Router(RouterConfig(port=0, data_dir=str(tmp_path), health_interval_s=3600.0))
+    await r.start()
+    fetches = 0
+
+    class CountingClient(Client):
+        def fetch(self, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+            nonlocal fetches
+            fetches += 1
+            return super().fetch(*args, **kwargs)
+
+    async def run() -> RemoteHost:
+        async with CountingClient(r.url, "indicators") as client:
+            policy = SnapshotPolicy(every_events=10**9, every_ns=None, on_stop=False)
+            host = RemoteHost(client, ElevenPerEvent(), "indicators", tmp_path, policy=policy)
+            task = asyncio.create_task(host.run(), name="actor")
+            await eventually(lambda: host.position >= n or task.done(), timeout=60)
+            host.stop()
+            await task
+            return host
+
+    try:
+        await run()
+        assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == 11 * n
+        again = await run()
+        assert again.divergences == []
+        assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == 11 * n
+        assert fetches < 20
+    finally:
+        await r.close()

@@ -609,12 +609,18 @@ async def run_replay_actor(
         await client.close()
 
 
+PUBLISH_CHUNK = 1_000
+"""Most outputs a live actor publishes in one ``pub`` (the router takes up to 10 000
+and 8 MiB a frame; 1 000 outputs of a few KiB each stay well inside both)."""
+
+
 class LiveTime:
     """The live time of an actor: the machine's clock, never behind the data.
 
-    ``now_ns()`` is ``max(LiveClock, the ts_event of the last delivered event)``: a
-    record stamped by a slightly faster machine never reaches the actor "in the
-    future" (the drift itself is the time authority's business: ``system.clock.drift``).
+    ``now_ns()`` is ``max(LiveClock, the latest ts_event of the events delivered or
+    being delivered)`` (events are delivered a frame at a time): a record stamped by a
+    slightly faster machine never reaches the actor "in the future" (the drift itself
+    is the time authority's business: ``system.clock.drift``).
     """
 
     def __init__(self) -> None:
@@ -750,11 +756,15 @@ class RemoteHost:
             if not batch or not isinstance(batch[0], Record):
                 continue  # ephemeral envelopes come in frames of their own
             records = batch
-            clock.observe(max(r.ts_event for r in records))
+            # Timers due by the frame's first event fire before it; the floor then rises
+            # to the frame's latest stamp (data stamped ahead of this machine's clock:
+            # a timer falling due between the frame's stamps fires after the frame).
+            clock.observe(records[0].ts_event)
             due = timers.next_due()
             now = clock.now_ns()
             if due is not None and due <= now:
                 hosted.fire_timers(now)
+            clock.observe(max(r.ts_event for r in records))
             hosted.deliver(records)
             self.position = records[-1].gseq
             if ctx.outputs:
@@ -795,8 +805,10 @@ class RemoteHost:
         # divergences in _alerts until stored, so that a flush cancelled among them (a
         # clean stop) leaves the rest to the final flush, each done exactly once.
         async with self._flushing:
-            if self._unacked:
-                outputs = list(self._unacked)
+            while self._unacked:
+                # A frame can make more outputs than one pub may carry (the router's
+                # max_batch_events, 10 000): they go out PUBLISH_CHUNK at a time, in order.
+                outputs = self._unacked[:PUBLISH_CHUNK]
                 acks = await self.client.publish(outputs, ns=self.namespace)
                 del self._unacked[: len(outputs)]
                 self._unchecked.extend(
@@ -804,28 +816,34 @@ class RemoteHost:
                     for env, ack in zip(outputs, acks, strict=True)
                     if ack.duplicate and ack.gseq is not None
                 )
-            while self._unchecked:
-                env, gseq = self._unchecked[0]
-                divergence = await self._compare_stored(env, gseq)
-                self._unchecked.popleft()
-                if divergence is not None:
+            if self._unchecked:
+                checked = list(self._unchecked)
+                divergences = await self._compare_stored(checked)
+                for _ in checked:
+                    self._unchecked.popleft()
+                for divergence in divergences:
                     self.divergences.append(divergence)
                     self._alerts.append(self._alert_envelope(divergence))
             while self._alerts:
                 await self.client.publish([self._alerts[0]], ns=self.namespace)
                 self._alerts.popleft()
 
-    async def _compare_stored(self, env: Envelope, gseq: int) -> Divergence | None:
-        """Compare a regenerated output with the record the log holds at ``gseq``."""
-        fetch = self.client.fetch([env.topic], StartAt(gseq=gseq), to_gseq=gseq, ns=self.namespace)
-        divergence = None
+    async def _compare_stored(self, regenerated: list[tuple[Envelope, int]]) -> list[Divergence]:
+        """Compare regenerated outputs with the records the log holds at their gseqs
+        (``(envelope, gseq)`` pairs): one fetch of their topics over the gseq range,
+        not one per output. Returns the divergences, in the order given."""
+        wanted = {gseq: env for env, gseq in regenerated}
+        topics = sorted({env.topic for env, _ in regenerated})
+        first, last = min(wanted), max(wanted)
+        fetch = self.client.fetch(topics, StartAt(gseq=first), to_gseq=last, ns=self.namespace)
+        found: dict[int, Divergence | None] = {}
         try:
             async for item in fetch:
-                if isinstance(item, Record) and item.gseq == gseq:
-                    divergence = compare(env, item, compare_ts_event=False)
+                if isinstance(item, Record) and item.gseq in wanted:
+                    found[item.gseq] = compare(wanted[item.gseq], item, compare_ts_event=False)
         finally:
             await fetch.close()
-        return divergence
+        return [d for _, gseq in regenerated if (d := found.get(gseq)) is not None]
 
     def _alert_envelope(self, d: Divergence) -> Envelope:
         """The DIVERGENCE alert of ``d``, built once: a flush cancelled while storing it
