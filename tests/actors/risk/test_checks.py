@@ -85,7 +85,7 @@ def test_effective_state_is_the_most_restrictive() -> None:
         (NO_LIMITS, {"price": None}, {}, "NO_PRICE"),
         (rc.Limits(max_order_notional=99.0), {}, {}, "MAX_ORDER_NOTIONAL"),
         (rc.Limits(max_position=1.0), {"position": 0.5}, {}, "MAX_POSITION"),
-        (rc.Limits(max_position=1.0), {"pending": 0.5}, {}, "MAX_POSITION"),
+        (rc.Limits(max_position=1.0), {"open_buys": 0.5}, {}, "MAX_POSITION"),
         (rc.Limits(max_gross_exposure=150.0), {"gross_exposure": 60.0}, {}, "MAX_GROSS_EXPOSURE"),
         (rc.Limits(max_open_orders=2), {"open_orders": 2}, {}, "MAX_OPEN_ORDERS"),
         (rc.Limits(max_orders_per_minute=3), {"recent_orders": 3}, {}, "ORDER_RATE"),
@@ -107,7 +107,7 @@ def test_target_position_resolves_against_projected_position() -> None:
     """A target becomes the difference from position plus open orders."""
     decision = rc.decide(
         intent(side=None, quantity=None, target_position=-1.0),
-        view(position=1.0, pending=0.5),
+        view(position=1.0, open_buys=0.5),
         NO_LIMITS,
         "ACTIVE",
     )
@@ -171,7 +171,8 @@ intents = st.builds(
 views = st.builds(
     view,
     position=st.floats(min_value=-10.0, max_value=10.0),
-    pending=st.floats(min_value=-5.0, max_value=5.0),
+    open_buys=st.floats(min_value=0.0, max_value=5.0),
+    open_sells=st.floats(min_value=0.0, max_value=5.0),
     multiplier=st.sampled_from([1.0, 50.0, 125_000.0]),
 )
 

@@ -54,7 +54,7 @@ def test_a_future_needs_its_initial_margin_not_its_contract_value() -> None:
 def test_the_margin_an_order_adds_is_checked_against_available_funds() -> None:
     """Adding 2 contracts to a long of 1 needs 2 × 2,310: refused with 4,000 of funds
     (INSUFFICIENT_MARGIN), approved with 5,000 or without check_cash; a flip from +1 to
-    -1 adds no margin (the net position's is charged once) and passes with no funds."""
+    -1 adds no margin (the worst case position stays 1) and passes with no funds."""
     held = {"position": 1.0, "initial_margin": 2_310.0}
     refused = rc.decide(intent(quantity=2.0), view(cash=4_000.0, **held), CHECK_CASH, "ACTIVE")
     assert (refused.approved, refused.reason_code) == (False, "INSUFFICIENT_MARGIN")

@@ -42,6 +42,7 @@ from tickertape.actors.risk.checks import (
     effective_limits,
     effective_state,
     parse_limits,
+    worst_case_position,
 )
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
@@ -246,9 +247,11 @@ class RiskActor(Actor):
         price_seen = self.state.prices.get(f"{market}:{symbol}")
         price = price_seen[0] if price_seen else None
         instruments = self.instruments
-        pending = 0.0
+        open_buys = 0.0
+        open_sells = 0.0
         reserved = 0.0
-        futures_pending: dict[str, float] = {}  # margined symbol -> open orders' quantity
+        # margined symbol -> [Σ remaining of its open buys, of its open sells]
+        futures_open: dict[str, list[float]] = {}
         open_ids: list[str] = []
         for order_id, order in sorted(self.state.orders.items()):
             if order.strategy_id != sid:
@@ -256,17 +259,24 @@ class RiskActor(Actor):
             open_ids.append(order_id)
             if order.market != market:
                 continue
+            remaining = order.signed_remaining
             if order.symbol == symbol:
-                pending += order.signed_remaining
+                if remaining > 0:
+                    open_buys += remaining
+                else:
+                    open_sells -= remaining
             if instruments.spec(market, order.symbol).margined:
-                futures_pending[order.symbol] = (
-                    futures_pending.get(order.symbol, 0.0) + order.signed_remaining
-                )
-            elif order.signed_remaining > 0:
-                reserved += order.signed_remaining * order.price * order.multiplier
+                sides = futures_open.setdefault(order.symbol, [0.0, 0.0])
+                if remaining > 0:
+                    sides[0] += remaining
+                else:
+                    sides[1] -= remaining
+            elif remaining > 0:
+                reserved += remaining * order.price * order.multiplier
+        pending = open_buys - open_sells
         funds = ledger.cash - reserved
-        if futures_pending or any(p.initial_margin for p in ledger.positions.values()):
-            funds -= self._futures_margin_less_unrealized(ledger, market, futures_pending)
+        if futures_open or any(p.initial_margin for p in ledger.positions.values()):
+            funds -= self._futures_margin_less_unrealized(ledger, market, futures_open)
         gross = 0.0
         for sym, pos in sorted(ledger.positions.items()):
             mark = self.state.prices.get(f"{market}:{sym}")
@@ -285,7 +295,8 @@ class RiskActor(Actor):
         return RiskView(
             now_ns=now,
             position=position,
-            pending=pending,
+            open_buys=open_buys,
+            open_sells=open_sells,
             price=price,
             last_data_ns=price_seen[1] if price_seen else None,
             gross_exposure=gross,
@@ -300,20 +311,23 @@ class RiskActor(Actor):
         )
 
     def _futures_margin_less_unrealized(
-        self, ledger: accounting.Ledger, market: Market, pending: dict[str, float]
+        self, ledger: accounting.Ledger, market: Market, open_orders: dict[str, list[float]]
     ) -> float:
-        """Σ initial margin of the book's projected futures positions (booked plus open
-        orders) minus Σ their unrealized PnL at the last price seen (the position's
-        own mark before any): what futures take from the book's available funds."""
+        """Σ initial margin of the book's futures at their worst case positions (booked
+        position and the open orders of one side, ``checks.worst_case_position``) minus
+        Σ their unrealized PnL at the last price seen (the position's own mark before
+        any): what futures take from the book's available funds. ``open_orders`` maps a
+        symbol to [Σ remaining of its open buys, of its open sells]."""
         margin = 0.0
         unrealized = 0.0
-        for sym in sorted(ledger.positions.keys() | pending.keys()):
+        for sym in sorted(ledger.positions.keys() | open_orders.keys()):
             rate = self.instruments.margin_rates(market, sym)[0]
             if not rate:
                 continue
             held = ledger.positions.get(sym)
             quantity = held.quantity if held is not None else 0.0
-            margin += abs(quantity + pending.get(sym, 0.0)) * rate
+            buys, sells = open_orders.get(sym, (0.0, 0.0))
+            margin += worst_case_position(quantity, buys, sells) * rate
             if held is not None and quantity:
                 seen = self.state.prices.get(f"{market}:{sym}")
                 mark = seen[0] if seen else held.mark

@@ -32,20 +32,34 @@ risk gate must never stand in the way of getting out.
 the strategy's open orders in that symbol: concurrent orders cannot add up past a
 limit, and REDUCING can never increase exposure.
 
+"Worst case position" (:func:`worst_case_position`) does not net open orders of
+opposite sides, because either side may fill without the other: it is the larger of
+|position + Σ open buys| and |position − Σ open sells|, the position the book reaches
+if every open buy fills and no sell does, or the reverse. An order counts as
+*reducing* only when it moves the projected position toward zero without flipping it
+**and** does not raise the worst case position: a sell that "reduces" a projected long
+made of unfilled buys could, if the buys are canceled, open a short.
+
 Quantities and positions count contracts; every notional is a contract value,
 ``quantity × price × multiplier`` with the instrument's contract multiplier
 (:attr:`RiskView.multiplier`, 1 for shares and coins, 125,000 for a CME 6E future).
 
 Funds (:attr:`RiskView.cash`): a cash-like instrument (stock, crypto spot) is paid in
-full, so an order needs its opening notional in cash; a margined instrument (a
-future, :attr:`RiskView.initial_margin` > 0) needs only its initial margin per
-contract the order adds to the projected position, ``initial_margin × (|after| −
-|projected|)`` when positive (a flip from long to short of the same size adds none,
-as the margin of a net position is charged once). Available funds are the strategy's
-cash plus the unrealized PnL of its futures, minus the initial margin of its
-projected futures positions and the notional its open cash-like buy orders reserve:
-the "available funds" of a futures account (equity less initial margin), which is
-the cash of a cash-only book.
+full, so an order needs the notional of the contracts it may open: for a buy, how far
+it raises the long side ``max(position + Σ open buys, 0)``; for a sell, how far it
+raises the short side ``max(Σ open sells − position, 0)`` (open orders of the other
+side are not netted: they may never fill). A margined instrument (a future,
+:attr:`RiskView.initial_margin` > 0) needs only the initial margin per contract the
+order adds to the worst case position, ``initial_margin × (worst after − worst
+before)`` when positive: a reducing order adds none, and a flip from +1 to −1 adds
+none as long as |−1| ≤ the current worst case. Available funds are the strategy's
+cash plus the unrealized PnL of its futures, minus ``initial_margin × worst case
+position`` of each of its futures and the notional its open cash-like buy orders
+reserve: the "available funds" of a futures account (equity less initial margin),
+which is the cash of a cash-only book. Charging open orders on the side that would
+increase exposure most is the usual pre-trade treatment of working orders (Trading
+Technologies' risk limits, "worst case position": position + working orders of one
+side + the new order; CTS T4's ``Position.Worst``).
 """
 
 from __future__ import annotations
@@ -228,13 +242,35 @@ def effective_state(states: TradingStates, market: Market, strategy_id: str) -> 
     return max(candidates, key=lambda s: _STATE_RANK[s])
 
 
+def worst_case_position(position: float, open_buys: float, open_sells: float) -> float:
+    """The largest |position| a book can reach if its open orders fill, one side only.
+
+    ``max(|position + open_buys|, |position − open_sells|)``: every open buy fills and
+    no sell does, or the reverse. Open orders of opposite sides are not netted, as
+    either may be canceled or never reached (Trading Technologies' risk limits,
+    "worst case position"; CTS T4's ``Position.Worst``).
+
+    Args:
+        position: the booked position, signed contracts.
+        open_buys: Σ remaining quantity of open buy orders, contracts, ≥ 0.
+        open_sells: Σ remaining quantity of open sell orders, contracts, ≥ 0.
+
+    Returns:
+        The worst case position, contracts, ≥ 0.
+    """
+    return max(abs(position + open_buys), abs(position - open_sells))
+
+
 class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     """What the gate knows when it decides one intent.
 
     Attributes:
         now_ns: the gate's clock.
         position: the strategy's booked position in the symbol (signed contracts).
-        pending: signed remaining quantity of the strategy's open orders in the symbol.
+        open_buys: Σ remaining quantity of the strategy's open buy orders in the
+            symbol (contracts, ≥ 0).
+        open_sells: Σ remaining quantity of its open sell orders in the symbol
+            (contracts, ≥ 0).
         price: last traded price or bar close of the symbol; None if never seen.
         last_data_ns: ``ts_event`` of that price; None if never seen.
         gross_exposure: the strategy's Σ |position × price × multiplier| in the
@@ -244,9 +280,10 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
         recent_orders: approvals of the strategy within the last 60 s.
         cash: the strategy's available funds in the market: its cash, plus the
             unrealized PnL of its futures positions, minus their initial margin at
-            their projected positions (open orders included) and the notional
-            reserved by open buy orders of cash-like instruments (see the module
-            docstring). For a book without futures: cash minus those reservations.
+            their worst case positions (open orders of each side included, see
+            :func:`worst_case_position`) and the notional reserved by open buy
+            orders of cash-like instruments (see the module docstring). For a book
+            without futures: cash minus those reservations.
         drawdown: the strategy's current drawdown (fraction), from pnl updates.
         clock_drift: a clock drift alert is outstanding.
         multiplier: the symbol's contract multiplier (units of the underlying per
@@ -258,7 +295,8 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
 
     now_ns: int
     position: float = 0.0
-    pending: float = 0.0
+    open_buys: float = 0.0
+    open_sells: float = 0.0
     price: float | None = None
     last_data_ns: int | None = None
     gross_exposure: float = 0.0
@@ -272,9 +310,19 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     initial_margin: float = 0.0
 
     @property
+    def pending(self) -> float:
+        """Signed remaining quantity of the open orders: open buys − open sells."""
+        return self.open_buys - self.open_sells
+
+    @property
     def projected(self) -> float:
         """Booked position plus open orders' signed remaining quantity."""
-        return self.position + self.pending
+        return self.position + self.open_buys - self.open_sells
+
+    @property
+    def worst_case(self) -> float:
+        """:func:`worst_case_position` of the booked position and the open orders."""
+        return worst_case_position(self.position, self.open_buys, self.open_sells)
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
@@ -303,11 +351,37 @@ def resolve_order(intent: Intent, projected: float) -> tuple[Side, float] | None
 
 
 def is_reducing(projected: float, side: Side, quantity: float) -> bool:
-    """True when the order moves the projected position toward zero without flipping."""
+    """True when the order moves the projected position toward zero without flipping.
+
+    :func:`decide` also requires a reducing order not to raise the worst case
+    position (see the module docstring).
+    """
     if projected == 0.0:
         return False
     opposite = (side == "sell") if projected > 0 else (side == "buy")
     return opposite and quantity <= abs(projected) + 1e-12 * abs(projected)
+
+
+def _opening(view: RiskView, side: Side, quantity: float) -> tuple[float, float]:
+    """(contracts the order may open, contracts it adds to the worst case position).
+
+    The first is how far the order raises its own side: the long side
+    ``max(position + open buys, 0)`` for a buy, the short side ``max(open sells −
+    position, 0)`` for a sell (what a cash-like order must pay or cover); the second,
+    how far it raises :func:`worst_case_position` (what a future's margin is charged
+    on). With no open order of the other side the first equals the opening of the
+    projected position: ``|after|`` on a flip, else ``max(|after| − |projected|, 0)``.
+    """
+    long_side = view.position + view.open_buys  # every open buy fills, no sell
+    short_side = view.position - view.open_sells  # every open sell fills, no buy
+    worst = max(abs(long_side), abs(short_side))
+    if side == "buy":
+        opening = max(long_side + quantity, 0.0) - max(long_side, 0.0)
+        worst_after = max(abs(long_side + quantity), abs(short_side))
+    else:
+        opening = max(-(short_side - quantity), 0.0) - max(-short_side, 0.0)
+        worst_after = max(abs(long_side), abs(short_side - quantity))
+    return opening, worst_after - worst
 
 
 def _invalid(intent: Intent) -> str | None:
@@ -342,8 +416,9 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
 
     Returns:
         The decision; ``inputs`` holds every figure a check used, for the audit trail
-        (``multiplier`` among them when it is not 1; ``initial_margin``, per contract,
-        and ``opening_margin`` for a margined instrument).
+        (``multiplier`` among them when it is not 1; ``open_buys`` and
+        ``open_sells`` when the symbol has open orders; ``initial_margin``, per
+        contract, and ``opening_margin`` for a margined instrument).
     """
     inputs: dict[str, float] = {
         "position": view.position,
@@ -378,7 +453,13 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
     after = view.projected + signed
     inputs["quantity"] = quantity
     inputs["projected_after"] = after
-    reducing = is_reducing(view.projected, side, quantity)
+    if view.open_buys or view.open_sells:
+        inputs["open_buys"] = view.open_buys
+        inputs["open_sells"] = view.open_sells
+    opening, worst_added = _opening(view, side, quantity)
+    reducing = is_reducing(view.projected, side, quantity) and worst_added <= 1e-12 * max(
+        view.worst_case, 1.0
+    )
     if state == "HALTED":
         return _reject("HALTED", "trading is halted", inputs)
     if state == "REDUCING" and not reducing:
@@ -462,14 +543,11 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
             f"{view.recent_orders} orders in the last minute ≥ {limits.max_orders_per_minute}",
             inputs,
         )
-    flipped = view.projected != 0.0 and (after > 0.0) != (view.projected > 0.0) and after != 0.0
-    opening = abs(after) if flipped else max(abs(after) - abs(view.projected), 0.0)
     opening_notional = opening * price * multiplier
     inputs["opening_notional"] = opening_notional
     inputs["cash"] = view.cash
     if view.initial_margin > 0.0:
-        added = max(abs(after) - abs(view.projected), 0.0)
-        opening_margin = added * view.initial_margin
+        opening_margin = max(worst_added, 0.0) * view.initial_margin
         inputs["initial_margin"] = view.initial_margin
         inputs["opening_margin"] = opening_margin
         if limits.check_cash and opening_margin > view.cash:
