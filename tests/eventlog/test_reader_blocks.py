@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -198,12 +199,58 @@ def test_merges_equal_a_sort_whatever_the_batches(
     one batch while others give part of theirs, runs of one topic, interleaved topics)."""
     streams = _streams(draws)
     records = [r for stream in streams for r in stream]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(reader_module, "_MERGE_BATCH", batch)
-        by_gseq = list(merge_by_gseq([iter(x) for x in streams]))
-        by_time = list(merge_by_time([iter(x) for x in streams]))
+    by_gseq = list(merge_by_gseq([iter(x) for x in streams], read_ahead=batch))
+    by_time = list(merge_by_time([iter(x) for x in streams], read_ahead=batch))
     assert [r.gseq for r in by_gseq] == sorted(r.gseq for r in records)
     assert [(r.ts_event, r.gseq) for r in by_time] == sorted((r.ts_event, r.gseq) for r in records)
+
+
+@settings(max_examples=80, deadline=None)
+@example(draws=[[(0, 1), (0, 3)], [(0, 2), (0, 3)]], batch=9)  # IndexError before
+@given(draws=STREAMS, batch=st.integers(1, 9))
+def test_merges_yield_every_record_of_equal_keys(
+    draws: list[list[tuple[int, int]]], batch: int
+) -> None:
+    """Streams that share gseqs (which the docstring rules out for a log, but a caller
+    can pass) are merged into every record, keys in order: a batch that ends at the
+    round's end in another stream than the one emptied no longer fails (IndexError)."""
+    streams = [
+        [_record(g, T0 + g, f"t.{i}") for g in sorted(g for _t, g in draw)]
+        for i, draw in enumerate(draws)
+    ]
+    records = [r for stream in streams for r in stream]
+    by_gseq = list(merge_by_gseq([iter(x) for x in streams], read_ahead=batch))
+    by_time = list(merge_by_time([iter(x) for x in streams], read_ahead=batch))
+    assert sorted((r.topic, r.gseq) for r in by_gseq) == sorted((r.topic, r.gseq) for r in records)
+    assert [r.gseq for r in by_gseq] == sorted(r.gseq for r in records)
+    assert sorted((r.topic, r.gseq) for r in by_time) == sorted((r.topic, r.gseq) for r in records)
+    assert [r.gseq for r in by_time] == sorted(r.gseq for r in records)
+
+
+class _Blocked(Exception):
+    """Raised by a stream asked for a record it does not have yet (a live iterator
+    would wait there)."""
+
+
+def _live(gseqs: list[int], topic: str) -> Iterator[Record]:
+    for g in gseqs:
+        yield _record(g, T0 + g, topic)
+    raise _Blocked(topic)
+
+
+def test_merges_reading_one_record_ahead_are_lazy() -> None:
+    """With read_ahead=1 a merge takes from each stream only the records it yields and
+    one more, as heapq.merge does: a stream that has no more records yet (a live one)
+    does not hold back the records already available. The default reads ahead a batch,
+    so it asks that stream for more at once."""
+    for merge in (merge_by_gseq, merge_by_time):
+        lazy = merge([_live([1, 3, 5], "a"), _live([2, 4, 6, 8], "b")], read_ahead=1)
+        assert [r.gseq for r in islice(lazy, 5)] == [1, 2, 3, 4, 5]
+        eager = merge([_live([1, 3, 5], "a"), _live([2, 4, 6, 8], "b")])
+        with pytest.raises(_Blocked):
+            next(eager)
+        with pytest.raises(ValueError, match="read_ahead"):
+            merge([iter([])], read_ahead=0)
 
 
 def test_merged_reads_in_one_line_blocks_equal_the_default(tmp_path: Path) -> None:

@@ -35,10 +35,10 @@ from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
 from tickertape.eventlog.layout import Segment, day_of, list_segments, list_topics, namespace_dir
 from tickertape.eventlog.segment import (
     FilePool,
-    build_index,
     iter_lines,
     iter_raw_lines,
     open_lines,
+    scan_segment,
 )
 from tickertape.schemas.envelope import Record, StoredRecord
 from tickertape.topics import matches_any
@@ -120,8 +120,8 @@ class LogReader:
         self.namespace = namespace
         self.dir = namespace_dir(data_dir, namespace)
         self._head = head
-        # path -> (file size, mtime, head when indexed, index)
-        self._indexes: dict[Path, tuple[int, float, int, SegmentIndex]] = {}
+        # path -> (file size, mtime, head when indexed, index, damaged: see _index_of)
+        self._indexes: dict[Path, tuple[int, float, int, SegmentIndex, bool]] = {}
 
     # ------------------------------------------------------------ discovery
 
@@ -165,26 +165,35 @@ class LogReader:
         Raises:
             FileNotFoundError: the file was sealed or deleted since it was listed.
         """
+        return self._index_of(segment)[0]
+
+    def _index_of(self, segment: Segment) -> tuple[SegmentIndex, bool]:
+        """:meth:`segment_index`, and whether the scan that built it met damage after
+        the last record it indexed (:attr:`SegmentScan.damaged_tail`): the file may then
+        hold records past the index's last one. A fresh ``.idx`` met no damage."""
         st = segment.path.stat()
         cached = self._indexes.get(segment.path)
         if segment.sealed:
             if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime:
-                return cached[3]
+                return cached[3], cached[4]
             index = load_index(segment.index_path)
+            damaged = False
             if index is None or index.data_size != st.st_size or not index.sealed:
-                index, _problems = build_index(segment, st.st_size)
-            self._indexes[segment.path] = (st.st_size, st.st_mtime, 0, index)
-            return index
+                scan = scan_segment(segment, st.st_size)
+                index, damaged = scan.index, scan.damaged_tail
+            self._indexes[segment.path] = (st.st_size, st.st_mtime, 0, index, damaged)
+            return index, damaged
         published = self._published_head()
         head = _INF if published is None else published
+        damaged = False
         if cached is not None:
-            size, mtime, indexed_head, index = cached
+            size, mtime, indexed_head, index, damaged = cached
             if (
                 size == st.st_size
                 and mtime == st.st_mtime
                 and (index.raw_size == size or indexed_head == head)
             ):
-                return index
+                return index, damaged
             base: SegmentIndex | None = index
         else:
             base = load_index(segment.index_path)
@@ -192,14 +201,16 @@ class LogReader:
                 base.sealed or base.raw_size != base.data_size or base.last_gseq > head
             ):
                 base = None
-        index = None
+        extended = None
         if base is not None and base.raw_size <= st.st_size:
-            index = _extend_index(segment, base, head)
-        if index is None:
-            index = _extend_index(segment, SegmentIndex(sealed=False, data_size=0), head)
-            assert index is not None
-        self._indexes[segment.path] = (st.st_size, st.st_mtime, head, index)
-        return index
+            extended = _extend_index(segment, base, head, damaged)
+        if extended is None:
+            empty = SegmentIndex(sealed=False, data_size=0)
+            extended = _extend_index(segment, empty, head, damaged_tail=False)
+            assert extended is not None
+        index, damaged = extended
+        self._indexes[segment.path] = (st.st_size, st.st_mtime, head, index, damaged)
+        return index, damaged
 
     def topic_summary(self, topic: str) -> SegmentIndex:
         """Counts and first/last offset, gseq and ts_event of a whole topic."""
@@ -326,10 +337,49 @@ class LogReader:
                     if bounds.done:
                         return
         except zstandard.ZstdError as exc:
-            raise CorruptRecordError(seg.path, file_pos, None, f"zstd frame: {exc}") from None
+            damage = f"zstd frame: {exc}"
         except FileNotFoundError:
             bounds.resume_offset = state.expected
             raise
+        else:
+            return
+        # A damaged frame: the lines of the block being read went with the error.
+        yield from self._lines_before_damage(state, file_pos, bounds, pool, buffer_size, damage)
+
+    def _lines_before_damage(
+        self,
+        state: _SegmentState,
+        file_pos: int,
+        bounds: _Bounds,
+        pool: FilePool | None,
+        buffer_size: int,
+        damage: str,
+    ) -> Iterator[list[Record]]:
+        """After a zstd error in a block of a sealed file: read the file again from the
+        same frame, past the lines already checked, one line at a time as the
+        record-at-a-time reader did, until the bounds are done or the error comes back;
+        then raise it. Yields what that reader yielded: the lines its buffered stream
+        gave before the error, within the bounds.
+
+        Raises:
+            CorruptRecordError: the zstd error (position: ``file_pos``, the frame the read
+                started from; no offset), or a bad record before it.
+            FileNotFoundError: as :meth:`_segment_batches`.
+        """
+        seg = state.segment
+        checked = state.expected - state.start_offset if state.start_offset >= 0 else 0
+        try:
+            with open_lines(seg, file_pos, pool=pool, buffer_size=buffer_size) as f:
+                for line in islice(f, checked, None):
+                    yield from self._check_lines([line], state, bounds)
+                    if bounds.done or state.stopped:
+                        return
+        except zstandard.ZstdError as exc:
+            damage = f"zstd frame: {exc}"
+        except FileNotFoundError:
+            bounds.resume_offset = state.expected
+            raise
+        raise CorruptRecordError(seg.path, file_pos, None, damage)
 
     def _above(self, batch: list[Record], state: _SegmentState, bounds: _Bounds) -> list[Record]:
         """The records of ``batch`` from the first within the lower bounds on."""
@@ -467,19 +517,27 @@ class LogReader:
                     continue
                 try:
                     if not started:
-                        idx = self.segment_index(seg)
+                        idx, damaged = self._index_of(seg)
                         if idx.count == 0 or summary_last(idx) < value:
-                            done_days.add(seg.day)
-                            continue
-                        keys = [key(e) for e in idx.entries]
-                        # Offsets and gseqs are unique: start at the last entry ≤ value.
-                        # Times repeat (entries can share a ts_event): start at the last
-                        # entry < value, or records equal to it before that entry are lost.
-                        if key is _entry_ts:
-                            i = bisect_left(keys, value) - 1
+                            if not damaged or self._later_day_starts_by(topic, seg, key, value):
+                                done_days.add(seg.day)
+                                continue
+                            # The index stopped at damage or left damaged lines out: the
+                            # day may hold records past it. Read on from its last entry,
+                            # so that the read meets the damage (corruption is never
+                            # skipped) as it would with the day's .idx.
+                            entry = idx.entries[-1] if idx.entries else None
                         else:
-                            i = bisect_right(keys, value) - 1
-                        entry = idx.entries[max(i, 0)] if idx.entries else None
+                            keys = [key(e) for e in idx.entries]
+                            # Offsets and gseqs are unique: start at the last entry ≤
+                            # value. Times repeat (entries can share a ts_event): start at
+                            # the last entry < value, or records equal to it before that
+                            # entry are lost.
+                            if key is _entry_ts:
+                                i = bisect_left(keys, value) - 1
+                            else:
+                                i = bisect_right(keys, value) - 1
+                            entry = idx.entries[max(i, 0)] if idx.entries else None
                         started = True
                         yield from self._segment_batches(
                             seg, entry, bounds, pool, buffer_size, block_size
@@ -502,6 +560,19 @@ class LogReader:
                 done_days.add(seg.day)
             else:
                 return
+
+    def _later_day_starts_by(
+        self, topic: str, seg: Segment, key: Callable[[IndexEntry], int], value: int
+    ) -> bool:
+        """Whether the first record of a later day of ``topic`` than ``seg`` has a key ≤
+        ``value`` (then every record of ``seg`` comes before ``value``: offsets, gseqs and
+        times only grow within a topic, and a day file holds one UTC day of ts_event)."""
+        for later in self.segments(topic):
+            if later.day > seg.day:
+                entries = self.segment_index(later).entries
+                if entries:
+                    return key(entries[0]) <= value
+        return False
 
     def read_topic(
         self,
@@ -717,28 +788,48 @@ def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None
         yield from batch
 
 
-def merge_by_gseq(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
-    """Merge per-topic record iterators (each in gseq order, gseqs unique) into one
-    gseq-ordered stream.
+def merge_by_gseq(
+    iterators: Sequence[Iterator[Record]], *, read_ahead: int = 256
+) -> Iterator[Record]:
+    """Merge per-topic record iterators (each in gseq order) into one gseq-ordered stream.
 
-    Each iterator is read up to 256 records ahead of what was yielded.
+    The iterators are read a batch at a time: each is read up to ``read_ahead``
+    records (or to its end) ahead of what was yielded. An iterator that waits for
+    records (a :meth:`LogReader.follow`) therefore holds the merge until it has that
+    many or ends; ``read_ahead=1`` takes one record at a time from each, as
+    :func:`heapq.merge` does. Records with equal gseqs (which one log never holds)
+    are all yielded, in no fixed order among themselves.
+
+    Raises:
+        ValueError: at the call, when ``read_ahead < 1``.
     """
+    sources = _batch_sources(iterators, read_ahead)
     if len(iterators) == 1:
         return iter(iterators[0])
-    return _one_by_one(
-        _merge_batches([_batches_of(it) for it in iterators], _record_gseq, _sort_by_gseq)
-    )
+    return _one_by_one(_merge_batches(sources, _record_gseq, _sort_by_gseq))
 
 
-def merge_by_time(iterators: Sequence[Iterator[Record]]) -> Iterator[Record]:
-    """Merge per-topic iterators (each in ts_event order, gseqs unique) into
-    (ts_event, gseq) order; each is read ahead as in :func:`merge_by_gseq`."""
-    return _one_by_one(
-        _merge_batches([_batches_of(it) for it in iterators], _record_time, _sort_by_time)
-    )
+def merge_by_time(
+    iterators: Sequence[Iterator[Record]], *, read_ahead: int = 256
+) -> Iterator[Record]:
+    """Merge per-topic iterators (each in ts_event order) into (ts_event, gseq) order.
+
+    Read ahead, and records with equal keys, as in :func:`merge_by_gseq`.
+
+    Raises:
+        ValueError: at the call, when ``read_ahead < 1``.
+    """
+    sources = _batch_sources(iterators, read_ahead)
+    return _one_by_one(_merge_batches(sources, _record_time, _sort_by_time))
 
 
-_MERGE_BATCH = 256  # records read ahead per iterator by merge_by_gseq and merge_by_time
+def _batch_sources(
+    iterators: Sequence[Iterator[Record]], read_ahead: int
+) -> list[Iterator[list[Record]]]:
+    if read_ahead < 1:
+        raise ValueError(f"merge: read_ahead must be at least 1 record, not {read_ahead}")
+    return [_batches_of(it, read_ahead) for it in iterators]
+
 
 _record_offset = attrgetter("offset")
 _record_gseq = attrgetter("gseq")
@@ -758,9 +849,9 @@ def _sort_by_time(records: list[Record]) -> None:
     records.sort(key=_record_ts)  # stable: (ts_event, gseq) order
 
 
-def _batches_of(records: Iterator[Record]) -> Iterator[list[Record]]:
-    """``records`` as non-empty lists of at most :data:`_MERGE_BATCH`."""
-    while batch := list(islice(records, _MERGE_BATCH)):
+def _batches_of(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """``records`` as non-empty lists of at most ``size``."""
+    while batch := list(islice(records, size)):
         yield batch
 
 
@@ -769,8 +860,8 @@ def _merge_batches(
     key: Callable[[Record], Any],
     sort: Callable[[list[Record]], None],
 ) -> Iterator[list[Record]]:
-    """Merge streams of batches, each stream in ``key`` order (keys unique across all),
-    into batches in ``key`` order.
+    """Merge streams of batches, each stream in ``key`` order, into batches in ``key``
+    order (records with equal keys in several streams in no fixed order among them).
 
     Each round ends at the smallest last key among the streams' current batches (no
     later record of any stream can come before it): that batch is emptied, and every
@@ -782,7 +873,9 @@ def _merge_batches(
     O(streams in it × log streams): a merge of thousands of topics each holding one
     record of the round costs about what a heap of records would. The emptied stream
     is read on only once the round is out, so an error of a stream comes right after
-    its last record, as from a merge that takes one record at a time.
+    its last record, as from a merge that takes one record at a time. A stream whose
+    batch ends at the round's end too (an equal key) waits, its batch used up, for its
+    own round.
     """
     streams = list(sources)
     current: list[tuple[list[Record], int]] = []  # each stream's batch and position in it
@@ -811,10 +904,12 @@ def _merge_batches(
             end = bisect_right(batch, bound, pos, key=key)
             out += batch[pos:end]
             current[i] = (batch, end)
-            push(by_next, (key(batch[end]), i))
+            if end < len(batch):
+                push(by_next, (key(batch[end]), i))
         if taken > 1:
             sort(out)
-        yield out
+        if out:
+            yield out
         batch = next(streams[emptied], None)
         if batch:
             current[emptied] = (batch, 0)
@@ -825,7 +920,8 @@ def _merge_batches(
             pop(by_last)
     for _last, i in by_last:
         batch, pos = current[i]
-        yield batch[pos:] if pos else batch
+        if pos < len(batch):
+            yield batch[pos:] if pos else batch
         yield from streams[i]
 
 
@@ -855,9 +951,13 @@ def _first_past(batch: list[Record], bounds: _Bounds) -> int:
     return len(batch)
 
 
-def _extend_index(segment: Segment, base: SegmentIndex, head: int) -> SegmentIndex | None:
+def _extend_index(
+    segment: Segment, base: SegmentIndex, head: int, damaged_tail: bool
+) -> tuple[SegmentIndex, bool] | None:
     """A copy of ``base`` (the index of a prefix of an open day file) extended with the
-    committed records (gseq ≤ ``head``) that follow it.
+    committed records (gseq ≤ ``head``) that follow it, and whether a line that does
+    not decode follows its last record (``damaged_tail``: whether one followed
+    ``base``'s).
 
     Returns None when the record after the prefix does not continue it (the file is
     not the one ``base`` was made from): the caller rebuilds from the start. Invalid
@@ -873,6 +973,7 @@ def _extend_index(segment: Segment, base: SegmentIndex, head: int) -> SegmentInd
         try:
             rec = decode_line(line)
         except CodecError:
+            damaged_tail = True
             continue
         if (
             first
@@ -885,5 +986,6 @@ def _extend_index(segment: Segment, base: SegmentIndex, head: int) -> SegmentInd
             break
         index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
         index.raw_size = pos + len(line)
+        damaged_tail = False
     index.data_size = index.raw_size
-    return index
+    return index, damaged_tail

@@ -13,6 +13,7 @@ import io
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
@@ -206,24 +207,56 @@ def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:
         pos += consumed
 
 
+@dataclass(slots=True)
+class SegmentScan:
+    """What a scan of a day file found (see :func:`scan_segment`)."""
+
+    index: SegmentIndex
+    problems: list[tuple[int, str]]
+    """``(position, reason)``: the uncompressed byte position of a line that does not
+    decode, or the position in the compressed file of a frame that does not
+    decompress."""
+    damaged_tail: bool
+    """Damage after the last record indexed (a line that does not decode, or a frame
+    that does not decompress): the file may hold records past the index's last one."""
+
+
 def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tuple[int, str]]]:
-    """Scan a day file and return its index and the problems found.
+    """Scan a day file and return its index and the problems found
+    (:func:`scan_segment`'s ``index`` and ``problems``)."""
+    scan = scan_segment(segment, data_size)
+    return scan.index, scan.problems
+
+
+def scan_segment(segment: Segment, data_size: int) -> SegmentScan:
+    """Scan a day file: its index, the problems found, and whether damage follows the
+    last record indexed.
 
     Every line is checked (CRC, parse); the index covers the valid records. For an open
     file, a final line without newline ends the scan (it is not counted as a problem).
+    In a sealed file a frame that does not decompress ends the scan: the index covers
+    the records of the frames before it (the frames after it cannot be found), and its
+    ``data_size`` is that frame's position, not ``data_size``: saved, it never passes
+    for the fresh index of the file, so whoever loads it scans the file again and
+    meets the damage.
 
-    Returns:
-        ``(index, problems)`` where problems are ``(raw_pos, reason)``.
+    Args:
+        segment: the day file.
+        data_size: the file's size in bytes (compressed, for a sealed file).
     """
     index = SegmentIndex(sealed=segment.sealed, data_size=data_size)
     problems: list[tuple[int, str]] = []
+    damaged_tail = False
 
     def add(record_pos: int, file_pos: int, line: bytes, entry: bool | None) -> None:
+        nonlocal damaged_tail
         try:
             rec = decode_line(line)
         except CodecError as exc:
             problems.append((record_pos, exc.reason))
+            damaged_tail = True
             return
+        damaged_tail = False
         index.add(
             rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq,
             file_pos, record_pos, entry=entry,
@@ -232,20 +265,21 @@ def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tu
     if segment.sealed:
         raw = 0
         try:
-            frames = list(frame_positions(segment.path))
+            for file_pos, frame in frame_positions(segment.path):
+                first = True
+                start = 0
+                while start < len(frame):
+                    end = frame.find(b"\n", start)
+                    end = len(frame) if end < 0 else end + 1
+                    add(raw + start, file_pos, frame[start:end], first)
+                    first = False
+                    start = end
+                raw += len(frame)
         except CorruptRecordError as exc:
+            # A damaged frame: the frames after it cannot be found without it.
             problems.append((exc.position, exc.reason))
-            frames = []
-        for file_pos, frame in frames:
-            first = True
-            start = 0
-            while start < len(frame):
-                end = frame.find(b"\n", start)
-                end = len(frame) if end < 0 else end + 1
-                add(raw + start, file_pos, frame[start:end], first)
-                first = False
-                start = end
-            raw += len(frame)
+            index.data_size = exc.position
+            damaged_tail = True
         index.raw_size = raw
     else:
         end_pos = 0
@@ -255,4 +289,4 @@ def build_index(segment: Segment, data_size: int) -> tuple[SegmentIndex, list[tu
             add(pos, pos, line, None)
             end_pos = pos + len(line)
         index.raw_size = end_pos
-    return index, problems
+    return SegmentScan(index, problems, damaged_tail)
