@@ -189,10 +189,12 @@ def run(
     volume: float = 1_000.0,
     participation_rate: float | None = None,
     bars: int = 8,
+    limits: str = "",
 ) -> tuple[list[tuple[str, dict[str, float]]], Book | None]:
-    """The chain on flat bars a minute apart (6E margined at 2,310, ``check_cash``, zero
-    costs); the gate's (reason code, inputs) of each order decision, and the strategy's
-    last book (None before its first fill)."""
+    """The chain on flat bars a minute apart (6E margined at 2,310, ``check_cash`` and
+    the ``[markets.us]`` lines ``limits``, zero costs); the gate's (reason code, inputs)
+    of each order decision, and the strategy's last book (None before its first
+    fill)."""
     rows = [(T0 + (i + 1) * MINUTE_NS, price, price, price, price, volume) for i in range(bars)]
     instruments = {"us": {"6E": SIXE}}
     fills = msgspec.structs.replace(fl.ZERO_COST, participation_rate=participation_rate)
@@ -203,7 +205,7 @@ def run(
         risk=RiskConfig(
             initial_cash={"us": cash},
             instruments=instruments,  # type: ignore[arg-type]
-            limits=parse_limits("[markets.us]\ncheck_cash = true\n"),
+            limits=parse_limits(f"[markets.us]\ncheck_cash = true\n{limits}"),
         ),
         pnl=PnlConfig(initial_cash={"us": cash}, instruments=instruments),  # type: ignore[arg-type]
     )
@@ -270,15 +272,21 @@ def test_partial_fills_and_cancels_move_the_worst_case() -> None:
 
 
 def test_a_cash_like_flip_against_a_resting_order_needs_the_whole_buy() -> None:
-    """Cash-like X at 100 with 150 of cash: a sell of 1 at 101 rests (its 101 is
-    covered); a buy of 2 is refused (200 > 150). Before, the flip from −1 to +1 was
-    charged 100, approved, and filled: long 2 bought with 150, cash −50."""
+    """Cash-like X at 100 with 150 of cash, short sales allowed: a sell of 1 at 101
+    rests (its short sale margin, 50.50, is covered, and it reserves 50 of the funds);
+    a buy of 2 is refused (200 > 100). Before, the flip from −1 to +1 was charged 100,
+    approved, and filled: long 2 bought with 150, cash −50."""
     limit = {"order_type": "limit", "limit_price": 101.0}
     decisions, book = run(
-        {1: [("sell", 1.0, limit)], 2: [("buy", 2.0)]}, cash=150.0, symbol="X", price=100.0
+        {1: [("sell", 1.0, limit)], 2: [("buy", 2.0)]},
+        cash=150.0,
+        symbol="X",
+        price=100.0,
+        limits="allow_short = true\n",
     )
     assert [code for code, _ in decisions] == ["OK", "INSUFFICIENT_CASH"]
-    assert decisions[1][1]["opening_notional"] == 200.0
+    assert decisions[0][1]["short_sale_margin"] == 50.5
+    assert (decisions[1][1]["opening_notional"], decisions[1][1]["cash"]) == (200.0, 100.0)
     assert book is None  # nothing filled
 
 
@@ -301,3 +309,108 @@ def test_reducing_never_raises_the_worst_case(
         sells_after = sells + quantity if side == "sell" else sells
         worst_after = rc.worst_case_position(position, buys_after, sells_after)
         assert worst_after <= held.worst_case + 1e-9 * max(held.worst_case, 1.0)
+
+
+# ------------------------------------------------- position and exposure limits
+
+
+@pytest.mark.parametrize(
+    ("held", "side", "quantity", "code"),
+    [
+        # long 1 with a resting sell of 1: the buy can fill first, long 2
+        ({"position": 1.0, "open_sells": 1.0}, "buy", 1.0, "MAX_POSITION"),
+        # open buys of 1 and sells of 1 on a flat book: a buy may make it long 2
+        ({"open_buys": 1.0, "open_sells": 1.0}, "buy", 1.0, "MAX_POSITION"),
+        # a sell of 2 against an open buy of 1: if the buy is canceled, short 2
+        ({"open_buys": 1.0}, "sell", 2.0, "MAX_POSITION"),
+        ({"position": 1.0}, "sell", 2.0, "OK"),  # a flip to −1 stays within 1
+        ({"position": 1.0, "open_sells": 1.0}, "sell", 1.0, "OK"),  # both fill: short 1
+    ],
+)
+def test_max_position_holds_at_the_worst_case(
+    held: dict[str, float], side: str, quantity: float, code: str
+) -> None:
+    """max_position 1 is checked against the worst case position after the order, not
+    the projected one: the first three were approved before (projected after 1, 1, −1)."""
+    limits = rc.Limits(max_position=1.0)
+    decision = rc.decide(intent(side=side, quantity=quantity), view(**held), limits, "ACTIVE")
+    assert decision.reason_code == code
+
+
+def test_max_gross_exposure_holds_at_the_worst_case() -> None:
+    """Gross exposure limit of 1.5 contracts (USD 206,250 at 1.1): long 1 with a resting
+    sell of 1, a buy of 1 may reach long 2 (275,000): refused. Before, the projected
+    position after it, 1, gave 137,500 and it was approved."""
+    contract = 1.1 * 125_000.0
+    held = view(position=1.0, open_sells=1.0, gross_exposure=contract)
+    limits = rc.Limits(max_gross_exposure=1.5 * contract)
+    decision = rc.decide(intent(), held, limits, "ACTIVE")
+    assert decision.reason_code == "MAX_GROSS_EXPOSURE"
+    assert decision.inputs["gross_exposure_after"] == pytest.approx(2 * contract)
+    assert decision.inputs["worst_case_after"] == 2.0
+
+
+@given(
+    position=st.integers(-3, 3),
+    buys=st.integers(0, 4),
+    sells=st.integers(0, 4),
+    others=st.integers(0, 3),
+    side=st.sampled_from(["buy", "sell"]),
+    quantity=st.integers(1, 8),
+    state=st.sampled_from(["ACTIVE", "REDUCING"]),
+)
+def test_no_fill_combination_passes_a_limit_after_an_approval(
+    position: int, buys: int, sells: int, others: int, side: str, quantity: int, state: str
+) -> None:
+    """max_position 3 and max_gross_exposure 5 contracts at 100 (cash-like, other
+    symbols at their worst case holding ``others``): from a book within both at its
+    worst case, an approved order leaves every combination of fills within both."""
+    worst = rc.worst_case_position(position, buys, sells)
+    if worst > 3 or worst + others > 5:
+        return
+    held = view(
+        position=float(position), open_buys=float(buys), open_sells=float(sells), price=100.0,
+        multiplier=1.0, initial_margin=0.0, gross_exposure=(worst + others) * 100.0,
+    )  # fmt: skip
+    limits = rc.Limits(max_position=3.0, max_gross_exposure=500.0)
+    decision = rc.decide(intent(side=side, quantity=float(quantity)), held, limits, state)  # type: ignore[arg-type]
+    if decision.approved:
+        buys_after = buys + quantity if side == "buy" else buys
+        sells_after = sells + quantity if side == "sell" else sells
+        for filled_buys in range(buys_after + 1):
+            for filled_sells in range(sells_after + 1):
+                reached = abs(position + filled_buys - filled_sells)
+                assert reached <= 3
+                assert (reached + others) * 100.0 <= 500.0
+
+
+def test_a_resting_reducing_order_does_not_lift_max_position() -> None:
+    """The reviewer's scenario with max_position 1 (USD 100,000, 6E): buy 1 (filled); a
+    sell of 1 at 1.5 rests; a buy of 1 is refused (MAX_POSITION, worst case 2). Before,
+    it was approved on the projected position 1 and filled: long 2 past the limit."""
+    limit = {"order_type": "limit", "limit_price": 1.5}
+    decisions, book = run(
+        {1: [("buy", 1.0)], 3: [("sell", 1.0, limit)], 4: [("buy", 1.0)]},
+        cash=100_000.0,
+        limits="max_position = 1\n",
+    )
+    assert [code for code, _ in decisions] == ["OK", "OK", "MAX_POSITION"]
+    assert decisions[2][1]["worst_case_after"] == 2.0
+    assert book is not None
+    assert [p.quantity for p in book.positions] == [1.0]
+
+
+def test_a_resting_reducing_order_does_not_lift_max_gross_exposure() -> None:
+    """The same with max_gross_exposure of 1.5 contracts at 1.1 (USD 206,250): the
+    second buy is refused at a worst case exposure of 2 contracts (275,000). Before, it
+    was approved at 137,500 and the book held 2 contracts."""
+    limit = {"order_type": "limit", "limit_price": 1.5}
+    decisions, book = run(
+        {1: [("buy", 1.0)], 3: [("sell", 1.0, limit)], 4: [("buy", 1.0)]},
+        cash=100_000.0,
+        limits="max_gross_exposure = 206_250.0\n",
+    )
+    assert [code for code, _ in decisions] == ["OK", "OK", "MAX_GROSS_EXPOSURE"]
+    assert decisions[2][1]["gross_exposure_after"] == pytest.approx(275_000.0)
+    assert book is not None
+    assert [p.quantity for p in book.positions] == [1.0]

@@ -33,6 +33,7 @@ from tickertape.actors.orders.instruments import InstrumentsConfig, load_instrum
 from tickertape.actors.pnl import accounting
 from tickertape.actors.risk.checks import (
     ORDER_RATE_WINDOW_NS,
+    SHORT_SALE_REQUIREMENT,
     Decision,
     Limits,
     LimitsFile,
@@ -247,9 +248,10 @@ class RiskActor(Actor):
         price_seen = self.state.prices.get(f"{market}:{symbol}")
         price = price_seen[0] if price_seen else None
         instruments = self.instruments
-        open_buys = 0.0
-        open_sells = 0.0
         reserved = 0.0
+        # symbol -> its open orders: [Σ remaining of the buys, of the sells, Σ notional
+        # of the buys, the price of the last one]
+        book_open: dict[str, list[float]] = {}
         # margined symbol -> [Σ remaining of its open buys, of its open sells]
         futures_open: dict[str, list[float]] = {}
         open_ids: list[str] = []
@@ -260,35 +262,46 @@ class RiskActor(Actor):
             if order.market != market:
                 continue
             remaining = order.signed_remaining
-            if order.symbol == symbol:
-                if remaining > 0:
-                    open_buys += remaining
-                else:
-                    open_sells -= remaining
+            sides = book_open.setdefault(order.symbol, [0.0, 0.0, 0.0, 0.0])
+            sides[3] = order.price
+            if remaining > 0:
+                sides[0] += remaining
+            else:
+                sides[1] -= remaining
             if instruments.spec(market, order.symbol).margined:
-                sides = futures_open.setdefault(order.symbol, [0.0, 0.0])
+                margined_sides = futures_open.setdefault(order.symbol, [0.0, 0.0])
                 if remaining > 0:
-                    sides[0] += remaining
+                    margined_sides[0] += remaining
                 else:
-                    sides[1] -= remaining
+                    margined_sides[1] -= remaining
             elif remaining > 0:
-                reserved += remaining * order.price * order.multiplier
-        pending = open_buys - open_sells
+                notional = remaining * order.price * order.multiplier
+                reserved += notional
+                sides[2] += notional
+        open_buys, open_sells = book_open.get(symbol, (0.0, 0.0))[:2]
         funds = ledger.cash - reserved
         if futures_open or any(p.initial_margin for p in ledger.positions.values()):
             funds -= self._futures_margin_less_unrealized(ledger, market, futures_open)
+        if book_open or any(p.quantity < 0.0 for p in ledger.positions.values()):
+            funds -= self._short_collateral_less_covers(ledger, market, book_open)
         gross = 0.0
-        for sym, pos in sorted(ledger.positions.items()):
-            mark = self.state.prices.get(f"{market}:{sym}")
-            mark_price = mark[0] if mark else pos.mark
+        for sym in sorted(ledger.positions.keys() | book_open.keys()):
             if sym == symbol:
                 continue
-            gross += abs(pos.quantity * mark_price * pos.multiplier)
+            held = ledger.positions.get(sym)
+            buys, sells = book_open.get(sym, (0.0, 0.0))[:2]
+            worst = worst_case_position(held.quantity if held is not None else 0.0, buys, sells)
+            if not worst:
+                continue
+            sym_multiplier = (
+                held.multiplier if held is not None else instruments.spec(market, sym).multiplier
+            )
+            gross += worst * self._mark(market, sym, held, book_open) * sym_multiplier
         position = accounting.position(ledger, symbol)
         spec = instruments.spec(market, symbol)
         multiplier = spec.multiplier
         if price is not None:
-            gross += abs(position + pending) * price * multiplier
+            gross += worst_case_position(position, open_buys, open_sells) * price * multiplier
         recent = self._recent.get(sid)
         while recent and recent[0] <= now - ORDER_RATE_WINDOW_NS:
             recent.popleft()
@@ -309,6 +322,53 @@ class RiskActor(Actor):
             multiplier=multiplier,
             initial_margin=spec.margin_rates[0],
         )
+
+    def _mark(
+        self,
+        market: Market,
+        symbol: str,
+        held: accounting.PositionState | None,
+        book_open: dict[str, list[float]],
+    ) -> float:
+        """The symbol's last price seen, else its position's mark, else the price its
+        last open order was approved at (0.0 with none of them)."""
+        seen = self.state.prices.get(f"{market}:{symbol}")
+        if seen:
+            return seen[0]
+        if held is not None and held.mark:
+            return held.mark
+        return book_open[symbol][3] if symbol in book_open else 0.0
+
+    def _short_collateral_less_covers(
+        self, ledger: accounting.Ledger, market: Market, book_open: dict[str, list[float]]
+    ) -> float:
+        """What cash-like shorts take from the book's available funds, less the buy
+        reservations they release: per cash-like symbol, ``SHORT_SALE_REQUIREMENT ×``
+        the booked short's value (its proceeds are in the cash), ``(SHORT_SALE_REQUIREMENT
+        − 1) ×`` the value of the further short its open sells may open (their
+        proceeds are not), both at :meth:`_mark`; minus the part of its open buys'
+        reserved notional that only covers the booked short (such a buy, filled,
+        frees more collateral than it costs). ``book_open`` maps a symbol to [Σ
+        remaining of its open buys, of its open sells, Σ notional of the buys, the
+        last one's price]."""
+        collateral = 0.0
+        for sym in sorted(ledger.positions.keys() | book_open.keys()):
+            spec = self.instruments.spec(market, sym)
+            if spec.margined:
+                continue
+            held = ledger.positions.get(sym)
+            quantity = held.quantity if held is not None else 0.0
+            buys, sells, bought, _ = book_open.get(sym, (0.0, 0.0, 0.0, 0.0))
+            booked_short = max(-quantity, 0.0)
+            worst_short = max(sells - quantity, 0.0)
+            if worst_short:
+                value = self._mark(market, sym, held, book_open) * spec.multiplier
+                collateral += SHORT_SALE_REQUIREMENT * booked_short * value
+                collateral += (SHORT_SALE_REQUIREMENT - 1.0) * (worst_short - booked_short) * value
+            covering = min(booked_short, buys)
+            if covering:
+                collateral -= bought * covering / buys
+        return collateral
 
     def _futures_margin_less_unrealized(
         self, ledger: accounting.Ledger, market: Market, open_orders: dict[str, list[float]]

@@ -12,21 +12,29 @@ Checks run in this order; the first failure decides (reason codes in brackets):
 2. trading state: HALTED refuses every order [``HALTED``]; REDUCING refuses any
    order that would not reduce the projected position [``REDUCING``]; cancels
    always pass;
-3. clock drift alert outstanding [``CLOCK_DRIFT``];
-4. drawdown at or beyond ``max_drawdown`` [``MAX_DRAWDOWN``];
-5. market data older than ``stale_after_ms`` or never seen [``STALE_MARKET_DATA``];
+3. a sell of a cash-like instrument that could take the position below zero (booked
+   position − open sells − the order < 0) when short sales are not allowed
+   (:attr:`Limits.short_sales_allowed`) [``SHORT_NOT_ALLOWED``];
+4. clock drift alert outstanding [``CLOCK_DRIFT``];
+5. drawdown at or beyond ``max_drawdown`` [``MAX_DRAWDOWN``];
+6. market data older than ``stale_after_ms`` or never seen [``STALE_MARKET_DATA``];
    no price to value the order [``NO_PRICE``];
-6. order notional > ``max_order_notional`` [``MAX_ORDER_NOTIONAL``];
-7. |projected position after the order| > ``max_position`` [``MAX_POSITION``];
-8. gross exposure after the order > ``max_gross_exposure`` [``MAX_GROSS_EXPOSURE``];
-9. open orders ≥ ``max_open_orders`` [``MAX_OPEN_ORDERS``];
-10. approvals in the last 60 s ≥ ``max_orders_per_minute`` [``ORDER_RATE``];
-11. with ``check_cash``: for a cash-like instrument, the notional the order opens >
-    available funds [``INSUFFICIENT_CASH``]; for a margined one (a future), the
-    initial margin the order adds > available funds [``INSUFFICIENT_MARGIN``].
+7. order notional > ``max_order_notional`` [``MAX_ORDER_NOTIONAL``];
+8. worst case position after the order > ``max_position`` [``MAX_POSITION``];
+9. gross exposure at the worst case after the order > ``max_gross_exposure``
+   [``MAX_GROSS_EXPOSURE``];
+10. open orders ≥ ``max_open_orders`` [``MAX_OPEN_ORDERS``];
+11. approvals in the last 60 s ≥ ``max_orders_per_minute`` [``ORDER_RATE``];
+12. with ``check_cash``: for a cash-like instrument, the funds the order needs >
+    available funds [``INSUFFICIENT_CASH``]: a buy needs the notional it opens, a
+    short sale the part of its collateral its proceeds do not cover; for a margined
+    one (a future), the initial margin the order adds > available funds
+    [``INSUFFICIENT_MARGIN``].
 
-Checks 4–11 are skipped for orders that only reduce the projected position: a
-risk gate must never stand in the way of getting out.
+Checks 4–12 are skipped for orders that only reduce the projected position: a
+risk gate must never stand in the way of getting out. Check 3 is not: a sell that
+only reduces unfilled buys may open a short if they are canceled, and a sell within
+the booked long never meets it.
 
 "Projected position" is the booked position plus the signed remaining quantity of
 the strategy's open orders in that symbol: concurrent orders cannot add up past a
@@ -39,6 +47,14 @@ if every open buy fills and no sell does, or the reverse. An order counts as
 *reducing* only when it moves the projected position toward zero without flipping it
 **and** does not raise the worst case position: a sell that "reduces" a projected long
 made of unfilled buys could, if the buys are canceled, open a short.
+
+Position and gross exposure limits hold at the worst case: an order is refused when
+the worst case position after it exceeds ``max_position``, or when the strategy's
+gross exposure with every symbol at its worst case position (the order's symbol after
+the order) exceeds ``max_gross_exposure``. So no combination of fills of the open
+orders can take a position or the gross exposure past a limit that held before
+(prices moving apart): Trading Technologies' position limits are checked the same way,
+on the worst case position including the new order.
 
 Quantities and positions count contracts; every notional is a contract value,
 ``quantity × price × multiplier`` with the instrument's contract multiplier
@@ -54,12 +70,27 @@ order adds to the worst case position, ``initial_margin × (worst after − wors
 before)`` when positive: a reducing order adds none, and a flip from +1 to −1 adds
 none as long as |−1| ≤ the current worst case. Available funds are the strategy's
 cash plus the unrealized PnL of its futures, minus ``initial_margin × worst case
-position`` of each of its futures and the notional its open cash-like buy orders
-reserve: the "available funds" of a futures account (equity less initial margin),
-which is the cash of a cash-only book. Charging open orders on the side that would
-increase exposure most is the usual pre-trade treatment of working orders (Trading
-Technologies' risk limits, "worst case position": position + working orders of one
-side + the new order; CTS T4's ``Position.Worst``).
+position`` of each of its futures, the notional its open cash-like buy orders
+reserve (those covering a booked short excepted) and the collateral of its cash-like
+shorts (below): the "available funds" of a futures account (equity less initial
+margin), which is the cash of a cash-only book. Charging open orders on the side that
+would increase exposure most is the usual pre-trade treatment of working orders
+(Trading Technologies' risk limits, "worst case position": position + working orders
+of one side + the new order; CTS T4's ``Position.Worst``).
+
+Short sales of cash-like instruments. A cash account cannot sell what it does not
+hold: with ``check_cash`` and unless ``allow_short = true``, a sell may bring the
+booked position minus the open sells down to 0, never below (``SHORT_NOT_ALLOWED``).
+When short sales are allowed, a short is collateralized as Regulation T requires of a
+short sale of a US equity: 150 % of its current market value
+(:data:`SHORT_SALE_REQUIREMENT`; 12 CFR 220.12(c)(1)), of which the proceeds of the
+sale, held in cash, are 100 %. A booked short takes ``1.5 × |position| × price ×
+multiplier`` from the available funds (its proceeds are in the cash, its liability
+and the extra 50 % are not free), an open sell that may open a short reserves 50 % of
+the notional it opens, and a new short sale needs 50 % of the notional it opens
+(``INSUFFICIENT_CASH``). The same rule applies in every market; the longs of a cash
+book are fully paid and are not collateral. Futures may always go short (their margin
+is the margined rule above).
 """
 
 from __future__ import annotations
@@ -80,6 +111,7 @@ ReasonCode = Literal[
     "UNKNOWN_ORDER",
     "HALTED",
     "REDUCING",
+    "SHORT_NOT_ALLOWED",
     "CLOCK_DRIFT",
     "MAX_DRAWDOWN",
     "STALE_MARKET_DATA",
@@ -99,6 +131,12 @@ REASON_CODES: tuple[str, ...] = ReasonCode.__args__  # type: ignore[attr-defined
 ORDER_RATE_WINDOW_NS = 60_000_000_000
 """The order-rate window: one minute of the gate's clock."""
 
+SHORT_SALE_REQUIREMENT = 1.5
+"""Collateral of a short sale of a cash-like instrument, a fraction of its market value:
+Regulation T's initial requirement for a short sale of a nonexempted security, 150 %
+of its current market value (12 CFR 220.12(c)(1)); the sale's proceeds are 100 % of
+it, the account adds the other 50 %."""
+
 _STATE_RANK: dict[str, int] = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
 
 
@@ -108,17 +146,23 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     Attributes:
         max_order_notional: largest ``quantity × price × multiplier`` of one order, in
             the market's currency.
-        max_position: largest |position| per symbol, in contracts (shares, coins).
+        max_position: largest |position| per symbol, in contracts (shares, coins), at
+            the worst case position (every open order of one side filled).
         max_gross_exposure: largest Σ |position × price × multiplier| of a strategy's
-            book in one market, in its currency.
+            book in one market, in its currency, every symbol at its worst case
+            position.
         max_open_orders: most open orders per strategy.
         max_orders_per_minute: most approvals per strategy in any 60 s of the clock.
         max_drawdown: drawdown (fraction of the high-water mark) at which new
             exposure is refused and the scope is halted, in (0, 1].
         stale_after_ms: market data older than this refuses new exposure.
         check_cash: refuse orders that need more than the available funds: the
-            opening notional of a cash-like instrument, the added initial margin of
-            a margined one (a future).
+            opening notional of a cash-like instrument (50 % of it for a short
+            sale), the added initial margin of a margined one (a future).
+        allow_short: whether a sell of a cash-like instrument may take its position
+            below zero. None (absent from every scope) means "not with check_cash"
+            (a cash account) and "yes" without it; see :attr:`short_sales_allowed`.
+            Futures may always go short.
     """
 
     max_order_notional: float | None = None
@@ -129,6 +173,14 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_drawdown: float | None = None
     stale_after_ms: int | None = None
     check_cash: bool | None = None
+    allow_short: bool | None = None
+
+    @property
+    def short_sales_allowed(self) -> bool:
+        """``allow_short`` when set, else True without ``check_cash`` and False with it."""
+        if self.allow_short is not None:
+            return self.allow_short
+        return not self.check_cash
 
     def validate(self, where: str) -> None:
         """Raises ConfigError naming ``where`` when a limit is out of range."""
@@ -193,13 +245,20 @@ def _tightest(values: list[float | int | None]) -> float | int | None:
 
 
 def effective_limits(limits: LimitsFile, market: Market, strategy_id: str) -> Limits:
-    """The most restrictive of the global, market and strategy limits, field by field."""
+    """The most restrictive of the global, market and strategy limits, field by field.
+
+    ``check_cash`` is on when any scope turns it on; ``allow_short`` is False when any
+    scope says false, else True when one says true, else None (unset).
+    """
     scopes = [limits.global_, limits.markets.get(market), limits.strategies.get(strategy_id)]
     present = [s for s in scopes if s is not None]
     fields: dict[str, float | int | bool | None] = {}
     for name in Limits.__struct_fields__:
         if name == "check_cash":
             fields[name] = any(s.check_cash for s in present) or None
+        elif name == "allow_short":
+            said = [s.allow_short for s in present if s.allow_short is not None]
+            fields[name] = min(said) if said else None  # False beats True
         else:
             fields[name] = _tightest([getattr(s, name) for s in present])
     return msgspec.convert(fields, Limits)
@@ -273,17 +332,21 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
             (contracts, ≥ 0).
         price: last traded price or bar close of the symbol; None if never seen.
         last_data_ns: ``ts_event`` of that price; None if never seen.
-        gross_exposure: the strategy's Σ |position × price × multiplier| in the
-            market, including the symbol's projected position at ``price``.
+        gross_exposure: the strategy's Σ worst case position × price × multiplier
+            over its symbols in the market (booked positions and open orders, see
+            :func:`worst_case_position`), the symbol's own at ``price``.
         open_orders: the strategy's open orders (all symbols).
         open_order_ids: ids of those orders (for cancels).
         recent_orders: approvals of the strategy within the last 60 s.
         cash: the strategy's available funds in the market: its cash, plus the
             unrealized PnL of its futures positions, minus their initial margin at
             their worst case positions (open orders of each side included, see
-            :func:`worst_case_position`) and the notional reserved by open buy
-            orders of cash-like instruments (see the module docstring). For a book
-            without futures: cash minus those reservations.
+            :func:`worst_case_position`), the notional reserved by open buy orders
+            of cash-like instruments but for those covering a booked short, and the
+            collateral of cash-like shorts (:data:`SHORT_SALE_REQUIREMENT` of a
+            booked short's value, the part of it an open sell's proceeds would not
+            cover; see the module docstring). For a book without futures: cash
+            minus those reservations and collateral.
         drawdown: the strategy's current drawdown (fraction), from pnl updates.
         clock_drift: a clock drift alert is outstanding.
         multiplier: the symbol's contract multiplier (units of the underlying per
@@ -362,15 +425,16 @@ def is_reducing(projected: float, side: Side, quantity: float) -> bool:
     return opposite and quantity <= abs(projected) + 1e-12 * abs(projected)
 
 
-def _opening(view: RiskView, side: Side, quantity: float) -> tuple[float, float]:
-    """(contracts the order may open, contracts it adds to the worst case position).
+def _opening(view: RiskView, side: Side, quantity: float) -> tuple[float, float, float]:
+    """(contracts the order may open, worst case position before, and after it).
 
     The first is how far the order raises its own side: the long side
     ``max(position + open buys, 0)`` for a buy, the short side ``max(open sells −
-    position, 0)`` for a sell (what a cash-like order must pay or cover); the second,
-    how far it raises :func:`worst_case_position` (what a future's margin is charged
-    on). With no open order of the other side the first equals the opening of the
-    projected position: ``|after|`` on a flip, else ``max(|after| − |projected|, 0)``.
+    position, 0)`` for a sell (what a cash-like order must pay or cover); the others,
+    :func:`worst_case_position` before and after the order (a future's margin is
+    charged on the rise; position limits hold at the second). With no open order of
+    the other side the first equals the opening of the projected position: ``|after|``
+    on a flip, else ``max(|after| − |projected|, 0)``.
     """
     long_side = view.position + view.open_buys  # every open buy fills, no sell
     short_side = view.position - view.open_sells  # every open sell fills, no buy
@@ -381,7 +445,7 @@ def _opening(view: RiskView, side: Side, quantity: float) -> tuple[float, float]
     else:
         opening = max(-(short_side - quantity), 0.0) - max(-short_side, 0.0)
         worst_after = max(abs(long_side), abs(short_side - quantity))
-    return opening, worst_after - worst
+    return opening, worst, worst_after
 
 
 def _invalid(intent: Intent) -> str | None:
@@ -416,9 +480,11 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
 
     Returns:
         The decision; ``inputs`` holds every figure a check used, for the audit trail
-        (``multiplier`` among them when it is not 1; ``open_buys`` and
-        ``open_sells`` when the symbol has open orders; ``initial_margin``, per
-        contract, and ``opening_margin`` for a margined instrument).
+        (``multiplier`` among them when it is not 1; ``open_buys``,
+        ``open_sells`` and ``worst_case_after`` when the symbol has open orders;
+        ``initial_margin``, per contract, and ``opening_margin`` for a margined
+        instrument; ``short_sale_margin`` for a cash-like sell that may open a
+        short).
     """
     inputs: dict[str, float] = {
         "position": view.position,
@@ -453,10 +519,12 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
     after = view.projected + signed
     inputs["quantity"] = quantity
     inputs["projected_after"] = after
+    opening, worst, worst_after = _opening(view, side, quantity)
+    worst_added = worst_after - worst
     if view.open_buys or view.open_sells:
         inputs["open_buys"] = view.open_buys
         inputs["open_sells"] = view.open_sells
-    opening, worst_added = _opening(view, side, quantity)
+        inputs["worst_case_after"] = worst_after
     reducing = is_reducing(view.projected, side, quantity) and worst_added <= 1e-12 * max(
         view.worst_case, 1.0
     )
@@ -464,6 +532,17 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         return _reject("HALTED", "trading is halted", inputs)
     if state == "REDUCING" and not reducing:
         return _reject("REDUCING", "only orders that reduce the position are accepted", inputs)
+    margined = view.initial_margin > 0.0
+    if side == "sell" and not margined and not limits.short_sales_allowed:
+        short_side_after = view.position - view.open_sells - quantity
+        if short_side_after < -1e-12 * max(abs(view.position), view.open_sells + quantity):
+            return _reject(
+                "SHORT_NOT_ALLOWED",
+                f"selling {quantity} of {intent.symbol} with {view.open_sells} open to sell"
+                f" and a position of {view.position} could leave it at {short_side_after};"
+                " short sales of a cash-like instrument need allow_short = true",
+                inputs,
+            )
     price = view.price
     if intent.order_type == "limit" and intent.limit_price is not None:
         price = intent.limit_price if price is None else max(price, intent.limit_price)
@@ -516,14 +595,14 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
             f"notional {notional:.2f} > limit {limits.max_order_notional:.2f}",
             inputs,
         )
-    if limits.max_position is not None and abs(after) > limits.max_position:
+    if limits.max_position is not None and worst_after > limits.max_position:
         return _reject(
-            "MAX_POSITION", f"position {after} would exceed {limits.max_position}", inputs
+            "MAX_POSITION",
+            f"worst case position {worst_after} would exceed {limits.max_position}",
+            inputs,
         )
     contract_value = price * multiplier
-    gross_after = (
-        view.gross_exposure - abs(view.projected) * contract_value + abs(after) * contract_value
-    )
+    gross_after = view.gross_exposure - worst * contract_value + worst_after * contract_value
     inputs["gross_exposure_after"] = gross_after
     if limits.max_gross_exposure is not None and gross_after > limits.max_gross_exposure:
         return _reject(
@@ -546,7 +625,7 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
     opening_notional = opening * price * multiplier
     inputs["opening_notional"] = opening_notional
     inputs["cash"] = view.cash
-    if view.initial_margin > 0.0:
+    if margined:
         opening_margin = max(worst_added, 0.0) * view.initial_margin
         inputs["initial_margin"] = view.initial_margin
         inputs["opening_margin"] = opening_margin
@@ -554,6 +633,16 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
             return _reject(
                 "INSUFFICIENT_MARGIN",
                 f"initial margin {opening_margin:.2f} > available funds {view.cash:.2f}",
+                inputs,
+            )
+    elif side == "sell" and opening > 0.0:
+        short_sale_margin = (SHORT_SALE_REQUIREMENT - 1.0) * opening_notional
+        inputs["short_sale_margin"] = short_sale_margin
+        if limits.check_cash and short_sale_margin > view.cash:
+            return _reject(
+                "INSUFFICIENT_CASH",
+                f"short sale margin {short_sale_margin:.2f} (the collateral beyond its"
+                f" proceeds) > available cash {view.cash:.2f}",
                 inputs,
             )
     elif limits.check_cash and opening_notional > view.cash:
