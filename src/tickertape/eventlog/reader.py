@@ -270,10 +270,13 @@ class LogReader:
         one pass and checksummed in a second (two tight loops run faster here than one
         alternating between them). A block with any fault is checked again line by line
         (:meth:`_check_lines`), in order, so that nothing past an upper bound is judged
-        and the records before a fault are yielded before it is raised.
+        and the records before a fault are yielded before it is raised. A zstd error (a
+        sealed file's damaged frame) takes the lines of its block with it: the file is
+        then read again line by line up to it (:meth:`_lines_before_damage`).
 
         Raises:
-            CorruptRecordError: a record fails a check, or this file yields a record
+            CorruptRecordError: a record fails a check, a frame of a sealed file does
+                not decompress, or this file yields a record
                 after an earlier day ended on an unterminated line (the error names
                 that line); its byte position is found by reading the file again up
                 to it.
@@ -358,8 +361,9 @@ class LogReader:
         """After a zstd error in a block of a sealed file: read the file again from the
         same frame, past the lines already checked, one line at a time as the
         record-at-a-time reader did, until the bounds are done or the error comes back;
-        then raise it. Yields what that reader yielded: the lines its buffered stream
-        gave before the error, within the bounds.
+        then raise it (the first one, should the second pass end without one). Yields
+        what that reader yielded: the records of the lines its buffered stream gave
+        before the error, within the bounds.
 
         Raises:
             CorruptRecordError: the zstd error (position: ``file_pos``, the frame the read
@@ -522,10 +526,10 @@ class LogReader:
                             if not damaged or self._later_day_starts_by(topic, seg, key, value):
                                 done_days.add(seg.day)
                                 continue
-                            # The index stopped at damage or left damaged lines out: the
-                            # day may hold records past it. Read on from its last entry,
-                            # so that the read meets the damage (corruption is never
-                            # skipped) as it would with the day's .idx.
+                            # The scan that built the index met damage after its last
+                            # record: the day may hold records past it. Read on from its
+                            # last entry into the damage (corruption is never skipped
+                            # silently), as a read of that record on would.
                             entry = idx.entries[-1] if idx.entries else None
                         else:
                             keys = [key(e) for e in idx.entries]
