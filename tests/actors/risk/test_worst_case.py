@@ -414,3 +414,14 @@ def test_a_resting_reducing_order_does_not_lift_max_gross_exposure() -> None:
     assert decisions[2][1]["gross_exposure_after"] == pytest.approx(275_000.0)
     assert book is not None
     assert [p.quantity for p in book.positions] == [1.0]
+
+
+def test_gross_exposure_values_the_symbol_at_the_order_price() -> None:
+    """Long 1 at a last price of 100 (gross exposure 100), a buy of 1 limited at 120:
+    after it the symbol's worst case, 2, is valued at 120 (240). Before, the 100 of the
+    view was replaced as if it had been valued at 120 (220)."""
+    held = view(position=1.0, price=100.0, multiplier=1.0, initial_margin=0.0,
+                gross_exposure=100.0)  # fmt: skip
+    order = intent(order_type="limit", limit_price=120.0)
+    decision = rc.decide(order, held, rc.Limits(), "ACTIVE")
+    assert decision.inputs["gross_exposure_after"] == 240.0

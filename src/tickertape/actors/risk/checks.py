@@ -334,7 +334,8 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
         last_data_ns: ``ts_event`` of that price; None if never seen.
         gross_exposure: the strategy's Σ worst case position × price × multiplier
             over its symbols in the market (booked positions and open orders, see
-            :func:`worst_case_position`), the symbol's own at ``price``.
+            :func:`worst_case_position`), the symbol's own at ``price`` (left out
+            when ``price`` is None).
         open_orders: the strategy's open orders (all symbols).
         open_order_ids: ids of those orders (for cancels).
         recent_orders: approvals of the strategy within the last 60 s.
@@ -602,7 +603,10 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
             inputs,
         )
     contract_value = price * multiplier
-    gross_after = view.gross_exposure - worst * contract_value + worst_after * contract_value
+    # view.gross_exposure holds the symbol at its last price; after the order, the
+    # symbol's worst case is valued at the order's price
+    held_value = worst * (view.price * multiplier) if view.price is not None else 0.0
+    gross_after = view.gross_exposure - held_value + worst_after * contract_value
     inputs["gross_exposure_after"] = gross_after
     if limits.max_gross_exposure is not None and gross_after > limits.max_gross_exposure:
         return _reject(
