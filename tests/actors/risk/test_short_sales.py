@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
+from tests.actors.orders.harness import MINUTE_NS, REPO, bar_records, payloads, run_chain
 from tests.actors.risk.test_checks import intent
 from tests.actors.risk.test_worst_case import Script
 from tickertape.actors.orders import OrderEngineConfig
@@ -284,3 +284,25 @@ def test_a_cash_account_never_approves_a_sell_past_its_holdings(
         assert decision.reason_code != "SHORT_NOT_ALLOWED"
     elif decision.approved:
         assert position - sells - quantity >= 0
+
+
+def test_the_example_limits_let_only_the_live_sma_example_sell_crypto_short() -> None:
+    """examples/risk.toml: crypto is a cash account (check_cash), except for the live SMA
+    example (strategy sma-live, BTCUSDT spot), which goes short on a cross down: its
+    short sale of 0.01 BTC is approved, another strategy's is SHORT_NOT_ALLOWED."""
+    limits = (REPO / "examples" / "risk.toml").read_text(encoding="utf-8")
+    rows = [(T0 + (i + 1) * MINUTE_NS, 60_000.0, 60_000.0, 60_000.0, 60_000.0, 5.0)
+            for i in range(3)]  # fmt: skip
+    plan: dict[int, list[tuple[object, ...]]] = {1: [("sell", 0.01)]}
+    codes = {}
+    for sid in ("sma-live", "other"):
+        out = run_chain(
+            bar_records(rows, "crypto", "BTCUSDT"),
+            [StrategyActor(StrategyConfig(strategy_id=sid), strategy=Script(plan))],
+            orders=OrderEngineConfig(markets={"crypto": fl.ZERO_COST}),
+            risk=RiskConfig(limits=parse_limits(limits)),
+        )
+        codes[sid] = [
+            d.reason_code for _, d in payloads(out, "risk.") if isinstance(d, RiskDecision)
+        ]
+    assert codes == {"sma-live": ["OK"], "other": ["SHORT_NOT_ALLOWED"]}
