@@ -199,3 +199,24 @@ def test_follow_stops_by_itself_at_to(
     while not follower.lines.empty():
         rest.append(msgspec.json.decode(follower.lines.get())["source_seq"])
     assert rest == [4, 5]
+
+
+def test_follow_on_files_ends_at_a_gseq_bound_that_other_topics_pass(tmp_path: Path) -> None:
+    """`--follow --to 5` on the files ends once the log's head has passed gseq 5, even
+    when no event of the followed topic is past it (topic A holds gseqs 1–3, topic B
+    4–10): it used to wait for an event of A past the bound, forever."""
+    data_dir = str(tmp_path / "data")
+    a = b"".join(msgspec.json.encode(trade("md", i, "A")) + b"\n" for i in range(1, 4))
+    b = b"".join(msgspec.json.encode(trade("md", i, "B")) + b"\n" for i in range(4, 11))
+    _append(a + b, "--data-dir", data_dir)
+    proc = subprocess.run(
+        [str(TAPE), "tail", "md.trade.crypto.A", "--json", "--data-dir", data_dir,
+         "--from", "1", "--to", "5", "--follow"],
+        capture_output=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [msgspec.json.decode(line)["source_seq"] for line in proc.stdout.splitlines()] == [
+        1,
+        2,
+        3,
+    ]

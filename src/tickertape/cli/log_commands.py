@@ -164,8 +164,9 @@ def tail_command(
     """Print events matching PATTERNS (NATS wildcards; default all) in gseq order.
 
     Rows (or JSON lines) are printed as the events arrive. With --follow, Ctrl-C
-    (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too;
-    with --to it ends by itself at the first event past the bound (events come in
+    (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too.
+    With --to it ends by itself: on the files, a gseq bound once the log's head has
+    reached it; otherwise at the first matching event past the bound (events come in
     gseq order, so a time bound does not wait for topics still behind it).
 
     \b
@@ -208,7 +209,10 @@ def tail_command(
             from_gseq = start.gseq if start is not None and start.gseq else 1
         with _stopped_by_signals() as stopping:
             followed = reader.follow_batches(
-                list(patterns) or None, from_gseq, stop=stopping.is_set
+                list(patterns) or None,
+                from_gseq,
+                stop=stopping.is_set,
+                to_gseq=end.gseq if end is not None else None,
             )
             for batch in _limited(_until(followed, end), limit):
                 printer.write(batch)

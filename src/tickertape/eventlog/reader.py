@@ -723,9 +723,10 @@ class LogReader:
         poll_s: float = 0.1,
         stop: Callable[[], bool] | None = None,
         max_batch: int = 256,
+        to_gseq: int | None = None,
     ) -> Generator[list[Record], None, None]:
         """Yield the matching records from ``from_gseq`` on in batches, then wait for
-        new ones (``tail -f``, a batch at a time).
+        new ones (``tail -f``, a batch at a time), up to ``to_gseq`` when given.
 
         Each batch is a new list of 1 to ``max_batch`` records in gseq order; together
         the batches are every matching record from ``from_gseq`` on, once each. A batch
@@ -744,6 +745,9 @@ class LogReader:
             stop: checked before each read of the head and after each batch; once it
                 returns true the generator ends. None: follow until closed.
             max_batch: most records per batch (≥ 1).
+            to_gseq: last gseq to follow (inclusive): the generator ends once the
+                committed head has reached it and the matching records up to it are
+                out, whether or not one of them is at ``to_gseq``. None: no end.
 
         Raises:
             ValueError: at the call, when ``from_gseq < 1``, ``poll_s`` is negative or
@@ -756,7 +760,9 @@ class LogReader:
             raise ValueError(f"follow: poll_s must be 0 or more seconds, not {poll_s}")
         if max_batch < 1:
             raise ValueError(f"follow: max_batch must be at least 1, not {max_batch}")
-        return self._follow_batches(patterns, from_gseq, poll_s, stop, max_batch)
+        return self._follow_batches(
+            patterns, from_gseq, poll_s, stop, max_batch, _INF if to_gseq is None else to_gseq
+        )
 
     def _follow_batches(
         self,
@@ -765,9 +771,10 @@ class LogReader:
         poll_s: float,
         stop: Callable[[], bool] | None,
         max_batch: int,
+        to_gseq: int,
     ) -> Generator[list[Record], None, None]:
-        while stop is None or not stop():
-            head = self.head_gseq()
+        while (stop is None or not stop()) and next_gseq <= to_gseq:
+            head = min(self.head_gseq(), to_gseq)
             if head < next_gseq:
                 time.sleep(poll_s)
                 continue
