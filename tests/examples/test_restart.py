@@ -25,7 +25,11 @@ COSTS = OrderEngineConfig(
     markets={"us": fl.MarketFillConfig(fees=fl.FeeSchedule(per_unit=0.85), participation_rate=0.5)},
     instruments=SIXE,  # type: ignore[arg-type]
 )
-LIMITS = parse_limits("[global]\nmax_position = 3\nmax_orders_per_minute = 5\ncheck_cash = true\n")
+# 6E is booked fully funded here (no initial_margin), so the SMA's shorts need
+# allow_short under check_cash.
+LIMITS = parse_limits(
+    "[global]\nmax_position = 3\nmax_orders_per_minute = 5\ncheck_cash = true\nallow_short = true\n"
+)
 CASH = {"us": 1_000_000.0}
 
 
@@ -85,6 +89,8 @@ def test_restart_from_snapshots_gives_the_same_outputs() -> None:
     resumed.run(StepPlanner(inputs[3000:], resumed.timers, start_ns=cut, end_ns=end))
     joined = first.records + second.records[len(first.records) :]
     assert len(whole.records) > 500
+    approved = [r for r in whole.records if r.topic.startswith("risk.approved")]
+    assert len(approved) > 100  # the strategy trades both ways through the run
     filled = [r for r in whole.records if r.topic.startswith("order.filled")]
     assert filled
     assert b'"multiplier":125000.0' in bytes(filled[0].payload)
