@@ -97,14 +97,16 @@ from tickertape.topics import validate_topic
 log = structlog.get_logger("tickertape.router")
 
 _RECORD_ENCODER = msgspec.json.Encoder()
-_MAX_MERGE_EVENTS = 1_000
+_MAX_MERGE_EVENTS = 10_000
 """Most events the appender merges from several ``pub`` frames into one log append (a
-larger frame is appended alone). Past a few hundred events per fsync, merging more
-saves no measurable CPU, while the sizes of a group's buffers (the log's encoded
-lines, the stamped records, the frames) set the allocator's high-water mark. In the
-memory row of benchmarks/bench_router.py (16 subscribers, batches of 1 000, 1 M
-events, a loaded machine) the router's RSS grew 31-37 MB when up to 10 000 were
-merged, 22-23 MB with 2 000 and 17-19 MB with 1 000."""
+larger frame is appended alone). The appender waits for each append (its fsync)
+before the next, so larger groups are what keeps a publisher's batches in flight
+moving at full rate: with one subscriber at full rate, batches of 1 000 and 8 in
+flight (benchmarks/bench_router.py, side by side on the shared machine), capping the
+merge at 1 000 / 2 000 / 4 000 / 10 000 events gave 100 k / 104 k / 114 k / 123 k
+events/s. Smaller groups lower the allocator's high-water mark (the memory row's RSS
+growth over 1 M events: 17-19 MB with 1 000, 30-34 MB with 10 000; most of it the
+log's duplicate window, see docs/protocol.md §13)."""
 _WRITE_CHUNK = 64 * 1024
 """Bytes of frames a connection hands its transport per write (see _Connection.flush)."""
 
