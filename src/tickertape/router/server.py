@@ -12,12 +12,12 @@ frames itself (one write per connection and batch), with no task per batch.
 
 Each connection has one bounded send queue, written to its socket as frames are
 queued and, while the client reads too slowly for the socket to take them, by the
-connection's writer task once it has room. The live
-fan-out never waits on it: when it is full, the subscription is switched to reading
-the log by position (:mod:`tickertape.router.subscriptions`), and rejoins the live
-feed once its cursor reaches the head. A gap in the fanned-out gseqs (an append
-whose answer was lost with a log restart) switches every live subscription of the
-namespace to the log in the same way, so nothing is ever skipped.
+connection's writer task once it has room. The live fan-out never waits on it: when
+it is full, the subscription is switched to reading the log by position
+(:mod:`tickertape.router.subscriptions`), and rejoins the live feed once its cursor
+reaches the head. A gap in the fanned-out gseqs (an append whose answer was lost with
+a log restart) switches every live subscription of the namespace to the log in the
+same way, so nothing is ever skipped.
 """
 
 from __future__ import annotations
