@@ -18,6 +18,8 @@ from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.schemas import Envelope, Record, decode_payload, encode_payload, stamp
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
+from tickertape.schemas.pnl import Book, PnlUpdate
+from tickertape.schemas.risk import RiskDecision
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
 
@@ -115,3 +117,17 @@ def payloads(records: Sequence[Record], prefix: str) -> list[tuple[Record, msgsp
     return [
         (r, decode_payload(r.type, r.v, r.payload)) for r in records if r.topic.startswith(prefix)
     ]
+
+
+def chain_outcome(
+    records: Sequence[Record],
+) -> tuple[list[tuple[str, dict[str, float]]], Book | None]:
+    """The risk gate's decisions other than cancels, as (reason code, inputs), and
+    strategy ``s``'s last booked state (None when it never had an update)."""
+    decisions = [
+        (d.reason_code, d.inputs)
+        for _, d in payloads(records, "risk.")
+        if isinstance(d, RiskDecision) and d.reason != "cancel"
+    ]
+    updates = [p for _, p in payloads(records, "pnl.update.s") if isinstance(p, PnlUpdate)]
+    return decisions, updates[-1].books[0] if updates else None

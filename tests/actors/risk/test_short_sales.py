@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.actors.orders.harness import MINUTE_NS, REPO, bar_records, payloads, run_chain
+from tests.actors.orders.harness import (
+    MINUTE_NS,
+    REPO,
+    bar_records,
+    chain_outcome,
+    payloads,
+    run_chain,
+)
 from tests.actors.risk.test_checks import intent
 from tests.actors.risk.test_worst_case import Script
 from tickertape.actors.orders import OrderEngineConfig
@@ -19,7 +26,7 @@ from tickertape.actors.risk import RiskConfig, parse_limits
 from tickertape.actors.risk import checks as rc
 from tickertape.actors.strategy import StrategyActor, StrategyConfig
 from tickertape.schemas import Record
-from tickertape.schemas.pnl import Book, PnlUpdate
+from tickertape.schemas.pnl import Book
 from tickertape.schemas.risk import RiskDecision
 from tickertape.schemas.strategy import Intent
 
@@ -155,13 +162,7 @@ def decisions_and_book(
         risk=RiskConfig(initial_cash={"us": cash}, limits=parse_limits(limits)),
         pnl=PnlConfig(initial_cash={"us": cash}),
     )
-    decisions = [
-        (d.reason_code, d.inputs)
-        for _, d in payloads(out, "risk.")
-        if isinstance(d, RiskDecision) and d.reason != "cancel"
-    ]
-    updates = [p for _, p in payloads(out, "pnl.update.s") if isinstance(p, PnlUpdate)]
-    return decisions, updates[-1].books[0] if updates else None
+    return chain_outcome(out)
 
 
 SIX_SELLS: dict[int, list[tuple[object, ...]]] = {n: [("sell", 1.0)] for n in range(1, 7)}

@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
+from tests.actors.orders.harness import (
+    MINUTE_NS,
+    bar_records,
+    chain_outcome,
+    run_chain,
+)
 from tests.actors.risk.test_checks import intent as checks_intent
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
@@ -20,8 +25,7 @@ from tickertape.actors.risk import checks as rc
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
-from tickertape.schemas.pnl import Book, PnlUpdate
-from tickertape.schemas.risk import RiskDecision
+from tickertape.schemas.pnl import Book
 from tickertape.schemas.strategy import Intent
 
 T0 = 1_704_067_200_000_000_000
@@ -209,13 +213,7 @@ def run(
         ),
         pnl=PnlConfig(initial_cash={"us": cash}, instruments=instruments),  # type: ignore[arg-type]
     )
-    decisions = [
-        (d.reason_code, d.inputs)
-        for _, d in payloads(out, "risk.")
-        if isinstance(d, RiskDecision) and d.reason != "cancel"
-    ]
-    updates = [p for _, p in payloads(out, "pnl.update.s") if isinstance(p, PnlUpdate)]
-    return decisions, updates[-1].books[0] if updates else None
+    return chain_outcome(out)
 
 
 def test_a_resting_reducing_order_does_not_free_the_margin_of_the_position() -> None:
