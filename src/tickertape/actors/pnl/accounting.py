@@ -152,8 +152,7 @@ def _equity(positions: dict[str, PositionState], cash: float) -> float:
     for symbol in sorted(positions):
         state = positions[symbol]
         if state.initial_margin:
-            if state.quantity:
-                total += state.quantity * (state.mark - state.average_cost) * state.multiplier
+            total += state.unrealized
         else:
             total += state.quantity * state.mark * state.multiplier
     return total
@@ -336,7 +335,8 @@ def apply_order_fill(
 
 
 def add_capital(ledger: Ledger, amount: float) -> Ledger:
-    """``ledger`` with ``amount`` more cash, initial cash and high-water mark.
+    """``ledger`` with ``amount`` (in the book's currency, ≥ 0 by its callers: not
+    checked) more cash, initial cash and high-water mark.
 
     How a portfolio book takes in the capital of a strategy that joins it: new capital
     is neither a gain nor a loss, so the high-water mark rises by the amount the equity

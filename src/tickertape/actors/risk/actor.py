@@ -250,10 +250,8 @@ class RiskActor(Actor):
         instruments = self.instruments
         reserved = 0.0
         # symbol -> its open orders: [Σ remaining of the buys, of the sells, Σ notional
-        # of the buys, the price of the last one]
+        # of the buys (cash-like symbols only), the price of the last one]
         book_open: dict[str, list[float]] = {}
-        # margined symbol -> [Σ remaining of its open buys, of its open sells]
-        futures_open: dict[str, list[float]] = {}
         open_ids: list[str] = []
         for order_id, order in sorted(self.state.orders.items()):
             if order.strategy_id != sid:
@@ -268,20 +266,13 @@ class RiskActor(Actor):
                 sides[0] += remaining
             else:
                 sides[1] -= remaining
-            if instruments.spec(market, order.symbol).margined:
-                margined_sides = futures_open.setdefault(order.symbol, [0.0, 0.0])
-                if remaining > 0:
-                    margined_sides[0] += remaining
-                else:
-                    margined_sides[1] -= remaining
-            elif remaining > 0:
+            if remaining > 0 and not instruments.spec(market, order.symbol).margined:
                 notional = remaining * order.price * order.multiplier
                 reserved += notional
                 sides[2] += notional
         open_buys, open_sells = book_open.get(symbol, (0.0, 0.0))[:2]
         funds = ledger.cash - reserved
-        if futures_open or any(p.initial_margin for p in ledger.positions.values()):
-            funds -= self._futures_margin_less_unrealized(ledger, market, futures_open)
+        funds -= self._futures_margin_less_unrealized(ledger, market, book_open)
         if book_open or any(p.quantity < 0.0 for p in ledger.positions.values()):
             funds -= self._short_collateral_less_covers(ledger, market, book_open)
         gross = 0.0
@@ -371,26 +362,26 @@ class RiskActor(Actor):
         return collateral
 
     def _futures_margin_less_unrealized(
-        self, ledger: accounting.Ledger, market: Market, open_orders: dict[str, list[float]]
+        self, ledger: accounting.Ledger, market: Market, book_open: dict[str, list[float]]
     ) -> float:
         """Σ initial margin of the book's futures at their worst case positions (booked
         position and the open orders of one side, ``checks.worst_case_position``) minus
         Σ their unrealized PnL at the last price seen (the position's own mark before
-        any): what futures take from the book's available funds. ``open_orders`` maps a
-        symbol to [Σ remaining of its open buys, of its open sells]."""
+        any, :meth:`_mark`): what futures take from the book's available funds (0.0
+        without futures). ``book_open`` maps a symbol to its open orders, as in
+        :meth:`_short_collateral_less_covers`."""
         margin = 0.0
         unrealized = 0.0
-        for sym in sorted(ledger.positions.keys() | open_orders.keys()):
+        for sym in sorted(ledger.positions.keys() | book_open.keys()):
             rate = self.instruments.margin_rates(market, sym)[0]
             if not rate:
                 continue
             held = ledger.positions.get(sym)
             quantity = held.quantity if held is not None else 0.0
-            buys, sells = open_orders.get(sym, (0.0, 0.0))
+            buys, sells = book_open.get(sym, (0.0, 0.0))[:2]
             margin += worst_case_position(quantity, buys, sells) * rate
             if held is not None and quantity:
-                seen = self.state.prices.get(f"{market}:{sym}")
-                mark = seen[0] if seen else held.mark
+                mark = self._mark(market, sym, held, book_open)
                 unrealized += quantity * (mark - held.average_cost) * held.multiplier
         return margin - unrealized
 

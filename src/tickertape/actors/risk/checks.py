@@ -374,11 +374,6 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     initial_margin: float = 0.0
 
     @property
-    def pending(self) -> float:
-        """Signed remaining quantity of the open orders: open buys − open sells."""
-        return self.open_buys - self.open_sells
-
-    @property
     def projected(self) -> float:
         """Booked position plus open orders' signed remaining quantity."""
         return self.position + self.open_buys - self.open_sells
@@ -414,13 +409,15 @@ def resolve_order(intent: Intent, projected: float) -> tuple[Side, float] | None
     return (intent.side, intent.quantity)
 
 
-def is_reducing(projected: float, side: Side, quantity: float) -> bool:
-    """True when the order moves the projected position toward zero without flipping.
-
-    :func:`decide` also requires a reducing order not to raise the worst case
-    position (see the module docstring).
+def is_reducing(
+    projected: float, side: Side, quantity: float, worst: float, worst_after: float
+) -> bool:
+    """True when the order moves the projected position toward zero without flipping,
+    and does not raise the worst case position (``worst`` before the order,
+    ``worst_after`` with it: :func:`worst_case_position`), so that no fill of the
+    other open orders can leave the book further from flat (see the module docstring).
     """
-    if projected == 0.0:
+    if projected == 0.0 or worst_after - worst > 1e-12 * max(worst, 1.0):
         return False
     opposite = (side == "sell") if projected > 0 else (side == "buy")
     return opposite and quantity <= abs(projected) + 1e-12 * abs(projected)
@@ -526,9 +523,7 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         inputs["open_buys"] = view.open_buys
         inputs["open_sells"] = view.open_sells
         inputs["worst_case_after"] = worst_after
-    reducing = is_reducing(view.projected, side, quantity) and worst_added <= 1e-12 * max(
-        view.worst_case, 1.0
-    )
+    reducing = is_reducing(view.projected, side, quantity, worst, worst_after)
     if state == "HALTED":
         return _reject("HALTED", "trading is halted", inputs)
     if state == "REDUCING" and not reducing:
