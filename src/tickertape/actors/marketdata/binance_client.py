@@ -502,9 +502,7 @@ class LiveMarketDataHost:
             return
         gap = watch.on_event(event.topic, stream, event.ts_event, handled_ns)
         if gap is not None:
-            self._unpublished_gaps[(event.topic, gap.last_seen)] = ParsedEvent(
-                event.ts_event, gap_topic(event.topic), event.market, gap
-            )
+            self._unpublished_gaps[(event.topic, gap.last_seen)] = _gap_event(event, gap)
 
     def _take_unpublished_gaps(self) -> list[ParsedEvent]:
         out = list(self._unpublished_gaps.values())
@@ -520,8 +518,9 @@ class LiveMarketDataHost:
         stream = self._silence_streams.get(topic, "")
         if stream == "":
             watch = self.silences
+            assert watch is not None  # callers return first without a watch
             payload = event.payload
-            if watch is None or watch.bound_ns(topic) is None:
+            if watch.bound_ns(topic) is None:
                 stream = None
             elif isinstance(payload, Trade) and topic.startswith("md.trade."):
                 stream = "trade"
@@ -549,7 +548,7 @@ class LiveMarketDataHost:
             if gap is None:
                 continue
             self._silence_wake.set()  # a topic reported open has a deadline again
-            found.append((index, ParsedEvent(event.ts_event, gap_topic(topic), event.market, gap)))
+            found.append((index, _gap_event(event, gap)))
             _log.info("silence_closed", topic=topic, last_seen=gap.last_seen, detail=gap.detail)
         if not found:
             return events
@@ -715,3 +714,8 @@ class LiveMarketDataHost:
                     late_trades=self.bars.late_trades,
                     connected=self.adapter is not None and self.adapter.connected.is_set(),
                 )
+
+
+def _gap_event(event: ParsedEvent, gap: Gap) -> ParsedEvent:
+    """The whole-silence ``md.gap`` that ``event`` ends, published right after it."""
+    return ParsedEvent(event.ts_event, gap_topic(event.topic), event.market, gap)
