@@ -150,18 +150,6 @@ def _duplicate_at(env: Envelope, pos: object) -> AppendResult:
     return AppendResult(id=env.id, duplicate=True)
 
 
-def _stored_in(batches: list[_Batch], env: Envelope) -> tuple[str, int, int] | None:
-    """Where this group's batches stored ``env``'s (source, source_seq): ``(topic,
-    offset, gseq)``, or None. For a duplicate within its own group whose first copy the
-    group itself pushed out of the in-memory window (rare: a scan of the group)."""
-    key = (env.source, env.source_seq)
-    for batch in batches:
-        for j, stored in enumerate(batch.envelopes):
-            if (stored.source, stored.source_seq) == key:
-                return batch.topic, batch.first_offset + j, batch.gseqs[j]
-    return None
-
-
 class DroppedTail(msgspec.Struct, frozen=True):
     """What recovery removed from the end of a day file."""
 
@@ -1113,22 +1101,24 @@ class EventLog:
                 self._sync_files()
             self._head = head
             sources.update(pending_src)
-            self._note_positions(batches, head - first + 1, head)
+            self._note_positions(batches, head)
             if durable:
                 self._after_sync()
             else:
                 self._unsynced += head - first + 1
         for i, env in in_group:
             # (no position: refused earlier in the group, then passed by a later source_seq)
-            pos = positions.find(env.source, env.source_seq)
-            if pos is OLDER:  # the group itself pushed it out of the window
-                pos = _stored_in(batches, env)
-            results[i] = _duplicate_at(env, pos)
+            results[i] = _duplicate_at(env, positions.find(env.source, env.source_seq))
+        if head >= first:
+            # Trimmed only now: a duplicate within the group finds its first copy even
+            # when the group alone holds more records than the window.
+            positions.added(head - first + 1, head)
         return results
 
-    def _note_positions(self, batches: list[_Batch], count: int, head: int) -> None:
-        """Note the positions of a written group's ``count`` records (gseq up to
-        ``head``) in the in-memory window, source by source in gseq order.
+    def _note_positions(self, batches: list[_Batch], head: int) -> None:
+        """Note the positions of a written group's records (gseq up to ``head``) in the
+        in-memory window, source by source in gseq order (the caller trims the window
+        with ``RecentPositions.added`` once the group's duplicates are answered).
 
         A batch whose records all come from one source that no other batch of the group
         holds (one producer per topic: the usual case) is added with a few array
@@ -1142,7 +1132,6 @@ class EventLog:
                 positions.source(env.source).append(
                     env.source_seq, head, batch.first_offset, positions.topic_id(batch.topic)
                 )
-                positions.added(1, head)
                 return
             owner = dict.fromkeys(batch.sources, True)
         else:
@@ -1177,7 +1166,6 @@ class EventLog:
             src.gseqs.append(gseq)
             src.offsets.append(offset)
             src.topics.append(tid)
-        positions.added(count, head)
 
     def _new_batch(self, name: str, day: int, first_offset: int) -> _Batch:
         """A batch for ``name``'s file of ``day``; ``base`` is what its index holds now."""
