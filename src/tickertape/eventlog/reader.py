@@ -40,6 +40,7 @@ from tickertape.eventlog.segment import (
     open_lines,
     scan_segment,
 )
+from tickertape.iterutils import batched
 from tickertape.schemas.envelope import Record, StoredRecord
 from tickertape.topics import matches_any
 
@@ -79,6 +80,18 @@ class _Bounds:
     # recovery, unless a later day of the topic holds a record within the bounds.
     torn: tuple[Segment, IndexEntry | None, int, int] | None = None
 
+    def past_end(self, rec: Record) -> bool:
+        """Whether ``rec`` is past an upper bound (offset, gseq inclusive; time exclusive)."""
+        return (
+            rec.gseq > self.max_gseq or rec.offset > self.max_offset or rec.ts_event >= self.max_ts
+        )
+
+    def before_start(self, rec: Record) -> bool:
+        """Whether ``rec`` is before a lower bound (all inclusive)."""
+        return (
+            rec.offset < self.min_offset or rec.gseq < self.min_gseq or rec.ts_event < self.min_ts
+        )
+
 
 # Keys of index entries and summaries, by what a read starts from.
 _entry_offset = attrgetter("offset")
@@ -87,15 +100,6 @@ _entry_ts = attrgetter("ts_event")
 _last_offset = attrgetter("last_offset")
 _last_gseq = attrgetter("last_gseq")
 _last_ts = attrgetter("last_ts")
-
-
-def decode_line_reason(line: bytes) -> str:
-    """Why a line does not decode (for error messages)."""
-    try:
-        decode_line(line)
-    except CodecError as exc:
-        return exc.reason
-    return "invalid record"
 
 
 class LogReader:
@@ -325,12 +329,7 @@ class LogReader:
                         if bounds.done or state.stopped:
                             return
                         continue
-                    last = batch[-1]
-                    if (
-                        last.gseq > bounds.max_gseq
-                        or last.offset > bounds.max_offset
-                        or last.ts_event >= bounds.max_ts
-                    ):
+                    if bounds.past_end(batch[-1]):
                         batch = batch[: _first_past(batch, bounds)]
                         bounds.done = True
                     if state.below:
@@ -388,9 +387,7 @@ class LogReader:
     def _above(self, batch: list[Record], state: _SegmentState, bounds: _Bounds) -> list[Record]:
         """The records of ``batch`` from the first within the lower bounds on."""
         for i, rec in enumerate(batch):
-            if rec.offset < bounds.min_offset or rec.gseq < bounds.min_gseq:
-                continue
-            if rec.ts_event < bounds.min_ts:
+            if bounds.before_start(rec):
                 continue
             state.below = False
             if bounds.torn is not None:
@@ -420,16 +417,9 @@ class LogReader:
         for line in lines:
             reason = ""
             try:
-                rec = _DECODER.decode(line)
-            except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-                reason = decode_line_reason(line)
-            else:
-                crc = rec.crc
-                # The checksum covers the line up to ',"crc":'; its digits end the line.
-                if crc32c.crc32c(
-                    line[: len(line) - (19 if crc >= 1_000_000_000 else 9 + len(str(crc)))]
-                ) != crc and (crc32c.crc32c(line[: line.rfind(_CRC_TAG)]) != crc):
-                    reason = "checksum mismatch"
+                rec = decode_line(line)
+            except CodecError as exc:
+                reason = exc.reason
             if reason:
                 if not seg.sealed and line[-1:] != b"\n":
                     # a write in progress (or a torn tail awaiting recovery)
@@ -451,19 +441,11 @@ class LogReader:
                     break
                 state.start_offset = offset
             state.expected = offset + 1
-            if (
-                rec.gseq > bounds.max_gseq
-                or offset > bounds.max_offset
-                or (rec.ts_event >= bounds.max_ts)
-            ):
+            if bounds.past_end(rec):
                 bounds.done = True
                 break
             if state.below:
-                if (
-                    offset < bounds.min_offset
-                    or rec.gseq < bounds.min_gseq
-                    or rec.ts_event < bounds.min_ts
-                ):
+                if bounds.before_start(rec):
                     continue
                 state.below = False
                 if bounds.torn is not None:
@@ -839,7 +821,7 @@ def _batch_sources(
 ) -> list[Iterator[list[Record]]]:
     if read_ahead < 1:
         raise ValueError(f"merge: read_ahead must be at least 1 record, not {read_ahead}")
-    return [_batches_of(it, read_ahead) for it in iterators]
+    return [batched(it, read_ahead) for it in iterators]
 
 
 _record_offset = attrgetter("offset")
@@ -858,12 +840,6 @@ def _sort_by_gseq(records: list[Record]) -> None:
 def _sort_by_time(records: list[Record]) -> None:
     records.sort(key=_record_gseq)
     records.sort(key=_record_ts)  # stable: (ts_event, gseq) order
-
-
-def _batches_of(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    """``records`` as non-empty lists of at most ``size``."""
-    while batch := list(islice(records, size)):
-        yield batch
 
 
 def _merge_batches(
@@ -955,9 +931,7 @@ class _SegmentState:
 def _first_past(batch: list[Record], bounds: _Bounds) -> int:
     """The index of the first record of ``batch`` past an upper bound (or its length)."""
     for i, rec in enumerate(batch):
-        if rec.gseq > bounds.max_gseq or rec.offset > bounds.max_offset:
-            return i
-        if rec.ts_event >= bounds.max_ts:
+        if bounds.past_end(rec):
             return i
     return len(batch)
 
