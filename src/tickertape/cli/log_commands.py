@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
-import threading
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import Any
 
@@ -22,13 +20,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from rich.table import Table
 
 from tickertape.cli.options import Position, PositionType, data_options, format_ns, token_options
-from tickertape.cli.process import run_until_stopped, unless_stopped
-from tickertape.cli.render import RecordPrinter, batches
+from tickertape.cli.process import run_until_stopped, stopped_by_signals, unless_stopped
+from tickertape.cli.render import RecordPrinter
 from tickertape.errors import SchemaError, TickertapeError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.sealing import apply_retention, compact
 from tickertape.eventlog.verify import verify_namespace
-from tickertape.iterutils import follow_ended
+from tickertape.iterutils import batched
 from tickertape.schemas import decode_payload, is_known
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.topics import validate_pattern
@@ -57,14 +55,15 @@ def _records(
 
 
 def _until(batches_: Iterable[list[Record]], end: Position | None) -> Iterator[list[Record]]:
-    """The followed batches, ended before the first record past ``end`` (see
-    :func:`~tickertape.iterutils.follow_ended`)."""
-    if end is None:
+    """The followed batches, ended before the first record stamped at or after a time
+    ``end`` (a gseq ``end`` is the reader's: ``follow_batches(to_gseq=...)``)."""
+    if end is None or end.ts_ns is None:
         yield from batches_
         return
+    to_ns = end.ts_ns
     for batch in batches_:
         for i, rec in enumerate(batch):
-            if follow_ended(rec, end.gseq, end.ts_ns):
+            if rec.ts_event >= to_ns:
                 if i:
                     yield batch[:i]
                 return
@@ -207,7 +206,7 @@ def tail_command(
             from_gseq = first if first is not None else reader.head_gseq() + 1
         else:
             from_gseq = start.gseq if start is not None and start.gseq else 1
-        with _stopped_by_signals() as stopping:
+        with stopped_by_signals() as stopping:
             followed = reader.follow_batches(
                 list(patterns) or None,
                 from_gseq,
@@ -218,30 +217,8 @@ def tail_command(
                 printer.write(batch)
         return
     with contextlib.suppress(KeyboardInterrupt):
-        for batch in _limited(batches(_records(reader, list(patterns), start, end)), limit):
+        for batch in _limited(batched(_records(reader, list(patterns), start, end), 256), limit):
             printer.write(batch)
-
-
-@contextlib.contextmanager
-def _stopped_by_signals() -> Iterator[threading.Event]:
-    """An event set by the first SIGINT or SIGTERM (a second SIGINT interrupts at once).
-
-    ``tape tail --follow`` on the files stops at its next poll of the head (0.1 s) or
-    batch, instead of a KeyboardInterrupt landing anywhere in the reader or the printer.
-    """
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if stopping.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stopping
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @click.command("verify")

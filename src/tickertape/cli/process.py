@@ -11,9 +11,9 @@ writes neither line). A second signal cancels the work at once (still status 0).
 handlers are installed before the process connects anywhere, so a stop that arrives
 while it is still connecting is clean too.
 
-``tape tail --follow`` on the files runs no event loop: its own handler
-(``_stopped_by_signals`` in ``cli/log_commands.py``) sets the reader's stop on the
-first SIGINT or SIGTERM, and it ends at its next poll with status 0.
+``tape tail --follow`` on the files runs no event loop: :func:`stopped_by_signals`
+sets the reader's stop on the first SIGINT or SIGTERM, and it ends at its next poll
+with status 0.
 
 :func:`serve_live_actor` and :func:`serve_feed` are the live actor and market-data
 processes built on it.
@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,6 +41,31 @@ T = TypeVar("T")
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop a long-running command cleanly."""
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by the first of :data:`STOP_SIGNALS`, for work without an event
+    loop (a second SIGINT raises KeyboardInterrupt at once); the previous handlers are
+    put back on exit.
+
+    ``tape tail --follow`` on the files checks it at each poll of the head (0.1 s) and
+    after each batch, instead of a KeyboardInterrupt landing anywhere in the reader or
+    the printer.
+    """
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stopping.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
+    try:
+        yield stopping
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_until_stopped(

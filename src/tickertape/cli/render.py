@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
 
 from tickertape.cli.options import format_ns
 from tickertape.eventlog.codec import encode_wire
-from tickertape.iterutils import batched
 from tickertape.schemas.envelope import Record
 
 _FAMILY_STYLE = {
@@ -82,8 +81,3 @@ class RecordPrinter:
                 bytes(rec.payload).decode(errors="replace"),
             )
         return table
-
-
-def batches(records: Iterable[Record], size: int = 256) -> Iterator[list[Record]]:
-    """Group ``records`` into lists of at most ``size`` (the last one may be shorter)."""
-    return batched(records, size)

@@ -14,7 +14,7 @@ import msgspec
 
 from tickertape.client.connection import Client, PublishRefusedError
 from tickertape.errors import ConfigError
-from tickertape.iterutils import batched, follow_ended
+from tickertape.iterutils import batched
 from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
@@ -129,7 +129,7 @@ async def tail_remote(
             or any object with ``gseq`` / ``ts_ns`` attributes (the CLI's position).
             None means the beginning, or now with ``follow``.
         follow: keep yielding live events after the history (until cancelled or
-            ``end``: see :func:`~tickertape.iterutils.follow_ended`); otherwise stop at the head as of the
+            ``end``: see :func:`_follow_ended`); otherwise stop at the head as of the
             request.
         limit: stop after this many events.
         identity: identity to connect as (needs subscribe rights on ``patterns``).
@@ -159,7 +159,7 @@ async def tail_remote(
             async for item in stream:
                 if not isinstance(item, Record):
                     continue
-                if follow and end is not None and follow_ended(item, end_gseq, end_ts):
+                if follow and end is not None and _follow_ended(item, end_gseq, end_ts):
                     return
                 if end_ts is not None and item.ts_event >= end_ts:
                     continue
@@ -354,3 +354,16 @@ async def append_remote(
         last_gseq=last,
         batches=batches,
     )
+
+
+def _follow_ended(record: Record, to_gseq: int | None, to_ns: int | None) -> bool:
+    """Whether following ends before ``record``: its gseq is past ``to_gseq``
+    (inclusive bound), or it is stamped at or after ``to_ns`` (exclusive bound, ns).
+
+    Live events arrive in gseq order, not in time order across topics: a time bound
+    ends the following at the first record at or after it, without waiting for
+    topics still behind it.
+    """
+    if to_gseq is not None and record.gseq > to_gseq:
+        return True
+    return to_ns is not None and record.ts_event >= to_ns
