@@ -197,7 +197,10 @@ def write_durably(path: Path, data: bytes, *, mode: int = 0o644, tmp: Path | Non
     ``path`` holds either its previous content or ``data``, never a mix.
 
     Raises:
-        OSError: the write, fsync or rename failed (``path`` is unchanged).
+        OSError: the write or fsync of the temporary file, or the rename, failed
+            (``path`` is unchanged; the temporary file may be left behind), or the
+            directory's fsync failed (``path`` may already hold ``data``, not yet
+            durably).
     """
     tmp = path.with_name(path.name + ".tmp") if tmp is None else tmp
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

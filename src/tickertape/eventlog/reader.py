@@ -946,8 +946,9 @@ def _extend_index(
 
     Returns None when the record after the prefix does not continue it (the file is
     not the one ``base`` was made from): the caller rebuilds from the start. Invalid
-    lines are left out, as :func:`build_index` does; a line without its newline ends
-    the scan.
+    lines and records repeated or out of offset order are left out, as
+    :func:`~tickertape.eventlog.segment.scan_segment` does; a line without its newline
+    ends the scan.
     """
     index = msgspec.structs.replace(base, entries=list(base.entries), sources=dict(base.sources))
     start = base.raw_size
@@ -967,9 +968,16 @@ def _extend_index(
         ):
             return None
         first = False
+        if index.count and rec.offset <= index.last_offset:
+            damaged_tail = True  # repeated or out of order: left out, as scan_segment does
+            continue
         if rec.gseq > head:
             break
-        index.add(rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos)
+        # (as scan_segment: the record after damage is no entry)
+        entry = False if damaged_tail and index.count else None
+        index.add(
+            rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq, pos, pos, entry=entry
+        )
         index.raw_size = pos + len(line)
         damaged_tail = False
     index.data_size = index.raw_size

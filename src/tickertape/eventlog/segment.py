@@ -232,7 +232,9 @@ def scan_segment(segment: Segment, data_size: int) -> SegmentScan:
     """Scan a day file: its index, the problems found, and whether damage follows the
     last record indexed.
 
-    Every line is checked (CRC, parse); the index covers the valid records. For an open
+    Every line is checked (CRC, parse, and its offset past the previous record's); the
+    index covers the valid records, and the record after a damaged line is no entry
+    (a read starting there would not meet the damage). For an open
     file, a final line without newline ends the scan (it is not counted as a problem).
     In a sealed file a frame that does not decompress ends the scan: the index covers
     the records of the frames before it (the frames after it cannot be found), and its
@@ -243,6 +245,10 @@ def scan_segment(segment: Segment, data_size: int) -> SegmentScan:
     Args:
         segment: the day file.
         data_size: the file's size in bytes (compressed, for a sealed file).
+
+    Raises:
+        OSError: the file cannot be read (FileNotFoundError: sealed or deleted since
+            it was listed).
     """
     index = SegmentIndex(sealed=segment.sealed, data_size=data_size)
     problems: list[tuple[int, str]] = []
@@ -256,6 +262,16 @@ def scan_segment(segment: Segment, data_size: int) -> SegmentScan:
             problems.append((record_pos, exc.reason))
             damaged_tail = True
             return
+        if index.count and rec.offset <= index.last_offset:
+            # A valid line repeated or out of order: indexed, an entry could point a
+            # read at it or just past it, and the read would start beyond the damage.
+            problems.append(
+                (record_pos, f"offset {rec.offset} where {index.last_offset + 1} was expected")
+            )
+            damaged_tail = True
+            return
+        if damaged_tail and index.count:
+            entry = False  # a read must not start right after damage: it would miss it
         damaged_tail = False
         index.add(
             rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq,
