@@ -4,6 +4,7 @@ from tickertape.iterutils import batched
 
 
 def test_batched_groups_lazily_with_a_short_last_batch() -> None:
+    """Lists of the size asked, the last one shorter; nothing read before it is asked for."""
     consumed: list[int] = []
 
     def items() -> object:
@@ -19,5 +20,6 @@ def test_batched_groups_lazily_with_a_short_last_batch() -> None:
 
 
 def test_batched_refuses_a_size_below_one() -> None:
+    """A size of 0 is a ValueError naming the bound."""
     with pytest.raises(ValueError, match="≥ 1"):
         list(batched([1], 0))
