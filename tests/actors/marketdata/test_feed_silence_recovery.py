@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.router.support import eventually
 from tests.system.processes import free_port
 from tickertape.actors.marketdata.actor import LiveFeedConfig
 from tickertape.actors.marketdata.binance_client import LiveMarketDataHost
@@ -28,13 +29,6 @@ SECOND = 1_000_000_000
 BOUND_S = 1.0
 TRADES = "md.trade.crypto.BTCUSDT"
 GAPS = "md.gap.crypto.BTCUSDT"
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    """Wait until ``check()`` holds (polling), or fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not check():  # noqa: ASYNC110 (test helper)
-            await asyncio.sleep(0.02)
 
 
 def _trade(trade_id: int, ts_event: int, ts_init: int, seq: int) -> object:
@@ -75,7 +69,7 @@ async def _run_host(
         host = LiveMarketDataHost(client, config, data_dir, snapshot_every_s=3600.0)
         task = asyncio.create_task(host.run(), name="feed")
         try:
-            await eventually(lambda: until() or task.done())
+            await eventually(lambda: until() or task.done(), within=30.0)
             assert not task.done(), "the host stopped by itself"
         finally:
             host.stop()
