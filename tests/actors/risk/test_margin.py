@@ -6,26 +6,18 @@ from __future__ import annotations
 import pytest
 
 from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
-from tests.actors.risk.test_checks import intent as checks_intent
+from tests.actors.risk.test_worst_case import Script, intent
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.orders.instruments import InstrumentSpec
 from tickertape.actors.risk import RiskConfig, parse_limits
 from tickertape.actors.risk import checks as rc
-from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
-from tickertape.schemas.envelope import Market
-from tickertape.schemas.market import Bar
-from tickertape.schemas.strategy import Intent
+from tickertape.actors.strategy import StrategyActor, StrategyConfig
 
 T0 = 1_704_067_200_000_000_000
 NOW = T0
 SIXE = InstrumentSpec(multiplier=125_000.0, tick_size=0.00005, initial_margin=2_310.0)
 CHECK_CASH = rc.Limits(check_cash=True)
-
-
-def intent(**kw: object) -> Intent:
-    """test_checks' intent, on 6EH4."""
-    return checks_intent(**{"symbol": "6EH4", **kw})
 
 
 def view(**kw: object) -> rc.RiskView:
@@ -70,20 +62,6 @@ def test_the_margin_an_order_adds_is_checked_against_available_funds() -> None:
     assert "INSUFFICIENT_MARGIN" in rc.REASON_CODES
 
 
-class BuyOn(Strategy):
-    """Buys one contract on each bar whose number (from 1) is listed."""
-
-    def __init__(self, bars: set[int]) -> None:
-        super().__init__()
-        self.bars = bars
-        self.n = 0
-
-    def on_bar(self, market: Market, bar: Bar, ctx: StrategyContext) -> None:
-        self.n += 1
-        if self.n in self.bars:
-            ctx.submit_order(market, bar.symbol, "buy", 1.0)
-
-
 def run(closes: list[tuple[float, float]], buys: set[int]) -> list[tuple[str, dict[str, float]]]:
     """The chain on 6EH4 bars ``(open, close)`` a minute apart, with USD 10,000 of cash,
     6E margined at 2,310 and ``check_cash``, zero costs; the gate's (reason code, inputs)
@@ -95,7 +73,11 @@ def run(closes: list[tuple[float, float]], buys: set[int]) -> list[tuple[str, di
     instruments = {"us": {"6E": SIXE}}
     out = run_chain(
         bar_records(rows, "us", "6EH4"),
-        [StrategyActor(StrategyConfig(strategy_id="s"), strategy=BuyOn(buys))],
+        [
+            StrategyActor(
+                StrategyConfig(strategy_id="s"), strategy=Script({n: [("buy", 1.0)] for n in buys})
+            )
+        ],
         orders=OrderEngineConfig(markets={"us": fl.ZERO_COST}, instruments=instruments),  # type: ignore[arg-type]
         risk=RiskConfig(
             initial_cash={"us": 10_000.0},
