@@ -382,34 +382,35 @@ def test_no_fill_combination_passes_a_limit_after_an_approval(
                 assert (reached + others) * 100.0 <= 500.0
 
 
-def test_a_resting_reducing_order_does_not_lift_max_position() -> None:
-    """The reviewer's scenario with max_position 1 (USD 100,000, 6E): buy 1 (filled); a
-    sell of 1 at 1.5 rests; a buy of 1 is refused (MAX_POSITION, worst case 2). Before,
-    it was approved on the projected position 1 and filled: long 2 past the limit."""
+@pytest.mark.parametrize(
+    ("limits", "code", "figure", "value"),
+    [
+        ("max_position = 1\n", "MAX_POSITION", "worst_case_after", 2.0),
+        (
+            "max_gross_exposure = 206_250.0\n",
+            "MAX_GROSS_EXPOSURE",
+            "gross_exposure_after",
+            275_000.0,
+        ),
+    ],
+    ids=["max_position", "max_gross_exposure"],
+)
+def test_a_resting_reducing_order_does_not_lift_a_limit(
+    limits: str, code: str, figure: str, value: float
+) -> None:
+    """The reviewer's scenario (USD 100,000, 6E): buy 1 (filled); a sell of 1 at 1.5
+    rests; a second buy of 1 is refused: at max_position 1 for its worst case of 2
+    (MAX_POSITION), at max_gross_exposure 1.5 contracts at 1.1 (USD 206,250) for a worst
+    case exposure of 2 contracts (275,000). Before, it was approved on the projected
+    position 1 (exposure 137,500) and filled: long 2 past the limit."""
     limit = {"order_type": "limit", "limit_price": 1.5}
     decisions, book = run(
         {1: [("buy", 1.0)], 3: [("sell", 1.0, limit)], 4: [("buy", 1.0)]},
         cash=100_000.0,
-        limits="max_position = 1\n",
+        limits=limits,
     )
-    assert [code for code, _ in decisions] == ["OK", "OK", "MAX_POSITION"]
-    assert decisions[2][1]["worst_case_after"] == 2.0
-    assert book is not None
-    assert [p.quantity for p in book.positions] == [1.0]
-
-
-def test_a_resting_reducing_order_does_not_lift_max_gross_exposure() -> None:
-    """The same with max_gross_exposure of 1.5 contracts at 1.1 (USD 206,250): the
-    second buy is refused at a worst case exposure of 2 contracts (275,000). Before, it
-    was approved at 137,500 and the book held 2 contracts."""
-    limit = {"order_type": "limit", "limit_price": 1.5}
-    decisions, book = run(
-        {1: [("buy", 1.0)], 3: [("sell", 1.0, limit)], 4: [("buy", 1.0)]},
-        cash=100_000.0,
-        limits="max_gross_exposure = 206_250.0\n",
-    )
-    assert [code for code, _ in decisions] == ["OK", "OK", "MAX_GROSS_EXPOSURE"]
-    assert decisions[2][1]["gross_exposure_after"] == pytest.approx(275_000.0)
+    assert [c for c, _ in decisions] == ["OK", "OK", code]
+    assert decisions[2][1][figure] == pytest.approx(value)
     assert book is not None
     assert [p.quantity for p in book.positions] == [1.0]
 
