@@ -45,6 +45,17 @@ def test_a_root_covers_its_contracts_and_an_exact_symbol_wins() -> None:
     assert table
 
 
+def assert_refused(tmp_path: Path, cases: dict[str, str]) -> None:
+    """Each instruments file text of ``cases`` is a ConfigError matching its value and
+    naming the file."""
+    for bad, named in cases.items():
+        path = tmp_path / "instruments.toml"
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match=named) as info:
+            load_instruments({}, str(path), owner="orders")
+        assert info.value.path == str(path)
+
+
 def test_the_file_format_parses_and_bad_values_name_their_place(tmp_path: Path) -> None:
     """A TOML of [<market>.<key>] tables parses; unknown fields, unknown markets, bad TOML
     and out-of-range values are ConfigErrors naming the file and the field."""
@@ -59,12 +70,7 @@ def test_the_file_format_parses_and_bad_values_name_their_place(tmp_path: Path) 
         "[us.6E]\nfees = { per_unit = -1.0 }\n": "us.6E.fees.per_unit",
         "[us.6E\n": "TOML",
     }
-    for bad, named in cases.items():
-        path = tmp_path / "instruments.toml"
-        path.write_text(bad)
-        with pytest.raises(ConfigError, match=named) as info:
-            load_instruments({}, str(path), owner="orders")
-        assert info.value.path == str(path)
+    assert_refused(tmp_path, cases)
 
 
 def test_inline_section_or_file_not_both(tmp_path: Path) -> None:
@@ -114,10 +120,6 @@ def test_margins_parse_default_and_refuse_bad_values(tmp_path: Path) -> None:
         "[us.6E]\ninitial_margin = 100.0\nmaintenance_margin = 0.0\n": "us.6E.maintenance",
         "[us.6E]\nmaintenance_margin = 50.0\n": "needs an initial_margin",
     }
-    for bad, named in cases.items():
-        path = tmp_path / "instruments.toml"
-        path.write_text(bad)
-        with pytest.raises(ConfigError, match=named):
-            load_instruments({}, str(path), owner="orders")
+    assert_refused(tmp_path, cases)
     with pytest.raises(ConfigError, match=r"pnl\.instruments\.us\.X\.initial_margin"):
         PnlActor(PnlConfig(instruments={"us": {"X": InstrumentSpec(initial_margin=-1.0)}}))

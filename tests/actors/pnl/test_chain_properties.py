@@ -21,6 +21,7 @@ from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, 
 from tickertape.schemas import Envelope, Record, encode_payload, stamp
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
+from tickertape.schemas.pnl import Book
 from tickertape.schemas.risk import RiskCommand
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
@@ -171,10 +172,7 @@ class CheckedPnl(PnlActor):
         assert all(len(seen) == 1 for seen in marks.values()), marks
         for key, ledger in ledgers.items():
             book = accounting.to_book(ledger)
-            total = book.cash
-            for p in book.positions:
-                total += p.unrealized if p.initial_margin else p.quantity * p.mark * p.multiplier
-            assert book.equity == total, key
+            assert book.equity == summed_equity(book), key
         for market in {ledger.market for ledger in ledgers.values()}:
             portfolio = ledgers[f"portfolio:{market}"]
             strategies = [
@@ -240,3 +238,12 @@ def test_two_strategies_share_marks_and_add_up_to_the_portfolio(
         for book in update.books:
             for p in book.positions:
                 assert (p.initial_margin > 0.0) == (margined and p.quantity != 0.0)
+
+
+def summed_equity(book: Book) -> float:
+    """Cash + Σ each position's value (margined: its unrealized PnL; else quantity ×
+    mark × multiplier), summed in the published order as the pnl actor does."""
+    total = book.cash
+    for p in book.positions:
+        total += p.unrealized if p.initial_margin else p.quantity * p.mark * p.multiplier
+    return total

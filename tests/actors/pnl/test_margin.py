@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.actors.orders.harness import REPO
+from tests.actors.pnl.test_chain_properties import summed_equity
 from tickertape.actors.pnl import accounting as acc
 from tickertape.actors.runtime.resolution import resolve_package
 from tickertape.errors import OrderError
@@ -128,10 +129,7 @@ def test_margined_and_fully_funded_books_agree_on_everything_but_cash(
         held = margined.positions["6EH4"]
         assert acc.initial_margin(margined) == abs(held.quantity) * RATES[0]
         payload = acc.to_book(margined)
-        total = payload.cash
-        for p in payload.positions:
-            total += p.unrealized if p.initial_margin else p.quantity * p.mark * p.multiplier
-        assert payload.equity == total
+        assert payload.equity == summed_equity(payload)
 
 
 def test_the_examples_give_pnl_and_risk_the_engines_margins() -> None:
