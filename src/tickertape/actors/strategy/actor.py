@@ -428,19 +428,26 @@ class StrategyActor(Actor):
             else:
                 self._ignore(event, ctx)
         elif event.type == "indicator.value" and market is not None:
-            values = dict(payload.values)
-            self.state.indicators[f"{payload.name}:{market}:{payload.symbol}"] = values
-            self.strategy.on_indicator(
-                market, payload.name, payload.symbol, values, StrategyContext(self, ctx, event)
-            )
+            sctx = StrategyContext(self, ctx, event)
+            self._on_indicator(market, payload.name, payload.symbol, payload.values, sctx)
         elif event.type == "indicator.bar" and market is not None:
             # A series published per bar: the same calls, in the same order, as its
             # indicator.value events would have made.
             sctx = StrategyContext(self, ctx, event)
-            for name, by_name in payload.values.items():
-                values = dict(by_name)
-                self.state.indicators[f"{name}:{market}:{payload.symbol}"] = values
-                self.strategy.on_indicator(market, name, payload.symbol, values, sctx)
+            for name, values in payload.values.items():
+                self._on_indicator(market, name, payload.symbol, values, sctx)
+
+    def _on_indicator(
+        self,
+        market: Market,
+        name: str,
+        symbol: str,
+        values: dict[str, float],
+        sctx: StrategyContext,
+    ) -> None:
+        own = dict(values)
+        self.state.indicators[f"{name}:{market}:{symbol}"] = own
+        self.strategy.on_indicator(market, name, symbol, own, sctx)
 
     def snapshot(self) -> msgspec.Struct:
         self.state.intent_times = list(self._recent)
