@@ -139,3 +139,71 @@ async def test_compressed_connections_get_their_frames_through_the_extension(
             assert frame["op"] == "events"
             gseqs += [e["gseq"] for e in frame["events"]]
         assert gseqs == list(range(1, 301))
+
+
+async def test_a_publishing_subscriber_gets_a_batch_in_one_write(tmp_path: Path) -> None:
+    """A connection that publishes what it subscribes to gets each batch's events and
+    its puback in one socket write (there were two: the fan-out flushed, then the
+    puback was flushed on its own)."""
+    async with running_router(tmp_path) as router, Client(router.url, "md") as client:
+        sub = client.subscribe(["md.>"], "now")
+        await sub.caught_up.wait()
+        (conn,) = router.connections.values()
+        writes: list[int] = []
+        transport = conn.ws.transport
+        original = transport.writelines
+
+        def counting(parts: Any) -> None:
+            writes.append(1)
+            original(parts)
+
+        transport.writelines = counting  # type: ignore[method-assign]
+        for k in range(5):
+            await client.publish([trade("md", i) for i in range(k * 10 + 1, k * 10 + 11)])
+        assert len(writes) == 5
+
+
+async def test_a_publisher_held_back_by_its_socket_buffer_resumes_once_it_reads(
+    tmp_path: Path,
+) -> None:
+    """With a send queue smaller than what the socket buffer can hold below its
+    high-water mark, a publisher that reads nothing for a while, then everything,
+    gets every puback: the router used to wait for room that only the socket buffer
+    held, and nothing woke it once that drained (it stopped reading the connection)."""
+    batches, per = 6_000, 20
+
+    def pub(ref: int, first: int) -> bytes:
+        return encode_frame(
+            Pub(ref=ref, events=[trade("md", i) for i in range(first, first + per)])
+        )
+
+    async with running_router(tmp_path, limits=Limits(send_queue_bytes=1024)) as router:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", router.port))
+        async with ws_connect(router.url, sock=sock, max_queue=1, max_size=None) as ws:
+            await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "md"}))
+            assert json.loads(await ws.recv())["op"] == "welcome"
+
+            async def send_all() -> None:
+                for b in range(batches):
+                    await ws.send(pub(b + 1, b * per + 1))
+
+            sender = asyncio.create_task(send_all(), name="sender")
+            await asyncio.sleep(3.0)  # read nothing: the router's buffers fill
+            acks = 0
+
+            async def read_all() -> None:
+                nonlocal acks
+                while acks < batches:
+                    acks += json.loads(await ws.recv())["op"] == "puback"
+
+            try:
+                async with asyncio.timeout(30):
+                    await asyncio.gather(sender, read_all())
+            except TimeoutError:
+                sender.cancel()
+                for conn in router.connections.values():  # it stopped reading us: end it
+                    conn.ws.transport.abort()
+                ws.transport.abort()
+            assert acks == batches

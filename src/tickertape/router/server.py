@@ -223,7 +223,11 @@ class _Namespace:
             job = await self.queue.get()
             if job.kind == "ephemeral":
                 self.router.fan_out_ephemeral(self, job.envelopes)
-                self.router.answer_ephemeral(job)
+                if job.conn is not None:
+                    answered: dict[int, _Connection] = {}
+                    _answer(job, [AckItem(id=e.id) for e in job.envelopes], answered)
+                    for conn in answered.values():
+                        conn.flush()
                 continue
             jobs = [job]
             if job.kind == "pub":
@@ -276,9 +280,8 @@ class _Namespace:
         ]
         records.sort(key=lambda r: r.gseq)
         self.appended += len(records)
-        router.fan_out(self, records)
+        touched = router.fan_out(self, records)
         pos = 0
-        answered: dict[int, _Connection] = {}
         for j in jobs:
             n = len(j.envelopes)
             part = results[pos : pos + n]
@@ -287,12 +290,22 @@ class _Namespace:
                 if not j.future.done():
                     j.future.set_result(part)
             elif j.conn is not None:
-                j.conn.inflight.release()
-                if j.ref is not None and not j.conn.closed:
-                    j.conn.push(encode_puback(j.ref, _ack_items(part)))
-                    answered[j.conn.id] = j.conn
-        for conn in answered.values():
+                _answer(j, _ack_items(part), touched)
+        for conn in touched.values():
             conn.flush()
+
+
+def _answer(
+    job: _Job, items: list[AckItem | StoredAck] | list[AckItem], touched: dict[int, _Connection]
+) -> None:
+    """Release a publisher's pub slot and queue its ``puback`` (when it asked for one and
+    is still connected), noting the connection in ``touched`` for the caller's flush."""
+    conn = job.conn
+    assert conn is not None
+    conn.inflight.release()
+    if job.ref is not None and job.answer and not conn.closed:
+        conn.push(encode_puback(job.ref, items))
+        touched[conn.id] = conn
 
 
 def _ack_items(results: Sequence[AppendResult]) -> list[AckItem | StoredAck]:
@@ -370,6 +383,13 @@ class _Connection:
         self.failed = False
         self.room = asyncio.Event()
         self._stalled = asyncio.Event()
+        # Whatever this connection waits on (room in its queue) ends when the peer is
+        # gone, even while the reader is not reading (that is when it waits for room).
+        ws.connection_lost_waiter.add_done_callback(self._lost)
+
+    def _lost(self, _: object) -> None:
+        self.closed = True
+        self._drop_queued()
 
     async def send(self, frame: ServerFrame) -> None:
         await self.put(encode_frame(frame))
@@ -383,7 +403,9 @@ class _Connection:
     def _has_room(self, size: int) -> bool:
         if len(self.out) >= self.limits.send_queue_frames:
             return False
-        held = self.queued_bytes + self.ws.transport.get_write_buffer_size()
+        held = self.queued_bytes
+        if self.ws.paused:  # above its high-water mark: the writer wakes us once drained
+            held += self.ws.transport.get_write_buffer_size()
         return not held or held + size <= self.limits.send_queue_bytes
 
     def push(self, frame: _Outgoing) -> None:
@@ -410,6 +432,8 @@ class _Connection:
         """Wait until the queue has room for ``size`` more bytes and one more frame."""
         while not self._has_room(size) and not self.closed:
             self.room.clear()
+            if self.ws.paused:
+                self._stalled.set()
             await self.room.wait()
 
     async def put(self, frame: _Outgoing) -> None:
@@ -441,7 +465,8 @@ class _Connection:
         protocol, transport, out = ws.protocol, ws.transport, self.out
         # Without an extension (compression) a frame is a header and the payload: the
         # parts are handed over as they are, an events body shared by every
-        # connection is not copied for each.
+        # connection is not re-encoded for each (the transport joins the parts into
+        # one write on 3.11: a copy per connection; on 3.12+ none).
         plain = not protocol.extensions
         sent = 0
         while out:
@@ -485,6 +510,7 @@ class _Connection:
             with contextlib.suppress(OSError):  # the connection was lost: flush drops
                 await self.ws.drain()
             self._stalled.clear()
+            self.room.set()
             self.flush()
 
     async def drained(self) -> None:
@@ -684,15 +710,19 @@ class Router:
 
     # ------------------------------------------------------------------ fan-out
 
-    def fan_out(self, ns: _Namespace, records: list[Record]) -> None:
+    def fan_out(self, ns: _Namespace, records: list[Record]) -> dict[int, _Connection]:
         """Deliver freshly appended records to live subscriptions (never waits).
 
         The records' JSON is encoded once per distinct selection and frame
-        (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription; each
-        connection's frames go to its socket in one write, before this returns.
+        (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription.
+
+        Returns:
+            The connections given frames (by id), queued, not yet written: the caller
+            adds the publishers' pubacks and flushes each once, so a publishing
+            subscriber gets its events and its puback in one write, events first.
         """
         if not records:
-            return
+            return {}
         if records[0].gseq != ns.head + 1:
             log.warning("gseq gap in fan-out; live subscriptions read the log", ns=ns.name)
             self._all_to_log(ns)
@@ -722,8 +752,7 @@ class Router:
                 touched[conn.id] = conn
             conn.counters.events_out += sent
             self.counters.events_out += sent
-        for conn in touched.values():
-            conn.flush()
+        return touched
 
     def fan_out_ephemeral(self, ns: _Namespace, envelopes: list[Envelope]) -> None:
         """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full."""
@@ -744,16 +773,6 @@ class Router:
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
         for conn in touched.values():
-            conn.flush()
-
-    def answer_ephemeral(self, job: _Job) -> None:
-        """Answer an ephemeral ``pub`` once fanned out (when it asked for an answer)."""
-        conn = job.conn
-        if conn is None:
-            return
-        conn.inflight.release()
-        if job.ref is not None and job.answer and not conn.closed:
-            conn.push(encode_puback(job.ref, [AckItem(id=e.id) for e in job.envelopes]))
             conn.flush()
 
     def job_failed(self, job: _Job, exc: Exception) -> None:
