@@ -296,3 +296,51 @@ def test_a_damaged_last_line_of_an_open_day_is_reached_from_past_it(tmp_path: Pa
     assert (got, error) == ([], (str(path), position, 1499, "checksum mismatch"))
     got, error = block_reader(data_dir, 1498, None)
     assert (got, error) == ([1498], (str(path), position, 1499, "checksum mismatch"))
+
+
+def test_appends_after_a_newest_sealed_day_damaged_past_its_records_are_refused(
+    pristine: Path, tmp_path: Path
+) -> None:
+    """The topic's newest day is sealed, its last frame damaged and its .idx gone: the
+    offsets of the lost records are unknown, so appends to the topic are refused with
+    TOPIC_DAMAGED naming the file (they used to be given offsets 2048 on, already held
+    by the lost records); other topics append with gseqs past the durable head (3000),
+    not past the last readable record (2048), and nothing stored changes."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(pristine, data_dir)
+    segment = sealed_file(data_dir)
+    damage_frame(segment, 2, "header")
+    segment.index_path.unlink()
+    damaged = segment.path.read_bytes()
+    later = T0 + NS_PER_DAY
+    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
+        (refused,) = lg.append(envelopes(1, start_seq=COUNT + 1, start_ns=later))
+        other = lg.append(
+            envelopes(2, start_seq=COUNT + 2, start_ns=later, topics=("md.trade.crypto.ETHUSDT",))
+        )
+    assert refused.error == "TOPIC_DAMAGED"
+    assert refused.offset is None
+    assert refused.message is not None
+    assert str(segment.path) in refused.message
+    assert "after offset 2047" in refused.message
+    assert [(r.error, r.offset, r.gseq) for r in other] == [
+        (None, 0, COUNT + 1),
+        (None, 1, COUNT + 2),
+    ]
+    assert segment.path.read_bytes() == damaged
+
+
+def test_a_later_day_after_a_damaged_sealed_day_gives_the_next_offset(tmp_path: Path) -> None:
+    """A damaged sealed day followed by a later open day of the same topic: the later
+    day's records say where offsets continue, so appends go on from there."""
+    data_dir = tmp_path / "data"
+    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
+        lg.append(envelopes(COUNT))
+        lg.append(envelopes(500, start_seq=COUNT + 1, start_ns=T0 + NS_PER_DAY))
+    seal_segment(sealed_file(data_dir))
+    segment = sealed_file(data_dir)
+    damage_frame(segment, 2, "header")
+    segment.index_path.unlink()
+    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
+        (stored,) = lg.append(envelopes(1, start_seq=COUNT + 501, start_ns=T0 + 2 * NS_PER_DAY))
+    assert (stored.error, stored.offset, stored.gseq) == (None, COUNT + 500, COUNT + 501)

@@ -72,7 +72,7 @@ from tickertape.eventlog.layout import (
     namespace_dir,
 )
 from tickertape.eventlog.reader import LogReader
-from tickertape.eventlog.segment import build_index, iter_lines
+from tickertape.eventlog.segment import build_index, iter_lines, scan_segment
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.topics import validate_topic
 
@@ -127,7 +127,9 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             envelope's or deleted by retention.
         duplicate: True when (source, source_seq) was already stored: nothing written.
         error: a stable code when refused (``TS_REGRESSION``, ``INVALID_TOPIC``,
-            ``DAY_SEALED``), else None.
+            ``DAY_SEALED``, ``TOPIC_DAMAGED``: the topic's newest day is a sealed file
+            damaged past its last readable record, so its next offset is unknown),
+            else None.
         message: what was wrong, for errors.
     """
 
@@ -176,6 +178,7 @@ class _Topic:
     last_ts: int = -1
     last_gseq: int = 0
     sealed_day: int = -1
+    damaged: str | None = None  # why the next offset is unknown (appends refused)
     day: int = -1
     fd: int = -1
     size: int = 0
@@ -416,6 +419,10 @@ class EventLog:
         except OSError as exc:
             raise LogFatalError(self.dir, exc) from exc
         self._save_scanned_indexes(files, newest)
+        if any(t.damaged for t in self._topics.values()):
+            # The lost records' gseqs may be the namespace's newest: continue after the
+            # durable head published before (HEAD), never below it.
+            self._head = max(self._head, hint)
         self._synced = self._head
         self.recovery.head_gseq = self._head
         for name, seg in newest.items():
@@ -468,6 +475,7 @@ class EventLog:
                 if seg.sealed:
                     self._load_sealed(topic, seg)
                     continue
+                topic.damaged = None  # this later day's records give the next offset
                 found = self._load_complete(topic, seg) if i < last else None
                 files.append(found if found is not None else self._scan_open(topic, seg))
             if segments and not segments[-1].sealed:
@@ -480,11 +488,23 @@ class EventLog:
     def _load_sealed(self, topic: _Topic, seg: Segment) -> None:
         size = seg.path.stat().st_size
         index = load_index(seg.index_path)
+        topic.damaged = None  # a later day's records give the next offset
         if index is None or index.data_size != size or not index.sealed:
-            index, problems = build_index(seg, size)
-            for pos, reason in problems:
+            scan = scan_segment(seg, size)
+            index = scan.index
+            for pos, reason in scan.problems:
                 self.recovery.corrupt.append(f"{seg.path}: byte {pos}: {reason}")
             save_index(seg.index_path, index)
+            if scan.damaged_tail:
+                # Records past the last readable one were lost to damage: their
+                # offsets are unknown, and assigning them again would give two
+                # records one offset. Unless a later day follows, appends are refused.
+                pos, reason = scan.problems[-1]
+                topic.damaged = (
+                    f"sealed day file {seg.path} is damaged after offset "
+                    f"{index.last_offset if index.count else 'none'} (byte {pos}: "
+                    f"{reason}); restore it from a copy, then reopen the log"
+                )
         self._absorb_summary(topic, index)
         topic.sealed_day = max(topic.sealed_day, seg.day)
 
@@ -1048,6 +1068,11 @@ class EventLog:
                     new_topics.append(topic_name)
                     state = [0, -1, -1, None]
                 else:
+                    if t.damaged is not None:
+                        append_result(
+                            AppendResult(id=env.id, error="TOPIC_DAMAGED", message=t.damaged)
+                        )
+                        continue
                     state = [t.next_offset, t.last_ts, t.sealed_day, None]
                 pending_topic[topic_name] = state
             ts_event = env.ts_event
