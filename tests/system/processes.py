@@ -102,17 +102,16 @@ class Tape:
         if self.alive():
             os.kill(self.process.pid, sig)
 
-    def catches(self, sig: int | None = None) -> bool:
-        """True once the process has a handler for ``sig`` (default SIGTERM; ``SigCgt``
-        in /proc): a command installs its stop handlers when its event loop starts, so
-        a signal sent before that kills it instead of stopping it."""
+    def catches(self) -> bool:
+        """True once the process has a SIGTERM handler (``SigCgt`` in /proc): a command
+        installs its stop handlers when its event loop starts, so a signal sent before
+        that kills it instead of stopping it."""
         try:
             status = Path(f"/proc/{self.process.pid}/status").read_text()
         except FileNotFoundError:
             return False
         caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
-        number = signal.SIGTERM if sig is None else sig
-        return bool(int(caught.split()[1], 16) & (1 << (number - 1)))
+        return bool(int(caught.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, then SIGKILL after ``timeout``; return the exit code."""

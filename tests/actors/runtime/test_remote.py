@@ -13,6 +13,7 @@ from tickertape.actors.base import Context, Event
 from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
+from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
 from tickertape.schemas.indicator import IndicatorValue
 from tickertape.schemas.registry import decode_payload
@@ -188,5 +189,34 @@ async def test_a_frame_with_more_outputs_than_one_pub_may_carry(tmp_path: Path) 
         assert again.divergences == []
         assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == 11 * n
         assert fetches < 20
+    finally:
+        await r.close()
+
+
+async def test_outputs_go_out_in_pubs_no_larger_than_the_router_takes(tmp_path: Path) -> None:
+    """A router whose max_batch_events (7, in its welcome) is below PUBLISH_CHUNK gets
+    pubs of at most 7 outputs: a trade's 11 outputs are all stored (the actor died with
+    BATCH_TOO_LARGE when it sent PUBLISH_CHUNK at a time whatever the router said)."""
+    log = EventLog.open(tmp_path, "main")
+    log.append(trade_envelopes(N), ts_log=1)
+    log.close()
+    r = Router(
+        RouterConfig(
+            port=0,
+            data_dir=str(tmp_path),
+            health_interval_s=3600.0,
+            limits=Limits(max_batch_events=7),
+        )
+    )
+    await r.start()
+    try:
+        async with Client(r.url, "indicators") as client:
+            policy = SnapshotPolicy(every_events=10**9, every_ns=None, on_stop=False)
+            host = RemoteHost(client, ElevenPerEvent(), "indicators", tmp_path, policy=policy)
+            task = asyncio.create_task(host.run(), name="actor")
+            await eventually(lambda: host.position >= N or task.done(), timeout=30)
+            host.stop()
+            await task
+        assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == 11 * N
     finally:
         await r.close()

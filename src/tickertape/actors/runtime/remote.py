@@ -139,7 +139,11 @@ class HostedActor:
     def deliver(self, records: Sequence[Record]) -> int:
         """Deliver the records the actor subscribes to, in order; return how many.
 
-        The loop repeats :meth:`deliver_one` inline: catch-up runs it per event.
+        A record of an unknown type or version is reported and skipped.
+
+        Raises:
+            FutureEventError: a record is dated after the actor's clock.
+            ActorFailedError: the handler raised something other than a tickertape error.
         """
         now = self.source.now_ns()
         wanted, actor, ctx = self._wanted, self.actor, self.ctx
@@ -166,35 +170,6 @@ class HostedActor:
             n += 1
         ctx.events_handled += n
         return n
-
-    def deliver_one(self, record: Record) -> bool:
-        """Deliver ``record`` if the actor subscribes to its topic; True when delivered.
-
-        Raises:
-            FutureEventError: the record is dated after the actor's clock.
-            ActorFailedError: the handler raised something other than a tickertape error.
-        """
-        want = self._wanted.get(record.topic)
-        if want is None:
-            want = self.wants(record.topic)
-        if not want:
-            return False
-        try:
-            payload = decode_payload(record.type, record.v, record.payload)
-        except SchemaError as exc:  # UnknownTypeError included
-            report_undeliverable(record, exc, self._skipped)
-            return False
-        now = self.source.now_ns()
-        if record.ts_event > now:
-            raise FutureEventError(self.name, record.id, record.ts_event, now)
-        try:
-            self.actor.on_event(Event(record, payload), self.ctx)
-        except TickertapeError:
-            raise
-        except Exception as exc:
-            raise ActorFailedError(self.name, "on_event", record.id, exc) from exc
-        self.ctx.events_handled += 1
-        return True
 
     def take_snapshot(self, positions: Mapping[str, int]) -> Snapshot:
         """The actor's snapshot with the given positions."""
@@ -610,8 +585,9 @@ async def run_replay_actor(
 
 
 PUBLISH_CHUNK = 1_000
-"""Most outputs a live actor publishes in one ``pub`` (the router takes up to 10 000
-and 8 MiB a frame; 1 000 outputs of a few KiB each stay well inside both)."""
+"""Most outputs a live actor publishes in one ``pub`` (the router takes up to 10 000 by
+default and 8 MiB a frame; 1 000 outputs of a few KiB each stay well inside both). A
+router whose ``max_batch_events`` is lower (its ``welcome`` says) gets that many."""
 
 
 class LiveTime:
@@ -807,8 +783,11 @@ class RemoteHost:
         async with self._flushing:
             while self._unacked:
                 # A frame can make more outputs than one pub may carry (the router's
-                # max_batch_events, 10 000): they go out PUBLISH_CHUNK at a time, in order.
-                outputs = self._unacked[:PUBLISH_CHUNK]
+                # max_batch_events): they go out PUBLISH_CHUNK at a time (at most
+                # max_batch_events), in order.
+                welcome = self.client.welcome
+                chunk = PUBLISH_CHUNK if welcome is None else welcome.limits.max_batch_events
+                outputs = self._unacked[: min(PUBLISH_CHUNK, chunk)]
                 acks = await self.client.publish(outputs, ns=self.namespace)
                 del self._unacked[: len(outputs)]
                 self._unchecked.extend(
