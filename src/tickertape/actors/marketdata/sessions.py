@@ -531,7 +531,7 @@ class SilenceWatch:
         bound = self.bounds_ns.get(f"{market}.{symbol}")
         return self.bounds_ns.get(market) if bound is None else bound
 
-    def detector(self, topic: str) -> SilenceDetector:
+    def _detector(self, topic: str) -> SilenceDetector:
         """Return the detector watching ``topic`` (created at its first use).
 
         Raises:
@@ -575,7 +575,7 @@ class SilenceWatch:
         Raises:
             ConfigError: as :meth:`detector`.
         """
-        detector = self.detector(topic)
+        detector = self._detector(topic)
         silence = detector.on_event(topic, ts_ns, now_ns=now_ns)
         if silence is None:
             return None
@@ -669,7 +669,7 @@ class SilenceWatch:
         self._topic_detector.clear()
         streams: dict[SilenceDetector, dict[str, int]] = {}
         for topic, last_ns in state.last_ns.items():
-            streams.setdefault(self.detector(topic), {})[topic] = last_ns
+            streams.setdefault(self._detector(topic), {})[topic] = last_ns
         for detector, last in streams.items():
             detector.restore(StreamSilenceState(last, state.seen_ns, state.reported_open))
 
