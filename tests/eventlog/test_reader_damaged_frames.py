@@ -96,6 +96,19 @@ def damage_frame(segment: Segment, frame: int, where: str) -> None:
     raise AssertionError(f"no byte of frame {frame} ({where}) makes zstd fail")
 
 
+def damaged_day_then_a_later_one(data_dir: Path) -> Segment:
+    """COUNT records on day one (sealed, its last frame damaged, its .idx gone), then
+    500 on day two (open); returns the damaged day's file."""
+    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
+        lg.append(envelopes(COUNT))
+        lg.append(envelopes(500, start_seq=COUNT + 1, start_ns=T0 + NS_PER_DAY))
+    seal_segment(sealed_file(data_dir))
+    segment = sealed_file(data_dir)
+    damage_frame(segment, 2, "header")
+    segment.index_path.unlink()
+    return segment
+
+
 def record_at_a_time(segment: Segment, start: int, to: int | None) -> Outcome:
     """What read_topic(start, to) returned when it read one record at a time (commit
     bde7cff): it opens the frame holding ``start`` and goes through the stream's lines,
@@ -259,13 +272,7 @@ def test_a_damaged_day_does_not_stop_reads_that_start_in_a_later_day(tmp_path: P
     day without .idx (every record of it comes before the read's start), as with the
     .idx; a read that starts between its indexed records and the later day does."""
     data_dir = tmp_path / "data"
-    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
-        lg.append(envelopes(COUNT))
-        lg.append(envelopes(500, start_seq=COUNT + 1, start_ns=T0 + NS_PER_DAY))
-    seal_segment(sealed_file(data_dir))
-    segment = sealed_file(data_dir)
-    damage_frame(segment, 2, "header")
-    segment.index_path.unlink()
+    segment = damaged_day_then_a_later_one(data_dir)
     assert block_reader(data_dir, COUNT + 10, None) == (list(range(COUNT + 10, COUNT + 500)), None)
     by_gseq = [r.gseq for r in LogReader(data_dir).read(None, COUNT + 1)]
     assert by_gseq == list(range(COUNT + 1, COUNT + 501))
@@ -334,13 +341,9 @@ def test_a_later_day_after_a_damaged_sealed_day_gives_the_next_offset(tmp_path: 
     """A damaged sealed day followed by a later open day of the same topic: the later
     day's records say where offsets continue, so appends go on from there."""
     data_dir = tmp_path / "data"
-    with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
-        lg.append(envelopes(COUNT))
-        lg.append(envelopes(500, start_seq=COUNT + 1, start_ns=T0 + NS_PER_DAY))
-    seal_segment(sealed_file(data_dir))
-    segment = sealed_file(data_dir)
-    damage_frame(segment, 2, "header")
-    segment.index_path.unlink()
+    segment = damaged_day_then_a_later_one(data_dir)
+    damaged = segment.path.read_bytes()
     with EventLog.open(data_dir, now_ns=FixedClock()) as lg:
         (stored,) = lg.append(envelopes(1, start_seq=COUNT + 501, start_ns=T0 + 2 * NS_PER_DAY))
     assert (stored.error, stored.offset, stored.gseq) == (None, COUNT + 500, COUNT + 501)
+    assert segment.path.read_bytes() == damaged

@@ -151,6 +151,18 @@ class ElevenPerEvent(MeanActor):
             )  # fmt: skip
 
 
+async def run_eleven_per_event(client: Client, data_dir: Path, n: int) -> RemoteHost:
+    """Run a live ElevenPerEvent actor without snapshots until it has consumed ``n``
+    trades, then stop it cleanly."""
+    policy = SnapshotPolicy(every_events=10**9, every_ns=None, on_stop=False)
+    host = RemoteHost(client, ElevenPerEvent(), "indicators", data_dir, policy=policy)
+    task = asyncio.create_task(host.run(), name="actor")
+    await eventually(lambda: host.position >= n or task.done(), timeout=60)
+    host.stop()
+    await task
+    return host
+
+
 @pytest.mark.slow
 async def test_a_frame_with_more_outputs_than_one_pub_may_carry(tmp_path: Path) -> None:
     """1 000 trades come as one catch-up frame and make 11 000 outputs, more than the
@@ -174,13 +186,7 @@ async def test_a_frame_with_more_outputs_than_one_pub_may_carry(tmp_path: Path) 
 
     async def run() -> RemoteHost:
         async with CountingClient(r.url, "indicators") as client:
-            policy = SnapshotPolicy(every_events=10**9, every_ns=None, on_stop=False)
-            host = RemoteHost(client, ElevenPerEvent(), "indicators", tmp_path, policy=policy)
-            task = asyncio.create_task(host.run(), name="actor")
-            await eventually(lambda: host.position >= n or task.done(), timeout=60)
-            host.stop()
-            await task
-            return host
+            return await run_eleven_per_event(client, tmp_path, n)
 
     try:
         await run()
@@ -211,12 +217,7 @@ async def test_outputs_go_out_in_pubs_no_larger_than_the_router_takes(tmp_path: 
     await r.start()
     try:
         async with Client(r.url, "indicators") as client:
-            policy = SnapshotPolicy(every_events=10**9, every_ns=None, on_stop=False)
-            host = RemoteHost(client, ElevenPerEvent(), "indicators", tmp_path, policy=policy)
-            task = asyncio.create_task(host.run(), name="actor")
-            await eventually(lambda: host.position >= N or task.done(), timeout=30)
-            host.stop()
-            await task
+            await run_eleven_per_event(client, tmp_path, N)
         assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == 11 * N
     finally:
         await r.close()
