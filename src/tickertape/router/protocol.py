@@ -85,6 +85,11 @@ class Code(StrEnum):
     """Another identity already writes this topic (single writer per topic)."""
     TS_REGRESSION = "TS_REGRESSION"
     """``ts_event`` is earlier than the last stored on its topic; the producer must halt."""
+    DAY_SEALED = "DAY_SEALED"
+    """``ts_event`` falls on a sealed day of its topic; appends must be later."""
+    TOPIC_DAMAGED = "TOPIC_DAMAGED"
+    """The topic's newest day is a sealed file damaged past its last readable record:
+    its next offset is unknown until the file is restored."""
     BATCH_REJECTED = "BATCH_REJECTED"
     """This envelope was valid but another one of its batch was not: nothing was stored."""
     BAD_PATTERN = "BAD_PATTERN"
