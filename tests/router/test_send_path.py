@@ -5,20 +5,43 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
 from tickertape.client import Client
 from tickertape.eventlog import LogReader
 from tickertape.router.protocol import Limits, Pub, encode_frame
+from tickertape.router.server import Router
 
 from .support import eventually, running_router, trade
 
 
 def _pub(ref: int, first: int, n: int) -> bytes:
     return encode_frame(Pub(ref=ref, events=[trade("md", i) for i in range(first, first + n)]))
+
+
+@asynccontextmanager
+async def _slow_reader(router: Router) -> AsyncIterator[ClientConnection]:
+    """A raw connection of identity ``md``, past its ``welcome``, with a 4 KiB receive
+    buffer and a one-message queue: what it does not read soon fills the router's side."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", router.port))
+    async with ws_connect(router.url, sock=sock, max_queue=1, max_size=None) as ws:
+        await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "md"}))
+        assert json.loads(await ws.recv())["op"] == "welcome"
+        yield ws
+
+
+async def _publish_all(ws: ClientConnection, batches: int, per_batch: int) -> None:
+    """Send ``batches`` pubs of ``per_batch`` trades (refs 1.., source_seqs 1..)."""
+    for b in range(batches):
+        await ws.send(_pub(b + 1, b * per_batch + 1, per_batch))
 
 
 async def test_a_subscribing_publisher_gets_its_events_before_its_puback(tmp_path: Path) -> None:
@@ -46,44 +69,33 @@ async def test_a_publisher_that_does_not_read_its_pubacks_is_held_back(tmp_path:
     bounded by the limits; once it reads, every puback arrives, in order, and all is stored."""
     limits = Limits(send_queue_frames=4, max_inflight_pubs=2)
     batches, per_batch = 400, 1000
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up sooner
-    async with running_router(tmp_path, limits=limits) as router:
-        sock.connect(("127.0.0.1", router.port))
-        async with ws_connect(router.url, sock=sock, max_queue=1, max_size=None) as ws:
-            await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "md"}))
-            assert json.loads(await ws.recv())["op"] == "welcome"
+    async with running_router(tmp_path, limits=limits) as router, _slow_reader(router) as ws:
+        sender = asyncio.create_task(_publish_all(ws, batches, per_batch))
+        # Nothing is read: the router's socket fills, then its queue, then it stops
+        # taking pubs; the sender then blocks on its own socket.
+        head = -1
+        while True:
+            await asyncio.sleep(0.5)
+            now = router.namespaces["main"].head
+            if now == head:
+                break
+            head = now
+        assert not sender.done()
+        assert head < batches * per_batch
+        (conn,) = [c for c in router.connections.values() if c.identity == "md"]
+        assert len(conn.out) <= limits.send_queue_frames + limits.max_inflight_pubs
+        acks: list[dict[str, Any]] = []
 
-            async def publish_all() -> None:
-                for b in range(batches):
-                    await ws.send(_pub(b + 1, b * per_batch + 1, per_batch))
+        async def read_all() -> None:
+            while len(acks) < batches:
+                frame = json.loads(await ws.recv())
+                assert frame["op"] == "puback"
+                acks.append(frame)
 
-            sender = asyncio.create_task(publish_all())
-            # Nothing is read: the router's socket fills, then its queue, then it stops
-            # taking pubs; the sender then blocks on its own socket.
-            head = -1
-            while True:
-                await asyncio.sleep(0.5)
-                now = router.namespaces["main"].head
-                if now == head:
-                    break
-                head = now
-            assert not sender.done()
-            assert head < batches * per_batch
-            (conn,) = [c for c in router.connections.values() if c.identity == "md"]
-            assert len(conn.out) <= limits.send_queue_frames + limits.max_inflight_pubs
-            acks: list[dict[str, Any]] = []
-
-            async def read_all() -> None:
-                while len(acks) < batches:
-                    frame = json.loads(await ws.recv())
-                    assert frame["op"] == "puback"
-                    acks.append(frame)
-
-            await asyncio.wait_for(asyncio.gather(sender, read_all()), 120)
-            assert [a["ref"] for a in acks] == list(range(1, batches + 1))
-            gseqs = [r["gseq"] for a in acks for r in a["results"]]
-            assert gseqs == list(range(1, batches * per_batch + 1))
+        await asyncio.wait_for(asyncio.gather(sender, read_all()), 120)
+        assert [a["ref"] for a in acks] == list(range(1, batches + 1))
+        gseqs = [r["gseq"] for a in acks for r in a["results"]]
+        assert gseqs == list(range(1, batches * per_batch + 1))
     stored = list(LogReader(tmp_path, "main").read([">"]))
     assert [r.source_seq for r in stored] == list(range(1, batches * per_batch + 1))
 
@@ -171,39 +183,23 @@ async def test_a_publisher_held_back_by_its_socket_buffer_resumes_once_it_reads(
     gets every puback: the router used to wait for room that only the socket buffer
     held, and nothing woke it once that drained (it stopped reading the connection)."""
     batches, per = 6_000, 20
+    limits = Limits(send_queue_bytes=1024)
+    async with running_router(tmp_path, limits=limits) as router, _slow_reader(router) as ws:
+        sender = asyncio.create_task(_publish_all(ws, batches, per), name="sender")
+        await asyncio.sleep(3.0)  # read nothing: the router's buffers fill
+        acks = 0
 
-    def pub(ref: int, first: int) -> bytes:
-        return encode_frame(
-            Pub(ref=ref, events=[trade("md", i) for i in range(first, first + per)])
-        )
+        async def read_all() -> None:
+            nonlocal acks
+            while acks < batches:
+                acks += json.loads(await ws.recv())["op"] == "puback"
 
-    async with running_router(tmp_path, limits=Limits(send_queue_bytes=1024)) as router:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect(("127.0.0.1", router.port))
-        async with ws_connect(router.url, sock=sock, max_queue=1, max_size=None) as ws:
-            await ws.send(json.dumps({"op": "hello", "ref": 0, "identity": "md"}))
-            assert json.loads(await ws.recv())["op"] == "welcome"
-
-            async def send_all() -> None:
-                for b in range(batches):
-                    await ws.send(pub(b + 1, b * per + 1))
-
-            sender = asyncio.create_task(send_all(), name="sender")
-            await asyncio.sleep(3.0)  # read nothing: the router's buffers fill
-            acks = 0
-
-            async def read_all() -> None:
-                nonlocal acks
-                while acks < batches:
-                    acks += json.loads(await ws.recv())["op"] == "puback"
-
-            try:
-                async with asyncio.timeout(30):
-                    await asyncio.gather(sender, read_all())
-            except TimeoutError:
-                sender.cancel()
-                for conn in router.connections.values():  # it stopped reading us: end it
-                    conn.ws.transport.abort()
-                ws.transport.abort()
-            assert acks == batches
+        try:
+            async with asyncio.timeout(30):
+                await asyncio.gather(sender, read_all())
+        except TimeoutError:
+            sender.cancel()
+            for conn in router.connections.values():  # it stopped reading us: end it
+                conn.ws.transport.abort()
+            ws.transport.abort()
+        assert acks == batches
