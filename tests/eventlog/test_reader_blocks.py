@@ -135,25 +135,20 @@ def test_a_merged_read_over_damage_yields_a_gseq_prefix_then_names_it(
     assert (error.path, error.position, error.offset) == (str(path), pos, 1200)
 
 
-def test_an_unterminated_last_line_that_checks_is_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("cut", "read"),
+    [pytest.param(1, 700, id="newline-only"), pytest.param(40, 699, id="mid-record")],
+)
+def test_a_torn_last_line_of_an_open_day(tmp_path: Path, cut: int, read: int) -> None:
     """An open day whose last record lost only its newline still yields that record (it
-    parses and its CRC matches), as before the block path."""
+    parses and its CRC matches), as before the block path; one whose last line is cut
+    mid-record yields the records before it. Neither raises."""
     data_dir = tmp_path / "data"
     with EventLog.open(data_dir) as lg:
         lg.append(envelopes(700))
     path = topic_dir(data_dir, TRADE_TOPIC) / "2024-01-01.jsonl"
-    path.write_bytes(path.read_bytes()[:-1])
-    assert [r.offset for r in LogReader(data_dir).read_topic(TRADE_TOPIC)] == list(range(700))
-
-
-def test_a_torn_last_line_ends_an_open_day_quietly(tmp_path: Path) -> None:
-    """An open day whose last line is cut mid-record yields the records before it, no error."""
-    data_dir = tmp_path / "data"
-    with EventLog.open(data_dir) as lg:
-        lg.append(envelopes(700))
-    path = topic_dir(data_dir, TRADE_TOPIC) / "2024-01-01.jsonl"
-    path.write_bytes(path.read_bytes()[:-40])
-    assert [r.offset for r in LogReader(data_dir).read_topic(TRADE_TOPIC)] == list(range(699))
+    path.write_bytes(path.read_bytes()[:-cut])
+    assert [r.offset for r in LogReader(data_dir).read_topic(TRADE_TOPIC)] == list(range(read))
 
 
 def test_records_past_the_head_are_never_read(tmp_path: Path) -> None:
