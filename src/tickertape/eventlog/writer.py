@@ -472,10 +472,10 @@ class EventLog:
             segments = list_segments(topic.dir, name)
             last = len(segments) - 1
             for i, seg in enumerate(segments):
+                topic.damaged = None  # a later day's records give the next offset
                 if seg.sealed:
                     self._load_sealed(topic, seg)
                     continue
-                topic.damaged = None  # this later day's records give the next offset
                 found = self._load_complete(topic, seg) if i < last else None
                 files.append(found if found is not None else self._scan_open(topic, seg))
             if segments and not segments[-1].sealed:
@@ -488,7 +488,6 @@ class EventLog:
     def _load_sealed(self, topic: _Topic, seg: Segment) -> None:
         size = seg.path.stat().st_size
         index = load_index(seg.index_path)
-        topic.damaged = None  # a later day's records give the next offset
         if index is None or index.data_size != size or not index.sealed:
             scan = scan_segment(seg, size)
             index = scan.index
