@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
@@ -153,12 +154,15 @@ async def test_compressed_connections_get_their_frames_through_the_extension(
         assert gseqs == list(range(1, 301))
 
 
-async def test_a_publishing_subscriber_gets_a_batch_in_one_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ephemeral", [False, True], ids=["logged", "ephemeral"])
+async def test_a_publishing_subscriber_gets_a_batch_in_one_write(
+    tmp_path: Path, ephemeral: bool
+) -> None:
     """A connection that publishes what it subscribes to gets each batch's events and
-    its puback in one socket write (there were two: the fan-out flushed, then the
-    puback was flushed on its own)."""
+    its puback in one socket write, logged or ephemeral (there were two: the fan-out
+    flushed, then the puback was flushed on its own)."""
     async with running_router(tmp_path) as router, Client(router.url, "md") as client:
-        sub = client.subscribe(["md.>"], "now")
+        sub = client.subscribe(["md.>"], "now", include_ephemeral=ephemeral)
         await sub.caught_up.wait()
         (conn,) = router.connections.values()
         writes: list[int] = []
@@ -171,7 +175,8 @@ async def test_a_publishing_subscriber_gets_a_batch_in_one_write(tmp_path: Path)
 
         transport.writelines = counting  # type: ignore[method-assign]
         for k in range(5):
-            await client.publish([trade("md", i) for i in range(k * 10 + 1, k * 10 + 11)])
+            batch = [trade("md", i) for i in range(k * 10 + 1, k * 10 + 11)]
+            await client.publish(batch, ephemeral=ephemeral)
         assert len(writes) == 5
 
 

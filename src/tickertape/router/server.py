@@ -222,12 +222,11 @@ class _Namespace:
         while True:
             job = await self.queue.get()
             if job.kind == "ephemeral":
-                self.router.fan_out_ephemeral(self, job.envelopes)
+                touched = self.router.fan_out_ephemeral(self, job.envelopes)
                 if job.conn is not None:
-                    answered: dict[int, _Connection] = {}
-                    _answer(job, [AckItem(id=e.id) for e in job.envelopes], answered)
-                    for conn in answered.values():
-                        conn.flush()
+                    items = [AckItem(id=e.id) for e in job.envelopes] if job.answer else []
+                    _answer(job, items, touched)
+                _flush(touched)
                 continue
             jobs = [job]
             if job.kind == "pub":
@@ -291,8 +290,7 @@ class _Namespace:
                     j.future.set_result(part)
             elif j.conn is not None:
                 _answer(j, _ack_items(part), touched)
-        for conn in touched.values():
-            conn.flush()
+        _flush(touched)
 
 
 def _answer(
@@ -306,6 +304,12 @@ def _answer(
     if job.ref is not None and job.answer and not conn.closed:
         conn.push(encode_puback(job.ref, items))
         touched[conn.id] = conn
+
+
+def _flush(touched: dict[int, _Connection]) -> None:
+    """Hand each connection's queued frames to its socket (one write per connection)."""
+    for conn in touched.values():
+        conn.flush()
 
 
 def _ack_items(results: Sequence[AppendResult]) -> list[AckItem | StoredAck]:
@@ -341,7 +345,8 @@ class _Connection:
     """One client connection: identity, grant, send queue, subscriptions.
 
     Outgoing frames wait in ``out`` (bounded by ``send_queue_frames`` and, with what
-    the transport still buffers, ``send_queue_bytes``) until :meth:`flush` hands them
+    the transport buffers while paused above its high-water mark, ``send_queue_bytes``)
+    until :meth:`flush` hands them
     to the socket, several per write while the transport takes data (below its
     high-water mark): the frames one appended batch produces for a connection (its
     ``events`` frames, its ``puback``) cost one system call when they are small, and
@@ -754,8 +759,15 @@ class Router:
             self.counters.events_out += sent
         return touched
 
-    def fan_out_ephemeral(self, ns: _Namespace, envelopes: list[Envelope]) -> None:
-        """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full."""
+    def fan_out_ephemeral(
+        self, ns: _Namespace, envelopes: list[Envelope]
+    ) -> dict[int, _Connection]:
+        """Deliver ephemeral envelopes to live subscriptions; dropped when a queue is full.
+
+        Returns:
+            The connections given frames (by id), queued, not yet written, as
+            :meth:`fan_out` returns them.
+        """
         bodies: dict[tuple[int, ...], bytes] = {}
         touched: dict[int, _Connection] = {}
         for conn, sub in list(ns.subs.values()):
@@ -772,8 +784,7 @@ class Router:
             else:
                 conn.counters.dropped_ephemeral += len(picked)
                 self.counters.dropped_ephemeral += len(picked)
-        for conn in touched.values():
-            conn.flush()
+        return touched
 
     def job_failed(self, job: _Job, exc: Exception) -> None:
         """Answer a job whose append failed: a commit's caller gets ``exc``; a publisher
@@ -1327,4 +1338,4 @@ class Router:
                     source_seq=next(self._health_seq),
                     ts_event=now,
                 )
-                self.fan_out_ephemeral(ns, [env])
+                _flush(self.fan_out_ephemeral(ns, [env]))
