@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ from tickertape.eventlog import LogReader
 from tickertape.router.protocol import Limits, Pub, encode_frame
 from tickertape.router.server import Router
 
-from .support import eventually, running_router, trade
+from .support import eventually, free_port, kill, running_router, tape, trade, wait_port
 
 
 def _pub(ref: int, first: int, n: int) -> bytes:
@@ -97,6 +98,56 @@ async def test_a_publisher_that_does_not_read_its_pubacks_is_held_back(tmp_path:
         assert [a["ref"] for a in acks] == list(range(1, batches + 1))
         gseqs = [r["gseq"] for a in acks for r in a["results"]]
         assert gseqs == list(range(1, batches * per_batch + 1))
+    stored = list(LogReader(tmp_path, "main").read([">"]))
+    assert [r.source_seq for r in stored] == list(range(1, batches * per_batch + 1))
+
+
+async def test_pubs_waiting_for_a_stopped_log_are_bounded_in_bytes(tmp_path: Path) -> None:
+    """With the log process stopped (SIGSTOP), a publisher's pubs wait for it: the router
+    holds at most ``max_inflight_bytes`` of their frames, fewer pubs than
+    ``max_inflight_pubs``, and reads no more; after SIGCONT every pub is acknowledged in
+    order and everything is stored once."""
+    batches, per_batch = 300, 200  # 18 MB: more than the sockets' buffers hold
+    frame_bytes = len(_pub(batches, (batches - 1) * per_batch + 1, per_batch))  # the largest
+    limits = Limits(max_inflight_bytes=3 * frame_bytes, max_inflight_pubs=32)
+    port = free_port()
+    log = tape("eventlog", "--port", str(port), "--data-dir", str(tmp_path))
+    try:
+        wait_port(port)
+        async with (
+            running_router(tmp_path, limits=limits, log_url=f"ws://127.0.0.1:{port}") as router,
+            _slow_reader(router) as ws,
+        ):
+            (conn,) = [c for c in router.connections.values() if c.identity == "md"]
+            await ws.send(_pub(1, 1, per_batch))  # the namespace is open before the stop
+            acks = [json.loads(await ws.recv())]
+            log.send_signal(signal.SIGSTOP)
+
+            async def send_rest() -> None:
+                for b in range(1, batches):
+                    await ws.send(_pub(b + 1, b * per_batch + 1, per_batch))
+
+            sender = asyncio.create_task(send_rest())
+            await eventually(lambda: conn.inflight.pubs == 3)
+            peak_pubs = peak_bytes = 0
+            for _ in range(20):  # one second: the router takes nothing more
+                peak_pubs = max(peak_pubs, conn.inflight.pubs)
+                peak_bytes = max(peak_bytes, conn.inflight.bytes)
+                await asyncio.sleep(0.05)
+            assert peak_pubs == 3 < limits.max_inflight_pubs
+            assert peak_bytes <= limits.max_inflight_bytes
+            assert not sender.done()
+            log.send_signal(signal.SIGCONT)
+            while len(acks) < batches:
+                acks.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            await asyncio.wait_for(sender, 30)
+            assert [a["ref"] for a in acks] == list(range(1, batches + 1))
+            gseqs = [r["gseq"] for a in acks for r in a["results"]]
+            assert gseqs == list(range(1, batches * per_batch + 1))
+            assert conn.inflight.pubs == conn.inflight.bytes == 0
+    finally:
+        log.send_signal(signal.SIGCONT)
+        kill(log, signal.SIGTERM)
     stored = list(LogReader(tmp_path, "main").read([">"]))
     assert [r.source_seq for r in stored] == list(range(1, batches * per_batch + 1))
 

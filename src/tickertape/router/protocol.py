@@ -147,6 +147,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         send_queue_bytes: bytes buffered towards one client, same effect (16 MiB).
         max_inflight_pubs: ``pub`` batches of one connection awaiting the log (32);
             the router stops reading that connection's frames beyond that.
+        max_inflight_bytes: bytes of those batches' frames, as received (32 MiB); the
+            router stops reading beyond that too, but always takes one batch when none
+            is in flight, so a frame up to ``max_frame_bytes`` passes.
         events_per_frame: most events the router puts in one ``events`` frame (1 000).
         hello_timeout_s: seconds a new connection has to send ``hello`` (10).
     """
@@ -159,6 +162,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     send_queue_frames: int = 64
     send_queue_bytes: int = 16 * 1024 * 1024
     max_inflight_pubs: int = 32
+    max_inflight_bytes: int = 32 * 1024 * 1024
     events_per_frame: int = 1_000
     hello_timeout_s: float = 10.0
 

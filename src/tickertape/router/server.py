@@ -168,13 +168,50 @@ class _TokenBucket:
         return max(0.0, missing / self.rate)
 
 
+class _InFlight:
+    """A connection's ``pub`` batches awaiting the log: at most ``max_pubs`` of them and
+    ``max_bytes`` bytes of their frames (as received). One batch is always let in when
+    none is in flight, so a frame up to the frame limit passes whatever ``max_bytes``.
+
+    Only the connection's reader takes slots (:meth:`acquire`); the appender gives
+    them back (:meth:`release`).
+    """
+
+    def __init__(self, max_pubs: int, max_bytes: int) -> None:
+        self.max_pubs = max_pubs
+        self.max_bytes = max_bytes
+        self.pubs = 0
+        self.bytes = 0
+        self._released = asyncio.Event()
+
+    def _fits(self, size: int) -> bool:
+        if self.pubs == 0:
+            return True
+        return self.pubs < self.max_pubs and self.bytes + size <= self.max_bytes
+
+    async def acquire(self, size: int) -> None:
+        """Wait until a batch of ``size`` bytes fits, then count it."""
+        while not self._fits(size):
+            self._released.clear()
+            await self._released.wait()
+        self.pubs += 1
+        self.bytes += size
+
+    def release(self, size: int) -> None:
+        """A batch of ``size`` bytes was answered (or failed)."""
+        self.pubs -= 1
+        self.bytes -= size
+        self._released.set()
+
+
 @dataclass(slots=True)
 class _Job:
     """A batch for the namespace's appender.
 
     ``pub`` and ``ephemeral`` jobs are answered by the appender itself, on ``conn``
     (a ``puback`` for ``ref`` when ``answer``); a ``commit`` job's caller awaits
-    ``future``.
+    ``future``. ``size`` is the bytes of the ``pub`` frame, held against the
+    connection's :class:`_InFlight` until the job is answered.
     """
 
     kind: str  # "pub" | "ephemeral" | "commit"
@@ -184,6 +221,7 @@ class _Job:
     answer: bool = True
     future: asyncio.Future[list[AppendResult]] | None = None
     ts_log: int | None = None
+    size: int = 0
 
 
 @dataclass(eq=False, slots=True)
@@ -300,7 +338,7 @@ def _answer(
     is still connected), noting the connection in ``touched`` for the caller's flush."""
     conn = job.conn
     assert conn is not None
-    conn.inflight.release()
+    conn.inflight.release(job.size)
     if job.ref is not None and job.answer and not conn.closed:
         conn.push(encode_puback(job.ref, items))
         touched[conn.id] = conn
@@ -380,7 +418,7 @@ class _Connection:
         self.fetches: dict[Ref, asyncio.Task[None]] = {}
         self.catchups: dict[Ref, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.inflight = asyncio.Semaphore(limits.max_inflight_pubs)
+        self.inflight = _InFlight(limits.max_inflight_pubs, limits.max_inflight_bytes)
         self.frames = _TokenBucket(limits.max_frames_per_s)
         self.events = _TokenBucket(limits.max_events_per_s)
         self.counters = _Counters()
@@ -547,6 +585,9 @@ class _Connection:
             "peer": _peer(self.ws),
             "queue_depth": len(self.out),
             "queue_capacity": self.limits.send_queue_frames,
+            "queue_bytes": self.queued_bytes,
+            "inflight_pubs": self.inflight.pubs,
+            "inflight_bytes": self.inflight.bytes,
             "frames_in": c.frames_in,
             "frames_out": c.frames_out,
             "events_in": c.events_in,
@@ -796,7 +837,7 @@ class Router:
         conn = job.conn
         if conn is None:
             return
-        conn.inflight.release()
+        conn.inflight.release(job.size)
         if conn.closed:
             return
         code: str = Code.LOG_UNAVAILABLE
@@ -962,7 +1003,7 @@ class Router:
                 case _ if conn.grant is None:
                     await conn.send_error(Code.NOT_AUTHENTICATED, "send hello first", frame.ref)
                 case Pub():
-                    await self._on_pub(conn, frame)
+                    await self._on_pub(conn, frame, len(message))
                 case Sub():
                     await self._on_sub(conn, frame)
                 case Unsub():
@@ -1090,7 +1131,7 @@ class Router:
                 )
         return None
 
-    async def _on_pub(self, conn: _Connection, frame: Pub) -> None:
+    async def _on_pub(self, conn: _Connection, frame: Pub, size: int) -> None:
         limits = conn.limits
         if len(frame.events) > limits.max_batch_events:
             raise RouterError(
@@ -1130,12 +1171,12 @@ class Router:
         # Backpressure: the appender answers this batch on the connection's queue
         # without waiting, so take no more while the client does not read its answers.
         await conn.wait_room()
-        await conn.inflight.acquire()
+        await conn.inflight.acquire(size)
         answer = frame.ack or not frame.ephemeral
         try:
-            await ns.queue.put(_Job(kind, list(frame.events), conn, frame.ref, answer))
+            await ns.queue.put(_Job(kind, list(frame.events), conn, frame.ref, answer, size=size))
         except BaseException:
-            conn.inflight.release()
+            conn.inflight.release(size)
             raise
 
     @staticmethod
