@@ -39,6 +39,42 @@ async def test_append_tail_and_stats_remote(tmp_path: Path) -> None:
         assert stats["head_gseq"] == 2500
 
 
+async def _collect(stream: object, within: float = 10.0) -> list[int]:
+    async def run() -> list[int]:
+        return [r.gseq async for r in stream]  # type: ignore[attr-defined]
+
+    return await asyncio.wait_for(run(), within)
+
+
+async def test_follow_to_a_gseq_ends_when_the_head_passes_it_without_a_matching_event(
+    tmp_path: Path,
+) -> None:
+    """Following one topic up to gseq 15 while only another topic is written past it: the
+    tail ends once the head has reached the bound, from the beginning and from now."""
+    async with running_router(tmp_path) as router, Client(router.url, "md") as md:
+        await md.publish([trade("md", i, "BTC") for i in range(1, 11)])  # gseq 1..10
+        await md.publish([trade("md", i, "ETH") for i in range(11, 21)])  # 11..20
+        got = await _collect(
+            tail_remote(
+                router.url, ["md.trade.crypto.BTC"], "beginning", follow=True,
+                end=StartAt(gseq=15),
+            )
+        )  # fmt: skip
+        assert got == list(range(1, 11))
+        following = asyncio.create_task(
+            _collect(
+                tail_remote(
+                    router.url, ["md.trade.crypto.BTC"], "now", follow=True,
+                    end=StartAt(gseq=27),
+                )
+            )
+        )  # fmt: skip
+        await asyncio.sleep(0.3)  # subscribed: "now" is gseq 21 on
+        await md.publish([trade("md", i, "BTC") for i in range(21, 26)])  # 21..25
+        await md.publish([trade("md", i, "ETH") for i in range(26, 31)])  # 26..30
+        assert await following == list(range(21, 26))
+
+
 async def test_append_remote_reports_refused_and_stores_the_rest(tmp_path: Path) -> None:
     """An envelope with another source is reported; the valid ones of its batch are still stored."""
     async with running_router(tmp_path) as router:

@@ -164,9 +164,10 @@ def tail_command(
 
     Rows (or JSON lines) are printed as the events arrive. With --follow, Ctrl-C
     (SIGINT) stops it quietly with exit status 0; through a router, SIGTERM too.
-    With --to it ends by itself: on the files, a gseq bound once the log's head has
-    reached it; otherwise at the first matching event past the bound (events come in
-    gseq order, so a time bound does not wait for topics still behind it).
+    With --to it ends by itself: a gseq bound once the log's head has reached it (on
+    the files, or through a router, which is asked for its head after half a second
+    without an event); a time bound at the first matching event past it (events come
+    in gseq order, so a time bound does not wait for topics still behind it).
 
     \b
     Examples:

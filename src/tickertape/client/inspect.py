@@ -6,19 +6,25 @@ restarts the same way (reconnect, resume by gseq, resend the outbox).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from tickertape.client.connection import Client, PublishRefusedError
+from tickertape.client.connection import Client, PublishRefusedError, RemoteSubscription
 from tickertape.errors import ConfigError
 from tickertape.iterutils import batched
 from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
 DEFAULT_BATCH = 1_000
+
+HEAD_POLL_S = 0.5
+"""``tail_remote(follow=True, end=<gseq>)`` asks the router for the namespace's head
+after this many seconds without an event (the followed topics may have none past the
+bound)."""
 """Envelopes per ``pub`` frame sent by :func:`append_remote`."""
 
 
@@ -150,10 +156,14 @@ async def tail_remote(
     end_ts = getattr(end, "ts_ns", None)
     secret = read_token(token, token_file)
     async with Client(url, identity, secret, **options) as client:
-        if follow:
+        if not follow:
+            stream: RemoteSubscription | AsyncGenerator[Record, None] = client.fetch(
+                pats, begin, ns=namespace, to_gseq=end_gseq
+            )
+        elif end_gseq is None:
             stream = client.subscribe(pats, begin, ns=namespace)
         else:
-            stream = client.fetch(pats, begin, ns=namespace, to_gseq=end_gseq)
+            stream = _follow_to_gseq(client, pats, begin, namespace, end_gseq)
         try:
             count = 0
             async for item in stream:
@@ -168,7 +178,81 @@ async def tail_remote(
                 if limit is not None and count >= limit:
                     return
         finally:
-            await stream.close()
+            if isinstance(stream, RemoteSubscription):
+                await stream.close()
+            else:
+                await stream.aclose()
+
+
+async def _follow_to_gseq(
+    client: Client, patterns: list[str], begin: Start, namespace: str | None, end_gseq: int
+) -> AsyncGenerator[Record, None]:
+    """Follow ``patterns`` up to gseq ``end_gseq`` (inclusive), then end.
+
+    Live events end the following once one is past the bound. When none comes for
+    :data:`HEAD_POLL_S`, the router is asked for the namespace's head: once it has
+    reached the bound, every event up to it is in the log, and the rest are read by a
+    bounded fetch from the last one yielded (the followed topics may have no event past
+    the bound, which would keep a live subscription waiting for ever).
+    """
+    sub = client.subscribe(patterns, begin, ns=namespace)
+    last = 0
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(anext(sub), HEAD_POLL_S)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if sub.from_gseq is not None and await _head(client, namespace) >= end_gseq:
+                    break
+                continue
+            if isinstance(item, Record):
+                if item.gseq > end_gseq:
+                    return
+                last = item.gseq
+                yield item
+                if last == end_gseq:
+                    return
+        rest = _fetch_after(client, sub, patterns, begin, namespace, last, end_gseq)
+    finally:
+        await sub.close()
+    try:
+        async for item in rest:
+            if isinstance(item, Record):
+                yield item
+    finally:
+        await rest.close()
+
+
+def _fetch_after(
+    client: Client,
+    sub: RemoteSubscription,
+    patterns: list[str],
+    begin: Start,
+    namespace: str | None,
+    last: int,
+    end_gseq: int,
+) -> RemoteSubscription:
+    """A fetch of what ``sub`` would deliver after gseq ``last`` (after its first position
+    when ``last`` is 0), up to ``end_gseq``: the same time and offset conditions."""
+    first = last + 1 if last else (sub.from_gseq or 1)
+    if isinstance(begin, StartAt):
+        start = msgspec.structs.replace(begin, gseq=max(first, begin.gseq or 1))
+    else:
+        start = StartAt(gseq=first)
+    return client.fetch(patterns, start, ns=namespace, to_gseq=end_gseq)
+
+
+async def _head(client: Client, namespace: str | None) -> int:
+    """The router's head gseq of ``namespace`` (its default namespace when None)."""
+    stats = await client.stats()
+    name = namespace
+    if name is None:
+        assert client.welcome is not None
+        name = client.welcome.namespace
+    head: int = stats.get("namespaces", {}).get(name, 0)
+    return head
 
 
 async def stats_remote(
