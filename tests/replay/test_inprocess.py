@@ -16,6 +16,7 @@ from tickertape.errors import ConfigError
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.snapshots import SnapshotPolicy
+from tickertape.timeauthority.pacing import Pacer
 
 START = 1_704_067_200 * 10**9
 
@@ -107,3 +108,79 @@ def test_resume_after_a_crash_is_byte_identical(source_dir: Path, tmp_path: Path
     result = run_in_process(source_dir, settings(), specs(), snapshot_policy=policy, resume=True)
     assert result.divergences == 0
     assert hashes(source_dir, "runs/r1") == hashes(clean, "runs/r1")
+
+
+class SeekBackOnce(Pacer):
+    """Max speed; once the clock reaches ``at_ns``, a seek to ``to_ns`` is requested, as
+    the replay's keyboard does (the request is taken between steps)."""
+
+    def __init__(self, at_ns: int, to_ns: int) -> None:
+        super().__init__(None)
+        self.at_ns, self.to_ns = at_ns, to_ns
+        self.asked = False
+
+    def take_seek(self, now_ns: int) -> int | None:
+        if not self.asked and now_ns >= self.at_ns:
+            self.asked = True
+            self.request_seek(self.to_ns)
+        return super().take_seek(now_ns)
+
+
+class CountingMean(MeanActor):
+    """MeanActor counting the events it handled (this instance only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        self.count += 1
+        super().on_event(event, ctx)
+
+
+@pytest.mark.parametrize("snapshots", [True, False], ids=["from-a-snapshot", "from-the-start"])
+def test_a_seek_behind_the_clock_reruns_and_leaves_the_run_unchanged(
+    source_dir: Path, tmp_path: Path, snapshots: bool
+) -> None:
+    """Seeking from 1.2 s back to 1.0 s rebuilds the actors, restores the newest snapshots at
+    or before 1.0 s (or starts over without any) and runs on: the run's files and counts
+    are an uninterrupted run's, with no divergence."""
+    clean = tmp_path / "clean"
+    shutil.copytree(source_dir, clean)
+    expected = run_in_process(clean, settings(), specs())
+    built: list[CountingMean] = []
+
+    def respec() -> list[ActorSpec]:
+        built.append(CountingMean())
+        return [
+            ActorSpec(name="indicators", actor=built[-1], origin="t", config=None),
+            ActorSpec(name="strategy.test", actor=SignalActor(), origin="t", config=None),
+        ]
+
+    pacer = SeekBackOnce(at_ns=START + 1_200_000_000, to_ns=START + 1_000_000_000)
+    policy = SnapshotPolicy(every_events=50, every_ns=None) if snapshots else None
+    result = run_in_process(
+        source_dir, settings(), respec(), pacer=pacer, snapshot_policy=policy, respec=respec
+    )
+    assert pacer.asked
+    assert len(built) == 2
+    assert result.divergences == 0
+    assert (result.steps, result.input_events, result.output_events) == (
+        expected.steps,
+        expected.input_events,
+        expected.output_events,
+    )
+    assert hashes(source_dir, "runs/r1") == hashes(clean, "runs/r1")
+    # What the rebuilt actor handled: the inputs after its restore point, which is at or
+    # before 1.0 s (49 steps of 2 trades come after 1.0 s), or all 300.
+    rerun = built[1].count
+    assert 98 <= rerun < 300 if snapshots else rerun == 300
+
+
+def test_a_seek_behind_the_clock_without_respec_is_refused(source_dir: Path) -> None:
+    """Without a way to rebuild the actors, a seek back is refused and the run goes on."""
+    pacer = SeekBackOnce(at_ns=START + 1_200_000_000, to_ns=START + 1_000_000_000)
+    result = run_in_process(source_dir, settings(), specs(), pacer=pacer)
+    assert pacer.asked
+    assert pacer.take_seek(0) is None
+    assert result.steps == 150

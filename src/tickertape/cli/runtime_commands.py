@@ -182,30 +182,34 @@ def replay_command(
     pacer = Pacer(parse_speed(speed))
     if router_url is not None:
         mode = "router"
+    from tickertape.replay.keyboard import KeyboardControl
+
+    keyboard = KeyboardControl(
+        pacer, announce=lambda change: console.print(f"[bold]{change}"), parse_time=parse_time
+    )
     if mode != "in-process":
         from tickertape.replay.distributed import run_distributed_cli
 
-        result = run_distributed_cli(
-            data_dir,
-            settings,
-            specs,
-            actor_items=actors,
-            router_url=router_url,
-            speed=pacer.speed,
-            snapshot_every=snapshot_every,
-            quiet=quiet,
-            token_dir=token_dir,
-        )
+        with keyboard:
+            result = run_distributed_cli(
+                data_dir,
+                settings,
+                specs,
+                actor_items=actors,
+                router_url=router_url,
+                pacer=pacer,
+                snapshot_every=snapshot_every,
+                quiet=quiet,
+                token_dir=token_dir,
+            )
     else:
-        from tickertape.replay.keyboard import KeyboardControl
-
         with (
             ReplayProgress(
                 start_ns,
                 _estimate_end(data_dir, settings),
                 enabled=not quiet and sys.stderr.isatty(),
             ) as progress,
-            KeyboardControl(pacer, announce=lambda change: console.print(f"[bold]{change}")),
+            keyboard,
         ):
             result = run_in_process(
                 data_dir,
@@ -215,6 +219,7 @@ def replay_command(
                 progress=progress,
                 snapshot_policy=policy,
                 resume=resume,
+                respec=lambda: resolve_actors(actors),
             )
     table = Table(title=f"replay {result.run_id}")
     table.add_column("namespace")

@@ -225,6 +225,17 @@ class ReplayCoordinator:
                 clock_ns=self.now_ns,
             )
 
+    async def _take_keyboard(self) -> None:
+        """Apply what the replay command's keyboard asked of the pacer (it runs in
+        another thread): a seek goes through :meth:`control`; a pause holds here."""
+        if self.pacer is None:
+            return
+        wanted = self.pacer.take_seek(self.now_ns)
+        if wanted is not None:
+            self.control(ClockControl(command="seek", time_ns=wanted))
+        while self.pacer.paused:  # noqa: ASYNC110 (set by the keyboard's thread)
+            await asyncio.sleep(0.05)
+
     def pause(self) -> None:
         """Hold the next step until :meth:`resume` (the wave in progress completes)."""
         self.resumed.clear()
@@ -291,6 +302,7 @@ class ReplayCoordinator:
         )
         batched = False
         while True:
+            await self._take_keyboard()
             while not self.resumed.is_set():
                 await self._handle(await self._next_control())
             if self._batching():
@@ -915,13 +927,13 @@ def run_distributed_cli(
     *,
     actor_items: tuple[str, ...],
     router_url: str | None,
-    speed: float | None,
+    pacer: Pacer,
     snapshot_every: int,
     quiet: bool,
     token_dir: Path | None = None,
 ) -> ReplayResult:
     """``tape replay --distributed | --router URL [--token-dir DIR]``: run
-    :func:`run_distributed`."""
+    :func:`run_distributed` (``pacer`` may be driven by the keyboard meanwhile)."""
     items = [i.strip() for item in actor_items for i in item.split(",") if i.strip()]
     if not items:
         items = [s.origin for s in specs]
@@ -935,7 +947,7 @@ def run_distributed_cli(
             specs,
             items,
             router_url=router_url,
-            pacer=Pacer(speed),
+            pacer=pacer,
             snapshot_every_steps=every,
             cwd=Path.cwd(),
             token_dir=token_dir,

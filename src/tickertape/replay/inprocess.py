@@ -153,17 +153,29 @@ def run_in_process(
     progress: ProgressFn | None = None,
     snapshot_policy: SnapshotPolicy | None = None,
     resume: bool = False,
+    respec: Callable[[], list[ActorSpec]] | None = None,
 ) -> ReplayResult:
     """Replay the source namespace through ``specs`` into ``runs/<run_id>``.
+
+    Seeks (:meth:`Pacer.request_seek`, from the replay's keyboard) are taken between
+    steps. Ahead of the clock, the steps up to the target run unpaced, then pacing
+    resumes. Behind it, the run restarts from the newest common snapshot at or before
+    the target (from the run's start when there is none; the stores keep the last
+    few), with actors built anew by ``respec``, and runs unpaced up to the target: the
+    log drops the regenerated outputs it already has and reports any that differ as
+    divergences, so the run's files are those of a run without the seek.
 
     Args:
         data_dir: the data directory (logs/ and snapshots/).
         settings: what to read and the run's id and seed.
         specs: the actors (see :mod:`tickertape.actors.runtime.resolution`).
-        pacer: paces steps (``--speed``); None runs at max speed.
+        pacer: paces steps (``--speed``) and carries seek requests; None runs at max
+            speed.
         progress: called after steps (at most every 0.1 s of wall time).
         snapshot_policy: when to snapshot (None: never).
         resume: continue an interrupted run from its newest snapshots.
+        respec: builds fresh instances of the same actors, for a seek behind the
+            clock; without it such a seek is refused with a log line.
 
     Returns:
         The run's counts.
@@ -193,96 +205,113 @@ def run_in_process(
         # the end, not after every wave: a crash loses at most what the snapshots let
         # `--resume` regenerate.
         sink = CountingSink(LogSink(log, durable=False))
-        host_snapshot_root = (
+        snapshot_root = (
             None if snapshot_policy is None else data_dir / "snapshots" / settings.namespace
         )
-        host = InProcessHost(
-            sink,
-            clock=SimulatedClock(settings.start_ns),
-            seed=settings.seed,
-            snapshot_policy=snapshot_policy,
-            snapshot_root=host_snapshot_root,
-        )
-        for spec in specs:
-            host.add(spec.actor, spec.name)
         chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
         manifest = manifest_envelope(
-            settings, actors=host.actor_names, config_hash=chash, input_positions=positions
+            settings,
+            actors=sorted(spec.name for spec in specs),
+            config_hash=chash,
+            input_positions=positions,
         )
         sink.inner.append([manifest], settings.start_ns)
 
         state = DriverState()
         driver_store = (
-            None
-            if host_snapshot_root is None
-            else SnapshotStore(host_snapshot_root / DRIVER_SOURCE)
+            None if snapshot_root is None else SnapshotStore(snapshot_root / DRIVER_SOURCE)
         )
-        after_gseq = 0
-        restored = False
-        if resume and driver_store is not None:
-            restored, after_gseq = _restore(host, driver_store, state, settings)
-        planner = StepPlanner(
-            read_inputs(
-                reader,
-                settings,
-                head_gseq=head,
-                after_ns=host.clock.now_ns() if restored else None,
-            ),
-            host.timers,
-            start_ns=host.clock.now_ns(),
-            end_ns=None if settings.end_ns is None else settings.end_ns - 1,
-        )
-        host.start(call_on_start=not restored)
-        last_progress = 0.0
-        last_sync = time.monotonic()
-        handled_at_snapshot = 0
-        clock_at_snapshot = host.clock.now_ns()
-        last_input_gseq = after_gseq
+        restore_at: int | None = None  # newest snapshots at or before this time
+        restore = resume
+        seek_to: int | None = None
+        while True:
+            host = InProcessHost(
+                sink,
+                clock=SimulatedClock(settings.start_ns),
+                seed=settings.seed,
+                snapshot_policy=snapshot_policy,
+                snapshot_root=snapshot_root,
+            )
+            for spec in specs:
+                host.add(spec.actor, spec.name)
+            restored, after_gseq = False, 0
+            if restore and driver_store is not None:
+                restored, after_gseq = _restore(host, driver_store, state, settings, restore_at)
+            if not restored:
+                state.steps, state.inputs, state.last_ts_event = 0, 0, 0
+            planner = StepPlanner(
+                read_inputs(
+                    reader,
+                    settings,
+                    head_gseq=head,
+                    after_ns=host.clock.now_ns() if restored else None,
+                ),
+                host.timers,
+                start_ns=host.clock.now_ns(),
+                end_ns=None if settings.end_ns is None else settings.end_ns - 1,
+            )
+            host.start(call_on_start=not restored)
+            last_progress = 0.0
+            last_sync = time.monotonic()
+            handled_at_snapshot = state.inputs + sink.counter.total
+            clock_at_snapshot = host.clock.now_ns()
+            last_input_gseq = after_gseq
+            rewind: int | None = None
 
-        def snapshot_all() -> None:
-            positions = {settings.source_namespace: last_input_gseq}
-            host.maybe_snapshot(positions, force=True)
-            if driver_store is not None:
-                driver_store.save(
-                    Snapshot(
-                        actor=DRIVER_SOURCE,
-                        state_version=DRIVER_STATE_VERSION,
-                        state=msgspec.msgpack.encode(state),
-                        positions=positions,
-                        source_seq=0,
-                        clock_ns=host.clock.now_ns(),
-                        events_handled=state.inputs + sink.counter.total,
-                    )
-                )
-
-        while (step := planner.next_step()) is not None:
-            if pacer is not None:
-                _wait(pacer, step.time_ns)
-            host.run_step(step)
-            state.steps += 1
-            state.inputs += len(step.events)
-            state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
-            if step.events:
-                last_input_gseq = step.events[-1].gseq
-            if snapshot_policy is not None:
-                handled = state.inputs + sink.counter.total
-                if snapshot_policy.due(
-                    handled - handled_at_snapshot, step.time_ns, clock_at_snapshot
-                ):
-                    snapshot_all()
-                    handled_at_snapshot = handled
-                    clock_at_snapshot = step.time_ns
-            now = time.monotonic()
-            if now - last_sync >= SYNC_EVERY_S:
-                last_sync = now
-                sink.sync()
-            if progress is not None and now - last_progress >= 0.1:
-                last_progress = now
-                progress(step.time_ns, state.inputs, sink.counter.total)
+            while (step := planner.next_step()) is not None:
+                wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
+                if wanted is not None:
+                    if wanted > host.clock.now_ns():
+                        seek_to = wanted
+                    elif respec is None:
+                        _log.warning(
+                            "seek_refused",
+                            reason="this replay cannot rebuild its actors",
+                            time_ns=wanted,
+                        )
+                    else:
+                        rewind = wanted
+                        break
+                if seek_to is not None and step.time_ns >= seek_to:
+                    seek_to = None
+                    if pacer is not None:
+                        pacer.resume()  # re-anchor the pace at the seek's target
+                if pacer is not None and seek_to is None:
+                    _wait(pacer, step.time_ns)
+                host.run_step(step)
+                state.steps += 1
+                state.inputs += len(step.events)
+                state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
+                if step.events:
+                    last_input_gseq = step.events[-1].gseq
+                if snapshot_policy is not None:
+                    handled = state.inputs + sink.counter.total
+                    if snapshot_policy.due(
+                        handled - handled_at_snapshot, step.time_ns, clock_at_snapshot
+                    ):
+                        _snapshot_all(host, driver_store, state, sink, settings, last_input_gseq)
+                        handled_at_snapshot = handled
+                        clock_at_snapshot = step.time_ns
+                now = time.monotonic()
+                if now - last_sync >= SYNC_EVERY_S:
+                    last_sync = now
+                    sink.sync()
+                if progress is not None and now - last_progress >= 0.1:
+                    last_progress = now
+                    progress(step.time_ns, state.inputs, sink.counter.total)
+            if rewind is None:
+                break
+            # Behind the clock: the actors are built anew and restored from the newest
+            # snapshots at or before the target (or start over); up to the target the
+            # steps run unpaced and their outputs are found in the log already.
+            _log.info("seek_back", time_ns=rewind, clock_ns=host.clock.now_ns())
+            assert respec is not None
+            specs = respec()
+            restore, restore_at, seek_to = True, rewind, rewind
         host.stop()
         state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
         if snapshot_policy is not None and snapshot_policy.on_stop:
-            snapshot_all()
+            _snapshot_all(host, driver_store, state, sink, settings, last_input_gseq)
         end_ns = host.clock.now_ns()
         seq = 2
         divergences = list(sink.divergences)
@@ -318,11 +347,44 @@ def run_in_process(
         log.close()
 
 
+def _snapshot_all(
+    host: InProcessHost,
+    driver_store: SnapshotStore | None,
+    state: DriverState,
+    sink: CountingSink,
+    settings: RunSettings,
+    last_input_gseq: int,
+) -> None:
+    """Snapshot every actor and the driver together, at the host's clock, with
+    ``positions = {<source namespace>: last_input_gseq}``."""
+    positions = {settings.source_namespace: last_input_gseq}
+    host.maybe_snapshot(positions, force=True)
+    if driver_store is not None:
+        driver_store.save(
+            Snapshot(
+                actor=DRIVER_SOURCE,
+                state_version=DRIVER_STATE_VERSION,
+                state=msgspec.msgpack.encode(state),
+                positions=positions,
+                source_seq=0,
+                clock_ns=host.clock.now_ns(),
+                events_handled=state.inputs + sink.counter.total,
+            )
+        )
+
+
 def _restore(
-    host: InProcessHost, driver_store: SnapshotStore, state: DriverState, settings: RunSettings
+    host: InProcessHost,
+    driver_store: SnapshotStore,
+    state: DriverState,
+    settings: RunSettings,
+    at_or_before_ns: int | None = None,
 ) -> tuple[bool, int]:
-    snaps = host.load_snapshots()
-    driver = driver_store.load_latest(DRIVER_STATE_VERSION)
+    """Restore ``host`` and ``state`` from the newest snapshots common to every actor and
+    the driver (taken at or before ``at_or_before_ns`` when given); return whether it
+    did and the last input gseq they had consumed."""
+    snaps = host.load_snapshots(at_or_before_ns=at_or_before_ns)
+    driver = driver_store.load_latest(DRIVER_STATE_VERSION, at_or_before_ns=at_or_before_ns)
     if sorted(snaps) != host.actor_names or driver is None:
         missing = sorted(set(host.actor_names) - set(snaps))
         _log.info("resume_from_start", reason="no snapshot", actors=missing)

@@ -1,16 +1,19 @@
-"""Pacing simulated time against wall time (``--speed max|N``), with pause and resume.
+"""Pacing simulated time against wall time (``--speed max|N``), with pause, resume and
+seek requests.
 
 A :class:`Pacer` answers one question: how long to wait, in wall seconds, before a
 step at simulated time ``t`` may run, so that simulated time advances at most
 ``speed`` times as fast as wall time. ``speed=None`` is ``max``: never wait. Changing
 the speed, pausing and resuming re-anchors the pace at the current point, so no
-burst follows a pause.
+burst follows a pause. A seek is only requested here (:meth:`Pacer.request_seek`, from
+the keyboard's thread); the replay driver takes it between steps.
 
 The wall clock here paces the driver only; actors never see it.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -36,6 +39,8 @@ class Pacer:
         self._anchor_wall: float | None = None
         self._anchor_sim: int | None = None
         self.paused = False
+        self._seek: tuple[int, bool] | None = None
+        self._seek_lock = threading.Lock()
         self.set_speed(speed)
 
     @property
@@ -62,6 +67,23 @@ class Pacer:
         """Release steps again, re-anchoring the pace."""
         self.paused = False
         self._anchor_wall = None
+
+    def request_seek(self, time_ns: int, *, relative: bool = False) -> None:
+        """Ask the replay to move its simulated time to ``time_ns`` (ns since the
+        epoch), or by ``time_ns`` from where it is when ``relative``. The last request
+        wins; thread-safe."""
+        with self._seek_lock:
+            self._seek = (time_ns, relative)
+
+    def take_seek(self, now_ns: int) -> int | None:
+        """The pending seek's target (a relative one counted from ``now_ns``), cleared;
+        None when there is none."""
+        with self._seek_lock:
+            seek, self._seek = self._seek, None
+        if seek is None:
+            return None
+        time_ns, relative = seek
+        return now_ns + time_ns if relative else time_ns
 
     def delay(self, sim_ns: int) -> float:
         """Return the wall seconds to wait before the step at ``sim_ns`` (0 when due).
