@@ -174,6 +174,8 @@ class LogSink:
         self._log = log
         self.durable = durable
         self.divergences: list[Divergence] = []
+        self._cursor: Iterator[Record] | None = None
+        self._cursor_gseq = 0
 
     def sync(self) -> None:
         """Make every wave appended so far durable (a no-op when each already was)."""
@@ -190,12 +192,13 @@ class LogSink:
         if not envelopes:
             return []
         results = self._log.append(list(envelopes), ts_log=ts_log, durable=self.durable)
+        twins = self._stored_twins(envelopes, results)
         out: list[Record] = []
         for env, result in zip(envelopes, results, strict=True):
             if result.error is not None:
                 raise AppendRefusedError(env.id, result.error, result.message)
             if result.duplicate:
-                stored = next(iter(self._log.read(None, result.gseq, result.gseq)), None)
+                stored = twins.get(result.gseq)
                 if stored is None:
                     out.append(stamp(env, result.offset, result.gseq, ts_log))
                     continue
@@ -206,3 +209,29 @@ class LogSink:
             else:
                 out.append(stamp(env, result.offset, result.gseq, ts_log))
         return out
+
+    def _stored_twins(self, envelopes: Sequence[Envelope], results: list[Any]) -> dict[int, Record]:
+        """The stored records of a wave's duplicates, by gseq.
+
+        They come from one forward read of the whole namespace, kept open between
+        waves: a rerun (a resume, a seek back) asks for the stored twins in gseq
+        order, so it reads the namespace once instead of once per wave. The read
+        starts again when asked for a gseq it has passed.
+        """
+        wanted = {r.gseq for r in results if r.error is None and r.duplicate}
+        if not wanted:
+            return {}
+        first, last = min(wanted), max(wanted)
+        if self._cursor is None or self._cursor_gseq >= first:
+            self._cursor = iter(self._log.read(None, first))
+            self._cursor_gseq = first - 1
+        found: dict[int, Record] = {}
+        for record in self._cursor:
+            self._cursor_gseq = record.gseq
+            if record.gseq in wanted:
+                found[record.gseq] = record
+            if record.gseq >= last:
+                break
+        else:
+            self._cursor = None  # read to the end
+        return found
