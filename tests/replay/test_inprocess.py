@@ -77,8 +77,8 @@ def test_to_bound_limits_inputs(source_dir: Path) -> None:
     assert result.input_events == 20
 
 
-class CrashingMean(MeanActor):
-    """MeanActor that fails on its 200th event (a crash in the middle of a run)."""
+class CountingMean(MeanActor):
+    """MeanActor counting the events it handled (this instance only)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -86,7 +86,14 @@ class CrashingMean(MeanActor):
 
     def on_event(self, event: Event, ctx: Context) -> None:
         self.count += 1
-        if self.count == 200:
+        super().on_event(event, ctx)
+
+
+class CrashingMean(CountingMean):
+    """MeanActor that fails on its 200th event (a crash in the middle of a run)."""
+
+    def on_event(self, event: Event, ctx: Context) -> None:
+        if self.count == 199:
             raise RuntimeError("crash")
         super().on_event(event, ctx)
 
@@ -124,18 +131,6 @@ class SeekBackOnce(Pacer):
             self.asked = True
             self.request_seek(self.to_ns)
         return super().take_seek(now_ns)
-
-
-class CountingMean(MeanActor):
-    """MeanActor counting the events it handled (this instance only)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def on_event(self, event: Event, ctx: Context) -> None:
-        self.count += 1
-        super().on_event(event, ctx)
 
 
 @pytest.mark.parametrize("snapshots", [True, False], ids=["from-a-snapshot", "from-the-start"])
