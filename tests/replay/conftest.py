@@ -11,6 +11,7 @@ import pytest
 from tests.actors.runtime.sample_actors import trade_envelopes
 from tickertape.eventlog import EventLog
 from tickertape.replay.supervision import Supervisor
+from tickertape.timeauthority.pacing import Pacer
 
 
 def write_source(data_dir: Path, n: int = 300) -> None:
@@ -58,3 +59,19 @@ class KillAt:
         """How many times the supervisor restarted the actor."""
         assert self.supervisor is not None
         return self.supervisor.restarts(self.actor)
+
+
+class SeekBackOnce(Pacer):
+    """Max speed; once the clock reaches ``at_ns``, a seek to ``to_ns`` is requested, as
+    the replay's keyboard does (the request is taken between steps)."""
+
+    def __init__(self, at_ns: int, to_ns: int) -> None:
+        super().__init__(None)
+        self.at_ns, self.to_ns = at_ns, to_ns
+        self.asked = False
+
+    def take_seek(self, now_ns: int) -> int | None:
+        if not self.asked and now_ns >= self.at_ns:
+            self.asked = True
+            self.request_seek(self.to_ns)
+        return super().take_seek(now_ns)

@@ -46,17 +46,19 @@ def test_pause_resume_and_speed(tmp_path: Path) -> None:
     assert c.pacer.speed == 4.0
 
 
-def test_seek_ahead_fast_forwards_and_seek_back_is_refused(tmp_path: Path) -> None:
-    """A seek ahead of the clock unpaces steps up to its target; behind it, nothing changes."""
+def test_seek_ahead_fast_forwards_and_seek_back_rewinds(tmp_path: Path) -> None:
+    """A seek ahead of the clock unpaces steps up to its target; behind it (or at it), a
+    rewind is due before the next step. Either resumes a paused run."""
     c = coordinator(tmp_path)
     c.now_ns = 1_000
     c.control(ClockControl(command="pause"))
     c.control(ClockControl(command="seek", time_ns=500))
-    assert c.seek_to is None
-    assert not c.resumed.is_set()
+    assert (c.rewind_to, c.seek_to) == (500, None)
+    assert c.resumed.is_set()
+    c.control(ClockControl(command="pause"))
     c.control(ClockControl(command="seek", time_ns=5_000))
     assert c.seek_to == 5_000
-    assert c.resumed.is_set()  # a seek also resumes a paused run
+    assert c.resumed.is_set()
 
 
 def test_waves_are_addressed_to_subscribers(tmp_path: Path) -> None:

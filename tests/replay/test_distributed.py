@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
+import structlog
 
-from tests.replay.conftest import KillAt
+from tests.replay.conftest import KillAt, SeekBackOnce
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
@@ -69,6 +71,42 @@ async def test_sigkill_mid_replay_resumes_byte_identical(source_dir: Path, tmp_p
     assert hook.killed
     assert hook.restarts() == 1
     assert hashes(source_dir, "runs/r1") == expected
+
+
+BATCHED_ITEMS = [
+    "tests.actors.runtime.sample_actors:MeanActor",
+    "tests.replay.batch_actors:TimerEcho",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("items", [ITEMS, BATCHED_ITEMS], ids=["waves", "batches"])
+async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
+    source_dir: Path, tmp_path: Path, items: list[str]
+) -> None:
+    """Seeking from 1.2 s back to 1.0 s: every actor restores the newest snapshot at or
+    before 1.0 s and runs the waves (or batches) since again without publishing; the
+    run's files are the in-process run's, with no divergence."""
+    ref = tmp_path / "ref"
+    shutil.copytree(source_dir, ref)
+    run_in_process(ref, RunSettings(run_id="r1", start_ns=START), [resolve(i) for i in items])
+    pacer = SeekBackOnce(at_ns=START + 1_200_000_000, to_ns=START + 1_000_000_000)
+    with structlog.testing.capture_logs() as logs:
+        run = run_distributed(
+            source_dir,
+            RunSettings(run_id="r1", start_ns=START),
+            [resolve(i) for i in items],
+            items,
+            cwd=REPO,
+            snapshot_every_steps=25,
+            pacer=pacer,
+        )
+        result = await asyncio.wait_for(run, 60)  # an actor that cannot rewind never ends
+    assert pacer.asked
+    (rewind,) = [e for e in logs if e["event"] == "rewind"]
+    assert rewind["waves"] > 0
+    assert result.divergences == 0
+    assert hashes(source_dir, "runs/r1") == hashes(ref, "runs/r1")
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.actors.runtime.sample_actors import MeanActor, SignalActor
+from tests.replay.conftest import SeekBackOnce
 from tickertape.actors.base import Context, Event
 from tickertape.actors.runtime import ActorFailedError
 from tickertape.actors.runtime.resolution import ActorSpec
@@ -16,7 +17,6 @@ from tickertape.errors import ConfigError
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.snapshots import SnapshotPolicy
-from tickertape.timeauthority.pacing import Pacer
 
 START = 1_704_067_200 * 10**9
 
@@ -115,22 +115,6 @@ def test_resume_after_a_crash_is_byte_identical(source_dir: Path, tmp_path: Path
     result = run_in_process(source_dir, settings(), specs(), snapshot_policy=policy, resume=True)
     assert result.divergences == 0
     assert hashes(source_dir, "runs/r1") == hashes(clean, "runs/r1")
-
-
-class SeekBackOnce(Pacer):
-    """Max speed; once the clock reaches ``at_ns``, a seek to ``to_ns`` is requested, as
-    the replay's keyboard does (the request is taken between steps)."""
-
-    def __init__(self, at_ns: int, to_ns: int) -> None:
-        super().__init__(None)
-        self.at_ns, self.to_ns = at_ns, to_ns
-        self.asked = False
-
-    def take_seek(self, now_ns: int) -> int | None:
-        if not self.asked and now_ns >= self.at_ns:
-            self.asked = True
-            self.request_seek(self.to_ns)
-        return super().take_seek(now_ns)
 
 
 @pytest.mark.parametrize("snapshots", [True, False], ids=["from-a-snapshot", "from-the-start"])

@@ -170,6 +170,7 @@ class ReplayCoordinator:
         self._ctl_seq = 0
         self._history: list[StepAnnounce] = []
         self._epochs: list[int] = [0]
+        self._snapshot_times: dict[int, int] = {}  # snapshot announcement seq -> its time
         self._committed_seq = 0
         self._nonces: dict[str, str] = {}
         self._patterns: dict[str, tuple[str, ...]] = {}
@@ -186,6 +187,7 @@ class ReplayCoordinator:
         self.resumed.set()
         self.now_ns = settings.start_ns
         self.seek_to: int | None = None
+        self.rewind_to: int | None = None
         self.independent = False
         self.divergences: list[Divergence] = []
         self.commits = 0
@@ -197,9 +199,8 @@ class ReplayCoordinator:
 
         ``seek TIME`` ahead of the clock runs the steps up to ``TIME`` unpaced (as fast
         as the actors go: every step still runs, so the run's files are unchanged),
-        then paces again from there; a seek to the clock or behind it is refused with
-        a log line: the run's outputs up to the clock are already in its namespace
-        (start a new run with ``--from`` to see them again).
+        then paces again from there; a seek to the clock or behind it rewinds to the
+        newest snapshot at or before ``TIME`` (:meth:`_rewind`).
         """
         if command.run_id is not None and command.run_id != self.settings.run_id:
             return
@@ -216,14 +217,58 @@ class ReplayCoordinator:
         elif command.time_ns is not None and command.time_ns > self.now_ns:
             self.seek_to = command.time_ns
             self.resume()
-        else:
+        elif command.time_ns is not None:
+            self.rewind_to = command.time_ns  # taken between steps (_rewind)
+            self.resume()
+
+    async def _rewind(self, target_ns: int) -> None:
+        """Seek behind the clock: every actor restores the snapshot of the newest
+        snapshot announcement at or before ``target_ns``, then the waves announced
+        since are announced again as ``rerun`` (in order, their ``seq`` renewed, unpaced
+        before ``target_ns`` and paced from it). The actors run them without publishing
+        and compare what they regenerate with the log: the run's files do not change.
+        The steps the planner has not reached yet follow as usual.
+
+        The authority keeps the announcements since its second-to-last snapshot; a
+        target before that snapshot (or before the first one) is refused with a log
+        line.
+        """
+        kept = [(self._snapshot_times[e], e) for e in self._epochs if e in self._snapshot_times]
+        usable = [(t, e) for t, e in kept if t <= target_ns]
+        if not usable:
             _log.warning(
                 "seek_refused",
-                reason="a seek must be ahead of the clock; start a new run with --from "
-                "to replay what is behind it",
-                time_ns=command.time_ns,
-                clock_ns=self.now_ns,
+                reason="no snapshot at or before the target among those the authority keeps "
+                "(the last two); start a new run with --from to replay from there",
+                time_ns=target_ns,
+                oldest_ns=min((t for t, _ in kept), default=None),
             )
+            return
+        epoch_ns, epoch = max(usable)
+        waves = [a for a in self._history if a.seq > epoch and a.phase in ("step", "batch")]
+        _log.info("rewind", time_ns=target_ns, epoch=epoch, waves=len(waves))
+        rewound = await self._announce("rewind", -6, 0, epoch_ns, epoch=epoch)
+        self._collect_divergences(self._dones.pop(rewound.seq))
+        # From here a restarted actor restores at most this epoch (newer snapshots are
+        # gone): the history after it is the waves run again.
+        self._history = [a for a in self._history if a.seq <= epoch]
+        self._epochs = [e for e in self._epochs if e <= epoch]
+        self._snapshot_due = self.steps + self.snapshot_every_steps
+        for wave in waves:
+            if self.pacer is not None and wave.time_ns >= target_ns:
+                await _pace(self.pacer, self.resumed, wave.time_ns)
+            self._seq += 1
+            again = msgspec.structs.replace(wave, seq=self._seq, rerun=True, restage=[])
+            self._history.append(again)
+            self._dones[again.seq] = {}
+            await self._send_and_wait(again)
+            dones = self._dones.pop(again.seq)
+            self._collect_divergences(dones)
+            self._committed_seq = again.seq
+            for actor, done in dones.items():
+                self.timers.next[actor] = done.next_timer_ns
+        if self.pacer is not None:
+            self.pacer.resume()  # re-anchor the pace at the clock
 
     async def _take_keyboard(self) -> None:
         """Apply what the replay command's keyboard asked of the pacer (it runs in
@@ -305,6 +350,9 @@ class ReplayCoordinator:
             await self._take_keyboard()
             while not self.resumed.is_set():
                 await self._handle(await self._next_control())
+            if self.rewind_to is not None:
+                target, self.rewind_to = self.rewind_to, None
+                await self._rewind(target)
             if self._batching():
                 batch = self._collect_batch(planner)
                 if not batch:
@@ -599,10 +647,14 @@ class ReplayCoordinator:
         self._dones.pop(announce.seq)
         self._committed_seq = announce.seq
         self._epochs.append(announce.seq)
+        self._snapshot_times[announce.seq] = time_ns
         if len(self._epochs) > 2:
             keep_after = self._epochs[-2]
             self._history = [a for a in self._history if a.seq > keep_after]
             self._epochs = self._epochs[-2:]
+            self._snapshot_times = {
+                e: t for e, t in self._snapshot_times.items() if e in self._epochs
+            }
 
     async def _announce(
         self,
@@ -618,6 +670,7 @@ class ReplayCoordinator:
         run_from: int = 0,
         run_to: int = 0,
         until_ns: int = 0,
+        epoch: int = 0,
     ) -> StepAnnounce:
         self._seq += 1
         addressed = [] if actors is None or len(actors) == len(self.actors) else actors
@@ -634,6 +687,7 @@ class ReplayCoordinator:
             run_from=run_from,
             run_to=run_to,
             until_ns=until_ns,
+            epoch=epoch,
         )
         self._history.append(announce)
         self._dones[announce.seq] = {}

@@ -44,7 +44,7 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return f"runs/{self.run_id}"
 
 
-Phase = Literal["start", "step", "batch", "stop", "snapshot", "end"]
+Phase = Literal["start", "step", "batch", "stop", "snapshot", "rewind", "end"]
 
 
 class BatchStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,7 +90,9 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         seq: announcement number, from 1, strictly increasing.
         phase: ``start`` (wave 0 calls ``on_start``), ``step``, ``stop`` (wave 0
             calls ``on_stop``), ``batch`` (several steps at once, see ``batch``),
-            ``snapshot`` (take a snapshot, epoch = ``seq``) or ``end`` (exit).
+            ``snapshot`` (take a snapshot, epoch = ``seq``), ``rewind`` (a seek behind
+            the clock: restore the snapshot of epoch ``epoch``, drop newer ones) or
+            ``end`` (exit).
         step: the step index (-1 for start, -2 for stop).
         wave: the wave within the step (0 = inputs and timers).
         time_ns: the step's simulated time.
@@ -113,6 +115,10 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
             before this time (the run's ``--to`` bound on the last batch; 0: none).
         restage: on a repeated announcement: the stage ids whose outputs the actor
             must publish again before answering (a router restart lost them).
+        epoch: phase ``rewind``: the ``seq`` of the snapshot announcement to restore.
+        rerun: a wave announced again after a ``rewind``: the actor runs it without
+            publishing (its outputs are in the log), compares what it regenerates with
+            the stored events before its next ordinary wave, and answers ``done``.
     """
 
     run_id: str
@@ -128,6 +134,8 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     batch: list[BatchStep] = msgspec.field(default_factory=list)
     until_ns: int = 0
     restage: list[str] = msgspec.field(default_factory=list)
+    epoch: int = 0
+    rerun: bool = False
 
     def addresses(self, actor: str) -> bool:
         """True when ``actor`` runs this wave."""

@@ -49,7 +49,7 @@ from tickertape.actors.runtime.errors import (
 )
 from tickertape.actors.runtime.sink import Divergence, compare
 from tickertape.client import Client, RemoteSubscription, StartAt
-from tickertape.errors import SchemaError, TickertapeError
+from tickertape.errors import SchemaError, SnapshotError, TickertapeError
 from tickertape.replay.control import (
     DONE_TOPIC,
     HELLO_TOPIC,
@@ -67,7 +67,7 @@ from tickertape.replay.manifest import RunSettings
 from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload, make_envelope
-from tickertape.snapshots.codec import Snapshot
+from tickertape.snapshots.codec import Snapshot, decode_snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore, snapshot_dir
 from tickertape.timeauthority.clock import ActorClock, LiveClock, SimulatedClock, TimeSource
@@ -304,7 +304,7 @@ class RemoteReplayHost:
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
             if announce.seq > self.last_seq and announce.addresses(self.name):
-                publish = announce.seq > welcome.committed_seq
+                publish = announce.seq > welcome.committed_seq and not announce.rerun
                 if not await self._run_announce(announce, publish=publish):
                     return
         while True:
@@ -325,9 +325,57 @@ class RemoteReplayHost:
                     [self._last_done], ns=self.control_namespace, ephemeral=True
                 )
             return True
+        if announce.phase == "rewind" or announce.rerun:
+            # A seek behind the clock: restore, or run again without publishing (the
+            # outputs are in the log; they are compared after the last rerun wave).
+            if announce.phase == "rewind":
+                self._rewind(announce)
+            else:
+                await self._run_announce(announce, publish=False)
+            await self._settle()
+            self._stage_and_report(announce, {})
+            return True
         if self._regenerated:
             await self._compare_regenerated()
         return await self._run_announce(announce, publish=True)
+
+    def _rewind(self, a: StepAnnounce) -> None:
+        """Restore the snapshot of epoch ``a.epoch`` (a fresh clock and context) and
+        delete the newer ones, so that a restart from here on finds it as the newest.
+
+        Raises:
+            SnapshotError: no readable snapshot of that epoch in this actor's store.
+        """
+        found: tuple[Path, Snapshot] | None = None
+        newer: list[Path] = []
+        for path in reversed(self.store.paths()):
+            try:
+                snapshot = decode_snapshot(path.read_bytes(), path)
+            except SnapshotError:
+                continue
+            epoch = snapshot.positions.get("epoch", 0)
+            if epoch == a.epoch and snapshot.state_version == type(self.actor).state_version:
+                found = (path, snapshot)
+                break
+            if epoch > a.epoch:
+                newer.append(path)
+        if found is None:
+            raise SnapshotError(
+                self.store.directory, f"{self.name} has no snapshot of epoch {a.epoch} to rewind to"
+            )
+        snapshot = found[1]
+        for path in newer:
+            path.unlink(missing_ok=True)
+        self.clock = SimulatedClock(snapshot.clock_ns)
+        self.hosted = HostedActor(self.actor, self.name, self.clock, seed=self.settings.seed)
+        self.hosted.restore(snapshot)
+        self.run_pos = snapshot.positions.get(self.namespace, 0)
+        step_time = snapshot.positions.get("step_time", -1)
+        self._step_time = None if step_time < 0 else step_time
+        self._step_ordinal = snapshot.positions.get("step_ordinal", 0)
+        self._regenerated = []
+        self.last_seq = a.seq
+        _log.info("rewound", actor=self.name, epoch=a.epoch, clock_ns=snapshot.clock_ns)
 
     async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
 
