@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tickertape.cli.runtime_commands import parse_time
+from tickertape.cli.options import parse_time
 from tickertape.replay.keyboard import SEEK_STEP_NS, KeyHandler, apply_key
 from tickertape.timeauthority.pacing import Pacer
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from tickertape.cli.main import cli
-from tickertape.cli.runtime_commands import parse_time
+from tickertape.cli.options import parse_time
 from tickertape.errors import ConfigError
 from tickertape.eventlog import LogReader
 

@@ -114,25 +114,35 @@ def token_options(fn: F) -> F:
     return cast(F, wrapped)
 
 
-def parse_time_ns(text: str) -> int:
-    """Parse ``YYYY-MM-DD`` or an ISO 8601 time (UTC when no offset is given) to ns.
+def parse_time(text: str, *, end: bool = False) -> int:
+    """Parse ``YYYY-MM-DD``, an ISO 8601 date-time (UTC unless it says otherwise) or ns
+    since the epoch, to ns since the epoch.
+
+    With ``end=True`` a bare date means the end of that day (the next midnight),
+    so ``--to 2024-01-31`` includes the 31st.
 
     Raises:
-        click.BadParameter: not a date or time.
+        ConfigError: not a date, date-time or integer.
     """
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
     try:
         if len(text) == 10:
-            d = dt.date.fromisoformat(text)
-            stamp = dt.datetime(d.year, d.month, d.day, tzinfo=dt.UTC)
+            day = dt.date.fromisoformat(text)
+            moment = dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+            if end:
+                moment += dt.timedelta(days=1)
         else:
-            stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if stamp.tzinfo is None:
-                stamp = stamp.replace(tzinfo=dt.UTC)
+            moment = dt.datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
     except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is not a date (2024-01-31), an ISO time (2024-01-31T14:30:00Z) or a gseq"
+        raise ConfigError(
+            f"{text!r} is not a date (2024-01-31), an ISO date-time (2024-01-31T14:30:00Z) "
+            "or ns since the epoch"
         ) from None
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 class Position:
@@ -156,13 +166,18 @@ class PositionType(click.ParamType):  # type: ignore[type-arg]
     ) -> Position:
         if isinstance(value, Position):
             return value
-        text = str(value)
+        text = str(value).strip()
         if text.isdigit():
             return Position(gseq=int(text))
         try:
-            return Position(ts_ns=parse_time_ns(text))
-        except click.BadParameter as exc:
-            self.fail(exc.message, param, ctx)
+            return Position(ts_ns=parse_time(text))
+        except ConfigError:
+            self.fail(
+                f"{text!r} is not a date (2024-01-31), an ISO time (2024-01-31T14:30:00Z) "
+                "or a gseq",
+                param,
+                ctx,
+            )
 
 
 def format_ns(ts_ns: int) -> str:

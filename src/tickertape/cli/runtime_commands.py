@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -21,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tickertape.actors.runtime.resolution import ACTOR_PACKAGES, ActorSpec, config_hash, resolve
-from tickertape.cli.options import data_dir_option, format_ns, token_options
+from tickertape.cli.options import data_dir_option, format_ns, parse_time, token_options
 from tickertape.errors import ConfigError
 from tickertape.replay.inprocess import run_in_process
 from tickertape.replay.manifest import RunSettings
@@ -34,35 +33,6 @@ DEFAULT_ACTORS: tuple[str, ...] = ("indicators", "risk", "orders", "pnl")
 """Actors replayed when ``--actors`` is not given (strategies must be named)."""
 
 console = Console(stderr=True)
-
-
-def parse_time(text: str, *, end: bool = False) -> int:
-    """Parse ``YYYY-MM-DD``, an ISO date-time (UTC unless it says otherwise) or ns.
-
-    With ``end=True`` a bare date means the end of that day (the next midnight),
-    so ``--to 2024-01-31`` includes the 31st.
-
-    Raises:
-        ConfigError: not a date, date-time or integer.
-    """
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            if end:
-                moment += timedelta(days=1)
-        else:
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-    except ValueError:
-        raise ConfigError(
-            f"{text!r} is not a date (2024-01-01), an ISO date-time or ns since the epoch"
-        ) from None
-    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 def resolve_actors(items: tuple[str, ...]) -> list[ActorSpec]:
