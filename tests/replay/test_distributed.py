@@ -13,7 +13,7 @@ import structlog
 from tests.replay.conftest import KillAt, SeekBackOnce
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.eventlog import LogReader
-from tickertape.replay import RunSettings, run_in_process
+from tickertape.replay import RunSettings, distributed, run_in_process
 from tickertape.replay.distributed import run_distributed
 
 START = 1_704_067_200 * 10**9
@@ -84,26 +84,28 @@ BATCHED_ITEMS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("items", [ITEMS, BATCHED_ITEMS], ids=["waves", "batches"])
 async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
-    source_dir: Path, tmp_path: Path, items: list[str]
+    source_dir: Path, tmp_path: Path, items: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Seeking from 1.2 s back to 1.0 s: every actor restores the newest snapshot at or
     before 1.0 s and runs the waves (or batches) since again without publishing; the
     run's files are the in-process run's, with no divergence."""
     expected = in_process_reference(source_dir, tmp_path, items)
     pacer = SeekBackOnce(at_ns=START + 1_200_000_000, to_ns=START + 1_000_000_000)
-    with structlog.testing.capture_logs() as logs:
-        run = run_distributed(
-            source_dir,
-            RunSettings(run_id="r1", start_ns=START),
-            [resolve(i) for i in items],
-            items,
-            cwd=REPO,
-            snapshot_every_steps=25,
-            pacer=pacer,
-        )
-        result = await asyncio.wait_for(run, 60)  # an actor that cannot rewind never ends
+    # The authority's own log calls (a logger another test configured may be cached).
+    log = structlog.testing.CapturingLogger()
+    monkeypatch.setattr(distributed, "_log", log)
+    run = run_distributed(
+        source_dir,
+        RunSettings(run_id="r1", start_ns=START),
+        [resolve(i) for i in items],
+        items,
+        cwd=REPO,
+        snapshot_every_steps=25,
+        pacer=pacer,
+    )
+    result = await asyncio.wait_for(run, 60)  # an actor that cannot rewind never ends
     assert pacer.asked
-    (rewind,) = [e for e in logs if e["event"] == "rewind"]
+    (rewind,) = [c.kwargs for c in log.calls if c.args == ("rewind",)]
     assert rewind["waves"] > 0
     assert result.divergences == 0
     assert hashes(source_dir, "runs/r1") == expected

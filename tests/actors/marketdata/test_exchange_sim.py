@@ -202,16 +202,24 @@ async def test_simulator_killed_and_restarted_resynchronises(tmp_path: Path) -> 
 
 
 def _sim(
-    tmp_path: Path, name: str, port: int, *args: str, env: dict[str, str] | None = None
-) -> Tape:
-    """`tape exchange-sim --port PORT ARGS` as a real process, ready to serve."""
-    process = Tape(name, ["exchange-sim", "--port", str(port), *args], tmp_path, env=env)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5")
-    except AssertionError:
-        process.kill()
-        raise AssertionError(process.output()[-2000:]) from None
-    return process
+    tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[Tape, int]:
+    """`tape exchange-sim --port PORT ARGS` as a real process, ready to serve, on a free
+    port (another one when a parallel test took it between the pick and the bind)."""
+    for attempt in range(3):
+        port = _free_port()
+        label = name if attempt == 0 else f"{name}-retry{attempt}"
+        process = Tape(label, ["exchange-sim", "--port", str(port), *args], tmp_path, env=env)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5")
+        except AssertionError:
+            process.kill()
+            output = process.output()
+            if "address already in use" in output and attempt < 2:
+                continue
+            raise AssertionError(output[-2000:]) from None
+        return process, port
+    raise AssertionError("unreachable")
 
 
 async def _trades(port: int, count: int, limit_s: float = 30) -> list[dict[str, Any]]:
@@ -247,8 +255,7 @@ async def test_rebase_times_flag_and_environment(
     """--rebase-times stamps trades with now; TAPE_SIM_REBASE_TIMES=1 is its default,
     which --no-rebase-times overrides; without either the recorded times are kept."""
     capture, _ = _small_capture(tmp_path, 3_000)
-    port = _free_port()
-    process = _sim(tmp_path, "sim", port, "--capture", str(capture), *args, env=env)
+    process, port = _sim(tmp_path, "sim", "--capture", str(capture), *args, env=env)
     try:
         first = (await _trades(port, 1))[0]
     finally:
@@ -281,7 +288,6 @@ async def test_restarted_simulator_continues_after_the_last_trade_it_served(
     after the last it played (no repeat, no replay from the capture's start)."""
     capture, _ = _small_capture(tmp_path, 12_000)
     state = tmp_path / "live" / "exchange-sim.json"
-    port = _free_port()
     args = (
         "--capture",
         str(capture),
@@ -291,7 +297,7 @@ async def test_restarted_simulator_continues_after_the_last_trade_it_served(
         "--state-file",
         str(state),
     )
-    first_run = _sim(tmp_path, "sim-1", port, *args)
+    first_run, port = _sim(tmp_path, "sim-1", *args)
     try:
         before = await _trades(port, 300)
     finally:
@@ -305,7 +311,7 @@ async def test_restarted_simulator_continues_after_the_last_trade_it_served(
     assert saved["played"] > 0
     assert [r["rebased"] for r in saved["runs"]] == [True]
 
-    second_run = _sim(tmp_path, "sim-2", port, *args)
+    second_run, port = _sim(tmp_path, "sim-2", *args)
     try:
         # Before any client: the history holds everything the first run played.
         last_played = _history(port, "limit=1")[0]
@@ -336,9 +342,8 @@ async def test_killed_simulator_resumes_from_its_last_saved_position(tmp_path: P
     simulator repeats at most those frames, never the capture from its start."""
     capture, _ = _small_capture(tmp_path, 12_000)
     state = tmp_path / "exchange-sim.json"
-    port = _free_port()
     args = ("--capture", str(capture), "--speed", "10", "--state-file", str(state))
-    first_run = _sim(tmp_path, "sim-1", port, *args)
+    first_run, port = _sim(tmp_path, "sim-1", *args)
     before: list[dict[str, Any]] = []
     # A few seconds of playback: a state saved (every second) well after the start.
     enough = asyncio.Event()
@@ -358,7 +363,7 @@ async def test_killed_simulator_resumes_from_its_last_saved_position(tmp_path: P
     finally:
         first_run.kill()
         await asyncio.wait_for(watching, 30)
-    second_run = _sim(tmp_path, "sim-2", port, *args)
+    second_run, port = _sim(tmp_path, "sim-2", *args)
     try:
         after = await _trades(port, 1, limit_s=60)
     finally:
