@@ -20,12 +20,12 @@ from tickertape.router.protocol import Code, Start, StartAt
 from tickertape.schemas.envelope import Envelope, Record
 
 DEFAULT_BATCH = 1_000
+"""Envelopes per ``pub`` frame sent by :func:`append_remote`."""
 
 HEAD_POLL_S = 0.5
 """``tail_remote(follow=True, end=<gseq>)`` asks the router for the namespace's head
 after this many seconds without an event (the followed topics may have none past the
 bound)."""
-"""Envelopes per ``pub`` frame sent by :func:`append_remote`."""
 
 
 class AppendSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -214,7 +214,8 @@ async def _follow_to_gseq(
                 yield item
                 if last == end_gseq:
                     return
-        rest = _fetch_after(client, sub, patterns, begin, namespace, last, end_gseq)
+        first = last + 1 if last else (sub.from_gseq or 1)
+        rest = _fetch_from(client, patterns, begin, namespace, first, end_gseq)
     finally:
         await sub.close()
     try:
@@ -225,18 +226,15 @@ async def _follow_to_gseq(
         await rest.close()
 
 
-def _fetch_after(
+def _fetch_from(
     client: Client,
-    sub: RemoteSubscription,
     patterns: list[str],
     begin: Start,
     namespace: str | None,
-    last: int,
+    first: int,
     end_gseq: int,
 ) -> RemoteSubscription:
-    """A fetch of what ``sub`` would deliver after gseq ``last`` (after its first position
-    when ``last`` is 0), up to ``end_gseq``: the same time and offset conditions."""
-    first = last + 1 if last else (sub.from_gseq or 1)
+    """A fetch of gseqs ``first..end_gseq`` under ``begin``'s time and offset conditions."""
     if isinstance(begin, StartAt):
         start = msgspec.structs.replace(begin, gseq=max(first, begin.gseq or 1))
     else:

@@ -77,7 +77,10 @@ class Pacer:
 
     def take_seek(self, now_ns: int) -> int | None:
         """The pending seek's target (a relative one counted from ``now_ns``), cleared;
-        None when there is none."""
+        None when there is none. Called before every step: without a request it takes
+        no lock."""
+        if self._seek is None:
+            return None
         with self._seek_lock:
             seek, self._seek = self._seek, None
         if seek is None:
