@@ -76,6 +76,23 @@ def test_seek_takes_the_newest_at_or_before(tmp_path: Path) -> None:
     assert store.load_latest(1, at_or_before_ns=5) is None
 
 
+def test_a_rewind_finds_its_snapshot_and_discards_the_newer_ones(tmp_path: Path) -> None:
+    """``where`` picks the newest snapshot it accepts; discard_newer leaves that one the
+    newest on disk (the older ones stay)."""
+    store = SnapshotStore(tmp_path / "a", keep=5)
+    for t in (10, 20, 30, 40):
+        store.save(snap(t))
+    found = store.load_latest(1, where=lambda s: s.positions["main"] in (10, 20))
+    assert found is not None
+    assert found.clock_ns == 20
+    store.discard_newer(found)
+    assert [int(p.name.split("-")[0]) for p in store.paths()] == [10, 20]
+    latest = store.load_latest(1)
+    assert latest is not None
+    assert latest.clock_ns == 20
+    assert store.load_latest(1, where=lambda s: False) is None
+
+
 def test_empty_store_has_no_snapshot(tmp_path: Path) -> None:
     """A missing directory is an empty store."""
     assert SnapshotStore(tmp_path / "none").load_latest(1) is None

@@ -12,6 +12,7 @@ version, and returns the first good one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -59,7 +60,7 @@ class SnapshotStore:
             OSError: the write, fsync or rename failed (the previous snapshots are intact).
         """
         self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{snapshot.clock_ns:020d}-{snapshot.events_handled:015d}{SUFFIX}"
+        name = _file_name(snapshot)
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp"
         write_durably(final, encode_snapshot(snapshot), tmp=tmp)
@@ -67,7 +68,11 @@ class SnapshotStore:
         return final
 
     def load_latest(
-        self, state_version: int, *, at_or_before_ns: int | None = None
+        self,
+        state_version: int,
+        *,
+        at_or_before_ns: int | None = None,
+        where: Callable[[Snapshot], bool] | None = None,
     ) -> Snapshot | None:
         """Return the newest valid snapshot of ``state_version``, or None.
 
@@ -76,6 +81,8 @@ class SnapshotStore:
                 another version are ignored (the actor rebuilds from the log).
             at_or_before_ns: only consider snapshots taken at or before this clock
                 time (for seek), or None for any.
+            where: only consider snapshots it accepts (a distributed replay's rewind
+                asks for one epoch), or None for any.
 
         Corrupt files are skipped with a warning naming the file and the reason.
         """
@@ -86,6 +93,8 @@ class SnapshotStore:
                 _log.warning("snapshot_skipped", path=str(path), reason=exc.reason)
                 continue
             if at_or_before_ns is not None and snapshot.clock_ns > at_or_before_ns:
+                continue
+            if where is not None and not where(snapshot):
                 continue
             if snapshot.state_version != state_version:
                 _log.info(
@@ -98,9 +107,24 @@ class SnapshotStore:
             return snapshot
         return None
 
+    def discard_newer(self, snapshot: Snapshot) -> None:
+        """Delete the snapshots newer than ``snapshot`` (one of this store's), so that it
+        is the newest again: a seek back restores it, and a restart from then on must
+        find it, not the ones the rewound run had taken after it."""
+        newer = [p for p in self.paths() if p.name > _file_name(snapshot)]
+        for path in newer:
+            path.unlink(missing_ok=True)
+        if newer:
+            fsync_dir(self.directory)
+
     def _prune(self) -> None:
         paths = self.paths()
         for path in paths[: max(0, len(paths) - self.keep)]:
             path.unlink(missing_ok=True)
         if len(paths) > self.keep:
             fsync_dir(self.directory)
+
+
+def _file_name(snapshot: Snapshot) -> str:
+    """``<clock_ns>-<events_handled>.snap``, zero-padded: name order is age order."""
+    return f"{snapshot.clock_ns:020d}-{snapshot.events_handled:015d}{SUFFIX}"

@@ -67,7 +67,7 @@ from tickertape.replay.manifest import RunSettings
 from tickertape.roles import publish_rule
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.schemas.registry import decode_payload, make_envelope
-from tickertape.snapshots.codec import Snapshot, decode_snapshot
+from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore, snapshot_dir
 from tickertape.timeauthority.clock import ActorClock, LiveClock, SimulatedClock, TimeSource
@@ -291,16 +291,9 @@ class RemoteReplayHost:
                             pending.append(decode_payload(item.type, item.v, item.payload))
             except TimeoutError:
                 continue
-        self.settings = settings = welcome.settings
-        self.hosted = HostedActor(self.actor, self.name, self.clock, seed=settings.seed)
-        if snapshot is not None:
-            self.clock.advance_to(snapshot.clock_ns)
-            self.hosted.restore(snapshot)
-            self.run_pos = snapshot.positions.get(self.namespace, 0)
-            self.last_seq = epoch
-            step_time = snapshot.positions.get("step_time", -1)
-            self._step_time = None if step_time < 0 else step_time
-            self._step_ordinal = snapshot.positions.get("step_ordinal", 0)
+        self.settings = welcome.settings
+        self._restore(snapshot)
+        self.last_seq = epoch
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
             if announce.seq > self.last_seq and announce.addresses(self.name):
@@ -340,42 +333,38 @@ class RemoteReplayHost:
         return await self._run_announce(announce, publish=True)
 
     def _rewind(self, a: StepAnnounce) -> None:
-        """Restore the snapshot of epoch ``a.epoch`` (a fresh clock and context) and
-        delete the newer ones, so that a restart from here on finds it as the newest.
+        """Restore the snapshot of epoch ``a.epoch`` and delete the newer ones, so that a
+        restart from here on finds it as the newest.
 
         Raises:
             SnapshotError: no readable snapshot of that epoch in this actor's store.
         """
-        found: tuple[Path, Snapshot] | None = None
-        newer: list[Path] = []
-        for path in reversed(self.store.paths()):
-            try:
-                snapshot = decode_snapshot(path.read_bytes(), path)
-            except SnapshotError:
-                continue
-            epoch = snapshot.positions.get("epoch", 0)
-            if epoch == a.epoch and snapshot.state_version == type(self.actor).state_version:
-                found = (path, snapshot)
-                break
-            if epoch > a.epoch:
-                newer.append(path)
-        if found is None:
+        snapshot = self.store.load_latest(
+            type(self.actor).state_version,
+            where=lambda s: s.positions.get("epoch", 0) == a.epoch,
+        )
+        if snapshot is None:
             raise SnapshotError(
                 self.store.directory, f"{self.name} has no snapshot of epoch {a.epoch} to rewind to"
             )
-        snapshot = found[1]
-        for path in newer:
-            path.unlink(missing_ok=True)
-        self.clock = SimulatedClock(snapshot.clock_ns)
+        self.store.discard_newer(snapshot)
+        self._restore(snapshot)
+        self._regenerated = []
+        self.last_seq = a.seq
+        _log.info("rewound", actor=self.name, epoch=a.epoch, clock_ns=snapshot.clock_ns)
+
+    def _restore(self, snapshot: Snapshot | None) -> None:
+        """A fresh clock and context for the actor, restored from ``snapshot`` when given
+        (state, counters, timers, its run position and the step it was in)."""
+        self.clock = SimulatedClock(0 if snapshot is None else snapshot.clock_ns)
         self.hosted = HostedActor(self.actor, self.name, self.clock, seed=self.settings.seed)
+        if snapshot is None:
+            return
         self.hosted.restore(snapshot)
         self.run_pos = snapshot.positions.get(self.namespace, 0)
         step_time = snapshot.positions.get("step_time", -1)
         self._step_time = None if step_time < 0 else step_time
         self._step_ordinal = snapshot.positions.get("step_ordinal", 0)
-        self._regenerated = []
-        self.last_seq = a.seq
-        _log.info("rewound", actor=self.name, epoch=a.epoch, clock_ns=snapshot.clock_ns)
 
     async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
 
