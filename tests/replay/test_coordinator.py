@@ -9,12 +9,13 @@ from tests.router.support import running_router
 from tests.timeauthority.test_scheduler import rec
 from tickertape.client import Client
 from tickertape.replay import RunSettings
-from tickertape.replay.control import STEP_TOPIC, WELCOME_TOPIC, StepAnnounce, step_topic
+from tickertape.replay.control import STEP_TOPIC, WELCOME_TOPIC, Done, StepAnnounce, step_topic
 from tickertape.replay.distributed import RemoteTimers, ReplayCoordinator
 from tickertape.replay.manifest import DRIVER_SOURCE
 from tickertape.router.auth import create_token
 from tickertape.schemas.envelope import Envelope
 from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.system import Divergence
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
 
@@ -155,3 +156,29 @@ async def test_an_actor_token_without_its_own_step_topic_is_told_apart(tmp_path:
                 assert await asyncio.wait_for(sub.established(), 10) is direct
                 fallback = client.subscribe([STEP_TOPIC, WELCOME_TOPIC], "now")
                 assert await asyncio.wait_for(fallback.established(), 10)
+
+
+async def test_a_divergence_reported_in_a_snapshots_answer_is_counted(tmp_path: Path) -> None:
+    """An actor that catches up after a restart compares what it regenerated before the
+    next announcement, which may be a snapshot: the divergence its answer carries counts,
+    and the snapshot becomes an epoch kept with its time."""
+    c = coordinator(tmp_path)
+    found = Divergence(id="strategy.x:7", fields=["payload"], stored={}, regenerated={})
+
+    async def answer(announce: StepAnnounce) -> None:
+        c._dones[announce.seq] = {
+            actor: Done(
+                run_id="r1",
+                actor=actor,
+                nonce="n",
+                seq=announce.seq,
+                outputs=0,
+                divergences=[found] if actor == "strategy.x" else [],
+            )
+            for actor in c.actors
+        }
+
+    c._send_and_wait = answer  # type: ignore[method-assign]
+    await c._snapshot(5_000)
+    assert c.divergences == [found]
+    assert c._epochs == {0: 0, 1: 5_000}

@@ -169,8 +169,8 @@ class ReplayCoordinator:
         self._seq = 0
         self._ctl_seq = 0
         self._history: list[StepAnnounce] = []
-        self._epochs: list[int] = [0]
-        self._snapshot_times: dict[int, int] = {}  # snapshot announcement seq -> its time
+        # Snapshot epochs (their announcement's seq) -> their time; 0: the run's start.
+        self._epochs: dict[int, int] = {0: settings.start_ns}
         self._committed_seq = 0
         self._nonces: dict[str, str] = {}
         self._patterns: dict[str, tuple[str, ...]] = {}
@@ -233,7 +233,7 @@ class ReplayCoordinator:
         target before that snapshot (or before the first one) is refused with a log
         line.
         """
-        kept = [(self._snapshot_times[e], e) for e in self._epochs if e in self._snapshot_times]
+        kept = [(t, e) for e, t in self._epochs.items() if e]
         usable = [(t, e) for t, e in kept if t <= target_ns]
         if not usable:
             _log.warning(
@@ -247,26 +247,18 @@ class ReplayCoordinator:
         epoch_ns, epoch = max(usable)
         waves = [a for a in self._history if a.seq > epoch and a.phase in ("step", "batch")]
         _log.info("rewind", time_ns=target_ns, epoch=epoch, waves=len(waves))
-        rewound = await self._announce("rewind", -6, 0, epoch_ns, epoch=epoch)
-        self._collect_divergences(self._dones.pop(rewound.seq))
+        self._answered(await self._announce("rewind", -6, 0, epoch_ns, epoch=epoch))
         # From here a restarted actor restores at most this epoch (newer snapshots are
         # gone): the history after it is the waves run again.
         self._history = [a for a in self._history if a.seq <= epoch]
-        self._epochs = [e for e in self._epochs if e <= epoch]
+        self._epochs = {e: t for e, t in self._epochs.items() if e <= epoch}
         self._snapshot_due = self.steps + self.snapshot_every_steps
         for wave in waves:
             if self.pacer is not None and wave.time_ns >= target_ns:
                 await _pace(self.pacer, self.resumed, wave.time_ns)
             self._seq += 1
             again = msgspec.structs.replace(wave, seq=self._seq, rerun=True, restage=[])
-            self._history.append(again)
-            self._dones[again.seq] = {}
-            await self._send_and_wait(again)
-            dones = self._dones.pop(again.seq)
-            self._collect_divergences(dones)
-            self._committed_seq = again.seq
-            for actor, done in dones.items():
-                self.timers.next[actor] = done.next_timer_ns
+            self._answered(await self._issue(again))
         if self.pacer is not None:
             self.pacer.resume()  # re-anchor the pace at the clock
 
@@ -486,17 +478,14 @@ class ReplayCoordinator:
             batch=[b for b in batch if b.inputs],
             until_ns=until_ns,
         )
-        dones = self._dones.pop(announce.seq)
-        self._collect_divergences(dones)
+        dones = self._answered(announce)
         keys = {(step.time_ns, 0) for step in steps}
         expect: dict[tuple[int, int], dict[str, int]] = {}
         for actor, done in sorted(dones.items()):
-            self.timers.next[actor] = done.next_timer_ns
             for out in done.steps:
                 keys.add((out.time_ns, out.ordinal))
                 if out.outputs:
                     expect.setdefault((out.time_ns, out.ordinal), {})[actor] = out.outputs
-        self._committed_seq = announce.seq
         keys_out = sorted(expect)
         stages = [batch_stage(self.settings.run_id, *key) for key in keys_out]
         for i, key in enumerate(keys_out):
@@ -511,11 +500,18 @@ class ReplayCoordinator:
                 self.on_step(step.index, step.time_ns)
         await self._maybe_snapshot(self.now_ns)
 
-    def _collect_divergences(self, dones: dict[str, Done]) -> None:
+    def _answered(self, announce: StepAnnounce) -> dict[str, Done]:
+        """Take the actors' answers to ``announce`` (every one it waited for is in):
+        keep the divergences they report and their next timers; the announcement is
+        done (a restarted actor replays it without publishing)."""
+        dones = self._dones.pop(announce.seq)
         for actor, done in sorted(dones.items()):
+            self.timers.next[actor] = done.next_timer_ns
             for d in done.divergences:
                 _log.error("divergence", actor=actor, id=d.id, fields=d.fields)
                 self.divergences.append(d)
+        self._committed_seq = announce.seq
+        return dones
 
     async def _maybe_snapshot(self, time_ns: int) -> None:
         if self.steps >= self._snapshot_due:
@@ -544,12 +540,8 @@ class ReplayCoordinator:
             inputs=inputs or [],
         )
         while True:
-            dones = self._dones.pop(announce.seq)
-            self._collect_divergences(dones)
+            dones = self._answered(announce)
             expect = {a: d.outputs for a, d in sorted(dones.items()) if d.outputs}
-            for actor, d in dones.items():
-                self.timers.next[actor] = d.next_timer_ns
-            self._committed_seq = announce.seq
             if not expect:
                 return
             committed = await self._commit(announce.stage, expect, time_ns, announce)
@@ -644,17 +636,12 @@ class ReplayCoordinator:
 
     async def _snapshot(self, time_ns: int) -> None:
         announce = await self._announce("snapshot", -4, 0, time_ns)
-        self._dones.pop(announce.seq)
-        self._committed_seq = announce.seq
-        self._epochs.append(announce.seq)
-        self._snapshot_times[announce.seq] = time_ns
+        self._answered(announce)
+        self._epochs[announce.seq] = time_ns
         if len(self._epochs) > 2:
-            keep_after = self._epochs[-2]
-            self._history = [a for a in self._history if a.seq > keep_after]
-            self._epochs = self._epochs[-2:]
-            self._snapshot_times = {
-                e: t for e, t in self._snapshot_times.items() if e in self._epochs
-            }
+            last_two = list(self._epochs)[-2:]
+            self._history = [a for a in self._history if a.seq > last_two[0]]
+            self._epochs = {e: self._epochs[e] for e in last_two}
 
     async def _announce(
         self,
@@ -689,6 +676,11 @@ class ReplayCoordinator:
             until_ns=until_ns,
             epoch=epoch,
         )
+        return await self._issue(announce, wait=wait)
+
+    async def _issue(self, announce: StepAnnounce, *, wait: bool = True) -> StepAnnounce:
+        """Record ``announce`` in the history and send it; with ``wait``, until every
+        actor it addresses has answered (:meth:`_answered` takes the answers)."""
         self._history.append(announce)
         self._dones[announce.seq] = {}
         if not wait:
