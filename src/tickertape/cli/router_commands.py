@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tickertape.allocator import fix_mmap_threshold
 from tickertape.cli.options import data_dir_option
 from tickertape.cli.process import run_until_stopped, unless_stopped
 from tickertape.errors import ConfigError
@@ -19,11 +20,13 @@ from tickertape.router.server import Router, RouterConfig
 
 
 def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
-    """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM (exit status 0)."""
+    """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM (exit status 0),
+    with glibc's mmap threshold fixed (:func:`~tickertape.allocator.fix_mmap_threshold`)."""
 
     async def until_stopped(stop: asyncio.Event) -> None:
         await unless_stopped(stop, main(), name=command)
 
+    fix_mmap_threshold()  # before the log's writer threads start (tickertape.allocator)
     run_until_stopped(until_stopped, command=command, use_uvloop=True)
 
 
