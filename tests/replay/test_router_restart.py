@@ -47,7 +47,7 @@ class ForgetfulStages(StageBook):
             self.commits += 1
             if self.commits == self.nth:
                 for key in [k for k in self._stages if k[0] == ns]:
-                    self._count -= len(self._stages.pop(key))
+                    self._drop(key)
                 self.forgotten.append(stage)
         return super().take(ns, stage, expect)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tickertape.errors import RouterError
 from tickertape.router.staging import StageBook, StageIncompleteError, StageUnknownError
 
 from .support import trade
@@ -48,3 +49,53 @@ def test_expecting_events_of_a_stage_that_holds_none_is_stage_unknown() -> None:
     book.add("runs/x", "s2", [trade("a", 2)])
     with pytest.raises(StageUnknownError):  # another namespace's stage is not this one
         book.take("main", "s2", {"a": 1})
+
+
+def test_one_source_cannot_take_the_routers_room() -> None:
+    """A source at its quota is refused; other sources still stage; a commit frees it."""
+    book = StageBook(max_events=10, max_per_source=3)
+    book.add("main", "s1", [trade("a", 1), trade("a", 2)])
+    book.add("main", "s2", [trade("a", 3)])
+    with pytest.raises(RouterError) as info:
+        book.add("main", "s2", [trade("a", 4)])
+    assert info.value.code == "RATE_LIMITED"
+    assert "'a' already has 3 events staged" in info.value.message
+    book.add("main", "s2", [trade("a", 3), trade("b", 1)])  # a resend is no new event
+    assert book.staged_events == 4
+    book.take("main", "s1", {"a": 2})
+    book.add("main", "s2", [trade("a", 4), trade("a", 5)])
+    assert book.counts("main", "s2") == {"a": 3, "b": 1}
+
+
+def test_router_bound_drops_idle_stages_before_refusing() -> None:
+    """Full: stages idle for idle_s go first; without any, the stage is refused."""
+    now = [0.0]
+    book = StageBook(max_events=3, idle_s=60.0, monotonic=lambda: now[0])
+    book.add("runs/a", "old", [trade("a", 1), trade("a", 2)])
+    now[0] = 30.0
+    book.add("runs/b", "young", [trade("b", 1)])
+    with pytest.raises(RouterError):
+        book.add("runs/b", "young", [trade("b", 2)])  # nothing idle for 60 s yet
+    now[0] = 61.0
+    book.add("runs/b", "young", [trade("b", 2)])  # "old" is dropped to make room
+    assert book.staged_events == 2
+    with pytest.raises(StageUnknownError):  # its committer must have it staged again
+        book.take("runs/a", "old", {"a": 2})
+    assert [e.source_seq for e in book.take("runs/b", "young", {"b": 2})] == [1, 2]
+
+
+def test_expire_drops_only_stages_idle_long_enough() -> None:
+    now = [0.0]
+    book = StageBook(idle_s=60.0, max_per_source=2, monotonic=lambda: now[0])
+    book.add("main", "s1", [trade("a", 1)])
+    book.add("main", "s2", [trade("b", 1)])
+    now[0] = 50.0
+    book.add("main", "s2", [trade("b", 2)])  # s2 was added to: idle since 50
+    now[0] = 100.0
+    assert book.expire() == 1
+    assert book.counts("main", "s1") == {}
+    assert book.counts("main", "s2") == {"b": 2}
+    now[0] = 110.0
+    assert book.expire() == 2
+    assert book.staged_events == 0
+    book.add("main", "s3", [trade("a", 2), trade("a", 3)])  # a's quota was freed too

@@ -1362,10 +1362,13 @@ class Router:
         """Publish ``system.health.router`` to the live subscribers of every namespace.
 
         Each namespace gets its own view: its head and its append latency (the
-        connections and totals are the router's).
+        connections and totals are the router's). Each tick also drops the stages left
+        idle (:meth:`StageBook.expire`).
         """
         while True:
             await asyncio.sleep(self.config.health_interval_s)
+            if dropped := self.stages.expire():
+                log.warning("stages expired", events=dropped, idle_s=self.stages.idle_s)
             targets = [ns for ns in list(self.namespaces.values()) if ns.subs]
             if not targets:
                 continue

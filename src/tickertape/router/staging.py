@@ -9,8 +9,9 @@ source_seq): the wave order of DESIGN §7, identical on every machine.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from tickertape.errors import RouterError
 from tickertape.router.protocol import Code
@@ -19,6 +20,17 @@ from tickertape.timeauthority.scheduler import wave_order
 
 MAX_STAGED_EVENTS = 1_000_000
 """Most events held across all stages of one router (memory bound)."""
+
+MAX_STAGED_PER_SOURCE = 250_000
+"""Most events one source holds across all stages, so that one stager cannot take the
+whole router's room. A replay's largest stage is far smaller: a batch announcement
+carries at most 2 000 inputs (``replay.distributed.BATCH_INPUTS``) and the indicators
+actor publishes ten outputs per bar."""
+
+STAGE_IDLE_S = 600.0
+"""A stage nobody has added to for this many seconds is dropped (its committer is gone:
+a time authority that died, a replay that was stopped). A commit that comes later gets
+``STAGE_UNKNOWN``, as after a router restart, and has the stagers publish again."""
 
 
 class StageIncompleteError(RouterError):
@@ -65,12 +77,37 @@ class StageUnknownError(RouterError):
 
 
 class StageBook:
-    """Staged envelopes per (namespace, stage)."""
+    """Staged envelopes per (namespace, stage), bounded per router and per source.
 
-    def __init__(self, max_events: int = MAX_STAGED_EVENTS) -> None:
+    Args:
+        max_events: most events held in all (:data:`MAX_STAGED_EVENTS`).
+        max_per_source: most events one source holds (:data:`MAX_STAGED_PER_SOURCE`).
+        idle_s: seconds after its last addition a stage is dropped
+            (:data:`STAGE_IDLE_S`; :meth:`expire` drops them).
+        monotonic: the clock of ``idle_s``, in seconds.
+    """
+
+    def __init__(
+        self,
+        max_events: int = MAX_STAGED_EVENTS,
+        *,
+        max_per_source: int = MAX_STAGED_PER_SOURCE,
+        idle_s: float = STAGE_IDLE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._stages: dict[tuple[str, str], dict[tuple[str, int], Envelope]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        self._per_source: Counter[str] = Counter()
         self._count = 0
         self._max_events = max_events
+        self._max_per_source = max_per_source
+        self._idle_s = idle_s
+        self._monotonic = monotonic
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds after its last addition a stage is dropped."""
+        return self._idle_s
 
     @property
     def staged_events(self) -> int:
@@ -80,21 +117,44 @@ class StageBook:
     def add(self, ns: str, stage: str, envelopes: Iterable[Envelope]) -> None:
         """Hold ``envelopes`` under (``ns``, ``stage``); a repeated key replaces the old one.
 
+        The events before the one that finds no room are held (a resend of the batch
+        replaces them).
+
         Raises:
-            RouterError: ``RATE_LIMITED`` when the router already holds
-                :data:`MAX_STAGED_EVENTS` (retry after committing).
+            RouterError: ``RATE_LIMITED`` when the router already holds ``max_events``
+                (after dropping idle stages) or the event's source ``max_per_source``:
+                retry after committing.
         """
-        held = self._stages.setdefault((ns, stage), {})
+        key_stage = (ns, stage)
+        held = self._stages.setdefault(key_stage, {})
+        self._touched[key_stage] = self._monotonic()
+        per_source = self._per_source
         for env in envelopes:
             key = (env.source, env.source_seq)
             if key not in held:
-                if self._count >= self._max_events:
+                if self._count >= self._max_events and not self.expire():
                     raise RouterError(
                         Code.RATE_LIMITED,
                         f"{self._count} events already staged; commit before staging more",
                     )
+                if per_source[env.source] >= self._max_per_source:
+                    raise RouterError(
+                        Code.RATE_LIMITED,
+                        f"source {env.source!r} already has {per_source[env.source]} events "
+                        "staged; commit before staging more",
+                    )
                 self._count += 1
+                per_source[env.source] += 1
             held[key] = env
+
+    def expire(self) -> int:
+        """Drop the stages nobody added to for ``idle_s`` seconds; return how many events
+        went with them."""
+        cutoff = self._monotonic() - self._idle_s
+        dropped = 0
+        for key in [k for k, t in self._touched.items() if t <= cutoff]:
+            dropped += self._drop(key)
+        return dropped
 
     def counts(self, ns: str, stage: str) -> dict[str, int]:
         """Distinct staged events per source."""
@@ -116,10 +176,23 @@ class StageBook:
             raise StageUnknownError(stage)
         if staged != wanted:
             raise StageIncompleteError(stage, wanted, staged)
-        held = self._stages.pop((ns, stage), {})
-        self._count -= len(held)
+        held = self._stages.get((ns, stage), {})
+        self._drop((ns, stage))
         return wave_order(held.values())  # the replay's wave rule: the in-process bytes
 
     def restore(self, ns: str, stage: str, envelopes: Iterable[Envelope]) -> None:
         """Put back events taken by :meth:`take` whose append failed."""
         self.add(ns, stage, envelopes)
+
+    def _drop(self, key: tuple[str, str]) -> int:
+        """Forget one stage; return how many events it held."""
+        held = self._stages.pop(key, {})
+        self._touched.pop(key, None)
+        for source, n in Counter(source for source, _seq in held).items():
+            left = self._per_source[source] - n
+            if left > 0:
+                self._per_source[source] = left
+            else:
+                del self._per_source[source]
+        self._count -= len(held)
+        return len(held)
