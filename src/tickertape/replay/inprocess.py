@@ -190,9 +190,6 @@ def run_in_process(
         raise ConfigError("no actors to replay (give --actors)")
     started = time.monotonic()
     data_dir = Path(data_dir)
-    reader = LogReader(data_dir, settings.source_namespace)
-    positions = input_positions(reader, settings)
-    head = positions["head_gseq"]
     log = EventLog.open(data_dir, settings.namespace)
     try:
         if log.head_gseq and not resume:
@@ -200,105 +197,72 @@ def run_in_process(
                 f"run namespace {settings.namespace!r} already holds {log.head_gseq} events: "
                 "choose another --run-id, or resume it"
             )
+        run = _InProcessRun(data_dir, settings, log, pacer, progress, snapshot_policy)
+        return run.run(specs, resume=resume, respec=respec, started=started)
+    finally:
+        log.close()
+
+
+class _InProcessRun:
+    """One :func:`run_in_process`: the run namespace's sink and the driver's counters,
+    over one or more passes (a seek behind the clock starts a new pass with actors
+    built anew)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        settings: RunSettings,
+        log: EventLog,
+        pacer: Pacer | None,
+        progress: ProgressFn | None,
+        snapshot_policy: SnapshotPolicy | None,
+    ) -> None:
+        self.settings = settings
+        self.log = log
+        self.pacer = pacer
+        self.progress = progress
+        self.snapshot_policy = snapshot_policy
+        self.reader = LogReader(data_dir, settings.source_namespace)
+        self.positions = input_positions(self.reader, settings)
         # The run namespace is made durable at each snapshot (which refers to it), every
         # SYNC_EVERY_S of wall time (so that `tape tail --follow` sees it move) and at
         # the end, not after every wave: a crash loses at most what the snapshots let
         # `--resume` regenerate.
-        sink = CountingSink(LogSink(log, durable=False))
-        snapshot_root = (
+        self.sink = CountingSink(LogSink(log, durable=False))
+        self.snapshot_root = (
             None if snapshot_policy is None else data_dir / "snapshots" / settings.namespace
         )
+        self.driver_store = (
+            None
+            if self.snapshot_root is None
+            else SnapshotStore(self.snapshot_root / DRIVER_SOURCE)
+        )
+        self.state = DriverState()
+        self.seek_to: int | None = None  # ahead of the clock: run unpaced up to it
+        self.last_input_gseq = 0
+
+    def run(
+        self,
+        specs: list[ActorSpec],
+        *,
+        resume: bool,
+        respec: Callable[[], list[ActorSpec]] | None,
+        started: float,
+    ) -> ReplayResult:
+        """The manifest, the passes, then the alerts and the summary."""
+        settings = self.settings
         chash = config_hash(specs, {"settings": msgspec.to_builtins(settings)})
         manifest = manifest_envelope(
             settings,
             actors=sorted(spec.name for spec in specs),
             config_hash=chash,
-            input_positions=positions,
+            input_positions=self.positions,
         )
-        sink.inner.append([manifest], settings.start_ns)
-
-        state = DriverState()
-        driver_store = (
-            None if snapshot_root is None else SnapshotStore(snapshot_root / DRIVER_SOURCE)
-        )
-        restore_at: int | None = None  # newest snapshots at or before this time
-        restore = resume
-        seek_to: int | None = None
+        self.sink.inner.append([manifest], settings.start_ns)
+        restore, restore_at = resume, None
         while True:
-            host = InProcessHost(
-                sink,
-                clock=SimulatedClock(settings.start_ns),
-                seed=settings.seed,
-                snapshot_policy=snapshot_policy,
-                snapshot_root=snapshot_root,
-            )
-            for spec in specs:
-                host.add(spec.actor, spec.name)
-            restored, after_gseq = False, 0
-            if restore and driver_store is not None:
-                restored, after_gseq = _restore(host, driver_store, state, settings, restore_at)
-            if not restored:
-                state.steps, state.inputs, state.last_ts_event = 0, 0, 0
-            planner = StepPlanner(
-                read_inputs(
-                    reader,
-                    settings,
-                    head_gseq=head,
-                    after_ns=host.clock.now_ns() if restored else None,
-                ),
-                host.timers,
-                start_ns=host.clock.now_ns(),
-                end_ns=None if settings.end_ns is None else settings.end_ns - 1,
-            )
-            host.start(call_on_start=not restored)
-            last_progress = 0.0
-            last_sync = time.monotonic()
-            handled_at_snapshot = state.inputs + sink.counter.total
-            clock_at_snapshot = host.clock.now_ns()
-            last_input_gseq = after_gseq
-            rewind: int | None = None
-
-            while (step := planner.next_step()) is not None:
-                wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
-                if wanted is not None:
-                    if wanted > host.clock.now_ns():
-                        seek_to = wanted
-                    elif respec is None:
-                        _log.warning(
-                            "seek_refused",
-                            reason="this replay cannot rebuild its actors",
-                            time_ns=wanted,
-                        )
-                    else:
-                        rewind = wanted
-                        break
-                if seek_to is not None and step.time_ns >= seek_to:
-                    seek_to = None
-                    if pacer is not None:
-                        pacer.resume()  # re-anchor the pace at the seek's target
-                if pacer is not None and seek_to is None:
-                    _wait(pacer, step.time_ns)
-                host.run_step(step)
-                state.steps += 1
-                state.inputs += len(step.events)
-                state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
-                if step.events:
-                    last_input_gseq = step.events[-1].gseq
-                if snapshot_policy is not None:
-                    handled = state.inputs + sink.counter.total
-                    if snapshot_policy.due(
-                        handled - handled_at_snapshot, step.time_ns, clock_at_snapshot
-                    ):
-                        _snapshot_all(host, driver_store, state, sink, settings, last_input_gseq)
-                        handled_at_snapshot = handled
-                        clock_at_snapshot = step.time_ns
-                now = time.monotonic()
-                if now - last_sync >= SYNC_EVERY_S:
-                    last_sync = now
-                    sink.sync()
-                if progress is not None and now - last_progress >= 0.1:
-                    last_progress = now
-                    progress(step.time_ns, state.inputs, sink.counter.total)
+            host, restored = self._host(specs, restore=restore, at_or_before_ns=restore_at)
+            rewind = self._steps(host, restored=restored, can_rewind=respec is not None)
             if rewind is None:
                 break
             # Behind the clock: the actors are built anew and restored from the newest
@@ -307,11 +271,108 @@ def run_in_process(
             _log.info("seek_back", time_ns=rewind, clock_ns=host.clock.now_ns())
             assert respec is not None
             specs = respec()
-            restore, restore_at, seek_to = True, rewind, rewind
+            restore, restore_at, self.seek_to = True, rewind, rewind
+        return self._finish(host, started)
+
+    def _host(
+        self, specs: list[ActorSpec], *, restore: bool, at_or_before_ns: int | None
+    ) -> tuple[InProcessHost, bool]:
+        """A host of ``specs``, restored from the newest common snapshots (at or before
+        ``at_or_before_ns``) when ``restore`` and there are some, then started; and
+        whether it was restored."""
+        host = InProcessHost(
+            self.sink,
+            clock=SimulatedClock(self.settings.start_ns),
+            seed=self.settings.seed,
+            snapshot_policy=self.snapshot_policy,
+            snapshot_root=self.snapshot_root,
+        )
+        for spec in specs:
+            host.add(spec.actor, spec.name)
+        restored, self.last_input_gseq = False, 0
+        if restore and self.driver_store is not None:
+            restored, self.last_input_gseq = _restore(
+                host, self.driver_store, self.state, self.settings, at_or_before_ns
+            )
+        if not restored:
+            self.state.steps, self.state.inputs, self.state.last_ts_event = 0, 0, 0
+        host.start(call_on_start=not restored)
+        return host, restored
+
+    def _steps(self, host: InProcessHost, *, restored: bool, can_rewind: bool) -> int | None:
+        """Run the steps from the host's clock (after it, when ``restored``) to the end
+        of the range; return the target of a seek behind the clock, which stops the
+        pass (None: the range ended)."""
+        settings, sink, state, pacer = self.settings, self.sink, self.state, self.pacer
+        planner = StepPlanner(
+            read_inputs(
+                self.reader,
+                settings,
+                head_gseq=self.positions["head_gseq"],
+                after_ns=host.clock.now_ns() if restored else None,
+            ),
+            host.timers,
+            start_ns=host.clock.now_ns(),
+            end_ns=None if settings.end_ns is None else settings.end_ns - 1,
+        )
+        last_progress = 0.0
+        last_sync = time.monotonic()
+        handled_at_snapshot = state.inputs + sink.counter.total
+        clock_at_snapshot = host.clock.now_ns()
+        while (step := planner.next_step()) is not None:
+            wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
+            if wanted is not None:
+                if wanted > host.clock.now_ns():
+                    self.seek_to = wanted
+                elif not can_rewind:
+                    _log.warning(
+                        "seek_refused",
+                        reason="this replay cannot rebuild its actors",
+                        time_ns=wanted,
+                    )
+                else:
+                    return wanted
+            if self.seek_to is not None and step.time_ns >= self.seek_to:
+                self.seek_to = None
+                if pacer is not None:
+                    pacer.resume()  # re-anchor the pace at the seek's target
+            if pacer is not None and self.seek_to is None:
+                _wait(pacer, step.time_ns)
+            host.run_step(step)
+            state.steps += 1
+            state.inputs += len(step.events)
+            state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
+            if step.events:
+                self.last_input_gseq = step.events[-1].gseq
+            policy = self.snapshot_policy
+            if policy is not None:
+                handled = state.inputs + sink.counter.total
+                if policy.due(handled - handled_at_snapshot, step.time_ns, clock_at_snapshot):
+                    self._snapshot(host)
+                    handled_at_snapshot = handled
+                    clock_at_snapshot = step.time_ns
+            now = time.monotonic()
+            if now - last_sync >= SYNC_EVERY_S:
+                last_sync = now
+                sink.sync()
+            if self.progress is not None and now - last_progress >= 0.1:
+                last_progress = now
+                self.progress(step.time_ns, state.inputs, sink.counter.total)
+        return None
+
+    def _snapshot(self, host: InProcessHost) -> None:
+        _snapshot_all(
+            host, self.driver_store, self.state, self.sink, self.settings, self.last_input_gseq
+        )
+
+    def _finish(self, host: InProcessHost, started: float) -> ReplayResult:
+        """Stop the actors (a last snapshot when the policy asks), store the alerts of
+        the divergences and the summary, sync; return the counts."""
+        settings, sink, state = self.settings, self.sink, self.state
         host.stop()
         state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
-        if snapshot_policy is not None and snapshot_policy.on_stop:
-            _snapshot_all(host, driver_store, state, sink, settings, last_input_gseq)
+        if self.snapshot_policy is not None and self.snapshot_policy.on_stop:
+            self._snapshot(host)
         end_ns = host.clock.now_ns()
         seq = 2
         divergences = list(sink.divergences)
@@ -319,7 +380,7 @@ def run_in_process(
             _log.error("divergence", id=d.id, fields=d.fields)
             sink.inner.append([alert_envelope(d.alert(), seq, end_ns)], end_ns)
             seq += 1
-        counts = family_counts(log.next_offsets())
+        counts = family_counts(self.log.next_offsets())
         summary = summary_envelope(
             settings,
             source_seq=seq,
@@ -331,8 +392,8 @@ def run_in_process(
         )
         sink.inner.append([summary], end_ns)
         sink.sync()
-        if progress is not None:
-            progress(end_ns, state.inputs, sink.counter.total)
+        if self.progress is not None:
+            self.progress(end_ns, state.inputs, sink.counter.total)
         return ReplayResult(
             run_id=settings.run_id,
             namespace=settings.namespace,
@@ -340,11 +401,9 @@ def run_in_process(
             input_events=state.inputs,
             output_events=sum(counts.values()),
             divergences=len(divergences),
-            head_gseq=log.head_gseq,
+            head_gseq=self.log.head_gseq,
             wall_seconds=time.monotonic() - started,
         )
-    finally:
-        log.close()
 
 
 def _snapshot_all(
