@@ -33,9 +33,9 @@ import contextlib
 import os
 import secrets
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -520,16 +520,14 @@ class RemoteReplayHost:
         """
         regenerated, self._regenerated = self._regenerated, []
         wanted = {(env.source, env.source_seq): env for env in regenerated}
-        stored: dict[tuple[str, int], Record] = {}
-        fetch = self.client.fetch(
-            sorted({env.topic for env in regenerated}),
+        stored = await stored_twins(
+            self.client,
+            self.namespace,
+            regenerated,
             StartAt(time=min(env.ts_event for env in regenerated)),
-            ns=self.namespace,
-            queue_frames=64,
+            wanted,
+            _source_key,
         )
-        async for item in fetch:
-            if isinstance(item, Record) and (item.source, item.source_seq) in wanted:
-                stored[item.source, item.source_seq] = item
         for key, env in sorted(wanted.items()):
             record = stored.get(key)
             if record is None:
@@ -849,17 +847,22 @@ class RemoteHost:
         (``(envelope, gseq)`` pairs): one fetch of their topics over the gseq range,
         not one per output. Returns the divergences, in the order given."""
         wanted = {gseq: env for env, gseq in regenerated}
-        topics = sorted({env.topic for env, _ in regenerated})
         first, last = min(wanted), max(wanted)
-        fetch = self.client.fetch(topics, StartAt(gseq=first), to_gseq=last, ns=self.namespace)
-        found: dict[int, Divergence | None] = {}
-        try:
-            async for item in fetch:
-                if isinstance(item, Record) and item.gseq in wanted:
-                    found[item.gseq] = compare(wanted[item.gseq], item, compare_ts_event=False)
-        finally:
-            await fetch.close()
-        return [d for _, gseq in regenerated if (d := found.get(gseq)) is not None]
+        stored = await stored_twins(
+            self.client,
+            self.namespace,
+            [env for env, _ in regenerated],
+            StartAt(gseq=first),
+            wanted,
+            _gseq_key,
+            to_gseq=last,
+        )
+        return [
+            d
+            for env, gseq in regenerated
+            if (record := stored.get(gseq)) is not None
+            and (d := compare(env, record, compare_ts_event=False)) is not None
+        ]
 
     def _alert_envelope(self, d: Divergence) -> Envelope:
         """The DIVERGENCE alert of ``d``, built once: a flush cancelled while storing it
@@ -888,3 +891,42 @@ class RemoteHost:
         self.store.save(self.hosted.take_snapshot({self.namespace: self.position}))
         self._events_at_snapshot = self.hosted.ctx.events_handled
         self._clock_at_snapshot = self.time.now_ns()
+
+
+_K = TypeVar("_K")
+
+
+async def stored_twins(
+    client: Client,
+    namespace: str,
+    outputs: Sequence[Envelope],
+    start: StartAt,
+    wanted: Container[_K],
+    key: Callable[[Record], _K],
+    *,
+    to_gseq: int | None = None,
+) -> dict[_K, Record]:
+    """The stored records of ``outputs``' topics whose ``key`` is ``wanted``: one fetch
+    from ``start`` (to ``to_gseq``, else to the head), closed however it ends.
+
+    Regenerated outputs (a restarted actor's catch-up, a rerun) are compared with
+    these twins (:func:`~tickertape.actors.runtime.sink.compare`).
+    """
+    topics = sorted({env.topic for env in outputs})
+    fetch = client.fetch(topics, start, to_gseq=to_gseq, ns=namespace, queue_frames=64)
+    found: dict[_K, Record] = {}
+    try:
+        async for item in fetch:
+            if isinstance(item, Record) and (k := key(item)) in wanted:
+                found[k] = item
+    finally:
+        await fetch.close()
+    return found
+
+
+def _source_key(record: Record) -> tuple[str, int]:
+    return (record.source, record.source_seq)
+
+
+def _gseq_key(record: Record) -> int:
+    return record.gseq
