@@ -172,7 +172,13 @@ def import_command(
 )
 @click.option("--speed", type=float, default=1.0, show_default=True, help="Pacing factor.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=9443, show_default=True)
+@click.option(
+    "--port",
+    type=int,
+    default=9443,
+    show_default=True,
+    help="TCP port (0: any free one, named in the exchange_sim_listening log line).",
+)
 @click.option(
     "--rebase-times/--no-rebase-times",
     default=False,

@@ -204,22 +204,20 @@ async def test_simulator_killed_and_restarted_resynchronises(tmp_path: Path) -> 
 def _sim(
     tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[Tape, int]:
-    """`tape exchange-sim --port PORT ARGS` as a real process, ready to serve, on a free
-    port (another one when a parallel test took it between the pick and the bind)."""
-    for attempt in range(3):
-        port = _free_port()
-        label = name if attempt == 0 else f"{name}-retry{attempt}"
-        process = Tape(label, ["exchange-sim", "--port", str(port), *args], tmp_path, env=env)
-        try:
-            wait_http(f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5")
-        except AssertionError:
+    """`tape exchange-sim --port 0 ARGS` as a real process, ready to serve; and the port
+    it bound (from its ``exchange_sim_listening`` log line: no pick-then-bind race with
+    parallel tests)."""
+    process = Tape(name, ["exchange-sim", "--port", "0", *args], tmp_path, env=env)
+    deadline = time.monotonic() + 30
+    while not (listening := process.log_events("exchange_sim_listening")):
+        if not process.alive() or time.monotonic() > deadline:
             process.kill()
-            output = process.output()
-            if "address already in use" in output and attempt < 2:
-                continue
-            raise AssertionError(output[-2000:]) from None
-        return process, port
-    raise AssertionError("unreachable")
+            raise AssertionError(process.output()[-2000:])
+        time.sleep(0.05)
+    port = int(listening[0]["port"])
+    assert port > 0
+    wait_http(f"http://127.0.0.1:{port}/api/v3/depth?symbol=BTCUSDT&limit=5")
+    return process, port
 
 
 async def _trades(port: int, count: int, limit_s: float = 30) -> list[dict[str, Any]]:

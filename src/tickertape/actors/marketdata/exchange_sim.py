@@ -626,6 +626,7 @@ async def run_simulator(
     if stop.is_set():  # stopped while loading: nothing was served
         return
     server = await simulator.serve(host, port)
+    port = server.sockets[0].getsockname()[1]  # the one bound, for --port 0
     _log.info(
         "exchange_sim_listening",
         host=host,
