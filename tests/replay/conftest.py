@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,25 @@ class SeekBackOnce(Pacer):
             self.asked = True
             self.request_seek(self.to_ns)
         return super().take_seek(now_ns)
+
+
+class PauseInRerun(SeekBackOnce):
+    """:class:`SeekBackOnce`, then paused from the keyboard at the first look at it
+    after the seek (during the rerun) and resumed 0.3 s later by another thread, as
+    the replay's keyboard does; ``held_s`` is how long the replay waited."""
+
+    def __init__(self, at_ns: int, to_ns: int) -> None:
+        super().__init__(at_ns, to_ns)
+        self.paused_at: float | None = None
+        self.held_s: float | None = None
+
+    def take_seek(self, now_ns: int) -> int | None:
+        wanted = super().take_seek(now_ns)
+        if wanted is None and self.asked and self.held_s is None:
+            if self.paused_at is None:
+                self.paused_at = time.monotonic()
+                self.pause()
+                threading.Timer(0.3, self.resume).start()
+            elif not self.paused:
+                self.held_s = time.monotonic() - self.paused_at
+        return wanted

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
 
-from tests.replay.conftest import KillAt, SeekBackOnce
+from tests.replay.conftest import KillAt, PauseInRerun, SeekBackOnce
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, distributed, run_in_process
+from tickertape.replay.control import StepAnnounce
 from tickertape.replay.distributed import run_distributed
 
 START = 1_704_067_200 * 10**9
@@ -107,6 +110,42 @@ async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
     assert pacer.asked
     (rewind,) = [c.kwargs for c in log.calls if c.args == ("rewind",)]
     assert rewind["waves"] > 0
+    assert result.divergences == 0
+    assert hashes(source_dir, "runs/r1") == expected
+
+
+@pytest.mark.slow
+async def test_a_pause_from_the_keyboard_holds_a_rerun(
+    source_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Space pressed while the waves since the snapshot run again: no wave is announced
+    until it is pressed again, and the run still equals the in-process one."""
+    expected = in_process_reference(source_dir, tmp_path, ITEMS)
+    pacer = PauseInRerun(at_ns=START + 1_200_000_000, to_ns=START + 1_000_000_000)
+    reruns: list[tuple[float, bool]] = []  # (when, paused) of each rerun announced
+    issue = distributed.ReplayCoordinator._issue
+
+    async def recording(self: Any, announce: StepAnnounce, *, wait: bool = True) -> Any:
+        if announce.rerun:
+            reruns.append((time.monotonic(), pacer.paused))
+        return await issue(self, announce, wait=wait)
+
+    monkeypatch.setattr(distributed.ReplayCoordinator, "_issue", recording)
+    run = run_distributed(
+        source_dir,
+        RunSettings(run_id="r1", start_ns=START),
+        [resolve(i) for i in ITEMS],
+        ITEMS,
+        cwd=REPO,
+        snapshot_every_steps=25,
+        pacer=pacer,
+    )
+    result = await asyncio.wait_for(run, 60)
+    assert pacer.paused_at is not None
+    assert pacer.held_s is not None
+    assert pacer.held_s >= 0.3
+    assert not any(paused for _, paused in reruns)
+    assert any(t >= pacer.paused_at + 0.3 for t, _ in reruns)  # the pause came mid-rerun
     assert result.divergences == 0
     assert hashes(source_dir, "runs/r1") == expected
 

@@ -254,6 +254,7 @@ class ReplayCoordinator:
         self._epochs = {e: t for e, t in self._epochs.items() if e <= epoch}
         self._snapshot_due = self.steps + self.snapshot_every_steps
         for wave in waves:
+            await self._take_keyboard()  # a pause holds the rerun too (a seek waits for it)
             if self.pacer is not None and wave.time_ns >= target_ns:
                 await _pace(self.pacer, self.resumed, wave.time_ns)
             self._seq += 1
