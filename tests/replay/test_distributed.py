@@ -18,6 +18,8 @@ from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, distributed, run_in_process
 from tickertape.replay.control import StepAnnounce
 from tickertape.replay.distributed import run_distributed
+from tickertape.replay.inprocess import ReplayResult
+from tickertape.timeauthority.pacing import Pacer
 
 START = 1_704_067_200 * 10**9
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +86,21 @@ BATCHED_ITEMS = [
 ]
 
 
+async def _run_paced(source_dir: Path, items: list[str], pacer: Pacer) -> ReplayResult:
+    """Run ``items`` distributed as run ``r1``, a snapshot every 25 steps, driven by
+    ``pacer``; at most 60 s (an actor that cannot rewind never ends)."""
+    run = run_distributed(
+        source_dir,
+        RunSettings(run_id="r1", start_ns=START),
+        [resolve(i) for i in items],
+        items,
+        cwd=REPO,
+        snapshot_every_steps=25,
+        pacer=pacer,
+    )
+    return await asyncio.wait_for(run, 60)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("items", [ITEMS, BATCHED_ITEMS], ids=["waves", "batches"])
 async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
@@ -97,16 +114,7 @@ async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
     # The authority's own log calls (a logger another test configured may be cached).
     log = structlog.testing.CapturingLogger()
     monkeypatch.setattr(distributed, "_log", log)
-    run = run_distributed(
-        source_dir,
-        RunSettings(run_id="r1", start_ns=START),
-        [resolve(i) for i in items],
-        items,
-        cwd=REPO,
-        snapshot_every_steps=25,
-        pacer=pacer,
-    )
-    result = await asyncio.wait_for(run, 60)  # an actor that cannot rewind never ends
+    result = await _run_paced(source_dir, items, pacer)
     assert pacer.asked
     (rewind,) = [c.kwargs for c in log.calls if c.args == ("rewind",)]
     assert rewind["waves"] > 0
@@ -131,16 +139,7 @@ async def test_a_pause_from_the_keyboard_holds_a_rerun(
         return await issue(self, announce, wait=wait)
 
     monkeypatch.setattr(distributed.ReplayCoordinator, "_issue", recording)
-    run = run_distributed(
-        source_dir,
-        RunSettings(run_id="r1", start_ns=START),
-        [resolve(i) for i in ITEMS],
-        ITEMS,
-        cwd=REPO,
-        snapshot_every_steps=25,
-        pacer=pacer,
-    )
-    result = await asyncio.wait_for(run, 60)
+    result = await _run_paced(source_dir, ITEMS, pacer)
     assert pacer.paused_at is not None
     assert pacer.held_s is not None
     assert pacer.held_s >= 0.3

@@ -290,10 +290,8 @@ class _InProcessRun:
         for spec in specs:
             host.add(spec.actor, spec.name)
         restored, self.last_input_gseq = False, 0
-        if restore and self.driver_store is not None:
-            restored, self.last_input_gseq = _restore(
-                host, self.driver_store, self.state, self.settings, at_or_before_ns
-            )
+        if restore:
+            restored, self.last_input_gseq = self._restore(host, at_or_before_ns)
         if not restored:
             self.state.steps, self.state.inputs, self.state.last_ts_event = 0, 0, 0
         host.start(call_on_start=not restored)
@@ -319,6 +317,7 @@ class _InProcessRun:
         last_sync = time.monotonic()
         handled_at_snapshot = state.inputs + sink.counter.total
         clock_at_snapshot = host.clock.now_ns()
+        policy = self.snapshot_policy
         while (step := planner.next_step()) is not None:
             wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
             if wanted is not None:
@@ -344,7 +343,6 @@ class _InProcessRun:
             state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
             if step.events:
                 self.last_input_gseq = step.events[-1].gseq
-            policy = self.snapshot_policy
             if policy is not None:
                 handled = state.inputs + sink.counter.total
                 if policy.due(handled - handled_at_snapshot, step.time_ns, clock_at_snapshot):
@@ -361,9 +359,57 @@ class _InProcessRun:
         return None
 
     def _snapshot(self, host: InProcessHost) -> None:
-        _snapshot_all(
-            host, self.driver_store, self.state, self.sink, self.settings, self.last_input_gseq
+        """Snapshot every actor and the driver together, at the host's clock, with
+        ``positions = {<source namespace>: last input gseq}``."""
+        positions = {self.settings.source_namespace: self.last_input_gseq}
+        host.maybe_snapshot(positions, force=True)
+        if self.driver_store is not None:
+            self.driver_store.save(
+                Snapshot(
+                    actor=DRIVER_SOURCE,
+                    state_version=DRIVER_STATE_VERSION,
+                    state=msgspec.msgpack.encode(self.state),
+                    positions=positions,
+                    source_seq=0,
+                    clock_ns=host.clock.now_ns(),
+                    events_handled=self.state.inputs + self.sink.counter.total,
+                )
+            )
+
+    def _restore(self, host: InProcessHost, at_or_before_ns: int | None) -> tuple[bool, int]:
+        """Restore ``host`` and the driver's counters from the newest snapshots common to
+        every actor and the driver (taken at or before ``at_or_before_ns`` when given);
+        return whether it did and the last input gseq they had consumed."""
+        if self.driver_store is None:
+            return False, 0
+        source = self.settings.source_namespace
+        snaps = host.load_snapshots(at_or_before_ns=at_or_before_ns)
+        driver = self.driver_store.load_latest(
+            DRIVER_STATE_VERSION, at_or_before_ns=at_or_before_ns
         )
+        if sorted(snaps) != host.actor_names or driver is None:
+            missing = sorted(set(host.actor_names) - set(snaps))
+            _log.info("resume_from_start", reason="no snapshot", actors=missing)
+            return False, 0
+        everything = [*snaps.values(), driver]
+        positions = {s.positions.get(source, 0) for s in everything}
+        clocks = {s.clock_ns for s in everything}
+        if len(positions) != 1 or len(clocks) != 1:
+            _log.info("resume_from_start", reason="snapshots are not from the same step")
+            return False, 0
+        host.clock.advance_to(clocks.pop())
+        for name, snap in sorted(snaps.items()):
+            host.restore(name, snap)
+        assert driver.state is not None
+        restored = msgspec.msgpack.decode(driver.state, type=DriverState)
+        self.state.steps, self.state.inputs, self.state.last_ts_event = (
+            restored.steps,
+            restored.inputs,
+            restored.last_ts_event,
+        )
+        position = positions.pop()
+        _log.info("resumed", after_gseq=position, clock_ns=host.clock.now_ns())
+        return True, position
 
     def _finish(self, host: InProcessHost, started: float) -> ReplayResult:
         """Stop the actors (a last snapshot when the policy asks), store the alerts of
@@ -404,69 +450,6 @@ class _InProcessRun:
             head_gseq=self.log.head_gseq,
             wall_seconds=time.monotonic() - started,
         )
-
-
-def _snapshot_all(
-    host: InProcessHost,
-    driver_store: SnapshotStore | None,
-    state: DriverState,
-    sink: CountingSink,
-    settings: RunSettings,
-    last_input_gseq: int,
-) -> None:
-    """Snapshot every actor and the driver together, at the host's clock, with
-    ``positions = {<source namespace>: last_input_gseq}``."""
-    positions = {settings.source_namespace: last_input_gseq}
-    host.maybe_snapshot(positions, force=True)
-    if driver_store is not None:
-        driver_store.save(
-            Snapshot(
-                actor=DRIVER_SOURCE,
-                state_version=DRIVER_STATE_VERSION,
-                state=msgspec.msgpack.encode(state),
-                positions=positions,
-                source_seq=0,
-                clock_ns=host.clock.now_ns(),
-                events_handled=state.inputs + sink.counter.total,
-            )
-        )
-
-
-def _restore(
-    host: InProcessHost,
-    driver_store: SnapshotStore,
-    state: DriverState,
-    settings: RunSettings,
-    at_or_before_ns: int | None = None,
-) -> tuple[bool, int]:
-    """Restore ``host`` and ``state`` from the newest snapshots common to every actor and
-    the driver (taken at or before ``at_or_before_ns`` when given); return whether it
-    did and the last input gseq they had consumed."""
-    snaps = host.load_snapshots(at_or_before_ns=at_or_before_ns)
-    driver = driver_store.load_latest(DRIVER_STATE_VERSION, at_or_before_ns=at_or_before_ns)
-    if sorted(snaps) != host.actor_names or driver is None:
-        missing = sorted(set(host.actor_names) - set(snaps))
-        _log.info("resume_from_start", reason="no snapshot", actors=missing)
-        return False, 0
-    everything = [*snaps.values(), driver]
-    positions = {s.positions.get(settings.source_namespace, 0) for s in everything}
-    clocks = {s.clock_ns for s in everything}
-    if len(positions) != 1 or len(clocks) != 1:
-        _log.info("resume_from_start", reason="snapshots are not from the same step")
-        return False, 0
-    host.clock.advance_to(clocks.pop())
-    for name, snap in sorted(snaps.items()):
-        host.restore(name, snap)
-    assert driver.state is not None
-    restored = msgspec.msgpack.decode(driver.state, type=DriverState)
-    state.steps, state.inputs, state.last_ts_event = (
-        restored.steps,
-        restored.inputs,
-        restored.last_ts_event,
-    )
-    position = positions.pop()
-    _log.info("resumed", after_gseq=position, clock_ns=host.clock.now_ns())
-    return True, position
 
 
 def _wait(pacer: Pacer, sim_ns: int) -> None:

@@ -177,18 +177,21 @@ class StageBook:
         if staged != wanted:
             raise StageIncompleteError(stage, wanted, staged)
         held = self._stages.get((ns, stage), {})
-        self._drop((ns, stage))
+        self._drop((ns, stage), staged)
         return wave_order(held.values())  # the replay's wave rule: the in-process bytes
 
     def restore(self, ns: str, stage: str, envelopes: Iterable[Envelope]) -> None:
         """Put back events taken by :meth:`take` whose append failed."""
         self.add(ns, stage, envelopes)
 
-    def _drop(self, key: tuple[str, str]) -> int:
-        """Forget one stage; return how many events it held."""
+    def _drop(self, key: tuple[str, str], per_source: dict[str, int] | None = None) -> int:
+        """Forget one stage; return how many events it held (``per_source``: its
+        counts, when the caller has them)."""
         held = self._stages.pop(key, {})
         self._touched.pop(key, None)
-        for source, n in Counter(source for source, _seq in held).items():
+        if per_source is None:
+            per_source = Counter(source for source, _seq in held)
+        for source, n in per_source.items():
             left = self._per_source[source] - n
             if left > 0:
                 self._per_source[source] = left

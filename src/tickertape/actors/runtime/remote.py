@@ -34,6 +34,7 @@ import os
 import secrets
 from collections import deque
 from collections.abc import Callable, Container, Mapping, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -520,13 +521,13 @@ class RemoteReplayHost:
         """
         regenerated, self._regenerated = self._regenerated, []
         wanted = {(env.source, env.source_seq): env for env in regenerated}
-        stored = await stored_twins(
+        stored = await _fetch_stored_twins(
             self.client,
             self.namespace,
             regenerated,
             StartAt(time=min(env.ts_event for env in regenerated)),
             wanted,
-            _source_key,
+            attrgetter("source", "source_seq"),
         )
         for key, env in sorted(wanted.items()):
             record = stored.get(key)
@@ -848,13 +849,13 @@ class RemoteHost:
         not one per output. Returns the divergences, in the order given."""
         wanted = {gseq: env for env, gseq in regenerated}
         first, last = min(wanted), max(wanted)
-        stored = await stored_twins(
+        stored = await _fetch_stored_twins(
             self.client,
             self.namespace,
             [env for env, _ in regenerated],
             StartAt(gseq=first),
             wanted,
-            _gseq_key,
+            attrgetter("gseq"),
             to_gseq=last,
         )
         return [
@@ -896,7 +897,7 @@ class RemoteHost:
 _K = TypeVar("_K")
 
 
-async def stored_twins(
+async def _fetch_stored_twins(
     client: Client,
     namespace: str,
     outputs: Sequence[Envelope],
@@ -906,11 +907,17 @@ async def stored_twins(
     *,
     to_gseq: int | None = None,
 ) -> dict[_K, Record]:
-    """The stored records of ``outputs``' topics whose ``key`` is ``wanted``: one fetch
-    from ``start`` (to ``to_gseq``, else to the head), closed however it ends.
+    """The stored twins of regenerated ``outputs`` (a restarted actor's catch-up, a
+    rerun), to compare them with (:func:`~tickertape.actors.runtime.sink.compare`).
 
-    Regenerated outputs (a restarted actor's catch-up, a rerun) are compared with
-    these twins (:func:`~tickertape.actors.runtime.sink.compare`).
+    One fetch of ``outputs``' topics in ``namespace`` from ``start`` (to ``to_gseq``,
+    else to the head), closed however it ends.
+
+    Returns:
+        ``{key(record): record}`` for the fetched records whose key is in ``wanted``.
+
+    Raises:
+        RouterError: the router refused the fetch.
     """
     topics = sorted({env.topic for env in outputs})
     fetch = client.fetch(topics, start, to_gseq=to_gseq, ns=namespace, queue_frames=64)
@@ -922,11 +929,3 @@ async def stored_twins(
     finally:
         await fetch.close()
     return found
-
-
-def _source_key(record: Record) -> tuple[str, int]:
-    return (record.source, record.source_seq)
-
-
-def _gseq_key(record: Record) -> int:
-    return record.gseq

@@ -192,7 +192,7 @@ class LogSink:
         if not envelopes:
             return []
         results = self._log.append(list(envelopes), ts_log=ts_log, durable=self.durable)
-        twins = self._stored_twins(envelopes, results)
+        twins = self._stored_twins(results)
         out: list[Record] = []
         for env, result in zip(envelopes, results, strict=True):
             if result.error is not None:
@@ -210,8 +210,9 @@ class LogSink:
                 out.append(stamp(env, result.offset, result.gseq, ts_log))
         return out
 
-    def _stored_twins(self, envelopes: Sequence[Envelope], results: list[Any]) -> dict[int, Record]:
-        """The stored records of a wave's duplicates, by gseq.
+    def _stored_twins(self, results: list[Any]) -> dict[int, Record]:
+        """The stored records of a wave's duplicates (``results``: the log's append
+        results), by gseq.
 
         They come from one forward read of the whole namespace, kept open between
         waves: a rerun (a resume, a seek back) asks for the stored twins in gseq
