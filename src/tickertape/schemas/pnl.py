@@ -26,7 +26,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             ``unrealized``, not ``quantity × mark × multiplier``. Left unset (0.0,
             not written) for cash-like instruments and flat positions.
         maintenance_margin: the maintenance margin of the open position, likewise
-            (reported only: no margin call is modelled).
+            (the risk gate's margin call holds the book's equity against it).
     """
 
     market: Market

@@ -33,8 +33,8 @@ OMS and most broker statements):
   unrealized PnL is not swept into cash at each daily settlement (there is no
   settlement price in the data). The position ties up ``|quantity| × initial_margin``
   (:func:`initial_margin`), reported, and checked by the risk gate before an order;
-  nothing here calls for margin or liquidates when equity falls below the maintenance
-  margin;
+  the risk gate calls for margin when equity falls below the maintenance margin
+  (``checks.maintenance_requirement``), nothing liquidates;
 - ``equity = cash + Σ value`` over positions (the value of each as above); the
   high-water mark is the largest equity seen at any fill or mark (a portfolio book's
   rises with the capital a strategy brings, :func:`add_capital`), and

@@ -13,6 +13,13 @@ Automatic halts: a strategy whose drawdown reaches its ``max_drawdown`` is HALTE
 the market; a clock drift alert halts everything (reason ``CLOCK_DRIFT``) until a
 global ``resume``.
 
+Margin calls (with ``check_cash``): a strategy's book whose equity falls below its
+maintenance requirement (:func:`~tickertape.actors.risk.checks.maintenance_requirement`)
+puts that strategy in REDUCING (reason ``MARGIN_CALL``), a portfolio book its market;
+once every book that called it is back at or above its requirement, the scope returns
+to ACTIVE (reason ``MARGIN_RESTORED``), unless a command or another rule changed its
+state meanwhile (then the call is dropped and the state left as it is).
+
 An intent is only considered when its envelope's ``source`` is
 ``strategy.{intent.strategy_id}``: a strategy cannot ask in another's name. Order
 events count only from the order engine's identity and PnL updates only from the pnl
@@ -30,7 +37,7 @@ import msgspec
 
 from tickertape.actors.base import Actor, Context, Event
 from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
-from tickertape.actors.pnl import accounting
+from tickertape.actors.pnl import PORTFOLIO, accounting
 from tickertape.actors.risk.checks import (
     ORDER_RATE_WINDOW_NS,
     SHORT_SALE_REQUIREMENT,
@@ -42,6 +49,7 @@ from tickertape.actors.risk.checks import (
     decide,
     effective_limits,
     effective_state,
+    maintenance_requirement,
     parse_limits,
     worst_case_position,
 )
@@ -49,7 +57,7 @@ from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.schemas.market import Bar, Trade
 from tickertape.schemas.orders import OrderEvent
-from tickertape.schemas.pnl import PnlUpdate
+from tickertape.schemas.pnl import Book, PnlUpdate
 from tickertape.schemas.risk import RiskCommand, RiskDecision, RiskState, TradingState
 from tickertape.schemas.strategy import Intent
 from tickertape.schemas.system import ClockDrift
@@ -120,6 +128,9 @@ class RiskActorState(msgspec.Struct, kw_only=True):
     drawdowns: dict[str, float] = msgspec.field(default_factory=dict)
     approvals: dict[str, list[int]] = msgspec.field(default_factory=dict)
     clock_drift: bool = False
+    margin_calls: dict[str, str] = msgspec.field(default_factory=dict)
+    """Books under a margin call (``"{strategy_id or portfolio}:{market}"``) → the scope
+    they put in REDUCING (``"strategy:{id}"`` or ``"market:{market}"``)."""
     decisions: int = 0
     ignored_events: int = 0
 
@@ -449,17 +460,40 @@ class RiskActor(Actor):
         for book in update.books:
             market = book.market
             if update.strategy_id is None:
-                limit = self._limits(market, "").max_drawdown
-                breached = limit is not None and book.drawdown >= limit
+                limits = self._limits(market, "")
+                breached = limits.max_drawdown is not None and book.drawdown >= limits.max_drawdown
                 if breached and self.state.states.of("market", market) != "HALTED":
                     self._set_state("market", market, "HALTED", "DRAWDOWN", event, ctx)
+                if limits.check_cash:
+                    self._margin(f"{PORTFOLIO}:{market}", "market", market, book, event, ctx)
                 continue
             sid = update.strategy_id
             self.state.drawdowns[f"{sid}:{market}"] = book.drawdown
-            limit = self._limits(market, sid).max_drawdown
-            breached = limit is not None and book.drawdown >= limit
+            limits = self._limits(market, sid)
+            breached = limits.max_drawdown is not None and book.drawdown >= limits.max_drawdown
             if breached and self.state.states.of("strategy", sid) != "HALTED":
                 self._set_state("strategy", sid, "HALTED", "DRAWDOWN", event, ctx)
+            if limits.check_cash:
+                self._margin(f"{sid}:{market}", "strategy", sid, book, event, ctx)
+
+    def _margin(
+        self, book_key: str, scope: str, key: str, book: Book, event: Event, ctx: Context
+    ) -> None:
+        """Call or release the margin of one book (see the module's docstring)."""
+        calls = self.state.margin_calls
+        tag = f"{scope}:{key}"
+        if book.equity < maintenance_requirement(book):
+            if book_key in calls:
+                return
+            if tag in calls.values() or self.state.states.of(scope, key) == "ACTIVE":
+                calls[book_key] = tag
+            if self.state.states.of(scope, key) == "ACTIVE":
+                self._set_state(scope, key, "REDUCING", "MARGIN_CALL", event, ctx)
+            return
+        if calls.pop(book_key, None) is None or tag in calls.values():
+            return
+        if self.state.states.of(scope, key) == "REDUCING":
+            self._set_state(scope, key, "ACTIVE", "MARGIN_RESTORED", event, ctx)
 
     def _on_command(self, command: RiskCommand, event: Event, ctx: Context) -> None:
         target: TradingState = {"halt": "HALTED", "resume": "ACTIVE", "reduce": "REDUCING"}[
@@ -470,6 +504,13 @@ class RiskActor(Actor):
         except ConfigError as exc:
             ctx.log.error("risk_command_refused", error=str(exc), id=event.id)
             return
+        # The operator decides this scope's state from now on: its margin calls are
+        # dropped (a book still short of its requirement calls again at its next update
+        # if the scope is ACTIVE).
+        tag = f"{command.scope}:{command.key}"
+        self.state.margin_calls = {
+            book: called for book, called in self.state.margin_calls.items() if called != tag
+        }
         if command.scope == "global" and command.command == "resume":
             self.state.clock_drift = False
 

@@ -101,6 +101,7 @@ import msgspec
 
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
+from tickertape.schemas.pnl import Book
 from tickertape.schemas.risk import ApprovedOrder, TradingState
 from tickertape.schemas.strategy import Intent, Side
 
@@ -137,7 +138,39 @@ Regulation T's initial requirement for a short sale of a nonexempted security, 1
 of its current market value (12 CFR 220.12(c)(1)); the sale's proceeds are 100 % of
 it, the account adds the other 50 %."""
 
+SHORT_MAINTENANCE_REQUIREMENT = 0.30
+"""Maintenance requirement of a booked short of a cash-like instrument, a fraction of
+its current market value: FINRA Rule 4210(c)(2)(C), 30 % of the current market value
+of each security short in the account selling at $5.00 per share or above (the rule's
+$5.00-per-share floor, and its 100 % / $2.50 rule under $5.00, are not applied). The
+account's equity must stay at or above it (:func:`maintenance_requirement`)."""
+
 _STATE_RANK: dict[str, int] = {"ACTIVE": 0, "REDUCING": 1, "HALTED": 2}
+
+
+def maintenance_requirement(book: Book) -> float:
+    """The equity a book must keep to hold its open positions, in its currency.
+
+    ``Σ maintenance_margin`` of its margined positions (futures: contracts × the
+    instrument's maintenance margin, as the pnl actor books them) plus
+    :data:`SHORT_MAINTENANCE_REQUIREMENT` × ``|quantity| × mark × multiplier`` of each
+    cash-like short. Longs of a cash book are fully paid and require nothing. A book
+    whose ``equity`` falls below this is under a margin call (the risk gate's
+    ``MARGIN_CALL``, docs/risk.md).
+
+    Args:
+        book: one book of a ``pnl.update``.
+
+    Returns:
+        The requirement, ≥ 0 (0.0 for a flat book or one holding only cash-like longs).
+    """
+    required = 0.0
+    for held in book.positions:
+        if held.initial_margin > 0.0 or held.maintenance_margin > 0.0:
+            required += held.maintenance_margin
+        elif held.quantity < 0.0:
+            required += SHORT_MAINTENANCE_REQUIREMENT * -held.quantity * held.mark * held.multiplier
+    return required
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -158,7 +191,9 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         stale_after_ms: market data older than this refuses new exposure.
         check_cash: refuse orders that need more than the available funds: the
             opening notional of a cash-like instrument (50 % of it for a short
-            sale), the added initial margin of a margined one (a future).
+            sale), the added initial margin of a margined one (a future). It also
+            turns on margin calls: a book whose equity falls below its
+            :func:`maintenance_requirement` puts its scope in REDUCING.
         allow_short: whether a sell of a cash-like instrument may take its position
             below zero. None (absent from every scope) means "not with check_cash"
             (a cash account) and "yes" without it; see :attr:`short_sales_allowed`.
