@@ -27,6 +27,9 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
             not written) for cash-like instruments and flat positions.
         maintenance_margin: the maintenance margin of the open position, likewise
             (the risk gate's margin call holds the book's equity against it).
+        borrow_fees: borrow fees paid on the symbol's cash-like shorts so far, in
+            the book's currency, part of :attr:`Book.fees` (left unset, 0.0, when
+            none was paid).
     """
 
     market: Market
@@ -39,6 +42,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     multiplier: float = 1.0
     initial_margin: float = 0.0
     maintenance_margin: float = 0.0
+    borrow_fees: float = 0.0
 
 
 class Book(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,7 +54,8 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     contract value, and ``cash`` moves only by realized PnL and fees);
     ``drawdown = (hwm - equity) / hwm`` as a
     fraction (0.0 at a high-water mark). ``realized`` is gross of fees; fees are
-    paid out of ``cash`` and summed in ``fees``, so
+    paid out of ``cash`` and summed in ``fees`` (with the borrow fees of cash-like
+    shorts, :attr:`Position.borrow_fees`), so
     ``equity = initial_cash + realized + unrealized - fees`` up to float rounding.
     The margin the book's futures tie up is the sum of its positions'
     ``initial_margin``.

@@ -144,8 +144,8 @@ def run(
     limits: str,
     closes: list[float] | None = None,
 ) -> tuple[list[tuple[str, dict[str, float]]], Book | None]:
-    """The chain on cash-like X (``closes``, flat bars, default eight at 100; zero costs,
-    ``[markets.us]`` ``limits``); the gate's (reason code, inputs) of each order
+    """The chain on cash-like X (``closes``, flat bars, default eight at 100; zero costs
+    and borrow fees, ``[markets.us]`` ``limits``); the gate's (reason code, inputs) of each order
     decision, and the strategy's last book (None before its first fill)."""
     prices = closes if closes is not None else [100.0] * 8
     rows = [(T0 + (i + 1) * MINUTE_NS, p, p, p, p, 1_000.0) for i, p in enumerate(prices)]
@@ -160,7 +160,7 @@ def decisions_and_book(
         [StrategyActor(StrategyConfig(strategy_id="s"), strategy=Script(plan))],
         orders=OrderEngineConfig(markets={"us": fl.ZERO_COST}),
         risk=RiskConfig(initial_cash={"us": cash}, limits=parse_limits(limits)),
-        pnl=PnlConfig(initial_cash={"us": cash}),
+        pnl=PnlConfig(initial_cash={"us": cash}, borrow_rates={"us": 0.0}),  # no borrow fee
     )
     return chain_outcome(out)
 

@@ -80,8 +80,13 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             publishes its futures' figures as "performance bonds"; brokers may ask more.
         maintenance_margin: the margin below which a broker calls for more, per
             contract (> 0, ≤ ``initial_margin``); only with ``initial_margin``; None
-            for the same as ``initial_margin``. Reported, not enforced: no margin
-            call or liquidation is modelled.
+            for the same as ``initial_margin``. Reported by the pnl actor; a risk
+            gate with ``check_cash`` calls for margin below it (no liquidation).
+        borrow_rate: the annual fee rate of borrowing the instrument to sell it
+            short (a fraction, ≥ 0, finite: 0.0025 is 0.25 % a year), charged by the
+            pnl actor on a cash-like short (see
+            :func:`tickertape.actors.pnl.accounting.borrow_fee`); None for the pnl
+            actor's rate of the market (``borrow_rates``). Futures pay none.
     """
 
     multiplier: float = 1.0
@@ -89,6 +94,7 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     fees: FeeSchedule | None = None
     initial_margin: float | None = None
     maintenance_margin: float | None = None
+    borrow_rate: float | None = None
 
     @property
     def margined(self) -> bool:
@@ -126,6 +132,12 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                     f"{where}.maintenance_margin must be > 0 and ≤ initial_margin "
                     f"{self.initial_margin} (got {self.maintenance_margin})"
                 )
+        if self.borrow_rate is not None and not (
+            math.isfinite(self.borrow_rate) and self.borrow_rate >= 0.0
+        ):
+            raise ConfigError(
+                f"{where}.borrow_rate must be ≥ 0 and finite (got {self.borrow_rate})"
+            )
         if self.fees is not None:
             try:
                 self.fees.validate()

@@ -35,6 +35,8 @@ OMS and most broker statements):
   (:func:`initial_margin`), reported, and checked by the risk gate before an order;
   the risk gate calls for margin when equity falls below the maintenance margin
   (``checks.maintenance_requirement``), nothing liquidates;
+- a cash-like **short** pays a borrow fee (:func:`borrow_fee`), out of cash and
+  counted in ``fees`` (and per symbol in :attr:`PositionState.borrow_fees`);
 - ``equity = cash + Σ value`` over positions (the value of each as above); the
   high-water mark is the largest equity seen at any fill or mark (a portfolio book's
   rises with the capital a strategy brings, :func:`add_capital`), and
@@ -69,6 +71,10 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
         initial_margin: margin per contract of a margined instrument, in the book's
             currency; 0.0 for a cash-like one (then the position is fully funded).
         maintenance_margin: maintenance margin per contract (0.0 when cash-like).
+        borrow_fees: borrow fees paid on this symbol's shorts so far (part of the
+            ledger's ``fees``), in the book's currency.
+        accrued_ns: the time up to which a cash-like short's borrow fee has been
+            charged (0 when the position is no such short).
     """
 
     quantity: float = 0.0
@@ -78,6 +84,13 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
     multiplier: float = 1.0
     initial_margin: float = 0.0
     maintenance_margin: float = 0.0
+    borrow_fees: float = 0.0
+    accrued_ns: int = 0
+
+    @property
+    def borrowing(self) -> bool:
+        """True for a short of a cash-like instrument (one that pays a borrow fee)."""
+        return self.quantity < 0.0 and not self.initial_margin
 
     @property
     def unrealized(self) -> float:
@@ -280,6 +293,8 @@ def apply_fill(
         multiplier=multiplier,
         initial_margin=initial_margin,
         maintenance_margin=maintenance_margin,
+        borrow_fees=old.borrow_fees,
+        accrued_ns=old.accrued_ns,
     )
     notional = quantity * price * multiplier
     if initial_margin > 0.0:
@@ -352,6 +367,75 @@ def add_capital(ledger: Ledger, amount: float) -> Ledger:
     )
 
 
+BORROW_COLLATERAL = 1.02
+"""The loan value of borrowed stock as a multiple of its price: the US securities
+lending convention of collateral at 102 % of the market value, on which brokers
+compute the daily borrow fee ("(price × 1.02) × shares × rate / 360"; e.g. Webull's
+and BBAE's published hard-to-borrow fee calculations). The convention's rounding of
+the per-share collateral up to a whole dollar is not applied."""
+
+BORROW_YEAR_NS = 360 * 86_400 * 1_000_000_000
+"""The year of a borrow rate: 360 days (the ACT/360 money-market convention of those
+same calculations: the daily fee is the annual one / 360)."""
+
+
+def borrow_fee(state: PositionState, rate: float, until_ns: int) -> float:
+    """The borrow fee a position owes from its ``accrued_ns`` to ``until_ns``.
+
+    ``|quantity| × mark × multiplier × BORROW_COLLATERAL × rate × elapsed /
+    BORROW_YEAR_NS`` for a cash-like short (:attr:`PositionState.borrowing`), 0.0
+    otherwise, or when ``accrued_ns`` is 0 (not accruing) or not before ``until_ns``.
+    The fee accrues continuously in the clock's time at the position's current mark,
+    where brokers charge once a day on the settled position: an intraday short pays
+    here for its hours, and a price move counts from the next mark on.
+
+    Args:
+        state: the position (its ``mark`` is the price of the period).
+        rate: the annual borrow fee rate, a fraction (0.0025 = 0.25 %).
+        until_ns: the clock's time, ns.
+
+    Returns:
+        The fee, ≥ 0, in the book's currency.
+    """
+    since = state.accrued_ns
+    if not state.borrowing or not since or until_ns <= since or not rate:
+        return 0.0
+    value = -state.quantity * state.mark * state.multiplier * BORROW_COLLATERAL
+    return value * rate * (until_ns - since) / BORROW_YEAR_NS
+
+
+def accrue_borrow(ledger: Ledger, symbol: str, fee: float, until_ns: int) -> Ledger:
+    """Charge ``fee`` (≥ 0) of borrowing ``symbol``, and start its next period at
+    ``until_ns`` (0 when the position is no cash-like short: nothing accrues).
+
+    The fee leaves the cash and joins ``fees`` and the position's ``borrow_fees``;
+    the high-water mark and maximum drawdown move as after a fill. A book that
+    mirrors others (a portfolio) is charged their fees with ``until_ns`` 0.
+    """
+    state = ledger.positions.get(symbol)
+    if state is None:
+        return ledger
+    accrued = until_ns if state.borrowing else 0
+    if not fee and state.accrued_ns == accrued:
+        return ledger
+    positions = dict(ledger.positions)
+    positions[symbol] = msgspec.structs.replace(
+        state, borrow_fees=state.borrow_fees + fee, accrued_ns=accrued
+    )
+    if not fee:
+        return msgspec.structs.replace(ledger, positions=positions)
+    cash = ledger.cash - fee
+    hwm, max_dd = _peaks(ledger, positions, cash)
+    return msgspec.structs.replace(
+        ledger,
+        positions=positions,
+        cash=cash,
+        fees=ledger.fees + fee,
+        high_water_mark=hwm,
+        max_drawdown=max_dd,
+    )
+
+
 def mark(ledger: Ledger, symbol: str, price: float) -> Ledger:
     """Mark ``symbol`` at ``price``; a book without that symbol is returned unchanged.
 
@@ -386,6 +470,8 @@ def to_book(ledger: Ledger) -> Book:
         if state.multiplier != 1.0:
             # Left at its default otherwise (msgspec omits a default by identity).
             position = msgspec.structs.replace(position, multiplier=state.multiplier)
+        if state.borrow_fees:
+            position = msgspec.structs.replace(position, borrow_fees=state.borrow_fees)
         if state.initial_margin and state.quantity:
             position = msgspec.structs.replace(
                 position,

@@ -24,12 +24,21 @@ order engine's and risk gate's section) are booked as margined positions (see
 booked fully funded, which gives the same equity, PnL and drawdown but not a futures
 account's cash.
 
+Borrow fees: a strategy's short of a cash-like instrument pays
+:func:`~tickertape.actors.pnl.accounting.borrow_fee` at the instrument's
+``borrow_rate`` (else the market's ``borrow_rates``), charged at each new mark of the
+symbol and before each of its fills, for the time since the last charge at the mark
+of that time; the portfolio is charged what its strategies are (not its net
+position's fee), so it stays their sum.
+
 Fills count only from the order engine's identity (``orders_source``): an
 ``order.*`` event from anyone else (a strategy that managed to publish one) is ignored,
 counted and logged as an error.
 """
 
 from __future__ import annotations
+
+import math
 
 import msgspec
 
@@ -48,6 +57,12 @@ DEFAULT_INITIAL_CASH: dict[Market, float] = {
     "crypto": 100_000.0,
 }
 """Starting capital per market when none is configured (KRW 100 M, USD 100 k, USDT 100 k)."""
+
+DEFAULT_BORROW_RATE = 0.0025
+"""Annual borrow fee rate of a cash-like short when neither the instrument nor the
+market sets one: 0.25 % a year, the order of the fee US brokers quote for an
+easy-to-borrow (general collateral) stock, the least a short pays. Hard-to-borrow
+names cost far more (tens of percent a year): set ``borrow_rate`` per instrument."""
 
 PORTFOLIO = "portfolio"
 
@@ -74,6 +89,9 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             each fill.
         instruments_file: a TOML file of specifications, instead of ``instruments``;
             relative to the working directory.
+        borrow_rates: annual borrow fee rate (a fraction, ≥ 0) of cash-like shorts
+            per market, where the instrument sets no ``borrow_rate``; a market not
+            listed pays :data:`DEFAULT_BORROW_RATE`.
     """
 
     initial_cash: dict[Market, float] = msgspec.field(
@@ -84,6 +102,7 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     orders_source: str = "orders"
     instruments: InstrumentsConfig = msgspec.field(default_factory=dict)
     instruments_file: str | None = None
+    borrow_rates: dict[Market, float] = msgspec.field(default_factory=dict)
 
 
 class PnlState(msgspec.Struct, kw_only=True):
@@ -116,6 +135,9 @@ class PnlActor(Actor):
         for market, cash in self.config.initial_cash.items():
             if market not in MARKETS or cash < 0:
                 raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
+        for market, rate in self.config.borrow_rates.items():
+            if market not in MARKETS or not (math.isfinite(rate) and rate >= 0.0):
+                raise ConfigError(f"borrow_rates.{market} must be ≥ 0 for a known market")
         self.instruments = load_instruments(
             self.config.instruments, self.config.instruments_file, owner="pnl"
         )
@@ -123,16 +145,21 @@ class PnlActor(Actor):
         self._dirty: set[str] = set()
         self._holders: dict[str, list[str]] = {}
         self._intervals = frozenset(self.config.bar_intervals)
+        self._borrow_rates: dict[str, float] = {}
 
     def on_event(self, event: Event, ctx: Context) -> None:
         payload = event.payload
         market = event.market
         if isinstance(payload, Bar):
             wanted = not self._intervals or payload.interval in self._intervals
-            if market is not None and wanted and self._mark(market, payload.symbol, payload.close):
+            if (
+                market is not None
+                and wanted
+                and self._mark(market, payload.symbol, payload.close, ctx)
+            ):
                 self._arm(ctx)
         elif isinstance(payload, Trade):
-            if market is not None and self._mark(market, payload.symbol, payload.price):
+            if market is not None and self._mark(market, payload.symbol, payload.price, ctx):
                 self._arm(ctx)
         elif isinstance(payload, OrderEvent) and payload.fill is not None:
             if event.source == self.config.orders_source:
@@ -193,13 +220,18 @@ class PnlActor(Actor):
             portfolio = accounting.add_capital(portfolio, cash)
         return portfolio
 
-    def _mark(self, market: Market, symbol: str, price: float) -> bool:
-        """Mark the books holding ``symbol``; True when one of them became dirty (it
-        then waits for the next publish tick)."""
+    def _mark(self, market: Market, symbol: str, price: float, ctx: Context) -> bool:
+        """Mark the books holding ``symbol`` (charging the borrow fees due at the old
+        mark first); True when one of them became dirty (it then waits for the next
+        publish tick)."""
         holders = self._holders.get(f"{market}:{symbol}")
         if not holders:
             return False
         ledgers = self.state.ledgers
+        for key in holders:
+            held = ledgers[key].positions[symbol]
+            if held.accrued_ns and held.mark != price:  # a strategy's cash-like short
+                self._charge_borrow(key, market, symbol, ctx.clock.now_ns())
         dirty = self._dirty
         newly = False
         for key in holders:
@@ -215,12 +247,19 @@ class PnlActor(Actor):
     def _on_fill(self, order: OrderEvent, event: Event, ctx: Context) -> None:
         market = order.market
         sid = order.strategy_id
+        now = ctx.clock.now_ns()
+        held = self.state.ledgers.get(f"{sid}:{market}")
+        if held is not None and order.symbol in held.positions:
+            # the fee of the short so far, before its quantity changes
+            self._charge_borrow(f"{sid}:{market}", market, order.symbol, now)
         portfolio = self._portfolio_for(sid, market)
         strategy = self._ledger(sid, market)
         rates = self.instruments.margin_rates(market, order.symbol)
         for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
             key = f"{book}:{market}"
             updated, _ = accounting.apply_order_fill(ledger, order, rates)
+            if book == sid:  # a short accrues from its fill on (the portfolio mirrors)
+                updated = accounting.accrue_borrow(updated, order.symbol, 0.0, now)
             self.state.ledgers[key] = updated
             self._hold(f"{market}:{order.symbol}", key)
             self._publish(key, ctx, event)
@@ -228,8 +267,31 @@ class PnlActor(Actor):
         # The fill's price is the symbol's newest mark: re-mark the other books holding
         # it (the two above already are), so that no book keeps an older one.
         fill = order.fill
-        if fill is not None and self._mark(market, order.symbol, fill.price):
+        if fill is not None and self._mark(market, order.symbol, fill.price, ctx):
             self._arm(ctx)
+
+    def _borrow_rate(self, market: Market, symbol: str) -> float:
+        key = f"{market}:{symbol}"
+        rate = self._borrow_rates.get(key)
+        if rate is None:
+            rate = self.instruments.spec(market, symbol).borrow_rate
+            if rate is None:
+                rate = self.config.borrow_rates.get(market, DEFAULT_BORROW_RATE)
+            self._borrow_rates[key] = rate
+        return rate
+
+    def _charge_borrow(self, key: str, market: Market, symbol: str, now: int) -> None:
+        """Charge book ``key`` (a strategy's) the borrow fee of ``symbol`` up to
+        ``now``, and its market's portfolio the same amount."""
+        ledgers = self.state.ledgers
+        ledger = ledgers[key]
+        fee = accounting.borrow_fee(
+            ledger.positions[symbol], self._borrow_rate(market, symbol), now
+        )
+        ledgers[key] = accounting.accrue_borrow(ledger, symbol, fee, now)
+        if fee:
+            portfolio = f"{PORTFOLIO}:{market}"
+            ledgers[portfolio] = accounting.accrue_borrow(ledgers[portfolio], symbol, fee, 0)
 
     def _publish(self, key: str, ctx: Context, cause: Event | None) -> None:
         ledger = self.state.ledgers[key]

@@ -126,6 +126,9 @@ class RiskActorState(msgspec.Struct, kw_only=True):
     orders: dict[str, TrackedOrder] = msgspec.field(default_factory=dict)
     prices: dict[str, tuple[float, int]] = msgspec.field(default_factory=dict)
     drawdowns: dict[str, float] = msgspec.field(default_factory=dict)
+    borrow_fees: dict[str, float] = msgspec.field(default_factory=dict)
+    """``"{strategy_id}:{market}"`` → the borrow fees its book has paid, from its last
+    pnl update (the gate's own books see fills only: this comes off their cash)."""
     approvals: dict[str, list[int]] = msgspec.field(default_factory=dict)
     clock_drift: bool = False
     margin_calls: dict[str, str] = msgspec.field(default_factory=dict)
@@ -282,7 +285,7 @@ class RiskActor(Actor):
                 reserved += notional
                 sides[2] += notional
         open_buys, open_sells = book_open.get(symbol, (0.0, 0.0))[:2]
-        funds = ledger.cash - reserved
+        funds = ledger.cash - reserved - self.state.borrow_fees.get(f"{sid}:{market}", 0.0)
         funds -= self._futures_margin_less_unrealized(ledger, market, book_open)
         if book_open or any(p.quantity < 0.0 for p in ledger.positions.values()):
             funds -= self._short_collateral_less_covers(ledger, market, book_open)
@@ -469,6 +472,9 @@ class RiskActor(Actor):
                 continue
             sid = update.strategy_id
             self.state.drawdowns[f"{sid}:{market}"] = book.drawdown
+            borrowed = sum(p.borrow_fees for p in book.positions)
+            if borrowed:
+                self.state.borrow_fees[f"{sid}:{market}"] = borrowed
             limits = self._limits(market, sid)
             breached = limits.max_drawdown is not None and book.drawdown >= limits.max_drawdown
             if breached and self.state.states.of("strategy", sid) != "HALTED":
