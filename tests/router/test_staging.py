@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tickertape.errors import RouterError
-from tickertape.router.staging import StageBook, StageIncompleteError, StageUnknownError
+from tickertape.router.staging import (
+    StageBook,
+    StageIncompleteError,
+    StageUnknownError,
+    footprint,
+)
 
 from .support import trade
 
@@ -59,7 +64,7 @@ def test_one_source_cannot_take_the_routers_room() -> None:
     with pytest.raises(RouterError) as info:
         book.add("main", "s2", [trade("a", 4)])
     assert info.value.code == "RATE_LIMITED"
-    assert "'a' already has 3 events staged" in info.value.message
+    assert "'a' already has 3 events (" in info.value.message
     book.add("main", "s2", [trade("a", 3), trade("b", 1)])  # a resend is no new event
     assert book.staged_events == 4
     book.take("main", "s1", {"a": 2})
@@ -99,3 +104,33 @@ def test_expire_drops_only_stages_idle_long_enough() -> None:
     assert book.expire() == 2
     assert book.staged_events == 0
     book.add("main", "s3", [trade("a", 2), trade("a", 3)])  # a's quota was freed too
+
+
+def test_stages_are_bounded_in_bytes_per_router_and_per_source() -> None:
+    """Events count for their footprint: a source over its byte quota is refused while
+    others stage, the router's byte bound refuses anyone, a resend of the same event
+    adds nothing, a larger resend counts the difference, and a commit frees it all."""
+    size = footprint(trade("a", 1))
+    book = StageBook(max_bytes=5 * size + 10, max_bytes_per_source=3 * size + 10)
+    book.add("main", "s1", [trade("a", 1), trade("a", 2), trade("a", 3)])
+    assert book.staged_bytes == 3 * size
+    with pytest.raises(RouterError) as info:
+        book.add("main", "s1", [trade("a", 4)])
+    assert info.value.code == "RATE_LIMITED"
+    assert f"({3 * size:,} bytes) staged" in info.value.message
+    book.add("main", "s1", [trade("a", 3)])  # a resend: no new bytes
+    book.add("main", "s2", [trade("b", 1), trade("b", 2)])
+    assert book.staged_bytes == 5 * size
+    with pytest.raises(RouterError) as info:
+        book.add("main", "s2", [trade("c", 1)])  # the router is full
+    assert "events (" in info.value.message
+    bigger = trade("b", 2, topic="md.trade.crypto.BTC.with.a.much.longer.topic")
+    with pytest.raises(RouterError):
+        book.add("main", "s2", [bigger])  # 10 bytes of room left, the resend grows more
+    assert book.staged_bytes == 5 * size
+    book.take("main", "s1", {"a": 3})
+    assert book.staged_bytes == 2 * size
+    book.add("main", "s2", [bigger, trade("c", 1)])
+    assert book.staged_bytes == 2 * size + footprint(bigger)
+    book.take("main", "s2", {"b": 2, "c": 1})
+    assert (book.staged_bytes, book.staged_events) == (0, 0)

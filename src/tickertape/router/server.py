@@ -1348,6 +1348,7 @@ class Router:
             "errors": float(c.errors),
             "dropped_ephemeral": float(c.dropped_ephemeral),
             "staged_events": float(self.stages.staged_events),
+            "staged_bytes": float(self.stages.staged_bytes),
             "append_p50_ms": _percentile(latencies, 0.50) / 1e6,
             "append_p99_ms": _percentile(latencies, 0.99) / 1e6,
         }
