@@ -13,6 +13,7 @@ from tickertape.replay.control import STEP_TOPIC, WELCOME_TOPIC, Done, StepAnnou
 from tickertape.replay.distributed import RemoteTimers, ReplayCoordinator
 from tickertape.replay.manifest import DRIVER_SOURCE
 from tickertape.router.auth import create_token
+from tickertape.router.protocol import Committed
 from tickertape.schemas.envelope import Envelope
 from tickertape.schemas.registry import decode_payload
 from tickertape.schemas.system import Divergence
@@ -182,3 +183,26 @@ async def test_a_divergence_reported_in_a_snapshots_answer_is_counted(tmp_path: 
     await c._snapshot(5_000)
     assert c.divergences == [found]
     assert c._epochs == {0: 0, 1: 5_000}
+
+
+async def test_a_divergence_found_by_a_commit_is_counted(tmp_path: Path) -> None:
+    """A commit whose staged events the log held already answers the copies that differ
+    from the stored events: they join the run's divergences."""
+    found = Divergence(id="strategy.x:3", fields=["payload"], stored={}, regenerated={})
+    asked: list[tuple[str, dict[str, int], int, str | None]] = []
+
+    class Committer:
+        async def commit(
+            self, stage: str, expect: dict[str, int], ts_log: int, *, ns: str | None = None
+        ) -> Committed:
+            asked.append((stage, expect, ts_log, ns))
+            return Committed(
+                ref=1, stage=stage, first_gseq=4, last_gseq=5, count=2, divergences=[found]
+            )
+
+    c = coordinator(tmp_path)
+    c.client = Committer()  # type: ignore[assignment]
+    committed = await c._commit("r1:3:0", {"strategy.x": 2}, 9_000)
+    assert (committed.first_gseq, committed.count) == (4, 2)
+    assert asked == [("r1:3:0", {"strategy.x": 2}, 9_000, "runs/r1")]
+    assert c.divergences == [found]

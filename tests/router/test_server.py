@@ -312,6 +312,33 @@ async def test_staged_publish_and_commit(tmp_path: Path, acl_tokens: dict[str, A
         assert list(LogReader(tmp_path / "d", "main").read([">"])) == []
 
 
+async def test_a_commit_of_stored_events_reports_those_that_differ(
+    tmp_path: Path, acl_tokens: dict[str, Any]
+) -> None:
+    """Events staged again after their commit (a retried commit, regenerated outputs)
+    are not stored twice; the answer names the copies whose content differs from the
+    stored events (here a payload), not those that match, and the log keeps the first."""
+    async with (
+        running_router(tmp_path / "d", token_file=str(acl_tokens["path"])) as router,
+        Client(router.url, "driver", acl_tokens["driver"]) as driver,
+        Client(router.url, "strat", acl_tokens["strat"]) as strat,
+    ):
+        ns = "runs/test-dup"
+        first = [_intent("strat", 1, "strategy.intent.a"), _intent("strat", 2, "strategy.intent.a")]
+        await strat.publish(first, ns=ns, stage="w1")
+        done = await driver.commit("w1", {"strat": 2}, ts_log=42, ns=ns)
+        assert (done.count, done.divergences) == (2, [])
+        changed = msgspec.structs.replace(first[1], payload=trade("strat", 99).payload)
+        await strat.publish([first[0], changed], ns=ns, stage="w1-again")
+        again = await driver.commit("w1-again", {"strat": 2}, ts_log=42, ns=ns)
+        assert (again.first_gseq, again.last_gseq, again.count) == (1, 2, 2)
+        assert [(d.id, d.fields) for d in again.divergences] == [("strat:2", ["payload"])]
+        assert again.divergences[0].regenerated["payload"]["trade_id"] == "99"
+        assert again.divergences[0].stored["payload"]["trade_id"] == "2"
+    stored = list(LogReader(tmp_path / "d", ns).read([">"]))
+    assert [bytes(r.payload) for r in stored] == [bytes(e.payload) for e in first]
+
+
 async def test_staged_events_lost_with_a_restart_are_reported(
     tmp_path: Path, acl_tokens: dict[str, Any]
 ) -> None:

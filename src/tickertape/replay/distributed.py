@@ -604,7 +604,9 @@ class ReplayCoordinator:
         announcement is sent again with ``restage`` (default: this stage) to the
         actors in ``expect``, which publish those outputs again and answer; then the
         commit is retried. A commit the router applied before dying, retried after,
-        finds the events in the log already (same keys) and answers their positions.
+        finds the events in the log already (same keys) and answers their positions,
+        with the divergences among them (staged copies that differ from the stored
+        events): they join the run's divergences.
 
         Raises:
             RouterError: a refusal other than the above, or the stage still cannot be
@@ -615,7 +617,11 @@ class ReplayCoordinator:
         while True:
             try:
                 self.commits += 1
-                return await self.client.commit(stage, expect, ts_log, ns=self.namespace)
+                committed = await self.client.commit(stage, expect, ts_log, ns=self.namespace)
+                for d in committed.divergences:
+                    _log.error("divergence", stage=stage, id=d.id, fields=d.fields)
+                    self.divergences.append(d)
+                return committed
             except RouterError as exc:
                 if exc.code not in ("STAGE_INCOMPLETE", "STAGE_UNKNOWN"):
                     raise

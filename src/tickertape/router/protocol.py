@@ -26,6 +26,7 @@ import msgspec
 
 from tickertape.errors import RouterError
 from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.system import Divergence
 
 PROTOCOL_VERSION = 1
 """Announced in ``welcome``; bumped only on an incompatible change."""
@@ -494,14 +495,23 @@ class Unsubscribed(ServerFrame, tag="unsubscribed", frozen=True):
     sub: Ref
 
 
-class Committed(ServerFrame, tag="committed", frozen=True):
-    """Answer to ``commit``: positions of the committed batch (0 and 0 when empty)."""
+class Committed(ServerFrame, tag="committed", frozen=True, omit_defaults=True):
+    """Answer to ``commit``: positions of the committed batch (0 and 0 when empty).
+
+    Attributes:
+        divergences: staged events the log already held under their (``source``,
+            ``source_seq``) but with other content (payload, topic, times, ids of
+            cause: :func:`~tickertape.schemas.system.compare`), in the stage's order;
+            the stored ones stay. Empty (and left out of the frame) when every
+            duplicate matched or there was none.
+    """
 
     ref: Ref
     stage: str
     first_gseq: int
     last_gseq: int
     count: int
+    divergences: list[Divergence] = msgspec.field(default_factory=list)
 
 
 class StatsReply(ServerFrame, tag="stats", frozen=True):

@@ -91,7 +91,7 @@ from tickertape.router.subscriptions import Subscription, SubState
 from tickertape.router.validation import check_envelopes
 from tickertape.schemas.envelope import Envelope, Record, stamp
 from tickertape.schemas.registry import make_envelope
-from tickertape.schemas.system import Health
+from tickertape.schemas.system import Divergence, Health, compare
 from tickertape.topics import validate_topic
 
 log = structlog.get_logger("tickertape.router")
@@ -1299,6 +1299,9 @@ class Router:
                 f"{len(failed)} staged events refused by the log: {failed[0].message}",
             )
         gseqs = [r.gseq for r in results if r.gseq is not None]
+        divergences = await self._compare_duplicates(ns.name, envelopes, results)
+        for d in divergences:
+            log.error("commit_divergence", stage=frame.stage, id=d.id, fields=d.fields)
         await conn.send(
             Committed(
                 ref=frame.ref,
@@ -1306,8 +1309,41 @@ class Router:
                 first_gseq=min(gseqs) if gseqs else 0,
                 last_gseq=max(gseqs) if gseqs else 0,
                 count=len(results),
+                divergences=divergences,
             )
         )
+
+    async def _compare_duplicates(
+        self, ns: str, envelopes: list[Envelope], results: list[AppendResult]
+    ) -> list[Divergence]:
+        """The staged events the log found stored already (same ``source``,
+        ``source_seq``) whose stored twin differs (:func:`compare`), in stage order.
+
+        A commit applied before a crash and retried after finds its events stored; the
+        stagers' second copies are regenerated outputs, so a difference means an actor
+        that is not deterministic. The twins are read from the log between the
+        duplicates' first and last gseq; a duplicate the log gave no position for
+        (older than its in-memory window, under another topic) is not compared.
+        """
+        twins = {
+            (env.source, env.source_seq): env
+            for env, r in zip(envelopes, results, strict=True)
+            if r.duplicate and r.gseq is not None
+        }
+        if not twins:
+            return []
+        wanted = [r.gseq for r in results if r.duplicate and r.gseq is not None]
+        found: dict[tuple[str, int], Divergence | None] = {}
+        cursor = self.backend.history(ns, [">"], min(wanted), max(wanted))
+        try:
+            while len(found) < len(twins) and (chunk := await cursor.next_chunk()):
+                for rec in chunk:
+                    env = twins.get((rec.source, rec.source_seq))
+                    if env is not None:
+                        found[(rec.source, rec.source_seq)] = compare(env, rec)
+        finally:
+            cursor.close()
+        return [d for key in twins if (d := found.get(key)) is not None]
 
     # ------------------------------------------------------------------ health
 

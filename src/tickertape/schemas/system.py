@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from tickertape.schemas.envelope import Envelope, Record, unstamp
 from tickertape.schemas.registry import register, register_upcaster
 
 
@@ -171,3 +172,46 @@ class ClockReply(msgspec.Struct, frozen=True, kw_only=True):
     requester: str
     sent_ns: int
     authority_ns: int
+
+
+_COMPARED = (
+    "topic",
+    "type",
+    "v",
+    "market",
+    "ts_event",
+    "causation_id",
+    "correlation_id",
+)
+
+
+def compare(
+    regenerated: Envelope, stored: Record, *, compare_ts_event: bool = True
+) -> Divergence | None:
+    """Return the :class:`Divergence` between an event and its stored twin, or None.
+
+    ``ts_init`` is never compared: it is the producer's clock when the envelope was
+    built. A live actor catching up passes ``compare_ts_event=False``: its clock
+    (hence a defaulted ``ts_event``) is the wall clock, which differs from the first
+    run's; content still must match.
+    """
+    fields = [
+        f
+        for f in _COMPARED
+        if (compare_ts_event or f != "ts_event") and getattr(regenerated, f) != getattr(stored, f)
+    ]
+    if bytes(regenerated.payload) != bytes(stored.payload):
+        fields.append("payload")
+    if not fields:
+        return None
+    return Divergence(
+        id=regenerated.id,
+        fields=fields,
+        stored=_as_dict(unstamp(stored)),
+        regenerated=_as_dict(regenerated),
+    )
+
+
+def _as_dict(envelope: Envelope) -> dict[str, Any]:
+    decoded: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(envelope))
+    return decoded

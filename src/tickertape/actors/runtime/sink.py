@@ -18,53 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-import msgspec
-
 from tickertape.errors import LogError
-from tickertape.schemas.envelope import Envelope, Record, stamp, unstamp
+from tickertape.schemas.envelope import Envelope, Record, stamp
 from tickertape.schemas.system import Divergence as Divergence  # re-exported
-
-_COMPARED = (
-    "topic",
-    "type",
-    "v",
-    "market",
-    "ts_event",
-    "causation_id",
-    "correlation_id",
-)
-
-
-def compare(
-    regenerated: Envelope, stored: Record, *, compare_ts_event: bool = True
-) -> Divergence | None:
-    """Return the :class:`Divergence` between an event and its stored twin, or None.
-
-    ``ts_init`` is never compared: it is the producer's clock when the envelope was
-    built. A live actor catching up passes ``compare_ts_event=False``: its clock
-    (hence a defaulted ``ts_event``) is the wall clock, which differs from the first
-    run's; content still must match.
-    """
-    fields = [
-        f
-        for f in _COMPARED
-        if (compare_ts_event or f != "ts_event") and getattr(regenerated, f) != getattr(stored, f)
-    ]
-    if bytes(regenerated.payload) != bytes(stored.payload):
-        fields.append("payload")
-    if not fields:
-        return None
-    return Divergence(
-        id=regenerated.id,
-        fields=fields,
-        stored=_as_dict(unstamp(stored)),
-        regenerated=_as_dict(regenerated),
-    )
-
-
-def _as_dict(envelope: Envelope) -> dict[str, Any]:
-    decoded: dict[str, Any] = msgspec.json.decode(msgspec.json.encode(envelope))
-    return decoded
+from tickertape.schemas.system import compare as compare  # re-exported
 
 
 class Sink(Protocol):
