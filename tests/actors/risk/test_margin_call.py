@@ -6,20 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
 import pytest
 
 from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
 from tests.actors.risk.test_actor import system
 from tests.actors.risk.test_worst_case import Script
+from tickertape.actors.base import Event
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.orders.instruments import InstrumentSpec
 from tickertape.actors.pnl import PnlConfig
 from tickertape.actors.risk import RiskConfig, parse_limits
 from tickertape.actors.risk import checks as rc
+from tickertape.actors.risk.actor import RiskActor
 from tickertape.actors.strategy import StrategyActor, StrategyConfig
-from tickertape.schemas import Record
-from tickertape.schemas.pnl import Book, Position
+from tickertape.schemas import Record, stamp
+from tickertape.schemas.envelope import Market
+from tickertape.schemas.pnl import Book, PnlUpdate, Position
+from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.risk import RiskCommand, RiskDecision, RiskState
 
 T0 = 1_704_067_200_000_000_000
@@ -174,3 +179,48 @@ def test_a_cash_like_short_is_called_below_30_percent_of_its_value() -> None:
     # the 160 bar closes at minute 4; its mark is published at the next minute's tick
     called = next(r for r, _ in payloads(out, "risk.state"))
     assert called.ts_event == T0 + 5 * MINUTE_NS
+
+
+class Published:
+    """The gate's context, reduced to what a pnl update makes it do: publish states."""
+
+    def __init__(self) -> None:
+        self.states: list[tuple[str, str | None, str, str]] = []
+
+    def publish(self, topic: str, payload: RiskState, **_: object) -> None:
+        self.states.append((payload.scope, payload.key, payload.state, payload.reason))
+
+
+def update(market: Market, equity: float, short: float, seq: int) -> Event:
+    """Strategy ``s``'s pnl update in ``market``: ``equity``, short ``short`` units of a
+    cash-like X at 100 (requirement 30 × ``short``)."""
+    held = Position(market=market, symbol="X", quantity=-short, average_cost=100.0,
+                    mark=100.0, unrealized=0.0, realized=0.0)  # fmt: skip
+    book = msgspec.structs.replace(
+        BOOK, market=market, cash=equity + 100.0 * short, equity=equity, positions=[held]
+    )
+    payload = PnlUpdate(strategy_id="s", books=[book])
+    env = make_envelope(payload, topic="pnl.update.s", source="pnl", source_seq=seq,
+                        ts_event=T0 + seq, market=market)  # fmt: skip
+    return Event(stamp(env, seq, seq, T0 + seq), payload)
+
+
+BOOK = Book(market="us", currency="USD", cash=0.0, realized=0.0, unrealized=0.0,
+            fees=0.0, equity=0.0, high_water_mark=1.0, drawdown=0.0, max_drawdown=0.0)  # fmt: skip
+
+
+def test_a_strategy_called_in_two_markets_is_restored_when_both_are_met() -> None:
+    """The strategy scope is shared by its books: called from its US book, joined by
+    its crypto book, it returns to ACTIVE only once both meet their requirement."""
+    gate = RiskActor(RiskConfig(limits=parse_limits("[global]\ncheck_cash = true\n")))
+    ctx = Published()
+    for seq, (market, equity) in enumerate(
+        [("us", 100.0), ("crypto", 100.0), ("us", 1_000.0), ("crypto", 1_000.0)], start=1
+    ):
+        gate.on_event(update(market, equity, 10.0, seq), ctx)  # type: ignore[arg-type]
+        if seq == 3:
+            assert ctx.states == [("strategy", "s", "REDUCING", "MARGIN_CALL")]
+    assert ctx.states == [
+        ("strategy", "s", "REDUCING", "MARGIN_CALL"),
+        ("strategy", "s", "ACTIVE", "MARGIN_RESTORED"),
+    ]

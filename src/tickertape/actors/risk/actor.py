@@ -488,17 +488,19 @@ class RiskActor(Actor):
         """Call or release the margin of one book (see the module's docstring)."""
         calls = self.state.margin_calls
         tag = f"{scope}:{key}"
+        state = self.state.states.of(scope, key)
         if book.equity < maintenance_requirement(book):
             if book_key in calls:
-                return
-            if tag in calls.values() or self.state.states.of(scope, key) == "ACTIVE":
+                return  # called already
+            if state == "ACTIVE":
                 calls[book_key] = tag
-            if self.state.states.of(scope, key) == "ACTIVE":
                 self._set_state(scope, key, "REDUCING", "MARGIN_CALL", event, ctx)
+            elif tag in calls.values():
+                calls[book_key] = tag  # joins another book's call on the scope
             return
         if calls.pop(book_key, None) is None or tag in calls.values():
-            return
-        if self.state.states.of(scope, key) == "REDUCING":
+            return  # not called, or another book still holds the scope's call
+        if state == "REDUCING":
             self._set_state(scope, key, "ACTIVE", "MARGIN_RESTORED", event, ctx)
 
     def _on_command(self, command: RiskCommand, event: Event, ctx: Context) -> None:
