@@ -501,7 +501,7 @@ class Committed(ServerFrame, tag="committed", frozen=True, omit_defaults=True):
     Attributes:
         divergences: staged events the log already held under their (``source``,
             ``source_seq``) but with other content (payload, topic, times, ids of
-            cause: :func:`~tickertape.schemas.system.compare`), in the stage's order;
+            cause: :func:`~tickertape.schemas.system.compare`), in the log's order;
             the stored ones stay. Empty (and left out of the frame) when every
             duplicate matched or there was none.
     """

@@ -1317,7 +1317,7 @@ class Router:
         self, ns: str, envelopes: list[Envelope], results: list[AppendResult]
     ) -> list[Divergence]:
         """The staged events the log found stored already (same ``source``,
-        ``source_seq``) whose stored twin differs (:func:`compare`), in stage order.
+        ``source_seq``) whose stored twin differs (:func:`compare`), in the log's order.
 
         A commit applied before a crash and retried after finds its events stored; the
         stagers' second copies are regenerated outputs, so a difference means an actor
@@ -1325,25 +1325,25 @@ class Router:
         duplicates' first and last gseq; a duplicate the log gave no position for
         (older than its in-memory window, under another topic) is not compared.
         """
-        twins = {
-            (env.source, env.source_seq): env
-            for env, r in zip(envelopes, results, strict=True)
-            if r.duplicate and r.gseq is not None
-        }
+        twins: dict[tuple[str, int], Envelope] = {}
+        gseqs: list[int] = []
+        for env, r in zip(envelopes, results, strict=True):
+            if r.duplicate and r.gseq is not None:
+                twins[(env.source, env.source_seq)] = env
+                gseqs.append(r.gseq)
         if not twins:
             return []
-        wanted = [r.gseq for r in results if r.duplicate and r.gseq is not None]
-        found: dict[tuple[str, int], Divergence | None] = {}
-        cursor = self.backend.history(ns, [">"], min(wanted), max(wanted))
+        found: list[Divergence] = []
+        cursor = self.backend.history(ns, [">"], min(gseqs), max(gseqs))
         try:
-            while len(found) < len(twins) and (chunk := await cursor.next_chunk()):
+            while twins and (chunk := await cursor.next_chunk()):
                 for rec in chunk:
-                    env = twins.get((rec.source, rec.source_seq))
-                    if env is not None:
-                        found[(rec.source, rec.source_seq)] = compare(env, rec)
+                    key = (rec.source, rec.source_seq)
+                    if key in twins and (d := compare(twins.pop(key), rec)) is not None:
+                        found.append(d)
         finally:
             cursor.close()
-        return [d for key in twins if (d := found.get(key)) is not None]
+        return found
 
     # ------------------------------------------------------------------ health
 

@@ -194,19 +194,11 @@ class Published:
 def update(market: Market, equity: float, short: float, seq: int) -> Event:
     """Strategy ``s``'s pnl update in ``market``: ``equity``, short ``short`` units of a
     cash-like X at 100 (requirement 30 × ``short``)."""
-    held = Position(market=market, symbol="X", quantity=-short, average_cost=100.0,
-                    mark=100.0, unrealized=0.0, realized=0.0)  # fmt: skip
-    book = msgspec.structs.replace(
-        BOOK, market=market, cash=equity + 100.0 * short, equity=equity, positions=[held]
-    )
-    payload = PnlUpdate(strategy_id="s", books=[book])
+    short_book = msgspec.structs.replace(book(equity, held(-short, 100.0)), market=market)
+    payload = PnlUpdate(strategy_id="s", books=[short_book])
     env = make_envelope(payload, topic="pnl.update.s", source="pnl", source_seq=seq,
                         ts_event=T0 + seq, market=market)  # fmt: skip
     return Event(stamp(env, seq, seq, T0 + seq), payload)
-
-
-BOOK = Book(market="us", currency="USD", cash=0.0, realized=0.0, unrealized=0.0,
-            fees=0.0, equity=0.0, high_water_mark=1.0, drawdown=0.0, max_drawdown=0.0)  # fmt: skip
 
 
 def test_a_strategy_called_in_two_markets_is_restored_when_both_are_met() -> None:
