@@ -20,7 +20,7 @@ import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, cast
@@ -578,7 +578,7 @@ class LogReader:
             max_offset=_INF if to_offset is None else to_offset,
             max_gseq=self.head_gseq() if max_gseq is None else max_gseq,
         )
-        return _one_by_one(
+        return chain.from_iterable(
             self._topic_batches(topic, _entry_offset, _last_offset, from_offset, bounds)
         )
 
@@ -629,7 +629,7 @@ class LogReader:
             from_gseq,
             lambda: _Bounds(min_gseq=from_gseq, max_gseq=limit),
         )
-        return _one_by_one(_merge_batches(iterators, _record_gseq, _sort_by_gseq))
+        return chain.from_iterable(_merge_batches(iterators, _record_gseq, _sort_by_gseq))
 
     def read_from_time(
         self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
@@ -639,7 +639,7 @@ class LogReader:
         Stops each topic before the first record with ``ts_event ≥ to_ns``. Open files
         are bounded as in :meth:`read`.
         """
-        return _one_by_one(
+        return chain.from_iterable(
             _merge_batches(
                 self._time_range_iterators(patterns, ts_ns, to_ns), _record_gseq, _sort_by_gseq
             )
@@ -656,7 +656,7 @@ class LogReader:
         already in ts_event order (the log refuses regressions). Open files are bounded
         as in :meth:`read`.
         """
-        return _one_by_one(
+        return chain.from_iterable(
             _merge_batches(
                 self._time_range_iterators(patterns, ts_ns, to_ns), _record_time, _sort_by_time
             )
@@ -777,6 +777,8 @@ class LogReader:
 
 
 def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None]:
+    """The records of ``batches`` one by one, as a generator (closable, unlike the
+    ``chain.from_iterable`` the finite reads return: it iterates in C, ~2% faster)."""
     for batch in batches:
         yield from batch
 
@@ -799,7 +801,7 @@ def merge_by_gseq(
     sources = _batch_sources(iterators, read_ahead)
     if len(iterators) == 1:
         return iter(iterators[0])
-    return _one_by_one(_merge_batches(sources, _record_gseq, _sort_by_gseq))
+    return chain.from_iterable(_merge_batches(sources, _record_gseq, _sort_by_gseq))
 
 
 def merge_by_time(
@@ -813,7 +815,7 @@ def merge_by_time(
         ValueError: at the call, when ``read_ahead < 1``.
     """
     sources = _batch_sources(iterators, read_ahead)
-    return _one_by_one(_merge_batches(sources, _record_time, _sort_by_time))
+    return chain.from_iterable(_merge_batches(sources, _record_time, _sort_by_time))
 
 
 def _batch_sources(
