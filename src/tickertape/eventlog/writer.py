@@ -85,9 +85,14 @@ MAX_OPEN_FILES = 256
 SYNCFS_THRESHOLD = 8
 """A group touching more files than this is made durable with one syncfs(2) (Linux)."""
 
-RECENT_KEYS = 262_144
+RECENT_KEYS = 131_072
 """Positions of stored (source, source_seq) kept in memory to answer duplicates without
-reading the files (about 7 MB at most: see :mod:`tickertape.eventlog.dedupe`)."""
+reading the files (about 3.7 MB at most: see :mod:`tickertape.eventlog.dedupe`).
+Trimmed to half when full, it holds the latest 65,536 to 131,072 records; older
+duplicates (a client's full outbox is 100,000 events) are found in the files
+(``_resolve_older``). At 262,144 the router's RSS grew 21.0 MB at its peak over 5 M
+events to 16 subscribers, 17.4 MB at this size (benchmarks/bench_router.py, one run
+each; docs/protocol.md §13)."""
 
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
 
