@@ -777,8 +777,10 @@ class LogReader:
 
 
 def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None]:
-    """The records of ``batches`` one by one, as a generator (closable, unlike the
-    ``chain.from_iterable`` the finite reads return: it iterates in C, ~2% faster)."""
+    """The records of ``batches`` one by one, as a generator, for :meth:`LogReader.follow`:
+    a follow does not end by itself, so it keeps ``close``. The finite reads return
+    ``chain.from_iterable`` instead, which has no ``close`` but iterates in C (read one
+    topic ~2 % faster)."""
     for batch in batches:
         yield from batch
 

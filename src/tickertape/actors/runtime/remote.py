@@ -908,7 +908,7 @@ async def _fetch_stored_twins(
     to_gseq: int | None = None,
 ) -> dict[_K, Record]:
     """The stored twins of regenerated ``outputs`` (a restarted actor's catch-up, a
-    rerun), to compare them with (:func:`~tickertape.actors.runtime.sink.compare`).
+    rerun), to compare them with (:func:`~tickertape.schemas.system.compare`).
 
     One fetch of ``outputs``' topics in ``namespace`` from ``start`` (to ``to_gseq``,
     else to the head), closed however it ends.
