@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from tests.router.support import running_router
 from tests.timeauthority.test_scheduler import rec
 from tickertape.client import Client
 from tickertape.replay import RunSettings
-from tickertape.replay.control import STEP_TOPIC, WELCOME_TOPIC, Done, StepAnnounce, step_topic
+from tickertape.errors import ConfigError, RouterError
+from tickertape.replay.control import (
+    STEP_TOPIC,
+    WELCOME_TOPIC,
+    Done,
+    Hello,
+    StepAnnounce,
+    step_topic,
+)
 from tickertape.replay.distributed import RemoteTimers, ReplayCoordinator
 from tickertape.replay.manifest import DRIVER_SOURCE
 from tickertape.router.auth import create_token
 from tickertape.router.protocol import Committed
 from tickertape.schemas.envelope import Envelope
-from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.registry import decode_payload, make_envelope
 from tickertape.schemas.system import Divergence
 from tickertape.timeauthority.control import ClockControl
 from tickertape.timeauthority.pacing import Pacer
@@ -166,7 +176,7 @@ async def test_a_divergence_reported_in_a_snapshots_answer_is_counted(tmp_path: 
     c = coordinator(tmp_path)
     found = Divergence(id="strategy.x:7", fields=["payload"], stored={}, regenerated={})
 
-    async def answer(announce: StepAnnounce) -> None:
+    async def answer(announce: StepAnnounce, *, wait: bool = True, settle: bool = True) -> None:
         c._dones[announce.seq] = {
             actor: Done(
                 run_id="r1",
@@ -206,3 +216,91 @@ async def test_a_divergence_found_by_a_commit_is_counted(tmp_path: Path) -> None
     assert (committed.first_gseq, committed.count) == (4, 2)
     assert asked == [("r1:3:0", {"strategy.x": 2}, 9_000, "runs/r1")]
     assert c.divergences == [found]
+
+
+class _Router:
+    """A stand-in client: commits at the positions it is told to, records announcements."""
+
+    def __init__(self, first_gseq: int) -> None:
+        self.first_gseq = first_gseq
+        self.sent: list[StepAnnounce] = []
+
+    async def commit(
+        self, stage: str, expect: dict[str, int], ts_log: int, *, ns: str | None = None
+    ) -> Committed:
+        count = sum(expect.values())
+        first, self.first_gseq = self.first_gseq, self.first_gseq + count
+        return Committed(
+            ref=1, stage=stage, first_gseq=first, last_gseq=first + count - 1, count=count
+        )
+
+    async def send_ephemeral(self, envelopes: list[Envelope], *, ns: str | None = None) -> None:
+        for env in envelopes:
+            self.sent.append(decode_payload(env.type, env.v, env.payload))
+
+
+def _answering(c: ReplayCoordinator, outputs: dict[str, dict[str, int]]) -> None:
+    """Every announcement is answered at once: ``outputs[actor]`` per topic in wave 0,
+    nothing after."""
+
+    async def wait_dones(announce: StepAnnounce) -> None:
+        c._dones[announce.seq] = {
+            actor: Done(
+                run_id="r1",
+                actor=actor,
+                nonce="n",
+                seq=announce.seq,
+                outputs=sum(topics.values()) if announce.wave == 0 else 0,
+                topics=topics if announce.wave == 0 else {},
+            )
+            for actor, topics in outputs.items()
+            if announce.addresses(actor)
+        }
+
+    c._wait_dones = wait_dones  # type: ignore[method-assign]
+    c._confirmed_step = True
+
+
+async def test_the_next_wave_is_announced_with_the_gseqs_its_commit_will_take(
+    tmp_path: Path,
+) -> None:
+    """Wave 1 goes out right behind wave 0's commit: its range follows the run's last
+    commit and its counts per topic are the outputs' that a reader subscribes to."""
+    c = coordinator(tmp_path)
+    router = _Router(first_gseq=8)
+    c.client = router  # type: ignore[assignment]
+    c._run_head = 7  # the manifest and an earlier wave
+    _answering(c, {"indicators": {"indicator.sma.v1.us.X": 2, "pnl.update.us": 1}})
+    await c._run_step("step", 0, 5_000, targets=["indicators"], inputs=[])
+    wave1 = router.sent[-1]
+    assert (wave1.wave, wave1.actors, wave1.inputs) == (1, ["strategy.x"], [])
+    assert (wave1.run_from, wave1.run_to) == (8, 10)
+    assert wave1.run_topics == {"indicator.sma.v1.us.X": 2}  # pnl.update.us: no reader
+    assert c._run_head == 10
+    assert c._inflight is None
+
+
+async def test_a_commit_stored_elsewhere_than_announced_fails_the_run(tmp_path: Path) -> None:
+    """Only the time authority writes a run namespace: a commit at other gseqs than the
+    ones announced (another writer) is a COMMIT_POSITION error, not a silent shift."""
+    c = coordinator(tmp_path)
+    c.client = _Router(first_gseq=12)  # type: ignore[assignment]  # 4 records appeared
+    c._run_head = 7
+    _answering(c, {"indicators": {"indicator.sma.v1.us.X": 2}})
+    with pytest.raises(RouterError) as caught:
+        await c._run_step("step", 0, 5_000, targets=["indicators"], inputs=[])
+    assert caught.value.code == "COMMIT_POSITION"
+    assert "12..13, announced as 8..9" in str(caught.value)
+
+
+async def test_an_actor_of_another_protocol_version_is_refused(tmp_path: Path) -> None:
+    """An actor that expects each wave's records in its announcement (protocol 1) would
+    run waves ≥ 1 without inputs: its hello fails the run with a clear error."""
+    c = coordinator(tmp_path)
+    hello = Hello(run_id="r1", actor="indicators", nonce="n", protocol=1)
+    env = make_envelope(
+        hello, topic="system.replay.hello", source="indicators", source_seq=1, ts_event=0
+    )
+    with pytest.raises(ConfigError, match="speaks version 1 of the replay protocol"):
+        await c._handle(env)
+    assert c._nonces == {}

@@ -19,6 +19,7 @@ other payload schema) and are re-exported here.
 from __future__ import annotations
 
 from tickertape.schemas.replay import (
+    REPLAY_PROTOCOL,
     BatchStep,
     Done,
     Hello,
@@ -45,6 +46,7 @@ __all__ = [
     "CONTROL_PATTERN",
     "DONE_TOPIC",
     "HELLO_TOPIC",
+    "REPLAY_PROTOCOL",
     "STEP_TOPIC",
     "WELCOME_TOPIC",
     "BatchStep",

@@ -8,14 +8,20 @@ runs each step's waves over the router (docs/protocol.md §8):
 1. it announces the wave on ``system.replay.step`` (ephemeral, on the source
    namespace, so that the run's output subscribers never receive it): wave 0 carries
    the step's input records (read in (ts_event, gseq) order: gseq order is not time
-   order across topics), wave n ≥ 1 the run-namespace gseq range committed for
-   wave n-1;
-2. every actor runs the wave (:class:`~tickertape.actors.runtime.remote.RemoteReplayHost`),
-   publishes its outputs *staged* under ``<run>:<step>:<wave>`` and reports
-   ``system.replay.done`` with its output count and its next timer;
+   order across topics), wave n ≥ 1 the run-namespace gseq range of wave n-1's
+   outputs and their count per topic;
+2. every actor it addresses runs the wave
+   (:class:`~tickertape.actors.runtime.remote.RemoteReplayHost`), taking a wave n ≥ 1's
+   records from its own subscription to the run namespace, publishes its outputs
+   *staged* under ``<run>:<step>:<wave>`` and reports ``system.replay.done`` with its
+   outputs per topic and its next timer;
 3. the authority commits the stage (``commit``, ``ts_log`` = the step's time): the
    router appends it as one batch sorted by (``ts_event``, ``source``,
-   ``source_seq``) — the same bytes the in-process host writes;
+   ``source_seq``) — the same bytes the in-process host writes — and delivers it to
+   the actors subscribed. The next wave's announcement goes right behind the commit,
+   without waiting for its answer: only this authority writes the run namespace, so
+   the stage takes the gseqs after the last commit's, known in advance (checked
+   against the commit's answer before the wave's dones are awaited);
 4. a step ends with an empty wave.
 
 Actors that die are restarted by the driver's :class:`~tickertape.replay.supervision.Supervisor`;
@@ -46,6 +52,7 @@ from tickertape.eventlog import LogReader
 from tickertape.replay.control import (
     DONE_TOPIC,
     HELLO_TOPIC,
+    REPLAY_PROTOCOL,
     STEP_TOPIC,
     WELCOME_TOPIC,
     BatchStep,
@@ -178,9 +185,10 @@ class ReplayCoordinator:
         self._readers: dict[str, frozenset[str]] = {}
         self._dones: dict[int, dict[str, Done]] = {}
         self._ctl: RemoteSubscription | None = None
-        self._run_sub: RemoteSubscription | None = None
+        # The run namespace's last gseq after the commits made or in flight (only this
+        # authority writes it), and the commit in flight with the range it must get.
         self._run_head = 0
-        self._run_records: list[Record] = []
+        self._inflight: tuple[asyncio.Task[Committed], int, int] | None = None
         self.steps = 0
         self.inputs = 0
         self.resumed = asyncio.Event()
@@ -308,13 +316,7 @@ class ReplayCoordinator:
             include_ephemeral=True,
             queue_frames=4096,
         )
-        # Everything committed to the run comes back on this subscription, so that each
-        # wave's announcement carries its records (the actors need no fetch).
-        self._run_sub = self.client.subscribe(
-            [">"], "beginning", ns=self.namespace, queue_frames=4096
-        )
         await self._ctl.caught_up.wait()
-        await self._run_sub.caught_up.wait()
         reader = LogReader(self.data_dir, settings.source_namespace)
         positions = input_positions(reader, settings)
         manifest = manifest_envelope(
@@ -325,10 +327,6 @@ class ReplayCoordinator:
 
         self.independent = self._actors_independent()
         _log.info("replay_mode", batched=self.independent, actors=self.actors)
-        if self.independent and self._run_sub is not None:
-            # No wave ever reaches a second actor: the run's records are not needed.
-            await self._run_sub.close()
-            self._run_sub = None
         await self._run_step("start", -1, settings.start_ns)
         if self.on_step is not None:
             self.on_step(-1, settings.start_ns)
@@ -545,34 +543,71 @@ class ReplayCoordinator:
             expect = {a: d.outputs for a, d in sorted(dones.items()) if d.outputs}
             if not expect:
                 return
-            committed = await self._commit(announce.stage, expect, time_ns, announce)
-            readers = self._targets({t for d in dones.values() for t in d.topics})
-            if committed.count == 0 or not readers:
+            topics: dict[str, int] = {}
+            for actor, done in sorted(dones.items()):
+                if sum(done.topics.values()) != done.outputs:
+                    raise ConfigError(
+                        f"actor {actor} answered wave {announce.stage} with {done.outputs} "
+                        f"outputs but {sum(done.topics.values())} counted per topic: every "
+                        "process of a distributed run must run the same tickertape version"
+                    )
+                for topic, n in done.topics.items():
+                    topics[topic] = topics.get(topic, 0) + n
+            readers = self._targets(set(topics))
+            first = self._run_head + 1
+            self._start_commit(announce.stage, expect, time_ns, announce)
+            if not readers:
+                await self._settle_commit()
                 return
-            records = await self._committed(committed.first_gseq, committed.last_gseq)
+            # Sent right behind the commit (which reaches the actors subscribed as the
+            # router appends it); the commit's answer is checked before the dones.
             announce = await self._announce(
                 phase,
                 step,
                 announce.wave + 1,
                 time_ns,
                 actors=readers,
-                inputs=[r for r in records if self._readers_of(r.topic)],
-                run_from=committed.first_gseq,
-                run_to=committed.last_gseq,
+                run_from=first,
+                run_to=self._run_head,
+                run_topics={t: n for t, n in topics.items() if self._readers_of(t)},
             )
 
-    async def _committed(self, first: int, last: int) -> list[Record]:
-        """The run's records ``first..last`` (gseq), as the router delivers them."""
-        assert self._run_sub is not None
-        while self._run_head < last:
-            item = await anext(self._run_sub)
-            if isinstance(item, Record):
-                self._run_head = item.gseq
-                if item.gseq >= first:
-                    self._run_records.append(item)
-        taken = [r for r in self._run_records if first <= r.gseq <= last]
-        self._run_records = [r for r in self._run_records if r.gseq > last]
-        return taken
+    def _start_commit(
+        self, stage: str, expect: dict[str, int], ts_log: int, announce: StepAnnounce
+    ) -> None:
+        """Send the commit of ``stage`` without waiting for its answer; the run namespace
+        gets its events at the gseqs after the last commit's (:meth:`_settle_commit`
+        checks it). The next announcement is sent behind it."""
+        assert self._inflight is None, "a commit is in flight already"
+        first = self._run_head + 1
+        self._run_head += sum(expect.values())
+        task = asyncio.create_task(
+            self._commit(stage, expect, ts_log, announce), name=f"commit:{stage}"
+        )
+        self._inflight = (task, first, self._run_head)
+
+    async def _settle_commit(self) -> None:
+        """Wait for the commit in flight, if any.
+
+        Raises:
+            RouterError: the commit failed (see :meth:`_commit`), or the router stored
+                the stage at other gseqs than the ones announced (code
+                ``COMMIT_POSITION``: something else wrote into the run namespace).
+        """
+        if self._inflight is None:
+            return
+        task, first, last = self._inflight
+        try:
+            committed = await task
+        finally:
+            self._inflight = None
+        if (committed.first_gseq, committed.last_gseq) != (first, last):
+            raise RouterError(
+                "COMMIT_POSITION",
+                f"run namespace {self.namespace}: the router stored a wave at gseq "
+                f"{committed.first_gseq}..{committed.last_gseq}, announced as {first}..{last}; "
+                "only the replay's time authority may write into a run namespace",
+            )
 
     def _readers_of(self, topic: str) -> frozenset[str]:
         readers = self._readers.get(topic)
@@ -618,6 +653,8 @@ class ReplayCoordinator:
             try:
                 self.commits += 1
                 committed = await self.client.commit(stage, expect, ts_log, ns=self.namespace)
+                if self._inflight is None:
+                    self._run_head = max(self._run_head, committed.last_gseq)
                 for d in committed.divergences:
                     _log.error("divergence", stage=stage, id=d.id, fields=d.fields)
                     self.divergences.append(d)
@@ -638,7 +675,10 @@ class ReplayCoordinator:
 
     async def _restage(self, announce: StepAnnounce, actors: list[str], stages: list[str]) -> None:
         self._dones[announce.seq] = {}
-        await self._send_and_wait(msgspec.structs.replace(announce, actors=actors, restage=stages))
+        # Called from the commit in flight: it must not wait for itself.
+        await self._send_and_wait(
+            msgspec.structs.replace(announce, actors=actors, restage=stages), settle=False
+        )
         self._dones.pop(announce.seq, None)
 
     async def _snapshot(self, time_ns: int) -> None:
@@ -663,6 +703,7 @@ class ReplayCoordinator:
         batch: list[BatchStep] | None = None,
         run_from: int = 0,
         run_to: int = 0,
+        run_topics: dict[str, int] | None = None,
         until_ns: int = 0,
         epoch: int = 0,
     ) -> StepAnnounce:
@@ -680,32 +721,39 @@ class ReplayCoordinator:
             batch=batch or [],
             run_from=run_from,
             run_to=run_to,
+            run_topics=run_topics or {},
             until_ns=until_ns,
             epoch=epoch,
         )
         return await self._issue(announce, wait=wait)
 
     async def _issue(self, announce: StepAnnounce, *, wait: bool = True) -> StepAnnounce:
-        """Record ``announce`` in the history and send it; with ``wait``, until every
-        actor it addresses has answered (:meth:`_answered` takes the answers)."""
+        """Record ``announce`` in the history and send it; settle the commit in flight
+        (:meth:`_settle_commit`); with ``wait``, wait until every actor it addresses has
+        answered (:meth:`_answered` takes the answers)."""
         self._history.append(announce)
         self._dones[announce.seq] = {}
-        if not wait:
-            await self._send_announce(announce)
-            return announce
-        await self._send_and_wait(announce)
+        await self._send_and_wait(announce, wait=wait)
         return announce
 
-    async def _send_and_wait(self, announce: StepAnnounce) -> None:
-        """Send ``announce`` and wait for the answers of the actors it addresses.
+    async def _send_and_wait(
+        self, announce: StepAnnounce, *, wait: bool = True, settle: bool = True
+    ) -> None:
+        """Send ``announce``, settle the commit in flight, and (with ``wait``) wait for
+        the answers of the actors it addresses.
 
-        The router's puback and the actors' answers race: both are awaited together.
+        The router's puback, the commit's answer and the actors' answers race: all are
+        awaited together. The commit is settled first: a restaging it may need is
+        answered before this announcement's records can exist.
         """
         sending = asyncio.create_task(
             self._send_announce(announce), name=f"announce:{announce.seq}"
         )
         try:
-            await self._wait_dones(announce)
+            if settle:
+                await self._settle_commit()
+            if wait:
+                await self._wait_dones(announce)
         finally:
             await sending
 
@@ -744,6 +792,12 @@ class ReplayCoordinator:
         elif isinstance(payload, Hello):
             if payload.run_id != self.settings.run_id or payload.actor not in self.actors:
                 return
+            if payload.protocol != REPLAY_PROTOCOL:
+                raise ConfigError(
+                    f"actor {payload.actor} speaks version {payload.protocol} of the replay "
+                    f"protocol, this time authority {REPLAY_PROTOCOL}: every process of a "
+                    "distributed run must run the same tickertape version"
+                )
             self._nonces[payload.actor] = payload.nonce
             if payload.direct:
                 self._direct.add(payload.actor)

@@ -44,6 +44,10 @@ class RunSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return f"runs/{self.run_id}"
 
 
+REPLAY_PROTOCOL = 2
+"""The version of the authority ↔ actor exchange. 2: a wave ≥ 1's records reach each
+actor through its own subscription to the run namespace, not in the announcement."""
+
 Phase = Literal["start", "step", "batch", "stop", "snapshot", "rewind", "end"]
 
 
@@ -96,13 +100,18 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
         step: the step index (-1 for start, -2 for stop).
         wave: the wave within the step (0 = inputs and timers).
         time_ns: the step's simulated time.
-        inputs: the wave's records that an actor subscribes to. Wave 0: the step's
-            inputs in (ts_event, gseq) order, as the time authority read them from the
-            source namespace (an actor never sees an input of a later step). Wave ≥ 1:
-            the run namespace's records ``run_from..run_to`` in gseq order, as the
-            router delivered them to the authority after the commit.
+        inputs: wave 0: the step's input records that an actor subscribes to, in
+            (ts_event, gseq) order, as the time authority read them from the source
+            namespace (an actor never sees an input of a later step). Empty in waves
+            ≥ 1: their records come from each actor's own subscription to the run
+            namespace (see ``run_topics``).
         run_from: wave ≥ 1: the first gseq of the wave in the run namespace.
         run_to: wave ≥ 1: the last gseq of the wave (an actor's run position after it).
+        run_topics: wave ≥ 1: the wave's records per topic (the previous wave's
+            outputs, which the authority commits as it sends this announcement). An
+            actor takes from its run subscription the records of ``run_from..run_to``
+            on the topics it subscribes to, and runs the wave once it has them all:
+            their number is the sum of these counts over those topics.
         actors: the actors that run this wave (the others could not receive anything
             in it: no subscribed topic, no timer due); empty means every actor.
         batch: phase ``batch`` only: consecutive input steps, sent at once because no
@@ -130,6 +139,7 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
     inputs: list[Record] = msgspec.field(default_factory=list)
     run_from: int = 0
     run_to: int = 0
+    run_topics: dict[str, int] = msgspec.field(default_factory=dict)
     actors: list[str] = msgspec.field(default_factory=list)
     batch: list[BatchStep] = msgspec.field(default_factory=list)
     until_ns: int = 0
@@ -163,6 +173,10 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
             (:func:`step_topic`): a wave for a few actors is sent there, to them alone,
             instead of to every actor (False for a token without that topic, or an
             actor of an earlier version).
+        protocol: the version of this exchange the actor speaks
+            (:data:`REPLAY_PROTOCOL`); the authority refuses an actor that speaks
+            another (absent: 1, an actor that expects each wave's records in its
+            announcement).
     """
 
     run_id: str
@@ -171,6 +185,7 @@ class Hello(msgspec.Struct, frozen=True, kw_only=True):
     epoch: int = 0
     patterns: list[str] = msgspec.field(default_factory=list)
     direct: bool = False
+    protocol: int = 1
 
 
 @register("system.replay.welcome", 1)
@@ -206,7 +221,9 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
         seq: the announcement.
         outputs: events staged under the wave's stage id.
         next_timer_ns: the actor's earliest armed timer, or None.
-        topics: the distinct topics of the staged outputs, sorted.
+        topics: the staged outputs per topic (the authority addresses the next wave
+            to the actors subscribed to one of them and tells each how many records
+            to wait for).
         steps: phase ``batch``: every step the actor ran with outputs or for its own
             timers, in order (``outputs`` is then the batch's total).
         divergences: outputs the actor regenerated after a restart that differ from
@@ -219,6 +236,6 @@ class Done(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     outputs: int
     next_timer_ns: int | None = None
-    topics: list[str] = msgspec.field(default_factory=list)
+    topics: dict[str, int] = msgspec.field(default_factory=dict)
     steps: list[StepOutputs] = msgspec.field(default_factory=list)
     divergences: list[Divergence] = msgspec.field(default_factory=list)

@@ -11,10 +11,12 @@ it missed, then runs each announced wave exactly as the in-process host would:
 - wave 0 of a step: its timers due by the step's time, then the step's inputs
   (carried by the announcement, as the time authority read them from the source
   namespace in (ts_event, gseq) order: never an input of a later step);
-- wave n ≥ 1: the run records the time authority committed for wave n-1 (a bounded
-  ``fetch`` of that gseq range);
+- wave n ≥ 1: the records of wave n-1's outputs it subscribes to, which the router
+  delivers on the actor's own subscription to the run namespace as it commits them
+  (the announcement gives their gseq range and count per topic, and comes right
+  behind the commit);
 - its outputs are published *staged* under the wave's stage id, then it reports
-  ``done`` with their count and its next timer;
+  ``done`` with their count per topic and its next timer;
 - a ``batch`` announcement (actors that cannot feed one another) carries several
   steps: the actor runs them in order, with the timer steps its own timers call for
   in between, and stages each step's outputs apart (:meth:`RemoteReplayHost._run_batch`).
@@ -32,7 +34,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Container, Mapping, Sequence
 from operator import attrgetter
 from pathlib import Path
@@ -54,6 +56,7 @@ from tickertape.errors import SchemaError, SnapshotError, TickertapeError
 from tickertape.replay.control import (
     DONE_TOPIC,
     HELLO_TOPIC,
+    REPLAY_PROTOCOL,
     STEP_TOPIC,
     WELCOME_TOPIC,
     Done,
@@ -77,6 +80,10 @@ from tickertape.topics import matches_any
 
 _log = structlog.get_logger("tickertape.remote")
 
+
+RECENT_ANSWERS = 4
+"""Announcements whose ``done`` and staged outputs a replay actor keeps for a repeat
+or a restaging (the authority has at most one commit in flight, so two would do)."""
 
 ALERT_SEQ_BASE = 1 << 62
 """Divergence alerts of a live actor take ``source_seq`` = this + the actor's clock (ns):
@@ -234,8 +241,18 @@ class RemoteReplayHost:
         self.run_pos = 0
         self.last_seq = 0
         self._ctl_seq = 0
-        self._last_done: Envelope | None = None
-        self._last_staged: dict[str, list[Envelope]] = {}
+        # The last announcements answered: seq -> (their done, their stages' outputs),
+        # for a repeated announcement or a restaging (a router restart lost a stage).
+        self._recent: dict[int, tuple[Envelope, dict[str, list[Envelope]]]] = {}
+        self._ctl: RemoteSubscription | None = None
+        self._steps: tuple[str, ...] = ()
+        self._pending: deque[StepAnnounce] = deque()
+        # The run namespace's records on this actor's topics, from its own subscription.
+        self._run_sub: RemoteSubscription | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._records: deque[Record] = deque()
+        self._records_ready = asyncio.Event()
+        self._records_error: BaseException | None = None
         self._regenerated: list[Envelope] = []
         self._divergences: list[Divergence] = []
         self._in_flight: list[asyncio.Future[Any]] = []
@@ -250,6 +267,12 @@ class RemoteReplayHost:
                 non-zero; the driver's supervisor restarts it from its snapshot).
             RouterError: the router refused a publication.
         """
+        try:
+            await self._run()
+        finally:
+            await self._unfollow_run()
+
+    async def _run(self) -> None:
         # The waves for every actor, the welcome, and the waves for this actor alone
         # (a token made before that topic was part of the actor roles lacks it: then
         # without, and the authority sends this actor's waves to every actor).
@@ -264,6 +287,7 @@ class RemoteReplayHost:
             if await ctl.established():
                 break
         direct = len(steps) == 2
+        self._ctl, self._steps = ctl, steps
         snapshot = self.store.load_latest(type(self.actor).state_version)
         epoch = 0 if snapshot is None else snapshot.positions.get("epoch", 0)
         hello = Hello(
@@ -273,9 +297,10 @@ class RemoteReplayHost:
             epoch=epoch,
             patterns=list(self.actor.subscriptions),
             direct=direct,
+            protocol=REPLAY_PROTOCOL,
         )
         welcome: Welcome | None = None
-        pending: deque[StepAnnounce] = deque()
+        pending = self._pending
         while welcome is None:
             await self._send(HELLO_TOPIC, hello)
             try:
@@ -294,6 +319,7 @@ class RemoteReplayHost:
                 continue
         self.settings = welcome.settings
         self._restore(snapshot)
+        await self._follow_run()
         self.last_seq = epoch
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
@@ -313,27 +339,131 @@ class RemoteReplayHost:
         if announce.run_id != self.run_id or not announce.addresses(self.name):
             return True
         if announce.seq <= self.last_seq:
-            if announce.seq == self.last_seq and self._last_done is not None:
-                await self._restage(announce.restage)
-                await self.client.publish(
-                    [self._last_done], ns=self.control_namespace, ephemeral=True
-                )
+            recent = self._recent.get(announce.seq)
+            if recent is not None:
+                done, staged = recent
+                await self._restage(staged, announce.restage)
+                await self.client.publish([done], ns=self.control_namespace, ephemeral=True)
             return True
         if announce.phase == "rewind" or announce.rerun:
             # A seek behind the clock: restore, or run again without publishing (the
             # outputs are in the log; they are compared after the last rerun wave).
             if announce.phase == "rewind":
-                self._rewind(announce)
+                await self._rewind(announce)
             else:
                 await self._run_announce(announce, publish=False)
             await self._settle()
             self._stage_and_report(announce, {})
             return True
+        # The wave's records first: once they are here, every earlier commit is applied,
+        # so the stored twins of regenerated outputs can be fetched.
+        records = await self._wave_records(announce)
         if self._regenerated:
             await self._compare_regenerated()
-        return await self._run_announce(announce, publish=True)
+        return await self._run_announce(announce, publish=True, records=records)
 
-    def _rewind(self, a: StepAnnounce) -> None:
+    # ------------------------------------------------------------ run records
+
+    async def _follow_run(self) -> None:
+        """(Re)subscribe to the run namespace on the actor's topics from just after its
+        run position (a restored snapshot's, or 0): waves ≥ 1 take their records from
+        this subscription (:meth:`_wave_records`)."""
+        await self._unfollow_run()
+        if not self.hosted.patterns:
+            return
+        sub = self.client.subscribe(
+            list(self.hosted.patterns),
+            StartAt(gseq=self.run_pos + 1),
+            ns=self.namespace,
+            queue_frames=256,
+        )
+        self._run_sub = sub
+        self._pump = asyncio.create_task(self._pump_records(sub), name=f"run-records:{self.name}")
+
+    async def _unfollow_run(self) -> None:
+        pump, sub = self._pump, self._run_sub
+        self._pump = self._run_sub = None
+        self._records.clear()
+        self._records_error = None
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+        if sub is not None:
+            await sub.close()
+
+    async def _pump_records(self, sub: RemoteSubscription) -> None:
+        try:
+            async for frame in sub.batches():
+                self._records.extend(frame)  # type: ignore[arg-type]  # no ephemeral ones
+                self._records_ready.set()
+        except Exception as exc:  # the router refused the subscription
+            self._records_error = exc
+            self._records_ready.set()
+
+    async def _wave_records(self, a: StepAnnounce) -> list[Record]:
+        """The records of wave ``a`` (≥ 1) on the actor's topics, in gseq order: those of
+        ``a.run_from..a.run_to`` from its run subscription, as many as ``a.run_topics``
+        counts on its topics. Empty for the other announcements.
+
+        While waiting, an earlier announcement repeated with ``restage`` is answered
+        (the commit this wave waits for may need it); later ones are kept for after.
+
+        Raises:
+            RouterError: the run subscription was refused.
+            TickertapeError: the subscription went past ``a.run_to`` with records of
+                the wave missing.
+        """
+        if a.wave == 0 or a.phase not in ("start", "step", "stop"):
+            return []
+        wants = self.hosted.wants
+        want = sum(n for topic, n in a.run_topics.items() if wants(topic))
+        taken: list[Record] = []
+        buffered = self._records
+        while True:
+            self._records_ready.clear()
+            while buffered and len(taken) < want:
+                record = buffered[0]
+                if record.gseq > a.run_to:
+                    break
+                buffered.popleft()
+                if record.gseq >= a.run_from:
+                    taken.append(record)
+            if len(taken) == want:
+                return taken
+            if self._records_error is not None:
+                raise self._records_error
+            if buffered:
+                raise TickertapeError(
+                    f"{self.name}: wave {a.stage} announced {want} records on its topics in "
+                    f"run gseq {a.run_from}..{a.run_to}, its subscription delivered "
+                    f"{len(taken)} before gseq {buffered[0].gseq}"
+                )
+            await self._await_records_or_control(a)
+
+    async def _await_records_or_control(self, a: StepAnnounce) -> None:
+        """Wait for more run records, answering control messages meanwhile."""
+        assert self._ctl is not None
+        ready = asyncio.ensure_future(self._records_ready.wait())
+        control = asyncio.ensure_future(anext(self._ctl))
+        try:
+            await asyncio.wait({ready, control}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            if not control.done():
+                control.cancel()
+        if control.done() and not control.cancelled():
+            item = control.result()
+            if isinstance(item, Envelope) and item.topic in self._steps:
+                other: StepAnnounce = decode_payload(item.type, item.v, item.payload)
+                if other.seq <= self.last_seq:
+                    await self._handle(other)  # a restaging the commit may need
+                elif other.seq != a.seq:
+                    self._pending.append(other)
+
+    # ------------------------------------------------------------ snapshots
+
+    async def _rewind(self, a: StepAnnounce) -> None:
         """Restore the snapshot of epoch ``a.epoch`` and delete the newer ones, so that a
         restart from here on finds it as the newest.
 
@@ -350,6 +480,7 @@ class RemoteReplayHost:
             )
         self.store.discard_newer(snapshot)
         self._restore(snapshot)
+        await self._follow_run()
         self._regenerated = []
         self.last_seq = a.seq
         _log.info("rewound", actor=self.name, epoch=a.epoch, clock_ns=snapshot.clock_ns)
@@ -367,8 +498,12 @@ class RemoteReplayHost:
         self._step_time = None if step_time < 0 else step_time
         self._step_ordinal = snapshot.positions.get("step_ordinal", 0)
 
-    async def _run_announce(self, a: StepAnnounce, *, publish: bool) -> bool:
-
+    async def _run_announce(
+        self, a: StepAnnounce, *, publish: bool, records: list[Record] | None = None
+    ) -> bool:
+        """Run announcement ``a``; with ``publish``, stage its outputs and answer.
+        ``records``: its wave's records when already taken (:meth:`_wave_records`).
+        Returns False on ``end``."""
         hosted = self.hosted
         if a.phase == "batch":
             return await self._run_batch(a, publish=publish)
@@ -395,9 +530,9 @@ class RemoteReplayHost:
                 hosted.fire_timers(a.time_ns)
                 hosted.deliver(a.inputs)
             if a.wave > 0:
-                # The wave's records travel in the announcement (the authority reads
-                # them as the router commits them): no fetch round trip per wave.
-                hosted.deliver(a.inputs)
+                if records is None:
+                    records = await self._wave_records(a)
+                hosted.deliver(records)
                 self.run_pos = max(self.run_pos, a.run_to)
         outputs = hosted.ctx.drain()
         self.last_seq = a.seq
@@ -489,26 +624,27 @@ class RemoteReplayHost:
         steps: list[StepOutputs] | None = None,
     ) -> None:
         """Publish each stage's outputs (``stage id -> outputs``, in order), then
-        ``done`` for ``a``; kept for a restaging (:meth:`_restage`) and a repeated
-        announcement (:meth:`_handle`). Their acknowledgements are awaited by
-        :meth:`_settle`."""
-        self._last_staged = staged
+        ``done`` for ``a``; both kept for the last :data:`RECENT_ANSWERS` announcements,
+        for a restaging (:meth:`_restage`) and a repeated announcement (:meth:`_handle`).
+        Their acknowledgements are awaited by :meth:`_settle`."""
         for stage, outputs in staged.items():
             sending = self.client.publish(outputs, ns=self.namespace, stage=stage)
             self._in_flight.append(asyncio.ensure_future(sending))
-        outputs = [env for envs in staged.values() for env in envs]
+        topics = Counter(env.topic for envs in staged.values() for env in envs)
         done = Done(
             run_id=self.run_id,
             actor=self.name,
             nonce=self.nonce,
             seq=a.seq,
-            outputs=len(outputs),
+            outputs=topics.total(),
             next_timer_ns=self.hosted.timers.next_due(),
-            topics=sorted({env.topic for env in outputs}),
+            topics=dict(sorted(topics.items())),
             divergences=self._take_divergences(),
             steps=steps or [],
         )
-        self._last_done = self._send_done(done)
+        self._recent[a.seq] = (self._send_done(done), staged)
+        if len(self._recent) > RECENT_ANSWERS:
+            del self._recent[next(iter(self._recent))]
 
     async def _compare_regenerated(self) -> None:
         """Compare the outputs regenerated while catching up with the stored ones.
@@ -544,8 +680,8 @@ class RemoteReplayHost:
         taken, self._divergences = self._divergences, []
         return taken
 
-    async def _restage(self, stages: list[str]) -> None:
-        """Publish again the last announcement's outputs staged under ``stages``.
+    async def _restage(self, staged: dict[str, list[Envelope]], stages: list[str]) -> None:
+        """Publish again an announcement's outputs (``staged``) under ``stages``.
 
         The authority asks for this when a commit finds the stage gone or incomplete
         (the router restarted: staged events live in its memory). A resend under the
@@ -553,7 +689,7 @@ class RemoteReplayHost:
         """
         await self._settle()
         for stage in stages:
-            outputs = self._last_staged.get(stage)
+            outputs = staged.get(stage)
             if outputs:
                 _log.info("restage", actor=self.name, stage=stage, events=len(outputs))
                 await self.client.publish(outputs, ns=self.namespace, stage=stage)
