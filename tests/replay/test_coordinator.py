@@ -10,8 +10,8 @@ import pytest
 from tests.router.support import running_router
 from tests.timeauthority.test_scheduler import rec
 from tickertape.client import Client
-from tickertape.replay import RunSettings
 from tickertape.errors import ConfigError, RouterError
+from tickertape.replay import RunSettings
 from tickertape.replay.control import (
     STEP_TOPIC,
     WELCOME_TOPIC,
