@@ -304,3 +304,32 @@ async def test_an_actor_of_another_protocol_version_is_refused(tmp_path: Path) -
     with pytest.raises(ConfigError, match="speaks version 1 of the replay protocol"):
         await c._handle(env)
     assert c._nonces == {}
+
+
+async def test_a_wave_counts_as_committed_only_once_its_commit_is_answered(
+    tmp_path: Path,
+) -> None:
+    """A restarted actor replays without publishing the announcements up to the
+    welcome's ``committed_seq``: the wave whose commit is in flight is not among them
+    (its outputs may have to be staged again), the wave after it is once answered."""
+    c = coordinator(tmp_path)
+    router = _Router(first_gseq=1)
+    release = asyncio.Event()
+    commit = router.commit
+
+    async def slow_commit(
+        stage: str, expect: dict[str, int], ts_log: int, *, ns: str | None = None
+    ) -> Committed:
+        await release.wait()
+        return await commit(stage, expect, ts_log, ns=ns)
+
+    router.commit = slow_commit  # type: ignore[method-assign]
+    c.client = router  # type: ignore[assignment]
+    _answering(c, {"indicators": {"indicator.sma.v1.us.X": 1}})
+    step = asyncio.create_task(c._run_step("step", 0, 5_000, targets=["indicators"], inputs=[]))
+    await asyncio.sleep(0.01)
+    assert [a.wave for a in router.sent] == [0, 1]  # wave 1 is out, its commit is not
+    assert c._committed_seq == 0
+    release.set()
+    await step
+    assert c._committed_seq == router.sent[-1].seq

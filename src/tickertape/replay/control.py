@@ -1,6 +1,7 @@
 """Control messages between the replay time authority and remote actors.
 
-All travel as *ephemeral* envelopes (never logged) on the run namespace, topics
+All travel as *ephemeral* envelopes (never logged) on the run's source namespace
+(so that the run's output subscribers never receive them), topics
 ``system.replay.<kind>``, through the router (docs/protocol.md §8):
 
 - ``system.replay.hello`` (actor → TA): the actor is ready, with the epoch of the

@@ -188,7 +188,7 @@ class ReplayCoordinator:
         # The run namespace's last gseq after the commits made or in flight (only this
         # authority writes it), and the commit in flight with the range it must get.
         self._run_head = 0
-        self._inflight: tuple[asyncio.Task[Committed], int, int] | None = None
+        self._inflight: tuple[asyncio.Task[Committed], int, int, int] | None = None
         self.steps = 0
         self.inputs = 0
         self.resumed = asyncio.Event()
@@ -490,6 +490,7 @@ class ReplayCoordinator:
         for i, key in enumerate(keys_out):
             # A restaging (router restart) asks for every stage not committed yet.
             await self._commit(stages[i], expect[key], key[0], announce, stages[i:])
+        self._committed_seq = announce.seq
         self.steps += len(keys)
         if keys:
             self.now_ns = max(self.now_ns, max(keys)[0])
@@ -501,15 +502,18 @@ class ReplayCoordinator:
 
     def _answered(self, announce: StepAnnounce) -> dict[str, Done]:
         """Take the actors' answers to ``announce`` (every one it waited for is in):
-        keep the divergences they report and their next timers; the announcement is
-        done (a restarted actor replays it without publishing)."""
+        keep the divergences they report and their next timers. Without outputs the
+        announcement is done (a restarted actor replays it without publishing); with
+        outputs, once they are committed (:meth:`_settle_commit`, :meth:`_run_batch`):
+        until then a restarted actor publishes them again, as a restaging needs."""
         dones = self._dones.pop(announce.seq)
         for actor, done in sorted(dones.items()):
             self.timers.next[actor] = done.next_timer_ns
             for d in done.divergences:
                 _log.error("divergence", actor=actor, id=d.id, fields=d.fields)
                 self.divergences.append(d)
-        self._committed_seq = announce.seq
+        if not any(done.outputs for done in dones.values()):
+            self._committed_seq = announce.seq
         return dones
 
     async def _maybe_snapshot(self, time_ns: int) -> None:
@@ -584,7 +588,7 @@ class ReplayCoordinator:
         task = asyncio.create_task(
             self._commit(stage, expect, ts_log, announce), name=f"commit:{stage}"
         )
-        self._inflight = (task, first, self._run_head)
+        self._inflight = (task, first, self._run_head, announce.seq)
 
     async def _settle_commit(self) -> None:
         """Wait for the commit in flight, if any.
@@ -596,11 +600,12 @@ class ReplayCoordinator:
         """
         if self._inflight is None:
             return
-        task, first, last = self._inflight
+        task, first, last, seq = self._inflight
         try:
             committed = await task
         finally:
             self._inflight = None
+        self._committed_seq = max(self._committed_seq, seq)
         if (committed.first_gseq, committed.last_gseq) != (first, last):
             raise RouterError(
                 "COMMIT_POSITION",
@@ -742,9 +747,9 @@ class ReplayCoordinator:
         """Send ``announce``, settle the commit in flight, and (with ``wait``) wait for
         the answers of the actors it addresses.
 
-        The router's puback, the commit's answer and the actors' answers race: all are
-        awaited together. The commit is settled first: a restaging it may need is
-        answered before this announcement's records can exist.
+        The announcement goes out in a task of its own while the commit in flight is
+        settled (a restaging it may need is answered before this announcement's
+        records can exist), then the answers are awaited, then the router's puback.
         """
         sending = asyncio.create_task(
             self._send_announce(announce), name=f"announce:{announce.seq}"

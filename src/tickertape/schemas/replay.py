@@ -107,8 +107,9 @@ class StepAnnounce(msgspec.Struct, frozen=True, kw_only=True):
             namespace (see ``run_topics``).
         run_from: wave ≥ 1: the first gseq of the wave in the run namespace.
         run_to: wave ≥ 1: the last gseq of the wave (an actor's run position after it).
-        run_topics: wave ≥ 1: the wave's records per topic (the previous wave's
-            outputs, which the authority commits as it sends this announcement). An
+        run_topics: wave ≥ 1: the wave's records per topic, for the topics some
+            actor of the run reads (the previous wave's outputs, which the authority
+            commits as it sends this announcement). An
             actor takes from its run subscription the records of ``run_from..run_to``
             on the topics it subscribes to, and runs the wave once it has them all:
             their number is the sum of these counts over those topics.
@@ -198,8 +199,9 @@ class Welcome(msgspec.Struct, frozen=True, kw_only=True):
         nonce: the hello's nonce.
         settings: the run's settings.
         history: announcements after the actor's epoch, oldest first.
-        committed_seq: announcements up to this ``seq`` are done: their outputs are in
-            the log already, so the actor replays them without publishing.
+        committed_seq: announcements up to this ``seq`` are done: their outputs are
+            committed (in the log), so the actor replays them without publishing; the
+            one whose commit is in flight is not among them.
     """
 
     run_id: str
@@ -210,9 +212,13 @@ class Welcome(msgspec.Struct, frozen=True, kw_only=True):
     committed_seq: int = 0
 
 
-@register("system.replay.done", 1)
+@register("system.replay.done", 2)
 class Done(msgspec.Struct, frozen=True, kw_only=True):
     """An actor ran announcement ``seq`` and staged ``outputs`` events.
+
+    Version 2 counts the outputs per topic (``topics``; version 1 listed the topics).
+    Version 1 has no upcaster: its counts cannot be recovered, and an actor that sends
+    it speaks replay protocol 1, which the time authority refuses at its hello.
 
     Attributes:
         run_id: the run.

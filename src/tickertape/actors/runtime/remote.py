@@ -265,7 +265,11 @@ class RemoteReplayHost:
         Raises:
             BiasError, ActorFailedError: from the actor (the process should exit
                 non-zero; the driver's supervisor restarts it from its snapshot).
-            RouterError: the router refused a publication.
+            RouterError: the router refused a publication, or the actor's subscription
+                to the run namespace (its token must allow its own patterns, as for a
+                live actor).
+            TickertapeError: the run subscription ended, or went past a wave with
+                records of it missing.
         """
         try:
             await self._run()
@@ -399,7 +403,11 @@ class RemoteReplayHost:
                 self._records_ready.set()
         except Exception as exc:  # the router refused the subscription
             self._records_error = exc
-            self._records_ready.set()
+        else:
+            self._records_error = TickertapeError(
+                f"{self.name}: its subscription to {self.namespace} ended"
+            )
+        self._records_ready.set()
 
     async def _wave_records(self, a: StepAnnounce) -> list[Record]:
         """The records of wave ``a`` (≥ 1) on the actor's topics, in gseq order: those of
