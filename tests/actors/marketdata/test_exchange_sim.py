@@ -326,7 +326,10 @@ async def test_restarted_simulator_continues_after_the_last_trade_it_served(
     assert after[0]["t"] == last_played["id"] + 1
     assert [d["t"] for d in after] == list(range(after[0]["t"], after[0]["t"] + 5))
     assert after[0]["T"] >= before[-1]["T"]
-    assert waited < 5, f"{waited:.1f} s of silence after the restart"
+    # The capture plays hundreds of trades a second at speed 20: a restarted simulator
+    # that streams at all sends five within a second. 20 s, because a CI machine loaded
+    # by the other tests' processes once took 10 s.
+    assert waited < 20, f"{waited:.1f} s of silence after the restart"
     assert [e["first_frame"] for e in second_run.log_events("exchange_sim_listening")] == [
         saved["played"]
     ]
