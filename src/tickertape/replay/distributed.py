@@ -548,18 +548,11 @@ class ReplayCoordinator:
             if not expect:
                 return
             topics: dict[str, int] = {}
-            for actor, done in sorted(dones.items()):
-                if sum(done.topics.values()) != done.outputs:
-                    raise ConfigError(
-                        f"actor {actor} answered wave {announce.stage} with {done.outputs} "
-                        f"outputs but {sum(done.topics.values())} counted per topic: every "
-                        "process of a distributed run must run the same tickertape version"
-                    )
+            for done in dones.values():
                 for topic, n in done.topics.items():
                     topics[topic] = topics.get(topic, 0) + n
             readers = self._targets(set(topics))
-            first = self._run_head + 1
-            self._start_commit(announce.stage, expect, time_ns, announce)
+            first, last = self._start_commit(announce.stage, expect, time_ns, announce)
             if not readers:
                 await self._settle_commit()
                 return
@@ -572,16 +565,17 @@ class ReplayCoordinator:
                 time_ns,
                 actors=readers,
                 run_from=first,
-                run_to=self._run_head,
+                run_to=last,
                 run_topics={t: n for t, n in topics.items() if self._readers_of(t)},
             )
 
     def _start_commit(
         self, stage: str, expect: dict[str, int], ts_log: int, announce: StepAnnounce
-    ) -> None:
-        """Send the commit of ``stage`` without waiting for its answer; the run namespace
-        gets its events at the gseqs after the last commit's (:meth:`_settle_commit`
-        checks it). The next announcement is sent behind it."""
+    ) -> tuple[int, int]:
+        """Send the commit of ``stage`` without waiting for its answer and return the
+        gseqs it will take in the run namespace, ``(first, last)``: the ones after the
+        last commit's (:meth:`_settle_commit` checks it). The next announcement is sent
+        behind it."""
         assert self._inflight is None, "a commit is in flight already"
         first = self._run_head + 1
         self._run_head += sum(expect.values())
@@ -589,6 +583,7 @@ class ReplayCoordinator:
             self._commit(stage, expect, ts_log, announce), name=f"commit:{stage}"
         )
         self._inflight = (task, first, self._run_head, announce.seq)
+        return first, self._run_head
 
     async def _settle_commit(self) -> None:
         """Wait for the commit in flight, if any.
@@ -658,8 +653,7 @@ class ReplayCoordinator:
             try:
                 self.commits += 1
                 committed = await self.client.commit(stage, expect, ts_log, ns=self.namespace)
-                if self._inflight is None:
-                    self._run_head = max(self._run_head, committed.last_gseq)
+                self._run_head = max(self._run_head, committed.last_gseq)
                 for d in committed.divergences:
                     _log.error("divergence", stage=stage, id=d.id, fields=d.fields)
                     self.divergences.append(d)
