@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -178,3 +180,85 @@ async def test_older_data_imported_later_replays_in_time_order(tmp_path: Path) -
     assert first.ts_event < START
     await run_distributed(data, settings, [resolve(i) for i in ITEMS], ITEMS, cwd=REPO)
     assert hashes(data, "runs/r1") == hashes(ref, "runs/r1")
+
+
+class KillOnIssue:
+    """Wraps :meth:`ReplayCoordinator._issue`: SIGKILLs ``actor`` just before the
+    ``nth`` announcement that ``match`` accepts goes out (the supervisor is taken from
+    the run's ``on_step`` hook, which never kills by itself)."""
+
+    def __init__(self, actor: str, match: Any, nth: int = 1) -> None:
+        self.hook = KillAt(actor, index=10**9)
+        self.actor, self.match, self.nth = actor, match, nth
+        self.seen = 0
+        self.killed: list[StepAnnounce] = []
+
+    def wrap(self, issue: Any) -> Any:
+        async def issuing(coordinator: Any, announce: StepAnnounce, *, wait: bool = True) -> Any:
+            if not self.killed and self.match(announce):
+                self.seen += 1
+                if self.seen == self.nth:
+                    assert self.hook.supervisor is not None
+                    pid = self.hook.supervisor.pid(self.actor)
+                    assert pid is not None
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(announce)
+            return await issue(coordinator, announce, wait=wait)
+
+        return issuing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("match", "nth", "newer"),
+    [
+        (lambda a: a.phase == "rewind", 1, True),
+        (lambda a: a.rerun, 3, False),
+    ],
+    ids=["at-the-rewind", "mid-rerun"],
+)
+async def test_an_actor_killed_during_a_seek_back_rejoins_the_rerun(
+    source_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    match: Any,
+    nth: int,
+    newer: bool,
+) -> None:
+    """An actor SIGKILLed as the rewind goes out (its newest snapshot is then newer
+    than the one the seek restores) or in the middle of the rerun: restarted, it
+    restores the seek's snapshot, runs the rest of the rerun and answers it; the run
+    ends equal to the in-process one, with no divergence."""
+    expected = in_process_reference(source_dir, tmp_path)
+    # 150 steps 10 ms apart, a snapshot every 25 (0.25 s): at 1.4 s the authority keeps
+    # those near 1.0 and 1.25 s; a seek to 1.1 s restores the older one.
+    pacer = SeekBackOnce(at_ns=START + 1_400_000_000, to_ns=START + 1_100_000_000)
+    killer = KillOnIssue("strategy.test", match, nth)
+    log = structlog.testing.CapturingLogger()
+    monkeypatch.setattr(distributed, "_log", log)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            distributed.ReplayCoordinator,
+            "_issue",
+            killer.wrap(distributed.ReplayCoordinator._issue),
+        )
+        run = run_distributed(
+            source_dir,
+            RunSettings(run_id="r1", start_ns=START),
+            [resolve(i) for i in ITEMS],
+            ITEMS,
+            cwd=REPO,
+            snapshot_every_steps=25,
+            pacer=pacer,
+            on_step=killer.hook,
+        )
+        result = await asyncio.wait_for(run, 60)
+    assert pacer.asked
+    assert killer.killed
+    assert killer.hook.restarts() == 1
+    (rewind,) = [c.kwargs for c in log.calls if c.args == ("rewind",)]
+    welcomes = [c.kwargs for c in log.calls if c.args == ("welcome",)]
+    rejoined = [w["epoch"] for w in welcomes if w["actor"] == "strategy.test"][-1]
+    assert (rejoined > rewind["epoch"]) if newer else (rejoined == rewind["epoch"])
+    assert result.divergences == 0
+    assert hashes(source_dir, "runs/r1") == expected

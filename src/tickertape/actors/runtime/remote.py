@@ -327,10 +327,12 @@ class RemoteReplayHost:
         self.last_seq = epoch
         _log.info("joined", actor=self.name, epoch=epoch, history=len(welcome.history))
         for announce in welcome.history:
-            if announce.seq > self.last_seq and announce.addresses(self.name):
-                publish = announce.seq > welcome.committed_seq and not announce.rerun
-                if not await self._run_announce(announce, publish=publish):
-                    return
+            if announce.seq <= self.last_seq or not announce.addresses(self.name):
+                continue
+            # What is committed is run again without publishing; the rest (the
+            # announcement in progress) is answered as if it came now.
+            if not await self._step(announce, answer=announce.seq > welcome.committed_seq):
+                return
         while True:
             while pending:
                 if not await self._handle(pending.popleft()):
@@ -349,6 +351,13 @@ class RemoteReplayHost:
                 await self._restage(staged, announce.restage)
                 await self.client.publish([done], ns=self.control_namespace, ephemeral=True)
             return True
+        return await self._step(announce, answer=True)
+
+    async def _step(self, announce: StepAnnounce, *, answer: bool) -> bool:
+        """Run ``announce`` (not run yet); with ``answer``, publish its outputs and
+        answer it, else only rebuild the state it leads to (its outputs are committed
+        already: they are compared with the log's at the next wave answered).
+        Returns False on ``end``."""
         if announce.phase == "rewind" or announce.rerun:
             # A seek behind the clock: restore, or run again without publishing (the
             # outputs are in the log; they are compared after the last rerun wave).
@@ -356,9 +365,12 @@ class RemoteReplayHost:
                 await self._rewind(announce)
             else:
                 await self._run_announce(announce, publish=False)
-            await self._settle()
-            self._stage_and_report(announce, {})
+            if answer:
+                await self._settle()
+                self._stage_and_report(announce, {})
             return True
+        if not answer:
+            return await self._run_announce(announce, publish=False)
         # The wave's records first: once they are here, every earlier commit is applied,
         # so the stored twins of regenerated outputs can be fetched.
         records = await self._wave_records(announce)
