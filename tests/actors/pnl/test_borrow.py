@@ -129,6 +129,38 @@ def test_the_pnl_actor_charges_a_short_at_each_mark_until_it_is_covered() -> Non
     assert [r for r, _ in payloads(out, "pnl.update.s") if r.ts_event > covered]
 
 
+def test_a_short_still_open_at_the_stop_pays_up_to_the_stop() -> None:
+    """Short 10 ABC from the second bar to the end: the last update of each book is
+    published at the stop (the publish tick the last marks wait for is after the
+    run), with the fee up to the stop's time, charged at each mark of its period; the
+    last two closes are equal, so no new mark charged the last minute before."""
+    closes = [100.0, 100.0, 101.0, 103.0, 102.0, 102.0]
+    out = run(36.0, closes, {1: [("sell", 10.0)]})
+    ((opened, sold),) = [(r.ts_event, p.fill) for r, p in payloads(out, "order.") if isinstance(p, OrderEvent) and p.fill]  # fmt: skip
+    stop = T0 + len(closes) * MINUTE_NS  # the last bar's time: the run ends there
+    marks = [(opened, sold.price)]
+    for i, close in enumerate(closes):
+        ts = T0 + (i + 1) * MINUTE_NS
+        if ts > opened and close != marks[-1][1]:
+            marks.append((ts, close))
+    marks.append((stop, closes[-1]))
+    expected = sum(
+        10.0 * price * 1.02 * 36.0 * (t1 - t0) / (360 * DAY_NS)
+        for (t0, price), (t1, _) in pairwise(marks)
+    )
+    for sid in ("s", "portfolio"):
+        record, update = payloads(out, f"pnl.update.{sid}")[-1]
+        assert isinstance(update, PnlUpdate)
+        (book,) = update.books
+        assert record.ts_event == stop
+        assert book.fees == pytest.approx(expected)
+        assert book.positions[0].quantity == -10.0
+        assert book.positions[0].mark == closes[-1]
+        assert book.equity == pytest.approx(
+            book.initial_cash + book.realized + book.unrealized - book.fees
+        )
+
+
 def test_the_gate_takes_the_borrow_fees_off_the_funds() -> None:
     """The same short with and without a borrow rate: a later order's available funds
     (the decision's ``cash`` input) differ by the fees of the last pnl update."""

@@ -28,8 +28,11 @@ Borrow fees: a strategy's short of a cash-like instrument pays
 :func:`~tickertape.actors.pnl.accounting.borrow_fee` at the instrument's
 ``borrow_rate`` (else the market's ``borrow_rates``), charged at each new mark of the
 symbol and before each of its fills, for the time since the last charge at the mark
-of that time; the portfolio is charged what its strategies are (not its net
-position's fee), so it stays their sum.
+of that time, and at the stop; the portfolio is charged what its strategies are (not
+its net position's fee), so it stays their sum.
+
+On a clean stop (the end of a replay, a stopped process), every book still waiting for
+its update is published: each book's last update is its final state.
 
 Fills count only from the order engine's identity (``orders_source``): an
 ``order.*`` event from anyone else (a strategy that managed to publish one) is ignored,
@@ -171,6 +174,23 @@ class PnlActor(Actor):
     def on_timer(self, timer: Timer, ctx: Context) -> None:
         if timer.name != "publish":
             return
+        for key in sorted(self._dirty):
+            self._publish(key, ctx, None)
+        self._dirty.clear()
+
+    def on_stop(self, ctx: Context) -> None:
+        """Charge the borrow fees due up to the stop and publish every book still
+        waiting for its update: each book's last ``pnl.update`` is its final state
+        (the publish tick the last marks wait for may lie after the end of a run)."""
+        now = ctx.clock.now_ns()
+        ledgers = self.state.ledgers
+        for key in sorted(ledgers):
+            ledger = ledgers[key]
+            for symbol in sorted(ledger.positions):
+                if ledger.positions[symbol].accrued_ns:  # a strategy's cash-like short
+                    self._charge_borrow(key, ledger.market, symbol, now)
+            if ledgers[key].fees != ledger.fees:
+                self._dirty.update((key, f"{PORTFOLIO}:{ledger.market}"))
         for key in sorted(self._dirty):
             self._publish(key, ctx, None)
         self._dirty.clear()
