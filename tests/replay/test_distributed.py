@@ -88,9 +88,11 @@ BATCHED_ITEMS = [
 ]
 
 
-async def _run_paced(source_dir: Path, items: list[str], pacer: Pacer) -> ReplayResult:
+async def _run_paced(
+    source_dir: Path, items: list[str], pacer: Pacer, on_step: KillAt | None = None
+) -> ReplayResult:
     """Run ``items`` distributed as run ``r1``, a snapshot every 25 steps, driven by
-    ``pacer``; at most 60 s (an actor that cannot rewind never ends)."""
+    ``pacer`` (and ``on_step``); at most 60 s (an actor that cannot rewind never ends)."""
     run = run_distributed(
         source_dir,
         RunSettings(run_id="r1", start_ns=START),
@@ -99,6 +101,7 @@ async def _run_paced(source_dir: Path, items: list[str], pacer: Pacer) -> Replay
         cwd=REPO,
         snapshot_every_steps=25,
         pacer=pacer,
+        on_step=on_step,
     )
     return await asyncio.wait_for(run, 60)
 
@@ -236,23 +239,9 @@ async def test_an_actor_killed_during_a_seek_back_rejoins_the_rerun(
     killer = KillOnIssue("strategy.test", match, nth)
     log = structlog.testing.CapturingLogger()
     monkeypatch.setattr(distributed, "_log", log)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(
-            distributed.ReplayCoordinator,
-            "_issue",
-            killer.wrap(distributed.ReplayCoordinator._issue),
-        )
-        run = run_distributed(
-            source_dir,
-            RunSettings(run_id="r1", start_ns=START),
-            [resolve(i) for i in ITEMS],
-            ITEMS,
-            cwd=REPO,
-            snapshot_every_steps=25,
-            pacer=pacer,
-            on_step=killer.hook,
-        )
-        result = await asyncio.wait_for(run, 60)
+    issue = killer.wrap(distributed.ReplayCoordinator._issue)
+    monkeypatch.setattr(distributed.ReplayCoordinator, "_issue", issue)
+    result = await _run_paced(source_dir, ITEMS, pacer, killer.hook)
     assert pacer.asked
     assert killer.killed
     assert killer.hook.restarts() == 1
