@@ -15,14 +15,14 @@ ACTORS = REPO / "examples" / "actors"
 
 def test_orders_and_risk_configs_load_and_value_6e_in_contracts() -> None:
     """Both configurations build their actors; 6EH4 is 125,000 EUR per contract with a
-    0.00005 tick in both, and the engine charges USD 2.47 per contract and side; other
+    0.00005 tick, traded in whole contracts, in both, and the engine charges USD 2.47 per contract and side; other
     instruments keep multiplier 1 and their market's fees."""
     orders = resolve_package("orders", ACTORS / "orders.toml").actor
     risk = resolve_package("risk", ACTORS / "risk.toml").actor
     engine_spec = orders.venue.instruments.spec("us", "6EH4")  # type: ignore[attr-defined]
     gate_spec = risk.instruments.spec("us", "6EH4")  # type: ignore[attr-defined]
-    assert (engine_spec.multiplier, engine_spec.tick_size) == (125_000.0, 0.00005)
-    assert (gate_spec.multiplier, gate_spec.tick_size) == (125_000.0, 0.00005)
+    assert (engine_spec.multiplier, engine_spec.tick_size, engine_spec.lot_size) == (125_000.0, 0.00005, 1.0)  # fmt: skip
+    assert (gate_spec.multiplier, gate_spec.tick_size, gate_spec.lot_size) == (125_000.0, 0.00005, 1.0)  # fmt: skip
     assert engine_spec.fees is not None
     assert engine_spec.fees.fee("buy", 3.0, 1.1, "taker", 125_000.0) == pytest.approx(7.41)
     for market, symbol in (("us", "AAPL"), ("crypto", "BTCUSDT"), ("kr", "005930")):
@@ -32,8 +32,8 @@ def test_orders_and_risk_configs_load_and_value_6e_in_contracts() -> None:
 
 
 def test_the_risk_config_repeats_the_engines_multipliers_and_ticks() -> None:
-    """Every instrument of the engine's section is in the gate's, with the same multiplier
-    and tick size (the gate values orders with them)."""
+    """Every instrument of the engine's section is in the gate's, with the same multiplier,
+    tick size and lot size (the gate values orders with them)."""
     orders = tomllib.loads((ACTORS / "orders.toml").read_text())["instruments"]
     risk = tomllib.loads((ACTORS / "risk.toml").read_text())["instruments"]
     assert sorted((m, k) for m in orders for k in orders[m]) == sorted(
@@ -42,9 +42,10 @@ def test_the_risk_config_repeats_the_engines_multipliers_and_ticks() -> None:
     for market, table in orders.items():
         for key, spec in table.items():
             theirs = risk[market][key]
-            assert (spec["multiplier"], spec.get("tick_size")) == (
+            assert (spec["multiplier"], spec.get("tick_size"), spec.get("lot_size")) == (
                 theirs["multiplier"],
                 theirs.get("tick_size"),
+                theirs.get("lot_size"),
             )
 
 

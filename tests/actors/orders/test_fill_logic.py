@@ -400,3 +400,141 @@ def test_contract_fill_invariants(
             total += fill.quantity
         o = result.order
     assert total <= quantity * (1 + 1e-9)
+
+
+def _venue(config: fl.MarketFillConfig, spec: InstrumentSpec | None = None) -> SimulatedVenue:
+    table = InstrumentTable({"us": {"X": spec}}) if spec is not None else None
+    return SimulatedVenue({"us": config}, instruments=table)
+
+
+def _submit_working(venue: SimulatedVenue, order_id: str, quantity: float, at_ns: int) -> None:
+    """Submit a market buy of X at ``at_ns`` and let it reach the venue."""
+    result = venue.submit(
+        VenueOrder(
+            order_id=order_id, client_order_id=f"c-{order_id}", market="us", symbol="X",
+            side="buy", order_type="market", quantity=quantity,
+        ),
+        at_ns,
+    )  # fmt: skip
+    assert not result.reports
+    (arrive,) = result.timers
+    venue.on_timer(arrive.name, arrive.at_ns)
+
+
+def test_orders_share_a_data_points_participation_cap_in_arrival_order() -> None:
+    """Three working orders and one bar of 1,000 traded at 10 %: together they fill
+    100, the earliest arrival first (whatever the ids), each taking what the ones
+    ahead left; the impact counts what was taken before, so later ones pay more."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=MIN // 2, jitter_ns=0),
+        slippage=fl.SlippageModel(fixed_bps=0.0, impact_bps=10.0),
+        fees=fl.FeeSchedule(),
+        participation_rate=0.1,
+    )
+    venue = _venue(config)
+    _submit_working(venue, "o3", 60.0, T0 - MIN)  # arrives first
+    _submit_working(venue, "o1", 60.0, T0 - MIN + 1)
+    _submit_working(venue, "o2", 60.0, T0 - MIN + 2)
+    result = venue.on_market_data("us", "X", bar(T0, 100, 100, 100, 100), T0 + MIN)
+    fills = [(r.order_id, r.fill) for r in result.reports if r.fill is not None]
+    assert [(oid, f.quantity) for oid, f in fills] == [("o3", 60.0), ("o1", 40.0)]
+    assert [f.slippage_bps for _, f in fills] == pytest.approx([0.6, 1.0])  # 60/1000, 100/1000
+    # The next bar: o1's remaining 20 first, then o2.
+    result = venue.on_market_data("us", "X", bar(T0 + MIN, 100, 100, 100, 100, v=500.0), T0 + 2 * MIN)  # fmt: skip
+    assert [(r.order_id, r.fill.quantity) for r in result.reports if r.fill] == [("o1", 20.0), ("o2", 30.0)]  # fmt: skip
+
+
+def test_fills_are_whole_lots_and_orders_off_the_lot_grid_are_rejected() -> None:
+    """With ``lot_size`` 1: 10 % of a bar of 7 is below one lot and fills nothing; of
+    a bar of 25, two lots; a quantity of 1.5 lots is rejected."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0), fees=fl.FeeSchedule(), participation_rate=0.1
+    )  # fmt: skip
+    lots = InstrumentSpec(lot_size=1.0)
+    o = order(config, quantity=3.0)
+    thin = fl.match(o, bar(T0, 10, 10, 10, 10, v=7.0), config, lots)
+    assert thin.fill is None
+    assert thin.order.phase == "working"
+    r = fl.match(thin.order, bar(T0 + MIN, 10, 10, 10, 10, v=25.0), config, lots)
+    assert r.fill is not None
+    assert r.fill.quantity == 2.0
+    assert r.order.remaining == 1.0
+    with pytest.raises(
+        fl.OrderRejected, match=r"quantity 1\.5 is not a multiple of the lot size 1\.0"
+    ):
+        fl.validate_order(order(config, quantity=1.5), lot_size=1.0)
+    venue = _venue(config, lots)
+    rejected = venue.submit(
+        VenueOrder(order_id="o9", client_order_id="c9", market="us", symbol="X", side="buy", order_type="market", quantity=0.5),
+        T0,
+    )  # fmt: skip
+    assert [(x.kind, x.reason) for x in rejected.reports] == [
+        ("rejected", "quantity 0.5 is not a multiple of the lot size 1.0")
+    ]
+    with pytest.raises(ConfigError, match="lot_size must be > 0"):
+        InstrumentSpec(lot_size=0.0).validate("instruments.us.X")
+
+
+def test_a_minimum_commission_binds_an_orders_fills_of_one_day_together() -> None:
+    """USD 0.005 a share, minimum 1.00, at most 1 % (IBKR Pro Fixed): 1,000 shares
+    filled 100 at a time pay 5.00 in all, as one fill would, the minimum only on the
+    first fills; the order's fills of the next New York day pay the minimum again."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0),
+        slippage=fl.SlippageModel(fixed_bps=0.0, impact_bps=0.0),
+        fees=fl.FeeSchedule(per_unit=0.005, minimum=1.0, maximum_rate=0.01),
+        participation_rate=0.1,
+    )
+    assert config.fee_schedule("us").fee("buy", 1000.0, 50.0, "taker") == pytest.approx(5.0)
+    start = T0 - 10 * MIN  # 2024-01-01 17:50 in New York
+    o = order(config, quantity=1100.0, market="us", created_ns=start)
+    fees = []
+    for i in range(10):
+        r = fl.match(o, bar(start + i * MIN, 50, 50, 50, 50, v=1000.0), config)
+        assert r.fill is not None
+        fees.append(r.fill.fee)
+        o = r.order
+    assert fees[0] == pytest.approx(1.0)  # 0.50 raised to the minimum
+    assert fees[1] == pytest.approx(0.0)  # 1.00 of commission in all: the minimum is met
+    assert sum(fees) == pytest.approx(5.0)
+    next_day = fl.day_end_ns("us", start) + 10 * 3_600 * 10**9  # 10:00 the next day
+    r = fl.match(o, bar(next_day, 50, 50, 50, 50, v=1000.0), config)
+    assert r.fill is not None
+    assert r.fill.quantity == 100.0
+    assert r.fill.fee == pytest.approx(1.0)  # a new day: the minimum again
+
+
+def test_a_bar_that_opened_while_the_order_was_in_flight_never_fills_it() -> None:
+    """Latency 1.5 s and 1-second bars: the bar starting at the submission fills at
+    its open (the usual next-bar rule) when it closes after the arrival; a bar that
+    started between submission and arrival does not (its open printed before the
+    order reached the venue); the first bar starting after the arrival does."""
+    s = 1_000_000_000
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=s // 2, jitter_ns=0), fees=fl.FeeSchedule(), participation_rate=None
+    )  # fmt: skip
+
+    def second(start: int, price: float) -> fl.MarketData:
+        return fl.MarketData(ts_event=start + s, start_ns=start, open=price, high=price, low=price, close=price, volume=1e6)  # fmt: skip
+
+    o = order(config, created_ns=T0)  # arrives at T0 + 0.5 s
+    assert fl.match(o, second(T0, 100.0), config).fill is not None
+    slow = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=3 * s // 2, jitter_ns=0), fees=fl.FeeSchedule(), participation_rate=None
+    )  # fmt: skip
+    o = order(slow, created_ns=T0)  # arrives at T0 + 1.5 s
+    assert not fl.is_eligible(o, second(T0, 100.0))  # closes before the arrival
+    assert not fl.is_eligible(o, second(T0 + s, 101.0))  # opened in flight
+    r = fl.match(o, second(T0 + 2 * s, 102.0), slow)
+    assert r.fill is not None
+    assert r.fill.reference_price == 102.0
+
+
+def test_a_day_order_arriving_just_before_midnight_expires_at_that_midnight() -> None:
+    """An arrival 400 ns before New York midnight belongs to the day that ends there
+    (float seconds would round it into the next day and give it 24 more hours)."""
+    midnight = fl.day_end_ns("us", T0)
+    assert fl.day_end_ns("us", midnight - 400) == midnight
+    assert fl.day_end_ns("us", midnight - 1) == midnight
+    assert fl.day_end_ns("us", midnight) == midnight + 24 * 3_600 * 10**9
+    assert fl.local_day("us", midnight - 1).isoformat() == "2024-01-01"

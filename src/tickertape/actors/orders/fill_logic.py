@@ -16,8 +16,11 @@ The model, pessimistic by default:
   time comes after the cancel (timers fire before the step's inputs).
 - **Eligible data**: an order only fills against market data that happened after it
   arrived at the venue: a trade with ``ts_event > arrival_ns``, or a bar that closes
-  after ``arrival_ns`` *and* started at or after the order's submission time. The bar
-  that produced a signal therefore never fills it; the next bar fills at its open.
+  after ``arrival_ns`` and either starts at the order's submission time (the bar
+  after the signal's, filled at its open by the usual convention) or starts at or
+  after ``arrival_ns``. The bar that produced a signal therefore never fills it, and
+  when the latency is longer than a bar, no bar whose open printed while the order
+  was in flight does.
 - **Prices**: market orders fill at the next trade's price or the next bar's open.
   Limit orders fill at the open when it is already through the limit (marketable on
   arrival, taker), otherwise only when the market trades strictly through the limit
@@ -25,19 +28,25 @@ The model, pessimistic by default:
   market reaches the stop and then fill as market orders at the worse of the stop
   and the open (gaps fill at the open).
 - **Slippage** (:class:`SlippageModel`): ``fixed_bps + impact_bps × participation``
-  where participation is the fill quantity over the data's traded volume; applied
-  against the order (buys pay more, sells receive less). Limit prices are never
-  crossed by slippage.
+  where participation is the quantity the venue's orders have taken from the data
+  point so far, this fill included, over its traded volume (a later order in the
+  queue walks further into the book); applied against the order (buys pay more,
+  sells receive less). Limit prices are never crossed by slippage.
 - **Partial fills**: each data point fills at most ``participation_rate`` × its traded
-  volume; the rest waits for later data (GTC, DAY) or is expired (IOC).
+  volume, shared by every working order of the symbol in arrival order (then order
+  id); the rest waits for later data (GTC, DAY) or is expired (IOC). With a
+  ``lot_size``, fills are whole lots: a share below one lot fills nothing.
 - **Fees** (:class:`FeeSchedule`): per market, see :data:`DEFAULT_FEES`; an
-  instrument's specification may replace its market's schedule.
+  instrument's specification may replace its market's schedule. A schedule's
+  minimum and maximum apply to an order's fills of one exchange-local day together,
+  as brokers charge them (a GTC order filled over several days pays them each day).
 - **Instruments** (:class:`~tickertape.actors.orders.instruments.InstrumentSpec`):
   quantities count contracts of ``multiplier`` units, so notionals (and the fees
   computed from them) are ``quantity × price × multiplier``; with a ``tick_size``,
   taker fill prices are rounded to the tick grid against the order (buys up, sells
-  down) and limit or stop prices off the grid are rejected. Without a specification
-  an instrument has multiplier 1 and no grid.
+  down) and limit or stop prices off the grid are rejected; with a ``lot_size``,
+  quantities off the lot grid are rejected. Without a specification an instrument
+  has multiplier 1, no grid and no lot.
 
 The sources of every default are in the docstrings below and in ``docs/risk.md``.
 """
@@ -46,7 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
@@ -175,7 +184,9 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         liquidity: Liquidity,
         multiplier: float = 1.0,
     ) -> float:
-        """Return the fee of one fill, ≥ 0, in the market's currency.
+        """Return the fee of one fill as an order of its own, ≥ 0, in the market's
+        currency (:func:`match` applies the minimum and maximum to an order's fills of
+        one day together).
 
         Args:
             side: ``"buy"`` or ``"sell"`` (the sell tax applies to sells only).
@@ -185,13 +196,29 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             multiplier: units of the underlying per contract (1 for shares and coins).
         """
         notional = abs(quantity * price * multiplier)
+        raw = self.raw_commission(quantity, notional, liquidity)
+        commission = raw + self.adjustment(raw, notional)
+        return max(commission + self.tax(side, notional), 0.0)
+
+    def raw_commission(self, quantity: float, notional: float, liquidity: Liquidity) -> float:
+        """The commission of a fill before the minimum and maximum: ``notional`` ×
+        the maker or taker rate + ``|quantity|`` × ``per_unit``, ≥ 0."""
         rate = self.maker_bps if liquidity == "maker" else self.taker_bps
-        commission = notional * rate / 10_000.0 + abs(quantity) * self.per_unit
-        commission = max(commission, self.minimum)
+        return notional * rate / 10_000.0 + abs(quantity) * self.per_unit
+
+    def adjustment(self, raw: float, notional: float) -> float:
+        """What the minimum and the maximum add to (or take from) the raw commission
+        ``raw`` of fills worth ``notional`` together (one order's fills of one day):
+        ``min(max(raw, minimum), notional × maximum_rate) − raw``; 0.0 when neither
+        binds."""
+        commission = max(raw, self.minimum)
         if self.maximum_rate > 0.0:
             commission = min(commission, notional * self.maximum_rate)
-        tax = notional * self.sell_tax_bps / 10_000.0 if side == "sell" else 0.0
-        return max(commission + tax, 0.0)
+        return commission - raw
+
+    def tax(self, side: Side, notional: float) -> float:
+        """The sell-side tax of a fill worth ``notional`` (0.0 for a buy), ≥ 0."""
+        return notional * self.sell_tax_bps / 10_000.0 if side == "sell" else 0.0
 
 
 DEFAULT_FEES: dict[str, FeeSchedule] = {
@@ -219,9 +246,10 @@ class MarketFillConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
         latency: order-to-venue latency.
         slippage: slippage model.
         fees: fee schedule; None uses :data:`DEFAULT_FEES` of the market.
-        participation_rate: the largest fraction of a data point's traded volume one
-            order may take, in (0, 1]; None for no cap (default 0.1: 10 % is a common
-            ceiling of participation algorithms, e.g. a POV algo's max rate).
+        participation_rate: the largest fraction of a data point's traded volume the
+            venue's orders of the symbol may take together, in (0, 1]; None for no
+            cap (default 0.1: 10 % is a common ceiling of participation algorithms,
+            e.g. a POV algo's max rate).
     """
 
     latency: LatencyModel = msgspec.field(default_factory=LatencyModel)
@@ -303,6 +331,13 @@ class SimOrder(msgspec.Struct, frozen=True, kw_only=True):
         evaluated: the order has been matched against at least one data point
             (an IOC expires after its first).
         fills: number of fills so far.
+        fee_day: the exchange-local day (proleptic ordinal) of the fills that
+            ``day_raw``, ``day_notional`` and ``day_adjustment`` sum; 0 before any.
+        day_raw: Σ raw commission (:meth:`FeeSchedule.raw_commission`) of that day's
+            fills.
+        day_notional: Σ notional of that day's fills.
+        day_adjustment: what the schedule's minimum and maximum have added to that
+            day's fills' fees so far (:meth:`FeeSchedule.adjustment`).
     """
 
     order_id: str
@@ -324,6 +359,10 @@ class SimOrder(msgspec.Struct, frozen=True, kw_only=True):
     triggered: bool = False
     evaluated: bool = False
     fills: int = 0
+    fee_day: int = 0
+    day_raw: float = 0.0
+    day_notional: float = 0.0
+    day_adjustment: float = 0.0
 
     @property
     def remaining(self) -> float:
@@ -420,20 +459,29 @@ def _decimals(tick_size: float) -> int:
     return len(text.partition(".")[2].rstrip("0"))
 
 
-def validate_order(order: SimOrder, tick_size: float | None = None) -> None:
+def validate_order(
+    order: SimOrder, tick_size: float | None = None, lot_size: float | None = None
+) -> None:
     """Check an order's shape before it is accepted.
 
     Args:
         order: the order.
         tick_size: the instrument's price increment, or None for no grid.
+        lot_size: the instrument's quantity increment, or None for any quantity.
 
     Raises:
-        OrderRejected: quantity ≤ 0, a limit order without a positive limit price, a
-            stop order without a positive stop price, a limit or stop price off the
-            tick grid, or arrival not after creation.
+        OrderRejected: quantity ≤ 0 or off the lot grid, a limit order without a
+            positive limit price, a stop order without a positive stop price, a
+            limit or stop price off the tick grid.
+        BiasError: arrival not after creation.
     """
     if not (order.quantity > 0.0 and math.isfinite(order.quantity)):
         raise OrderRejected(order.order_id, f"quantity must be > 0 (got {order.quantity})")
+    if lot_size is not None and not on_tick(order.quantity, lot_size):
+        raise OrderRejected(
+            order.order_id,
+            f"quantity {order.quantity} is not a multiple of the lot size {lot_size}",
+        )
     if order.order_type == "limit" and not (order.limit_price and order.limit_price > 0):
         raise OrderRejected(order.order_id, "limit order without a positive limit_price")
     if order.order_type == "stop" and not (order.stop_price and order.stop_price > 0):
@@ -472,9 +520,19 @@ def day_end_ns(market: Market, ts_ns: int) -> int:
     ``us``, UTC for ``crypto`` (which trades around the clock).
     """
     tz = ZoneInfo(EXCHANGE_TIMEZONE[market])
-    local = datetime.fromtimestamp(ts_ns / _NS_PER_S, tz=UTC).astimezone(tz)
-    next_midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz)
+    next_midnight = datetime.combine(
+        local_day(market, ts_ns) + timedelta(days=1), time(0), tzinfo=tz
+    )
     return int(next_midnight.timestamp()) * _NS_PER_S
+
+
+def local_day(market: Market, ts_ns: int) -> date:
+    """The exchange-local calendar date of ``ts_ns`` (ns since the epoch, UTC): in
+    Asia/Seoul for ``kr``, America/New_York for ``us``, UTC for ``crypto``. Whole
+    seconds are taken before converting, so an instant just before midnight is never
+    rounded into the next day."""
+    tz = ZoneInfo(EXCHANGE_TIMEZONE[market])
+    return datetime.fromtimestamp(ts_ns // _NS_PER_S, tz=UTC).astimezone(tz).date()
 
 
 def new_order(
@@ -492,11 +550,13 @@ def new_order(
     limit_price: float | None = None,
     stop_price: float | None = None,
     tick_size: float | None = None,
+    lot_size: float | None = None,
 ) -> SimOrder:
     """Build a pending order whose arrival is ``created_ns`` + the modeled latency.
 
     ``tick_size`` is the instrument's price increment (None for no grid): limit and
-    stop prices off it are rejected.
+    stop prices off it are rejected; ``lot_size`` its quantity increment (None for
+    any quantity): a quantity off it is rejected.
 
     Raises:
         BiasError: the latency model is zero or negative.
@@ -510,7 +570,7 @@ def new_order(
         stop_price=stop_price,
         expire_ns=day_end_ns(market, arrival) if time_in_force == "DAY" else None,
     )  # fmt: skip
-    validate_order(order, tick_size)
+    validate_order(order, tick_size, lot_size)
     return order
 
 
@@ -534,9 +594,14 @@ def is_eligible(order: SimOrder, data: MarketData) -> bool:
     """True when ``data`` happened after the order reached the venue.
 
     A trade must be later than ``arrival_ns``; a bar must close after ``arrival_ns``
-    and have started at or after ``created_ns`` (the signal's bar never fills).
+    and start at ``created_ns`` (the bar after the signal's: its open is the fill
+    price by convention) or at or after ``arrival_ns`` (a bar that opened while the
+    order was in flight never fills it at that open). The signal's bar never fills.
     """
-    return data.ts_event > order.arrival_ns and data.start_ns >= order.created_ns
+    start = data.start_ns
+    return data.ts_event > order.arrival_ns and (
+        start == order.created_ns or start >= order.arrival_ns
+    )
 
 
 def slippage_bps(config: MarketFillConfig, quantity: float, volume: float) -> float:
@@ -578,6 +643,7 @@ def match(
     data: MarketData,
     config: MarketFillConfig,
     instrument: InstrumentSpec | None = None,
+    taken: float = 0.0,
 ) -> MatchResult:
     """Match a working order against one data point of its symbol.
 
@@ -585,8 +651,11 @@ def match(
         order: the order (pending orders and closed orders are returned unchanged).
         data: a trade or bar of the order's symbol.
         config: the market's fill configuration.
-        instrument: the instrument's specification (multiplier, tick size, fees);
-            None for multiplier 1, no tick grid and the market's fees.
+        instrument: the instrument's specification (multiplier, tick size, lot size,
+            fees); None for multiplier 1, no tick grid, no lot and the market's fees.
+        taken: the quantity other orders ahead of this one have already filled
+            against ``data`` (≥ 0): the participation cap is the venue's, and the
+            slippage's participation counts it.
 
     Returns:
         The updated order, the fill if any, and whether the order expired (IOC after
@@ -602,11 +671,15 @@ def match(
     filled = order.filled_quantity
     average = order.average_price
     fills = order.fills
+    fee_day, day_raw = order.fee_day, order.day_raw
+    day_notional, day_adjustment = order.day_notional, order.day_adjustment
     if quote is not None and data.volume > 0:
         reference, liquidity, triggered = quote
         cap = order.remaining
         if config.participation_rate is not None:
-            cap = min(cap, data.volume * config.participation_rate)
+            cap = min(cap, data.volume * config.participation_rate - taken)
+        if instrument is not None and instrument.lot_size is not None and cap > 0.0:
+            cap = round_to_tick(cap, instrument.lot_size, "sell")  # whole lots, down
         if cap > 0.0:
             multiplier = 1.0
             tick = None
@@ -616,7 +689,7 @@ def match(
                 tick = instrument.tick_size
                 if instrument.fees is not None:
                     fees = instrument.fees
-            bps = slippage_bps(config, cap, data.volume) if liquidity == "taker" else 0.0
+            bps = slippage_bps(config, taken + cap, data.volume) if liquidity == "taker" else 0.0
             price = _apply_slippage(order.side, reference, bps)
             if tick is not None and liquidity == "taker":
                 price = round_to_tick(price, tick, order.side)
@@ -628,7 +701,17 @@ def match(
                     else max(price, order.limit_price)
                 )
                 bps = abs(price - reference) / reference * 10_000.0 if reference else 0.0
-            fee = fees.fee(order.side, cap, price, liquidity, multiplier)
+            # The minimum and maximum bind the order's fills of one local day together.
+            notional = abs(cap * price * multiplier)
+            day = local_day(order.market, data.ts_event).toordinal()
+            if day != fee_day:
+                fee_day, day_raw, day_notional, day_adjustment = day, 0.0, 0.0, 0.0
+            raw = fees.raw_commission(cap, notional, liquidity)
+            day_raw += raw
+            day_notional += notional
+            adjustment = fees.adjustment(day_raw, day_notional)
+            fee = max(raw + adjustment - day_adjustment + fees.tax(order.side, notional), 0.0)
+            day_adjustment = adjustment
             fill = FillResult(
                 price=price, reference_price=reference, quantity=cap, fee=fee,
                 liquidity=liquidity, slippage_bps=bps, ts_fill=data.ts_event,
@@ -649,7 +732,8 @@ def match(
         expired = True
     updated = msgspec.structs.replace(
         order, phase=phase, filled_quantity=filled, average_price=average,
-        triggered=triggered, evaluated=True, fills=fills,
+        triggered=triggered, evaluated=True, fills=fills, fee_day=fee_day,
+        day_raw=day_raw, day_notional=day_notional, day_adjustment=day_adjustment,
     )  # fmt: skip
     return MatchResult(order=updated, fill=fill, expired=expired)
 

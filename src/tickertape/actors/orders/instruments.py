@@ -71,6 +71,10 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         tick_size: the smallest price increment (> 0), or None for no grid. Taker fill
             prices are rounded to it against the order (buys up, sells down), and the
             venue rejects limit and stop prices off the grid.
+        lot_size: the smallest quantity increment (> 0, finite), or None for any
+            quantity (crypto spot). Orders off the lot grid are rejected and fills are
+            whole lots (a participation share below one lot fills nothing). 1 for
+            futures and for stocks traded in whole shares.
         fees: the fee schedule of this instrument, in place of the market's (e.g. a
             per-contract commission for futures traded in the ``us`` market, whose
             default schedule is per share); None keeps the market's.
@@ -91,6 +95,7 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     multiplier: float = 1.0
     tick_size: float | None = None
+    lot_size: float | None = None
     fees: FeeSchedule | None = None
     initial_margin: float | None = None
     maintenance_margin: float | None = None
@@ -118,6 +123,8 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             math.isfinite(self.tick_size) and self.tick_size > 0.0
         ):
             raise ConfigError(f"{where}.tick_size must be > 0 and finite (got {self.tick_size})")
+        if self.lot_size is not None and not (math.isfinite(self.lot_size) and self.lot_size > 0.0):
+            raise ConfigError(f"{where}.lot_size must be > 0 and finite (got {self.lot_size})")
         if self.initial_margin is not None and not (
             math.isfinite(self.initial_margin) and self.initial_margin > 0.0
         ):

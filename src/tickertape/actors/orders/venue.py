@@ -184,6 +184,7 @@ class SimulatedVenue:
         if order.order_id in self.state.orders:
             return VenueResult()
         config = self.configs[order.market]
+        spec = self.instruments.spec(order.market, order.symbol)
         try:
             sim = fl.new_order(
                 order_id=order.order_id,
@@ -198,7 +199,8 @@ class SimulatedVenue:
                 time_in_force=order.time_in_force,
                 limit_price=order.limit_price,
                 stop_price=order.stop_price,
-                tick_size=self.instruments.spec(order.market, order.symbol).tick_size,
+                tick_size=spec.tick_size,
+                lot_size=spec.lot_size,
             )
         except fl.OrderRejected as exc:
             return VenueResult(
@@ -255,7 +257,9 @@ class SimulatedVenue:
     def on_market_data(
         self, market: Market, symbol: str, data: fl.MarketData, now_ns: int
     ) -> VenueResult:
-        """Match the symbol's working orders (by order id) against ``data``."""
+        """Match the symbol's working orders against ``data``, in arrival order (then
+        order id): they share its participation cap, each taking what the ones ahead
+        left."""
         ids = self._by_symbol.get(f"{market}:{symbol}")
         if not ids:
             return VenueResult()
@@ -264,11 +268,14 @@ class SimulatedVenue:
         config = self.configs[market]
         instrument = self.instruments.spec(market, symbol)
         reports: list[VenueReport] = []
-        for order_id in sorted(ids):
-            result = fl.match(self.state.orders[order_id], data, config, instrument)
+        orders = self.state.orders
+        taken = 0.0
+        for order_id in sorted(ids, key=lambda i: (orders[i].arrival_ns, i)):
+            result = fl.match(orders[order_id], data, config, instrument, taken)
             order = result.order
-            self.state.orders[order_id] = order
+            orders[order_id] = order
             if result.fill is not None:
+                taken += result.fill.quantity
                 reports.append(self._report(order, "fill", result.fill, ""))
             if result.expired:
                 reports.append(self._report(order, "expired", None, order.time_in_force))
