@@ -93,6 +93,7 @@ def test_cut_at_every_byte_of_the_last_two_records(tmp_path: Path, which: int) -
         path.write_bytes(data[:cut])
         path.with_suffix(".idx").unlink(missing_ok=True)
         complete = [i + 1 for i, (_s, end) in enumerate(bounds) if end <= cut]
+        crash_head(pristine, len(complete))  # the torn record's group was in flight
         with EventLog.open(pristine) as lg:
             dropped = lg.recovery.dropped
             if cut not in {end for _s, end in bounds}:
@@ -107,6 +108,7 @@ def test_cut_after_the_closing_brace_keeps_a_well_formed_file(data_dir: Path) ->
     path = day_file(data_dir, TRADE_TOPIC, T0)
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size - 1)
+    crash_head(data_dir, 0)  # the group was in flight
     check_reopens_cleanly(data_dir, [1, 2], allow_next=True)
     assert path.read_bytes().endswith(b"}\n")
 
@@ -152,10 +154,11 @@ def test_a_copy_of_a_valid_record_appended_is_not_trusted_blindly(data_dir: Path
 
 def test_torn_tail_reported_by_verify_before_recovery_and_clean_after(data_dir: Path) -> None:
     """`tape verify` flags a torn tail (exit 1); after a reopen it is clean (exit 0)."""
-    build(data_dir, [[1, 2, 3]])
+    build(data_dir, [[1, 2], [3]])
     path = day_file(data_dir, TRADE_TOPIC, T0)
     with open(path, "r+b") as f:
         f.truncate(path.stat().st_size - 20)
+    crash_head(data_dir, 2)  # the group of record 3 was in flight
     proc = run_tape("verify", "--json", data_dir=data_dir)
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
@@ -322,6 +325,7 @@ def test_recovery_report_counts_dropped_records(data_dir: Path) -> None:
     bounds = line_bounds(path)
     with open(path, "r+b") as f:
         f.truncate(bounds[2][0] + 10)
+    crash_head(data_dir, 0)  # the group was in flight
     with EventLog.open(data_dir) as lg:
         (d,) = lg.recovery.dropped
     assert (d.path, d.from_pos, d.to_pos, d.records) == (
@@ -624,3 +628,32 @@ def test_damage_to_an_older_open_day_is_repaired_on_open_or_reported_by_verify(
         with pytest.raises(CorruptRecordError) as info:
             list(LogReader(data_dir).read_topic(TRADE_TOPIC, 60))
         assert (info.value.path, info.value.position) == (str(path), last_start)
+
+
+def test_a_damaged_last_record_below_the_published_head_is_kept_not_cut(data_dir: Path) -> None:
+    """One flipped byte in the last record of a topic's newest file, a record HEAD says
+    was durable: recovery keeps it (reported as corruption), the topic refuses appends
+    (``TOPIC_DAMAGED``), reads of it stop there with an error naming the file, and the
+    namespace's gseqs go on after HEAD: the damaged record's gseq is never given to
+    another record."""
+    with EventLog.open(data_dir) as lg:
+        lg.append(envelopes(4, topics=(TRADE_TOPIC, QUOTE_TOPIC)))  # A1 B2 A3 B4
+    quotes = day_file(data_dir, QUOTE_TOPIC, T0)
+    data = bytearray(quotes.read_bytes())
+    data[-10] ^= 0x01  # inside the CRC of B4 (gseq 4, the head)
+    quotes.write_bytes(bytes(data))
+    with EventLog.open(data_dir) as lg:
+        assert lg.recovery.dropped == []
+        (problem,) = lg.recovery.corrupt
+        assert str(quotes) in problem
+        assert "kept" in problem
+        assert lg.head_gseq == 4
+        late = envelopes(2, topics=(TRADE_TOPIC, QUOTE_TOPIC), start_seq=5, start_ns=T0 + 10**6)
+        a5, b6 = lg.append(late)
+        assert (a5.error, a5.gseq, a5.offset) == (None, 5, 2)
+        assert b6.error == "TOPIC_DAMAGED"
+        assert str(quotes) in (b6.message or "")
+    assert quotes.read_bytes() == bytes(data)  # nothing cut
+    with pytest.raises(CorruptRecordError, match=str(quotes)):
+        list(LogReader(data_dir).read([QUOTE_TOPIC]))
+    assert [r.gseq for r in LogReader(data_dir).read([TRADE_TOPIC])] == [1, 3, 5]

@@ -127,7 +127,7 @@ def import_command(
         for path in files
     ]
     total = sum(len(events) for p in parsed for events in p.streams.values())
-    log = EventLog.open(data_dir, namespace)
+    log = EventLog.open(data_dir, namespace, check_payloads=False)  # msgspec-encoded
     try:
         with Progress(
             TextColumn("importing"),

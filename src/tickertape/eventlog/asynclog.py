@@ -26,10 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from tickertape.errors import DiskFullError, LogClosedError, LogError
 from tickertape.eventlog.reader import LogReader
 from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog, RecoveryReport
 from tickertape.schemas.envelope import Envelope
+
+_log = structlog.get_logger("tickertape.eventlog")
 
 
 @dataclass(slots=True)
@@ -92,12 +96,14 @@ class AsyncEventLog:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         max_pending: int = 4096,
+        check_payloads: bool = True,
     ) -> AsyncEventLog:
         """Open (and recover) a namespace for writing on a dedicated writer thread.
 
         Args:
             max_pending: appends queued and not yet acknowledged before :meth:`append`
                 waits (backpressure).
+            check_payloads: as :meth:`EventLog.open`'s.
 
         Raises:
             LogError: the namespace is held by another process.
@@ -109,7 +115,9 @@ class AsyncEventLog:
 
         def serve() -> None:
             try:
-                log = EventLog.open(data_dir, namespace, now_ns=now_ns)
+                log = EventLog.open(
+                    data_dir, namespace, now_ns=now_ns, check_payloads=check_payloads
+                )
             except BaseException as exc:  # reported to open(); the thread ends
                 _post(loop, _settle_exception, opened, exc)
                 _post(loop, _settle, stopped, None)
@@ -278,10 +286,11 @@ class AsyncEventLog:
                 if isinstance(item, _Sync):
                     try:
                         log.sync()
-                    except LogError as exc:
-                        _post(loop, self._fail, [], exc)
-                        _post(loop, _settle_exception, item.future, exc)
-                        self._drain(exc, None)
+                    except Exception as raw:
+                        failure = _writer_failure(raw)
+                        _post(loop, self._fail, [], failure)
+                        _post(loop, _settle_exception, item.future, failure)
+                        self._drain(failure, None)
                         return
                     _post(loop, _settle, item.future, log.synced_gseq)
                     continue
@@ -318,9 +327,10 @@ class AsyncEventLog:
                 except DiskFullError as exc:
                     _post(loop, self._refuse, items, exc.path)
                     continue
-                except LogError as exc:
-                    _post(loop, self._fail, items, exc)
-                    self._drain(exc, carry)
+                except Exception as raw:
+                    failure = _writer_failure(raw)
+                    _post(loop, self._fail, items, failure)
+                    self._drain(failure, carry)
                     return
                 if any(it.durable for it in items):
                     # Every append of the group is answered after the fsync: the head
@@ -328,9 +338,10 @@ class AsyncEventLog:
                     # written with it (head_gseq is a position: all before it).
                     try:
                         log.sync()
-                    except LogError as exc:
-                        _post(loop, self._fail, items, exc)
-                        self._drain(exc, carry)
+                    except Exception as raw:
+                        failure = _writer_failure(raw)
+                        _post(loop, self._fail, items, failure)
+                        self._drain(failure, carry)
                         return
                 _post(loop, self._resolve, items, results, log.head_gseq)
         finally:
@@ -416,3 +427,13 @@ def _settle(future: asyncio.Future[Any], value: object) -> None:
 def _settle_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+def _writer_failure(exc: Exception) -> LogError:
+    """What the appenders are told when the writer thread stops on ``exc``: a
+    :class:`LogError` as it is; anything else (a bug) as a LogError naming it, so that
+    every pending and later append is answered instead of waiting for ever."""
+    if isinstance(exc, LogError):
+        return exc
+    _log.error("eventlog.writer_failed", error=repr(exc))
+    return LogError(f"the event log's writer stopped on {type(exc).__name__}: {exc}")

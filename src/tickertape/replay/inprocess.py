@@ -190,7 +190,7 @@ def run_in_process(
         raise ConfigError("no actors to replay (give --actors)")
     started = time.monotonic()
     data_dir = Path(data_dir)
-    log = EventLog.open(data_dir, settings.namespace)
+    log = EventLog.open(data_dir, settings.namespace, check_payloads=False)  # msgspec-encoded
     try:
         if log.head_gseq and not resume:
             raise ConfigError(

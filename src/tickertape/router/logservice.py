@@ -167,7 +167,8 @@ class EmbeddedLog:
         async with lock:
             alog = self._logs.get(ns)
             if alog is None:
-                alog = await AsyncEventLog.open(self._data_dir, ns)
+                # Payloads were decoded from the publishers' JSON frames: one JSON value each.
+                alog = await AsyncEventLog.open(self._data_dir, ns, check_payloads=False)
                 self._logs[ns] = alog
         return alog
 

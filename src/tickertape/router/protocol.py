@@ -89,8 +89,11 @@ class Code(StrEnum):
     DAY_SEALED = "DAY_SEALED"
     """``ts_event`` falls on a sealed day of its topic; appends must be later."""
     TOPIC_DAMAGED = "TOPIC_DAMAGED"
-    """The topic's newest day is a sealed file damaged past its last readable record:
-    its next offset is unknown until the file is restored."""
+    """The topic's newest file is damaged past its last readable record: its next
+    offset is unknown until the file is restored."""
+    INVALID_ENVELOPE = "INVALID_ENVELOPE"
+    """The log cannot store the envelope faithfully: ``ts_event``, ``ts_init`` or
+    ``source_seq`` outside 0..2**63-1, or a string JSON cannot carry."""
     BATCH_REJECTED = "BATCH_REJECTED"
     """This envelope was valid but another one of its batch was not: nothing was stored."""
     BAD_PATTERN = "BAD_PATTERN"
