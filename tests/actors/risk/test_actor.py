@@ -109,6 +109,32 @@ def test_clock_drift_halts_everything() -> None:
     assert codes == ["OK", "HALTED"]
 
 
+def test_without_the_halt_a_clock_drift_refuses_orders_until_a_global_resume() -> None:
+    """``halt_on_clock_drift = false``: the alert changes no trading state, and every
+    order after it is refused with CLOCK_DRIFT (EveryBar flips +1/−1: none reduces)
+    until a global resume (before the fix the alert was ignored: approved)."""
+    drift = system(
+        ClockDrift(actor="strategy.s", actor_ns=0, authority_ns=1, drift_ns=300_000_000, bound_ns=250_000_000),
+        "system.clock_drift", T0 + 2 * MINUTE_NS, 1, source="clock",
+    )  # fmt: skip
+    resume = system(RiskCommand(command="resume"), "system.command.risk", T0 + 4 * MINUTE_NS, 2)
+    out = run_chain(
+        merged(bars(6), [drift, resume]),
+        [strategy()],
+        orders=ZERO,
+        risk=RiskConfig(halt_on_clock_drift=False),
+    )
+    decisions = [
+        ((r.ts_event - T0) // MINUTE_NS, p.reason_code)
+        for r, p in payloads(out, "risk.")
+        if r.topic != "risk.state"
+    ]
+    # bar 3 targets the +1 bar 1 bought: no order; the resume comes at bar 4
+    assert decisions == [(1, "OK"), (2, "CLOCK_DRIFT"), (3, "NO_CHANGE"), (4, "OK"), (5, "OK"), (6, "OK")]  # fmt: skip
+    states = [p for _, p in payloads(out, "risk.state")]
+    assert [(s.scope, s.state) for s in states] == [("global", "ACTIVE")]  # the resume only
+
+
 def test_drawdown_breach_halts_the_strategy() -> None:
     """A strategy book whose drawdown reaches max_drawdown is halted automatically."""
     limits = parse_limits("[strategies.s]\nmax_drawdown = 0.0001\n")

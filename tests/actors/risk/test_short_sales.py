@@ -72,13 +72,13 @@ def test_a_cash_account_sells_only_what_it_holds(
 
 
 def test_short_not_allowed_is_checked_for_reducing_orders_and_after_halts() -> None:
-    """Short 0 with open buys of 2 (projected +2): a sell of 1 "reduces" the projected
-    position without raising the worst case, and still may open a short if the buys are
-    canceled: refused in ACTIVE and REDUCING. HALTED is reported first."""
+    """Short 0 with open buys of 2 (projected +2): a sell of 1 moves the projected
+    position toward zero without raising the worst case, and still may open a short if
+    the buys are canceled: so it is no reducing order (refused in REDUCING) and a short
+    sale (refused in ACTIVE). HALTED is reported first."""
     straddled = view(open_buys=2.0)
-    for state in ("ACTIVE", "REDUCING"):
-        decision = rc.decide(sell(), straddled, CASH_ACCOUNT, state)  # type: ignore[arg-type]
-        assert decision.reason_code == "SHORT_NOT_ALLOWED"
+    assert rc.decide(sell(), straddled, CASH_ACCOUNT, "ACTIVE").reason_code == "SHORT_NOT_ALLOWED"
+    assert rc.decide(sell(), straddled, CASH_ACCOUNT, "REDUCING").reason_code == "REDUCING"
     assert rc.decide(sell(), straddled, CASH_ACCOUNT, "HALTED").reason_code == "HALTED"
 
 
@@ -307,3 +307,19 @@ def test_the_example_limits_let_only_the_live_sma_example_sell_crypto_short() ->
             d.reason_code for _, d in payloads(out, "risk.") if isinstance(d, RiskDecision)
         ]
     assert codes == {"sma-live": ["OK"], "other": ["SHORT_NOT_ALLOWED"]}
+
+
+def test_an_order_that_could_open_a_position_if_another_were_canceled_is_not_reducing() -> None:
+    """Cash-like X at 100 with 1,000 of funds and a resting sell of 19 (projected −19):
+    a buy of 19 moves the projected position to zero, but opens a long of 19 if the
+    sell is canceled, so it is checked like any order (1,900 > 1,000 of funds), not
+    waved through as reducing. In REDUCING, long 1 with a buy of 10 open, a sell of 11
+    (long 1 → short 10 if the buy is canceled) is refused; a sell of 1 passes."""
+    resting = view(cash=1_000.0, open_sells=19.0)
+    buy = intent(side="buy", quantity=19.0)
+    assert rc.decide(buy, resting, SHORTS, "ACTIVE").reason_code == "INSUFFICIENT_CASH"
+    assert rc.decide(buy, resting, SHORTS, "REDUCING").reason_code == "REDUCING"
+    straddled = view(position=1.0, open_buys=10.0)
+    assert rc.decide(sell(11.0), straddled, SHORTS, "REDUCING").reason_code == "REDUCING"
+    decision = rc.decide(sell(1.0), straddled, SHORTS, "REDUCING")
+    assert (decision.reason_code, decision.reason) == ("OK", "reduces exposure")

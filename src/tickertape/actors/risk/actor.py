@@ -81,7 +81,9 @@ class RiskConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         limits: inline limits, used when ``limits_file`` is None.
         initial_cash: starting cash per market, for the cash check (the pnl actor must
             be configured with the same figures).
-        halt_on_clock_drift: halt everything on a clock drift alert.
+        halt_on_clock_drift: halt everything on a clock drift alert (open orders
+            are then canceled); false: keep the trading state, refuse every order
+            that is not reducing with ``CLOCK_DRIFT``. Either until a global resume.
         orders_source: the only identity whose ``order.*`` events are counted.
         pnl_source: the only identity whose ``pnl.update.*`` events are counted.
         instruments: instrument specifications, ``[instruments.<market>.<symbol or
@@ -221,9 +223,10 @@ class RiskActor(Actor):
                 self._ignore(event, ctx)
             else:
                 self._on_command(payload, event, ctx)
-        elif kind is ClockDrift and self.config.halt_on_clock_drift:
-            self.state.clock_drift = True
-            self._set_state("global", None, "HALTED", "CLOCK_DRIFT", event, ctx)
+        elif kind is ClockDrift:
+            self.state.clock_drift = True  # refused with CLOCK_DRIFT until a global resume
+            if self.config.halt_on_clock_drift:
+                self._set_state("global", None, "HALTED", "CLOCK_DRIFT", event, ctx)
 
     def snapshot(self) -> msgspec.Struct:
         self.state.approvals = {k: list(v) for k, v in sorted(self._recent.items())}

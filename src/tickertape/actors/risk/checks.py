@@ -558,7 +558,12 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         inputs["open_buys"] = view.open_buys
         inputs["open_sells"] = view.open_sells
         inputs["worst_case_after"] = worst_after
-    reducing = is_reducing(view.projected, side, quantity, worst, worst_after)
+    # Reducing also means it can open nothing on its own side whatever the other open
+    # orders do: a buy against a resting sell would open a long if the sell were
+    # canceled, and it skips the checks below (funds among them).
+    reducing = opening <= 1e-12 * max(quantity, 1.0) and is_reducing(
+        view.projected, side, quantity, worst, worst_after
+    )
     if state == "HALTED":
         return _reject("HALTED", "trading is halted", inputs)
     if state == "REDUCING" and not reducing:
