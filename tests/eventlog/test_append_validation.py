@@ -30,6 +30,7 @@ def stored(data_dir: Path) -> list[tuple[int, int, str]]:
         (msgspec.structs.replace(envelope(2), ts_init=-1), "ts_init -1 is outside"),
         (msgspec.structs.replace(envelope(2), source_seq=1 << 63), "source_seq"),
         (msgspec.structs.replace(envelope(2), id="md:\ud800"), "cannot be encoded as JSON"),
+        (msgspec.structs.replace(envelope(2), ts_event=1.7e18), "ts_event must be an integer"),
     ],
     ids=[
         "truncated",
@@ -39,6 +40,7 @@ def stored(data_dir: Path) -> list[tuple[int, int, str]]:
         "negative",
         "seq-past-int64",
         "surrogate",
+        "float",
     ],
 )
 def test_a_bad_envelope_is_refused_and_the_rest_of_the_batch_stored(

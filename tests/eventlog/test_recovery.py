@@ -582,9 +582,11 @@ def test_damage_to_an_older_open_day_is_repaired_on_open_or_reported_by_verify(
 ) -> None:
     """The last record of an older open day damaged from outside the writer (no crash
     leaves this: the day was fsync'd before its index was saved) is found: cut short
-    (``torn``, the size changed) it is truncated and reported on open; damaged in place
-    (``flipped`` bit, ``newline`` overwritten: the size kept, so open trusts the saved
-    index and reads nothing of the file) `tape verify` reports it with file and byte."""
+    (``torn``, the size changed) it is read on open, and kept and reported as
+    corruption (its gseq, at or below HEAD, is held by no other record: it was
+    durable); damaged in place (``flipped`` bit, ``newline`` overwritten: the size kept,
+    so open trusts the saved index and reads nothing of the file) `tape verify` reports
+    it with file and byte."""
     trade_days = days_log(data_dir)
     path = trade_days[1]
     bounds = line_bounds(path)
@@ -605,19 +607,14 @@ def test_damage_to_an_older_open_day_is_repaired_on_open_or_reported_by_verify(
     size = path.stat().st_size
     with EventLog.open(data_dir) as lg:
         assert lg.head_gseq == DAYS * PER_DAY
+        assert lg.recovery.dropped == []
         if damage == "torn":
-            (d,) = lg.recovery.dropped
-            assert (d.path, d.from_pos, d.to_pos, d.records) == (
-                str(path),
-                last_start,
-                last_start + 40,
-                1,
-            )
-        else:
-            assert lg.recovery.dropped == []
-            assert path.stat().st_size == size  # left in place, never truncated
+            (problem,) = lg.recovery.corrupt
+            assert problem.startswith(f"{path}: byte {last_start}: ")
+            (late,) = lg.append([envelope(20_000, ts_event=T0 + (DAYS + 1) * NS_PER_DAY)])
+            assert (late.error, late.gseq) == (None, DAYS * PER_DAY + 1)  # later days: not damaged
+    assert path.stat().st_size == size  # left in place, never truncated
     if damage == "torn":
-        assert path.stat().st_size == last_start
         return
     after = run_tape("verify", "--json", data_dir=data_dir)
     assert after.returncode == 1
@@ -657,3 +654,39 @@ def test_a_damaged_last_record_below_the_published_head_is_kept_not_cut(data_dir
     with pytest.raises(CorruptRecordError, match=str(quotes)):
         list(LogReader(data_dir).read([QUOTE_TOPIC]))
     assert [r.gseq for r in LogReader(data_dir).read([TRADE_TOPIC])] == [1, 3, 5]
+    # HEAD (5) now passed by another topic: the damage is still kept at the next open,
+    # and a torn write of that other topic past HEAD is still cut.
+    trades = day_file(data_dir, TRADE_TOPIC, T0)
+    with EventLog.open(data_dir) as lg:
+        assert (lg.recovery.dropped, len(lg.recovery.corrupt)) == ([], 1)
+        (a7,) = lg.append(envelopes(1, topics=(TRADE_TOPIC,), start_seq=7, start_ns=T0 + 2 * 10**6))
+        assert (a7.gseq, a7.offset) == (6, 3)
+    with open(trades, "r+b") as f:
+        f.truncate(trades.stat().st_size - 30)  # A7 torn: it was in flight
+    crash_head(data_dir, 5)
+    with EventLog.open(data_dir) as lg:
+        (dropped,) = lg.recovery.dropped
+        assert dropped.path == str(trades)
+        (problem,) = lg.recovery.corrupt
+        assert str(quotes) in problem
+        (a8,) = lg.append(envelopes(1, topics=(TRADE_TOPIC,), start_seq=8, start_ns=T0 + 3 * 10**6))
+        assert (a8.error, a8.gseq, a8.offset) == (None, 6, 3)
+    assert quotes.read_bytes() == bytes(data)
+
+
+def test_a_damaged_tail_below_head_on_an_older_day_keeps_the_head(data_dir: Path) -> None:
+    """The last record (gseq 3, durable) of a day file is damaged and the next day's
+    file is empty (a roll whose write was lost): the tail is kept, the head stays at
+    HEAD and the topic refuses appends (no later day holds records to give the next
+    offset), so gseq 3 and offset 2 are never given out again."""
+    with EventLog.open(data_dir) as lg:
+        lg.append([envelope(i) for i in (1, 2, 3)])
+    day1 = day_file(data_dir, TRADE_TOPIC, T0)
+    day_file(data_dir, TRADE_TOPIC, T0 + NS_PER_DAY).write_bytes(b"")
+    day1.write_bytes(day1.read_bytes()[:-5])
+    day1.with_suffix(".idx").unlink(missing_ok=True)
+    for _ in range(2):
+        with EventLog.open(data_dir) as lg:
+            assert (lg.recovery.dropped, len(lg.recovery.corrupt), lg.head_gseq) == ([], 1, 3)
+            (late,) = lg.append([envelope(4, ts_event=T0 + NS_PER_DAY + 1)])
+            assert late.error == "TOPIC_DAMAGED"

@@ -26,6 +26,7 @@ import errno
 import fcntl
 import mmap
 import os
+import re
 import signal
 import struct
 import sys
@@ -274,6 +275,34 @@ _source_seq = attrgetter("source_seq")
 
 _ENCODE_ERRORS = (ValueError, TypeError, OverflowError, msgspec.EncodeError)
 """What encoding an envelope raises for a value JSON cannot carry (a lone surrogate)."""
+
+_POSITIONS = re.compile(rb',"offset":(\d+),"gseq":(\d+),"ts_log":')
+
+
+def _last_gseq(found: _OpenFile) -> int:
+    """The gseq of the last valid record of a scanned file (0: none)."""
+    index = found.index
+    return index.last_gseq if index is not None and index.count else 0
+
+
+def _tail_gseq(found: _OpenFile) -> int | None:
+    """The gseq the first record of ``found``'s invalid tail gives itself, when its
+    positions still read and its offset is the one the file expects next; else None
+    (a write torn before its positions, garbage)."""
+    assert found.tail is not None
+    start, _end, _reason = found.tail
+    with open(found.segment.path, "rb") as f:
+        f.seek(start)
+        line = f.readline()
+    matches = _POSITIONS.findall(line)
+    if not matches:
+        return None
+    offset, gseq = (int(x) for x in matches[-1])  # the log's own members come last
+    index = found.index
+    if index is not None and index.count and offset != index.last_offset + 1:
+        return None
+    return gseq
+
 
 _check_raw = msgspec.json.Decoder(msgspec.Raw).decode
 
@@ -550,35 +579,74 @@ class EventLog:
 
     def _settle_tails(self, files: list[_OpenFile], newest: dict[str, Segment], hint: int) -> None:
         """Truncate the invalid tails the scan found (torn or garbage records a crash
-        left past the last fsync), reported in :attr:`recovery`.
+        left past the last fsync), reported in :attr:`recovery`, except those that may
+        hold a record the published ``HEAD`` says was durable, damaged on disk after
+        its fsync (a flipped byte): cutting one would give its offset and gseq to
+        another record. Such a tail is kept and reported as corruption (readers stop
+        there with an error), the namespace's gseqs go on after ``HEAD``, and the topic
+        refuses appends with ``TOPIC_DAMAGED`` unless a later day of it holds records.
 
-        Unless records the published ``HEAD`` says were durable are missing (the head
-        found is below ``hint``): then a tail after a record below ``hint`` may be such
-        a record, damaged on disk after its fsync, and is kept as corruption (reported;
-        readers stop there with an error; the topic refuses appends with
-        ``TOPIC_DAMAGED`` when it is its newest file), never cut: cutting it would
-        give its offset and gseq to another record.
+        A tail may hold such a record when its first line still reads as a record of
+        the file's next offset with a gseq at or below ``HEAD`` (damage usually leaves
+        the positions readable), or, when it does not read, when some gseq between the
+        file's last valid record and ``HEAD`` is held by no valid record and claimed by
+        no other tail. A torn write (its positions are at the end of the line) past
+        ``HEAD`` is cut.
         """
-        for found in files:
-            if found.tail is None:
-                continue
+        tails = [f for f in files if f.tail is not None]
+        if not tails:
+            return
+        kept: list[_OpenFile] = []
+        cut: list[_OpenFile] = []
+        unknown: list[_OpenFile] = []
+        claimed: list[int] = []
+        for found in tails:
+            gseq = _tail_gseq(found)
+            if gseq is None:
+                unknown.append(found)
+            elif gseq <= hint:
+                kept.append(found)
+                claimed.append(gseq)
+            else:
+                cut.append(found)
+        if unknown:
+            lo = min(_last_gseq(f) for f in unknown)
+            presence = self._known_gseqs(files, lo, hint) if lo < hint else None
+            if presence is not None:
+                for gseq in claimed:
+                    presence.add(gseq)
+            for found in unknown:
+                last = _last_gseq(found)
+                if presence is not None and last < hint and not presence.all_present(last, hint):
+                    kept.append(found)
+                else:
+                    cut.append(found)
+        for found in kept:
             seg = found.segment
-            start, end, reason = found.tail
-            index = found.index
-            last_gseq = index.last_gseq if index is not None and index.count else 0
-            if self._head < hint and last_gseq < hint:
-                self.recovery.corrupt.append(
-                    f"{seg.path}: byte {start}: {reason} (after gseq {last_gseq}, with "
-                    f"gseqs up to the durable head {hint} missing: kept)"
+            start, _end, reason = found.tail  # type: ignore[misc]
+            last = _last_gseq(found)
+            self.recovery.corrupt.append(
+                f"{seg.path}: byte {start}: {reason} (after gseq {last}; it may hold a "
+                f"record acknowledged as durable, up to gseq {hint}: kept)"
+            )
+            later = self._topics[seg.topic].sealed_day > seg.day or any(
+                f.segment.topic == seg.topic
+                and f.segment.day > seg.day
+                and f.index is not None
+                and f.index.count
+                for f in files
+            )
+            if not later:
+                self._topics[seg.topic].damaged = (
+                    f"open day file {seg.path} is damaged after its record of gseq {last} "
+                    f"(byte {start}: {reason}), which may hold records acknowledged as "
+                    f"durable (up to gseq {hint}); restore it from a copy, then reopen the log"
                 )
-                if newest.get(seg.topic) == seg:
-                    self._topics[seg.topic].damaged = (
-                        f"open day file {seg.path} is damaged after its record of gseq "
-                        f"{last_gseq} (byte {start}: {reason}), which may hold records "
-                        f"acknowledged as durable (up to gseq {hint}); restore it from a "
-                        "copy, then reopen the log"
-                    )
-                continue
+        if kept:
+            self._head = max(self._head, hint)
+        for found in cut:
+            seg = found.segment
+            start, end, _reason = found.tail  # type: ignore[misc]
             dropped = self._count_lines(seg.path, start, end)
             self._truncate(seg.path, start)
             self.recovery.dropped.append(
@@ -1061,33 +1129,45 @@ class EventLog:
             ts = self._now_ns() if ts_log is None else ts_log
             try:
                 results.extend(self._append_group(group, ts, durable))
-            except _ENCODE_ERRORS:
-                # Nothing of the group was written: refuse the envelopes the codec
-                # cannot encode (a string with a lone surrogate) and store the rest.
-                results.extend(self._append_encodable(group, ts, durable))
+            except _ENCODE_ERRORS as exc:
+                # Nothing of the group was written: refuse the envelopes that cannot be
+                # stored (a float ts_event, a string with a lone surrogate) and store
+                # the rest.
+                results.extend(self._append_encodable(group, ts, durable, exc))
         if durable and self._synced != self._head:
             self.sync()  # e.g. a batch of duplicates of records not yet synced
         return results
 
     def _append_encodable(
-        self, group: Sequence[Envelope], ts_log: int, durable: bool
+        self, group: Sequence[Envelope], ts_log: int, durable: bool, error: Exception
     ) -> list[AppendResult]:
-        """Append ``group`` less the envelopes that cannot be encoded, which are
-        refused with ``INVALID_ENVELOPE``; re-raise when every one can be."""
+        """Append ``group`` less the envelopes that cannot be stored (integer fields
+        that are not ints, values JSON cannot carry), which are refused with
+        ``INVALID_ENVELOPE``; re-raise ``error`` (what the whole group raised) when
+        none is."""
         refused: dict[int, AppendResult] = {}
         scratch = bytearray()
         for i, env in enumerate(group):
-            try:
-                encode_batch([env], 0, [1], b"", scratch)
-            except _ENCODE_ERRORS as exc:
+            wrong = [
+                name
+                for name in ("ts_event", "ts_init", "source_seq")
+                if type(getattr(env, name)) is not int
+            ]
+            problem = f"{', '.join(wrong)} must be an integer" if wrong else None
+            if problem is None:
+                try:
+                    encode_batch([env], 0, [1], b"", scratch)
+                except _ENCODE_ERRORS as exc:
+                    problem = f"envelope cannot be encoded as JSON: {exc}"
+                scratch.clear()
+            if problem is not None:
                 refused[i] = AppendResult(
                     id=str(env.id).encode("utf-8", "backslashreplace").decode(),
                     error="INVALID_ENVELOPE",
-                    message=f"envelope cannot be encoded as JSON: {exc}",
+                    message=problem,
                 )
-            scratch.clear()
         if not refused:
-            raise RuntimeError(f"event log {self.dir}: a group failed to encode") from None
+            raise error
         stored = iter(
             self._append_group(
                 [e for i, e in enumerate(group) if i not in refused], ts_log, durable

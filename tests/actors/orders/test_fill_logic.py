@@ -538,3 +538,24 @@ def test_a_day_order_arriving_just_before_midnight_expires_at_that_midnight() ->
     assert fl.day_end_ns("us", midnight - 1) == midnight
     assert fl.day_end_ns("us", midnight) == midnight + 24 * 3_600 * 10**9
     assert fl.local_day("us", midnight - 1).isoformat() == "2024-01-01"
+
+
+def test_a_marketable_limit_that_got_no_share_stays_marketable() -> None:
+    """A buy limit at 101 arrives on a bar opening at 100 whose 10 % share is below one
+    lot: nothing fills, and on the next bar (open 100) it takes the open as a taker,
+    not its limit as a resting order would."""
+    config = fl.MarketFillConfig(
+        latency=fl.LatencyModel(base_ns=1, jitter_ns=0), fees=fl.FeeSchedule(), participation_rate=0.1
+    )  # fmt: skip
+    lots = InstrumentSpec(lot_size=1.0)
+    o = order(config, order_type="limit", limit=101.0, quantity=2.0)
+    thin = fl.match(o, bar(T0, 100, 100, 100, 100, v=7.0), config, lots)
+    assert thin.fill is None
+    r = fl.match(thin.order, bar(T0 + MIN, 100, 100.2, 99.8, 100, v=50.0), config, lots)
+    assert r.fill is not None
+    assert (r.fill.reference_price, r.fill.liquidity) == (100.0, "taker")
+    resting = fl.match(
+        order(config, order_type="limit", limit=99.0), bar(T0, 100, 100, 100, 100), config
+    )
+    assert resting.fill is None
+    assert resting.order.evaluated  # it rests: a later open through 99 fills at 99

@@ -328,8 +328,9 @@ class SimOrder(msgspec.Struct, frozen=True, kw_only=True):
         filled_quantity: cumulative fill, ≤ ``quantity``.
         average_price: volume-weighted fill price (0.0 before any fill).
         triggered: a stop order's stop was reached.
-        evaluated: the order has been matched against at least one data point
-            (an IOC expires after its first).
+        evaluated: the order has met a data point it could rest against or fill from
+            (a marketable order that got no share of a taker quote has not: it stays
+            marketable at the next open).
         fills: number of fills so far.
         fee_day: the exchange-local day (proleptic ordinal) of the fills that
             ``day_raw``, ``day_notional`` and ``day_adjustment`` sum; 0 before any.
@@ -722,6 +723,10 @@ def match(
             fills += 1
     elif quote is not None:
         triggered = quote[2]
+    # A taker quote the order got no share of (a zero-volume bar, a participation share
+    # below one lot or taken by orders ahead) leaves it as it arrived: still marketable
+    # at a later open, not a resting limit filled at its limit.
+    evaluated = order.evaluated or fill is not None or quote is None or quote[1] != "taker"
     phase: OrderPhase = "working"
     if filled >= order.quantity - 1e-12 * max(order.quantity, 1.0):
         filled = order.quantity
@@ -732,7 +737,7 @@ def match(
         expired = True
     updated = msgspec.structs.replace(
         order, phase=phase, filled_quantity=filled, average_price=average,
-        triggered=triggered, evaluated=True, fills=fills, fee_day=fee_day,
+        triggered=triggered, evaluated=evaluated, fills=fills, fee_day=fee_day,
         day_raw=day_raw, day_notional=day_notional, day_adjustment=day_adjustment,
     )  # fmt: skip
     return MatchResult(order=updated, fill=fill, expired=expired)
