@@ -65,11 +65,15 @@ def test_a_bad_envelope_is_refused_and_the_rest_of_the_batch_stored(
 
 def test_payload_checks_can_be_left_to_a_caller_that_decoded_them(tmp_path: Path) -> None:
     """``check_payloads=False`` (payloads decoded from JSON or encoded by msgspec) skips
-    the JSON check; the integer bounds hold all the same."""
+    the JSON check (a caller that passes bad bytes anyway has them stored); the
+    integer bounds hold all the same."""
     with EventLog.open(tmp_path / "data", check_payloads=False) as lg:
-        ok, far = lg.append([envelope(1), envelope(2, ts_event=1 << 63)])
+        ok, far, unchecked = lg.append(
+            [envelope(1), envelope(2, ts_event=1 << 63), envelope(3, payload=msgspec.Raw(b"{"))]
+        )
     assert ok.error is None
     assert far.error == "INVALID_ENVELOPE"
+    assert (unchecked.error, unchecked.gseq) == (None, 2)
 
 
 async def test_an_unexpected_writer_error_answers_every_append_instead_of_hanging(

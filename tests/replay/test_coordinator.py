@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,6 +170,11 @@ async def test_an_actor_token_without_its_own_step_topic_is_told_apart(tmp_path:
                 assert await asyncio.wait_for(fallback.established(), 10)
 
 
+def _done(announce: StepAnnounce, actor: str, **fields: Any) -> Done:
+    """``actor``'s answer to ``announce`` of run ``r1``, with ``fields``."""
+    return Done(run_id="r1", actor=actor, nonce="n", seq=announce.seq, **fields)
+
+
 async def test_a_divergence_reported_in_a_snapshots_answer_is_counted(tmp_path: Path) -> None:
     """An actor that catches up after a restart compares what it regenerated before the
     next announcement, which may be a snapshot: the divergence its answer carries counts,
@@ -178,13 +184,8 @@ async def test_a_divergence_reported_in_a_snapshots_answer_is_counted(tmp_path: 
 
     async def answer(announce: StepAnnounce, *, wait: bool = True, settle: bool = True) -> None:
         c._dones[announce.seq] = {
-            actor: Done(
-                run_id="r1",
-                actor=actor,
-                nonce="n",
-                seq=announce.seq,
-                outputs=0,
-                divergences=[found] if actor == "strategy.x" else [],
+            actor: _done(
+                announce, actor, outputs=0, divergences=[found] if actor == "strategy.x" else []
             )
             for actor in c.actors
         }
@@ -245,11 +246,9 @@ def _answering(c: ReplayCoordinator, outputs: dict[str, dict[str, int]]) -> None
 
     async def wait_dones(announce: StepAnnounce) -> None:
         c._dones[announce.seq] = {
-            actor: Done(
-                run_id="r1",
-                actor=actor,
-                nonce="n",
-                seq=announce.seq,
+            actor: _done(
+                announce,
+                actor,
                 outputs=sum(topics.values()) if announce.wave == 0 else 0,
                 topics=topics if announce.wave == 0 else {},
             )

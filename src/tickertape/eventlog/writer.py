@@ -316,26 +316,31 @@ def _invalid_payload(payload: msgspec.Raw) -> bool:
     return False
 
 
-def _invalid_envelope(env: Envelope) -> AppendResult:
-    """The refusal of an envelope whose ``ts_event``, ``ts_init`` or ``source_seq``
-    is outside 0..2**63-1 or whose payload is not one JSON value."""
+def _envelope_problem(env: Envelope, check_payload: bool) -> str | None:
+    """Why the log cannot store ``env`` faithfully, or None: ``ts_event``, ``ts_init``
+    or ``source_seq`` not an int or outside 0..2**63-1, or (with ``check_payload``) a
+    payload that is not one JSON value. (A string JSON cannot carry shows only when
+    the envelope is encoded: :meth:`EventLog._append_encodable`.)"""
     for name in ("ts_event", "ts_init", "source_seq"):
         value = getattr(env, name)
+        if type(value) is not int:
+            return f"{name} must be an integer"
         if value >> 63:
-            return AppendResult(
-                id=env.id,
-                error="INVALID_ENVELOPE",
-                message=f"envelope {env.id!r}: {name} {value} is outside 0..2**63-1",
-            )
-    try:
-        _check_raw(env.payload)
-    except msgspec.DecodeError as exc:
-        return AppendResult(
-            id=env.id,
-            error="INVALID_ENVELOPE",
-            message=f"envelope {env.id!r}: payload is not one JSON value: {exc}",
-        )
-    raise AssertionError(f"envelope {env.id!r} is valid")  # pragma: no cover
+            return f"{name} {value} is outside 0..2**63-1"
+    if check_payload:
+        try:
+            _check_raw(env.payload)
+        except msgspec.DecodeError as exc:
+            return f"payload is not one JSON value: {exc}"
+    return None
+
+
+def _refusal(env: Envelope, problem: str | None) -> AppendResult:
+    """The ``INVALID_ENVELOPE`` answer to ``env`` (its id made printable)."""
+    env_id = str(env.id).encode("utf-8", "backslashreplace").decode()
+    return AppendResult(
+        id=env_id, error="INVALID_ENVELOPE", message=f"envelope {env_id!r}: {problem}"
+    )
 
 
 _first = itemgetter(0)
@@ -574,10 +579,10 @@ class EventLog:
                 newest[name] = segments[-1]
             self._topics[name] = topic
         self._head = max((t.last_gseq for t in self._topics.values()), default=0)
-        self._settle_tails(files, newest, hint)
+        self._settle_tails(files, hint)
         return files, newest
 
-    def _settle_tails(self, files: list[_OpenFile], newest: dict[str, Segment], hint: int) -> None:
+    def _settle_tails(self, files: list[_OpenFile], hint: int) -> None:
         """Truncate the invalid tails the scan found (torn or garbage records a crash
         left past the last fsync), reported in :attr:`recovery`, except those that may
         hold a record the published ``HEAD`` says was durable, damaged on disk after
@@ -810,7 +815,7 @@ class EventLog:
             valid_end = pos + len(line)
             found.records.append((rec.gseq, pos))
         if valid_end < size:
-            found.tail = (valid_end, size, bad_reason if bad_since is not None else "torn record")
+            found.tail = (valid_end, size, bad_reason)  # every line past valid_end is bad
         index.data_size = valid_end
         index.raw_size = valid_end
         topic.index = found.index = index
@@ -1148,24 +1153,15 @@ class EventLog:
         refused: dict[int, AppendResult] = {}
         scratch = bytearray()
         for i, env in enumerate(group):
-            wrong = [
-                name
-                for name in ("ts_event", "ts_init", "source_seq")
-                if type(getattr(env, name)) is not int
-            ]
-            problem = f"{', '.join(wrong)} must be an integer" if wrong else None
+            problem = _envelope_problem(env, check_payload=False)  # checked before
             if problem is None:
                 try:
                     encode_batch([env], 0, [1], b"", scratch)
                 except _ENCODE_ERRORS as exc:
-                    problem = f"envelope cannot be encoded as JSON: {exc}"
+                    problem = f"cannot be encoded as JSON: {exc}"
                 scratch.clear()
             if problem is not None:
-                refused[i] = AppendResult(
-                    id=str(env.id).encode("utf-8", "backslashreplace").decode(),
-                    error="INVALID_ENVELOPE",
-                    message=problem,
-                )
+                refused[i] = _refusal(env, problem)
         if not refused:
             raise error
         stored = iter(
@@ -1250,7 +1246,7 @@ class EventLog:
             if (env.ts_event | env.ts_init | seq) >> 63 or (
                 check_payloads and _invalid_payload(env.payload)
             ):
-                append_result(_invalid_envelope(env))
+                append_result(_refusal(env, _envelope_problem(env, check_payloads)))
                 continue
             src_last = pending_src.get(source)
             if src_last is None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -547,10 +548,9 @@ class ReplayCoordinator:
             expect = {a: d.outputs for a, d in sorted(dones.items()) if d.outputs}
             if not expect:
                 return
-            topics: dict[str, int] = {}
+            topics: Counter[str] = Counter()
             for done in dones.values():
-                for topic, n in done.topics.items():
-                    topics[topic] = topics.get(topic, 0) + n
+                topics.update(done.topics)
             readers = self._targets(set(topics))
             first, last = self._start_commit(announce.stage, expect, time_ns, announce)
             if not readers:

@@ -201,23 +201,27 @@ class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return max(commission + self.tax(side, notional), 0.0)
 
     def raw_commission(self, quantity: float, notional: float, liquidity: Liquidity) -> float:
-        """The commission of a fill before the minimum and maximum: ``notional`` ×
-        the maker or taker rate + ``|quantity|`` × ``per_unit``, ≥ 0."""
+        """The commission of a fill before the minimum and maximum, in the market's
+        currency, ≥ 0: ``notional`` (quantity × price × multiplier, market currency) ×
+        the maker or taker rate + ``|quantity|`` (contracts) × ``per_unit``."""
         rate = self.maker_bps if liquidity == "maker" else self.taker_bps
         return notional * rate / 10_000.0 + abs(quantity) * self.per_unit
 
     def adjustment(self, raw: float, notional: float) -> float:
         """What the minimum and the maximum add to (or take from) the raw commission
         ``raw`` of fills worth ``notional`` together (one order's fills of one day):
-        ``min(max(raw, minimum), notional × maximum_rate) − raw``; 0.0 when neither
-        binds."""
+        ``min(max(raw, minimum), notional × maximum_rate) − raw``, in the market's
+        currency (> 0 when the minimum binds, < 0 when the maximum does, else 0.0).
+        Brokers apply both per order and day (Interactive Brokers Pro "Fixed": minimum
+        USD 1.00 and maximum 1 % of trade value per order)."""
         commission = max(raw, self.minimum)
         if self.maximum_rate > 0.0:
             commission = min(commission, notional * self.maximum_rate)
         return commission - raw
 
     def tax(self, side: Side, notional: float) -> float:
-        """The sell-side tax of a fill worth ``notional`` (0.0 for a buy), ≥ 0."""
+        """The sell-side tax of a fill worth ``notional`` (market currency): ``notional``
+        × ``sell_tax_bps`` / 10,000 for a sell, 0.0 for a buy."""
         return notional * self.sell_tax_bps / 10_000.0 if side == "sell" else 0.0
 
 

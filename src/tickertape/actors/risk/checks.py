@@ -44,9 +44,11 @@ limit, and REDUCING can never increase exposure.
 opposite sides, because either side may fill without the other: it is the larger of
 |position + Σ open buys| and |position − Σ open sells|, the position the book reaches
 if every open buy fills and no sell does, or the reverse. An order counts as
-*reducing* only when it moves the projected position toward zero without flipping it
-**and** does not raise the worst case position: a sell that "reduces" a projected long
-made of unfilled buys could, if the buys are canceled, open a short.
+*reducing* only when it can open nothing on its own side whatever the other open
+orders do (the long side ``position + Σ open buys`` for a buy, the short side for a
+sell); it then moves the projected position toward zero without flipping it and does
+not raise the worst case position. A sell that "reduces" a projected long made of
+unfilled buys could, if the buys are canceled, open a short: it is not reducing.
 
 Position and gross exposure limits hold at the worst case: an order is refused when
 the worst case position after it exceeds ``max_position``, or when the strategy's
@@ -444,20 +446,6 @@ def resolve_order(intent: Intent, projected: float) -> tuple[Side, float] | None
     return (intent.side, intent.quantity)
 
 
-def is_reducing(
-    projected: float, side: Side, quantity: float, worst: float, worst_after: float
-) -> bool:
-    """True when the order moves the projected position toward zero without flipping,
-    and does not raise the worst case position (``worst`` before the order,
-    ``worst_after`` with it: :func:`worst_case_position`), so that no fill of the
-    other open orders can leave the book further from flat (see the module docstring).
-    """
-    if projected == 0.0 or worst_after - worst > 1e-12 * max(worst, 1.0):
-        return False
-    opposite = (side == "sell") if projected > 0 else (side == "buy")
-    return opposite and quantity <= abs(projected) + 1e-12 * abs(projected)
-
-
 def _opening(view: RiskView, side: Side, quantity: float) -> tuple[float, float, float]:
     """(contracts the order may open, worst case position before, and after it).
 
@@ -558,12 +546,12 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
         inputs["open_buys"] = view.open_buys
         inputs["open_sells"] = view.open_sells
         inputs["worst_case_after"] = worst_after
-    # Reducing also means it can open nothing on its own side whatever the other open
-    # orders do: a buy against a resting sell would open a long if the sell were
-    # canceled, and it skips the checks below (funds among them).
-    reducing = opening <= 1e-12 * max(quantity, 1.0) and is_reducing(
-        view.projected, side, quantity, worst, worst_after
-    )
+    # Reducing: the order can open nothing on its own side whatever the other open
+    # orders do (a buy against a resting sell would open a long if the sell were
+    # canceled). Then it also moves the projected position toward zero without
+    # flipping and does not raise the worst case: no fill of the other open orders can
+    # leave the book further from flat. It skips the checks below (funds among them).
+    reducing = opening <= 1e-12 * max(quantity, 1.0)
     if state == "HALTED":
         return _reject("HALTED", "trading is halted", inputs)
     if state == "REDUCING" and not reducing:
