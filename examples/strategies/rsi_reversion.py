@@ -111,9 +111,12 @@ class RsiReversion(Strategy):
             target = -p.quantity
         elif (target > 0 and value >= p.exit_level) or (target < 0 and value <= p.exit_level):
             target = 0.0
-        if target != self.s.target:
+        # The target is kept only once its intent went out: one dropped (kill switch,
+        # rate limit) is asked again at the next bar that still wants it.
+        if target != self.s.target and ctx.target_position(
+            market, p.symbol, target, reason=f"rsi {value:.1f}"
+        ):
             self.s.target = target
-            ctx.target_position(market, p.symbol, target, reason=f"rsi {value:.1f}")
 
     def snapshot_state(self) -> bytes:
         """The RSI state and the current target."""

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from examples.strategies.rsi_reversion import RsiReversion, RsiReversionParams
 
 from tests.actors.orders.harness import (
+    MINUTE_NS,
     REPO,
     bar_records,
     data_file,
@@ -27,7 +28,10 @@ from tickertape.actors.risk import parse_limits
 from tickertape.actors.strategy import StrategyActor, StrategyConfig, build_strategy
 from tickertape.cli.main import cli
 from tickertape.eventlog import LogReader
+from tickertape.schemas import Envelope, Record, encode_payload, stamp
+from tickertape.schemas.risk import RiskCommand
 
+T0 = 1_704_067_200_000_000_000
 REFERENCE = "indicator-reference/talib-computed/talib_ref_6EH4_1m_2024-01_first3000.csv"
 
 
@@ -159,3 +163,37 @@ def test_rsi_positions_stay_within_quantity_on_btc() -> None:
             assert abs(position) <= 0.01 + 1e-12
             assert order.fill.fee > 0.0
     assert fills > 10
+
+
+def test_an_exit_dropped_by_the_kill_switch_is_asked_again_after_resume() -> None:
+    """A halt drops the exit signal (RSI back above 50); the strategy keeps its long
+    target, so the next bar after the resume asks for the exit again and the book ends
+    flat (it stayed long when the dropped target was remembered)."""
+    closes = [100, 99, 98, 97, 97, 97, 98, 99] + [99, 99.2] * 6
+    rows = [
+        (T0 + (i + 1) * MINUTE_NS, c, c + 0.05, c - 0.05, c, 50.0) for i, c in enumerate(closes)
+    ]
+    halt = _command(1, T0 + 6 * MINUTE_NS + 1_000_000_000, "halt")  # after bar 6
+    resume = _command(2, T0 + 8 * MINUTE_NS + 1_000_000_000, "resume")  # after bar 8
+    inputs = sorted([*bar_records(rows, "us", "X"), halt, resume], key=lambda r: r.ts_event)
+    strategy = RsiReversion(RsiReversionParams(symbol="X", period=3, overbought=99.0, quantity=1.0))
+    actor = StrategyActor(StrategyConfig(strategy_id="s"), strategy=strategy)
+    out = run_chain(inputs, [actor])
+    targets = [
+        ((r.ts_event - T0) // MINUTE_NS, p.target_position)
+        for r, p in payloads(out, "strategy.intent")
+    ]
+    assert targets == [(4, 1.0), (9, 0.0)]
+    assert actor.state.dropped_intents == 2  # the exits of bars 7 and 8, while halted
+    assert actor.state.positions == {"us:X": 0.0}
+    assert strategy.s.target == 0.0
+
+
+def _command(seq: int, ts: int, command: str) -> Record:
+    """A `tape halt`/`tape resume` as the CLI publishes it."""
+    env = Envelope(
+        id=f"cli:{seq}", topic="system.command.risk", type="risk.command", v=1, market=None,
+        ts_event=ts, ts_init=ts, source="cli", source_seq=seq,
+        payload=encode_payload(RiskCommand(command=command, reason="ops")),
+    )  # fmt: skip
+    return stamp(env, seq - 1, 1000 + seq, ts)

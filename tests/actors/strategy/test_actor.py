@@ -108,6 +108,28 @@ def test_snapshot_round_trip() -> None:
     assert other.state.intent_seq == 7
 
 
+class Buyer(Strategy):
+    def on_bar(self, market: Market, bar: Bar, ctx: StrategyContext) -> None:
+        ctx.submit_order(market, bar.symbol, "buy", 1.0)
+
+
+@pytest.mark.parametrize(("before", "after"), [(True, False), (False, True)])
+def test_enabled_follows_the_config_at_start_not_the_snapshot(before: bool, after: bool) -> None:
+    """`enabled = false` (the config's kill switch) holds after a restore from a snapshot
+    taken while enabled, and `enabled = true` lifts it after one taken while disabled."""
+    rows = [(T0 + i * MINUTE_NS, 100.0, 101.0, 99.0, 100.0, 50.0) for i in range(1, 3)]
+    first = StrategyActor(StrategyConfig(strategy_id="s", enabled=before), strategy=Buyer())
+    run_chain(bar_records(rows, "crypto", "ABC"), [first])
+    data = msgspec.msgpack.encode(first.snapshot())
+    second = StrategyActor(StrategyConfig(strategy_id="s", enabled=after), strategy=Buyer())
+    second.restore(data)
+    later = [(T0 + i * MINUTE_NS, 100.0, 101.0, 99.0, 100.0, 50.0) for i in range(3, 5)]
+    out = run_chain(bar_records(later, "crypto", "ABC"), [second])
+    intents = [p for _, p in payloads(out, "strategy.intent.s")]
+    assert len(intents) == (2 if after else 0)
+    assert second.state.halted_scopes == ([] if after else ["config"])
+
+
 class IndicatorRecorder(Strategy):
     """Records every on_indicator call and what ctx.indicator answers during it."""
 

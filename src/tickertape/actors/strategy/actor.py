@@ -456,6 +456,11 @@ class StrategyActor(Actor):
 
     def restore(self, state: bytes) -> None:
         self.state = msgspec.msgpack.decode(state, type=StrategyState)
+        # The config's kill switch follows the config the actor starts with, not the
+        # one the snapshot was taken under (`enabled = false` is applied at every start).
+        self.state.halted_scopes = [s for s in self.state.halted_scopes if s != "config"]
+        if not self.config.enabled:
+            self.state.halted_scopes.append("config")
         self._recent = deque(self.state.intent_times)
         self.strategy.restore_state(self.state.user)
 
