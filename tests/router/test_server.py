@@ -269,17 +269,16 @@ async def test_second_writer_on_a_topic_is_refused(tmp_path: Path) -> None:
         assert info.value.code == "TOPIC_OWNED"
 
 
-async def test_subscription_and_rate_limits(tmp_path: Path) -> None:
-    """More subscriptions than allowed, and frames above the rate, are refused with codes."""
-    limits = Limits(max_subscriptions=2, max_frames_per_s=20)
+async def test_subscription_limit(tmp_path: Path) -> None:
+    """More subscriptions than allowed are refused with a code (frame rates:
+    test_limits_and_retries.py)."""
+    limits = Limits(max_subscriptions=2)
     async with running_router(tmp_path, limits=limits) as router:
         frames: list[Any] = [{"op": "hello", "ref": 0, "identity": "x"}]
         frames += [{"op": "sub", "ref": i, "patterns": ["md.>"]} for i in range(1, 4)]
-        frames += [{"op": "stats", "ref": 100 + i} for i in range(60)]
-        replies = await _raw(router.url, frames, expect=64)
+        replies = await _raw(router.url, frames, expect=4)
         codes = [r.get("code") for r in replies if r["op"] == "error"]
-        assert "TOO_MANY_SUBSCRIPTIONS" in codes
-        assert "RATE_LIMITED" in codes
+        assert codes == ["TOO_MANY_SUBSCRIPTIONS"]
 
 
 async def test_staged_publish_and_commit(tmp_path: Path, acl_tokens: dict[str, Any]) -> None:

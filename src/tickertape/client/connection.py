@@ -578,9 +578,12 @@ class Client:
         pending = self._pending.get(ref)
         if pending is not None:
             if frame.code in RETRYABLE:
-                # The router drops the connection after a failed append; the outbox is
-                # resent in order on reconnect. Rate limits are retried in place.
-                if frame.code == Code.RATE_LIMITED:
+                # The router closes the connection after a retryable failure of a logged
+                # pub (before reading any later pub of it): the outbox is resent in order
+                # on reconnect. A resend in place could follow later pubs already
+                # stored, and the log would take it for duplicates. A staged pub over its
+                # source's quota is resent in place: its commit checks the counts.
+                if frame.code == Code.RATE_LIMITED and pending.frame.stage is not None:
                     asyncio.get_running_loop().call_later(0.2, self._resend_soon, ref)
                 return
             if not pending.future.done():

@@ -53,9 +53,11 @@ from tickertape.router.protocol import (
     DEFAULT_NAMESPACE,
     EVENTS_TAIL,
     PROTOCOL_VERSION,
+    RETRYABLE,
     Ack,
     AckItem,
     CaughtUp,
+    ClientFrame,
     Code,
     Commit,
     Committed,
@@ -147,9 +149,9 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class _TokenBucket:
     __slots__ = ("burst", "level", "rate", "stamp")
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, min_burst: float = 0.0) -> None:
         self.rate = rate
-        self.burst = 2.0 * rate
+        self.burst = max(2.0 * rate, min_burst)
         self.level = self.burst
         self.stamp = time.monotonic()
 
@@ -161,6 +163,14 @@ class _TokenBucket:
             return False
         self.level -= n
         return True
+
+    async def acquire(self, n: float, refill: float = 0.0) -> None:
+        """After a failed :meth:`take`: wait until ``max(n, refill)`` tokens are there
+        (at most the burst), then take ``n``."""
+        await asyncio.sleep(self.wait_s(max(n, refill)))
+        self.level = min(self.burst, self.level + (time.monotonic() - self.stamp) * self.rate)
+        self.stamp = time.monotonic()
+        self.level -= n  # slightly below 0 at worst (timer rounding): repaid by the next
 
     def wait_s(self, n: float) -> float:
         """Seconds until ``n`` tokens are available (0 when they are)."""
@@ -420,7 +430,9 @@ class _Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.inflight = _InFlight(limits.max_inflight_pubs, limits.max_inflight_bytes)
         self.frames = _TokenBucket(limits.max_frames_per_s)
-        self.events = _TokenBucket(limits.max_events_per_s)
+        # A burst holds at least one whole batch, so a batch the size limit admits
+        # always gets through (after a wait).
+        self.events = _TokenBucket(limits.max_events_per_s, limits.max_batch_events)
         self.counters = _Counters()
         self.closed = False
         self.failed = False
@@ -959,31 +971,33 @@ class Router:
 
     async def _read_loop(self, conn: _Connection) -> None:
         ws = conn.ws
-        try:
-            first = await asyncio.wait_for(ws.recv(decode=False), conn.limits.hello_timeout_s)
-        except TimeoutError:
-            await conn.send_error(Code.NOT_AUTHENTICATED, "no hello in time", None)
-            await self._flush_and_close(conn, 1008, "no hello")
-            return
-        message: bytes | str = first
+        # The hello deadline holds until a hello is accepted, not only for the first frame.
+        deadline = time.monotonic() + conn.limits.hello_timeout_s
         while True:
+            try:
+                if conn.grant is None:
+                    left = max(0.0, deadline - time.monotonic())
+                    message = await asyncio.wait_for(ws.recv(decode=False), left)
+                else:
+                    message = await ws.recv(decode=False)
+            except TimeoutError:
+                await conn.send_error(Code.NOT_AUTHENTICATED, "no hello in time", None)
+                await self._flush_and_close(conn, 1008, "no hello")
+                return
             conn.counters.frames_in += 1
             self.counters.frames_in += 1
             if not conn.frames.take(1):
+                # Above max_frames_per_s nothing is dropped: the router stops reading this
+                # connection until its budget refilled for 50 ms of frames (TCP pushes
+                # back on the sender), then handles the frame. One notice per pause.
                 await conn.send_error(
                     Code.RATE_LIMITED,
-                    f"more than {conn.limits.max_frames_per_s:g} frames/s; slow down",
+                    f"more than {conn.limits.max_frames_per_s:g} frames/s; reading slowed down",
                     None,
                 )
-                # Stop reading this connection until its budget refilled for 50 ms of
-                # frames: a flood then costs the router one answer per pause, not one
-                # per frame, and TCP pushes back on the sender.
-                await asyncio.sleep(conn.frames.wait_s(max(1.0, 0.05 * conn.frames.rate)))
-            else:
-                keep = await self._on_frame(conn, message)
-                if not keep:
-                    return
-            message = await ws.recv(decode=False)
+                await conn.frames.acquire(1, refill=0.05 * conn.frames.rate)
+            if not await self._on_frame(conn, message):
+                return
 
     async def _flush_and_close(self, conn: _Connection, code: int, reason: str) -> None:
         with contextlib.suppress(TimeoutError):
@@ -1023,16 +1037,35 @@ class Router:
                 case Stats():
                     await conn.send(StatsReply(ref=frame.ref, health=self.health()))
         except RouterError as exc:
-            await conn.send_error(exc.code, exc.message, frame.ref)
+            return await self._refuse(conn, frame, exc.code, exc.message)
         except LogUnavailableError as exc:
-            await conn.send_error(Code.LOG_UNAVAILABLE, str(exc), frame.ref)
+            return await self._refuse(conn, frame, Code.LOG_UNAVAILABLE, str(exc))
         except Exception as exc:  # a bug must not take the router down; it is logged
             log.exception(
                 "request failed unexpectedly", session=conn.session, op=type(frame).__name__
             )
-            await conn.send_error(
-                Code.INTERNAL, f"internal error: {type(exc).__name__}: {exc}", frame.ref
-            )
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            return await self._refuse(conn, frame, Code.INTERNAL, message)
+        return True
+
+    async def _refuse(self, conn: _Connection, frame: ClientFrame, code: str, message: str) -> bool:
+        """Answer a request that failed with ``error``; return False to stop reading.
+
+        A logged, unstaged ``pub`` that failed with a retryable code closes the connection
+        (1013), as a failed append does (:meth:`job_failed`): its later pubs, already
+        sent, must not be stored ahead of it (the log would take its resend as
+        duplicates), so the reader stops here and the client reconnects and resends
+        its outbox in order.
+        """
+        await conn.send_error(code, message, frame.ref)
+        if (
+            isinstance(frame, Pub)
+            and not frame.ephemeral
+            and frame.stage is None
+            and code in RETRYABLE
+        ):
+            await self._flush_and_close(conn, 1013, "publication failed; resend in order")
+            return False
         return True
 
     async def _on_hello(self, conn: _Connection, frame: Hello) -> bool:
@@ -1139,10 +1172,15 @@ class Router:
                 f"{len(frame.events)} envelopes > max_batch_events {limits.max_batch_events}",
             )
         if not conn.events.take(len(frame.events)):
-            raise RouterError(
+            # Above max_events_per_s the batch waits for its budget (reading stops; TCP
+            # pushes back): refusing it would let the connection's later pubs be stored
+            # ahead of it. The burst holds a whole batch, so the wait ends.
+            await conn.send_error(
                 Code.RATE_LIMITED,
-                f"more than {limits.max_events_per_s:g} events/s; resend after a pause",
+                f"more than {limits.max_events_per_s:g} events/s; reading slowed down",
+                None,
             )
+            await conn.events.acquire(len(frame.events))
         ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
         refused = await self._validate(conn, ns, frame)
         if refused is not None:
