@@ -31,7 +31,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from tickertape.errors import DiskFullError, LogError
+from tickertape.errors import (
+    CorruptRecordError,
+    DiskFullError,
+    LogClosedError,
+    LogError,
+    LogFatalError,
+    RouterError,
+)
 from tickertape.eventlog import AppendResult, AsyncEventLog, LogReader
 from tickertape.router.protocol import Code, validate_namespace
 from tickertape.schemas.envelope import Envelope, Record
@@ -107,8 +114,9 @@ class LogBackend(Protocol):
 # --------------------------------------------------------------------------- embedded
 
 
-def _take(it: Iterator[Record], n: int, to_gseq: int) -> list[Record]:
-    out: list[Record] = []
+def _take(it: Iterator[Record], n: int, to_gseq: int, out: list[Record]) -> list[Record]:
+    """Append to ``out`` the next records up to ``n`` of them or ``to_gseq``; return it
+    (filled as far as it got when the reader raises)."""
     for rec in it:
         if rec.gseq > to_gseq:
             break
@@ -126,16 +134,25 @@ class _ThreadCursor:
         self._it: Iterator[Record] | None = None
         self._to = to_gseq
         self._done = False
+        self._error: LogError | None = None  # met after the records of the last chunk
 
     def _next(self) -> list[Record]:
         if self._it is None:
             self._it = self._make()
-        chunk = _take(self._it, READ_CHUNK, self._to)
-        if len(chunk) < READ_CHUNK:
+        out: list[Record] = []
+        try:
+            _take(self._it, READ_CHUNK, self._to, out)
+        except LogError as exc:  # the records before the damage are delivered first
+            if not out:
+                raise
+            self._error = exc
+        if len(out) < READ_CHUNK:
             self._done = True
-        return chunk
+        return out
 
     async def next_chunk(self) -> list[Record]:
+        if self._error is not None:
+            raise self._error
         if self._done:
             return []
         return await asyncio.to_thread(self._next)
@@ -298,6 +315,7 @@ class LogService:
         self._log = EmbeddedLog(data_dir)
         self._host = host
         self._port = port
+        self._fatal: asyncio.Future[LogError] = asyncio.Future()  # replaced in start()
         self._server: Server | None = None
 
     @property
@@ -309,6 +327,7 @@ class LogService:
 
     async def start(self) -> None:
         """Open the default namespace and start listening."""
+        self._fatal = asyncio.get_running_loop().create_future()
         await self._log.head("main")
         self._server = await serve(
             self._handle, self._host, self._port, max_size=None, compression=None
@@ -316,9 +335,24 @@ class LogService:
         log.info("eventlog listening", host=self._host, port=self.port)
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled, or until the log fails for good.
+
+        Raises:
+            LogFatalError: a write or fsync failed (DESIGN §5: the process exits, and
+                recovery at the next start decides what is valid); the request that
+                met it was answered LOG_UNAVAILABLE, so the router retries.
+        """
         assert self._server is not None
-        await self._server.serve_forever()
+        serving = asyncio.create_task(self._server.serve_forever(), name="eventlog-serve")
+        try:
+            waiting: list[asyncio.Future[Any]] = [serving, self._fatal]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+        if self._fatal.done():
+            raise self._fatal.result()
 
     async def close(self) -> None:
         """Stop listening and close the log."""
@@ -376,6 +410,14 @@ class LogService:
                     return _OwnerReply(ref=req.ref, source=source)
         except DiskFullError as exc:
             return _ErrorReply(ref=req.ref, code=Code.DISK_FULL, message=str(exc))
+        except CorruptRecordError as exc:
+            log.error("damaged record in the history read", error=str(exc))
+            return _ErrorReply(ref=req.ref, code=Code.LOG_CORRUPT, message=str(exc))
+        except (LogFatalError, LogClosedError) as exc:
+            if not self._fatal.done():
+                log.critical("event log failed; the log service stops", error=str(exc))
+                self._fatal.set_result(exc)
+            return _ErrorReply(ref=req.ref, code=Code.LOG_UNAVAILABLE, message=str(exc))
         except LogError as exc:
             log.error("eventlog request failed", op=type(req).__name__, error=str(exc))
             return _ErrorReply(ref=req.ref, code=Code.LOG_UNAVAILABLE, message=str(exc))
@@ -497,6 +539,8 @@ class RemoteLog:
         if isinstance(reply, _ErrorReply):
             if reply.code == Code.DISK_FULL:
                 raise DiskFullError(reply.message)
+            if reply.code == Code.LOG_CORRUPT:
+                raise RouterError(Code.LOG_CORRUPT, reply.message)
             raise LogUnavailableError(reply.message)
         return reply
 

@@ -118,6 +118,10 @@ class Code(StrEnum):
     """The event log is unreachable or restarting; nothing was acknowledged."""
     DISK_FULL = "DISK_FULL"
     """The log has no space left; nothing of the batch was stored."""
+    LOG_CORRUPT = "LOG_CORRUPT"
+    """Reading the history hit a damaged record (the message names the file, the byte
+    position and the offset): the subscription or fetch ends there; ``tape verify``
+    reports the damage."""
     INTERNAL = "INTERNAL"
     """An unexpected router failure; reported and logged, the connection stays open."""
 

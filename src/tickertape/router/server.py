@@ -39,7 +39,7 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.protocol import State
 
-from tickertape.errors import AuthError, DiskFullError, RouterError
+from tickertape.errors import AuthError, CorruptRecordError, DiskFullError, LogError, RouterError
 from tickertape.eventlog.writer import AppendResult
 from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
 from tickertape.router.fanout import LiveBatch
@@ -315,6 +315,13 @@ class _Namespace:
                     j.conn.failed = True
                 router.job_failed(j, exc)
             router.log_failed(self)
+            return
+        except LogError as exc:  # LogFatalError (a failed write or fsync), LogClosedError
+            for j in jobs:
+                if j.conn is not None:
+                    j.conn.failed = True
+                router.job_failed(j, LogUnavailableError(str(exc)))
+            router.fatal(exc)
             return
         elapsed = time.perf_counter_ns() - started
         if len(self.append_latency_ns) >= 4096:
@@ -667,6 +674,7 @@ class Router:
         self._server: Server | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._log_watch: asyncio.Task[None] | None = None
+        self._fatal: asyncio.Future[LogError] | None = None  # set by fatal(); in start()
         self._started_ns = time.time_ns()
         self.boot = secrets.token_hex(8)
         """This process's id, announced in ``welcome`` (staged events do not survive it)."""
@@ -701,6 +709,7 @@ class Router:
 
     async def start(self) -> None:
         """Open the default namespace (retrying while a remote log is down) and listen."""
+        self._fatal = asyncio.get_running_loop().create_future()
         while True:
             try:
                 await self.namespace(self.config.namespace)
@@ -729,9 +738,32 @@ class Router:
         )
 
     async def serve_forever(self) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled, or until the embedded log fails for good.
+
+        Raises:
+            LogFatalError: a write or fsync of the embedded log failed (DESIGN §5: the
+                process must exit; recovery at the next start decides what is valid).
+                The publishers of the failed batches were answered LOG_UNAVAILABLE and
+                disconnected: they resend to the restarted router.
+        """
         assert self._server is not None
-        await self._server.serve_forever()
+        assert self._fatal is not None
+        serving = asyncio.create_task(self._server.serve_forever(), name="router-serve")
+        try:
+            waiting: list[asyncio.Future[Any]] = [serving, self._fatal]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+        if self._fatal.done():
+            raise self._fatal.result()
+
+    def fatal(self, exc: LogError) -> None:
+        """The log failed for good: make :meth:`serve_forever` raise ``exc``."""
+        if self._fatal is not None and not self._fatal.done():
+            log.critical("event log failed; the router stops", error=str(exc))
+            self._fatal.set_result(exc)
 
     async def close(self) -> None:
         """Stop accepting, close connections and the log backend."""
@@ -938,9 +970,26 @@ class Router:
             except LogUnavailableError:
                 await asyncio.sleep(0.2)
                 continue
+            except (CorruptRecordError, RouterError) as exc:
+                conn.subs.pop(sub.ref, None)
+                ns.subs.pop((conn.id, sub.ref), None)
+                conn.catchups.pop(sub.ref, None)
+                await self._history_failed(conn, sub.ref, exc)
+                return
             finally:
                 cursor.close()
             sub.cursor = max(sub.cursor, target)
+
+    async def _history_failed(
+        self, conn: _Connection, ref: Ref, exc: CorruptRecordError | RouterError
+    ) -> None:
+        """End a subscription or fetch whose history read hit a damaged record (or
+        another refusal of the log): ``error`` with LOG_CORRUPT and the log's message
+        (file, byte position, offset); the client's iterator then raises it."""
+        code = exc.code if isinstance(exc, RouterError) else Code.LOG_CORRUPT
+        message = exc.message if isinstance(exc, RouterError) else str(exc)
+        log.error("history read failed", session=conn.session, ref=ref, reason=message)
+        await conn.send_error(code, message, ref)
 
     # ------------------------------------------------------------------ connections
 
@@ -1303,6 +1352,9 @@ class Router:
                 except LogUnavailableError:
                     await asyncio.sleep(0.2)
                     continue
+                except (CorruptRecordError, RouterError) as exc:
+                    await self._history_failed(conn, sub.ref, exc)
+                    return
                 finally:
                     cursor.close()
                 if limit is None or sent < limit:
