@@ -10,9 +10,20 @@ open orders) and market data
 Ids are derived from the approval: the approval ``risk:42`` gives order id
 ``ord-risk-42`` and client order id ``tt-risk-42``, so a replay or a restart
 produces the same ids and a venue refuses a second send. The ``submitted`` event is
-published (recorded) *before* the order is handed to the venue. On start the engine
-reconciles: an order it records as open that the venue does not know is sent again
-(same client id), and an order the venue holds that the engine does not know is
+published (recorded) *before* the order is handed to the venue. An approval is acted
+on once: a second delivery of it, while its order is open or after it closed, is
+ignored.
+
+The venue is any :class:`~tickertape.actors.orders.venue.Venue`: given to the
+constructor, or built by the factory ``config.venue`` names (:data:`VENUES`, or a
+``package.module:factory`` import path). Its state is opaque bytes in the engine's
+snapshot (``Venue.snapshot_state`` / ``restore_state``).
+
+On start the engine reconciles each order it records as open with what the venue says
+of its client id (``Venue.status``): an order the venue does not know is sent (same
+client id); one it holds open is left working, and one it closed while the engine was
+down is never sent again: the reports the engine missed (accepted, fills, the cancel or
+expiry) are published. An order the venue holds open that the engine does not know is
 canceled.
 
 Fills use one data source per symbol: trades when the symbol has trades, bars
@@ -21,15 +32,26 @@ otherwise (a symbol with both never fills twice on the same prints).
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, cast
+
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
 from tickertape.actors.orders import fill_logic as fl
-from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
+from tickertape.actors.orders.instruments import (
+    InstrumentsConfig,
+    InstrumentTable,
+    load_instruments,
+)
 from tickertape.actors.orders.venue import (
     SimulatedVenue,
-    SimulatedVenueState,
+    Venue,
     VenueOrder,
+    VenueReport,
     VenueResult,
 )
 from tickertape.errors import ClockError, ConfigError
@@ -46,7 +68,11 @@ class OrderEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     Attributes:
         risk_source: the only source whose approvals are acted on.
-        venue: ``simulated`` (the only adapter shipped).
+        venue: the venue adapter: a name of :data:`VENUES` (``simulated``, the only
+            adapter shipped) or the import path ``package.module:factory`` of a
+            :data:`VenueFactory`. Ignored when the engine is given a venue.
+        venue_options: settings of the venue adapter, for its factory to read (the
+            simulated venue reads none).
         markets: fill configuration per market (latency, slippage, fees,
             participation); see ``docs/risk.md`` for the defaults and their sources.
         bar_intervals: bar intervals the simulated venue fills against, e.g.
@@ -61,6 +87,7 @@ class OrderEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     risk_source: str = "risk"
     venue: str = "simulated"
+    venue_options: dict[str, Any] = msgspec.field(default_factory=dict)
     markets: dict[Market, fl.MarketFillConfig] = msgspec.field(default_factory=dict)
     bar_intervals: list[str] = msgspec.field(default_factory=list)
     instruments: InstrumentsConfig = msgspec.field(default_factory=dict)
@@ -74,6 +101,7 @@ class OrderRecord(msgspec.Struct, kw_only=True):
     client_order_id: str
     strategy_id: str
     approval_id: str
+    approval_seq: int
     correlation_id: str | None
     order: VenueOrder
     status: OrderStatus = "submitted"
@@ -84,12 +112,71 @@ class OrderRecord(msgspec.Struct, kw_only=True):
 
 
 class OrderEngineState(msgspec.Struct, kw_only=True):
-    """The engine's state (its snapshot): its orders and the simulated venue's book."""
+    """The engine's state (its snapshot).
+
+    Attributes:
+        orders: the open orders by order id.
+        venue: the venue's state (``Venue.snapshot_state``), opaque.
+        trade_symbols: ``market:symbol`` keys that have trades (they fill on trades).
+        ignored_approvals: approvals and risk states ignored as not from risk.
+        closed_approvals: ``source_seq`` of the approvals whose orders closed, sorted
+            (a second delivery of one is ignored); every one is kept.
+    """
 
     orders: dict[str, OrderRecord] = msgspec.field(default_factory=dict)
-    venue: SimulatedVenueState = msgspec.field(default_factory=SimulatedVenueState)
+    venue: bytes = b""
     trade_symbols: list[str] = msgspec.field(default_factory=list)
     ignored_approvals: int = 0
+    closed_approvals: list[int] = msgspec.field(default_factory=list)
+
+
+VenueFactory = Callable[[OrderEngineConfig, InstrumentTable], Venue]
+"""Builds a venue adapter from the engine's configuration and instrument table."""
+
+
+def simulated_venue(config: OrderEngineConfig, instruments: InstrumentTable) -> Venue:
+    """The ``simulated`` adapter: a :class:`SimulatedVenue` of ``config.markets``."""
+    return SimulatedVenue(dict(config.markets), instruments)
+
+
+VENUES: dict[str, VenueFactory] = {"simulated": simulated_venue}
+"""Venue factories by the name ``OrderEngineConfig.venue`` gives; a program may add
+its own (``VENUES["mybroker"] = factory``), a configuration may instead name an import
+path ``package.module:factory``."""
+
+
+def venue_factory(name: str) -> VenueFactory:
+    """The factory of venue ``name``: an entry of :data:`VENUES`, or the callable at
+    import path ``package.module:factory`` (the working directory is searched last,
+    as for strategies).
+
+    Raises:
+        ConfigError: an unknown name, a malformed or unimportable path, or an
+            attribute that is missing or not callable.
+    """
+    if name in VENUES:
+        return VENUES[name]
+    module_name, sep, attr = name.partition(":")
+    if not sep or not module_name or not attr:
+        available = ", ".join(sorted(VENUES))
+        raise ConfigError(
+            f"unknown venue {name!r} (available: {available}, or 'package.module:factory')"
+        )
+    try:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            cwd = os.getcwd()
+            if cwd in sys.path:
+                raise
+            sys.path.append(cwd)
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import venue module {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ConfigError(f"venue {name!r} is not a callable venue factory")
+    return cast("VenueFactory", factory)
 
 
 def order_ids(approval_id: str) -> tuple[str, str]:
@@ -99,10 +186,12 @@ def order_ids(approval_id: str) -> tuple[str, str]:
 
 
 class OrderEngine(Actor):
-    """The order engine (identity ``orders``) over a :class:`SimulatedVenue`.
+    """The order engine (identity ``orders``) over a :class:`~.venue.Venue`.
 
     Args:
         config: the configuration.
+        venue: the venue adapter; None to build the one ``config.venue`` names
+            (:func:`venue_factory`).
 
     Raises:
         ConfigError: an unknown venue, invalid fill settings or instrument
@@ -111,17 +200,19 @@ class OrderEngine(Actor):
     """
 
     name = "orders"
-    state_version = 1
+    state_version = 2  # 2: the venue's state is opaque bytes; approvals of closed orders
 
-    def __init__(self, config: OrderEngineConfig | None = None) -> None:
+    def __init__(self, config: OrderEngineConfig | None = None, venue: Venue | None = None) -> None:
         self.config = config if config is not None else OrderEngineConfig()
-        if self.config.venue != "simulated":
-            raise ConfigError(f"unknown venue {self.config.venue!r} (available: simulated)")
-        instruments = load_instruments(
-            self.config.instruments, self.config.instruments_file, owner="orders"
-        )
-        self.venue = SimulatedVenue(dict(self.config.markets), instruments)
-        self.state = OrderEngineState(venue=self.venue.state)
+        if venue is None:
+            factory = venue_factory(self.config.venue)
+            instruments = load_instruments(
+                self.config.instruments, self.config.instruments_file, owner="orders"
+            )
+            venue = factory(self.config, instruments)
+        self.venue: Venue = venue
+        self.state = OrderEngineState()
+        self._closed_approvals: set[int] = set()
         self._trade_symbols: set[str] = set()
         self._intervals = frozenset(self.config.bar_intervals)
         self.subscriptions = ("risk.approved.>", "risk.state", "md.trade.>", "md.bar.>")
@@ -129,13 +220,26 @@ class OrderEngine(Actor):
     # ----------------------------------------------------------- actor hooks
 
     def on_start(self, ctx: Context) -> None:
-        """Reconcile the recorded open orders with the venue."""
-        known = set(self.venue.open_order_ids())
+        """Reconcile the recorded open orders with the venue (``Venue.status``): send
+        the ones it does not know, publish what it did with the others while the engine
+        was down, cancel open orders the engine does not know."""
         now = ctx.clock.now_ns()
         for order_id, record in sorted(self.state.orders.items()):
-            if record.status in _OPEN and order_id not in known:
-                ctx.log.warning("reconcile_resend", order_id=order_id)
+            if record.status not in _OPEN:
+                continue
+            status = self.venue.status(record.client_order_id)
+            if status.state == "unknown":
+                ctx.log.warning("reconcile_send_unknown", order_id=order_id)
                 self._apply(self.venue.submit(record.order, now), ctx, None)
+                continue
+            missed = _missed_reports(record, status.reports)
+            if missed:
+                ctx.log.warning(
+                    "reconcile_missed_reports", order_id=order_id, venue_state=status.state,
+                    reports=[r.kind for r in missed],
+                )  # fmt: skip
+                self._apply(VenueResult(reports=missed), ctx, None)
+        known = set(self.venue.open_order_ids())
         recorded = {o for o, r in self.state.orders.items() if r.status in _OPEN}
         for order_id in sorted(known - recorded):
             ctx.log.warning("reconcile_cancel_unknown", order_id=order_id)
@@ -182,14 +286,16 @@ class OrderEngine(Actor):
         self._apply(self.venue.on_timer(timer.name, ctx.clock.now_ns()), ctx, None)
 
     def snapshot(self) -> msgspec.Struct:
-        self.state.venue = self.venue.state
+        self.state.venue = self.venue.snapshot_state()
         self.state.trade_symbols = sorted(self._trade_symbols)
+        self.state.closed_approvals = sorted(self._closed_approvals)
         return self.state
 
     def restore(self, state: bytes) -> None:
         self.state = msgspec.msgpack.decode(state, type=OrderEngineState)
-        self.venue.restore(self.state.venue)
+        self.venue.restore_state(self.state.venue)
         self._trade_symbols = set(self.state.trade_symbols)
+        self._closed_approvals = set(self.state.closed_approvals)
 
     # -------------------------------------------------------------- internals
 
@@ -215,7 +321,8 @@ class OrderEngine(Actor):
             self._apply(result, ctx, event)
             return
         order_id, client_order_id = order_ids(event.id)
-        if order_id in self.state.orders:
+        if order_id in self.state.orders or event.record.source_seq in self._closed_approvals:
+            ctx.log.warning("approval_duplicate", id=event.id, order_id=order_id)
             return
         order = VenueOrder(
             order_id=order_id,
@@ -234,6 +341,7 @@ class OrderEngine(Actor):
             client_order_id=client_order_id,
             strategy_id=decision.strategy_id,
             approval_id=event.id,
+            approval_seq=event.record.source_seq,
             correlation_id=event.correlation_id or event.id,
             order=order,
         )
@@ -300,6 +408,7 @@ class OrderEngine(Actor):
             self._publish(record, status, ctx, cause, fill, report.reason)
             if status not in _OPEN:
                 del self.state.orders[record.order_id]
+                self._closed_approvals.add(record.approval_seq)
 
     def _publish(
         self,
@@ -338,3 +447,20 @@ class OrderEngine(Actor):
             causation=cause,
             correlation_id=record.correlation_id,
         )
+
+
+def _missed_reports(record: OrderRecord, reports: list[VenueReport]) -> list[VenueReport]:
+    """The reports of the venue's history of an order that the engine has not applied:
+    ``accepted`` unless the record is past ``submitted``, the fills after the first
+    ``record.fills``, and anything closing it (the record is open)."""
+    accepted_seen = record.status != "submitted"
+    fills_seen = record.fills
+    missed: list[VenueReport] = []
+    for report in reports:
+        if report.kind == "accepted" and accepted_seen:
+            continue
+        if report.kind == "fill" and fills_seen > 0:
+            fills_seen -= 1
+            continue
+        missed.append(report)
+    return missed

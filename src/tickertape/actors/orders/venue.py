@@ -5,10 +5,15 @@ sees market data and timers, and answers with :class:`VenueReport` values (accep
 rejected, fill, canceled, expired) and :class:`TimerRequest` values (a simulated
 venue models latency as a timer of the engine's clock, never as an instant).
 
-A real broker adapter implements the same methods: ``submit`` sends the order with
-its ``client_order_id`` (venues refuse a duplicate client id, which is what makes a
-resend after a crash harmless), ``on_market_data`` and ``on_timer`` return nothing,
-and reports arrive from the broker's stream (polled in ``on_timer``).
+A real broker adapter implements the same methods, and the engine takes it without
+being edited (``OrderEngine(config, venue=...)``, or ``venue = "package.module:factory"``
+in the engine's configuration): ``submit`` sends the order with its
+``client_order_id`` (a venue refuses a client id it has seen, closed orders included,
+which is what makes a resend after a crash harmless), ``status`` answers what the
+venue knows of a client id (the engine reconciles from it on start),
+``on_market_data`` and ``on_timer`` return nothing, reports arrive from the broker's
+stream (polled in ``on_timer``), and ``snapshot_state`` / ``restore_state`` carry
+whatever the adapter keeps across restarts as opaque bytes in the engine's snapshot.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tickertape.schemas.envelope import Market
 from tickertape.schemas.strategy import OrderType, Side, TimeInForce
 
 ReportKind = Literal["accepted", "rejected", "fill", "canceled", "expired"]
+VenueOrderState = Literal["unknown", "open", "filled", "canceled", "expired", "rejected"]
 
 
 class VenueOrder(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,11 +83,34 @@ class VenueResult(msgspec.Struct, frozen=True, kw_only=True):
     timers: list[TimerRequest] = msgspec.field(default_factory=list)
 
 
+class VenueOrderStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """What a venue knows of one client order id (:meth:`Venue.status`).
+
+    Attributes:
+        state: ``unknown`` (never received: sending it is safe), ``open`` (pending or
+            working), or how it closed: ``filled``, ``canceled``, ``expired``,
+            ``rejected``.
+        reports: every report the venue made for the order, oldest first (accepted,
+            fills, then the closing one); empty when ``unknown``. The engine publishes
+            those it has not seen.
+    """
+
+    state: VenueOrderState
+    reports: list[VenueReport] = msgspec.field(default_factory=list)
+
+
 class Venue(Protocol):
     """The interface every venue adapter implements (simulated or real)."""
 
     def submit(self, order: VenueOrder, now_ns: int) -> VenueResult:
-        """Send an order; a resend of a known ``client_order_id`` is a no-op."""
+        """Send an order; a resend of a known ``client_order_id`` is a no-op, closed
+        orders included (it returns an empty result)."""
+        ...
+
+    def status(self, client_order_id: str) -> VenueOrderStatus:
+        """What the venue knows of ``client_order_id``: ``unknown``, ``open``, or
+        closed (``filled``, ``canceled``, ``expired``, ``rejected``), with every report
+        it made for the order. Called by the engine's reconciliation on start."""
         ...
 
     def cancel(self, order_id: str, now_ns: int, reason: str) -> VenueResult:
@@ -112,6 +141,15 @@ class Venue(Protocol):
         """Order ids the venue holds open (pending or working), sorted."""
         ...
 
+    def snapshot_state(self) -> bytes:
+        """What the adapter keeps across restarts, as opaque bytes (stored in the
+        engine's snapshot; ``b""`` when it keeps nothing)."""
+        ...
+
+    def restore_state(self, data: bytes) -> None:
+        """Restore what :meth:`snapshot_state` returned (``b""``: a fresh venue)."""
+        ...
+
 
 class CancelInFlight(msgspec.Struct, frozen=True, kw_only=True):
     """A cancel on its way to the simulated venue.
@@ -125,12 +163,33 @@ class CancelInFlight(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
 
 
+class KnownOrder(msgspec.Struct, kw_only=True):
+    """What the simulated venue remembers of a client order id it received.
+
+    Attributes:
+        order_id: the engine's order id.
+        state: ``open``, ``filled``, ``canceled``, ``expired`` or ``rejected``.
+        reports: every report made for the order, oldest first.
+    """
+
+    order_id: str
+    state: VenueOrderState = "open"
+    reports: list[VenueReport] = msgspec.field(default_factory=list)
+
+
 class SimulatedVenueState(msgspec.Struct, kw_only=True):
-    """The simulated venue's book of orders and cancels in flight (part of the
-    engine's snapshot)."""
+    """The simulated venue's book: open orders, cancels in flight, and every client
+    order id it ever received with its reports (closed ones are all kept, never
+    pruned: a resend of any of them is refused, and their history answers
+    :meth:`SimulatedVenue.status`)."""
 
     orders: dict[str, fl.SimOrder] = msgspec.field(default_factory=dict)
     cancels: dict[str, CancelInFlight] = msgspec.field(default_factory=dict)
+    known: dict[str, KnownOrder] = msgspec.field(default_factory=dict)
+
+
+_STATE_DECODER = msgspec.msgpack.Decoder(SimulatedVenueState)
+_STATE_ENCODER = msgspec.msgpack.Encoder()
 
 
 class SimulatedVenue:
@@ -179,10 +238,31 @@ class SimulatedVenue:
         for order_id, order in sorted(state.orders.items()):
             self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order_id)
 
+    def snapshot_state(self) -> bytes:
+        """The book as msgpack bytes (:class:`SimulatedVenueState`)."""
+        return _STATE_ENCODER.encode(self.state)
+
+    def restore_state(self, data: bytes) -> None:
+        """Restore what :meth:`snapshot_state` returned; ``b""`` empties the book."""
+        self.restore(_STATE_DECODER.decode(data) if data else SimulatedVenueState())
+
+    def status(self, client_order_id: str) -> VenueOrderStatus:
+        """What the venue knows of ``client_order_id``, closed orders included."""
+        known = self.state.known.get(client_order_id)
+        if known is None:
+            return VenueOrderStatus(state="unknown")
+        return VenueOrderStatus(state=known.state, reports=list(known.reports))
+
     def submit(self, order: VenueOrder, now_ns: int) -> VenueResult:
-        """Accept an order in flight; it reaches the venue at ``now_ns`` + latency."""
-        if order.order_id in self.state.orders:
+        """Accept an order in flight; it reaches the venue at ``now_ns`` + latency.
+
+        A client order id the venue has received before (open or closed) gives
+        nothing: it is not traded twice.
+        """
+        if order.client_order_id in self.state.known or order.order_id in self.state.orders:
             return VenueResult()
+        known = KnownOrder(order_id=order.order_id)
+        self.state.known[order.client_order_id] = known
         config = self.configs[order.market]
         spec = self.instruments.spec(order.market, order.symbol)
         try:
@@ -203,9 +283,10 @@ class SimulatedVenue:
                 lot_size=spec.lot_size,
             )
         except fl.OrderRejected as exc:
-            return VenueResult(
-                reports=[VenueReport(order_id=order.order_id, kind="rejected", reason=exc.reason)]
-            )
+            report = VenueReport(order_id=order.order_id, kind="rejected", reason=exc.reason)
+            known.state = "rejected"
+            known.reports.append(report)
+            return VenueResult(reports=[report])
         self.state.orders[order.order_id] = sim
         self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order.order_id)
         return VenueResult(
@@ -236,8 +317,10 @@ class SimulatedVenue:
             request = self.state.cancels.get(order_id)
             if request is None or now_ns < request.arrival_ns:
                 return VenueResult()
-            self._close(fl.cancel(order))
-            return VenueResult(reports=[self._report(order, "canceled", None, request.reason)])
+            canceled = fl.cancel(order)
+            report = self._report(canceled, "canceled", None, request.reason)
+            self._close(canceled)
+            return VenueResult(reports=[report])
         if kind == "arrive":
             arrived = fl.arrive(order, now_ns)
             self.state.orders[order_id] = arrived
@@ -245,12 +328,14 @@ class SimulatedVenue:
             if arrived.expire_ns is not None:
                 timers.append(TimerRequest(name=f"expire:{order_id}", at_ns=arrived.expire_ns))
             report = VenueReport(order_id=order_id, kind="accepted", arrival_ns=arrived.arrival_ns)
+            self._remember(arrived, report)
             return VenueResult(reports=[report], timers=timers)
         if kind == "expire":
             expired = fl.expire_if_due(order, now_ns)
             if expired.phase == "expired":
+                report = self._report(expired, "expired", None, "DAY")
                 self._close(expired)
-                return VenueResult(reports=[self._report(expired, "expired", None, "DAY")])
+                return VenueResult(reports=[report])
             return VenueResult()
         raise OrderError(f"unknown venue timer {name!r}")
 
@@ -291,7 +376,15 @@ class SimulatedVenue:
         """Ids of pending and working orders, sorted."""
         return sorted(o for o, order in self.state.orders.items() if order.is_open)
 
+    def _remember(self, order: fl.SimOrder, report: VenueReport) -> None:
+        known = self.state.known.get(order.client_order_id)
+        if known is not None:
+            known.reports.append(report)
+
     def _close(self, order: fl.SimOrder) -> None:
+        known = self.state.known.get(order.client_order_id)
+        if known is not None and order.phase in ("filled", "canceled", "expired"):
+            known.state = order.phase
         self.state.orders.pop(order.order_id, None)
         self.state.cancels.pop(order.order_id, None)
         key = f"{order.market}:{order.symbol}"
@@ -299,11 +392,10 @@ class SimulatedVenue:
         if order.order_id in ids:
             ids.remove(order.order_id)
 
-    @staticmethod
     def _report(
-        order: fl.SimOrder, kind: ReportKind, fill: fl.FillResult | None, reason: str
+        self, order: fl.SimOrder, kind: ReportKind, fill: fl.FillResult | None, reason: str
     ) -> VenueReport:
-        return VenueReport(
+        report = VenueReport(
             order_id=order.order_id,
             kind=kind,
             fill=fill,
@@ -312,3 +404,5 @@ class SimulatedVenue:
             arrival_ns=order.arrival_ns,
             reason=reason,
         )
+        self._remember(order, report)
+        return report
