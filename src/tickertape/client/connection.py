@@ -133,6 +133,10 @@ class RemoteSubscription:
     Attributes:
         ref: the subscription's current ref on the wire (a new one after an overflow).
         caught_up: set once the subscription has delivered all history and is live.
+        caught_up_gseq: the gseq of the last event received before the first
+            ``caught_up`` (or the start position's, without history): the events up to
+            it are the history the router had when the subscription started, those
+            after it came live (None before the first ``caught_up``).
         last_gseq: the gseq of the last event received (the resume position).
         lagging_count: times the router switched it to reading the log.
         overflows: times its own buffer filled and it resubscribed.
@@ -164,6 +168,7 @@ class RemoteSubscription:
         self._overflowed = False
         self._received = 0
         self.caught_up = asyncio.Event()
+        self.caught_up_gseq: int | None = None
         self.from_gseq: int | None = None
         self.last_gseq = 0
         self.lagging_count = 0
@@ -550,6 +555,8 @@ class Client:
             case CaughtUp():
                 sub = self._subs.get(frame.sub)
                 if sub is not None:
+                    if sub.caught_up_gseq is None:
+                        sub.caught_up_gseq = sub.last_gseq
                     sub.caught_up.set()
             case Lagging():
                 sub = self._subs.get(frame.sub)

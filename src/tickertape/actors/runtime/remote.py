@@ -783,26 +783,42 @@ router whose ``max_batch_events`` is lower (its ``welcome`` says) gets that many
 
 
 class LiveTime:
-    """The live time of an actor: the machine's clock, never behind the data.
+    """The time of a live actor: event time while it catches up, then the machine's clock.
 
-    ``now_ns()`` is ``max(LiveClock, the latest ts_event of the events delivered or
-    being delivered)`` (events are delivered a frame at a time): a record stamped by a
-    slightly faster machine never reaches the actor "in the future" (the drift itself
-    is the time authority's business: ``system.clock.drift``).
+    While catching up (replaying the log's history after a start), ``now_ns()`` is the
+    latest ``ts_event`` handled (or the snapshot's clock): the history is handled at
+    the times it happened, so a restart rebuilds the state the first run had (an
+    order's arrival at the venue, a rate-limit window, a bar's close), not one where
+    every past event happened "now". Once live (:meth:`go_live`), ``now_ns()`` is
+    ``max(LiveClock, the latest ts_event delivered or being delivered)``: a record
+    stamped by a slightly faster machine never reaches the actor "in the future" (the
+    drift itself is the time authority's business: ``system.clock.drift``).
     """
 
     def __init__(self) -> None:
         self._live = LiveClock()
         self._floor = 0
+        self.catching_up = True
 
     def now_ns(self) -> int:
-        """Current time, ns."""
+        """The actor's time, ns."""
+        if self.catching_up:
+            return self._floor
+        return max(self._live.now_ns(), self._floor)
+
+    def machine_ns(self) -> int:
+        """The machine's clock (never behind the data), ns, catching up or not: for
+        what is not the actor's business (clock reports, alert numbering)."""
         return max(self._live.now_ns(), self._floor)
 
     def observe(self, ts_event: int) -> None:
         """Raise the floor to ``ts_event``."""
         if ts_event > self._floor:
             self._floor = ts_event
+
+    def go_live(self) -> None:
+        """Switch to the machine's clock (the history is handled)."""
+        self.catching_up = False
 
 
 class RemoteHost:
@@ -856,6 +872,7 @@ class RemoteHost:
         self._flushing = asyncio.Lock()
         self._events_at_snapshot = 0
         self._clock_at_snapshot = 0
+        self._started = False
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop cleanly (on_stop, final snapshot)."""
@@ -878,8 +895,10 @@ class RemoteHost:
         _log.info(
             "starting", actor=self.name, position=self.position, snapshot=snapshot is not None
         )
-        self.hosted.call("on_start")
-        await self._flush()
+        if snapshot is not None:
+            await self._start()  # at the snapshot's clock
+        # Without a snapshot, on_start runs at the first history event's time, or on the
+        # machine's clock when there is no history (_consume, _go_live).
         sub = self.client.subscribe(
             list(self.hosted.patterns) or ["system.none"],
             StartAt(gseq=self.position + 1),
@@ -903,43 +922,98 @@ class RemoteHost:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
             await sub.close()
+        if not self._started:
+            self.time.go_live()
+            await self._start()
         self.hosted.call("on_stop")
         await self._flush()
         if self.policy.on_stop:
             self._save()
 
+    async def _start(self) -> None:
+        self._started = True
+        self.hosted.call("on_start")
+        await self._flush()
+
     async def _caught_up(self, sub: RemoteSubscription) -> None:
         await sub.caught_up.wait()
         _log.info("caught_up", actor=self.name, position=self.position)
+        if self._history_done(sub):
+            await self._go_live()
         await asyncio.Event().wait()
 
+    def _history_done(self, sub: RemoteSubscription) -> bool:
+        """True once every record of the history the router had at the subscription
+        (up to its first ``caught_up`` gseq) is handled."""
+        return sub.caught_up_gseq is not None and self.position >= sub.caught_up_gseq
+
+    async def _go_live(self) -> None:
+        if not self.time.catching_up:
+            return
+        self.time.go_live()
+        self._wake.set()  # the timers now fall due on the machine's clock
+        if not self._started:
+            await self._start()
+
     async def _consume(self, sub: RemoteSubscription) -> None:
-        # A frame at a time: timers due by the machine's clock fire before the frame,
-        # its outputs are published together after it, and the snapshot policy is
-        # checked once per frame (catch-up frames hold up to a few thousand events;
-        # live ones are small). Time is live here, so a timer falling due while a
-        # frame is handled fires after it, as it would after any handler that ran long.
+        # A frame at a time: its outputs are published together after it, and the
+        # snapshot policy is checked once per frame (catch-up frames hold up to a few
+        # thousand events; live ones are small). History (up to the subscription's
+        # first caught_up gseq) runs on event time, timers firing between the events at
+        # their due times, as in a replay. Live, time is the machine's: timers due by it
+        # fire before a frame, and one falling due while a frame is handled fires after
+        # it, as it would after any handler that ran long.
         hosted, ctx, timers, clock = self.hosted, self.hosted.ctx, self.hosted.timers, self.time
         async for batch in sub.batches():
             if not batch or not isinstance(batch[0], Record):
                 continue  # ephemeral envelopes come in frames of their own
             records = batch
-            # Timers due by the frame's first event fire before it; the floor then rises
-            # to the frame's latest stamp (data stamped ahead of this machine's clock:
-            # a timer falling due between the frame's stamps fires after the frame).
-            clock.observe(records[0].ts_event)
+            if clock.catching_up:
+                history = sub.caught_up_gseq is None or records[0].gseq <= sub.caught_up_gseq
+                if history:
+                    if not self._started:
+                        clock.observe(records[0].ts_event)
+                        await self._start()
+                    self._run_history(records)
+                else:
+                    await self._go_live()
             due = timers.next_due()
-            now = clock.now_ns()
-            if due is not None and due <= now:
-                hosted.fire_timers(now)
-            clock.observe(max(r.ts_event for r in records))
-            hosted.deliver(records)
+            if not clock.catching_up:
+                # Timers due by the frame's first event fire before it; the floor then
+                # rises to the frame's latest stamp (data stamped ahead of this
+                # machine's clock: a timer falling due between its stamps fires after).
+                clock.observe(records[0].ts_event)
+                now = clock.now_ns()
+                if due is not None and due <= now:
+                    hosted.fire_timers(now)
+                clock.observe(max(r.ts_event for r in records))
+                hosted.deliver(records)
             self.position = records[-1].gseq
             if ctx.outputs:
                 await self._flush()
             if timers.next_due() != due:
                 self._wake.set()
             self._maybe_snapshot()
+            if clock.catching_up and self._history_done(sub):
+                await self._go_live()
+
+    def _run_history(self, records: Sequence[Record]) -> None:
+        """Handle history records on event time: each run of records sharing a
+        ``ts_event`` at that time, after the timers due by then (each at its due time,
+        canonical order)."""
+        hosted, timers, clock = self.hosted, self.hosted.timers, self.time
+        i, n = 0, len(records)
+        while i < n:
+            ts = records[i].ts_event
+            while (due := timers.next_due()) is not None and due <= ts:
+                clock.observe(due)
+                hosted.fire_timers(due)
+            j = i + 1
+            while j < n and records[j].ts_event == ts:
+                j += 1
+            clock.observe(ts)
+            hosted.deliver(records[i:j])
+            i = j
 
     async def _timers(self) -> None:
         while True:
@@ -958,7 +1032,7 @@ class RemoteHost:
     async def _clock_reports(self) -> None:
         from tickertape.timeauthority.report import report_clock
 
-        await report_clock(self.client, self.time.now_ns, namespace=self.namespace)
+        await report_clock(self.client, self.time.machine_ns, namespace=self.namespace)
 
     async def _flush(self) -> None:
         # Outputs stay in _unacked until the log acknowledges them: a flush cancelled
@@ -1025,7 +1099,7 @@ class RemoteHost:
         """The DIVERGENCE alert of ``d``, built once: a flush cancelled while storing it
         sends the same envelope again, which the log takes once."""
         _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
-        now = self.time.now_ns()
+        now = self.time.machine_ns()
         self._alert_seq = max(now, self._alert_seq + 1)
         # Stored, so the log keeps the evidence. Its source_seq must not come from the
         # actor's own deterministic sequence (that would shift every output after it):
