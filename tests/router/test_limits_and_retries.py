@@ -115,3 +115,25 @@ async def test_the_hello_deadline_holds_until_a_hello_is_accepted(tmp_path: Path
                 closed = exc.rcvd.code if exc.rcvd else None
             assert closed == 1008
         await eventually(lambda: not router.connections)
+
+
+async def test_two_identities_racing_for_new_topics_never_both_write_one(tmp_path: Path) -> None:
+    """Batches of new topics from two identities, sent together, sharing one topic: the
+    owner lookups await the log, and both batches passed the check before either claimed
+    the topic (7 of 30 topics ended with two writers)."""
+    async with (
+        running_router(tmp_path) as router,
+        Client(router.url, "alice") as alice,
+        Client(router.url, "bob") as bob,
+    ):
+        for k in range(30):
+            batch = [
+                trade("alice", 4 * k + j + 1, topic=f"md.trade.crypto.K{k}x{j}") for j in range(4)
+            ]
+            shared = [trade("bob", k + 1, topic=f"md.trade.crypto.K{k}x3")]
+            await asyncio.gather(alice.publish(batch), bob.publish(shared), return_exceptions=True)
+    writers: dict[str, set[str]] = {}
+    for record in LogReader(tmp_path, "main").read([">"]):
+        writers.setdefault(record.topic, set()).add(record.source)
+    assert all(len(sources) == 1 for sources in writers.values())
+    assert {f"md.trade.crypto.K{k}x3" for k in range(30)} <= set(writers)  # one of them won

@@ -1174,6 +1174,16 @@ class Router:
             topic_problems[topic] = await self._check_topic(
                 topic, identity, grant, ns, frame.ephemeral
             )
+        if not frame.ephemeral:
+            # Another batch may have claimed a topic during the lookups above (each one
+            # awaits the log): checked again with no await between this and the claim.
+            for topic, problem in topic_problems.items():
+                owner = ns.owners.get(topic)
+                if problem is None and owner is not None and owner != identity:
+                    topic_problems[topic] = (
+                        Code.TOPIC_OWNED,
+                        f"topic {topic!r} is written by {owner!r}; one writer per topic",
+                    )
         problems = check_envelopes(
             frame.events,
             identity,
