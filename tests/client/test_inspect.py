@@ -85,6 +85,22 @@ async def test_append_remote_reports_refused_and_stores_the_rest(tmp_path: Path)
         assert "SOURCE_MISMATCH" in summary.refused[0]
 
 
+async def test_append_remote_counts_what_the_log_stored_beside_a_refused_event(
+    tmp_path: Path,
+) -> None:
+    """The log refuses one event of a batch (its ts_event goes back) and stores the two
+    others: they count as appended by this run (they were counted as duplicates of a
+    resend, after an error that said nothing of the batch was stored)."""
+    events = [trade("md", 1), trade("md", 2), trade("md", 3)]
+    events[1] = msgspec.structs.replace(events[1], ts_event=events[0].ts_event - 1)
+    async with running_router(tmp_path) as router:
+        summary = await append_remote(router.url, "md", None, events)
+    assert (summary.appended, summary.duplicates) == (2, 0)
+    assert len(summary.refused) == 1
+    assert "TS_REGRESSION" in summary.refused[0]
+    assert [r.source_seq for r in LogReader(tmp_path, "main").read([">"])] == [1, 3]
+
+
 @pytest.mark.slow
 def test_tape_append_tail_stats_through_a_router_process(tmp_path: Path) -> None:
     """`tape append/tail/stats --router` work against `tape router`, and a rerun of append stores nothing twice."""

@@ -83,10 +83,17 @@ DEFAULT_OUTBOX_EVENTS = 100_000
 
 
 class PublishRefusedError(RouterError):
-    """The router refused envelopes of a batch (nothing of the batch was stored).
+    """Envelopes of a batch were refused.
+
+    Refused by the router (schema, ACL, source...): nothing of the batch was stored,
+    and its valid envelopes carry ``BATCH_REJECTED``. Refused by the log, one by one
+    (``TS_REGRESSION``, ``DAY_SEALED``, ``TOPIC_DAMAGED``, ``INVALID_ENVELOPE``): the
+    batch's other envelopes *were* stored, and their results carry ``offset`` and
+    ``gseq`` (or ``duplicate``).
 
     Attributes:
-        results: one :class:`AckItem` per envelope; refused ones carry ``error``.
+        results: one :class:`AckItem` per envelope, in order; refused ones carry
+            ``error``.
     """
 
     def __init__(self, ref: Ref, results: list[AckItem]) -> None:

@@ -405,15 +405,19 @@ async def append_remote(
                 try:
                     items = await client.publish(todo, ns=namespace)
                 except PublishRefusedError as exc:
-                    bad = {
-                        r.id
-                        for r in exc.results
-                        if r.error is not None and r.error != Code.BATCH_REJECTED
-                    }
-                    refused += [
-                        f"{r.id}: {r.error}: {r.message}" for r in exc.results if r.id in bad
-                    ]
-                    todo = [e for e in todo if e.id not in bad]
+                    # The router refused the batch (the valid ones are BATCH_REJECTED:
+                    # sent again without the refused), or the log refused events one by
+                    # one and stored the others (counted here, not sent again).
+                    again = {r.id for r in exc.results if r.error == Code.BATCH_REJECTED}
+                    for r in exc.results:
+                        if r.error is None:
+                            duplicates += r.duplicate
+                            appended += not r.duplicate
+                        elif r.error != Code.BATCH_REJECTED:
+                            refused.append(f"{r.id}: {r.error}: {r.message}")
+                    todo = [e for e in todo if e.id in again]
+                    if not todo:
+                        batches += 1
                     continue
                 batches += 1
                 for item in items:
