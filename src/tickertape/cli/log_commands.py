@@ -70,6 +70,21 @@ def _until(batches_: Iterable[list[Record]], end: Position | None) -> Iterator[l
         yield batch
 
 
+def _since(batches_: Iterable[list[Record]], from_ns: int | None) -> Iterator[list[Record]]:
+    """The followed batches without the records stamped before ``from_ns`` (None: all).
+
+    ``ts_event`` never decreases within a topic, so this starts each topic at its
+    first record with ``ts_event`` ≥ ``from_ns``, as ``tail --from TIME`` does without
+    ``--follow``, whatever the records of other topics between them in gseq order."""
+    if from_ns is None:
+        yield from batches_
+        return
+    for batch in batches_:
+        kept = [rec for rec in batch if rec.ts_event >= from_ns]
+        if kept:
+            yield kept
+
+
 def _limited(batches_: Iterable[list[Record]], limit: int | None) -> Iterator[list[Record]]:
     """The batches, cut after ``limit`` records in all (everything when None)."""
     left = limit
@@ -202,9 +217,12 @@ def tail_command(
         return
     reader = LogReader(data_dir, namespace)
     if follow:
+        from_ns: int | None = None
         if start is not None and start.ts_ns is not None:
-            first = reader.first_gseq_at(list(patterns) or None, start.ts_ns)
-            from_gseq = first if first is not None else reader.head_gseq() + 1
+            from_ns = start.ts_ns
+            head = reader.head_gseq()  # (read first: a record committed meanwhile is read)
+            first = reader.first_gseq_at(list(patterns) or None, from_ns)
+            from_gseq = first if first is not None else head + 1
         else:
             from_gseq = start.gseq if start is not None and start.gseq else 1
         with stopped_by_signals() as stopping:
@@ -214,7 +232,7 @@ def tail_command(
                 stop=stopping.is_set,
                 to_gseq=end.gseq if end is not None else None,
             )
-            for batch in _limited(_until(followed, end), limit):
+            for batch in _limited(_until(_since(followed, from_ns), end), limit):
                 printer.write(batch)
         return
     with contextlib.suppress(KeyboardInterrupt):
@@ -267,9 +285,14 @@ def verify_command(as_json: bool, data_dir: str, namespace: str) -> None:
                 f"from byte {p.position}: {p.what}[/]"
             )
         status = "[green]clean[/]" if report.ok else "[red]NOT CLEAN[/]"
+        past = (
+            f" ({report.past_head} past it, left by a crash: the next open keeps or cuts them)"
+            if report.past_head
+            else ""
+        )
         console.print(
             f"{namespace}: {report.files} files, {report.records} records, "
-            f"{report.bytes:,} bytes, head gseq {report.head_gseq}: {status}"
+            f"{report.bytes:,} bytes, head gseq {report.head_gseq}{past}: {status}"
         )
     sys.exit(0 if report.ok else 1)
 
@@ -303,8 +326,7 @@ def stats_command(
     for topic in reader.topics():
         summary = reader.topic_summary(topic)
         open_bytes = sealed_bytes = 0
-        for seg in reader.segments(topic):
-            size = seg.path.stat().st_size
+        for seg, size in reader.topic_files(topic):
             if seg.sealed:
                 sealed_bytes += size
             else:

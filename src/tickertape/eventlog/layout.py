@@ -7,6 +7,7 @@
     <data-dir>/logs/<namespace>/<topic>/<YYYY-MM-DD>.idx         its sparse index (a cache)
     <data-dir>/logs/<namespace>/.lock                            the writer's lock
     <data-dir>/logs/<namespace>/HEAD                             committed head gseq (advisory)
+    <data-dir>/logs/<namespace>/RETENTION                        what retention deleted (JSON)
 
 A namespace is ``name`` or ``name/name``; one cannot be a path prefix of another
 (``runs`` and ``runs/<id>`` would share ``logs/runs``): see :func:`check_namespace_free`
@@ -25,11 +26,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tickertape.errors import ConfigError
+import msgspec
+
+from tickertape.errors import ConfigError, LogError
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)?$")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.zst)?$")
+
+RETENTION_FILE = "RETENTION"
+"""The namespace's retention mark (:class:`RetentionMark`), beside ``HEAD``."""
 
 
 def validate_namespace(namespace: str) -> None:
@@ -228,3 +234,76 @@ def makedirs_durable(path: Path) -> None:
         except FileExistsError:
             continue
         fsync_dir(d.parent)
+
+
+class RetainedTopic(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a topic stood when retention last ran (see :class:`RetentionMark`).
+
+    Attributes:
+        next_offset: the offset its next record gets.
+        last_gseq: the gseq of its last record.
+        last_ts_event: the ``ts_event`` of its last record (ns).
+    """
+
+    next_offset: int
+    last_gseq: int
+    last_ts_event: int
+
+
+class RetentionMark(msgspec.Struct, frozen=True, kw_only=True):
+    """What the last run of retention knew, written durably before it deleted a file.
+
+    Retention leaves gaps in the namespace's gseqs and can delete the only records of a
+    source; recovery reads this file so that it never takes those gaps for records
+    lost in a crash, and never gives out again a position or accepts again a
+    ``source_seq`` that retention's deletions would otherwise make it forget.
+
+    Attributes:
+        version: the file's format version (1).
+        head_gseq: the namespace's head when retention ran, every record up to it
+            fsync'd first: every gseq at or below it was durable, and every gseq
+            retention deleted (then or earlier) is at or below it.
+        topics: per topic that held records, where it stood then.
+        sources: the highest ``source_seq`` stored per source then.
+    """
+
+    version: int = 1
+    head_gseq: int = 0
+    topics: dict[str, RetainedTopic] = msgspec.field(default_factory=dict)
+    sources: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+_RETENTION_DECODER = msgspec.json.Decoder(RetentionMark)
+
+
+def load_retention_mark(ns_dir: Path) -> RetentionMark | None:
+    """Return the namespace's retention mark, or None when retention never deleted a file.
+
+    Raises:
+        LogError: the file exists but does not decode (damaged or edited): recovery
+            cannot tell retention's gaps from lost records without it.
+    """
+    path = ns_dir / RETENTION_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        mark = _RETENTION_DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise LogError(
+            f"retention mark {path} is unreadable ({exc}); restore it from a copy "
+            "(it says which gseqs retention deleted)"
+        ) from None
+    if mark.version != 1:
+        raise LogError(f"retention mark {path} has unknown version {mark.version}")
+    return mark
+
+
+def save_retention_mark(ns_dir: Path, mark: RetentionMark) -> None:
+    """Replace the namespace's retention mark atomically and durably (fsync'd).
+
+    Raises:
+        OSError: as :func:`write_durably`.
+    """
+    write_durably(ns_dir / RETENTION_FILE, msgspec.json.encode(mark) + b"\n")

@@ -217,19 +217,22 @@ class LogReader:
         return index, damaged
 
     def topic_summary(self, topic: str) -> SegmentIndex:
-        """Counts and first/last offset, gseq and ts_event of a whole topic."""
-        for _attempt in range(10):
-            try:
-                return self._topic_summary(topic)
-            except FileNotFoundError:
-                continue  # a day was sealed while we read: list again
-        return self._topic_summary(topic)
+        """Counts and first/last offset, gseq and ts_event of a whole topic.
 
-    def _topic_summary(self, topic: str) -> SegmentIndex:
+        A day sealed while it is read (``tape compact`` beside) is read from its sealed
+        file; a day deleted meanwhile (retention) is left out.
+        """
         total = SegmentIndex(sealed=False, data_size=0)
-        for seg in self.segments(topic):
-            idx = self.segment_index(seg)
-            if not idx.count:
+        for listed in self.segments(topic):
+            seg: Segment | None = listed
+            idx: SegmentIndex | None = None
+            while seg is not None:
+                try:
+                    idx = self.segment_index(seg)
+                    break
+                except FileNotFoundError:
+                    seg = self._successor(seg)
+            if idx is None or not idx.count:
                 continue
             if total.count == 0:
                 total.first_offset, total.first_gseq, total.first_ts = (
@@ -768,12 +771,37 @@ class LogReader:
             next_gseq = head + 1
 
     def files(self) -> list[tuple[str, Segment, int]]:
-        """Every day file: ``(topic, segment, size in bytes)``."""
-        out = []
-        for topic in self.topics():
-            for seg in self.segments(topic):
-                out.append((topic, seg, os.stat(seg.path).st_size))
+        """Every day file: ``(topic, segment, size in bytes)`` (see :meth:`topic_files`)."""
+        return [
+            (topic, seg, size) for topic in self.topics() for seg, size in self.topic_files(topic)
+        ]
+
+    def topic_files(self, topic: str) -> list[tuple[Segment, int]]:
+        """The day files of ``topic``, oldest first, each with its size in bytes.
+
+        A day sealed while its size is read (``tape compact`` beside) is given by its
+        sealed file; a day deleted meanwhile (retention) is left out.
+        """
+        out: list[tuple[Segment, int]] = []
+        for listed in self.segments(topic):
+            seg: Segment | None = listed
+            while seg is not None:
+                try:
+                    out.append((seg, os.stat(seg.path).st_size))
+                    break
+                except FileNotFoundError:
+                    seg = self._successor(seg)
         return out
+
+    def _successor(self, segment: Segment) -> Segment | None:
+        """The file of ``segment``'s day now that ``segment``'s file is gone: its sealed
+        file (sealed meanwhile), or None (deleted by retention)."""
+        if segment.sealed:
+            return None  # a sealed day is only ever deleted
+        for seg in self.segments(segment.topic):
+            if seg.day == segment.day and seg.sealed:
+                return seg
+        return None
 
 
 def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None]:

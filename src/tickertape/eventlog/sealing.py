@@ -21,7 +21,7 @@ import zstandard
 
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
-from tickertape.eventlog.index import INDEX_EVERY, SegmentIndex, save_index
+from tickertape.eventlog.index import INDEX_EVERY, SegmentIndex, load_index, save_index
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
     Segment,
@@ -60,7 +60,9 @@ def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
 
     Raises:
         CorruptRecordError: the day file holds an invalid record (nothing is changed:
-            a corrupt day is never sealed; run ``tape verify``).
+            a corrupt day is never sealed; run ``tape verify``). Its offset is the one
+            after the previous valid record's, None when the day's first record is the
+            invalid one (:func:`compact` names it from the day before).
     """
     assert not segment.sealed
     src = segment.path
@@ -89,7 +91,8 @@ def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
             try:
                 rec = decode_line(line)
             except CodecError as exc:
-                raise CorruptRecordError(src, pos, index.last_offset + 1, exc.reason) from None
+                offset = index.last_offset + 1 if index.count else None
+                raise CorruptRecordError(src, pos, offset, exc.reason) from None
             # Each frame starts at the current file position (earlier frames are written).
             index.add(
                 rec.offset, rec.gseq, rec.ts_event, rec.source, rec.source_seq,
@@ -132,25 +135,58 @@ def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:
     eventlog.sync()
     sealed: list[Path] = []
     for topic in eventlog.topics():
-        segments = [s for s in list_segments(eventlog.dir / topic, topic) if not s.sealed]
-        all_segments = list_segments(eventlog.dir / topic, topic)
-        newest = all_segments[-1] if all_segments else None
-        for seg in segments:
-            if seg == newest and not include_open:
+        segments = list_segments(eventlog.dir / topic, topic)
+        newest = segments[-1] if segments else None
+        for i, seg in enumerate(segments):
+            if seg.sealed or (seg == newest and not include_open):
                 continue
             if seg == newest:
                 eventlog._release_topic_file(topic)
-            seal_segment(seg)
+            try:
+                seal_segment(seg)
+            except CorruptRecordError as exc:
+                if exc.offset is not None:
+                    raise
+                # The day's first record: its offset follows the previous day's last.
+                offset = _first_offset(segments, i)
+                raise CorruptRecordError(exc.path, exc.position, offset, exc.reason) from None
             eventlog._mark_sealed(topic, seg.day)
             sealed.append(seg.path.with_name(seg.path.name + ".zst"))
             log.debug("eventlog.sealed", topic=topic, day=day_name(seg.day))
     return sealed
 
 
+def _first_offset(segments: list[Segment], i: int) -> int | None:
+    """The offset of the first record of ``segments[i]``: after the last record of the
+    nearest earlier day that holds records, else from the day's own saved index
+    (retention deleted the days before it); None when neither tells."""
+    for seg in reversed(segments[:i]):
+        index = load_index(seg.index_path)
+        if index is None:
+            return None  # (the writer's open saved every earlier day's index)
+        if index.count:
+            return index.last_offset + 1
+    own = load_index(segments[i].index_path)
+    return own.first_offset if own is not None and own.count and not own.sealed else None
+
+
 def apply_retention(
     eventlog: EventLog, rules: Sequence[tuple[str, int]], now_ns: int
 ) -> list[Path]:
-    """Delete whole days older than a topic's retention; the newest day is always kept.
+    """Delete whole days older than a topic's retention.
+
+    A topic keeps its newest day that holds records and every day after it (an empty
+    newest day file, left by a crash as a new day began, does not count): its last
+    record, and so its next offset, last ``ts_event`` and the ``source_seq`` of that
+    record, stays in the files.
+
+    Before the first file is deleted, every record is synced and the namespace's
+    retention mark (``RETENTION``, :class:`~tickertape.eventlog.layout.RetentionMark`:
+    the head, each topic's next offset, last gseq and ``ts_event``, and the highest
+    ``source_seq`` per source) is written and fsync'd. Recovery reads it: the gseqs
+    retention deleted are never taken for records lost in a crash (which would cut
+    every record after them), and no offset, gseq or ``source_seq`` the deleted days
+    held is given out or accepted again.
 
     Args:
         rules: ``(pattern, max_age_days)``; the first matching pattern applies.
@@ -158,20 +194,34 @@ def apply_retention(
 
     Returns:
         The deleted day files.
+
+    Raises:
+        OSError: writing the retention mark, or deleting a file, failed (the mark
+            is written before any deletion).
     """
-    deleted: list[Path] = []
+    eventlog.sync()
     today = now_ns // NS_PER_DAY
+    doomed: dict[str, list[Segment]] = {}
     for topic in eventlog.topics():
         rule = next((days for pattern, days in rules if matches(pattern, topic)), None)
         if rule is None:
             continue
         segments = list_segments(eventlog.dir / topic, topic)
-        for seg in segments[:-1]:
-            if seg.day < today - rule:
-                os.unlink(seg.path)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(seg.index_path)
-                deleted.append(seg.path)
-        if deleted:
-            fsync_dir(eventlog.dir / topic)
+        keep = len(segments) - 1  # the newest day that holds records, and those after it
+        while keep > 0 and segments[keep].path.stat().st_size == 0:
+            keep -= 1
+        old = [seg for seg in segments[:keep] if seg.day < today - rule]
+        if old:
+            doomed[topic] = old
+    if not doomed:
+        return []
+    eventlog._save_retention_mark()
+    deleted: list[Path] = []
+    for topic, old in doomed.items():
+        for seg in old:
+            os.unlink(seg.path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(seg.index_path)
+            deleted.append(seg.path)
+        fsync_dir(eventlog.dir / topic)
     return deleted

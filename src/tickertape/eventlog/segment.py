@@ -189,22 +189,49 @@ def iter_raw_lines(
             raise CorruptRecordError(segment.path, file_pos, None, f"zstd frame: {exc}") from None
 
 
+_FIRST_FEED = 1 << 15
+"""Bytes of a sealed file given to zstd at first for a frame (then the previous frame's
+size): see :func:`frame_positions`."""
+
+
 def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(file_pos, decompressed_frame)`` for each zstd frame of a sealed file."""
+    """Yield ``(file_pos, decompressed_frame)`` for each zstd frame of a sealed file.
+
+    zstd does not say where a frame ends before decoding it, so each frame is fed in
+    slices of the file (a view, no copy), the first as long as the previous frame and
+    each next one twice as long, until the frame is complete: what zstd copies past
+    the frame's end is at most a slice, and the whole scan is linear in the file's
+    size. A last frame cut short yields what decompresses of it.
+
+    Raises:
+        CorruptRecordError: a frame does not decompress (its position, no offset).
+        OSError: the file cannot be read.
+    """
     data = path.read_bytes()
+    size = len(data)
+    view = memoryview(data)
     dctx = zstandard.ZstdDecompressor()
     pos = 0
-    while pos < len(data):
+    feed = _FIRST_FEED
+    while pos < size:
         dobj = dctx.decompressobj()
+        parts: list[bytes] = []
+        fed = pos
+        step = feed
         try:
-            out = dobj.decompress(data[pos:])
+            while fed < size and not dobj.eof:
+                piece = view[fed : fed + step]
+                parts.append(dobj.decompress(piece))
+                fed += len(piece)
+                step *= 2
         except zstandard.ZstdError as exc:
             raise CorruptRecordError(path, pos, None, f"zstd frame: {exc}") from None
-        consumed = len(data) - pos - len(dobj.unused_data)
-        if consumed <= 0:
+        end = fed - len(dobj.unused_data) if dobj.eof else size
+        if end <= pos:
             break
-        yield pos, out
-        pos += consumed
+        yield pos, parts[0] if len(parts) == 1 else b"".join(parts)
+        feed = max(end - pos, 1024)
+        pos = end
 
 
 @dataclass(slots=True)

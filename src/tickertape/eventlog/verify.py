@@ -10,8 +10,11 @@ position and offset; verification goes on after a bad record.
 Beside a live writer (one holds the namespace's lock) verification covers the records
 up to the head it read when it started: it stops each file at the first record past
 that head, and an unterminated last line (a write in progress) is reported in
-``in_flight``, not as a problem. Without a writer, an unterminated line is a torn
-record (the next open for writing truncates it).
+``in_flight``, not as a problem. Without a writer every record of every file is
+checked, also those past the published head (``HEAD`` lags the files after a crash:
+records written without fsync, or before the head moved); an unterminated line is a
+torn record (the next open for writing truncates it). A day file sealed or deleted
+while it is listed is looked up again (``tape compact`` may run beside).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class VerifyReport(msgspec.Struct):
         writer_live: a writer held the namespace's lock when verification started.
         in_flight: unterminated last lines left alone because a writer was live
             (records being written past ``head_gseq``): not problems.
+        past_head: valid records found past ``head_gseq`` when no writer was live
+            (left by a crash before the head was published; the next open for writing
+            keeps them when they continue the namespace's gseqs): checked, counted in
+            ``records``, not problems.
     """
 
     namespace: str
@@ -57,6 +64,7 @@ class VerifyReport(msgspec.Struct):
     bytes: int = 0
     head_gseq: int = 0
     writer_live: bool = False
+    past_head: int = 0
     problems: list[Problem] = msgspec.field(default_factory=list)
     in_flight: list[Problem] = msgspec.field(default_factory=list)
 
@@ -93,16 +101,29 @@ def writer_holds_lock(ns_dir: Path) -> bool:
     return False
 
 
+class _Gseqs:
+    """The gseqs seen so far: a byte each up to the head, a set past it."""
+
+    __slots__ = ("above", "upto")
+
+    def __init__(self, head: int) -> None:
+        self.upto = bytearray(head + 1)
+        self.above: set[int] = set()
+
+
 def _check_segment(
     seg: Segment,
     state: _TopicState,
     report: VerifyReport,
-    seen: bytearray,
+    gseqs: _Gseqs,
     positions: list[tuple[int, int, int]],
 ) -> int | None:
     """Check one day file; return its record count, or None when it was checked only up to
-    the head (a live writer appends to it). Raises CorruptRecordError on a bad frame."""
+    the head (a live writer appends to it). Raises CorruptRecordError on a bad frame,
+    FileNotFoundError when the file is gone before it is opened."""
     n = 0
+    live = report.writer_live
+    seen = gseqs.upto
     for pos, line in iter_lines(seg):
         if not line.endswith(b"\n") and not seg.sealed:
             if report.writer_live:
@@ -126,7 +147,7 @@ def _check_segment(
             if state.expected_offset is not None:
                 state.expected_offset += 1
             continue
-        if not seg.sealed and rec.gseq > report.head_gseq:
+        if live and not seg.sealed and rec.gseq > report.head_gseq:
             return None  # appended by a live writer after verification started
         report.records += 1
         where = (str(seg.path), pos, rec.offset)
@@ -156,10 +177,17 @@ def _check_segment(
             if seen[rec.gseq]:
                 report.problems.append(Problem(*where, f"gseq {rec.gseq} appears twice"))
             seen[rec.gseq] = 1
-        else:
+        elif rec.gseq < 1:
+            report.problems.append(Problem(*where, f"gseq {rec.gseq} is below 1"))
+        elif live:
             report.problems.append(
                 Problem(*where, f"gseq {rec.gseq} beyond the committed head {report.head_gseq}")
             )
+        else:
+            report.past_head += 1
+            if rec.gseq in gseqs.above:
+                report.problems.append(Problem(*where, f"gseq {rec.gseq} appears twice"))
+            gseqs.above.add(rec.gseq)
         if n % INDEX_EVERY == 0:
             positions.append((rec.offset, rec.gseq, pos))
         n += 1
@@ -167,6 +195,35 @@ def _check_segment(
         state.last_gseq = max(state.last_gseq, rec.gseq)
         state.last_ts = max(state.last_ts, rec.ts_event)
     return n
+
+
+def _check_listed(
+    listed: Segment, state: _TopicState, report: VerifyReport, gseqs: _Gseqs
+) -> tuple[Segment, int, int | None, list[tuple[int, int, int]]] | None:
+    """Check a listed day file, or the file that replaced it when it was sealed since it
+    was listed (``tape compact`` beside). Returns the file checked, its size, its record
+    count (None: checked only in part) and its records' index positions; None when the
+    day is gone (deleted by retention)."""
+    seg = listed
+    for _attempt in range(10):
+        positions: list[tuple[int, int, int]] = []
+        try:
+            size = seg.path.stat().st_size
+            try:
+                n = _check_segment(seg, state, report, gseqs, positions)
+            except CorruptRecordError as exc:
+                report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
+                n = None
+        except FileNotFoundError:
+            # Sealed (or deleted) since it was listed; nothing of it was checked (the
+            # file is opened before its first record is read): check its successor.
+            now = [s for s in list_segments(seg.path.parent, seg.topic) if s.day == seg.day]
+            if not now:
+                return None
+            seg = now[0]
+            continue
+        return seg, size, n, positions
+    return None
 
 
 def verify_namespace(
@@ -182,29 +239,16 @@ def verify_namespace(
     reader = LogReader(data_dir, namespace)
     live = writer_holds_lock(reader.dir)
     report = VerifyReport(namespace=namespace, head_gseq=reader.head_gseq(), writer_live=live)
-    seen = bytearray(report.head_gseq + 1)
+    gseqs = _Gseqs(report.head_gseq)
     for topic in reader.topics():
         state = _TopicState(topic)
         for listed in reader.segments(topic):
-            seg = listed
-            try:
-                size = seg.path.stat().st_size
-            except FileNotFoundError:
-                # Sealed (or deleted) by the live writer since it was listed.
-                now = [s for s in list_segments(seg.path.parent, topic) if s.day == seg.day]
-                if not now:
-                    continue
-                seg = now[0]
-                size = seg.path.stat().st_size
+            checked = _check_listed(listed, state, report, gseqs)
+            if checked is None:
+                continue  # deleted since it was listed
+            seg, size, n, positions = checked
             report.files += 1
             report.bytes += size
-            positions: list[tuple[int, int, int]] = []
-            n: int | None
-            try:
-                n = _check_segment(seg, state, report, seen, positions)
-            except CorruptRecordError as exc:
-                report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
-                n = None
             index = load_index(seg.index_path)
             fresh = index is not None and index.data_size == size and index.sealed == seg.sealed
             if n is not None and index is not None and fresh:

@@ -61,6 +61,8 @@ from tickertape.eventlog.index import (
 )
 from tickertape.eventlog.layout import (
     NS_PER_DAY,
+    RetainedTopic,
+    RetentionMark,
     Segment,
     check_namespace_free,
     day_name,
@@ -68,9 +70,11 @@ from tickertape.eventlog.layout import (
     fsync_dir,
     list_segments,
     list_topics,
+    load_retention_mark,
     makedirs_durable,
     namespace_creation_lock,
     namespace_dir,
+    save_retention_mark,
 )
 from tickertape.eventlog.reader import LogReader
 from tickertape.eventlog.segment import build_index, iter_lines, scan_segment
@@ -431,6 +435,7 @@ class EventLog:
         self._rolled: dict[Path, SegmentIndex | None] = {}
         self._open_lru: OrderedDict[str, None] = OrderedDict()
         self._deferred_close: list[int] = []
+        self._retention: RetentionMark | None = None
         self.recovery = RecoveryReport()
         self.reader = LogReader(data_dir, namespace, head=self._reader_head)
 
@@ -460,7 +465,12 @@ class EventLog:
         record from the first missing gseq on (never below the head published after
         the last fsync); and rebuilds offsets, the gseq head and the (source,
         source_seq) dedupe state. What it keeps is fsync'd before the head is
-        published.
+        published. The retention mark (``RETENTION``, written by
+        :func:`~tickertape.eventlog.sealing.apply_retention`) counts as a durable head
+        beside ``HEAD``, so the gseqs retention deleted are never cut as a crash's
+        incomplete group, and it keeps each topic's next offset and last ``ts_event``,
+        and each source's highest ``source_seq``, at least where they stood when
+        retention ran. The head is never set below ``HEAD`` or the mark's head.
 
         Args:
             data_dir: the data directory (the log lives in ``<data_dir>/logs``).
@@ -473,7 +483,8 @@ class EventLog:
                 JSON (the router, the replay's sinks, the importers) pass False.
 
         Raises:
-            LogError: another process holds the namespace.
+            LogError: another process holds the namespace, or its ``RETENTION`` file
+                does not decode.
             ConfigError: invalid namespace name, or one that collides with an existing
                 namespace (``runs`` and ``runs/<id>`` cannot both exist).
         """
@@ -501,7 +512,13 @@ class EventLog:
         return self
 
     def _recover(self) -> None:
+        self._retention = load_retention_mark(self.dir)
+        # Every gseq up to the retention mark's head was durable when retention ran
+        # (it syncs first), and the mark is fsync'd: a durable head that, unlike HEAD,
+        # no power loss can take back.
         hint = self._read_head_hint()
+        if self._retention is not None:
+            hint = max(hint, self._retention.head_gseq)
         files, newest = self._load_topics(hint)
         if self._repair(files, hint):
             # Rebuild the state of the namespace from the repaired files.
@@ -514,10 +531,6 @@ class EventLog:
         except OSError as exc:
             raise LogFatalError(self.dir, exc) from exc
         self._save_scanned_indexes(files, newest)
-        if any(t.damaged for t in self._topics.values()):
-            # The lost records' gseqs may be the namespace's newest: continue after the
-            # durable head published before (HEAD), never below it.
-            self._head = max(self._head, hint)
         self._synced = self._head
         self.recovery.head_gseq = self._head
         for name, seg in newest.items():
@@ -577,8 +590,16 @@ class EventLog:
             if segments and not segments[-1].sealed:
                 topic.day = segments[-1].day
                 newest[name] = segments[-1]
+            self._absorb_retained(topic)
             self._topics[name] = topic
-        self._head = max((t.last_gseq for t in self._topics.values()), default=0)
+        if self._retention is not None:
+            for src, seq in self._retention.sources.items():
+                if self._sources.get(src, 0) < seq:
+                    self._sources[src] = seq
+        # Never below the durable head published (HEAD never leads the files) or
+        # recorded by retention: a gseq above it may have been given to a record that
+        # is gone now (deleted by retention, lost to damage), and is never given again.
+        self._head = max(max((t.last_gseq for t in self._topics.values()), default=0), hint)
         self._settle_tails(files, hint)
         return files, newest
 
@@ -595,34 +616,38 @@ class EventLog:
         the file's next offset with a gseq at or below ``HEAD`` (damage usually leaves
         the positions readable), or, when it does not read, when some gseq between the
         file's last valid record and ``HEAD`` is held by no valid record and claimed by
-        no other tail. A torn write (its positions are at the end of the line) past
-        ``HEAD`` is cut.
+        no other tail (gseqs up to the retention mark's head are not looked for when
+        the topic held none of them: :meth:`_retained_floor`). A torn write (its
+        positions are at the end of the line) past ``HEAD`` is cut.
         """
         tails = [f for f in files if f.tail is not None]
         if not tails:
             return
         kept: list[_OpenFile] = []
         cut: list[_OpenFile] = []
-        unknown: list[_OpenFile] = []
+        unknown: list[tuple[_OpenFile, int]] = []
         claimed: list[int] = []
         for found in tails:
             gseq = _tail_gseq(found)
             if gseq is None:
-                unknown.append(found)
+                # The tail's records come after the file's last valid one, and after
+                # the gseqs retention vouches its topic held none of.
+                unknown.append(
+                    (found, self._retained_floor(found.segment.topic, _last_gseq(found)))
+                )
             elif gseq <= hint:
                 kept.append(found)
                 claimed.append(gseq)
             else:
                 cut.append(found)
         if unknown:
-            lo = min(_last_gseq(f) for f in unknown)
+            lo = min(since for _f, since in unknown)
             presence = self._known_gseqs(files, lo, hint) if lo < hint else None
             if presence is not None:
                 for gseq in claimed:
                     presence.add(gseq)
-            for found in unknown:
-                last = _last_gseq(found)
-                if presence is not None and last < hint and not presence.all_present(last, hint):
+            for found, since in unknown:
+                if presence is not None and since < hint and not presence.all_present(since, hint):
                     kept.append(found)
                 else:
                     cut.append(found)
@@ -689,6 +714,58 @@ class EventLog:
         for src, seq in index.sources.items():
             if self._sources.get(src, 0) < seq:
                 self._sources[src] = seq
+
+    def _absorb_retained(self, topic: _Topic) -> None:
+        """Keep a topic's position at least where the retention mark says it stood: its
+        next offset and last ``ts_event`` outlive the files retention deleted."""
+        mark = self._retention
+        retained = mark.topics.get(topic.name) if mark is not None else None
+        if retained is None:
+            return
+        topic.next_offset = max(topic.next_offset, retained.next_offset)
+        topic.last_ts = max(topic.last_ts, retained.last_ts_event)
+        topic.last_gseq = max(topic.last_gseq, retained.last_gseq)
+
+    def _retained_floor(self, topic: str, after: int) -> int:
+        """Where to start looking for the gseqs a topic's records past ``after`` may hold.
+
+        Records of ``topic`` after its record of gseq ``after`` have gseqs above it.
+        When the topic's last record was at or below ``after`` when retention last ran,
+        none of them is at or below that run's head either (every gseq up to it was
+        given out by then): the gseqs up to that head, where retention leaves gaps,
+        are not theirs. Returns ``after`` or that head, whichever is higher in that
+        case; ``after`` otherwise.
+        """
+        mark = self._retention
+        if mark is None or mark.head_gseq <= after:
+            return after
+        retained = mark.topics.get(topic)
+        if retained is not None and retained.last_gseq > after:
+            return after
+        return mark.head_gseq
+
+    def _save_retention_mark(self) -> None:
+        """Save where the namespace stands now as its retention mark (fsync'd), for
+        retention to call before it deletes days. Syncs first: every record up to the
+        mark's head is durable.
+
+        Raises:
+            OSError: the mark could not be written.
+        """
+        self.sync()
+        mark = RetentionMark(
+            head_gseq=self._synced,
+            topics={
+                t.name: RetainedTopic(
+                    next_offset=t.next_offset, last_gseq=t.last_gseq, last_ts_event=t.last_ts
+                )
+                for t in self._topics.values()
+                if t.next_offset > 0
+            },
+            sources=dict(self._sources),
+        )
+        save_retention_mark(self.dir, mark)
+        self._retention = mark
 
     def _load_complete(self, topic: _Topic, seg: Segment) -> _OpenFile | None:
         """Load an open day file that is not its topic's newest from its saved index
@@ -854,9 +931,12 @@ class EventLog:
 
         Everything up to ``low`` is known durable: the HEAD published after the last
         fsync (``hint``; not itself fsync'd, so after a power loss it may lag, never
-        lead) and ``head - MAX_GROUP`` (at most MAX_GROUP records are ever written
-        between two fsyncs). Past ``low``, records written without fsync may be missing or
-        damaged in any order (the page cache flushes pages in any order):
+        lead; or the head the retention mark recorded, fsync'd, when higher) and
+        ``head - MAX_GROUP`` (at most MAX_GROUP records are ever written between two
+        fsyncs). Every gseq retention deleted is at or below the mark's head, so its
+        gaps are never taken for missing records. Past ``low``, records written without
+        fsync may be missing or damaged in any order (the page cache flushes pages in
+        any order):
 
         1. invalid bytes followed by valid records, in a stretch that can only hold
            records past ``low``, are damage of that kind: the file is cut there;
@@ -878,14 +958,18 @@ class EventLog:
         changed = False
         gaps: list[tuple[int, int]] = []
         suspects = [
-            r.prev_gseq for f in files for r in f.bad if r.next_gseq > low and r.prev_gseq < low
+            since
+            for f in files
+            for r in f.bad
+            if r.next_gseq > low
+            and (since := self._retained_floor(f.segment.topic, r.prev_gseq)) < low
         ]
         known = self._known_gseqs(files, min(suspects), low) if suspects else None
         for found in files:
             for region in found.bad:
+                since = self._retained_floor(found.segment.topic, region.prev_gseq)
                 in_flight = region.next_gseq > low and (
-                    region.prev_gseq >= low
-                    or (known is not None and known.all_present(region.prev_gseq, low))
+                    since >= low or (known is not None and known.all_present(since, low))
                 )
                 if in_flight:
                     self._cut_file(
