@@ -48,7 +48,7 @@ def test_demo_runs_compares_and_reports(tmp_path: Path) -> None:
     # Running it again stores nothing twice in the imported log.
     again = subprocess.run(
         [tape, "import", "krx-daily", str(REPO / "data/krx-005930-daily/v1_005930_raw_1985_2018.csv"),
-         "--symbol", "005930", "--data-dir", str(tmp_path)],
+         "--symbol", "005930", "--raw", "--data-dir", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, timeout=300, check=False,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr.decode()

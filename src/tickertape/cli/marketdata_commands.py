@@ -25,6 +25,16 @@ from tickertape.eventlog import EventLog
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.topics import validate_topic
 
+_UNADJUSTED = {
+    "binance-ws": "trades and quotes, never adjusted",
+    "quandl-wiki": "unadjusted bars (adjusted series derive from its corporate actions)",
+}
+"""Formats whose prices are raw by definition."""
+
+_UNSTATED_ADJUSTMENT = ("krx-daily",)
+"""Formats whose files come raw or adjusted without saying which: --raw or --adjusted
+is required."""
+
 
 def _parse(
     fmt: str,
@@ -39,9 +49,14 @@ def _parse(
     stamp: str,
     adjusted: bool,
 ) -> ParsedFile:
-    if fmt == "binance-ws":
-        return parse_binance_ws(path, strict=strict)
-    if fmt == "quandl-wiki":
+    if fmt in _UNADJUSTED:
+        if adjusted:
+            raise click.BadParameter(
+                f"format {fmt} has {_UNADJUSTED[fmt]}: only --raw applies",
+                param_hint="--adjusted",
+            )
+        if fmt == "binance-ws":
+            return parse_binance_ws(path, strict=strict)
         return parse_quandl_wiki(path, strict=strict)
     if symbol is None:
         raise click.UsageError(f"format {fmt} needs --symbol (the file does not name it)")
@@ -83,9 +98,10 @@ def _parse(
 )
 @click.option(
     "--adjusted/--raw",
-    default=False,
-    show_default=True,
-    help="Whether the file's prices are adjusted for corporate actions.",
+    default=None,
+    help="Whether the file's prices are adjusted for corporate actions: adjusted bars go "
+    "to md.bar.{interval}-adj.*, raw ones to md.bar.{interval}.*. Required for krx-daily "
+    "(its files do not say); ohlcv-csv takes --raw when neither is given.",
 )
 @click.option("--strict", is_flag=True, help="Stop at the first malformed row.")
 @data_dir_option("Directory holding logs/ and snapshots/.")
@@ -99,7 +115,7 @@ def import_command(
     time_column: str | None,
     tz: str,
     stamp: str,
-    adjusted: bool,
+    adjusted: bool | None,
     strict: bool,
     data_dir: Path,
     namespace: str,
@@ -108,9 +124,18 @@ def import_command(
 
     Malformed rows are refused with file, line and reason (all of them listed in the
     file's system.import_manifest event) and the rest is imported, unless --strict.
-    Importing the same file again stores nothing new.
+    Importing the same file again, or the same content under another name, stores
+    nothing new; a file that grew stores its new rows. Data older than what a topic
+    holds, or overlapping another file's on a topic, is refused before anything is
+    stored (docs/marketdata.md).
     """
     console = Console(stderr=True)
+    if adjusted is None and format in _UNSTATED_ADJUSTMENT:
+        raise click.UsageError(
+            f"{format}: give --raw or --adjusted: the files do not say whether their prices "
+            "are adjusted for corporate actions, and raw and adjusted bars go to different "
+            "topics (md.bar.1d.* and md.bar.1d-adj.*)"
+        )
     parsed = [
         _parse(
             format,
@@ -122,7 +147,7 @@ def import_command(
             time_column=time_column,
             tz=tz,
             stamp=stamp,
-            adjusted=adjusted,
+            adjusted=bool(adjusted),
         )
         for path in files
     ]
@@ -154,6 +179,11 @@ def import_command(
             str(m.rows_refused),
         )
     Console().print(table)
+    for report in reports:
+        name, same_as = report.manifest.file_name, report.same_as
+        if same_as is not None:
+            like = "" if same_as == name else f" (same content and options as {same_as})"
+            console.print(f"{name}: already imported{like}: nothing stored")
     for parsed_file in parsed:
         for error in parsed_file.refused[:20]:
             console.print(f"[yellow]refused[/yellow] {error}")

@@ -80,7 +80,7 @@ IMPORTS: tuple[ImportJob, ...] = (
         "KRX Samsung Electronics 005930 daily, raw 1985–2018",
         "krx-daily",
         ("krx-005930-daily/v1_005930_raw_1985_2018.csv",),
-        ("--symbol", "005930"),
+        ("--symbol", "005930", "--raw"),
     ),
 )
 

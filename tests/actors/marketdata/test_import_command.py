@@ -37,7 +37,7 @@ def test_import_twice_stores_once(tmp_path: Path) -> None:
 def test_missing_symbol_is_a_usage_error(tmp_path: Path) -> None:
     """Formats whose files do not name the instrument require --symbol."""
     result = CliRunner().invoke(
-        import_command, ["krx-daily", str(KRX_ADJ), "--data-dir", str(tmp_path)]
+        import_command, ["krx-daily", str(KRX_ADJ), "--adjusted", "--data-dir", str(tmp_path)]
     )
     assert result.exit_code == 2
     assert "--symbol" in result.output

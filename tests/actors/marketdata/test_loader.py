@@ -16,7 +16,8 @@ from tickertape.actors.marketdata.importers import (
 )
 from tickertape.actors.marketdata.loader import MANIFEST_TOPIC, build_envelopes, import_files
 from tickertape.errors import ImportDataError, LogError
-from tickertape.eventlog import EventLog
+from tickertape.eventlog import AppendResult, EventLog
+from tickertape.schemas.envelope import Envelope
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import ImportManifest
 
@@ -82,7 +83,7 @@ def test_import_is_durable_and_idempotent(tmp_path: Path) -> None:
 
 
 def test_importing_older_data_onto_a_newer_topic_is_refused(tmp_path: Path) -> None:
-    """A file whose bars precede what a topic already holds stops with the log's error."""
+    """A file whose bars precede what a topic already holds is refused, naming its row."""
     path = tmp_path / "bars.csv"
     path.write_text("time,open,high,low,close,volume\n2024-01-02 10:00,1,2,0.5,1.5,10\n")
     older = tmp_path / "older.csv"
@@ -90,8 +91,9 @@ def test_importing_older_data_onto_a_newer_topic_is_refused(tmp_path: Path) -> N
     log = EventLog.open(tmp_path / "store")
     try:
         import_files(log, [parse_ohlcv_csv(path, market="crypto", symbol="X", interval="1m")])
-        with pytest.raises(LogError, match="TS_REGRESSION"):
+        with pytest.raises(ImportDataError, match=r"older\.csv:2: .* earlier: import older"):
             import_files(log, [parse_ohlcv_csv(older, market="crypto", symbol="X", interval="1m")])
+        assert log.next_offsets()["md.bar.1m.crypto.X"] == 1
     finally:
         log.close()
 
@@ -103,21 +105,58 @@ def _bars(path: Path, symbol: str, minutes: range) -> ParsedFile:
     return parse_ohlcv_csv(path, market="crypto", symbol=symbol, interval="1m")
 
 
-def test_nothing_after_a_refused_batch_is_appended(tmp_path: Path) -> None:
-    """A batch the log refuses stops the import: earlier batches stay, later ones never go."""
+def test_an_import_refused_for_its_times_stores_nothing(tmp_path: Path) -> None:
+    """Rows older than their topic holds refuse the whole import before any batch is appended."""
     log = EventLog.open(tmp_path / "store")
     try:
-        # Topic Y already holds 00:50; the import's Y bars closing 00:40-00:44 are refused.
+        # Topic Y already holds 00:50; the import's Y bars closing 00:40-00:44 are refused,
+        # and so are the X bars merged before them (40 of them, four batches of 10).
         import_files(log, [_bars(tmp_path / "y0.csv", "Y", range(49, 50))])
         x = _bars(tmp_path / "x.csv", "X", range(100))
         y = _bars(tmp_path / "y.csv", "Y", range(39, 44))
-        with pytest.raises(LogError, match=r"y\.csv: .* \[TS_REGRESSION\]"):
+        with pytest.raises(ImportDataError, match=r"y\.csv:2: md\.bar\.1m\.crypto\.Y already"):
             import_files(log, [x, y], batch_size=10)
+        assert gc.isenabled()
+        assert "md.bar.1m.crypto.X" not in log.next_offsets()
+        assert log.next_offsets()["md.bar.1m.crypto.Y"] == 1
+    finally:
+        log.close()
+
+
+def test_nothing_after_a_batch_the_log_refuses_is_appended(tmp_path: Path) -> None:
+    """A batch the log itself refuses stops the import: earlier batches stay, later never go."""
+
+    class DamagedY:
+        """The log, with topic Y refused as a damaged topic would be."""
+
+        def __init__(self, log: EventLog) -> None:
+            self.log = log
+            self.last_ts_event = log.last_ts_event
+            self.last_source_seq = log.last_source_seq
+            self.read_topic = log.read_topic
+            self.read_from_time = log.read_from_time
+
+        def append(self, envelopes: list[Envelope], **kwargs: int | None) -> list[AppendResult]:
+            kept = iter(
+                self.log.append([e for e in envelopes if not e.topic.endswith(".Y")], **kwargs)
+            )
+            return [
+                AppendResult(id=e.id, error="TOPIC_DAMAGED", message="test")
+                if e.topic.endswith(".Y")
+                else next(kept)
+                for e in envelopes
+            ]
+
+    log = EventLog.open(tmp_path / "store")
+    try:
+        x = _bars(tmp_path / "x.csv", "X", range(100))
+        y = _bars(tmp_path / "y.csv", "Y", range(39, 44))
+        with pytest.raises(LogError, match=r"y\.csv: .* \[TOPIC_DAMAGED\]"):
+            import_files(DamagedY(log), [x, y], batch_size=10)
         assert gc.isenabled()
         # Merged by close time: 40 X bars up to 00:40, then Y and X alternate from the
         # 41st event, in the fifth batch of 10 (5 X bars): the last batch appended.
         assert log.next_offsets()["md.bar.1m.crypto.X"] == 45
-        assert log.next_offsets()["md.bar.1m.crypto.Y"] == 1
     finally:
         log.close()
 

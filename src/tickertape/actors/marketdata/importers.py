@@ -25,10 +25,17 @@ Formats (DESIGN §4 payloads, ``data/README.md`` for the files):
 Daily bars span the exchange session (``start_ns`` = open, ``ts_event`` = close, from
 :mod:`tickertape.actors.marketdata.sessions`).
 
-Sources: every file is its own source, ``import.{format}.{file stem}`` (and
-``.{ticker}`` for multi-ticker files), with ``source_seq`` = the event's rank in the
-file's stored order. Importing the same file again yields the same ids, which the log
-drops as duplicates; a different file name is a different source.
+Sources: every file is its own source, ``import.{format}.{file stem}[.{ticker}].{key}``
+(the ticker for multi-ticker files), ``key`` a digest of the format, the file's
+resolved path and the options that shape its events (:attr:`ParsedFile.options`):
+two files that share a name in different folders are different sources, and the same
+file imported again with the same options is the same source. ``source_seq`` is the
+event's rank in the file's stored order. What a source may be appended to, and when
+the same content under another name counts as already imported, is decided by
+:mod:`tickertape.actors.marketdata.loader`.
+
+Malformed rows — including a line that is not UTF-8 — are refused one by one with
+file, line and reason; ``strict`` raises at the first instead.
 """
 
 from __future__ import annotations
@@ -96,12 +103,15 @@ class ParsedEvent(msgspec.Struct, frozen=True, gc=False):
         topic: its topic (DESIGN §4).
         market: its market scope.
         payload: the registered payload Struct.
+        line: the 1-based line of the file it was read from (0: not from a file), for
+            errors that name a row after parsing (the loader's time checks).
     """
 
     ts_event: int
     topic: str
     market: Market
     payload: msgspec.Struct
+    line: int = 0
 
 
 class ParsedFile(msgspec.Struct, frozen=True):
@@ -114,6 +124,10 @@ class ParsedFile(msgspec.Struct, frozen=True):
         rows_read: data rows read (header and blank lines excluded).
         streams: per source, its events in stored order (``source_seq`` = index + 1).
         refused: one :class:`ImportDataError` per refused row, in file order.
+        options: the parse options that shape the events, as canonical text (e.g.
+            ``market=us symbol=6EH4 interval=1m ...``; empty when the file alone
+            decides them): with ``sha256`` it identifies an import's content, whatever
+            the file's name.
     """
 
     format: str
@@ -122,6 +136,7 @@ class ParsedFile(msgspec.Struct, frozen=True):
     rows_read: int
     streams: dict[str, list[ParsedEvent]]
     refused: list[ImportDataError]
+    options: str = ""
 
 
 def interval_ns(interval: str) -> int:
@@ -139,16 +154,21 @@ def interval_ns(interval: str) -> int:
     return count * (86_400_000_000_000 if unit == "d" else _NS_PER_UNIT[unit])
 
 
-def source_name(format: str, path: str | Path, *suffix: str) -> str:
-    """Return the import source identity of a file: ``import.{format}.{stem}[.{suffix}]``.
+def source_name(format: str, path: str | Path, *suffix: str, options: str = "") -> str:
+    """Return the import source identity of a file: ``import.{format}.{stem}[.{suffix}].{key}``.
 
-    The stem drops ``.gz``/``.csv`` and replaces characters other than letters,
-    digits, ``_`` and ``-`` with ``_``.
+    The stem drops ``.gz``/``.csv``/``.txt``/``.jsonl`` and replaces characters other
+    than letters, digits, ``_`` and ``-`` with ``_``; ``key`` is 12 hex digits of the
+    sha256 of the format, the resolved path and ``options`` (see
+    :attr:`ParsedFile.options`). So ``aapl/daily.csv`` and ``msft/daily.csv`` are two
+    sources, and one file parsed again with the same options is the same source.
     """
     name = Path(path).name
     for ext in (".gz", ".csv", ".txt", ".jsonl"):
         name = name.removesuffix(ext)
-    parts = [_UNSAFE.sub("_", name), *(_UNSAFE.sub("_", s) for s in suffix)]
+    identity = "\0".join((format, str(Path(path).resolve()), options))
+    key = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    parts = [_UNSAFE.sub("_", name), *(_UNSAFE.sub("_", s) for s in suffix), key]
     return ".".join(["import", format, *parts])
 
 
@@ -211,28 +231,38 @@ def _read_bytes(path: Path) -> tuple[bytes, str]:
     return data, digest
 
 
-def _text_lines(path: Path, data: bytes) -> list[str]:
-    return _text(path, data).splitlines()
+_ESCAPED = re.compile("[\udc80-\udcff]")  # a byte surrogateescape could not decode
 
 
-def _text(path: Path, data: bytes) -> str:
+def _text(data: bytes) -> tuple[str, dict[int, str]]:
+    """The file's text (BOM dropped) and, per line that is not UTF-8, why.
+
+    Lines are numbered from 1 as ``str.splitlines`` counts them. A line holding
+    bytes that are not UTF-8 is kept with U+FFFD in their place (so the other lines
+    keep their numbers) and listed with the first such byte and its column; a file
+    that decodes in one go (the usual case) costs nothing more.
+    """
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ImportDataError(path, None, f"not UTF-8 text: {exc}") from None
+        return data.decode("utf-8-sig"), {}
+    except UnicodeDecodeError:
+        pass
+    bad: dict[int, str] = {}
+    escaped = data.decode("utf-8-sig", errors="surrogateescape").splitlines()
+    for lineno, line in enumerate(escaped, start=1):
+        found = _ESCAPED.search(line)
+        if found is not None:
+            byte = ord(found.group()) - 0xDC00
+            bad[lineno] = f"not UTF-8: byte 0x{byte:02x} at column {found.start() + 1}"
+    return data.decode("utf-8-sig", errors="replace"), bad
 
 
-def _csv_rows(path: Path, data: bytes) -> Iterator[list[str]]:
-    """The rows of a comma-separated text file, as ``csv.reader`` gives them.
+def _csv_rows(text: str) -> Iterator[list[str]]:
+    """The rows of a comma-separated text, as ``csv.reader`` gives them.
 
     A text without any quote or NUL character is split on commas directly, which is
     what ``csv.reader`` does with such lines (its default dialect), several times
     faster; any other text goes through ``csv.reader``.
-
-    Raises:
-        ImportDataError: not UTF-8.
     """
-    text = _text(path, data)
     lines = text.splitlines()
     if '"' in text or "\0" in text:
         return csv.reader(lines)
@@ -394,7 +424,7 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
         strict: raise on the first malformed line instead of refusing it and going on.
 
     Returns:
-        The events of one source (``import.binance-ws.{stem}``): every message on
+        The events of one source (``import.binance-ws.{stem}.{key}``): every message on
         ``raw.binance.*``, trades on ``md.trade.crypto.{SYMBOL}``, book tickers on
         ``md.quote.crypto.{SYMBOL}``; market ``crypto``. Sorted by ``ts_event``; a
         message's raw event comes before its normalized one, and ties keep file order.
@@ -409,7 +439,7 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
     streams = _BinanceStreams(path.name.split("_", 1)[0].upper())
     events: list[ParsedEvent] = []
     # Messages before the first one with a venue time take that time.
-    undated: list[tuple[str, msgspec.Struct]] = []
+    undated: list[tuple[str, msgspec.Struct, int]] = []
     latest: int | None = None
     rows = 0
     with paused_gc():
@@ -438,22 +468,22 @@ def parse_binance_ws(path: str | Path, *, strict: bool = False) -> ParsedFile:
                 continue
             if venue_ns is None:
                 if latest is None:
-                    undated.append((raw_topic, raw))
+                    undated.append((raw_topic, raw, lineno))
                     if normalized is not None:
-                        undated.append(normalized)
+                        undated.append((*normalized, lineno))
                     continue
                 ts = latest
             else:
                 ts = venue_ns
                 if latest is None:
                     latest = venue_ns
-                    events.extend(ParsedEvent(ts, t, "crypto", p) for t, p in undated)
+                    events.extend(ParsedEvent(ts, t, "crypto", p, n) for t, p, n in undated)
                     undated.clear()
                 elif venue_ns > latest:
                     latest = venue_ns
-            events.append(ParsedEvent(ts, raw_topic, "crypto", raw))
+            events.append(ParsedEvent(ts, raw_topic, "crypto", raw, lineno))
             if normalized is not None:
-                events.append(ParsedEvent(ts, normalized[0], "crypto", normalized[1]))
+                events.append(ParsedEvent(ts, normalized[0], "crypto", normalized[1], lineno))
         if undated:
             raise ImportDataError(
                 path, None, "no message carries a venue time: nothing can be stamped"
@@ -499,6 +529,29 @@ def _timestamp_ns(text: str, zone: ZoneInfo | None) -> int:
             if offset is not None:
                 delta -= offset
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _second_reading_ns(text: str, zone: ZoneInfo | None) -> int | None:
+    """The later instant a naive local stamp can mean, when it is ambiguous.
+
+    When clocks go back, an hour of local times occurs twice (``fold=1`` is the
+    second time); None when the stamp is aware, in UTC, or not ambiguous.
+    """
+    if zone is None:
+        return None
+    stamp = datetime.fromisoformat(text.strip())
+    if stamp.tzinfo is not None:
+        return None
+    first, second = zone.utcoffset(stamp), zone.utcoffset(stamp.replace(fold=1))
+    if first == second or second is None:
+        return None
+    delta = stamp - _EPOCH - second
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _columns(expected: int, fields: Sequence[str]) -> str:
+    """The refusal reason of a row with too few columns."""
+    return f"expected {expected} columns, got {len(fields)}"
 
 
 def _float(text: str) -> float:
@@ -554,7 +607,10 @@ def parse_ohlcv_csv(
         symbol: the instrument (a topic token: letters, digits, ``_``, ``-``).
         interval: bar length, e.g. ``1m`` (see :func:`interval_ns`).
         time_column: the time column's name; the first column when None.
-        tz: IANA time zone of naive timestamps (aware ones keep their offset).
+        tz: IANA time zone of naive timestamps (aware ones keep their offset). A
+            local time that occurs twice when clocks go back is read as its first
+            occurrence unless that is not after the previous bar: then as its second
+            (rows in time order make the repeated hour's second pass unambiguous).
         stamp: whether a row's time is the bar's ``start`` or its ``end``.
         adjusted: whether prices are adjusted for corporate actions.
         strict: raise on the first malformed row.
@@ -562,6 +618,9 @@ def parse_ohlcv_csv(
     Returns:
         Bars on ``md.bar.{interval}.{market}.{symbol}`` (``-adj`` appended to the
         interval token when adjusted), ``ts_event`` = close time, in time order.
+        Refused (with file, line and reason): a line that is not UTF-8, a row with
+        fewer columns than the header, a bad time or number, inconsistent OHLC, a
+        bar not ending after the previous one.
 
     Raises:
         ConfigError: a bad option (interval, time zone, missing column).
@@ -573,7 +632,8 @@ def parse_ohlcv_csv(
     zone = _zone(tz)
     data, digest = _read_bytes(path)
     refusals = _Refusals(path, strict)
-    reader = _csv_rows(path, data)
+    text, bad = _text(data)
+    reader = _csv_rows(text)
     header = [h.strip() for h in next(reader, [])]
     time_column = time_column or (header[0] if header else "")
     try:
@@ -594,18 +654,29 @@ def parse_ohlcv_csv(
             if not (fields and fields[0].strip()) and _blank(fields):
                 continue
             rows += 1
+            if bad and lineno in bad:
+                refusals.refuse(lineno, bad[lineno])
+                continue
             try:
                 start = _timestamp_ns(fields[time_index], zone) - shift
                 o, h, low, c, v = _bar_values(pick_values(fields))
-            except (ValueError, IndexError) as exc:
+            except IndexError:
+                refusals.refuse(lineno, "malformed bar: " + _columns(len(header), fields))
+                continue
+            except ValueError as exc:
                 refusals.refuse(lineno, f"malformed bar: {exc}")
                 continue
             close = start + length
             if last_close is not None and close <= last_close:
-                refusals.refuse(
-                    lineno, f"bar ending {close} ns is not after the previous one ({last_close} ns)"
-                )
-                continue
+                later = _second_reading_ns(fields[time_index], zone)
+                if later is None or later - shift + length <= last_close:
+                    refusals.refuse(
+                        lineno,
+                        f"bar ending {close} ns is not after the previous one ({last_close} ns)",
+                    )
+                    continue
+                start = later - shift  # the repeated hour, second time round
+                close = start + length
             last_close = close
             bar = Bar(
                 symbol=symbol,
@@ -618,14 +689,19 @@ def parse_ohlcv_csv(
                 start_ns=start,
                 adjusted=adjusted,
             )
-            out.append(ParsedEvent(close, topic, market, bar))  # in order: checked above
+            out.append(ParsedEvent(close, topic, market, bar, lineno))  # in order: checked
+    options = (
+        f"market={market} symbol={symbol} interval={interval} time_column={time_column} "
+        f"tz={tz} stamp={stamp} adjusted={str(adjusted).lower()}"
+    )
     return ParsedFile(
         format="ohlcv-csv",
         path=str(path),
         sha256=digest,
         rows_read=rows,
-        streams={source_name("ohlcv-csv", path): out},
+        streams={source_name("ohlcv-csv", path, options=options): out},
         refused=refusals.errors,
+        options=options,
     )
 
 
@@ -645,16 +721,19 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
         One source per ticker: unadjusted daily bars on ``md.bar.1d.us.{TICKER}``
         spanning the NYSE session, and on each ex-date, before that day's bar,
         ``md.corporate_action`` events (``split`` with ``ratio``; ``dividend`` with
-        ``amount`` in USD), stamped at the session open.
+        ``amount`` in USD), stamped at the session open. Refused (with file, line
+        and reason): a line that is not UTF-8, a row with fewer columns than the
+        header, a bad ticker, date or number, and a ticker's date not after that
+        ticker's previous row (a repeated or out-of-order day).
 
     Raises:
         ImportDataError: unreadable file, or (``strict``) a malformed row.
     """
     path = Path(path)
     data, digest = _read_bytes(path)
-    lines = _text_lines(path, data)
+    text, bad = _text(data)
     refusals = _Refusals(path, strict)
-    reader = csv.reader(lines)
+    reader = csv.reader(text.splitlines())
     header = [h.strip() for h in next(reader, [])]
     needed = (
         "ticker",
@@ -672,11 +751,15 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
     except ValueError:
         raise ImportDataError(path, 1, f"header {header} lacks one of {needed}") from None
     per_ticker: dict[str, list[tuple[int, int, ParsedEvent]]] = {}
+    last_day: dict[str, date] = {}
     rows = 0
     for lineno, fields in enumerate(reader, start=2):
         if _blank(fields):
             continue
         rows += 1
+        if bad and lineno in bad:
+            refusals.refuse(lineno, bad[lineno])
+            continue
         try:
             ticker = fields[col["ticker"]].strip().replace(".", "_")
             if not ticker or _UNSAFE.search(ticker):
@@ -689,9 +772,19 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
             split = _float(fields[col["split_ratio"]])
             if split <= 0 or dividend < 0:
                 raise ValueError(f"bad split ratio {split} or dividend {dividend}")
-        except (ValueError, IndexError) as exc:
+        except IndexError:
+            refusals.refuse(lineno, "malformed row: " + _columns(len(header), fields))
+            continue
+        except ValueError as exc:
             refusals.refuse(lineno, f"malformed row: {exc}")
             continue
+        previous = last_day.get(ticker)
+        if previous is not None and day <= previous:
+            refusals.refuse(
+                lineno, f"{ticker}: date {day} is not after that ticker's previous row's {previous}"
+            )
+            continue
+        last_day[ticker] = day
         open_ns, close_ns = daily_session_ns("us", day)
         events = per_ticker.setdefault(ticker, [])
         topic_ca = f"md.corporate_action.us.{ticker}"
@@ -699,7 +792,8 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
             action = CorporateAction(
                 symbol=ticker, action="split", ex_date=day.isoformat(), ratio=split
             )
-            events.append((open_ns, lineno * 4, ParsedEvent(open_ns, topic_ca, "us", action)))
+            event = ParsedEvent(open_ns, topic_ca, "us", action, lineno)
+            events.append((open_ns, lineno * 4, event))
         if dividend != 0.0:
             action = CorporateAction(
                 symbol=ticker,
@@ -708,7 +802,8 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
                 amount=dividend,
                 currency="USD",
             )
-            events.append((open_ns, lineno * 4 + 1, ParsedEvent(open_ns, topic_ca, "us", action)))
+            event = ParsedEvent(open_ns, topic_ca, "us", action, lineno)
+            events.append((open_ns, lineno * 4 + 1, event))
         bar = Bar(
             symbol=ticker,
             interval="1d",
@@ -720,9 +815,8 @@ def parse_quandl_wiki(path: str | Path, *, strict: bool = False) -> ParsedFile:
             start_ns=open_ns,
             adjusted=False,
         )
-        events.append(
-            (close_ns, lineno * 4 + 2, ParsedEvent(close_ns, f"md.bar.1d.us.{ticker}", "us", bar))
-        )
+        event = ParsedEvent(close_ns, f"md.bar.1d.us.{ticker}", "us", bar, lineno)
+        events.append((close_ns, lineno * 4 + 2, event))
     return ParsedFile(
         format="quandl-wiki",
         path=str(path),
@@ -768,14 +862,17 @@ def parse_krx_daily(
 
     Returns:
         Daily bars on ``md.bar.1d.kr.{symbol}`` (``1d-adj`` when adjusted) spanning
-        the KRX session (``start_ns`` = open, ``ts_event`` = close).
+        the KRX session (``start_ns`` = open, ``ts_event`` = close). Refused (with
+        file, line and reason): a line that is not UTF-8, a row with fewer than six
+        columns, a bad date or number, a date not after the previous row's.
 
     Raises:
         ImportDataError: unreadable file, or (``strict``) a malformed row.
     """
     path = Path(path)
     data, digest = _read_bytes(path)
-    lines = _text_lines(path, data)
+    text, bad = _text(data)
+    lines = text.splitlines()
     refusals = _Refusals(path, strict)
     topic = f"md.bar.1d{'-adj' if adjusted else ''}.kr.{symbol}"
     out: list[tuple[int, int, ParsedEvent]] = []
@@ -785,10 +882,16 @@ def parse_krx_daily(
         if lineno == 1 and fields[0].strip().lower() == "date":
             continue
         rows += 1
+        if bad and lineno in bad:
+            refusals.refuse(lineno, bad[lineno])
+            continue
+        if len(fields) < 6:  # date, open, high, low, close, volume[, ...]
+            refusals.refuse(lineno, "malformed row: " + _columns(6, fields))
+            continue
         try:
             day = _krx_date(fields[0])
             o, h, low, c, v = _bar_values(fields[1:6])
-        except (ValueError, IndexError) as exc:
+        except ValueError as exc:
             refusals.refuse(lineno, f"malformed row: {exc}")
             continue
         if last is not None and day <= last:
@@ -807,12 +910,14 @@ def parse_krx_daily(
             start_ns=open_ns,
             adjusted=adjusted,
         )
-        out.append((close_ns, lineno, ParsedEvent(close_ns, topic, "kr", bar)))
+        out.append((close_ns, lineno, ParsedEvent(close_ns, topic, "kr", bar, lineno)))
+    options = f"symbol={symbol} adjusted={str(adjusted).lower()}"
     return ParsedFile(
         format="krx-daily",
         path=str(path),
         sha256=digest,
         rows_read=rows,
-        streams={source_name("krx-daily", path): _order(out)},
+        streams={source_name("krx-daily", path, options=options): _order(out)},
         refused=refusals.errors,
+        options=options,
     )

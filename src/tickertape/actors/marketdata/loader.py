@@ -1,14 +1,33 @@
 """Write parsed historical files into the event log, merged in ``ts_event`` order.
 
 :func:`build_envelopes` turns parsed files into envelopes (pure); :func:`import_files`
-appends them to an :class:`~tickertape.eventlog.EventLog` in batches and records one
+checks them against what the log holds, appends them to an
+:class:`~tickertape.eventlog.EventLog` in batches and records one
 ``system.import_manifest`` event per file.
 
 Ordering: the files' sources are merged by (``ts_event``, source, ``source_seq``), so
 the log receives every topic in time order across files and symbols, whatever the
 order the files were given in. Each source's ``source_seq`` is its events' rank in the
-file (1, 2, ...), strictly increasing in append order, so importing a file again
-stores nothing new: the log answers each event as a duplicate.
+file (1, 2, ...), strictly increasing in append order.
+
+Identity and idempotency (docs/marketdata.md, "Importing historical files"):
+
+- A file's content is its bytes' sha256 plus the options that shape its events
+  (:attr:`~tickertape.actors.marketdata.importers.ParsedFile.options`); its manifest's
+  source, :func:`manifest_source`, is derived from them alone. Content already
+  imported — under this name or another, earlier or by an earlier file of the same
+  call — is not stored again: the file is reported ``same_as`` that import.
+- A source (:func:`~tickertape.actors.marketdata.importers.source_name`: the file's
+  path and options) the log already holds events of is only appended to when those
+  events are exactly the file's first ones (read back and compared): a file that
+  grew stores its new rows; a file that changed otherwise is refused.
+- Before anything is appended, every topic's new events are checked against the
+  log's last ``ts_event`` of that topic and against the other files of the call: an
+  event older than what its topic holds, or a bar or a file's time span overlapping
+  another source's on the same topic, refuses the whole call with file and line
+  (:class:`~tickertape.errors.ImportDataError`). The log therefore never refuses
+  part of an import for its times, and a refused row is never later taken for one
+  already stored.
 
 Historical envelopes carry ``ts_init`` = ``ts_event`` (the importer's clock is the
 data's own time), which keeps re-imports byte-identical.
@@ -23,11 +42,13 @@ envelope (tested), about 0.45 µs less per event.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from operator import attrgetter
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Protocol
 
 import msgspec
@@ -35,9 +56,11 @@ import msgspec
 from tickertape.actors.marketdata.importers import ParsedEvent, ParsedFile, paused_gc
 from tickertape.errors import ImportDataError, LogError
 from tickertape.eventlog import AppendResult
-from tickertape.schemas.envelope import Envelope
+from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.market import Bar
 from tickertape.schemas.registry import make_envelope, schema_key
 from tickertape.schemas.system import ImportManifest
+from tickertape.topics import validate_topic
 
 BATCH_SIZE = 10_000
 """Envelopes per append call (one group commit: written, then fsync'd once)."""
@@ -48,6 +71,7 @@ MAX_REFUSALS_LISTED = 100
 
 _SOURCE = attrgetter("source")
 _PAYLOAD_ENCODER = msgspec.json.Encoder()  # as registry.encode_payload's
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class AppendLog(Protocol):
@@ -61,12 +85,189 @@ class AppendLog(Protocol):
 
     def last_source_seq(self, source: str) -> int: ...
 
+    def read_topic(
+        self, topic: str, from_offset: int = 0, to_offset: int | None = None
+    ) -> Iterator[Record]: ...
+
+    def read_from_time(
+        self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
+    ) -> Iterator[Record]: ...
+
 
 class FileReport(msgspec.Struct, frozen=True, kw_only=True):
-    """The outcome of importing one file (also published as its manifest)."""
+    """The outcome of importing one file (also published as its manifest).
+
+    Attributes:
+        manifest: what the file's ``system.import_manifest`` event says (rows read,
+            events stored and duplicate, refusals).
+        sources: the file's sources.
+        same_as: the file name of the import that already stored this content (same
+            bytes, same options: earlier, or an earlier file of the same call), when
+            nothing of this file was stored for that reason; None otherwise.
+    """
 
     manifest: ImportManifest
     sources: list[str]
+    same_as: str | None = None
+
+
+class _ManifestName(msgspec.Struct):
+    """The part of a stored manifest the importer reads back."""
+
+    file_name: str = ""
+
+
+_MANIFEST_NAME = msgspec.json.Decoder(_ManifestName)
+
+
+def manifest_source(parsed: ParsedFile) -> str:
+    """Return the source of a file's manifest, derived from its content alone.
+
+    ``import.manifest.{format}.{sha256[:16]}``, plus ``.{8 hex digits}`` of the
+    options' sha256 when the file has options
+    (:attr:`~tickertape.actors.marketdata.importers.ParsedFile.options`): the same
+    bytes imported with the same options have the same manifest source whatever the
+    file is called, which is how content already imported is recognised.
+    """
+    base = f"import.manifest.{parsed.format}.{parsed.sha256[:16]}"
+    if not parsed.options:
+        return base
+    return f"{base}.{hashlib.sha256(parsed.options.encode()).hexdigest()[:8]}"
+
+
+def _when(ns: int) -> str:
+    """An instant in ns since the epoch as ISO 8601 UTC text (µs precision)."""
+    return (_EPOCH + timedelta(microseconds=ns // 1_000)).isoformat().replace("+00:00", "Z")
+
+
+def _start_ns(event: ParsedEvent) -> int:
+    """When an event's time span starts: a bar's open, otherwise its ``ts_event``."""
+    payload = event.payload
+    return payload.start_ns if isinstance(payload, Bar) else event.ts_event
+
+
+def _refusal(parsed: ParsedFile, event: ParsedEvent, reason: str) -> ImportDataError:
+    return ImportDataError(parsed.path, event.line or None, f"{reason} (nothing was stored)")
+
+
+def _check_held(
+    log: AppendLog, parsed: ParsedFile, source: str, events: Sequence[ParsedEvent], held: int
+) -> None:
+    """Check that the ``held`` events the log has of ``source`` are the file's first ones.
+
+    They are read back (the topics of the file's first ``held`` events, over their
+    time span) and compared by topic, ``ts_event`` and payload bytes. A file that
+    holds fewer events than the log (it lost rows at its end) passes when those are
+    the log's first ones.
+
+    Raises:
+        ImportDataError: an event the log should hold for ``source`` is missing or
+            different: the file changed other than by rows added at its end, or an
+            earlier import stored events after one the log refused.
+    """
+    count = min(held, len(events))
+    if count == 0:
+        return
+    expected = events[:count]
+    found = bytearray(count)
+    encode = _PAYLOAD_ENCODER.encode
+    raw = msgspec.Raw
+    wrong = count  # the lowest seq found different
+    topics = sorted({e.topic for e in expected})
+    for record in log.read_from_time(topics, expected[0].ts_event, expected[-1].ts_event + 1):
+        seq = record.source_seq
+        if record.source != source or seq > count:
+            continue
+        event = expected[seq - 1]
+        if (
+            record.topic != event.topic
+            or record.ts_event != event.ts_event
+            or record.payload != raw(encode(event.payload))
+        ):
+            wrong = min(wrong, seq - 1)
+        found[seq - 1] = 1
+    missing = found.find(0)
+    first = min(wrong, count if missing < 0 else missing)
+    if first < count:
+        event = expected[first]
+        raise _refusal(
+            parsed,
+            event,
+            f"the log holds {held} events of source {source} from an earlier import of this "
+            f"file, and its event #{first + 1} ({event.topic} at {_when(event.ts_event)}) "
+            "is not this row's: the file changed other than by rows added at its end, or "
+            "that import lost an event the log refused; import it into another namespace",
+        )
+
+
+def _check_times(log: AppendLog, files: Sequence[ParsedFile], held: Mapping[str, int]) -> None:
+    """Check the events to store against what their topics hold and against each other.
+
+    Per topic, each source's events to store (those after ``held[source]``) span
+    from the first one's start (a bar's open, else its ``ts_event``) to the last
+    one's ``ts_event``. Refused: a topic name the log would refuse; a first event
+    older than the topic's last stored ``ts_event`` (the log would refuse it); a
+    first bar that starts before that (it overlaps a stored bar: the same bars from
+    another file, or raw and adjusted prices); two sources whose spans on one topic
+    overlap (touching ends are fine). Events of one source are in ``ts_event`` order,
+    so its first event on a topic is its earliest there.
+
+    Raises:
+        ImportDataError: the first such event, with its file and line.
+    """
+    spans: dict[str, list[tuple[int, int, ParsedFile, ParsedEvent]]] = {}
+    for parsed in files:
+        for source, events in parsed.streams.items():
+            start = held.get(source, 0)
+            first: dict[str, int] = {}
+            for i in range(start, len(events)):
+                topic = events[i].topic
+                if topic not in first:
+                    first[topic] = i
+            if not first:
+                continue
+            last = {e.topic: i for i, e in enumerate(events)}
+            for topic, i in first.items():
+                event = events[i]
+                end = events[last[topic]].ts_event
+                spans.setdefault(topic, []).append((_start_ns(event), end, parsed, event))
+    for topic, items in spans.items():
+        problem = validate_topic(topic)
+        if problem is not None:
+            _, _, parsed, event = items[0]
+            raise _refusal(parsed, event, f"topic {topic!r}: {problem}")
+        stored = log.last_ts_event(topic)
+        if stored is not None:
+            for start, _, parsed, event in items:
+                if event.ts_event < stored:
+                    raise _refusal(
+                        parsed,
+                        event,
+                        f"{topic} already holds events up to {_when(stored)} and this row's "
+                        f"is at {_when(event.ts_event)}, earlier: import older files first, "
+                        "or into another namespace",
+                    )
+                if start < stored:
+                    raise _refusal(
+                        parsed,
+                        event,
+                        f"this bar ({_when(start)} to {_when(event.ts_event)}) overlaps "
+                        f"what {topic} already holds (up to {_when(stored)}): the same bars "
+                        "from another file, or raw and adjusted prices (they go to "
+                        "different topics)?",
+                    )
+        reach: tuple[int, int, ParsedFile] | None = None  # (end, start, file) furthest
+        for start, end, parsed, event in sorted(items, key=itemgetter(0)):
+            if reach is not None and start < reach[0]:
+                raise _refusal(
+                    parsed,
+                    event,
+                    f"its events on {topic} ({_when(start)} to {_when(end)}) overlap those "
+                    f"of {reach[2].path} ({_when(reach[1])} to {_when(reach[0])}): the same "
+                    "data twice, or raw and adjusted prices of one instrument?",
+                )
+            if reach is None or end > reach[0]:
+                reach = (end, start, parsed)
 
 
 def _merged(
@@ -102,7 +303,7 @@ def _merged(
                 raise ImportDataError(
                     parsed.path,
                     None,
-                    f"same source {source!r} as {origin[source]}: rename one file",
+                    f"same source {source!r} as {origin[source]}: the same file twice?",
                 )
             origin[source] = parsed.path
             streams[source] = events
@@ -158,19 +359,20 @@ def build_envelopes(files: Sequence[ParsedFile]) -> Iterator[Envelope]:
     """Yield the envelopes of every file, merged by (ts_event, source, source_seq).
 
     Raises:
-        ImportDataError: two files map to the same source (same format and name), or
-            a source's events are not in ``ts_event`` order.
+        ImportDataError: two files map to the same source (the same file and options
+            twice), or a source's events are not in ``ts_event`` order.
     """
     return _merged(files)
 
 
 class _Tally:
-    """Per-file counts of stored and duplicate events."""
+    """Per-file counts (by position in the call) of stored and duplicate events."""
 
-    def __init__(self, files: Sequence[ParsedFile]) -> None:
-        self.path = {source: parsed.path for parsed in files for source in parsed.streams}
-        self.stored: Counter[str] = Counter()
-        self.duplicate: Counter[str] = Counter()
+    def __init__(self, files: Mapping[int, ParsedFile]) -> None:
+        self.file = {source: i for i, parsed in files.items() for source in parsed.streams}
+        self.path = {i: parsed.path for i, parsed in files.items()}
+        self.stored: Counter[int] = Counter()
+        self.duplicate: Counter[int] = Counter()
 
     def account(self, batch: list[Envelope], results: list[AppendResult]) -> None:
         """Count a batch's results by file.
@@ -181,17 +383,25 @@ class _Tally:
         unusual = [i for i, r in enumerate(results) if r.error is not None or r.duplicate]
         for i in unusual:
             envelope, result = batch[i], results[i]
-            path = self.path[envelope.source]
+            index = self.file[envelope.source]
             if result.error is not None:
                 raise LogError(
-                    f"{path}: event {result.id} on {envelope.topic} refused by the log: "
-                    f"[{result.error}] {result.message}"
+                    f"{self.path[index]}: event {result.id} on {envelope.topic} refused by "
+                    f"the log: [{result.error}] {result.message}"
                 )
-            self.duplicate[path] += 1
+            self.duplicate[index] += 1
         for source, count in Counter(map(_SOURCE, batch)).items():
-            self.stored[self.path[source]] += count
+            self.stored[self.file[source]] += count
         for i in unusual:
-            self.stored[self.path[batch[i].source]] -= 1
+            self.stored[self.file[batch[i].source]] -= 1
+
+
+def _imported(log: AppendLog) -> dict[str, str]:
+    """Per manifest source stored in the log, the file name its manifest gives."""
+    return {
+        record.source: _MANIFEST_NAME.decode(record.payload).file_name
+        for record in log.read_topic(MANIFEST_TOPIC)
+    }
 
 
 def import_files(
@@ -203,6 +413,16 @@ def import_files(
     progress: Callable[[int], None] | None = None,
 ) -> list[FileReport]:
     """Append the files' events to the log durably, then one manifest per file.
+
+    In order: a file whose content (sha256 and options) the log's manifests already
+    list, or an earlier file of the call has, is set aside (reported ``same_as``,
+    nothing stored, no new manifest). For every other file's sources, the events
+    the log already holds are read back and must be the file's first ones: those
+    are counted as duplicates and the rest is to be stored. Then the events to store
+    are checked against the last ``ts_event`` of their topics and against each
+    other's time spans (bars span their open to their close); only then is anything
+    appended. Every file not set aside gets a manifest (source
+    :func:`manifest_source`).
 
     The log must not be used by anyone else during the call: batches are appended
     from one background thread, one at a time, in order.
@@ -218,15 +438,36 @@ def import_files(
         One report per file, in the order given.
 
     Raises:
-        LogError: the log refused an event (``TS_REGRESSION`` when a topic already
-            holds later data, ``INVALID_TOPIC``...); the batches before it are
-            stored, and importing again resumes idempotently.
-        ImportDataError: two files map to the same source.
+        ImportDataError: refused before anything was stored: a source's stored events
+            are not the file's first ones, an event is older than its topic's last
+            one, two sources overlap in time on a topic, or two files map to the
+            same source.
+        LogError: the log refused an event for a reason the checks cannot foresee
+            (a damaged topic, a full disk): the batches before it are stored, and
+            importing again checks them and resumes after them.
     """
-    tally = _Tally(files)
-    # What the log already holds of a source is a duplicate by definition: count it
-    # here instead of asking the log one event at a time.
-    known = {source: log.last_source_seq(source) for source in tally.path}
+    imported = _imported(log)
+    same_as: dict[int, str] = {}
+    first_with: dict[str, int] = {}  # manifest source -> first file of the call with it
+    for i, parsed in enumerate(files):
+        key = manifest_source(parsed)
+        if key in imported:
+            same_as[i] = imported[key]
+        elif key in first_with:
+            same_as[i] = _file_name(files[first_with[key]])
+        else:
+            first_with[key] = i
+    chosen = {i: parsed for i, parsed in enumerate(files) if i not in same_as}
+    # What the log already holds of a source is checked to be the file's beginning,
+    # then counted as duplicates here instead of asking the log one event at a time.
+    known: dict[str, int] = {}
+    for parsed in chosen.values():
+        for source, events in parsed.streams.items():
+            known[source] = log.last_source_seq(source)
+            _check_held(log, parsed, source, events, known[source])
+    _check_times(log, list(chosen.values()), known)
+
+    tally = _Tally(chosen)
     with paused_gc(), ThreadPoolExecutor(1, thread_name_prefix="import-append") as appender:
         pending: tuple[list[Envelope], Future[list[AppendResult]]] | None = None
 
@@ -239,7 +480,7 @@ def import_files(
 
         batch: list[Envelope] = []
         skipped: Counter[str] = Counter()
-        for envelope in _merged(files, known, skipped):
+        for envelope in _merged(list(chosen.values()), known, skipped):
             batch.append(envelope)
             if len(batch) >= batch_size:
                 settle()
@@ -252,33 +493,48 @@ def import_files(
             if progress is not None:
                 progress(len(batch))
         for source, count in skipped.items():
-            tally.duplicate[tally.path[source]] += count
+            tally.duplicate[tally.file[source]] += count
 
     reports: list[FileReport] = []
     manifests: list[Envelope] = []
     last = log.last_ts_event(MANIFEST_TOPIC) or 0
-    for parsed in files:
+    for i, parsed in enumerate(files):
+        if i in same_as:
+            stored, duplicate = 0, sum(len(events) for events in parsed.streams.values())
+        else:
+            stored, duplicate = tally.stored[i], tally.duplicate[i]
         manifest = ImportManifest(
             format=parsed.format,
-            file_name=parsed.path.rsplit("/", 1)[-1],
+            file_name=_file_name(parsed),
             sha256=parsed.sha256,
             rows_read=parsed.rows_read,
-            events_stored=tally.stored[parsed.path],
-            events_duplicate=tally.duplicate[parsed.path],
+            events_stored=stored,
+            events_duplicate=duplicate,
             rows_refused=len(parsed.refused),
             refused=[str(e) for e in parsed.refused[:MAX_REFUSALS_LISTED]],
         )
-        reports.append(FileReport(manifest=manifest, sources=sorted(parsed.streams)))
+        reports.append(
+            FileReport(manifest=manifest, sources=sorted(parsed.streams), same_as=same_as.get(i))
+        )
+        if i in same_as:
+            continue
         last = max(last, now_ns())
-        source = f"import.manifest.{parsed.format}.{parsed.sha256[:16]}"
         manifests.append(
             make_envelope(
-                manifest, topic=MANIFEST_TOPIC, source=source, source_seq=1, ts_event=last
+                manifest,
+                topic=MANIFEST_TOPIC,
+                source=manifest_source(parsed),
+                source_seq=1,
+                ts_event=last,
             )
         )
-    for result in log.append(manifests):
+    for result in log.append(manifests) if manifests else []:
         if result.error is not None:
             raise LogError(
                 f"import manifest {result.id} refused: [{result.error}] {result.message}"
             )
     return reports
+
+
+def _file_name(parsed: ParsedFile) -> str:
+    return parsed.path.rsplit("/", 1)[-1]
