@@ -299,6 +299,24 @@ _REPLY_DECODER = msgspec.json.Decoder(
 _ENCODER = msgspec.json.Encoder()
 
 
+async def serve_until_failed(server: Server, failed: asyncio.Future[LogError], name: str) -> None:
+    """Serve ``server`` until cancelled, or until ``failed`` gets the log's failure.
+
+    Raises:
+        LogError: the error ``failed`` was given (the process must exit).
+    """
+    serving = asyncio.create_task(server.serve_forever(), name=f"{name}-serve")
+    try:
+        waiting: list[asyncio.Future[Any]] = [serving, failed]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    if failed.done():
+        raise failed.result()
+
+
 class LogService:
     """The event log as its own process (``tape eventlog``): a WebSocket server.
 
@@ -343,16 +361,7 @@ class LogService:
                 met it was answered LOG_UNAVAILABLE, so the router retries.
         """
         assert self._server is not None
-        serving = asyncio.create_task(self._server.serve_forever(), name="eventlog-serve")
-        try:
-            waiting: list[asyncio.Future[Any]] = [serving, self._fatal]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await serving
-        if self._fatal.done():
-            raise self._fatal.result()
+        await serve_until_failed(self._server, self._fatal, "eventlog")
 
     async def close(self) -> None:
         """Stop listening and close the log."""

@@ -48,6 +48,7 @@ from tickertape.router.logservice import (
     LogBackend,
     LogUnavailableError,
     RemoteLog,
+    serve_until_failed,
 )
 from tickertape.router.protocol import (
     DEFAULT_NAMESPACE,
@@ -748,16 +749,7 @@ class Router:
         """
         assert self._server is not None
         assert self._fatal is not None
-        serving = asyncio.create_task(self._server.serve_forever(), name="router-serve")
-        try:
-            waiting: list[asyncio.Future[Any]] = [serving, self._fatal]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await serving
-        if self._fatal.done():
-            raise self._fatal.result()
+        await serve_until_failed(self._server, self._fatal, "router")
 
     def fatal(self, exc: LogError) -> None:
         """The log failed for good: make :meth:`serve_forever` raise ``exc``."""

@@ -32,9 +32,6 @@ otherwise (a symbol with both never fills twice on the same prints).
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -55,6 +52,7 @@ from tickertape.actors.orders.venue import (
     VenueResult,
 )
 from tickertape.errors import ClockError, ConfigError
+from tickertape.importing import import_object
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar, Trade
 from tickertape.schemas.orders import Fill, OrderEvent, OrderStatus
@@ -162,18 +160,7 @@ def venue_factory(name: str) -> VenueFactory:
         raise ConfigError(
             f"unknown venue {name!r} (available: {available}, or 'package.module:factory')"
         )
-    try:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            cwd = os.getcwd()
-            if cwd in sys.path:
-                raise
-            sys.path.append(cwd)
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import venue module {module_name!r}: {exc}") from None
-    factory = getattr(module, attr, None)
+    factory = import_object(name, "venue")
     if not callable(factory):
         raise ConfigError(f"venue {name!r} is not a callable venue factory")
     return cast("VenueFactory", factory)

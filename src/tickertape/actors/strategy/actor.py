@@ -22,9 +22,6 @@ does ``enabled = false`` in the configuration.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections import deque
 from typing import Any, ClassVar
 
@@ -32,6 +29,7 @@ import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
 from tickertape.errors import ConfigError
+from tickertape.importing import import_object
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar, Quote, Trade
 from tickertape.schemas.orders import OrderEvent
@@ -303,30 +301,13 @@ class Strategy:
 def load_strategy_class(path: str) -> type[Strategy]:
     """Import ``package.module:Class`` and check it is a :class:`Strategy`.
 
-    Like ``python -m``, the current directory is searched too: when the module is not
-    found on ``sys.path``, the working directory is appended to it and the import is
-    tried once more (so ``examples.strategies.sma_cross:SmaCross`` works from a
-    checkout).
+    The current directory is searched too (:func:`~tickertape.importing.import_object`).
 
     Raises:
         ConfigError: malformed path, module not importable, class missing or not a
             Strategy subclass.
     """
-    module_name, sep, class_name = path.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ConfigError(f"strategy {path!r} must look like 'package.module:Class'")
-    try:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            cwd = os.getcwd()
-            if cwd in sys.path:
-                raise
-            sys.path.append(cwd)
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import strategy module {module_name!r}: {exc}") from None
-    cls = getattr(module, class_name, None)
+    cls = import_object(path, "strategy")
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"{path!r} is not a tickertape Strategy subclass")
     return cls
