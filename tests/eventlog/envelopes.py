@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
@@ -81,6 +82,27 @@ def envelopes(
 def envelope_json(env: Envelope) -> bytes:
     """One input line of ``tape append``."""
     return msgspec.json.encode(env) + b"\n"
+
+
+def head_file(data_dir: Path) -> Path:
+    """``<data-dir>/logs/main/HEAD``: the head the writer publishes after each fsync
+    (little-endian int64; not itself fsync'd)."""
+    return data_dir / "logs" / "main" / "HEAD"
+
+
+def published_head(data_dir: Path) -> int:
+    """The head in ``logs/main/HEAD`` (what other processes see)."""
+    return int(struct.unpack("<q", head_file(data_dir).read_bytes()[:8])[0])
+
+
+def crash_head(data_dir: Path, head: int) -> None:
+    """Put back the committed head the writer had published before the group (a crash
+    mid-group, or a power loss: ``HEAD`` is never fsync'd, so it may lag).
+
+    The writer publishes its head (``logs/<ns>/HEAD``, little-endian int64) only after a
+    group's fsync, so a crash while writing a group leaves the previous value there.
+    """
+    head_file(data_dir).write_bytes(struct.pack("<q", head))
 
 
 def topic_dir(data_dir: Path, topic: str, namespace: str = "main") -> Path:

@@ -17,8 +17,16 @@ from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
 from tickertape.eventlog.verify import verify_namespace
 
 from .conftest import FixedClock
-from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, envelope, envelope_json, envelopes
-from .test_deferred import QUOTE_TOPIC, check_after_lost_pages, check_contiguous, published_head
+from .envelopes import (
+    NS_PER_DAY,
+    T0,
+    TRADE_TOPIC,
+    envelope,
+    envelope_json,
+    envelopes,
+    published_head,
+)
+from .test_deferred import QUOTE_TOPIC, check_after_lost_pages, check_contiguous
 
 ROOT = Path(__file__).resolve().parents[2]
 FIVE_TOPICS = tuple(f"md.trade.crypto.S{i}" for i in range(5))

@@ -12,7 +12,6 @@ import random
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -26,15 +25,18 @@ from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.verify import verify_namespace
 from tickertape.schemas.envelope import Envelope
 
-from .envelopes import NS_PER_DAY, T0, TRADE_TOPIC, day_file, envelope_json, envelopes
+from .envelopes import (
+    NS_PER_DAY,
+    T0,
+    TRADE_TOPIC,
+    day_file,
+    envelope_json,
+    envelopes,
+    published_head,
+)
 
 QUOTE_TOPIC = "md.quote.crypto.BTCUSDT"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def published_head(data_dir: Path) -> int:
-    """The head in ``logs/main/HEAD`` (what other processes see)."""
-    return int(struct.unpack("<q", (data_dir / "logs" / "main" / "HEAD").read_bytes()[:8])[0])
 
 
 def check_contiguous(data_dir: Path, envs: list[Envelope], at_least: int) -> int:

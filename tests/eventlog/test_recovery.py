@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from .envelopes import (
     T0,
     TRADE_TOPIC,
     bytes_read,
+    crash_head,
     day_file,
     envelope,
     envelopes,
@@ -177,15 +177,6 @@ def two_topic_log(data_dir: Path) -> tuple[Path, Path]:
         res = lg.append(GROUP)
         assert [r.gseq for r in res] == [5, 6, 7, 8]
     return day_file(data_dir, TRADE_TOPIC, T0), day_file(data_dir, QUOTE_TOPIC, T0)
-
-
-def crash_head(data_dir: Path, head: int) -> None:
-    """Put back the committed head the writer had published before the group (a crash mid-group).
-
-    The writer publishes its head (``logs/<ns>/HEAD``, little-endian int64) only after a
-    group's fsync, so a crash while writing a group leaves the previous value there.
-    """
-    (data_dir / "logs" / "main" / "HEAD").write_bytes(struct.pack("<q", head))
 
 
 def cut_lines(path: Path, keep: int, extra: int = 0) -> None:

@@ -11,7 +11,6 @@ recovery tests do it: ``HEAD`` (never fsync'd) put back, unsynced bytes damaged.
 from __future__ import annotations
 
 import json
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -20,34 +19,27 @@ import pytest
 
 from tickertape.errors import LogError
 from tickertape.eventlog import EventLog, LogReader
+from tickertape.eventlog.layout import RETENTION_FILE, load_retention_mark
 from tickertape.eventlog.sealing import apply_retention
 
 from .envelopes import (
     NS_PER_DAY,
     T0,
     TRADE_TOPIC,
+    crash_head,
     day_file,
     envelope,
     envelopes,
+    head_file,
     keys,
+    published_head,
     stored_lines,
     topic_dir,
     verify_clean,
 )
 
 BARS = "md.bar.1d.us.AAA"
-RETENTION_FILE = "RETENTION"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def head_file(data_dir: Path) -> Path:
-    """``<data-dir>/logs/main/HEAD``."""
-    return data_dir / "logs" / "main" / "HEAD"
-
-
-def published_head(data_dir: Path) -> int:
-    """The head the writer published in ``HEAD``."""
-    return int(struct.unpack("<q", head_file(data_dir).read_bytes()[:8])[0])
 
 
 def lose_head(data_dir: Path, how: str) -> None:
@@ -55,7 +47,7 @@ def lose_head(data_dir: Path, how: str) -> None:
     if how == "missing":
         head_file(data_dir).unlink()
     else:
-        head_file(data_dir).write_bytes(struct.pack("<q", 0))
+        crash_head(data_dir, 0)
 
 
 def history_then_live(data_dir: Path) -> list[tuple[str, int]]:
@@ -285,8 +277,6 @@ def test_retention_saves_its_mark_before_it_deletes(data_dir: Path) -> None:
         },
         "sources": {"imp": 3, "md": 2},
     }
-    from tickertape.eventlog.layout import load_retention_mark
-
     mark = load_retention_mark(data_dir / "logs" / "main")
     assert mark is not None
     assert mark.head_gseq == 5

@@ -22,9 +22,10 @@ import datetime as dt
 import fcntl
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -173,6 +174,35 @@ def list_segments(topic_dir: Path, topic: str) -> list[Segment]:
         if day not in by_day or sealed:
             by_day[day] = seg
     return [by_day[d] for d in sorted(by_day)]
+
+
+_T = TypeVar("_T")
+
+
+def read_current(listed: Segment, read: Callable[[Segment], _T]) -> tuple[Segment, _T] | None:
+    """``(listed, read(listed))``, or, when ``listed``'s file is gone since it was listed,
+    the same of the file that replaced it: the day's sealed file (``tape compact``
+    sealed it meanwhile). None when the day is gone (deleted by retention; a sealed day
+    is only ever deleted).
+
+    ``read`` must not have used anything of a file when it raises FileNotFoundError
+    (open the file before reading it).
+
+    Raises:
+        Whatever ``read`` raises, FileNotFoundError excepted.
+    """
+    seg = listed
+    while True:
+        try:
+            return seg, read(seg)
+        except FileNotFoundError:
+            if seg.sealed:
+                return None
+            now = list_segments(seg.path.parent, seg.topic)
+            sealed = next((s for s in now if s.day == seg.day and s.sealed), None)
+            if sealed is None:
+                return None
+            seg = sealed
 
 
 def list_topics(ns_dir: Path) -> list[str]:

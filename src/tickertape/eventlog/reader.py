@@ -32,7 +32,14 @@ import zstandard
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import IndexEntry, SegmentIndex, load_index
-from tickertape.eventlog.layout import Segment, day_of, list_segments, list_topics, namespace_dir
+from tickertape.eventlog.layout import (
+    Segment,
+    day_of,
+    list_segments,
+    list_topics,
+    namespace_dir,
+    read_current,
+)
 from tickertape.eventlog.segment import (
     FilePool,
     iter_lines,
@@ -224,16 +231,10 @@ class LogReader:
         """
         total = SegmentIndex(sealed=False, data_size=0)
         for listed in self.segments(topic):
-            seg: Segment | None = listed
-            idx: SegmentIndex | None = None
-            while seg is not None:
-                try:
-                    idx = self.segment_index(seg)
-                    break
-                except FileNotFoundError:
-                    seg = self._successor(seg)
-            if idx is None or not idx.count:
+            current = read_current(listed, self.segment_index)
+            if current is None or not current[1].count:
                 continue
+            idx = current[1]
             if total.count == 0:
                 total.first_offset, total.first_gseq, total.first_ts = (
                     idx.first_offset,
@@ -782,26 +783,10 @@ class LogReader:
         A day sealed while its size is read (``tape compact`` beside) is given by its
         sealed file; a day deleted meanwhile (retention) is left out.
         """
-        out: list[tuple[Segment, int]] = []
-        for listed in self.segments(topic):
-            seg: Segment | None = listed
-            while seg is not None:
-                try:
-                    out.append((seg, os.stat(seg.path).st_size))
-                    break
-                except FileNotFoundError:
-                    seg = self._successor(seg)
-        return out
-
-    def _successor(self, segment: Segment) -> Segment | None:
-        """The file of ``segment``'s day now that ``segment``'s file is gone: its sealed
-        file (sealed meanwhile), or None (deleted by retention)."""
-        if segment.sealed:
-            return None  # a sealed day is only ever deleted
-        for seg in self.segments(segment.topic):
-            if seg.day == segment.day and seg.sealed:
-                return seg
-        return None
+        sizes = (
+            read_current(seg, lambda s: os.stat(s.path).st_size) for seg in self.segments(topic)
+        )
+        return [current for current in sizes if current is not None]
 
 
 def _one_by_one(batches: Iterator[list[Record]]) -> Generator[Record, None, None]:

@@ -199,7 +199,6 @@ def apply_retention(
         OSError: writing the retention mark, or deleting a file, failed (the mark
             is written before any deletion).
     """
-    eventlog.sync()
     today = now_ns // NS_PER_DAY
     doomed: dict[str, list[Segment]] = {}
     for topic in eventlog.topics():

@@ -229,7 +229,7 @@ def frame_positions(path: Path) -> Iterator[tuple[int, bytes]]:
         end = fed - len(dobj.unused_data) if dobj.eof else size
         if end <= pos:
             break
-        yield pos, parts[0] if len(parts) == 1 else b"".join(parts)
+        yield pos, b"".join(parts)  # one part: that bytes object itself, no copy
         feed = max(end - pos, 1024)
         pos = end
 

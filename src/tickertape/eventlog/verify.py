@@ -29,7 +29,7 @@ import msgspec
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog.codec import CodecError, decode_line
 from tickertape.eventlog.index import INDEX_EVERY, load_index
-from tickertape.eventlog.layout import Segment, day_name, day_of, list_segments
+from tickertape.eventlog.layout import Segment, day_name, day_of, read_current
 from tickertape.eventlog.reader import LogReader
 from tickertape.eventlog.segment import iter_lines
 
@@ -204,26 +204,24 @@ def _check_listed(
     was listed (``tape compact`` beside). Returns the file checked, its size, its record
     count (None: checked only in part) and its records' index positions; None when the
     day is gone (deleted by retention)."""
-    seg = listed
-    for _attempt in range(10):
+
+    def check(seg: Segment) -> tuple[int, int | None, list[tuple[int, int, int]]]:
         positions: list[tuple[int, int, int]] = []
+        size = seg.path.stat().st_size
         try:
-            size = seg.path.stat().st_size
-            try:
-                n = _check_segment(seg, state, report, gseqs, positions)
-            except CorruptRecordError as exc:
-                report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
-                n = None
-        except FileNotFoundError:
-            # Sealed (or deleted) since it was listed; nothing of it was checked (the
-            # file is opened before its first record is read): check its successor.
-            now = [s for s in list_segments(seg.path.parent, seg.topic) if s.day == seg.day]
-            if not now:
-                return None
-            seg = now[0]
-            continue
-        return seg, size, n, positions
-    return None
+            n: int | None = _check_segment(seg, state, report, gseqs, positions)
+        except CorruptRecordError as exc:
+            report.problems.append(Problem(exc.path, exc.position, exc.offset, exc.reason))
+            n = None
+        return size, n, positions
+
+    # Nothing of a file is checked before it is opened: one gone since it was listed
+    # left nothing behind, and its successor is checked instead.
+    current = read_current(listed, check)
+    if current is None:
+        return None
+    seg, (size, n, positions) = current
+    return seg, size, n, positions
 
 
 def verify_namespace(

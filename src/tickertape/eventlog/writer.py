@@ -566,7 +566,8 @@ class EventLog:
 
     def _load_topics(self, hint: int) -> tuple[list[_OpenFile], dict[str, Segment]]:
         """Load every topic's state from its files (truncating torn tails, see
-        :meth:`_settle_tails`) and the head; ``hint`` is the published ``HEAD``.
+        :meth:`_settle_tails`) and the head; ``hint`` is the durable head: the published
+        ``HEAD``, or the retention mark's head when higher (``HEAD`` below).
 
         Returns:
             What the scan of every open day file found, and each topic's newest open day.
@@ -618,7 +619,8 @@ class EventLog:
         file's last valid record and ``HEAD`` is held by no valid record and claimed by
         no other tail (gseqs up to the retention mark's head are not looked for when
         the topic held none of them: :meth:`_retained_floor`). A torn write (its
-        positions are at the end of the line) past ``HEAD`` is cut.
+        positions are at the end of the line) past ``HEAD`` is cut. ``HEAD`` here is
+        ``hint``: the published ``HEAD``, or the retention mark's head when higher.
         """
         tails = [f for f in files if f.tail is not None]
         if not tails:
@@ -672,8 +674,6 @@ class EventLog:
                     f"(byte {start}: {reason}), which may hold records acknowledged as "
                     f"durable (up to gseq {hint}); restore it from a copy, then reopen the log"
                 )
-        if kept:
-            self._head = max(self._head, hint)
         for found in cut:
             seg = found.segment
             start, end, _reason = found.tail  # type: ignore[misc]
