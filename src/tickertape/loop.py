@@ -1,4 +1,5 @@
-"""One way to run a process's event loop: uvloop when it is installed, else asyncio.
+"""One way to run a process's event loop (uvloop when it is installed, else asyncio),
+and one way to run work unless a stop comes first (:func:`unless_stopped`).
 
 uvloop's socket I/O costs far less per frame than asyncio's selector loop: the
 distributed replay, whose every wave is a handful of small WebSocket frames between
@@ -9,6 +10,7 @@ processes, runs about 1.5× as many steps per second with the time authority on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -24,4 +26,32 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(main)
 
 
-__all__ = ["run"]
+async def unless_stopped(
+    stop: asyncio.Event, work: Coroutine[Any, Any, T], *, name: str = "tape-work"
+) -> tuple[bool, T | None]:
+    """Run ``work`` (as a task named ``name``) unless ``stop`` is set first, in which
+    case cancel it.
+
+    Returns:
+        ``(True, result)`` when ``work`` finished, ``(False, None)`` when ``stop`` came
+        first (``work`` was cancelled and awaited).
+
+    Raises:
+        Whatever ``work`` raises.
+    """
+    task = asyncio.create_task(work, name=name)
+    waiter = asyncio.create_task(stop.wait(), name="tape-stop-wait")
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return False, None
+    return True, task.result()
+
+
+__all__ = ["run", "unless_stopped"]

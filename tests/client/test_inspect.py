@@ -96,6 +96,7 @@ async def test_append_remote_counts_what_the_log_stored_beside_a_refused_event(
     async with running_router(tmp_path) as router:
         summary = await append_remote(router.url, "md", None, events)
     assert (summary.appended, summary.duplicates) == (2, 0)
+    assert (summary.first_gseq, summary.last_gseq) == (1, 2)
     assert len(summary.refused) == 1
     assert "TS_REGRESSION" in summary.refused[0]
     assert [r.source_seq for r in LogReader(tmp_path, "main").read([">"])] == [1, 3]

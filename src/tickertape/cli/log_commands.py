@@ -20,13 +20,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Tr
 from rich.table import Table
 
 from tickertape.cli.options import Position, PositionType, data_options, format_ns, token_options
-from tickertape.cli.process import run_until_stopped, stopped_by_signals, unless_stopped
+from tickertape.cli.process import run_until_stopped, stopped_by_signals
 from tickertape.cli.render import RecordPrinter
 from tickertape.errors import SchemaError, TickertapeError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.sealing import apply_retention, compact
 from tickertape.eventlog.verify import verify_namespace
 from tickertape.iterutils import batched
+from tickertape.loop import unless_stopped
 from tickertape.schemas import decode_payload, is_known
 from tickertape.schemas.envelope import Envelope, Record
 from tickertape.topics import validate_pattern

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from tickertape.loop import unless_stopped
+
 if TYPE_CHECKING:
     from tickertape.actors.base import Actor
     from tickertape.actors.marketdata.actor import LiveFeedConfig
@@ -125,34 +127,6 @@ def run_until_stopped(
         loop.run(guarded())
     else:
         asyncio.run(guarded())
-
-
-async def unless_stopped(
-    stop: asyncio.Event, work: Coroutine[Any, Any, T], *, name: str = "tape-work"
-) -> tuple[bool, T | None]:
-    """Run ``work`` (as a task named ``name``) unless ``stop`` is set first, in which
-    case cancel it.
-
-    Returns:
-        ``(True, result)`` when ``work`` finished, ``(False, None)`` when ``stop`` came
-        first (``work`` was cancelled and awaited).
-
-    Raises:
-        Whatever ``work`` raises.
-    """
-    task = asyncio.create_task(work, name=name)
-    waiter = asyncio.create_task(stop.wait(), name="tape-stop-wait")
-    try:
-        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        return False, None
-    return True, task.result()
 
 
 async def stopping_with(

@@ -11,8 +11,9 @@ import click
 
 from tickertape.allocator import fix_mmap_threshold
 from tickertape.cli.options import data_dir_option
-from tickertape.cli.process import run_until_stopped, unless_stopped
+from tickertape.cli.process import run_until_stopped
 from tickertape.errors import ConfigError
+from tickertape.loop import unless_stopped
 from tickertape.router.auth import ROLES, create_token, role_patterns
 from tickertape.router.logservice import LogService
 from tickertape.router.protocol import Limits

@@ -285,7 +285,7 @@ def actor_command(
         )
         return
     from tickertape.actors.runtime.remote import run_replay_actor
-    from tickertape.cli.process import unless_stopped
+    from tickertape.loop import unless_stopped
 
     async def replay_actor(stop: asyncio.Event) -> None:
         # SIGINT/SIGTERM: leave the run (the time authority waits for this actor, which
@@ -361,7 +361,8 @@ def clock_command(
     if ctx.invoked_subcommand is not None:
         return
     if mode == "live":
-        from tickertape.cli.process import run_until_stopped, unless_stopped
+        from tickertape.cli.process import run_until_stopped
+        from tickertape.loop import unless_stopped
         from tickertape.timeauthority.drift import DriftMonitor
         from tickertape.timeauthority.service import IDENTITY, LiveClockService
 
@@ -419,7 +420,8 @@ def clock_command(
                 f"{result.output_events:,} outputs"
             )
 
-    from tickertape.cli.process import run_until_stopped, unless_stopped
+    from tickertape.cli.process import run_until_stopped
+    from tickertape.loop import unless_stopped
 
     async def replay_until_stopped(stop: asyncio.Event) -> None:
         # SIGINT/SIGTERM: stop announcing and exit 0; the run is left without its

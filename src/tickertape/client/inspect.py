@@ -404,22 +404,16 @@ async def append_remote(
             while todo:
                 try:
                     items = await client.publish(todo, ns=namespace)
+                    todo = []
                 except PublishRefusedError as exc:
                     # The router refused the batch (the valid ones are BATCH_REJECTED:
                     # sent again without the refused), or the log refused events one by
-                    # one and stored the others (counted here, not sent again).
+                    # one and stored the others (counted below, not sent again).
                     again = {r.id for r in exc.results if r.error == Code.BATCH_REJECTED}
-                    for r in exc.results:
-                        if r.error is None:
-                            duplicates += r.duplicate
-                            appended += not r.duplicate
-                        elif r.error != Code.BATCH_REJECTED:
-                            refused.append(f"{r.id}: {r.error}: {r.message}")
+                    items = [r for r in exc.results if r.error != Code.BATCH_REJECTED]
                     todo = [e for e in todo if e.id in again]
-                    if not todo:
-                        batches += 1
-                    continue
-                batches += 1
+                if not todo:
+                    batches += 1
                 for item in items:
                     if item.error is not None:
                         refused.append(f"{item.id}: {item.error}: {item.message}")
@@ -430,7 +424,6 @@ async def append_remote(
                     if item.gseq is not None:
                         first = item.gseq if first == 0 else min(first, item.gseq)
                         last = max(last, item.gseq)
-                todo = []
     return AppendSummary(
         sent=sent,
         appended=appended,

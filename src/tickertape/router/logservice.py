@@ -65,7 +65,13 @@ class HistoryCursor(Protocol):
     """Reads a namespace's records in gseq order, chunk by chunk."""
 
     async def next_chunk(self) -> list[Record]:
-        """Return the next records (≤ :data:`READ_CHUNK`), or an empty list at the end."""
+        """Return the next records (≤ :data:`READ_CHUNK`), or an empty list at the end.
+
+        Raises:
+            LogUnavailableError: the log cannot be reached (retry).
+            RouterError: ``LOG_CORRUPT``, a damaged record (the message names the file,
+                byte position and offset); the records before it came in earlier chunks.
+        """
         ...
 
     def close(self) -> None:
@@ -114,16 +120,15 @@ class LogBackend(Protocol):
 # --------------------------------------------------------------------------- embedded
 
 
-def _take(it: Iterator[Record], n: int, to_gseq: int, out: list[Record]) -> list[Record]:
-    """Append to ``out`` the next records up to ``n`` of them or ``to_gseq``; return it
-    (filled as far as it got when the reader raises)."""
+def _take(it: Iterator[Record], n: int, to_gseq: int, out: list[Record]) -> None:
+    """Append to ``out`` the next records, up to ``n`` of them or gseq ``to_gseq`` (``out``
+    holds what was read when the reader raises)."""
     for rec in it:
         if rec.gseq > to_gseq:
             break
         out.append(rec)
         if len(out) >= n:
             break
-    return out
 
 
 class _ThreadCursor:
@@ -134,7 +139,7 @@ class _ThreadCursor:
         self._it: Iterator[Record] | None = None
         self._to = to_gseq
         self._done = False
-        self._error: LogError | None = None  # met after the records of the last chunk
+        self._error: Exception | None = None  # met after the records of the last chunk
 
     def _next(self) -> list[Record]:
         if self._it is None:
@@ -143,9 +148,12 @@ class _ThreadCursor:
         try:
             _take(self._it, READ_CHUNK, self._to, out)
         except LogError as exc:  # the records before the damage are delivered first
+            error: Exception = exc
+            if isinstance(exc, CorruptRecordError):  # as the remote log reports it
+                error = RouterError(Code.LOG_CORRUPT, str(exc))
             if not out:
-                raise
-            self._error = exc
+                raise error from None
+            self._error = error
         if len(out) < READ_CHUNK:
             self._done = True
         return out
@@ -333,7 +341,7 @@ class LogService:
         self._log = EmbeddedLog(data_dir)
         self._host = host
         self._port = port
-        self._fatal: asyncio.Future[LogError] = asyncio.Future()  # replaced in start()
+        self._fatal: asyncio.Future[LogError] | None = None  # set by fatal(); in start()
         self._server: Server | None = None
 
     @property
@@ -361,7 +369,14 @@ class LogService:
                 met it was answered LOG_UNAVAILABLE, so the router retries.
         """
         assert self._server is not None
+        assert self._fatal is not None
         await serve_until_failed(self._server, self._fatal, "eventlog")
+
+    def fatal(self, exc: LogError) -> None:
+        """The log failed for good: make :meth:`serve_forever` raise ``exc``."""
+        if self._fatal is not None and not self._fatal.done():
+            log.critical("event log failed; the log service stops", error=str(exc))
+            self._fatal.set_result(exc)
 
     async def close(self) -> None:
         """Stop listening and close the log."""
@@ -419,13 +434,11 @@ class LogService:
                     return _OwnerReply(ref=req.ref, source=source)
         except DiskFullError as exc:
             return _ErrorReply(ref=req.ref, code=Code.DISK_FULL, message=str(exc))
-        except CorruptRecordError as exc:
-            log.error("damaged record in the history read", error=str(exc))
-            return _ErrorReply(ref=req.ref, code=Code.LOG_CORRUPT, message=str(exc))
+        except RouterError as exc:  # LOG_CORRUPT from a history read
+            log.error("history read refused", code=exc.code, error=exc.message)
+            return _ErrorReply(ref=req.ref, code=exc.code, message=exc.message)
         except (LogFatalError, LogClosedError) as exc:
-            if not self._fatal.done():
-                log.critical("event log failed; the log service stops", error=str(exc))
-                self._fatal.set_result(exc)
+            self.fatal(exc)
             return _ErrorReply(ref=req.ref, code=Code.LOG_UNAVAILABLE, message=str(exc))
         except LogError as exc:
             log.error("eventlog request failed", op=type(req).__name__, error=str(exc))

@@ -39,7 +39,7 @@ import websockets
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.protocol import State
 
-from tickertape.errors import AuthError, CorruptRecordError, DiskFullError, LogError, RouterError
+from tickertape.errors import AuthError, DiskFullError, LogError, RouterError
 from tickertape.eventlog.writer import AppendResult
 from tickertape.router.auth import Authority, Grant, check_bind, may_publish, may_subscribe
 from tickertape.router.fanout import LiveBatch
@@ -156,10 +156,14 @@ class _TokenBucket:
         self.level = self.burst
         self.stamp = time.monotonic()
 
-    def take(self, n: float) -> bool:
+    def _refill(self) -> None:
         now = time.monotonic()
         self.level = min(self.burst, self.level + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def take(self, n: float) -> bool:
+        """Take ``n`` tokens if there are that many; True when taken."""
+        self._refill()
         if self.level < n:
             return False
         self.level -= n
@@ -169,8 +173,7 @@ class _TokenBucket:
         """After a failed :meth:`take`: wait until ``max(n, refill)`` tokens are there
         (at most the burst), then take ``n``."""
         await asyncio.sleep(self.wait_s(max(n, refill)))
-        self.level = min(self.burst, self.level + (time.monotonic() - self.stamp) * self.rate)
-        self.stamp = time.monotonic()
+        self._refill()
         self.level -= n  # slightly below 0 at worst (timer rounding): repaid by the next
 
     def wait_s(self, n: float) -> float:
@@ -962,7 +965,7 @@ class Router:
             except LogUnavailableError:
                 await asyncio.sleep(0.2)
                 continue
-            except (CorruptRecordError, RouterError) as exc:
+            except RouterError as exc:
                 conn.subs.pop(sub.ref, None)
                 ns.subs.pop((conn.id, sub.ref), None)
                 conn.catchups.pop(sub.ref, None)
@@ -972,16 +975,12 @@ class Router:
                 cursor.close()
             sub.cursor = max(sub.cursor, target)
 
-    async def _history_failed(
-        self, conn: _Connection, ref: Ref, exc: CorruptRecordError | RouterError
-    ) -> None:
+    async def _history_failed(self, conn: _Connection, ref: Ref, exc: RouterError) -> None:
         """End a subscription or fetch whose history read hit a damaged record (or
         another refusal of the log): ``error`` with LOG_CORRUPT and the log's message
         (file, byte position, offset); the client's iterator then raises it."""
-        code = exc.code if isinstance(exc, RouterError) else Code.LOG_CORRUPT
-        message = exc.message if isinstance(exc, RouterError) else str(exc)
-        log.error("history read failed", session=conn.session, ref=ref, reason=message)
-        await conn.send_error(code, message, ref)
+        log.error("history read failed", session=conn.session, ref=ref, reason=exc.message)
+        await conn.send_error(exc.code, exc.message, ref)
 
     # ------------------------------------------------------------------ connections
 
@@ -1167,8 +1166,9 @@ class Router:
                 topic, identity, grant, ns, frame.ephemeral
             )
         if not frame.ephemeral:
-            # Another batch may have claimed a topic during the lookups above (each one
-            # awaits the log): checked again with no await between this and the claim.
+            # Single writer: checked once every owner is loaded, with no await between
+            # this and the claim below (another batch may claim a topic during the
+            # lookups, each of which awaits the log).
             for topic, problem in topic_problems.items():
                 owner = ns.owners.get(topic)
                 if problem is None and owner is not None and owner != identity:
@@ -1207,12 +1207,7 @@ class Router:
         if not may_publish(grant, topic):
             return (Code.FORBIDDEN, f"identity {identity!r} may not publish on {topic!r}")
         if not ephemeral:
-            owner = await ns.owner(topic)
-            if owner is not None and owner != identity:
-                return (
-                    Code.TOPIC_OWNED,
-                    f"topic {topic!r} is written by {owner!r}; one writer per topic",
-                )
+            await ns.owner(topic)  # loads ns.owners; compared in _validate after every await
         return None
 
     async def _on_pub(self, conn: _Connection, frame: Pub, size: int) -> None:
@@ -1354,7 +1349,7 @@ class Router:
                 except LogUnavailableError:
                     await asyncio.sleep(0.2)
                     continue
-                except (CorruptRecordError, RouterError) as exc:
+                except RouterError as exc:
                     await self._history_failed(conn, sub.ref, exc)
                     return
                 finally:

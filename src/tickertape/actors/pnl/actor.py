@@ -172,11 +172,8 @@ class PnlActor(Actor):
                 ctx.log.error("fill_ignored_not_from_orders", source=event.source, id=event.id)
 
     def on_timer(self, timer: Timer, ctx: Context) -> None:
-        if timer.name != "publish":
-            return
-        for key in sorted(self._dirty):
-            self._publish(key, ctx, None)
-        self._dirty.clear()
+        if timer.name == "publish":
+            self._publish_dirty(ctx)
 
     def on_stop(self, ctx: Context) -> None:
         """Charge the borrow fees due up to the stop and publish every book still
@@ -189,8 +186,12 @@ class PnlActor(Actor):
             for symbol in sorted(ledger.positions):
                 if ledger.positions[symbol].accrued_ns:  # a strategy's cash-like short
                     self._charge_borrow(key, ledger.market, symbol, now)
-            if ledgers[key].fees != ledger.fees:
+            if ledgers[key].fees != ledger.fees:  # charged: a new ledger
                 self._dirty.update((key, f"{PORTFOLIO}:{ledger.market}"))
+        self._publish_dirty(ctx)
+
+    def _publish_dirty(self, ctx: Context) -> None:
+        """Publish the books changed since their last update, in key order."""
         for key in sorted(self._dirty):
             self._publish(key, ctx, None)
         self._dirty.clear()

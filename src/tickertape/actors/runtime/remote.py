@@ -53,6 +53,7 @@ from tickertape.actors.runtime.errors import (
 from tickertape.actors.runtime.sink import Divergence, compare
 from tickertape.client import Client, RemoteSubscription, StartAt
 from tickertape.errors import SchemaError, SnapshotError, TickertapeError
+from tickertape.loop import unless_stopped
 from tickertape.replay.control import (
     DONE_TOPIC,
     HELLO_TOPIC,
@@ -464,22 +465,15 @@ class RemoteReplayHost:
     async def _await_records_or_control(self, a: StepAnnounce) -> None:
         """Wait for more run records, answering control messages meanwhile."""
         assert self._ctl is not None
-        ready = asyncio.ensure_future(self._records_ready.wait())
-        control = asyncio.ensure_future(anext(self._ctl))
-        try:
-            await asyncio.wait({ready, control}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ready.cancel()
-            if not control.done():
-                control.cancel()
-        if control.done() and not control.cancelled():
-            item = control.result()
-            if isinstance(item, Envelope) and item.topic in self._steps:
-                other: StepAnnounce = decode_payload(item.type, item.v, item.payload)
-                if other.seq <= self.last_seq:
-                    await self._handle(other)  # a restaging the commit may need
-                elif other.seq != a.seq:
-                    self._pending.append(other)
+        got, item = await unless_stopped(
+            self._records_ready, self._ctl.__anext__(), name=f"{self.name}:control"
+        )
+        if got and isinstance(item, Envelope) and item.topic in self._steps:
+            other: StepAnnounce = decode_payload(item.type, item.v, item.payload)
+            if other.seq <= self.last_seq:
+                await self._handle(other)  # a restaging the commit may need
+            elif other.seq != a.seq:
+                self._pending.append(other)
 
     # ------------------------------------------------------------ snapshots
 
