@@ -49,14 +49,9 @@ def _parse(
     stamp: str,
     adjusted: bool,
 ) -> ParsedFile:
-    if fmt in _UNADJUSTED:
-        if adjusted:
-            raise click.BadParameter(
-                f"format {fmt} has {_UNADJUSTED[fmt]}: only --raw applies",
-                param_hint="--adjusted",
-            )
-        if fmt == "binance-ws":
-            return parse_binance_ws(path, strict=strict)
+    if fmt == "binance-ws":
+        return parse_binance_ws(path, strict=strict)
+    if fmt == "quandl-wiki":
         return parse_quandl_wiki(path, strict=strict)
     if symbol is None:
         raise click.UsageError(f"format {fmt} needs --symbol (the file does not name it)")
@@ -130,6 +125,11 @@ def import_command(
     stored (docs/marketdata.md).
     """
     console = Console(stderr=True)
+    if adjusted and format in _UNADJUSTED:
+        raise click.BadParameter(
+            f"format {format} has {_UNADJUSTED[format]}: only --raw applies",
+            param_hint="--adjusted",
+        )
     if adjusted is None and format in _UNSTATED_ADJUSTMENT:
         raise click.UsageError(
             f"{format}: give --raw or --adjusted: the files do not say whether their prices "

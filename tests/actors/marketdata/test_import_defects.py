@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
+from tests.actors.marketdata.logfakes import RefusingLog
 from tickertape.actors.marketdata.importers import (
     ParsedFile,
     parse_krx_daily,
@@ -20,8 +21,8 @@ from tickertape.actors.marketdata.importers import (
 from tickertape.actors.marketdata.loader import MANIFEST_TOPIC, import_files
 from tickertape.cli.marketdata_commands import import_command
 from tickertape.errors import ImportDataError, LogError
-from tickertape.eventlog import AppendResult, EventLog
-from tickertape.schemas.envelope import Envelope, Record
+from tickertape.eventlog import EventLog
+from tickertape.schemas.envelope import Record
 from tickertape.schemas.market import Bar
 
 DATA = Path(__file__).resolve().parents[3] / "data"
@@ -31,9 +32,9 @@ HEADER = "timestamp,open,high,low,close,volume\n"
 QUANDL_HEADER = "ticker,date,open,high,low,close,volume,ex-dividend,split_ratio\n"
 
 
-def _minute_bars(path: Path, minutes: Sequence[int], close: float = 1.5) -> Path:
+def _minute_bars(path: Path, minutes: Sequence[int]) -> Path:
     """A 1-minute bar CSV of 2024-01-02 with bars starting at ``minutes`` past midnight."""
-    rows = [f"2024-01-02 {m // 60:02d}:{m % 60:02d}:00,1,2,0.5,{close},10\n" for m in minutes]
+    rows = [f"2024-01-02 {m // 60:02d}:{m % 60:02d}:00,1,2,0.5,1.5,10\n" for m in minutes]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(HEADER + "".join(rows))
     return path
@@ -49,7 +50,7 @@ def _krx(path: Path, days: Sequence[str], close: int = 100) -> Path:
 
 
 def _records(log: EventLog, topic: str) -> list[Record]:
-    return list(log.read_topic(topic)) if topic in log.topics() else []
+    return list(log.read_topic(topic))
 
 
 # ------------------------------------------------------- 1. identity is what a file holds
@@ -167,41 +168,6 @@ def test_rows_older_than_the_topic_refuse_the_import_every_time(tmp_path: Path) 
         log.close()
 
 
-class _RefusingLog:
-    """An event log that refuses one event id (as a damaged topic would), storing the rest."""
-
-    def __init__(self, log: EventLog, refused_id: str) -> None:
-        self.log = log
-        self.refused_id = refused_id
-
-    def append(
-        self, envelopes: Sequence[Envelope], *, ts_log: int | None = None
-    ) -> list[AppendResult]:
-        kept = iter(self.log.append([e for e in envelopes if e.id != self.refused_id]))
-        return [
-            AppendResult(id=e.id, error="TOPIC_DAMAGED", message="test")
-            if e.id == self.refused_id
-            else next(kept)
-            for e in envelopes
-        ]
-
-    def last_ts_event(self, topic: str) -> int | None:
-        return self.log.last_ts_event(topic)
-
-    def last_source_seq(self, source: str) -> int:
-        return self.log.last_source_seq(source)
-
-    def read_topic(
-        self, topic: str, from_offset: int = 0, to_offset: int | None = None
-    ) -> Iterator[Record]:
-        return self.log.read_topic(topic, from_offset, to_offset)
-
-    def read_from_time(
-        self, patterns: Sequence[str] | None, ts_ns: int, to_ns: int | None = None
-    ) -> Iterator[Record]:
-        return self.log.read_from_time(patterns, ts_ns, to_ns)
-
-
 def test_an_event_the_log_refused_is_not_counted_as_stored_on_the_next_import(
     tmp_path: Path,
 ) -> None:
@@ -212,7 +178,7 @@ def test_an_event_the_log_refused_is_not_counted_as_stored_on_the_next_import(
     log = EventLog.open(tmp_path / "store")
     try:
         with pytest.raises(LogError, match="TOPIC_DAMAGED"):
-            import_files(_RefusingLog(log, f"{source}:2"), [parsed])
+            import_files(RefusingLog(log, lambda e: e.id == f"{source}:2"), [parsed])
         assert [r.source_seq for r in _records(log, "md.bar.1m.crypto.X")] == [1, 3]
         with pytest.raises(ImportDataError, match="is not this row's") as info:
             import_files(log, [_x(path)])

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tests.actors.marketdata.logfakes import RefusingLog
 from tickertape.actors.marketdata.importers import (
     ParsedFile,
     parse_binance_ws,
@@ -16,8 +17,7 @@ from tickertape.actors.marketdata.importers import (
 )
 from tickertape.actors.marketdata.loader import MANIFEST_TOPIC, build_envelopes, import_files
 from tickertape.errors import ImportDataError, LogError
-from tickertape.eventlog import AppendResult, EventLog
-from tickertape.schemas.envelope import Envelope
+from tickertape.eventlog import EventLog
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.system import ImportManifest
 
@@ -126,33 +126,12 @@ def test_an_import_refused_for_its_times_stores_nothing(tmp_path: Path) -> None:
 def test_nothing_after_a_batch_the_log_refuses_is_appended(tmp_path: Path) -> None:
     """A batch the log itself refuses stops the import: earlier batches stay, later never go."""
 
-    class DamagedY:
-        """The log, with topic Y refused as a damaged topic would be."""
-
-        def __init__(self, log: EventLog) -> None:
-            self.log = log
-            self.last_ts_event = log.last_ts_event
-            self.last_source_seq = log.last_source_seq
-            self.read_topic = log.read_topic
-            self.read_from_time = log.read_from_time
-
-        def append(self, envelopes: list[Envelope], **kwargs: int | None) -> list[AppendResult]:
-            kept = iter(
-                self.log.append([e for e in envelopes if not e.topic.endswith(".Y")], **kwargs)
-            )
-            return [
-                AppendResult(id=e.id, error="TOPIC_DAMAGED", message="test")
-                if e.topic.endswith(".Y")
-                else next(kept)
-                for e in envelopes
-            ]
-
     log = EventLog.open(tmp_path / "store")
     try:
         x = _bars(tmp_path / "x.csv", "X", range(100))
         y = _bars(tmp_path / "y.csv", "Y", range(39, 44))
         with pytest.raises(LogError, match=r"y\.csv: .* \[TOPIC_DAMAGED\]"):
-            import_files(DamagedY(log), [x, y], batch_size=10)
+            import_files(RefusingLog(log, lambda e: e.topic.endswith(".Y")), [x, y], batch_size=10)
         assert gc.isenabled()
         # Merged by close time: 40 X bars up to 00:40, then Y and X alternate from the
         # 41st event, in the fifth batch of 10 (5 X bars): the last batch appended.

@@ -518,34 +518,23 @@ def _zone(tz: str) -> ZoneInfo | None:
     return None if tz in _UTC_NAMES else zone
 
 
-def _timestamp_ns(text: str, zone: ZoneInfo | None) -> int:
+def _timestamp_ns(text: str, zone: ZoneInfo | None, *, fold: int = 0) -> int:
+    """An ISO-8601 stamp in ns since the epoch; a naive one is local time of ``zone``
+    (UTC when None). ``fold=1`` takes the second of the two instants a local time
+    means when clocks go back (the same instant when it is not ambiguous).
+
+    Raises:
+        ValueError: not an ISO-8601 stamp.
+    """
     stamp = datetime.fromisoformat(text.strip())
     if stamp.tzinfo is not None:
         delta = stamp - _EPOCH_UTC
     else:
         delta = stamp - _EPOCH
         if zone is not None:
-            offset = zone.utcoffset(stamp)
+            offset = zone.utcoffset(stamp.replace(fold=1) if fold else stamp)
             if offset is not None:
                 delta -= offset
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def _second_reading_ns(text: str, zone: ZoneInfo | None) -> int | None:
-    """The later instant a naive local stamp can mean, when it is ambiguous.
-
-    When clocks go back, an hour of local times occurs twice (``fold=1`` is the
-    second time); None when the stamp is aware, in UTC, or not ambiguous.
-    """
-    if zone is None:
-        return None
-    stamp = datetime.fromisoformat(text.strip())
-    if stamp.tzinfo is not None:
-        return None
-    first, second = zone.utcoffset(stamp), zone.utcoffset(stamp.replace(fold=1))
-    if first == second or second is None:
-        return None
-    delta = stamp - _EPOCH - second
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
@@ -668,8 +657,9 @@ def parse_ohlcv_csv(
                 continue
             close = start + length
             if last_close is not None and close <= last_close:
-                later = _second_reading_ns(fields[time_index], zone)
-                if later is None or later - shift + length <= last_close:
+                # The repeated hour when clocks go back: its second reading may be later.
+                later = _timestamp_ns(fields[time_index], zone, fold=1)
+                if later - shift + length <= last_close:
                     refusals.refuse(
                         lineno,
                         f"bar ending {close} ns is not after the previous one ({last_close} ns)",

@@ -220,13 +220,12 @@ def _check_times(log: AppendLog, files: Sequence[ParsedFile], held: Mapping[str,
         for source, events in parsed.streams.items():
             start = held.get(source, 0)
             first: dict[str, int] = {}
+            last: dict[str, int] = {}
             for i in range(start, len(events)):
                 topic = events[i].topic
                 if topic not in first:
                     first[topic] = i
-            if not first:
-                continue
-            last = {e.topic: i for i, e in enumerate(events)}
+                last[topic] = i
             for topic, i in first.items():
                 event = events[i]
                 end = events[last[topic]].ts_event
@@ -528,7 +527,7 @@ def import_files(
                 ts_event=last,
             )
         )
-    for result in log.append(manifests) if manifests else []:
+    for result in log.append(manifests):
         if result.error is not None:
             raise LogError(
                 f"import manifest {result.id} refused: [{result.error}] {result.message}"
