@@ -66,6 +66,12 @@ def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
 @click.option("--health-interval", default=1.0, show_default=True, type=float, help="Seconds.")
 @click.option("--accept-unknown-types", is_flag=True, help="Let through (type, v) with no schema.")
 @click.option("--compression", is_flag=True, help="Enable permessage-deflate (slower on a LAN).")
+@click.option(
+    "--seal/--no-seal",
+    default=True,
+    show_default=True,
+    help="Seal each topic's day files that are over (zstd) while running.",
+)
 def router_command(
     host: str,
     port: int,
@@ -84,6 +90,7 @@ def router_command(
     health_interval: float,
     accept_unknown_types: bool,
     compression: bool,
+    seal: bool,
 ) -> None:
     """Run the router: authenticate, validate, log, fan out (ws://127.0.0.1:7400)."""
     config = RouterConfig(
@@ -106,6 +113,7 @@ def router_command(
         health_interval_s=health_interval,
         accept_unknown_types=accept_unknown_types,
         compression=compression,
+        seal=seal,
     )
 
     async def main() -> None:
@@ -124,7 +132,13 @@ def router_command(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=7401, show_default=True, type=int, help="TCP port (0: any).")
 @data_dir_option("Data directory of the log.")
-def eventlog_command(host: str, port: int, data_dir: Path) -> None:
+@click.option(
+    "--seal/--no-seal",
+    default=True,
+    show_default=True,
+    help="Seal each topic's day files that are over (zstd) while running.",
+)
+def eventlog_command(host: str, port: int, data_dir: Path, seal: bool) -> None:
     """Run the event log as its own process, for `tape router --log-url`."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.BadParameter(
@@ -132,7 +146,7 @@ def eventlog_command(host: str, port: int, data_dir: Path) -> None:
         )
 
     async def main() -> None:
-        service = LogService(data_dir, host, port)
+        service = LogService(data_dir, host, port, seal=seal)
         try:
             await service.start()
             click.echo(f"eventlog listening on ws://{host}:{service.port}", err=True)

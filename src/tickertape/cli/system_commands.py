@@ -40,6 +40,8 @@ from rich.table import Table
 
 from tickertape.cli.options import data_dir_option
 from tickertape.eventlog import LogReader
+from tickertape.eventlog.layout import day_name, list_segments, list_topics, namespace_dir
+from tickertape.eventlog.segment import iter_lines
 
 console = Console(highlight=False)
 
@@ -138,12 +140,19 @@ def command_exists(name: str) -> bool:
 
 
 def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
-    """sha256 of every log file of a namespace, keyed by its path inside the namespace."""
-    root = data_dir / "logs" / namespace
+    """sha256 of the stored bytes of every day of a namespace, keyed ``topic/YYYY-MM-DD``.
+
+    A sealed day is hashed as its uncompressed lines, which are the bytes its open day
+    file held: two runs compare equal whichever of their days the log has sealed (a
+    running log seals days as they end, so when depends on timing)."""
+    root = namespace_dir(data_dir, namespace)
     out: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and (path.suffix in (".jsonl", ".zst")):
-            out[str(path.relative_to(root))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for topic in list_topics(root):
+        for seg in list_segments(root / topic, topic):
+            digest = hashlib.sha256()
+            for _pos, line in iter_lines(seg):
+                digest.update(line)
+            out[f"{topic}/{day_name(seg.day)}"] = digest.hexdigest()
     return out
 
 
@@ -249,12 +258,12 @@ class Spine:
 def _compare(run_id: str, first: dict[str, str], second: dict[str, str], what: str) -> None:
     if first == second and first:
         console.print(
-            f"[green]byte-identical[/]: all {len(first)} files of runs/{run_id} have the "
-            f"same sha256 in both runs ({what})"
+            f"[green]byte-identical[/]: all {len(first)} day files of runs/{run_id} hold "
+            f"the same bytes (sha256) in both runs ({what})"
         )
         return
     differ = sorted(k for k in set(first) | set(second) if first.get(k) != second.get(k))
-    raise click.ClickException(f"runs differ in {len(differ)} files ({what}): {differ[:5]}")
+    raise click.ClickException(f"runs differ in {len(differ)} day files ({what}): {differ[:5]}")
 
 
 @click.command("demo")

@@ -12,6 +12,11 @@ between two groups. Throughput grows with load while
 every durable acknowledgement still follows its fsync (PERF_NOTES: group commit of
 1 000 events ≈ 1 M events/s here, aiofiles' per-call thread hop ≈ 10 k/s — hence one
 thread for the whole group).
+
+With ``seal=True`` (``tape router``, ``tape eventlog``) a second thread, a
+:class:`~tickertape.eventlog.sealing.Sealer`, seals each day that is over: the days
+before each topic's newest found at open, then each day a topic rolls over from,
+once its last records are fsync'd (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import structlog
 
 from tickertape.errors import DiskFullError, LogClosedError, LogError
 from tickertape.eventlog.reader import LogReader
+from tickertape.eventlog.sealing import Sealer
 from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog, RecoveryReport
 from tickertape.schemas.envelope import Envelope
 
@@ -76,8 +82,10 @@ class AsyncEventLog:
         requests: queue.SimpleQueue[_Request],
         stopped: asyncio.Future[None],
         max_pending: int,
+        sealer: Sealer | None = None,
     ) -> None:
         self._log = log
+        self._sealer = sealer
         self._loop = loop
         self._requests = requests
         self._stopped = stopped
@@ -97,6 +105,7 @@ class AsyncEventLog:
         now_ns: Callable[[], int] = time.time_ns,
         max_pending: int = 4096,
         check_payloads: bool = True,
+        seal: bool = False,
     ) -> AsyncEventLog:
         """Open (and recover) a namespace for writing on a dedicated writer thread.
 
@@ -104,6 +113,9 @@ class AsyncEventLog:
             max_pending: appends queued and not yet acknowledged before :meth:`append`
                 waits (backpressure).
             check_payloads: as :meth:`EventLog.open`'s.
+            seal: seal the days that are over on a thread of their own
+                (:class:`~tickertape.eventlog.sealing.Sealer`; module docstring).
+                :meth:`run_sync` must not then run ``compact`` or ``apply_retention``.
 
         Raises:
             LogError: the namespace is held by another process.
@@ -116,13 +128,15 @@ class AsyncEventLog:
         def serve() -> None:
             try:
                 log = EventLog.open(
-                    data_dir, namespace, now_ns=now_ns, check_payloads=check_payloads
-                )
+                    data_dir, namespace, now_ns=now_ns, check_payloads=check_payloads,
+                    closed_days=seal,
+                )  # fmt: skip
             except BaseException as exc:  # reported to open(); the thread ends
                 _post(loop, _settle_exception, opened, exc)
                 _post(loop, _settle, stopped, None)
                 return
-            alog = cls(log, loop, requests, stopped, max_pending)
+            sealer = Sealer(namespace) if seal else None
+            alog = cls(log, loop, requests, stopped, max_pending, sealer)
             _post(loop, _settle, opened, alog)
             alog._serve()
 
@@ -276,9 +290,12 @@ class AsyncEventLog:
         """The writer thread: group what is queued, append it, hand the results back."""
         log = self._log
         loop = self._loop
+        sealer = self._sealer
         carry: _Request | None = None
         try:
             while True:
+                if sealer is not None:
+                    sealer.submit(log.take_closed_days())
                 item = carry if carry is not None else self._requests.get()
                 carry = None
                 if isinstance(item, _Stop):
@@ -345,6 +362,8 @@ class AsyncEventLog:
                         return
                 _post(loop, self._resolve, items, results, log.head_gseq)
         finally:
+            if sealer is not None:
+                sealer.close()  # before the lock is released
             try:
                 log.close()
             except LogError:

@@ -7,13 +7,21 @@ the temporary file, fsync the directory, and only then remove the ``.jsonl`` and
 the directory again. A crash at any point leaves either the open file alone (the
 temporary one is removed on the next open) or both, in which case the sealed one
 wins and the open one is removed (:func:`finish_interrupted`).
+
+Days are sealed by ``tape compact`` (a log opened for writing by that command), or
+while the log runs by a :class:`Sealer` thread, to which
+:class:`~tickertape.eventlog.AsyncEventLog` (``seal=True``: ``tape router`` and
+``tape eventlog``) hands each day a topic rolls over from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import structlog
@@ -55,10 +63,23 @@ def finish_interrupted(topic_dir: Path) -> None:
         fsync_dir(topic_dir)
 
 
-def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
+class SealCancelled(Exception):
+    """A seal was given up before its rename (``cancel`` was set): nothing changed."""
+
+
+def seal_segment(
+    segment: Segment, level: int = ZSTD_LEVEL, cancel: threading.Event | None = None
+) -> SegmentIndex:
     """Rewrite an open day file as a sealed one; return the sealed file's index.
 
+    Args:
+        segment: a day file no writer appends to any more.
+        level: the zstd level.
+        cancel: when set while the frames are written, the temporary file is removed
+            and :class:`SealCancelled` raised (checked once per frame).
+
     Raises:
+        SealCancelled: ``cancel`` was set.
         CorruptRecordError: the day file holds an invalid record (nothing is changed:
             a corrupt day is never sealed; run ``tape verify``). Its offset is the one
             after the previous valid record's, None when the day's first record is the
@@ -102,6 +123,8 @@ def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
             raw_pos += len(line)
             if index.count % INDEX_EVERY == 0:
                 flush()
+                if cancel is not None and cancel.is_set():
+                    raise SealCancelled(str(src))
         flush()
         os.fsync(fd)
     except BaseException:
@@ -118,6 +141,73 @@ def seal_segment(segment: Segment, level: int = ZSTD_LEVEL) -> SegmentIndex:
     os.unlink(src)
     fsync_dir(src.parent)
     return index
+
+
+class Sealer:
+    """Seals day files that are over, one at a time, on a thread of its own.
+
+    The writer hands it days no append can reach any more
+    (:meth:`EventLog.take_closed_days <tickertape.eventlog.writer.EventLog.take_closed_days>`);
+    readers meanwhile read each day from whichever file holds it
+    (:func:`~tickertape.eventlog.layout.read_current`). A day it cannot seal stays an
+    open day file, which reads the same, and is tried again at the next start: one
+    holding an invalid record is logged (``eventlog.seal_refused``, naming file, byte
+    position and offset; run ``tape verify``); an OS error (a full disk) is logged
+    (``eventlog.seal_failed``). Neither stops the log: nothing stored is changed
+    until a sealed copy is durable.
+
+    Attributes:
+        sealed: the number of days sealed so far.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.sealed = 0
+        self._days: queue.SimpleQueue[Segment | None] = queue.SimpleQueue()
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"eventlog-sealer[{namespace}]", daemon=True
+        )
+        self._thread.start()
+
+    def submit(self, days: Iterable[Segment]) -> None:
+        """Queue day files to seal, in the order given."""
+        for day in days:
+            self._days.put(day)
+
+    def close(self) -> None:
+        """Stop: a seal in progress is given up (its temporary file removed), the days
+        still queued stay open day files. Waits for the thread to end (at most one
+        frame's compression once a seal is under way)."""
+        self._cancel.set()
+        self._days.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            seg = self._days.get()
+            if seg is None or self._cancel.is_set():
+                return
+            started = time.perf_counter()
+            try:
+                index = seal_segment(seg, cancel=self._cancel)
+            except SealCancelled:
+                return
+            except CorruptRecordError as exc:
+                log.error("eventlog.seal_refused", namespace=self.namespace, problem=str(exc))
+                continue
+            except OSError as exc:
+                log.error(
+                    "eventlog.seal_failed", namespace=self.namespace, path=str(seg.path),
+                    error=str(exc),
+                )  # fmt: skip
+                continue
+            self.sealed += 1
+            log.info(
+                "eventlog.sealed", namespace=self.namespace, topic=seg.topic,
+                day=day_name(seg.day), records=index.count, raw_bytes=index.raw_size,
+                sealed_bytes=index.data_size, seconds=round(time.perf_counter() - started, 3),
+            )  # fmt: skip
 
 
 def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:

@@ -412,9 +412,12 @@ class EventLog:
         namespace: str,
         now_ns: Callable[[], int],
         check_payloads: bool = True,
+        closed_days: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.check_payloads = check_payloads
+        # Day files that are over and durable, for take_closed_days() (None: not kept).
+        self._closed_days: list[Segment] | None = [] if closed_days else None
         self.namespace = namespace
         self.dir = namespace_dir(data_dir, namespace)
         self._now_ns = now_ns
@@ -452,6 +455,7 @@ class EventLog:
         *,
         now_ns: Callable[[], int] = time.time_ns,
         check_payloads: bool = True,
+        closed_days: bool = False,
     ) -> EventLog:
         """Open (creating if needed) a namespace for writing, recovering it first.
 
@@ -481,6 +485,10 @@ class EventLog:
                 stored would make the line unreadable). About 0.5 µs per 150-byte
                 payload; callers whose payloads were encoded by msgspec or decoded from
                 JSON (the router, the replay's sinks, the importers) pass False.
+            closed_days: keep the day files that are over for :meth:`take_closed_days`
+                (the open days before each topic's newest record's day, then each day
+                a topic rolls over from); :class:`~tickertape.eventlog.AsyncEventLog`
+                with ``seal=True`` hands them to its sealer.
 
         Raises:
             LogError: another process holds the namespace, or its ``RETENTION`` file
@@ -488,7 +496,7 @@ class EventLog:
             ConfigError: invalid namespace name, or one that collides with an existing
                 namespace (``runs`` and ``runs/<id>`` cannot both exist).
         """
-        self = cls(Path(data_dir), namespace, now_ns, check_payloads)
+        self = cls(Path(data_dir), namespace, now_ns, check_payloads, closed_days)
         with namespace_creation_lock(self.data_dir):
             check_namespace_free(self.data_dir, namespace)
             makedirs_durable(self.dir)
@@ -536,6 +544,8 @@ class EventLog:
         for name, seg in newest.items():
             topic = self._topics[name]
             topic.size = seg.path.stat().st_size  # opened on the first append
+        if self._closed_days is not None:
+            self._closed_days.extend(self._days_over())
         if self.recovery.dropped or self.recovery.corrupt:
             log.warning(
                 "eventlog.recovered",
@@ -544,6 +554,34 @@ class EventLog:
                 corrupt=self.recovery.corrupt,
                 head_gseq=self._head,
             )
+
+    def _days_over(self) -> Iterator[Segment]:
+        """The open day files before the day of each topic's last record: no append can
+        go to them (``ts_event`` never decreases within a topic). A topic's empty newest
+        file (a crash as a day began) is not among them, nor the day before it."""
+        for name, topic in self._topics.items():
+            if topic.last_ts < 0:
+                continue
+            last_day = topic.last_ts // NS_PER_DAY
+            for seg in list_segments(topic.dir, name):
+                if not seg.sealed and seg.day < last_day:
+                    yield seg
+
+    def take_closed_days(self) -> list[Segment]:
+        """Hand out the day files that are over (no append can go to them) and whose
+        records are all durable, each once: at the first call those found by
+        :meth:`open`, then each day a topic rolled over from, after the sync that made
+        its last records durable. Empty unless opened with ``closed_days=True``.
+
+        The files are closed and their indexes saved; the caller may seal them
+        (:func:`~tickertape.eventlog.sealing.seal_segment`) from another thread: this
+        log never touches them again.
+        """
+        days = self._closed_days
+        if not days:
+            return []
+        self._closed_days = []
+        return days
 
     @staticmethod
     def _save_scanned_indexes(files: list[_OpenFile], newest: dict[str, Segment]) -> None:
@@ -1296,6 +1334,8 @@ class EventLog:
                 except FileNotFoundError:
                     continue  # an undone roll removed it
             save_index(seg.index_path, index)
+            if self._closed_days is not None:
+                self._closed_days.append(seg)
         self._rolled.clear()
         self._unsynced = 0
         self._synced = self._head

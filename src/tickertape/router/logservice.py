@@ -177,10 +177,13 @@ class EmbeddedLog:
 
     Args:
         data_dir: the data directory (``<data-dir>/logs/<namespace>/...``).
+        seal: seal each namespace's days that are over while it runs
+            (``AsyncEventLog.open(seal=True)``).
     """
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, *, seal: bool = True) -> None:
         self._data_dir = Path(data_dir)
+        self._seal = seal
         self._logs: dict[str, AsyncEventLog] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
@@ -193,7 +196,9 @@ class EmbeddedLog:
             alog = self._logs.get(ns)
             if alog is None:
                 # Payloads were decoded from the publishers' JSON frames: one JSON value each.
-                alog = await AsyncEventLog.open(self._data_dir, ns, check_payloads=False)
+                alog = await AsyncEventLog.open(
+                    self._data_dir, ns, check_payloads=False, seal=self._seal
+                )
                 self._logs[ns] = alog
         return alog
 
@@ -335,10 +340,13 @@ class LogService:
         data_dir: the data directory.
         host: interface to bind.
         port: TCP port (0 picks a free one; see :attr:`port`).
+        seal: seal the days that are over while it runs (:class:`EmbeddedLog`).
     """
 
-    def __init__(self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 7401) -> None:
-        self._log = EmbeddedLog(data_dir)
+    def __init__(
+        self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 7401, *, seal: bool = True
+    ) -> None:
+        self._log = EmbeddedLog(data_dir, seal=seal)
         self._host = host
         self._port = port
         self._fatal: asyncio.Future[LogError] | None = None  # set by fatal(); in start()

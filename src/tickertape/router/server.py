@@ -131,6 +131,8 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         accept_unknown_types: let through envelopes whose (type, v) has no schema
             here (they are then checked only as envelopes).
         compression: enable permessage-deflate (off: it costs ~half the throughput).
+        seal: the embedded log seals each day that is over while it runs
+            (:class:`~tickertape.eventlog.sealing.Sealer`).
     """
 
     host: str = "127.0.0.1"
@@ -145,6 +147,7 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     health_interval_s: float = 1.0
     accept_unknown_types: bool = False
     compression: bool = False
+    seal: bool = True
 
 
 class _TokenBucket:
@@ -666,7 +669,11 @@ class Router:
         self.authority = Authority.from_file(config.token_file)
         check_bind(config.host, self.authority)
         if backend is None:
-            backend = RemoteLog(config.log_url) if config.log_url else EmbeddedLog(config.data_dir)
+            backend = (
+                RemoteLog(config.log_url)
+                if config.log_url
+                else EmbeddedLog(config.data_dir, seal=config.seal)
+            )
         self.backend: LogBackend = backend
         self.namespaces: dict[str, _Namespace] = {}
         self._ns_lock = asyncio.Lock()

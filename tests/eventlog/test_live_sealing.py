@@ -1,0 +1,228 @@
+"""Sealing while the log runs: AsyncEventLog(seal=True) seals each day that is over
+(DESIGN §5), in a thread of its own, and a crash or a stop at any moment of it loses
+nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tickertape.cli.system_commands import hash_namespace
+from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
+from tickertape.eventlog.layout import day_name, list_segments
+from tickertape.eventlog.sealing import Sealer
+
+from .conftest import FixedClock
+from .envelopes import NS_PER_DAY, T0, envelopes, stored_lines, topic_dir, verify_clean
+
+A = "md.trade.crypto.A"
+B = "md.trade.crypto.B"
+
+
+def sealed_days(data_dir: Path, topic: str) -> list[str]:
+    return [day_name(s.day) for s in list_segments(topic_dir(data_dir, topic), topic) if s.sealed]
+
+
+def open_days(data_dir: Path, topic: str) -> list[str]:
+    return [
+        day_name(s.day) for s in list_segments(topic_dir(data_dir, topic), topic) if not s.sealed
+    ]
+
+
+def leftovers(data_dir: Path) -> list[Path]:
+    """Temporary files of a seal, and open day files beside their sealed copy."""
+    root = data_dir / "logs" / "main"
+    tmp = list(root.rglob("*.tmp"))
+    both = [p for p in root.rglob("*.jsonl") if p.with_name(p.name + ".zst").exists()]
+    return tmp + both
+
+
+async def until(check: object, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within} s")
+        await asyncio.sleep(0.02)
+
+
+def three_days(per_day: int, topics: tuple[str, ...] = (A,)) -> list:
+    """``per_day`` records a day on 2024-01-01..03, round-robin over ``topics``."""
+    step = NS_PER_DAY // per_day
+    return envelopes(3 * per_day, topics=topics, step_ns=step)
+
+
+def write_reference(data_dir: Path, batches: list[list]) -> None:
+    """The same appends, same clock, into a log that never seals."""
+    log = EventLog.open(data_dir, now_ns=FixedClock())
+    try:
+        for batch in batches:
+            log.append(batch)
+    finally:
+        log.close()
+
+
+async def test_each_day_a_topic_rolls_over_from_is_sealed_while_appending(
+    tmp_path: Path,
+) -> None:
+    """Days are sealed as topics roll over, the newest day stays open, and the stored
+    bytes are those of a log that never sealed (the hash reads sealed days uncompressed)."""
+    data, reference = tmp_path / "live", tmp_path / "reference"
+    events = three_days(400, topics=(A, B))
+    batches = [events[i : i + 100] for i in range(0, len(events), 100)]
+    alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
+    try:
+        for batch in batches:
+            await alog.append(batch)
+        await until(lambda: len(sealed_days(data, A)) == 2 and len(sealed_days(data, B)) == 2)
+        assert open_days(data, A) == open_days(data, B) == ["2024-01-03"]
+        # The log goes on appending to its newest days.
+        later = envelopes(
+            10, topics=(A,), start_seq=len(events) + 1, start_ns=T0 + 3 * NS_PER_DAY - 100
+        )
+        await alog.append(later)
+    finally:
+        await alog.close()
+    write_reference(reference, [*batches, later])
+    assert hash_namespace(data, "main") == hash_namespace(reference, "main")
+    assert leftovers(data) == []
+    assert [r.source_seq for r in LogReader(data).read([">"])] == list(range(1, len(events) + 11))
+    verify_clean(data)
+
+
+async def test_days_over_found_at_open_are_sealed_and_the_newest_stays_open(
+    tmp_path: Path,
+) -> None:
+    """A log written without sealing has its closed days sealed when it is opened with
+    ``seal=True``; a topic's empty newest file (a crash as a day began) is no reason to
+    seal the day holding its last record, which later appends may still reach."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(50)])
+    empty_newest = topic_dir(data, A) / "2024-01-05.jsonl"
+    empty_newest.touch()
+    alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
+    try:
+        await until(lambda: sealed_days(data, A) == ["2024-01-01", "2024-01-02"])
+        assert "2024-01-03" in open_days(data, A)
+        # 2024-01-03 still takes appends: its last record is not the topic's last day over.
+        more = envelopes(1, topics=(A,), start_seq=151, start_ns=T0 + 3 * NS_PER_DAY - 1)
+        [result] = await alog.append(more)
+        assert result.error is None
+        assert not result.duplicate
+    finally:
+        await alog.close()
+    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 152))
+
+
+async def test_a_day_holding_a_damaged_record_is_left_open_and_appends_go_on(
+    tmp_path: Path,
+) -> None:
+    """The sealer never seals a damaged day (the damage stays where ``tape verify`` finds
+    it, the bytes unchanged); other days are sealed and the log keeps appending."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(50, topics=(A, B))])
+    damaged = topic_dir(data, A) / "2024-01-01.jsonl"
+    lines = stored_lines(damaged)
+    lines[10] = lines[10].replace(b'"price":', b'"price" :', 1)  # CRC no longer matches
+    damaged.write_bytes(b"".join(lines))
+    alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
+    try:
+        # A's days are queued before B's: once B's are sealed, A's were tried.
+        await until(lambda: sealed_days(data, B) == ["2024-01-01", "2024-01-02"])
+        assert sealed_days(data, A) == ["2024-01-02"]
+        assert damaged.read_bytes() == b"".join(lines)
+        more = envelopes(2, topics=(A, B), start_seq=151, start_ns=T0 + 3 * NS_PER_DAY - 2)
+        assert all(r.error is None for r in await alog.append(more))
+    finally:
+        await alog.close()
+    assert leftovers(data) == []
+
+
+def test_closing_the_sealer_gives_up_a_seal_in_progress(tmp_path: Path) -> None:
+    """``Sealer.close`` stops within a frame: the day is then either sealed whole or
+    still its open file, never both, never a temporary file left."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(60_000)])
+    seg = list_segments(topic_dir(data, A), A)[0]
+    before = seg.path.read_bytes()
+    sealer = Sealer("main")
+    sealer.submit([seg])
+    time.sleep(0.01)
+    started = time.monotonic()
+    sealer.close()
+    assert time.monotonic() - started < 2.0
+    assert leftovers(data) == []
+    if sealer.sealed:
+        assert sealed_days(data, A) == ["2024-01-01"]
+    else:
+        assert seg.path.read_bytes() == before
+    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 180_001))
+
+
+SEALING_WRITER = """
+import asyncio, sys
+from tickertape.eventlog import AsyncEventLog
+
+async def main():
+    alog = await AsyncEventLog.open(sys.argv[1], seal=True)
+    print("open", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.06, 0.12, 0.5])
+def test_a_writer_killed_while_sealing_loses_nothing(tmp_path: Path, delay: float) -> None:
+    """A real process sealing at its open is SIGKILLed at some moment of the seal; the
+    next open finishes or undoes it and every record reads as before, byte for byte."""
+    data, reference = tmp_path / "d", tmp_path / "reference"
+    batches = [three_days(40_000)]
+    write_reference(data, batches)
+    write_reference(reference, batches)
+    with subprocess.Popen(
+        [sys.executable, "-c", SEALING_WRITER, str(data)], stdout=subprocess.PIPE
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"open\n"
+            time.sleep(delay)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+    sealed_when_killed = sealed_days(data, A)
+    EventLog.open(data).close()  # recovery: finish or undo the interrupted seal
+    assert leftovers(data) == []
+    assert sealed_days(data, A) == sealed_when_killed
+    assert hash_namespace(data, "main") == hash_namespace(reference, "main")
+    verify_clean(data)
+
+
+def test_readers_meanwhile_read_every_record_once(tmp_path: Path) -> None:
+    """Reads by gseq, by offset and by time that run while the days they read are being
+    sealed (their open files removed mid-read) return every record once, in order."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(30_000, topics=(A, B))])
+    expected = list(range(1, 90_001))
+    half = T0 + NS_PER_DAY // 2
+    from_time = [e.source_seq for e in three_days(30_000, topics=(A, B)) if e.ts_event >= half]
+    sealer = Sealer("main")
+    reads = 0
+    try:
+        sealer.submit(
+            s for topic in (A, B) for s in list_segments(topic_dir(data, topic), topic)[:2]
+        )
+        while sealer.sealed < 4:
+            reader = LogReader(data)
+            assert [r.source_seq for r in reader.read([">"])] == expected
+            assert [r.source_seq for r in reader.read_topic(A, 0)] == expected[0::2]
+            assert [r.source_seq for r in reader.read_from_time([">"], half)] == from_time
+            reads += 1
+    finally:
+        sealer.close()
+    assert reads >= 1
+    assert sealed_days(data, A) == sealed_days(data, B) == ["2024-01-01", "2024-01-02"]
