@@ -15,8 +15,9 @@ import msgspec
 import pytest
 
 from tests.replay.conftest import KillAt
-from tests.replay.test_distributed import REPO, START, hashes
+from tests.replay.test_distributed import REPO, START
 from tickertape.actors.runtime.resolution import resolve
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.replay.distributed import run_distributed
@@ -41,7 +42,7 @@ def reference_run(
     ref = tmp_path / "ref"
     shutil.copytree(source_dir, ref)
     result = run_in_process(ref, settings, [resolve(i) for i in ITEMS])
-    return hashes(ref, f"runs/{settings.run_id}"), result.steps
+    return hash_namespace(ref, f"runs/{settings.run_id}"), result.steps
 
 
 def summary(data_dir: Path, run_id: str) -> dict[str, object]:
@@ -98,7 +99,7 @@ async def test_batched_run_equals_in_process(source_dir: Path, tmp_path: Path) -
     result = await run_distributed(
         source_dir, settings, [resolve(i) for i in ITEMS], ITEMS, cwd=REPO
     )
-    assert hashes(source_dir, "runs/b1") == expected
+    assert hash_namespace(source_dir, "runs/b1") == expected
     # 150 input times (two symbols per time) plus the timer steps between them
     inputs = len({r.ts_event for r in LogReader(source_dir, "main").read(["md.>"])})
     assert result.steps == steps > inputs
@@ -115,7 +116,7 @@ async def test_batched_run_with_an_end_bound_fires_the_last_timers(
     settings = RunSettings(run_id="b2", start_ns=START, end_ns=START + 4 * 10**9)
     expected = reference(source_dir, tmp_path, settings)
     await run_distributed(source_dir, settings, [resolve(i) for i in ITEMS], ITEMS, cwd=REPO)
-    assert hashes(source_dir, "runs/b2") == expected
+    assert hash_namespace(source_dir, "runs/b2") == expected
     last = max(r.ts_event for r in LogReader(source_dir, "runs/b2").read(["echo.timer"]))
     assert last > START + 3 * 10**9
 
@@ -137,7 +138,7 @@ async def test_batched_run_survives_a_sigkilled_actor(source_dir: Path, tmp_path
     )
     assert hook.killed
     assert hook.restarts() == 1
-    assert hashes(source_dir, "runs/b3") == expected
+    assert hash_namespace(source_dir, "runs/b3") == expected
 
 
 @pytest.mark.slow

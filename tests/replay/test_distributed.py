@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import signal
@@ -16,6 +15,7 @@ import structlog
 
 from tests.replay.conftest import KillAt, PauseInRerun, SeekBackOnce
 from tickertape.actors.runtime.resolution import resolve
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, distributed, run_in_process
 from tickertape.replay.control import StepAnnounce
@@ -31,14 +31,6 @@ ITEMS = [
 ]
 
 
-def hashes(data_dir: Path, namespace: str) -> dict[str, str]:
-    root = data_dir / "logs" / namespace
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.jsonl"))
-    }
-
-
 def in_process_reference(
     source_dir: Path, tmp_path: Path, items: list[str] = ITEMS
 ) -> dict[str, str]:
@@ -46,7 +38,7 @@ def in_process_reference(
     shutil.copytree(source_dir, ref)
     specs = [resolve(i) for i in items]
     run_in_process(ref, RunSettings(run_id="r1", start_ns=START), specs)
-    return hashes(ref, "runs/r1")
+    return hash_namespace(ref, "runs/r1")
 
 
 @pytest.mark.slow
@@ -58,7 +50,7 @@ async def test_distributed_equals_in_process(source_dir: Path, tmp_path: Path) -
         source_dir, RunSettings(run_id="r1", start_ns=START), specs, ITEMS, cwd=REPO
     )
     assert result.input_events == 300
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected
 
 
 @pytest.mark.slow
@@ -79,7 +71,7 @@ async def test_sigkill_mid_replay_resumes_byte_identical(source_dir: Path, tmp_p
     )
     assert hook.killed
     assert hook.restarts() == 1
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected
 
 
 BATCHED_ITEMS = [
@@ -124,7 +116,7 @@ async def test_a_seek_behind_the_clock_reruns_and_leaves_the_files_unchanged(
     (rewind,) = [c.kwargs for c in log.calls if c.args == ("rewind",)]
     assert rewind["waves"] > 0
     assert result.divergences == 0
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected
 
 
 @pytest.mark.slow
@@ -151,7 +143,7 @@ async def test_a_pause_from_the_keyboard_holds_a_rerun(
     assert not any(paused for _, paused in reruns)
     assert any(t >= pacer.paused_at + 0.3 for t, _ in reruns)  # the pause came mid-rerun
     assert result.divergences == 0
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected
 
 
 @pytest.mark.slow
@@ -182,7 +174,7 @@ async def test_older_data_imported_later_replays_in_time_order(tmp_path: Path) -
     first = next(iter(LogReader(ref, "runs/r1").read(["indicator.>"])))
     assert first.ts_event < START
     await run_distributed(data, settings, [resolve(i) for i in ITEMS], ITEMS, cwd=REPO)
-    assert hashes(data, "runs/r1") == hashes(ref, "runs/r1")
+    assert hash_namespace(data, "runs/r1") == hash_namespace(ref, "runs/r1")
 
 
 class KillOnIssue:
@@ -250,4 +242,4 @@ async def test_an_actor_killed_during_a_seek_back_rejoins_the_rerun(
     rejoined = [w["epoch"] for w in welcomes if w["actor"] == "strategy.test"][-1]
     assert (rejoined > rewind["epoch"]) if newer else (rejoined == rewind["epoch"])
     assert result.divergences == 0
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected

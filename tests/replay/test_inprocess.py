@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from tests.replay.conftest import SeekBackOnce
 from tickertape.actors.base import Context, Event
 from tickertape.actors.runtime import ActorFailedError
 from tickertape.actors.runtime.resolution import ActorSpec
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.errors import ConfigError
 from tickertape.eventlog import LogReader
 from tickertape.replay import RunSettings, run_in_process
@@ -28,14 +28,6 @@ def specs() -> list[ActorSpec]:
     ]
 
 
-def hashes(data_dir: Path, namespace: str) -> dict[str, str]:
-    root = data_dir / "logs" / namespace
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.jsonl"))
-    }
-
-
 def settings(run_id: str = "r1", **kw: object) -> RunSettings:
     return RunSettings(run_id=run_id, start_ns=START, **kw)  # type: ignore[arg-type]
 
@@ -47,7 +39,7 @@ def test_two_runs_are_byte_identical(source_dir: Path, tmp_path: Path) -> None:
     a = run_in_process(source_dir, settings(), specs())
     b = run_in_process(other, settings(), specs())
     assert a.output_events == b.output_events > 0
-    ha, hb = hashes(source_dir, "runs/r1"), hashes(other, "runs/r1")
+    ha, hb = hash_namespace(source_dir, "runs/r1"), hash_namespace(other, "runs/r1")
     assert ha == hb
     assert len(ha) >= 4
 
@@ -114,7 +106,7 @@ def test_resume_after_a_crash_is_byte_identical(source_dir: Path, tmp_path: Path
     assert (source_dir / "snapshots" / "runs" / "r1" / "indicators").is_dir()
     result = run_in_process(source_dir, settings(), specs(), snapshot_policy=policy, resume=True)
     assert result.divergences == 0
-    assert hashes(source_dir, "runs/r1") == hashes(clean, "runs/r1")
+    assert hash_namespace(source_dir, "runs/r1") == hash_namespace(clean, "runs/r1")
 
 
 @pytest.mark.parametrize("snapshots", [True, False], ids=["from-a-snapshot", "from-the-start"])
@@ -149,7 +141,7 @@ def test_a_seek_behind_the_clock_reruns_and_leaves_the_run_unchanged(
         expected.input_events,
         expected.output_events,
     )
-    assert hashes(source_dir, "runs/r1") == hashes(clean, "runs/r1")
+    assert hash_namespace(source_dir, "runs/r1") == hash_namespace(clean, "runs/r1")
     # What the rebuilt actor handled: the inputs after its restore point, which is at or
     # before 1.0 s (49 steps of 2 trades come after 1.0 s), or all 300.
     rerun = built[1].count

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.replay.conftest import write_source
-from tests.replay.test_inprocess import hashes
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,4 +79,4 @@ def test_sigkill_mid_replay_then_resume_gives_the_clean_files(tmp_path: Path) ->
     resumed = replay(crashed, "--speed", "max", "--resume")
     assert isinstance(resumed, subprocess.CompletedProcess)
     assert resumed.returncode == 0, resumed.stderr.decode()
-    assert hashes(crashed, "runs/r1") == hashes(clean, "runs/r1")
+    assert hash_namespace(crashed, "runs/r1") == hash_namespace(clean, "runs/r1")

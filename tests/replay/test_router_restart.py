@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.replay.conftest import write_source
-from tests.replay.test_distributed import ITEMS, REPO, START, hashes
+from tests.replay.test_distributed import ITEMS, REPO, START
 from tests.router.support import free_port, kill, tape, wait_port
 from tickertape.actors.runtime.resolution import resolve
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.replay.distributed import run_distributed
 from tickertape.router.server import Router, RouterConfig
@@ -29,7 +30,7 @@ def reference(data: Path, tmp_path: Path, settings: RunSettings) -> dict[str, st
     ref = tmp_path / "ref"
     shutil.copytree(data, ref)
     run_in_process(ref, settings, [resolve(i) for i in ITEMS])
-    return hashes(ref, f"runs/{settings.run_id}")
+    return hash_namespace(ref, f"runs/{settings.run_id}")
 
 
 class ForgetfulStages(StageBook):
@@ -66,7 +67,7 @@ async def test_stages_lost_before_commit_are_staged_again(source_dir: Path, tmp_
     finally:
         await router.close()
     assert forgetful.forgotten  # the 40th commit found its stage gone
-    assert hashes(source_dir, "runs/r1") == expected
+    assert hash_namespace(source_dir, "runs/r1") == expected
 
 
 @pytest.mark.slow
@@ -117,4 +118,4 @@ async def test_router_sigkilled_mid_replay_and_restarted(tmp_path: Path) -> None
         kill(holder["router"])
     assert len(kills) == 3
     assert kills[-1] < finished  # all three during the run
-    assert hashes(data, "runs/r2") == expected
+    assert hash_namespace(data, "runs/r2") == expected

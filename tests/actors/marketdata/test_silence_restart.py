@@ -12,7 +12,6 @@ once each.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 from tickertape.schemas.market import Gap
 
@@ -91,11 +91,7 @@ def _replay_args(data_dir: Path, config: Path, snapshot_every: int, *extra: str)
 
 
 def _run_files(data_dir: Path) -> dict[str, str]:
-    root = data_dir / "logs" / "runs" / RUN
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.jsonl"))
-    }
+    return hash_namespace(data_dir, f"runs/{RUN}")
 
 
 def _gaps(data_dir: Path) -> list[Gap]:

@@ -6,7 +6,6 @@ distributed replays, give the same log."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from tickertape.actors.marketdata.sessions import MarketHours
 from tickertape.actors.runtime.inprocess import InProcessHost
 from tickertape.actors.runtime.resolution import resolve
 from tickertape.actors.runtime.sink import MemorySink
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.replay import RunSettings, run_in_process
 from tickertape.replay.distributed import run_distributed
@@ -222,14 +222,6 @@ def _window_capture(path: Path) -> None:
     path.write_bytes(gzip.compress(b"\n".join(kept) + b"\n"))
 
 
-def _hashes(data_dir: Path, namespace: str) -> dict[str, str]:
-    root = data_dir / "logs" / namespace
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.jsonl"))
-    }
-
-
 @pytest.mark.slow
 async def test_distributed_replay_writes_the_in_process_gaps(tmp_path: Path) -> None:
     """Trades and quotes silent, resuming, then silent for good until the run's end: the
@@ -258,7 +250,7 @@ async def test_distributed_replay_writes_the_in_process_gaps(tmp_path: Path) -> 
     ref = tmp_path / "ref"
     shutil.copytree(data, ref)
     run_in_process(ref, settings, [resolve(item)])
-    expected = _hashes(ref, "runs/silence")
+    expected = hash_namespace(ref, "runs/silence")
     assert expected
     gaps = _gaps(list(LogReader(ref, "runs/silence").read(["md.gap.>"])))
     kinds = [(g.stream, "open" if g.next_seen == 0 else "whole") for _, g in gaps]
@@ -268,4 +260,4 @@ async def test_distributed_replay_writes_the_in_process_gaps(tmp_path: Path) -> 
         *[("trade", "open"), ("quote", "open")],  # silent for good until the run's end
     ]
     await run_distributed(data, settings, [resolve(item)], [item], cwd=REPO)
-    assert _hashes(data, "runs/silence") == expected
+    assert hash_namespace(data, "runs/silence") == expected

@@ -13,7 +13,6 @@ the margined futures books of the gate and the pnl actor.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.actors.orders.harness import REPO, write_6e_csv
+from tickertape.cli.system_commands import hash_namespace
 from tickertape.eventlog import LogReader
 
 TAPE = Path(sys.executable).with_name("tape")
@@ -95,11 +95,7 @@ def replay_args(data_dir: Path, actors: str, mode: str) -> list[str]:
 
 
 def run_files(data_dir: Path) -> dict[str, str]:
-    root = data_dir / "logs" / "runs" / RUN
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*.jsonl"))
-    }
+    return hash_namespace(data_dir, f"runs/{RUN}")
 
 
 def actor_pids(parent: int) -> dict[str, int]:
