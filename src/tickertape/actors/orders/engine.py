@@ -2,17 +2,25 @@
 
 Consumes ``risk.approved.>`` (only from the risk identity; anything else is ignored
 and logged), ``risk.state`` (from the risk identity too: a HALTED scope cancels its
-open orders) and market data
-(``md.trade.>``, ``md.bar.>``, forwarded to the venue). Publishes the lifecycle on
-``order.{event}.{market}``: ``submitted``, ``accepted``, ``rejected``,
-``partially_filled``, ``filled``, ``canceled``, ``expired``.
+open orders), market data (``md.trade.>``, ``md.bar.>``, forwarded to the venue) and
+its own ``order.submitted.>``. Publishes the lifecycle on ``order.{event}.{market}``:
+``submitted``, ``accepted``, ``rejected``, ``partially_filled``, ``filled``,
+``canceled``, ``expired``.
 
 Ids are derived from the approval: the approval ``risk:42`` gives order id
 ``ord-risk-42`` and client order id ``tt-risk-42``, so a replay or a restart
-produces the same ids and a venue refuses a second send. The ``submitted`` event is
-published (recorded) *before* the order is handed to the venue. An approval is acted
-on once: a second delivery of it, while its order is open or after it closed, is
-ignored.
+produces the same ids and a venue refuses a second send. An approval is acted on
+once: a second delivery of it, while its order is open or after it closed, is ignored.
+
+**Record before send** (DESIGN §8): an approval makes the engine record the order, by
+publishing ``order.submitted``; the order goes to the venue only when that record
+comes back to the engine from the log, which delivers a record only once it is
+fsync'd. A crash in between leaves a recorded order that was never sent: the record is
+delivered again after the restart and sends it then; never an order sent and not
+recorded. In a replay the record comes back in the next wave of the same step (same
+clock time), so the venue sees the order at the same time. An order canceled (by its
+strategy, or by a halt) before its record came back is canceled by the engine itself
+(``order.canceled``) and never sent.
 
 The venue is any :class:`~tickertape.actors.orders.venue.Venue`: given to the
 constructor, or built by the factory ``config.venue`` names (:data:`VENUES`, or a
@@ -107,6 +115,8 @@ class OrderRecord(msgspec.Struct, kw_only=True):
     average_price: float = 0.0
     arrival_ns: int = 0
     fills: int = 0
+    sent: bool = False
+    """Handed to the venue (once its ``submitted`` record came back from the log)."""
 
 
 class OrderEngineState(msgspec.Struct, kw_only=True):
@@ -187,7 +197,8 @@ class OrderEngine(Actor):
     """
 
     name = "orders"
-    state_version = 2  # 2: the venue's state is opaque bytes; approvals of closed orders
+    # 2: the venue's state is opaque bytes; approvals of closed orders. 3: OrderRecord.sent.
+    state_version = 3
 
     def __init__(self, config: OrderEngineConfig | None = None, venue: Venue | None = None) -> None:
         self.config = config if config is not None else OrderEngineConfig()
@@ -202,17 +213,21 @@ class OrderEngine(Actor):
         self._closed_approvals: set[int] = set()
         self._trade_symbols: set[str] = set()
         self._intervals = frozenset(self.config.bar_intervals)
-        self.subscriptions = ("risk.approved.>", "risk.state", "md.trade.>", "md.bar.>")
+        self.subscriptions = (
+            "risk.approved.>", "risk.state", "md.trade.>", "md.bar.>", "order.submitted.>",
+        )  # fmt: skip
 
     # ----------------------------------------------------------- actor hooks
 
     def on_start(self, ctx: Context) -> None:
-        """Reconcile the recorded open orders with the venue (``Venue.status``): send
-        the ones it does not know, publish what it did with the others while the engine
-        was down, cancel open orders the engine does not know."""
+        """Reconcile the open orders sent to the venue with what it says of them
+        (``Venue.status``): send again the ones it does not know, publish what it did
+        with the others while the engine was down, cancel open orders the engine does
+        not know. An order recorded and not sent yet is sent when its record comes back
+        (it is after the engine's position)."""
         now = ctx.clock.now_ns()
         for order_id, record in sorted(self.state.orders.items()):
-            if record.status not in _OPEN:
+            if record.status not in _OPEN or not record.sent:
                 continue
             status = self.venue.status(record.client_order_id)
             if status.state == "unknown":
@@ -262,6 +277,8 @@ class OrderEngine(Actor):
                 self._match(market, payload.symbol, data, ctx, event)
         elif kind is RiskDecision:
             self._on_decision(payload, event, ctx)
+        elif kind is OrderEvent:
+            self._send(payload, event, ctx)
         elif kind is RiskState and payload.state == "HALTED":
             if event.source == self.config.risk_source:
                 self._cancel_scope(payload, event, ctx)
@@ -303,9 +320,7 @@ class OrderEngine(Actor):
         if approved is None:
             return
         if approved.cancel_order_id is not None:
-            now = ctx.clock.now_ns()
-            result = self.venue.cancel(approved.cancel_order_id, now, "canceled by strategy")
-            self._apply(result, ctx, event)
+            self._cancel(approved.cancel_order_id, "canceled by strategy", ctx, event)
             return
         order_id, client_order_id = order_ids(event.id)
         if order_id in self.state.orders or event.record.source_seq in self._closed_approvals:
@@ -333,11 +348,31 @@ class OrderEngine(Actor):
             order=order,
         )
         self.state.orders[order_id] = record
-        self._publish(record, "submitted", ctx, event, None, "")
-        self._apply(self.venue.submit(order, ctx.clock.now_ns()), ctx, event)
+        self._publish(record, "submitted", ctx, event, None, "")  # sent by _send
+
+    def _send(self, recorded: OrderEvent, event: Event, ctx: Context) -> None:
+        """Hand an order to the venue once its ``submitted`` record is in the log."""
+        if recorded.status != "submitted":
+            return
+        if event.source != ctx.actor_name:
+            ctx.log.error("submitted_ignored_not_own", source=event.source, id=event.id)
+            return
+        record = self.state.orders.get(recorded.order_id)
+        if record is None or record.sent:
+            return  # canceled before it was sent, or sent already (a second delivery)
+        record.sent = True
+        self._apply(self.venue.submit(record.order, ctx.clock.now_ns()), ctx, event)
+
+    def _cancel(self, order_id: str, reason: str, ctx: Context, cause: Event) -> None:
+        """Cancel an order: at the venue once sent, else here (it is never sent)."""
+        record = self.state.orders.get(order_id)
+        if record is not None and not record.sent:
+            report = VenueReport(order_id=order_id, kind="canceled", reason=reason)
+            self._apply(VenueResult(reports=[report]), ctx, cause)
+            return
+        self._apply(self.venue.cancel(order_id, ctx.clock.now_ns(), reason), ctx, cause)
 
     def _cancel_scope(self, state: RiskState, event: Event, ctx: Context) -> None:
-        now = ctx.clock.now_ns()
         for order_id, record in sorted(self.state.orders.items()):
             if record.status not in _OPEN:
                 continue
@@ -348,7 +383,7 @@ class OrderEngine(Actor):
             )
             if in_scope:
                 reason = f"halted: {state.reason}" if state.reason else "halted"
-                self._apply(self.venue.cancel(order_id, now, reason), ctx, event)
+                self._cancel(order_id, reason, ctx, event)
 
     def _apply(self, result: VenueResult, ctx: Context, cause: Event | None) -> None:
         for request in result.timers:
