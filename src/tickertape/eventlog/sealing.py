@@ -154,7 +154,10 @@ class Sealer:
     holding an invalid record is logged (``eventlog.seal_refused``, naming file, byte
     position and offset; run ``tape verify``); an OS error (a full disk) is logged
     (``eventlog.seal_failed``). Neither stops the log: nothing stored is changed
-    until a sealed copy is durable.
+    until a sealed copy is durable. Each seal is logged at debug level
+    (``eventlog.sealed``); each time the queue runs empty, one info line
+    (``eventlog.sealed_days``) sums up the days sealed since the previous one (a start
+    on a long history seals thousands).
 
     Attributes:
         sealed: the number of days sealed so far.
@@ -184,11 +187,14 @@ class Sealer:
         self._thread.join()
 
     def _run(self) -> None:
+        days = raw = sealed = 0
+        since = time.perf_counter()
         while True:
             seg = self._days.get()
             if seg is None or self._cancel.is_set():
                 return
-            started = time.perf_counter()
+            if not days:
+                since = time.perf_counter()
             try:
                 index = seal_segment(seg, cancel=self._cancel)
             except SealCancelled:
@@ -203,11 +209,19 @@ class Sealer:
                 )  # fmt: skip
                 continue
             self.sealed += 1
-            log.info(
+            days, raw, sealed = days + 1, raw + index.raw_size, sealed + index.data_size
+            log.debug(
                 "eventlog.sealed", namespace=self.namespace, topic=seg.topic,
                 day=day_name(seg.day), records=index.count, raw_bytes=index.raw_size,
-                sealed_bytes=index.data_size, seconds=round(time.perf_counter() - started, 3),
+                sealed_bytes=index.data_size,
             )  # fmt: skip
+            if self._days.empty():
+                log.info(
+                    "eventlog.sealed_days", namespace=self.namespace, days=days,
+                    raw_bytes=raw, sealed_bytes=sealed,
+                    seconds=round(time.perf_counter() - since, 3),
+                )  # fmt: skip
+                days = raw = sealed = 0
 
 
 def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:
