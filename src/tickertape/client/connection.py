@@ -81,6 +81,11 @@ _NOT_RETRIED = frozenset({Code.STAGE_INCOMPLETE, Code.STAGE_UNKNOWN})
 DEFAULT_OUTBOX_EVENTS = 100_000
 """Unacknowledged events a client keeps before :meth:`Client.publish` waits."""
 
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+"""A ``sub`` or ``fetch`` refused with a retryable code is asked again after
+RETRY_FIRST_S, doubling to RETRY_MAX_S while refusals go on (reset by ``subscribed``)."""
+
 
 class PublishRefusedError(RouterError):
     """Envelopes of a batch were refused.
@@ -184,6 +189,7 @@ class RemoteSubscription:
         self.fetch_end: FetchEnd | None = None
         self.is_fetch = isinstance(frame, Fetch)
         self.sent_epoch = -1
+        self.retry_delay = RETRY_FIRST_S  # after a retryable refusal; doubles, reset by subscribed
         start = frame.start
         if isinstance(start, StartAt):
             self._time, self._offsets = start.time, start.offsets
@@ -557,8 +563,10 @@ class Client:
                         pending.future.set_result(frame.results)
             case Subscribed():
                 sub = self._subs.get(frame.ref)
-                if sub is not None and sub.from_gseq is None:
-                    sub.from_gseq = frame.from_gseq
+                if sub is not None:
+                    sub.retry_delay = RETRY_FIRST_S
+                    if sub.from_gseq is None:
+                        sub.from_gseq = frame.from_gseq
             case CaughtUp():
                 sub = self._subs.get(frame.sub)
                 if sub is not None:
@@ -605,6 +613,16 @@ class Client:
             return
         sub = self._subs.pop(ref, None)
         if sub is not None:
+            if frame.code in RETRYABLE and not self._closing:
+                # The log is restarting (LOG_UNAVAILABLE) or the router failed
+                # (INTERNAL): asked again later from just after the last event, as after
+                # a reconnect; the iterator only sees the events.
+                delay, sub.retry_delay = sub.retry_delay, min(RETRY_MAX_S, 2 * sub.retry_delay)
+                log.warning(
+                    "subscription refused; retrying", sub=ref, code=frame.code, delay_s=delay
+                )
+                asyncio.get_running_loop().call_later(delay, self._retry, sub)
+                return
             sub._finish(err)
             return
         fut = self._requests.pop(ref, None)
@@ -851,6 +869,11 @@ class Client:
 
         task = asyncio.create_task(unsubscribe(), name=f"unsub:{ref}")
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def _retry(self, sub: RemoteSubscription) -> None:
+        """Ask again for a subscription refused with a retryable code (unless closed meanwhile)."""
+        if not sub._ending:
+            self._resubscribe(sub)
 
     def _resubscribe(self, sub: RemoteSubscription) -> None:
         """Open ``sub`` again under a new ref, from just after its last event."""

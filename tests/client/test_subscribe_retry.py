@@ -1,0 +1,52 @@
+"""A subscription the router refuses with a retryable code (its separate event log is
+restarting) is asked again by the client until it is served: the iterator sees the
+events, not the refusal. Real processes: `tape eventlog`, `tape router --log-url`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.router.support import free_port, kill, tape, trade, wait_port
+from tickertape.client import Client
+
+
+async def test_a_subscription_refused_while_the_log_restarts_is_served_after(
+    tmp_path: Path,
+) -> None:
+    log_port, port = free_port(), free_port()
+    url = f"ws://127.0.0.1:{port}"
+    log_args = ("eventlog", "--port", str(log_port), "--data-dir", str(tmp_path / "d"))
+    eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
+    wait_port(log_port)
+    router = tape(
+        "router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}",
+        log=tmp_path / "router.log",
+    )  # fmt: skip
+    try:
+        wait_port(port)
+        kill(eventlog)
+        got: list[int] = []
+        async with Client(url, "reader") as reader:
+            # A namespace the router has not opened: it needs the log's head (refused).
+            sub = reader.subscribe(["md.>"], "beginning", ns="other")
+
+            async def read() -> None:
+                async for event in sub:
+                    got.append(event.source_seq)
+                    if len(got) == 3:
+                        return
+
+            task = asyncio.create_task(read())
+            await asyncio.sleep(1.0)  # refused several times meanwhile
+            assert not task.done()
+            eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
+            wait_port(log_port)
+            async with Client(url, "md") as md:
+                await md.publish([trade("md", n) for n in (1, 2, 3)], ns="other")
+            await asyncio.wait_for(task, 20)
+        assert got == [1, 2, 3]
+        assert b"LOG_UNAVAILABLE" in (tmp_path / "router.log").read_bytes()
+    finally:
+        kill(router)
+        kill(eventlog)
