@@ -49,6 +49,9 @@ def test_decodes_each_op_with_one_decoder() -> None:
         (b'{"op":"sub","ref":4}', Code.BAD_FRAME, 4),
         (b'{"op":"sub","ref":"x","patterns":"md.>"}', Code.BAD_FRAME, "x"),
         (b'{"op":"pub","ref":5,"events":[{"id":"a"}]}', Code.SCHEMA_INVALID, 5),
+        (b'{"op":"sub","ref":[1],"patterns":["md.>"]}', Code.BAD_FRAME, None),
+        (b'{"op":"sub","ref":true,"patterns":["md.>"]}', Code.BAD_FRAME, None),
+        (b'{"op":"sub","ref":1.5,"patterns":["md.>"]}', Code.BAD_FRAME, None),
     ],
 )
 def test_bad_frames_get_stable_codes_and_their_ref(data: bytes, code: Code, ref: object) -> None:

@@ -316,7 +316,7 @@ CLIENT_FRAME_DECODER: msgspec.json.Decoder[ClientFrameT] = msgspec.json.Decoder(
 
 
 class _RefOnly(msgspec.Struct):
-    ref: Ref | None = None
+    ref: Any = None  # checked after: a ref of the wrong type is a BAD_FRAME, not BAD_JSON
     op: Any = None
 
 
@@ -359,9 +359,13 @@ def decode_client_frame(data: bytes | str) -> ClientFrameT:
         op: Any = None
         try:
             head = _REF_DECODER.decode(data)
-            ref, op = head.ref, head.op
         except msgspec.DecodeError:
             raise FrameError(Code.BAD_JSON, f"frame is not a JSON object: {exc}") from None
+        ref, op = head.ref, head.op
+        if ref is not None and (not isinstance(ref, str | int) or isinstance(ref, bool)):
+            raise FrameError(
+                Code.BAD_FRAME, f"ref must be a string or an integer, not {ref!r} - at `$.ref`"
+            ) from None
         if not isinstance(op, str) or op not in _OPS:
             raise FrameError(Code.UNKNOWN_OP, f"unknown op {op!r}", ref) from None
         message = str(exc)
