@@ -14,12 +14,15 @@ from pathlib import Path
 import pytest
 
 from tickertape.cli.system_commands import hash_namespace
+from tickertape.cli.trading_commands import market_events
+from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
 from tickertape.eventlog.layout import day_name, list_segments
-from tickertape.eventlog.sealing import Sealer
+from tickertape.eventlog.sealing import Sealer, seal_day
+from tickertape.schemas.system import RunManifest
 
 from .conftest import FixedClock
-from .envelopes import NS_PER_DAY, T0, envelopes, stored_lines, topic_dir, verify_clean
+from .envelopes import NS_PER_DAY, T0, TAPE, envelopes, stored_lines, topic_dir, verify_clean
 
 A = "md.trade.crypto.A"
 B = "md.trade.crypto.B"
@@ -110,13 +113,83 @@ async def test_days_over_found_at_open_are_sealed_and_the_newest_stays_open(
         await until(lambda: sealed_days(data, A) == ["2024-01-01", "2024-01-02"])
         assert "2024-01-03" in open_days(data, A)
         # 2024-01-03 still takes appends: its last record is not the topic's last day over.
+        # The topic rolls back to it from the empty 2024-01-05, which is not over either.
         more = envelopes(1, topics=(A,), start_seq=151, start_ns=T0 + 3 * NS_PER_DAY - 1)
         [result] = await alog.append(more)
         assert result.error is None
         assert not result.duplicate
+        await asyncio.sleep(0.2)
+        assert empty_newest.exists()
+        # Then on to 2024-01-05 (its file still the one there), and 2024-01-06.
+        later = envelopes(
+            2, topics=(A,), start_seq=152, start_ns=T0 + 4 * NS_PER_DAY, step_ns=NS_PER_DAY
+        )
+        assert all(r.error is None for r in await alog.append(later))
+        await until(lambda: "2024-01-05" in sealed_days(data, A))
     finally:
         await alog.close()
-    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 152))
+    assert leftovers(data) == []
+    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 154))
+    reopened = EventLog.open(data)
+    try:
+        assert reopened.next_offsets() == {A: 153}
+    finally:
+        reopened.close()
+
+
+async def test_a_group_rolling_back_and_forth_never_hands_out_the_current_day(
+    tmp_path: Path,
+) -> None:
+    """With an empty newest file (2024-01-02, a crash as it began), one group holding a
+    record of 2024-01-01 and then one of 2024-01-02 rolls over both days: only the first
+    is over. The day being appended to stays open and every record stays readable."""
+    data = tmp_path / "d"
+    write_reference(data, [envelopes(1, topics=(A,), start_ns=T0 + 1000)])
+    (topic_dir(data, A) / "2024-01-02.jsonl").touch()
+    alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
+    try:
+        group = [
+            *envelopes(1, topics=(A,), start_seq=2, start_ns=T0 + 2000),
+            *envelopes(1, topics=(A,), start_seq=3, start_ns=T0 + NS_PER_DAY + 5),
+        ]
+        assert all(r.error is None for r in await alog.append(group))
+        await until(lambda: sealed_days(data, A) == ["2024-01-01"])
+        for seq in range(4, 7):  # more on 2024-01-02
+            more = envelopes(1, topics=(A,), start_seq=seq, start_ns=T0 + NS_PER_DAY + 10 * seq)
+            assert all(r.error is None for r in await alog.append(more))
+        assert [r.source_seq for r in LogReader(data).read([A])] == [1, 2, 3, 4, 5, 6]
+    finally:
+        await alog.close()
+    assert open_days(data, A) == ["2024-01-02"]
+    reopened = EventLog.open(data)
+    try:
+        assert reopened.next_offsets() == {A: 6}
+        assert [r.source_seq for r in reopened.read_topic(A)] == [1, 2, 3, 4, 5, 6]
+    finally:
+        reopened.close()
+
+
+async def test_an_old_duplicate_is_answered_while_its_days_are_being_sealed(
+    tmp_path: Path,
+) -> None:
+    """A duplicate older than the in-memory window, not found by its ``ts_event``, makes
+    the writer look through the topic's days while the sealer removes their open files:
+    it is answered with its stored position (the writer failed with FileNotFoundError,
+    and with it the whole log)."""
+    data = tmp_path / "d"
+    days = 400
+    write_reference(data, [envelopes(days, topics=(A,), step_ns=NS_PER_DAY)])
+    alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
+    try:
+        copy = envelopes(1, topics=(A,), start_ns=T0 + 7)  # seq 1, another ts_event
+        while len(sealed_days(data, A)) < days - 1:
+            [result] = await alog.append(copy)
+            assert result.duplicate
+            assert (result.offset, result.gseq) == (0, 1)
+        nxt = envelopes(1, topics=(A,), start_seq=days + 1, start_ns=T0 + days * NS_PER_DAY)
+        assert all(r.error is None for r in await alog.append(nxt))
+    finally:
+        await alog.close()
 
 
 async def test_a_day_holding_a_damaged_record_is_left_open_and_appends_go_on(
@@ -141,6 +214,19 @@ async def test_a_day_holding_a_damaged_record_is_left_open_and_appends_go_on(
     finally:
         await alog.close()
     assert leftovers(data) == []
+
+
+def test_a_refused_seal_names_the_offset_of_a_damaged_first_record(tmp_path: Path) -> None:
+    """The sealer's refusal names the offset as ``tape compact`` does: for a day whose
+    first record is damaged, the one after the previous day's last."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(2)])
+    damaged = topic_dir(data, A) / "2024-01-02.jsonl"
+    damaged.write_bytes(b"{garbage" + damaged.read_bytes()[8:])
+    seg = list_segments(topic_dir(data, A), A)[1]
+    with pytest.raises(CorruptRecordError) as info:
+        seal_day(seg)
+    assert (info.value.position, info.value.offset) == (0, 2)
 
 
 def test_closing_the_sealer_gives_up_a_seal_in_progress(tmp_path: Path) -> None:
@@ -226,3 +312,27 @@ def test_readers_meanwhile_read_every_record_once(tmp_path: Path) -> None:
         sealer.close()
     assert reads >= 1
     assert sealed_days(data, A) == sealed_days(data, B) == ["2024-01-01", "2024-01-02"]
+
+
+def test_a_report_beside_a_sealing_log_counts_every_day(tmp_path: Path) -> None:
+    """``tape report``'s count of a run's input events (``market_events``) read beside a
+    real ``tape eventlog`` sealing the source's days counts each day once, sealed or
+    not (it died with FileNotFoundError on a day sealed after its listing)."""
+    data = tmp_path / "d"
+    days = 600
+    write_reference(data, [envelopes(days, topics=(A,), step_ns=NS_PER_DAY)])
+    manifest = RunManifest(
+        run_id="r", source_namespace="main", start_ns=T0, end_ns=None, topics=["md.>"],
+        actors=[], config_hash="", code_version="", seed=0,
+    )  # fmt: skip
+    assert market_events(str(data), manifest) == {"crypto": days}
+    with subprocess.Popen(
+        [TAPE, "eventlog", "--port", "0", "--data-dir", str(data)], stderr=subprocess.DEVNULL
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while len(sealed_days(data, A)) < days - 1 and time.monotonic() < deadline:
+                assert market_events(str(data), manifest) == {"crypto": days}
+        finally:
+            proc.terminate()
+    assert len(sealed_days(data, A)) == days - 1

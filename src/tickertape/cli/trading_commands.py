@@ -157,7 +157,7 @@ def market_events(data_dir: str, manifest: RunManifest) -> dict[Market, int] | N
     is gone.
     """
     from tickertape.eventlog import LogReader
-    from tickertape.eventlog.layout import NS_PER_DAY
+    from tickertape.eventlog.layout import NS_PER_DAY, read_current
 
     source = LogReader(data_dir, manifest.source_namespace)
     if not source.dir.exists():
@@ -167,12 +167,15 @@ def market_events(data_dir: str, manifest: RunManifest) -> dict[Market, int] | N
     counts: dict[Market, int] = {}
     for topic in source.topics(manifest.topics):
         n = 0
-        for segment in source.segments(topic):
-            day_start = segment.day * NS_PER_DAY
+        for listed in source.segments(topic):
+            day_start = listed.day * NS_PER_DAY
             day_end = day_start + NS_PER_DAY
             if day_end <= start or (end is not None and day_start >= end):
                 continue
-            index = source.segment_index(segment)
+            current = read_current(listed, source.segment_index)  # sealed meanwhile?
+            if current is None:
+                continue  # deleted by retention
+            index = current[1]
             inside = index.first_ts >= start and (end is None or index.last_ts < end)
             if inside and index.last_gseq <= head:
                 n += index.count

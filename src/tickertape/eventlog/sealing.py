@@ -196,26 +196,25 @@ class Sealer:
             if not days:
                 since = time.perf_counter()
             try:
-                index = seal_segment(seg, cancel=self._cancel)
+                index = seal_day(seg, cancel=self._cancel)
             except SealCancelled:
                 return
             except CorruptRecordError as exc:
                 log.error("eventlog.seal_refused", namespace=self.namespace, problem=str(exc))
-                continue
-            except OSError as exc:
+            except Exception as exc:  # OSError (a full disk), or anything else: go on
                 log.error(
                     "eventlog.seal_failed", namespace=self.namespace, path=str(seg.path),
-                    error=str(exc),
+                    error=f"{type(exc).__name__}: {exc}",
                 )  # fmt: skip
-                continue
-            self.sealed += 1
-            days, raw, sealed = days + 1, raw + index.raw_size, sealed + index.data_size
-            log.debug(
-                "eventlog.sealed", namespace=self.namespace, topic=seg.topic,
-                day=day_name(seg.day), records=index.count, raw_bytes=index.raw_size,
-                sealed_bytes=index.data_size,
-            )  # fmt: skip
-            if self._days.empty():
+            else:
+                self.sealed += 1
+                days, raw, sealed = days + 1, raw + index.raw_size, sealed + index.data_size
+                log.debug(
+                    "eventlog.sealed", namespace=self.namespace, topic=seg.topic,
+                    day=day_name(seg.day), records=index.count, raw_bytes=index.raw_size,
+                    sealed_bytes=index.data_size,
+                )  # fmt: skip
+            if days and self._days.empty():
                 log.info(
                     "eventlog.sealed_days", namespace=self.namespace, days=days,
                     raw_bytes=raw, sealed_bytes=sealed,
@@ -241,23 +240,46 @@ def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:
     for topic in eventlog.topics():
         segments = list_segments(eventlog.dir / topic, topic)
         newest = segments[-1] if segments else None
-        for i, seg in enumerate(segments):
+        for seg in segments:
             if seg.sealed or (seg == newest and not include_open):
                 continue
             if seg == newest:
                 eventlog._release_topic_file(topic)
-            try:
-                seal_segment(seg)
-            except CorruptRecordError as exc:
-                if exc.offset is not None:
-                    raise
-                # The day's first record: its offset follows the previous day's last.
-                offset = _first_offset(segments, i)
-                raise CorruptRecordError(exc.path, exc.position, offset, exc.reason) from None
+            seal_day(seg, segments)
             eventlog._mark_sealed(topic, seg.day)
             sealed.append(seg.path.with_name(seg.path.name + ".zst"))
             log.debug("eventlog.sealed", topic=topic, day=day_name(seg.day))
     return sealed
+
+
+def seal_day(
+    segment: Segment,
+    segments: list[Segment] | None = None,
+    cancel: threading.Event | None = None,
+) -> SegmentIndex:
+    """:func:`seal_segment`, naming the offset of a damaged first record of the day.
+
+    Args:
+        segment: the day to seal.
+        segments: the topic's days as listed (listed again when None).
+        cancel: as :func:`seal_segment`'s.
+
+    Raises:
+        CorruptRecordError: the day holds an invalid record; when it is the day's
+            first, its offset is the one after the last record of the nearest earlier
+            day that holds records (None when no day tells).
+        SealCancelled: ``cancel`` was set.
+    """
+    try:
+        return seal_segment(segment, cancel=cancel)
+    except CorruptRecordError as exc:
+        if exc.offset is not None:
+            raise
+        if segments is None:
+            segments = list_segments(segment.path.parent, segment.topic)
+        i = next(k for k, s in enumerate(segments) if s.day == segment.day)
+        offset = _first_offset(segments, i)
+        raise CorruptRecordError(exc.path, exc.position, offset, exc.reason) from None
 
 
 def _first_offset(segments: list[Segment], i: int) -> int | None:

@@ -74,6 +74,7 @@ from tickertape.eventlog.layout import (
     makedirs_durable,
     namespace_creation_lock,
     namespace_dir,
+    read_current,
     save_retention_mark,
 )
 from tickertape.eventlog.reader import LogReader
@@ -555,6 +556,20 @@ class EventLog:
                 head_gseq=self._head,
             )
 
+    def _hand_out_if_over(self, seg: Segment) -> None:
+        """Keep a day a topic rolled over from for :meth:`take_closed_days` when it is
+        before the day of the topic's last record. Not otherwise: a topic rolls back
+        from an empty newest file (left by a crash as a day began) to the day of its
+        last record, and a group can roll over and back; that day still takes appends.
+        The topic refuses appends to a day handed out (``DAY_SEALED``), so that none
+        can create its open file again beside the sealed one."""
+        topic = self._topics.get(seg.topic)
+        if topic is None or topic.last_ts < 0 or seg.day >= topic.last_ts // NS_PER_DAY:
+            return
+        topic.sealed_day = max(topic.sealed_day, seg.day)
+        assert self._closed_days is not None
+        self._closed_days.append(seg)
+
     def _days_over(self) -> Iterator[Segment]:
         """The open day files before the day of each topic's last record: no append can
         go to them (``ts_event`` never decreases within a topic). A topic's empty newest
@@ -565,6 +580,7 @@ class EventLog:
             last_day = topic.last_ts // NS_PER_DAY
             for seg in list_segments(topic.dir, name):
                 if not seg.sealed and seg.day < last_day:
+                    topic.sealed_day = max(topic.sealed_day, seg.day)
                     yield seg
 
     def take_closed_days(self) -> list[Segment]:
@@ -1335,7 +1351,7 @@ class EventLog:
                     continue  # an undone roll removed it
             save_index(seg.index_path, index)
             if self._closed_days is not None:
-                self._closed_days.append(seg)
+                self._hand_out_if_over(seg)
         self._rolled.clear()
         self._unsynced = 0
         self._synced = self._head
@@ -1578,7 +1594,9 @@ class EventLog:
             found(wanted, reader.read_from_time([topic], lo, hi + 1))
             if not wanted:
                 continue
-            days = [idx for idx in map(reader.segment_index, reader.segments(topic)) if idx.count]
+            # (read_current: a day sealed meanwhile, by this log's sealer, is read sealed)
+            current = (read_current(seg, reader.segment_index) for seg in reader.segments(topic))
+            days = [day[1] for day in current if day is not None and day[1].count]
             by_day: dict[int, dict[tuple[str, int], list[int]]] = {}
             for key, where in wanted.items():
                 source, seq = key
