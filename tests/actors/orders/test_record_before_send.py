@@ -13,7 +13,7 @@ import msgspec
 
 from tests.actors.orders.harness import payloads
 from tests.actors.orders.test_engine import approval, state_record
-from tests.actors.orders.test_venue_adapter import BUY, CONFIG, T0, Broker, bars, run
+from tests.actors.orders.test_venue_adapter import BUY, CONFIG, T0, Broker, bar_data, bars, run
 from tickertape.actors.orders import OrderEngine, VenueOrder, VenueResult
 from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.actors.runtime.remote import RemoteHost
@@ -96,6 +96,32 @@ def test_an_order_recorded_and_not_sent_before_a_crash_is_sent_once_after_it() -
     after = run([submitted, *bars(2, 3)], restarted, T0 + 4 * MINUTE_NS)
     assert venue.sent == ["tt-risk-1"]
     assert [e.status for e in after] == ["accepted", "filled"]
+
+
+def test_an_order_sent_after_the_last_snapshot_is_reconciled_not_lost() -> None:
+    """The snapshot was taken between the order's record and its send (it says not
+    sent); the order reached the venue and filled while the engine was down. On start
+    the venue is asked about it: the fill is published, nothing is sent again, and the
+    record delivered after the restart sends nothing (the order stayed open for ever,
+    its fill never published)."""
+    first = OrderEngine(CONFIG, venue=Broker())
+    sink = MemorySink()
+    replay([*bars(1), approval("risk", 1, T0 + MINUTE_NS, BUY, 100)], first, T0 + MINUTE_NS, sink)
+    (submitted,) = [r for r in sink.records if r.topic.startswith("order.submitted.")]
+    state = first.snapshot()
+    for record in state.orders.values():  # type: ignore[attr-defined]
+        record.sent = False
+    venue = Broker()
+    venue.book.submit(state.orders["ord-risk-1"].order, T0 + MINUTE_NS)  # type: ignore[attr-defined]
+    venue.book.on_timer("arrive:ord-risk-1", T0 + MINUTE_NS + 1000)
+    venue.book.on_market_data("crypto", "ABC", bar_data(2), T0 + 2 * MINUTE_NS)
+    assert venue.status("tt-risk-1").state == "filled"
+    restarted = OrderEngine(CONFIG, venue=venue)
+    restarted.restore(msgspec.msgpack.encode(state))
+    after = run([submitted, *bars(3)], restarted, T0 + 4 * MINUTE_NS)
+    assert [e.status for e in after] == ["accepted", "filled"]
+    assert venue.sent == []  # the engine itself sent nothing
+    assert restarted.state.orders == {}
 
 
 def test_an_order_halted_before_its_record_came_back_is_never_sent() -> None:

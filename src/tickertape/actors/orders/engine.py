@@ -17,7 +17,8 @@ publishing ``order.submitted``; the order goes to the venue only when that recor
 comes back to the engine from the log, which delivers a record only once it is
 fsync'd. A crash in between leaves a recorded order that was never sent: the record is
 delivered again after the restart and sends it then; never an order sent and not
-recorded. In a replay the record comes back in the next wave of the same step (same
+recorded. A snapshot taken between the two holds the order as not sent: on start the
+venue is asked about it as about every open order, and what it did is published. In a replay the record comes back in the next wave of the same step (same
 clock time), so the venue sees the order at the same time. An order canceled (by its
 strategy, or by a halt) before its record came back is canceled by the engine itself
 (``order.canceled``) and never sent.
@@ -220,20 +221,25 @@ class OrderEngine(Actor):
     # ----------------------------------------------------------- actor hooks
 
     def on_start(self, ctx: Context) -> None:
-        """Reconcile the open orders sent to the venue with what it says of them
-        (``Venue.status``): send again the ones it does not know, publish what it did
-        with the others while the engine was down, cancel open orders the engine does
-        not know. An order recorded and not sent yet is sent when its record comes back
-        (it is after the engine's position)."""
+        """Reconcile the open orders with what the venue says of them (``Venue.status``):
+        send again a sent one it does not know, publish what it did with the others
+        while the engine was down, cancel open orders the engine does not know.
+
+        An order the snapshot holds as not sent and the venue does not know is left to
+        its record, which comes back after the engine's position and sends it. One the
+        venue knows was sent after the snapshot was taken: it is marked sent, and what
+        the venue did with it is published like any other's."""
         now = ctx.clock.now_ns()
         for order_id, record in sorted(self.state.orders.items()):
-            if record.status not in _OPEN or not record.sent:
+            if record.status not in _OPEN:
                 continue
             status = self.venue.status(record.client_order_id)
             if status.state == "unknown":
-                ctx.log.warning("reconcile_send_unknown", order_id=order_id)
-                self._apply(self.venue.submit(record.order, now), ctx, None)
+                if record.sent:
+                    ctx.log.warning("reconcile_send_unknown", order_id=order_id)
+                    self._apply(self.venue.submit(record.order, now), ctx, None)
                 continue
+            record.sent = True
             missed = _missed_reports(record, status.reports)
             if missed:
                 ctx.log.warning(
