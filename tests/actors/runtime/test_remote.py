@@ -15,6 +15,7 @@ from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
+from tickertape.schemas import Envelope, Record
 from tickertape.schemas.indicator import IndicatorValue
 from tickertape.schemas.registry import decode_payload
 from tickertape.snapshots import SnapshotPolicy
@@ -73,21 +74,46 @@ async def test_live_actor_catches_up_snapshots_and_resumes(router: Router, tmp_p
 async def test_regenerated_output_that_differs_is_a_divergence(
     router: Router, tmp_path: Path
 ) -> None:
-    """Rebuilt from the log with another config, the actor reports divergences, stores nothing."""
+    """Rebuilt from the log with another config, the actor reports divergences (an
+    ephemeral alert each, naming both events), stores none of them, and goes on: its
+    next live output is stored (a stored alert, with its source_seq far above the
+    outputs', made the log drop every later output as a duplicate)."""
     first = await run_actor(router, tmp_path, MeanActor())
     for path in first.store.paths():
         path.unlink()
-    second = await run_actor(router, tmp_path, MeanActor(MeanConfig(window=5)))
-    assert second.divergences
-    assert second.divergences[0].fields == ["payload"]
+    alerts: list[Envelope] = []
+    async with Client(router.url, "ops") as ops, Client(router.url, "marketdata") as md:
+        watch = ops.subscribe(["system.alert.>"], "now", include_ephemeral=True)
+        await eventually(lambda: watch.from_gseq is not None)  # subscribed
+
+        async def collect() -> None:
+            async for event in watch:
+                if not isinstance(event, Record):  # ephemeral
+                    alerts.append(event)
+
+        collecting = asyncio.create_task(collect())
+        async with Client(router.url, "indicators") as client:
+            second = RemoteHost(
+                client, MeanActor(MeanConfig(window=5)), "indicators", tmp_path,
+                policy=SnapshotPolicy(every_events=10, every_ns=None),
+            )  # fmt: skip
+            task = asyncio.create_task(second.run(), name="actor")
+            await eventually(lambda: second.position >= N and len(alerts) == N)
+            [live] = trade_envelopes(N + 1)[N:]
+            await md.publish([live])
+            await eventually(lambda: second.position > N)
+            second.stop()
+            await task
+        collecting.cancel()
     assert len(second.divergences) == N
-    assert len(list(LogReader(tmp_path, "main").read(["indicator.>"]))) == N
-    # Each divergence is stored as a critical alert naming both events.
-    alerts = list(LogReader(tmp_path, "main").read(["system.alert.indicators"]))
-    assert len(alerts) == N
+    assert second.divergences[0].fields == ["payload"]
     alert = decode_payload(alerts[0].type, alerts[0].v, alerts[0].payload)
     assert alert.code == "DIVERGENCE"
     assert alert.detail["stored"]["payload"] != alert.detail["regenerated"]["payload"]
+    reader = LogReader(tmp_path, "main")
+    assert list(reader.read(["system.alert.>"])) == []
+    outputs = list(reader.read(["indicator.>"]))
+    assert [r.source_seq for r in outputs] == list(range(1, N + 2))
 
 
 class SlowPublishClient(Client):

@@ -1064,7 +1064,7 @@ class RemoteHost:
                     self.divergences.append(divergence)
                     self._alerts.append(self._alert_envelope(divergence))
             while self._alerts:
-                await self.client.publish([self._alerts[0]], ns=self.namespace)
+                await self.client.publish([self._alerts[0]], ns=self.namespace, ephemeral=True)
                 self._alerts.popleft()
 
     async def _compare_stored(self, regenerated: list[tuple[Envelope, int]]) -> list[Divergence]:
@@ -1090,15 +1090,18 @@ class RemoteHost:
         ]
 
     def _alert_envelope(self, d: Divergence) -> Envelope:
-        """The DIVERGENCE alert of ``d``, built once: a flush cancelled while storing it
-        sends the same envelope again, which the log takes once."""
+        """The DIVERGENCE alert of ``d`` (published ephemeral: fanned out to live
+        subscribers of ``system.alert.>``, not logged), and an error log line.
+
+        Not stored: under the actor's own source, any ``source_seq`` above its outputs'
+        would make the log take every later output for a duplicate (DESIGN §5), and
+        one from its deterministic sequence would shift every output after it. The
+        evidence stays in the log all the same: the stored event, which the alert and
+        the log line name, differs from what the actor regenerates from the log.
+        Its ``source_seq`` is ALERT_SEQ_BASE + the actor's clock in ns (unique)."""
         _log.error("divergence", actor=self.name, id=d.id, fields=d.fields)
         now = self.time.machine_ns()
         self._alert_seq = max(now, self._alert_seq + 1)
-        # Stored, so the log keeps the evidence. Its source_seq must not come from the
-        # actor's own deterministic sequence (that would shift every output after it):
-        # it is ALERT_SEQ_BASE + the actor's clock in ns, unique across restarts and
-        # far above any output's sequence number.
         return make_envelope(
             d.alert(),
             topic=f"system.alert.{self.name}",
