@@ -15,6 +15,7 @@ from tests.actors.orders.harness import payloads
 from tests.actors.orders.test_engine import approval, state_record
 from tests.actors.orders.test_venue_adapter import BUY, CONFIG, T0, Broker, bar_data, bars, run
 from tickertape.actors.orders import OrderEngine, VenueOrder, VenueResult
+from tickertape.actors.orders.engine import OrderEngineState
 from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
@@ -79,17 +80,24 @@ def test_in_a_replay_the_venue_gets_an_order_after_its_record_is_stored() -> Non
     ]
 
 
-def test_an_order_recorded_and_not_sent_before_a_crash_is_sent_once_after_it() -> None:
-    """The engine stopped after recording an order and before its record came back (its
-    snapshot says not sent): reconciliation on start leaves it alone, and the record,
-    delivered after the restart, sends it: once."""
+def recorded_not_sent() -> tuple[OrderEngineState, Record]:
+    """An engine's state between an order's record and its return (not sent yet), and
+    that ``order.submitted`` record as stored."""
     first = OrderEngine(CONFIG, venue=Broker())
     sink = MemorySink()
     replay([*bars(1), approval("risk", 1, T0 + MINUTE_NS, BUY, 100)], first, T0 + MINUTE_NS, sink)
     (submitted,) = [r for r in sink.records if r.topic.startswith("order.submitted.")]
-    state = first.snapshot()
-    for record in state.orders.values():  # type: ignore[attr-defined]
-        record.sent = False  # the state as it was between the record and its return
+    state = first.state
+    for record in state.orders.values():
+        record.sent = False
+    return state, submitted
+
+
+def test_an_order_recorded_and_not_sent_before_a_crash_is_sent_once_after_it() -> None:
+    """The engine stopped after recording an order and before its record came back (its
+    snapshot says not sent): reconciliation on start leaves it alone, and the record,
+    delivered after the restart, sends it: once."""
+    state, submitted = recorded_not_sent()
     venue = Broker()  # never received it
     restarted = OrderEngine(CONFIG, venue=venue)
     restarted.restore(msgspec.msgpack.encode(state))
@@ -104,15 +112,9 @@ def test_an_order_sent_after_the_last_snapshot_is_reconciled_not_lost() -> None:
     the venue is asked about it: the fill is published, nothing is sent again, and the
     record delivered after the restart sends nothing (the order stayed open for ever,
     its fill never published)."""
-    first = OrderEngine(CONFIG, venue=Broker())
-    sink = MemorySink()
-    replay([*bars(1), approval("risk", 1, T0 + MINUTE_NS, BUY, 100)], first, T0 + MINUTE_NS, sink)
-    (submitted,) = [r for r in sink.records if r.topic.startswith("order.submitted.")]
-    state = first.snapshot()
-    for record in state.orders.values():  # type: ignore[attr-defined]
-        record.sent = False
+    state, submitted = recorded_not_sent()
     venue = Broker()
-    venue.book.submit(state.orders["ord-risk-1"].order, T0 + MINUTE_NS)  # type: ignore[attr-defined]
+    venue.book.submit(state.orders["ord-risk-1"].order, T0 + MINUTE_NS)
     venue.book.on_timer("arrive:ord-risk-1", T0 + MINUTE_NS + 1000)
     venue.book.on_market_data("crypto", "ABC", bar_data(2), T0 + 2 * MINUTE_NS)
     assert venue.status("tt-risk-1").state == "filled"
