@@ -8,17 +8,19 @@ import asyncio
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.router.support import eventually
 from tickertape.cli.system_commands import hash_namespace
 from tickertape.cli.trading_commands import market_events
 from tickertape.errors import CorruptRecordError
 from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
 from tickertape.eventlog.layout import day_name, list_segments
-from tickertape.eventlog.sealing import Sealer, seal_day
+from tickertape.eventlog.sealing import SealCancelled, Sealer, seal_day, seal_segment
 from tickertape.schemas.system import RunManifest
 
 from .conftest import FixedClock
@@ -44,14 +46,6 @@ def leftovers(data_dir: Path) -> list[Path]:
     tmp = list(root.rglob("*.tmp"))
     both = [p for p in root.rglob("*.jsonl") if p.with_name(p.name + ".zst").exists()]
     return tmp + both
-
-
-async def until(check: object, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within} s")
-        await asyncio.sleep(0.02)
 
 
 def three_days(per_day: int, topics: tuple[str, ...] = (A,)) -> list:
@@ -82,7 +76,9 @@ async def test_each_day_a_topic_rolls_over_from_is_sealed_while_appending(
     try:
         for batch in batches:
             await alog.append(batch)
-        await until(lambda: len(sealed_days(data, A)) == 2 and len(sealed_days(data, B)) == 2)
+        await eventually(
+            lambda: len(sealed_days(data, A)) == 2 and len(sealed_days(data, B)) == 2, within=20
+        )
         assert open_days(data, A) == open_days(data, B) == ["2024-01-03"]
         # The log goes on appending to its newest days.
         later = envelopes(
@@ -110,7 +106,7 @@ async def test_days_over_found_at_open_are_sealed_and_the_newest_stays_open(
     empty_newest.touch()
     alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
     try:
-        await until(lambda: sealed_days(data, A) == ["2024-01-01", "2024-01-02"])
+        await eventually(lambda: sealed_days(data, A) == ["2024-01-01", "2024-01-02"], within=20)
         assert "2024-01-03" in open_days(data, A)
         # 2024-01-03 still takes appends: its last record is not the topic's last day over.
         # The topic rolls back to it from the empty 2024-01-05, which is not over either.
@@ -125,7 +121,7 @@ async def test_days_over_found_at_open_are_sealed_and_the_newest_stays_open(
             2, topics=(A,), start_seq=152, start_ns=T0 + 4 * NS_PER_DAY, step_ns=NS_PER_DAY
         )
         assert all(r.error is None for r in await alog.append(later))
-        await until(lambda: "2024-01-05" in sealed_days(data, A))
+        await eventually(lambda: "2024-01-05" in sealed_days(data, A), within=20)
     finally:
         await alog.close()
     assert leftovers(data) == []
@@ -153,7 +149,7 @@ async def test_a_group_rolling_back_and_forth_never_hands_out_the_current_day(
             *envelopes(1, topics=(A,), start_seq=3, start_ns=T0 + NS_PER_DAY + 5),
         ]
         assert all(r.error is None for r in await alog.append(group))
-        await until(lambda: sealed_days(data, A) == ["2024-01-01"])
+        await eventually(lambda: sealed_days(data, A) == ["2024-01-01"], within=20)
         for seq in range(4, 7):  # more on 2024-01-02
             more = envelopes(1, topics=(A,), start_seq=seq, start_ns=T0 + NS_PER_DAY + 10 * seq)
             assert all(r.error is None for r in await alog.append(more))
@@ -206,7 +202,7 @@ async def test_a_day_holding_a_damaged_record_is_left_open_and_appends_go_on(
     alog = await AsyncEventLog.open(data, now_ns=FixedClock(), seal=True)
     try:
         # A's days are queued before B's: once B's are sealed, A's were tried.
-        await until(lambda: sealed_days(data, B) == ["2024-01-01", "2024-01-02"])
+        await eventually(lambda: sealed_days(data, B) == ["2024-01-01", "2024-01-02"], within=20)
         assert sealed_days(data, A) == ["2024-01-02"]
         assert damaged.read_bytes() == b"".join(lines)
         more = envelopes(2, topics=(A, B), start_seq=151, start_ns=T0 + 3 * NS_PER_DAY - 2)
@@ -248,6 +244,22 @@ def test_closing_the_sealer_gives_up_a_seal_in_progress(tmp_path: Path) -> None:
     else:
         assert seg.path.read_bytes() == before
     assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 180_001))
+
+
+def test_a_cancelled_seal_leaves_the_open_day_as_it_was(tmp_path: Path) -> None:
+    """``cancel`` set during a seal (checked once per frame): ``SealCancelled``, no
+    temporary file, the open day's bytes unchanged and no sealed file."""
+    data = tmp_path / "d"
+    write_reference(data, [three_days(3_000)])  # 3,000 records: several frames
+    seg = list_segments(topic_dir(data, A), A)[0]
+    before = seg.path.read_bytes()
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(SealCancelled):
+        seal_segment(seg, cancel=cancel)
+    assert leftovers(data) == []
+    assert sealed_days(data, A) == []
+    assert seg.path.read_bytes() == before
 
 
 SEALING_WRITER = """

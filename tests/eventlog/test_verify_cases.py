@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -104,9 +103,7 @@ def days_of_bars(data_dir: Path, topics: int, days: int) -> None:
             )
 
 
-def listed_before_compaction(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[[LogReader, str], list[Segment]]:
+def listed_before_compaction(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Seal the days of a namespace after each topic's first listing, as `tape compact`
     running beside a reader does: the first listing of a topic returns its open day
     files, already replaced by sealed ones."""
@@ -120,7 +117,6 @@ def listed_before_compaction(
         return listed if listed is not None else real(self, topic)
 
     monkeypatch.setattr(LogReader, "segments", segments)
-    return real
 
 
 @pytest.mark.parametrize("reading", ["files", "summary", "verify"])

@@ -41,7 +41,7 @@ from rich.table import Table
 from tickertape.cli.options import data_dir_option
 from tickertape.eventlog import LogReader
 from tickertape.eventlog.layout import day_name, list_segments, list_topics, namespace_dir
-from tickertape.eventlog.segment import iter_lines
+from tickertape.eventlog.segment import iter_raw_lines
 
 console = Console(highlight=False)
 
@@ -144,13 +144,18 @@ def hash_namespace(data_dir: Path, namespace: str) -> dict[str, str]:
 
     A sealed day is hashed as its uncompressed lines, which are the bytes its open day
     file held: two runs compare equal whichever of their days the log has sealed (a
-    running log seals days as they end, so when depends on timing)."""
+    running log seals days as they end, so when depends on timing). Call it on a
+    namespace no process is writing.
+
+    Raises:
+        CorruptRecordError: a sealed day's frame does not decompress.
+    """
     root = namespace_dir(data_dir, namespace)
     out: dict[str, str] = {}
     for topic in list_topics(root):
         for seg in list_segments(root / topic, topic):
             digest = hashlib.sha256()
-            for _pos, line in iter_lines(seg):
+            for line in iter_raw_lines(seg):
                 digest.update(line)
             out[f"{topic}/{day_name(seg.day)}"] = digest.hexdigest()
     return out

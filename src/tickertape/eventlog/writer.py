@@ -563,10 +563,10 @@ class EventLog:
         last record, and a group can roll over and back; that day still takes appends.
         The topic refuses appends to a day handed out (``DAY_SEALED``), so that none
         can create its open file again beside the sealed one."""
-        topic = self._topics.get(seg.topic)
-        if topic is None or topic.last_ts < 0 or seg.day >= topic.last_ts // NS_PER_DAY:
+        topic = self._topics[seg.topic]
+        if topic.last_ts < 0 or seg.day >= topic.last_ts // NS_PER_DAY:
             return
-        topic.sealed_day = max(topic.sealed_day, seg.day)
+        self._mark_sealed(seg.topic, seg.day)
         assert self._closed_days is not None
         self._closed_days.append(seg)
 
@@ -580,7 +580,7 @@ class EventLog:
             last_day = topic.last_ts // NS_PER_DAY
             for seg in list_segments(topic.dir, name):
                 if not seg.sealed and seg.day < last_day:
-                    topic.sealed_day = max(topic.sealed_day, seg.day)
+                    self._mark_sealed(name, seg.day)
                     yield seg
 
     def take_closed_days(self) -> list[Segment]:
