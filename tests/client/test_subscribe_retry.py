@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.router.support import free_port, kill, tape, trade, wait_port
+from tests.router.support import eventlog, free_port, kill, tape, trade, wait_port
 from tickertape.client import Client
 
 
@@ -16,16 +16,14 @@ async def test_a_subscription_refused_while_the_log_restarts_is_served_after(
 ) -> None:
     log_port, port = free_port(), free_port()
     url = f"ws://127.0.0.1:{port}"
-    log_args = ("eventlog", "--port", str(log_port), "--data-dir", str(tmp_path / "d"))
-    eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
-    wait_port(log_port)
+    log_process = eventlog(log_port, tmp_path / "d", tmp_path / "eventlog.log")
     router = tape(
         "router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}",
         log=tmp_path / "router.log",
     )  # fmt: skip
     try:
         wait_port(port)
-        kill(eventlog)
+        kill(log_process)
         got: list[int] = []
         async with Client(url, "reader") as reader:
             # A namespace the router has not opened: it needs the log's head (refused).
@@ -40,8 +38,7 @@ async def test_a_subscription_refused_while_the_log_restarts_is_served_after(
             task = asyncio.create_task(read())
             await asyncio.sleep(1.0)  # refused several times meanwhile
             assert not task.done()
-            eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
-            wait_port(log_port)
+            log_process = eventlog(log_port, tmp_path / "d", tmp_path / "eventlog.log")
             async with Client(url, "md") as md:
                 await md.publish([trade("md", n) for n in (1, 2, 3)], ns="other")
             await asyncio.wait_for(task, 20)
@@ -49,4 +46,26 @@ async def test_a_subscription_refused_while_the_log_restarts_is_served_after(
         assert b"LOG_UNAVAILABLE" in (tmp_path / "router.log").read_bytes()
     finally:
         kill(router)
-        kill(eventlog)
+        kill(log_process)
+
+
+async def test_closing_the_client_ends_a_subscription_waiting_to_retry(tmp_path: Path) -> None:
+    """A subscription between a refusal and its retry is ended by ``Client.close()``
+    (it was in no list of the client's, and its iterator waited for ever)."""
+    log_port, port = free_port(), free_port()
+    log_process = eventlog(log_port, tmp_path / "d")
+    router = tape("router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}")
+    try:
+        wait_port(port)
+        kill(log_process)
+        reader = Client(f"ws://127.0.0.1:{port}", "reader")
+        await reader.start()
+        sub = reader.subscribe(["md.>"], "beginning", ns="other")
+        task = asyncio.create_task(anext(sub, None))
+        await asyncio.sleep(0.5)  # refused, waiting to ask again
+        assert not task.done()
+        await reader.close()
+        await asyncio.wait_for(task, 2)
+    finally:
+        kill(router)
+        kill(log_process)

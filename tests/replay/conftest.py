@@ -52,10 +52,15 @@ class KillAt:
     def __call__(self, supervisor: Supervisor, index: int, time_ns: int) -> None:
         self.supervisor = supervisor
         if index >= self.index and not self.killed:
-            pid = supervisor.pid(self.actor)
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
-            self.killed.append(pid)
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the actor's process now (the supervisor is known: a step has run)."""
+        assert self.supervisor is not None
+        pid = self.supervisor.pid(self.actor)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        self.killed.append(pid)
 
     def restarts(self) -> int:
         """How many times the supervisor restarted the actor."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -193,10 +191,7 @@ class KillOnIssue:
             if not self.killed and self.match(announce):
                 self.seen += 1
                 if self.seen == self.nth:
-                    assert self.hook.supervisor is not None
-                    pid = self.hook.supervisor.pid(self.actor)
-                    assert pid is not None
-                    os.kill(pid, signal.SIGKILL)
+                    self.hook.kill()
                     self.killed.append(announce)
             return await issue(coordinator, announce, wait=wait)
 

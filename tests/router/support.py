@@ -102,6 +102,14 @@ def tape(*args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
 
 
+def eventlog(port: int, data_dir: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``tape eventlog`` on loopback ``port`` over ``data_dir`` (stderr to ``log``)
+    and wait until it listens."""
+    proc = tape("eventlog", "--port", str(port), "--data-dir", str(data_dir), log=log)
+    wait_port(port)
+    return proc
+
+
 def python(script: str, *args: str) -> subprocess.Popen[bytes]:
     """Run a Python script (as text) in a separate process; stdout is piped."""
     return subprocess.Popen(

@@ -18,7 +18,7 @@ import pytest
 
 from tickertape.eventlog import LogReader
 
-from .support import free_port, kill, python, tape, wait_port
+from .support import eventlog, free_port, kill, python, tape, wait_port
 
 N_EVENTS = int(os.environ.get("TICKERTAPE_FAULT_EVENTS", "20000"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,9 +162,7 @@ def test_log_process_sigkilled_and_restarted_loses_and_repeats_nothing(tmp_path:
     log_port, port = free_port(), free_port()
     url = f"ws://127.0.0.1:{port}"
     data = tmp_path / "data"
-    log_args = ("eventlog", "--port", str(log_port), "--data-dir", str(data))
-    eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
-    wait_port(log_port)
+    log_process = eventlog(log_port, data, tmp_path / "eventlog.log")
     router = tape(
         "router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}",
         log=tmp_path / "router.log",
@@ -176,14 +174,13 @@ def test_log_process_sigkilled_and_restarted_loses_and_repeats_nothing(tmp_path:
     try:
         for _ in range(3):
             time.sleep(0.8)
-            kill(eventlog)
+            kill(log_process)
             time.sleep(0.3)
-            eventlog = tape(*log_args, log=tmp_path / "eventlog.log")
-            wait_port(log_port)
+            log_process = eventlog(log_port, data, tmp_path / "eventlog.log")
         assert _result(pub, 90)["acked"] == N_EVENTS
         _check_exactly_once(_result(sub, 60), N_EVENTS)
     finally:
-        for p in (pub, sub, router, eventlog):
+        for p in (pub, sub, router, log_process):
             kill(p)
     stored = list(LogReader(data, "main").read(["md.>"]))
     assert [r.source_seq for r in stored] == list(range(1, N_EVENTS + 1))

@@ -16,7 +16,7 @@ from tickertape.client import Client
 from tickertape.eventlog import LogReader
 from tickertape.router.protocol import Limits
 
-from .support import eventually, free_port, kill, running_router, tape, trade, wait_port
+from .support import eventlog, eventually, free_port, kill, running_router, trade
 
 
 def _stored(data: Path) -> list[int]:
@@ -78,18 +78,15 @@ async def test_a_pub_failing_while_the_log_restarts_closes_the_connection(
     order (the connection stayed open: the publish waited for ever, the next pub was
     stored, and the resend later was taken for a duplicate)."""
     port = free_port()
-    args = ("eventlog", "--port", str(port), "--data-dir", str(tmp_path))
-    log = tape(*args, log=tmp_path / "eventlog.log")
+    log = eventlog(port, tmp_path, tmp_path / "eventlog.log")
     try:
-        wait_port(port)
         url = f"ws://127.0.0.1:{port}"
         async with running_router(tmp_path, log_url=url) as router, Client(router.url, "md") as c:
             await c.publish([trade("md", 1, topic="md.trade.crypto.A")])
             kill(log)
             second = asyncio.create_task(c.publish([trade("md", 2, topic="md.trade.crypto.B")]))
             await asyncio.sleep(1.0)
-            log = tape(*args, log=tmp_path / "eventlog.log")
-            wait_port(port)
+            log = eventlog(port, tmp_path, tmp_path / "eventlog.log")
             third = await asyncio.wait_for(
                 c.publish([trade("md", 3, topic="md.trade.crypto.A")]), 30
             )
@@ -98,6 +95,32 @@ async def test_a_pub_failing_while_the_log_restarts_closes_the_connection(
     finally:
         kill(log)
     assert _stored(tmp_path) == [1, 2, 3]
+
+
+async def test_a_staged_pub_failing_while_the_log_restarts_is_resent_in_place(
+    tmp_path: Path,
+) -> None:
+    """A staged pub refused LOG_UNAVAILABLE (the log restarting) keeps its connection
+    open (its commit checks the counts): the client resends it in place and it is
+    staged once the log is back (it waited for a reconnect that never came)."""
+    port = free_port()
+    log = eventlog(port, tmp_path, tmp_path / "eventlog.log")
+    try:
+        url = f"ws://127.0.0.1:{port}"
+        async with running_router(tmp_path, log_url=url) as router, Client(router.url, "md") as c:
+            await c.publish([trade("md", 1, topic="md.trade.crypto.A")])
+            kill(log)
+            staged = asyncio.create_task(
+                c.publish([trade("md", 2, topic="md.trade.crypto.B")], stage="s1")
+            )
+            await asyncio.sleep(1.0)
+            assert not staged.done()
+            log = eventlog(port, tmp_path, tmp_path / "eventlog.log")
+            [ack] = await asyncio.wait_for(staged, 10)
+            assert ack.error is None
+            assert c.reconnects == 0
+    finally:
+        kill(log)
 
 
 async def test_the_hello_deadline_holds_until_a_hello_is_accepted(tmp_path: Path) -> None:

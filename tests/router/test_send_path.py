@@ -20,7 +20,7 @@ from tickertape.eventlog import LogReader
 from tickertape.router.protocol import Limits, Pub, encode_frame
 from tickertape.router.server import Router
 
-from .support import eventually, free_port, kill, running_router, tape, trade, wait_port
+from .support import eventlog, eventually, free_port, kill, running_router, trade
 
 
 def _pub(ref: int, first: int, n: int) -> bytes:
@@ -111,9 +111,8 @@ async def test_pubs_waiting_for_a_stopped_log_are_bounded_in_bytes(tmp_path: Pat
     frame_bytes = len(_pub(batches, (batches - 1) * per_batch + 1, per_batch))  # the largest
     limits = Limits(max_inflight_bytes=3 * frame_bytes, max_inflight_pubs=32)
     port = free_port()
-    log = tape("eventlog", "--port", str(port), "--data-dir", str(tmp_path))
+    log = eventlog(port, tmp_path)
     try:
-        wait_port(port)
         async with (
             running_router(tmp_path, limits=limits, log_url=f"ws://127.0.0.1:{port}") as router,
             _slow_reader(router) as ws,

@@ -27,7 +27,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 _log = structlog.get_logger("tickertape.cli")
 
-T = TypeVar("T")
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 """The signals that stop a long-running command cleanly."""

@@ -19,6 +19,14 @@ from tickertape.router.logservice import LogService
 from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
 
+seal_option = click.option(
+    "--seal/--no-seal",
+    default=True,
+    show_default=True,
+    help="Seal each topic's day files that are over (zstd) while running.",
+)
+"""``--seal/--no-seal`` of the commands that run the event log (docs/operations.md)."""
+
 
 def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
     """Run ``main`` on uvloop (asyncio elsewhere) until SIGINT or SIGTERM (exit status 0),
@@ -66,12 +74,7 @@ def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
 @click.option("--health-interval", default=1.0, show_default=True, type=float, help="Seconds.")
 @click.option("--accept-unknown-types", is_flag=True, help="Let through (type, v) with no schema.")
 @click.option("--compression", is_flag=True, help="Enable permessage-deflate (slower on a LAN).")
-@click.option(
-    "--seal/--no-seal",
-    default=True,
-    show_default=True,
-    help="Seal each topic's day files that are over (zstd) while running.",
-)
+@seal_option
 def router_command(
     host: str,
     port: int,
@@ -132,12 +135,7 @@ def router_command(
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=7401, show_default=True, type=int, help="TCP port (0: any).")
 @data_dir_option("Data directory of the log.")
-@click.option(
-    "--seal/--no-seal",
-    default=True,
-    show_default=True,
-    help="Seal each topic's day files that are over (zstd) while running.",
-)
+@seal_option
 def eventlog_command(host: str, port: int, data_dir: Path, seal: bool) -> None:
     """Run the event log as its own process, for `tape router --log-url`."""
     if host not in ("127.0.0.1", "localhost", "::1"):

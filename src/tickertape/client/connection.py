@@ -82,9 +82,10 @@ DEFAULT_OUTBOX_EVENTS = 100_000
 """Unacknowledged events a client keeps before :meth:`Client.publish` waits."""
 
 RETRY_FIRST_S = 0.1
-RETRY_MAX_S = 5.0
 """A ``sub`` or ``fetch`` refused with a retryable code is asked again after
-RETRY_FIRST_S, doubling to RETRY_MAX_S while refusals go on (reset by ``subscribed``)."""
+RETRY_FIRST_S, doubling up to the client's ``max_backoff_s`` (the reconnect backoff's
+ceiling) while refusals go on; reset by ``subscribed``. A project choice: soon enough
+for a log process's restart (about a second), no busier than reconnects."""
 
 
 class PublishRefusedError(RouterError):
@@ -153,6 +154,8 @@ class RemoteSubscription:
         lagging_count: times the router switched it to reading the log.
         overflows: times its own buffer filled and it resubscribed.
         dropped_ephemeral: ephemeral envelopes dropped because the buffer was full.
+        retry_delay: seconds before asking again after the next retryable refusal
+            (:data:`RETRY_FIRST_S`, doubling up to the client's ``max_backoff_s``).
     """
 
     def __init__(
@@ -189,7 +192,7 @@ class RemoteSubscription:
         self.fetch_end: FetchEnd | None = None
         self.is_fetch = isinstance(frame, Fetch)
         self.sent_epoch = -1
-        self.retry_delay = RETRY_FIRST_S  # after a retryable refusal; doubles, reset by subscribed
+        self.retry_delay = RETRY_FIRST_S
         start = frame.start
         if isinstance(start, StartAt):
             self._time, self._offsets = start.time, start.offsets
@@ -603,9 +606,10 @@ class Client:
                 # The router closes the connection after a retryable failure of a logged
                 # pub (before reading any later pub of it): the outbox is resent in order
                 # on reconnect. A resend in place could follow later pubs already
-                # stored, and the log would take it for duplicates. A staged pub over its
-                # source's quota is resent in place: its commit checks the counts.
-                if frame.code == Code.RATE_LIMITED and pending.frame.stage is not None:
+                # stored, and the log would take it for duplicates. A staged pub keeps
+                # the connection open (server._refuse) and is resent in place: its
+                # commit checks the counts.
+                if pending.frame.stage is not None:
                     asyncio.get_running_loop().call_later(0.2, self._resend_soon, ref)
                 return
             if not pending.future.done():
@@ -616,12 +620,15 @@ class Client:
             if frame.code in RETRYABLE and not self._closing:
                 # The log is restarting (LOG_UNAVAILABLE) or the router failed
                 # (INTERNAL): asked again later from just after the last event, as after
-                # a reconnect; the iterator only sees the events.
-                delay, sub.retry_delay = sub.retry_delay, min(RETRY_MAX_S, 2 * sub.retry_delay)
+                # a reconnect; the iterator only sees the events. Meanwhile it waits
+                # between refs, as an overflowed one does (close() ends it).
+                delay = sub.retry_delay
+                sub.retry_delay = min(self._max_backoff_s, 2 * delay)
                 log.warning(
                     "subscription refused; retrying", sub=ref, code=frame.code, delay_s=delay
                 )
-                asyncio.get_running_loop().call_later(delay, self._retry, sub)
+                self._overflowed[ref] = sub
+                asyncio.get_running_loop().call_later(delay, self._resubscribe, sub)
                 return
             sub._finish(err)
             return
@@ -870,15 +877,11 @@ class Client:
         task = asyncio.create_task(unsubscribe(), name=f"unsub:{ref}")
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def _retry(self, sub: RemoteSubscription) -> None:
-        """Ask again for a subscription refused with a retryable code (unless closed meanwhile)."""
-        if not sub._ending:
-            self._resubscribe(sub)
-
     def _resubscribe(self, sub: RemoteSubscription) -> None:
-        """Open ``sub`` again under a new ref, from just after its last event."""
+        """Open ``sub`` again under a new ref, from just after its last event (unless it
+        or the client was closed meanwhile)."""
         self._overflowed.pop(sub.ref, None)
-        if self._closing:
+        if self._closing or sub._ending:
             return
         sub.ref = next(self._refs)
         sub.sent_epoch = -1

@@ -1034,17 +1034,23 @@ class Router:
             conn.counters.frames_in += 1
             self.counters.frames_in += 1
             if not conn.frames.take(1):
-                # Above max_frames_per_s nothing is dropped: the router stops reading this
-                # connection until its budget refilled for 50 ms of frames (TCP pushes
-                # back on the sender), then handles the frame. One notice per pause.
-                await conn.send_error(
-                    Code.RATE_LIMITED,
-                    f"more than {conn.limits.max_frames_per_s:g} frames/s; reading slowed down",
-                    None,
-                )
-                await conn.frames.acquire(1, refill=0.05 * conn.frames.rate)
+                # Above max_frames_per_s nothing is dropped: reading waits until the
+                # budget refilled for 50 ms of frames, then handles the frame.
+                await self._slow_down(conn, conn.frames, 1, "frames", 0.05 * conn.frames.rate)
             if not await self._on_frame(conn, message):
                 return
+
+    async def _slow_down(
+        self, conn: _Connection, bucket: _TokenBucket, n: int, unit: str, refill: float = 0.0
+    ) -> None:
+        """Hold a connection over its rate limit: one ``RATE_LIMITED`` notice (ref null),
+        then no reading from it (TCP pushes back on the sender) until ``bucket`` has
+        ``n`` tokens (and ``refill``: see :meth:`_TokenBucket.acquire`); they are taken.
+        Nothing is refused or dropped."""
+        await conn.send_error(
+            Code.RATE_LIMITED, f"more than {bucket.rate:g} {unit}/s; reading slowed down", None
+        )
+        await bucket.acquire(n, refill=refill)
 
     async def _flush_and_close(self, conn: _Connection, code: int, reason: str) -> None:
         with contextlib.suppress(TimeoutError):
@@ -1096,7 +1102,8 @@ class Router:
         return True
 
     async def _refuse(self, conn: _Connection, frame: ClientFrame, code: str, message: str) -> bool:
-        """Answer a request that failed with ``error``; return False to stop reading.
+        """Answer a request that failed with an ``error`` frame of ``code`` and ``message``;
+        return False to stop reading.
 
         A logged, unstaged ``pub`` that failed with a retryable code closes the connection
         (1013), as a failed append does (:meth:`job_failed`): its later pubs, already
@@ -1225,15 +1232,10 @@ class Router:
                 f"{len(frame.events)} envelopes > max_batch_events {limits.max_batch_events}",
             )
         if not conn.events.take(len(frame.events)):
-            # Above max_events_per_s the batch waits for its budget (reading stops; TCP
-            # pushes back): refusing it would let the connection's later pubs be stored
-            # ahead of it. The burst holds a whole batch, so the wait ends.
-            await conn.send_error(
-                Code.RATE_LIMITED,
-                f"more than {limits.max_events_per_s:g} events/s; reading slowed down",
-                None,
-            )
-            await conn.events.acquire(len(frame.events))
+            # Above max_events_per_s the batch waits for its budget: refusing it would
+            # let the connection's later pubs be stored ahead of it. The burst holds a
+            # whole batch, so the wait ends.
+            await self._slow_down(conn, conn.events, len(frame.events), "events")
         ns = await self.namespace(self._ns_name(frame.ns, frame.ref))
         refused = await self._validate(conn, ns, frame)
         if refused is not None:

@@ -787,6 +787,9 @@ class LiveTime:
     ``max(LiveClock, the latest ts_event delivered or being delivered)``: a record
     stamped by a slightly faster machine never reaches the actor "in the future" (the
     drift itself is the time authority's business: ``system.clock.drift``).
+
+    Attributes:
+        catching_up: True until :meth:`go_live`.
     """
 
     def __init__(self) -> None:
@@ -916,9 +919,8 @@ class RemoteHost:
                 task.cancel()
             await asyncio.gather(*tasks, stop, return_exceptions=True)
             await sub.close()
-        if not self._started:
-            self.time.go_live()
-            await self._start()
+        if not self._started:  # (then still catching up)
+            await self._go_live()
         self.hosted.call("on_stop")
         await self._flush()
         if self.policy.on_stop:
