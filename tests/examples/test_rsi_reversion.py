@@ -20,6 +20,7 @@ from tests.actors.orders.harness import (
     data_file,
     payloads,
     run_chain,
+    system,
     write_6e_csv,
 )
 from tickertape.actors.orders import OrderEngineConfig
@@ -28,8 +29,9 @@ from tickertape.actors.risk import parse_limits
 from tickertape.actors.strategy import StrategyActor, StrategyConfig, build_strategy
 from tickertape.cli.main import cli
 from tickertape.eventlog import LogReader
-from tickertape.schemas import Envelope, Record, encode_payload, stamp
 from tickertape.schemas.risk import RiskCommand
+
+COMMAND_TOPIC = "system.command.risk"
 
 T0 = 1_704_067_200_000_000_000
 REFERENCE = "indicator-reference/talib-computed/talib_ref_6EH4_1m_2024-01_first3000.csv"
@@ -173,8 +175,20 @@ def test_an_exit_dropped_by_the_kill_switch_is_asked_again_after_resume() -> Non
     rows = [
         (T0 + (i + 1) * MINUTE_NS, c, c + 0.05, c - 0.05, c, 50.0) for i, c in enumerate(closes)
     ]
-    halt = _command(1, T0 + 6 * MINUTE_NS + 1_000_000_000, "halt")  # after bar 6
-    resume = _command(2, T0 + 8 * MINUTE_NS + 1_000_000_000, "resume")  # after bar 8
+    halt = system(
+        RiskCommand(command="halt", reason="ops"),
+        COMMAND_TOPIC,
+        T0 + 6 * MINUTE_NS + 1_000_000_000,
+        1,
+        "cli",
+    )  # after bar 6
+    resume = system(
+        RiskCommand(command="resume", reason="ops"),
+        COMMAND_TOPIC,
+        T0 + 8 * MINUTE_NS + 1_000_000_000,
+        2,
+        "cli",
+    )  # after bar 8
     inputs = sorted([*bar_records(rows, "us", "X"), halt, resume], key=lambda r: r.ts_event)
     strategy = RsiReversion(RsiReversionParams(symbol="X", period=3, overbought=99.0, quantity=1.0))
     actor = StrategyActor(StrategyConfig(strategy_id="s"), strategy=strategy)
@@ -187,13 +201,3 @@ def test_an_exit_dropped_by_the_kill_switch_is_asked_again_after_resume() -> Non
     assert actor.state.dropped_intents == 2  # the exits of bars 7 and 8, while halted
     assert actor.state.positions == {"us:X": 0.0}
     assert strategy.s.target == 0.0
-
-
-def _command(seq: int, ts: int, command: str) -> Record:
-    """A `tape halt`/`tape resume` as the CLI publishes it."""
-    env = Envelope(
-        id=f"cli:{seq}", topic="system.command.risk", type="risk.command", v=1, market=None,
-        ts_event=ts, ts_init=ts, source="cli", source_seq=seq,
-        payload=encode_payload(RiskCommand(command=command, reason="ops")),
-    )  # fmt: skip
-    return stamp(env, seq - 1, 1000 + seq, ts)

@@ -82,22 +82,6 @@ def test_import_is_durable_and_idempotent(tmp_path: Path) -> None:
         log.close()
 
 
-def test_importing_older_data_onto_a_newer_topic_is_refused(tmp_path: Path) -> None:
-    """A file whose bars precede what a topic already holds is refused, naming its row."""
-    path = tmp_path / "bars.csv"
-    path.write_text("time,open,high,low,close,volume\n2024-01-02 10:00,1,2,0.5,1.5,10\n")
-    older = tmp_path / "older.csv"
-    older.write_text("time,open,high,low,close,volume\n2024-01-01 10:00,1,2,0.5,1.5,10\n")
-    log = EventLog.open(tmp_path / "store")
-    try:
-        import_files(log, [parse_ohlcv_csv(path, market="crypto", symbol="X", interval="1m")])
-        with pytest.raises(ImportDataError, match=r"older\.csv:2: .* earlier: import older"):
-            import_files(log, [parse_ohlcv_csv(older, market="crypto", symbol="X", interval="1m")])
-        assert log.next_offsets()["md.bar.1m.crypto.X"] == 1
-    finally:
-        log.close()
-
-
 def _bars(path: Path, symbol: str, minutes: range) -> ParsedFile:
     """1-minute bars of ``symbol`` starting at the given minutes of 2024-01-02."""
     rows = [f"2024-01-02 {m // 60:02d}:{m % 60:02d},1,2,0.5,1.5,10" for m in minutes]

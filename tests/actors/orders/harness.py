@@ -15,7 +15,14 @@ from tickertape.actors.orders import OrderEngine, OrderEngineConfig
 from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.risk import RiskActor, RiskConfig
 from tickertape.actors.runtime import InProcessHost, MemorySink
-from tickertape.schemas import Envelope, Record, decode_payload, encode_payload, stamp
+from tickertape.schemas import (
+    Envelope,
+    Record,
+    decode_payload,
+    encode_payload,
+    schema_key,
+    stamp,
+)
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
 from tickertape.schemas.pnl import Book, PnlUpdate
@@ -110,6 +117,19 @@ def run_chain(
     host.run(StepPlanner(inputs, host.timers, start_ns=start, end_ns=inputs[-1].ts_event + 1))
     host.stop()
     return sink.records
+
+
+def system(
+    payload: msgspec.Struct, topic: str, ts: int, seq: int, source: str = "operator"
+) -> Record:
+    """A stored record of ``payload`` without a market (a command, an alert...) from
+    ``source`` with ``source_seq`` = ``seq``, at ``ts`` (ns); gseq 10,000 + ``seq``."""
+    type_, v = schema_key(payload)
+    env = Envelope(
+        id=f"{source}:{seq}", topic=topic, type=type_, v=v, market=None, ts_event=ts, ts_init=ts,
+        source=source, source_seq=seq, payload=encode_payload(payload),
+    )  # fmt: skip
+    return stamp(env, seq - 1, 10_000 + seq, ts)
 
 
 def payloads(records: Sequence[Record], prefix: str) -> list[tuple[Record, msgspec.Struct]]:

@@ -13,10 +13,19 @@ import msgspec
 
 from tests.actors.orders.harness import payloads
 from tests.actors.orders.test_engine import approval, state_record
-from tests.actors.orders.test_venue_adapter import BUY, CONFIG, T0, Broker, bar_data, bars, run
+from tests.actors.orders.test_venue_adapter import (
+    BUY,
+    CONFIG,
+    T0,
+    Broker,
+    bar_data,
+    bars,
+    replay,
+    run,
+)
 from tickertape.actors.orders import OrderEngine, VenueOrder, VenueResult
 from tickertape.actors.orders.engine import OrderEngineState
-from tickertape.actors.runtime import InProcessHost, MemorySink
+from tickertape.actors.runtime import MemorySink
 from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.client import Client
 from tickertape.eventlog import LogReader
@@ -26,8 +35,6 @@ from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.risk import RiskDecision
 from tickertape.snapshots import SnapshotPolicy
-from tickertape.timeauthority.clock import SimulatedClock
-from tickertape.timeauthority.scheduler import StepPlanner
 
 MINUTE_NS = 60_000_000_000
 
@@ -51,15 +58,6 @@ class CheckingBroker(Broker):
     def submit(self, order: VenueOrder, now_ns: int) -> VenueResult:
         self.recorded_at_send.append(order.client_order_id in self.submitted_ids())
         return super().submit(order, now_ns)
-
-
-def replay(records: list[Record], engine: OrderEngine, end_ns: int, sink: MemorySink) -> None:
-    """Run ``engine`` alone over ``records`` (a fresh host) into ``sink``, to ``end_ns``."""
-    records = sorted(records, key=lambda r: (r.ts_event, r.gseq))
-    host = InProcessHost(sink, clock=SimulatedClock(records[0].ts_event))
-    host.add(engine)
-    host.start()
-    host.run(StepPlanner(records, host.timers, start_ns=records[0].ts_event, end_ns=end_ns))
 
 
 def test_in_a_replay_the_venue_gets_an_order_after_its_record_is_stored() -> None:

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from tests.actors.orders.harness import MINUTE_NS, BarRow, bar_records, payloads
-from tests.actors.orders.test_engine import approval, state_record
+from tests.actors.orders.test_engine import BUY, CONFIG, T0, approval, state_record
 from tickertape.actors.orders import (
     VENUES,
     OrderEngine,
@@ -32,10 +32,7 @@ from tickertape.schemas.risk import ApprovedOrder
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
 
-T0 = 1_704_067_200_000_000_000
 FAST = fl.MarketFillConfig(latency=fl.LatencyModel(base_ns=1000, jitter_ns=0))
-CONFIG = OrderEngineConfig(markets={"crypto": FAST})
-BUY = ApprovedOrder(market="crypto", symbol="ABC", side="buy", quantity=1.0)
 
 
 class Broker:
@@ -100,15 +97,20 @@ def bar_data(minute: int, volume: float = 50.0) -> fl.MarketData:
     )  # fmt: skip
 
 
-def run(records: Sequence[Record], engine: OrderEngine, end_ns: int) -> list[OrderEvent]:
-    """Start ``engine`` on a fresh host at the first record's time, run to ``end_ns``;
-    return the order events it published (reconciliation's included)."""
+def replay(records: Sequence[Record], engine: OrderEngine, end_ns: int, sink: MemorySink) -> None:
+    """Start ``engine`` alone on a fresh host at the first record's time and run it over
+    ``records`` to ``end_ns``, into ``sink``."""
     records = sorted(records, key=lambda r: (r.ts_event, r.gseq))
-    sink = MemorySink()
     host = InProcessHost(sink, clock=SimulatedClock(records[0].ts_event))
     host.add(engine)
     host.start()
     host.run(StepPlanner(records, host.timers, start_ns=records[0].ts_event, end_ns=end_ns))
+
+
+def run(records: Sequence[Record], engine: OrderEngine, end_ns: int) -> list[OrderEvent]:
+    """:func:`replay`; return the order events it published (reconciliation's included)."""
+    sink = MemorySink()
+    replay(records, engine, end_ns, sink)
     return [p for _, p in payloads(sink.records, "order.") if isinstance(p, OrderEvent)]
 
 
@@ -182,7 +184,6 @@ def test_the_simulated_venue_travels_in_the_snapshot_as_bytes() -> None:
     )
     run([*bars(1, 2), approval("risk", 1, T0 + MINUTE_NS, limit, 100)], engine, T0 + 3 * MINUTE_NS)
     state = engine.snapshot()
-    assert isinstance(state.venue, bytes)  # type: ignore[attr-defined]
     second = OrderEngine(CONFIG)
     second.restore(msgspec.msgpack.encode(state))
     assert second.venue.open_order_ids() == ["ord-risk-1"]

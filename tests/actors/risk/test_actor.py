@@ -7,14 +7,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain
+from tests.actors.orders.harness import MINUTE_NS, bar_records, payloads, run_chain, system
 from tickertape.actors.orders import OrderEngineConfig
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.risk import RiskConfig, parse_limits
 from tickertape.actors.risk.actor import RiskActor
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
 from tickertape.errors import ConfigError
-from tickertape.schemas import Envelope, Record, encode_payload, stamp
+from tickertape.schemas import Record
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
 from tickertape.schemas.risk import RiskCommand
@@ -39,19 +39,6 @@ class EveryBar(Strategy):
 
 def strategy(sid: str = "s", **kw: object) -> StrategyActor:
     return StrategyActor(StrategyConfig(strategy_id=sid, **kw), strategy=EveryBar())  # type: ignore[arg-type]
-
-
-def system(
-    payload: msgspec.Struct, topic: str, ts: int, seq: int, source: str = "operator"
-) -> Record:
-    from tickertape.schemas import schema_key
-
-    type_, v = schema_key(payload)
-    env = Envelope(
-        id=f"{source}:{seq}", topic=topic, type=type_, v=v, market=None, ts_event=ts, ts_init=ts,
-        source=source, source_seq=seq, payload=encode_payload(payload),
-    )  # fmt: skip
-    return stamp(env, seq - 1, 10_000 + seq, ts)
 
 
 def bars(n: int, start_price: float = 100.0, step: float = 0.0) -> list[Record]:

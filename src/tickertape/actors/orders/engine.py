@@ -165,8 +165,7 @@ def venue_factory(name: str) -> VenueFactory:
     """
     if name in VENUES:
         return VENUES[name]
-    module_name, sep, attr = name.partition(":")
-    if not sep or not module_name or not attr:
+    if ":" not in name:  # (a malformed path is import_object's to refuse)
         available = ", ".join(sorted(VENUES))
         raise ConfigError(
             f"unknown venue {name!r} (available: {available}, or 'package.module:factory')"
@@ -230,9 +229,7 @@ class OrderEngine(Actor):
         venue knows was sent after the snapshot was taken: it is marked sent, and what
         the venue did with it is published like any other's."""
         now = ctx.clock.now_ns()
-        for order_id, record in sorted(self.state.orders.items()):
-            if record.status not in _OPEN:
-                continue
+        for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
             status = self.venue.status(record.client_order_id)
             if status.state == "unknown":
                 if record.sent:
@@ -248,7 +245,7 @@ class OrderEngine(Actor):
                 )  # fmt: skip
                 self._apply(VenueResult(reports=missed), ctx, None)
         known = set(self.venue.open_order_ids())
-        recorded = {o for o, r in self.state.orders.items() if r.status in _OPEN}
+        recorded = set(self.state.orders)
         for order_id in sorted(known - recorded):
             ctx.log.warning("reconcile_cancel_unknown", order_id=order_id)
             self._apply(self.venue.cancel(order_id, now, "reconcile: unknown order"), ctx, None)
@@ -358,8 +355,6 @@ class OrderEngine(Actor):
 
     def _send(self, recorded: OrderEvent, event: Event, ctx: Context) -> None:
         """Hand an order to the venue once its ``submitted`` record is in the log."""
-        if recorded.status != "submitted":
-            return
         if event.source != ctx.actor_name:
             ctx.log.error("submitted_ignored_not_own", source=event.source, id=event.id)
             return
@@ -379,9 +374,7 @@ class OrderEngine(Actor):
         self._apply(self.venue.cancel(order_id, ctx.clock.now_ns(), reason), ctx, cause)
 
     def _cancel_scope(self, state: RiskState, event: Event, ctx: Context) -> None:
-        for order_id, record in sorted(self.state.orders.items()):
-            if record.status not in _OPEN:
-                continue
+        for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
             in_scope = (
                 state.scope == "global"
                 or (state.scope == "market" and record.order.market == state.key)

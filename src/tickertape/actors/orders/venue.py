@@ -231,20 +231,16 @@ class SimulatedVenue:
         self.state = SimulatedVenueState()
         self._by_symbol: dict[str, list[str]] = {}
 
-    def restore(self, state: SimulatedVenueState) -> None:
-        """Restore the venue's book (from the engine's snapshot)."""
-        self.state = state
-        self._by_symbol = {}
-        for order_id, order in sorted(state.orders.items()):
-            self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order_id)
-
     def snapshot_state(self) -> bytes:
         """The book as msgpack bytes (:class:`SimulatedVenueState`)."""
         return _STATE_ENCODER.encode(self.state)
 
     def restore_state(self, data: bytes) -> None:
         """Restore what :meth:`snapshot_state` returned; ``b""`` empties the book."""
-        self.restore(_STATE_DECODER.decode(data) if data else SimulatedVenueState())
+        self.state = state = _STATE_DECODER.decode(data) if data else SimulatedVenueState()
+        self._by_symbol = {}
+        for order_id, order in sorted(state.orders.items()):
+            self._by_symbol.setdefault(f"{order.market}:{order.symbol}", []).append(order_id)
 
     def status(self, client_order_id: str) -> VenueOrderStatus:
         """What the venue knows of ``client_order_id``, closed orders included."""
@@ -377,14 +373,13 @@ class SimulatedVenue:
         return sorted(o for o, order in self.state.orders.items() if order.is_open)
 
     def _remember(self, order: fl.SimOrder, report: VenueReport) -> None:
-        known = self.state.known.get(order.client_order_id)
-        if known is not None:
-            known.reports.append(report)
+        # Every order came through submit(), which knows its client id first.
+        self.state.known[order.client_order_id].reports.append(report)
 
     def _close(self, order: fl.SimOrder) -> None:
-        known = self.state.known.get(order.client_order_id)
-        if known is not None and order.phase in ("filled", "canceled", "expired"):
-            known.state = order.phase
+        """Drop a closed order (``phase`` filled, canceled or expired) from the book."""
+        assert order.phase in ("filled", "canceled", "expired")
+        self.state.known[order.client_order_id].state = order.phase
         self.state.orders.pop(order.order_id, None)
         self.state.cancels.pop(order.order_id, None)
         key = f"{order.market}:{order.symbol}"
