@@ -246,6 +246,33 @@ def test_closing_the_sealer_gives_up_a_seal_in_progress(tmp_path: Path) -> None:
     assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 180_001))
 
 
+def test_the_sealer_pauses_between_days(tmp_path: Path) -> None:
+    """At a duty of 0.2 the sealer pauses four times as long as each day took: sealing
+    six days takes several times the seals' own time (nothing waits without the pause)."""
+    data = tmp_path / "d"
+    topics = ("md.trade.crypto.A", "md.trade.crypto.B", "md.trade.crypto.C")
+    write_reference(data, [three_days(3_000, topics=topics)])
+    days = [s for t in topics for s in list_segments(topic_dir(data, t), t)[:2]]
+    sealer = Sealer("main", duty=0.2)
+    started = time.perf_counter()
+    try:
+        sealer.submit(days)
+        while sealer.sealed < len(days):
+            time.sleep(0.001)
+        elapsed = time.perf_counter() - started
+    finally:
+        sealer.close()
+    assert all(sealed_days(data, t) == ["2024-01-01", "2024-01-02"] for t in topics)
+    # six seals and the five pauses between them: about 4.3 times the sealing time
+    assert elapsed > 2.5 * sealer.busy_s > 0
+
+
+@pytest.mark.parametrize("duty", [0.0, -0.5, 1.5])
+def test_a_sealer_duty_outside_0_to_1_is_refused(duty: float) -> None:
+    with pytest.raises(ValueError, match="duty must be in"):
+        Sealer("main", duty=duty)
+
+
 def test_a_cancelled_seal_leaves_the_open_day_as_it_was(tmp_path: Path) -> None:
     """``cancel`` set during a seal (checked once per frame): ``SealCancelled``, no
     temporary file, the open day's bytes unchanged and no sealed file."""

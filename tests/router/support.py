@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from tickertape.router.protocol import Limits
 from tickertape.router.server import Router, RouterConfig
 from tickertape.schemas import Envelope, encode_payload
@@ -39,6 +41,17 @@ def trade(source: str, seq: int, symbol: str = "BTC", *, topic: str | None = Non
         source_seq=seq,
         payload=payload,
     )
+
+
+DAY0_NS = 1_704_067_200_000_000_000
+"""2024-01-01T00:00:00Z in ns."""
+
+
+def dated_trade(seq: int, per_day: int) -> Envelope:
+    """:func:`trade` ``seq`` (from 1) of source ``md`` on BTC, stamped so that
+    ``per_day`` of them fall on each day from 2024-01-01 on."""
+    ts = DAY0_NS + (seq - 1) * (86_400_000_000_000 // per_day)
+    return msgspec.structs.replace(trade("md", seq), ts_event=ts, ts_init=ts)
 
 
 async def eventually(

@@ -6,25 +6,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from tickertape.client import Client
 from tickertape.eventlog import LogReader
 from tickertape.schemas import Envelope
 
-from .support import eventually, free_port, kill, tape, trade, wait_port
+from .support import dated_trade, eventually, free_port, kill, tape, wait_port
 
-NS_PER_DAY = 86_400 * 1_000_000_000
-DAY0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 PER_DAY = 6_000
 TOPIC = "md.trade.crypto.BTC"
 
 
 def day_event(seq: int) -> Envelope:
     """Trade ``seq`` (from 1), ``PER_DAY`` a day from 2024-01-01 on."""
-    ts = DAY0 + (seq - 1) * (NS_PER_DAY // PER_DAY)
-    return msgspec.structs.replace(trade("md", seq), ts_event=ts, ts_init=ts)
+    return dated_trade(seq, PER_DAY)
 
 
 def files(data_dir: Path, suffix: str) -> list[str]:
@@ -53,10 +49,12 @@ async def test_a_running_router_seals_days_that_are_over(tmp_path: Path, seal: b
                     break
         assert got == list(range(1, total + 1))
         if seal:
+            # A seal renames the compressed day into place, then removes the plain one:
+            # wait for both.
             await eventually(
                 lambda: files(data, ".zst") == ["2024-01-01.jsonl.zst", "2024-01-02.jsonl.zst"]
+                and files(data, ".jsonl") == ["2024-01-03.jsonl"]
             )
-            assert files(data, ".jsonl") == ["2024-01-03.jsonl"]
         else:
             await asyncio.sleep(0.5)
             assert files(data, ".zst") == []

@@ -19,7 +19,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from tickertape.cli.options import Position, PositionType, data_options, format_ns, token_options
+from tickertape.cli.options import (
+    Position,
+    PositionType,
+    data_options,
+    format_ns,
+    parse_retention,
+    token_options,
+)
 from tickertape.cli.process import run_until_stopped, stopped_by_signals
 from tickertape.cli.render import RecordPrinter
 from tickertape.errors import SchemaError, TickertapeError
@@ -399,21 +406,19 @@ def compact_command(include_open: bool, data_dir: str, namespace: str) -> None:
     multiple=True,
     required=True,
     metavar="PATTERN=DAYS",
+    callback=parse_retention,
     help="Keep days of topics matching PATTERN for DAYS days (first match wins).",
 )
 @data_options
-def retention_command(rules: tuple[str, ...], data_dir: str, namespace: str) -> None:
-    """Delete whole days older than their topic's retention (the newest day is always kept)."""
+def retention_command(rules: tuple[tuple[str, int], ...], data_dir: str, namespace: str) -> None:
+    """Delete whole days older than their topic's retention (the newest day is always kept).
+
+    Needs the namespace's write lock: a running `tape router`/`tape eventlog` applies
+    its own `--retain` rules instead."""
     import time
 
-    parsed: list[tuple[str, int]] = []
-    for rule in rules:
-        pattern, sep, days = rule.rpartition("=")
-        if not sep or not days.isdigit():
-            raise click.BadParameter(f"{rule!r}: expected PATTERN=DAYS, e.g. 'md.>=30'")
-        parsed.append((pattern, int(days)))
     with EventLog.open(data_dir, namespace) as log:
-        deleted = apply_retention(log, parsed, time.time_ns())
+        deleted = apply_retention(log, rules, time.time_ns())
     err.print(f"deleted {len(deleted)} day file(s) from {namespace}")
 
 

@@ -11,6 +11,7 @@ from typing import Any, TypeVar, cast
 import click
 
 from tickertape.errors import ConfigError
+from tickertape.topics import validate_pattern
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -184,3 +185,24 @@ def format_ns(ts_ns: int) -> str:
     """Format ns since the epoch as ISO 8601 UTC with milliseconds (``2024-01-02T09:30:00.000Z``)."""
     stamp = dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_retention(
+    ctx: click.Context | None, param: click.Parameter | None, rules: tuple[str, ...]
+) -> tuple[tuple[str, int], ...]:
+    """``PATTERN=DAYS`` options as ``(pattern, days)`` rules, in the order given.
+
+    Raises:
+        click.BadParameter: a rule is not ``PATTERN=DAYS`` with DAYS a whole number and
+            PATTERN a valid topic pattern.
+    """
+    parsed: list[tuple[str, int]] = []
+    for rule in rules:
+        pattern, sep, days = rule.rpartition("=")
+        if not sep or not days.isdigit():
+            raise click.BadParameter(f"{rule!r}: expected PATTERN=DAYS, e.g. 'md.>=30'")
+        problem = validate_pattern(pattern)
+        if problem is not None:
+            raise click.BadParameter(f"{rule!r}: {problem}")
+        parsed.append((pattern, int(days)))
+    return tuple(parsed)

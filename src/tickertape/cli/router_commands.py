@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from tickertape.allocator import fix_mmap_threshold
-from tickertape.cli.options import data_dir_option
+from tickertape.cli.options import data_dir_option, parse_retention
 from tickertape.cli.process import run_until_stopped
 from tickertape.errors import ConfigError
 from tickertape.loop import unless_stopped
@@ -26,6 +26,18 @@ seal_option = click.option(
     help="Seal each topic's day files that are over (zstd) while running.",
 )
 """``--seal/--no-seal`` of the commands that run the event log (docs/operations.md)."""
+
+
+retain_option = click.option(
+    "--retain",
+    "retention",
+    multiple=True,
+    metavar="PATTERN=DAYS",
+    callback=parse_retention,
+    help="While running, delete whole days of topics matching PATTERN older than DAYS "
+    "days (first match wins; checked at start and hourly; not in runs/ namespaces).",
+)
+"""``--retain`` of the commands that run the event log (docs/operations.md)."""
 
 
 def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
@@ -75,6 +87,7 @@ def _serve(main: Callable[[], Coroutine[Any, Any, None]], command: str) -> None:
 @click.option("--accept-unknown-types", is_flag=True, help="Let through (type, v) with no schema.")
 @click.option("--compression", is_flag=True, help="Enable permessage-deflate (slower on a LAN).")
 @seal_option
+@retain_option
 def router_command(
     host: str,
     port: int,
@@ -94,6 +107,7 @@ def router_command(
     accept_unknown_types: bool,
     compression: bool,
     seal: bool,
+    retention: tuple[tuple[str, int], ...],
 ) -> None:
     """Run the router: authenticate, validate, log, fan out (ws://127.0.0.1:7400)."""
     config = RouterConfig(
@@ -117,6 +131,7 @@ def router_command(
         accept_unknown_types=accept_unknown_types,
         compression=compression,
         seal=seal,
+        retention=retention,
     )
 
     async def main() -> None:
@@ -136,7 +151,10 @@ def router_command(
 @click.option("--port", default=7401, show_default=True, type=int, help="TCP port (0: any).")
 @data_dir_option("Data directory of the log.")
 @seal_option
-def eventlog_command(host: str, port: int, data_dir: Path, seal: bool) -> None:
+@retain_option
+def eventlog_command(
+    host: str, port: int, data_dir: Path, seal: bool, retention: tuple[tuple[str, int], ...]
+) -> None:
     """Run the event log as its own process, for `tape router --log-url`."""
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.BadParameter(
@@ -144,7 +162,7 @@ def eventlog_command(host: str, port: int, data_dir: Path, seal: bool) -> None:
         )
 
     async def main() -> None:
-        service = LogService(data_dir, host, port, seal=seal)
+        service = LogService(data_dir, host, port, seal=seal, retention=retention)
         try:
             await service.start()
             click.echo(f"eventlog listening on ws://{host}:{service.port}", err=True)

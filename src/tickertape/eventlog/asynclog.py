@@ -35,11 +35,14 @@ import structlog
 
 from tickertape.errors import DiskFullError, LogClosedError, LogError
 from tickertape.eventlog.reader import LogReader
-from tickertape.eventlog.sealing import Sealer
+from tickertape.eventlog.sealing import Sealer, apply_retention
 from tickertape.eventlog.writer import MAX_GROUP, AppendResult, EventLog, RecoveryReport
 from tickertape.schemas.envelope import Envelope
 
 _log = structlog.get_logger("tickertape.eventlog")
+
+RETENTION_EVERY_S = 3600.0
+"""Seconds between two retention passes of a running log (days are its unit)."""
 
 
 @dataclass(slots=True)
@@ -83,9 +86,15 @@ class AsyncEventLog:
         stopped: asyncio.Future[None],
         max_pending: int,
         sealer: Sealer | None = None,
+        retention: Sequence[tuple[str, int]] = (),
+        retention_every_s: float = RETENTION_EVERY_S,
+        now_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._log = log
         self._sealer = sealer
+        self._retention = tuple(retention)
+        self._retention_every_s = retention_every_s
+        self._now_ns = now_ns
         self._loop = loop
         self._requests = requests
         self._stopped = stopped
@@ -106,6 +115,8 @@ class AsyncEventLog:
         max_pending: int = 4096,
         check_payloads: bool = True,
         seal: bool = False,
+        retention: Sequence[tuple[str, int]] = (),
+        retention_every_s: float = RETENTION_EVERY_S,
     ) -> AsyncEventLog:
         """Open (and recover) a namespace for writing on a dedicated writer thread.
 
@@ -116,6 +127,16 @@ class AsyncEventLog:
             seal: seal the days that are over on a thread of their own
                 (:class:`~tickertape.eventlog.sealing.Sealer`; module docstring).
                 :meth:`run_sync` must not then run ``compact`` or ``apply_retention``.
+            now_ns: the clock of ``ts_log``, and the date retention measures age from.
+            retention: ``(pattern, max_age_days)`` rules, the first matching a topic
+                applying: the writer thread deletes the days older than that (by
+                ``now_ns``) at open and then every ``retention_every_s`` seconds
+                (:func:`~tickertape.eventlog.sealing.apply_retention`, beside the
+                sealer). A pass that fails (an OS error) is logged
+                (``eventlog.retention_failed``) and tried again at the next; it does
+                not stop the log.
+            retention_every_s: seconds between two retention passes
+                (:data:`RETENTION_EVERY_S`).
 
         Raises:
             LogError: the namespace is held by another process.
@@ -136,7 +157,10 @@ class AsyncEventLog:
                 _post(loop, _settle, stopped, None)
                 return
             sealer = Sealer(namespace) if seal else None
-            alog = cls(log, loop, requests, stopped, max_pending, sealer)
+            alog = cls(
+                log, loop, requests, stopped, max_pending, sealer, retention,
+                retention_every_s, now_ns,
+            )  # fmt: skip
             _post(loop, _settle, opened, alog)
             alog._serve()
 
@@ -292,12 +316,32 @@ class AsyncEventLog:
         loop = self._loop
         sealer = self._sealer
         carry: _Request | None = None
+        # Without retention rules no clock is read and the queue is waited on for ever.
+        retain_at = time.monotonic() if self._retention else None
+        wait: float | None = None
         try:
             while True:
+                if retain_at is not None:
+                    wait = retain_at - time.monotonic()
+                    if wait <= 0:  # a pass is due: before the sealer gets more days
+                        try:
+                            self._retain()
+                        except Exception as raw:  # its sync failed: fatal, as any sync's
+                            failure = _writer_failure(raw)
+                            _post(loop, self._fail, [], failure)
+                            self._drain(failure, carry)
+                            return
+                        wait = self._retention_every_s
+                        retain_at = time.monotonic() + wait
                 if sealer is not None:
                     sealer.submit(log.take_closed_days())
-                item = carry if carry is not None else self._requests.get()
-                carry = None
+                if carry is not None:
+                    item, carry = carry, None
+                else:
+                    try:
+                        item = self._requests.get(timeout=wait)
+                    except queue.Empty:
+                        continue
                 if isinstance(item, _Stop):
                     return
                 if isinstance(item, _Sync):
@@ -370,6 +414,24 @@ class AsyncEventLog:
                 pass  # the log failed: its failure was reported to the appenders
             finally:
                 _post(loop, _settle, self._stopped, None)
+
+    def _retain(self) -> None:
+        """One retention pass on the writer thread (between groups): an OS error
+        writing the mark or deleting a file is logged, and the next pass tries again.
+
+        Raises:
+            LogError: syncing the records before the mark failed (the log is failed).
+        """
+        try:
+            deleted = apply_retention(self._log, self._retention, self._now_ns(), self._sealer)
+        except OSError as exc:
+            _log.error(
+                "eventlog.retention_failed", namespace=self.namespace,
+                error=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+            return
+        if deleted:
+            _log.info("eventlog.retention", namespace=self.namespace, deleted_days=len(deleted))
 
     def _drain(self, exc: LogError, carry: _Request | None) -> None:
         """After a fatal error: fail everything still queued."""

@@ -35,6 +35,9 @@ NS_PER_DAY = 86_400 * 1_000_000_000
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)?$")
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.zst)?$")
 
+RUNS_PREFIX = "runs/"
+"""Namespaces under it hold replay and backtest runs (``runs/<run-id>``, DESIGN §5)."""
+
 RETENTION_FILE = "RETENTION"
 """The namespace's retention mark (:class:`RetentionMark`), beside ``HEAD``."""
 

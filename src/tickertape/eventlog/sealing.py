@@ -143,6 +143,16 @@ def seal_segment(
     return index
 
 
+SEAL_DUTY = 0.25
+"""Share of wall time a :class:`Sealer` spends sealing while days wait: after each day
+it pauses ``(1 / duty - 1)`` times as long as that day took (three times at 0.25).
+A seal costs three fsyncs whatever the day's size, and each one commits the file
+system's journal, which the writer's own fsyncs then wait for; sealing at full speed
+the thousands of closed days an imported history leaves roughly doubled the router's
+step time in a distributed replay. Measured: docs/operations.md ("Sealing while the
+log runs")."""
+
+
 class Sealer:
     """Seals day files that are over, one at a time, on a thread of its own.
 
@@ -159,13 +169,26 @@ class Sealer:
     (``eventlog.sealed_days``) sums up the days sealed since the previous one (a start
     on a long history seals thousands).
 
+    Sealing is background work: it takes at most ``duty`` of the wall time while days
+    wait (:data:`SEAL_DUTY`), pausing after each day, so that appends keep the disk.
+
     Attributes:
         sealed: the number of days sealed so far.
+        busy_s: the seconds spent sealing (failed attempts included), pauses excluded.
+
+    Raises:
+        ValueError: ``duty`` is not in (0, 1].
     """
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, duty: float = SEAL_DUTY) -> None:
+        if not 0 < duty <= 1:
+            raise ValueError(f"sealer duty must be in (0, 1], got {duty}")
         self.namespace = namespace
         self.sealed = 0
+        self.busy_s = 0.0
+        self._pause_per_busy_s = 1 / duty - 1
+        self._pending: set[Path] = set()  # submitted, not finished; under _pending_lock
+        self._pending_lock = threading.Lock()
         self._days: queue.SimpleQueue[Segment | None] = queue.SimpleQueue()
         self._cancel = threading.Event()
         self._thread = threading.Thread(
@@ -176,7 +199,15 @@ class Sealer:
     def submit(self, days: Iterable[Segment]) -> None:
         """Queue day files to seal, in the order given."""
         for day in days:
+            with self._pending_lock:
+                self._pending.add(day.path)
             self._days.put(day)
+
+    def pending(self) -> frozenset[Path]:
+        """The open day files submitted and not yet sealed or given up (the one being
+        sealed included): :func:`apply_retention` leaves them to the sealer."""
+        with self._pending_lock:
+            return frozenset(self._pending)
 
     def close(self) -> None:
         """Stop: a seal in progress is given up (its temporary file removed), the days
@@ -185,6 +216,12 @@ class Sealer:
         self._cancel.set()
         self._days.put(None)
         self._thread.join()
+        with self._pending_lock:
+            self._pending.clear()
+
+    def _finished(self, path: Path) -> None:
+        with self._pending_lock:
+            self._pending.discard(path)
 
     def _run(self) -> None:
         days = raw = sealed = 0
@@ -193,8 +230,12 @@ class Sealer:
             seg = self._days.get()
             if seg is None or self._cancel.is_set():
                 return
+            if not seg.path.exists():  # deleted by retention before it was handed over
+                self._finished(seg.path)
+                continue
+            started = time.perf_counter()
             if not days:
-                since = time.perf_counter()
+                since = started
             try:
                 index = seal_day(seg, cancel=self._cancel)
             except SealCancelled:
@@ -221,6 +262,11 @@ class Sealer:
                     seconds=round(time.perf_counter() - since, 3),
                 )  # fmt: skip
                 days = raw = sealed = 0
+            self._finished(seg.path)
+            took = time.perf_counter() - started
+            self.busy_s += took
+            if self._cancel.wait(took * self._pause_per_busy_s):
+                return
 
 
 def compact(eventlog: EventLog, *, include_open: bool = False) -> list[Path]:
@@ -297,7 +343,10 @@ def _first_offset(segments: list[Segment], i: int) -> int | None:
 
 
 def apply_retention(
-    eventlog: EventLog, rules: Sequence[tuple[str, int]], now_ns: int
+    eventlog: EventLog,
+    rules: Sequence[tuple[str, int]],
+    now_ns: int,
+    sealer: Sealer | None = None,
 ) -> list[Path]:
     """Delete whole days older than a topic's retention.
 
@@ -314,9 +363,14 @@ def apply_retention(
     every record after them), and no offset, gseq or ``source_seq`` the deleted days
     held is given out or accepted again.
 
+    Beside a running :class:`Sealer` (a log opened with ``seal=True``; call this on its
+    writer thread), the days it has been handed and not finished are left for a later
+    pass: deleting a day while it is being sealed would let the seal put it back.
+
     Args:
         rules: ``(pattern, max_age_days)``; the first matching pattern applies.
         now_ns: the reference time (ns).
+        sealer: the sealer of the namespace, if one runs.
 
     Returns:
         The deleted day files.
@@ -326,6 +380,8 @@ def apply_retention(
             is written before any deletion).
     """
     today = now_ns // NS_PER_DAY
+    # Only the writer thread hands days to the sealer: none joins during this pass.
+    busy = sealer.pending() if sealer is not None else frozenset()
     doomed: dict[str, list[Segment]] = {}
     for topic in eventlog.topics():
         rule = next((days for pattern, days in rules if matches(pattern, topic)), None)
@@ -335,7 +391,7 @@ def apply_retention(
         keep = len(segments) - 1  # the newest day that holds records, and those after it
         while keep > 0 and segments[keep].path.stat().st_size == 0:
             keep -= 1
-        old = [seg for seg in segments[:keep] if seg.day < today - rule]
+        old = [seg for seg in segments[:keep] if seg.day < today - rule and seg.path not in busy]
         if old:
             doomed[topic] = old
     if not doomed:

@@ -40,6 +40,7 @@ from tickertape.errors import (
     RouterError,
 )
 from tickertape.eventlog import AppendResult, AsyncEventLog, LogReader
+from tickertape.eventlog.layout import RUNS_PREFIX
 from tickertape.router.protocol import Code, validate_namespace
 from tickertape.schemas.envelope import Envelope, Record
 
@@ -179,11 +180,21 @@ class EmbeddedLog:
         data_dir: the data directory (``<data-dir>/logs/<namespace>/...``).
         seal: seal each namespace's days that are over while it runs
             (``AsyncEventLog.open(seal=True)``).
+        retention: ``(pattern, max_age_days)`` rules applied while it runs to each
+            namespace but replay runs' (``runs/...``, whose days are their inputs'
+            dates, long past): ``AsyncEventLog.open(retention=...)``.
     """
 
-    def __init__(self, data_dir: str | Path, *, seal: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        seal: bool = True,
+        retention: Sequence[tuple[str, int]] = (),
+    ) -> None:
         self._data_dir = Path(data_dir)
         self._seal = seal
+        self._retention = tuple(retention)
         self._logs: dict[str, AsyncEventLog] = {}
         self._opening: dict[str, asyncio.Lock] = {}
 
@@ -197,8 +208,9 @@ class EmbeddedLog:
             if alog is None:
                 # Payloads were decoded from the publishers' JSON frames: one JSON value each.
                 alog = await AsyncEventLog.open(
-                    self._data_dir, ns, check_payloads=False, seal=self._seal
-                )
+                    self._data_dir, ns, check_payloads=False, seal=self._seal,
+                    retention=() if ns.startswith(RUNS_PREFIX) else self._retention,
+                )  # fmt: skip
                 self._logs[ns] = alog
         return alog
 
@@ -341,12 +353,19 @@ class LogService:
         host: interface to bind.
         port: TCP port (0 picks a free one; see :attr:`port`).
         seal: seal the days that are over while it runs (:class:`EmbeddedLog`).
+        retention: retention rules applied while it runs (:class:`EmbeddedLog`).
     """
 
     def __init__(
-        self, data_dir: str | Path, host: str = "127.0.0.1", port: int = 7401, *, seal: bool = True
+        self,
+        data_dir: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 7401,
+        *,
+        seal: bool = True,
+        retention: Sequence[tuple[str, int]] = (),
     ) -> None:
-        self._log = EmbeddedLog(data_dir, seal=seal)
+        self._log = EmbeddedLog(data_dir, seal=seal, retention=retention)
         self._host = host
         self._port = port
         self._fatal: asyncio.Future[LogError] | None = None  # set by fatal(); in start()

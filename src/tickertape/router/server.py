@@ -133,6 +133,8 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         compression: enable permessage-deflate (off: it costs ~half the throughput).
         seal: the embedded log seals each day that is over while it runs
             (:class:`~tickertape.eventlog.sealing.Sealer`).
+        retention: ``(pattern, max_age_days)`` rules the embedded log applies while it
+            runs (:class:`~tickertape.router.logservice.EmbeddedLog`).
     """
 
     host: str = "127.0.0.1"
@@ -148,6 +150,7 @@ class RouterConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     accept_unknown_types: bool = False
     compression: bool = False
     seal: bool = True
+    retention: tuple[tuple[str, int], ...] = ()
 
 
 class _TokenBucket:
@@ -672,7 +675,7 @@ class Router:
             backend = (
                 RemoteLog(config.log_url)
                 if config.log_url
-                else EmbeddedLog(config.data_dir, seal=config.seal)
+                else EmbeddedLog(config.data_dir, seal=config.seal, retention=config.retention)
             )
         self.backend: LogBackend = backend
         self.namespaces: dict[str, _Namespace] = {}
