@@ -31,6 +31,7 @@ from tickertape.errors import (
 from tickertape.schemas import Envelope, decode_payload, make_envelope
 from tickertape.schemas.envelope import MARKETS, Market
 from tickertape.schemas.risk import RiskCommand
+from tickertape.schemas.strategy import is_strategy_id
 from tickertape.schemas.system import RunManifest
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ def _command(
     if market is not None:
         return RiskCommand(command=verb, scope="market", key=market, reason=reason)
     if strategy is not None:
+        if not is_strategy_id(strategy):
+            raise click.BadParameter(
+                f"{strategy!r} is not a strategy id (letters, digits, _ and -)",
+                param_hint="--strategy",
+            )
         return RiskCommand(command=verb, scope="strategy", key=strategy, reason=reason)
     return RiskCommand(command=verb, scope="global", reason=reason)
 

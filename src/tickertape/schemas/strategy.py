@@ -14,6 +14,12 @@ OrderType = Literal["market", "limit", "stop"]
 TimeInForce = Literal["GTC", "IOC", "DAY"]
 
 
+def is_strategy_id(text: str) -> bool:
+    """True for a strategy id: non-empty, of letters, digits, ``_`` and ``-`` only (it
+    names the identity ``strategy.<id>`` and the topics ``strategy.intent.<id>``)."""
+    return text.replace("_", "").replace("-", "").isalnum()
+
+
 @register("strategy.intent", 1)
 class Intent(msgspec.Struct, frozen=True, kw_only=True):
     """A strategy's request, for the risk gate to approve or reject.

@@ -30,6 +30,7 @@ those topics (the router's ACL refuses it across processes) changes nothing here
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from pathlib import Path
 
@@ -133,6 +134,10 @@ class RiskActorState(msgspec.Struct, kw_only=True):
     pnl update (the gate's own books see fills only: this comes off their cash)."""
     approvals: dict[str, list[int]] = msgspec.field(default_factory=dict)
     clock_drift: bool = False
+    drawdown_breaches: list[str] = msgspec.field(default_factory=list)
+    """Books (``"{strategy_id or portfolio}:{market}"``) whose last pnl update had their
+    drawdown at or past its limit: the automatic halt comes on entering that set only,
+    so an operator's resume is not undone by the next update of the same breach."""
     margin_calls: dict[str, str] = msgspec.field(default_factory=dict)
     """Books under a margin call (``"{strategy_id or portfolio}:{market}"``) → the scope
     they put in REDUCING (``"strategy:{id}"`` or ``"market:{market}"``)."""
@@ -178,7 +183,7 @@ class RiskActor(Actor):
         "system.clock_drift",
         "system.clock.drift",
     )
-    state_version = 2  # 2: the gate's books carry margin rates (margined futures)
+    state_version = 3  # 2: books carry margin rates; 3: drawdown_breaches
 
     def __init__(self, config: RiskConfig | None = None) -> None:
         self.config = config if config is not None else RiskConfig()
@@ -187,10 +192,13 @@ class RiskActor(Actor):
             self.config.instruments, self.config.instruments_file, owner="risk"
         )
         for market, cash in self.config.initial_cash.items():
-            if market not in MARKETS or cash < 0:
-                raise ConfigError(f"initial_cash.{market} must be ≥ 0 for a known market")
+            if market not in MARKETS or not (math.isfinite(cash) and cash >= 0):
+                raise ConfigError(
+                    f"initial_cash.{market} must be a finite number ≥ 0 for a known market"
+                )
         self.state = RiskActorState()
         self._recent: dict[str, deque[int]] = {}
+        self._breaches: set[str] = set()  # the state's drawdown_breaches, sorted there
         self._limits_cache: dict[tuple[str, str], Limits] = {}
 
     # ----------------------------------------------------------- actor hooks
@@ -199,7 +207,9 @@ class RiskActor(Actor):
         payload = event.payload
         kind = type(payload)
         if kind is Bar:  # the most frequent: a price and its time
-            if event.market is not None:
+            # Raw prices only, as the venue fills (DESIGN §9): a split-adjusted copy
+            # (md.bar.<interval>-adj.*) would price orders on another scale.
+            if event.market is not None and not payload.adjusted:
                 key = f"{event.market}:{payload.symbol}"
                 self.state.prices[key] = (payload.close, event.ts_event)
         elif kind is Trade:
@@ -230,11 +240,13 @@ class RiskActor(Actor):
 
     def snapshot(self) -> msgspec.Struct:
         self.state.approvals = {k: list(v) for k, v in sorted(self._recent.items())}
+        self.state.drawdown_breaches = sorted(self._breaches)  # same bytes whatever the hash seed
         return self.state
 
     def restore(self, state: bytes) -> None:
         self.state = msgspec.msgpack.decode(state, type=RiskActorState)
         self._recent = {k: deque(v) for k, v in self.state.approvals.items()}
+        self._breaches = set(self.state.drawdown_breaches)
 
     # -------------------------------------------------------------- internals
 
@@ -467,8 +479,9 @@ class RiskActor(Actor):
             market = book.market
             if update.strategy_id is None:
                 limits = self._limits(market, "")
-                breached = limits.max_drawdown is not None and book.drawdown >= limits.max_drawdown
-                if breached and self.state.states.of("market", market) != "HALTED":
+                if self._enters_breach(f"{PORTFOLIO}:{market}", book, limits) and (
+                    self.state.states.of("market", market) != "HALTED"
+                ):
                     self._set_state("market", market, "HALTED", "DRAWDOWN", event, ctx)
                 if limits.check_cash:
                     self._margin(f"{PORTFOLIO}:{market}", "market", market, book, event, ctx)
@@ -479,11 +492,25 @@ class RiskActor(Actor):
             if borrowed:
                 self.state.borrow_fees[f"{sid}:{market}"] = borrowed
             limits = self._limits(market, sid)
-            breached = limits.max_drawdown is not None and book.drawdown >= limits.max_drawdown
-            if breached and self.state.states.of("strategy", sid) != "HALTED":
+            if self._enters_breach(f"{sid}:{market}", book, limits) and (
+                self.state.states.of("strategy", sid) != "HALTED"
+            ):
                 self._set_state("strategy", sid, "HALTED", "DRAWDOWN", event, ctx)
             if limits.check_cash:
                 self._margin(f"{sid}:{market}", "strategy", sid, book, event, ctx)
+
+    def _enters_breach(self, book_key: str, book: Book, limits: Limits) -> bool:
+        """Whether this update takes the book's drawdown to or past its limit from
+        under it (or from no update yet); keeps the books in breach (in snapshots as
+        :attr:`RiskActorState.drawdown_breaches`)."""
+        breaches = self._breaches
+        if limits.max_drawdown is None or book.drawdown < limits.max_drawdown:
+            breaches.discard(book_key)
+            return False
+        if book_key in breaches:
+            return False
+        breaches.add(book_key)
+        return True
 
     def _margin(
         self, book_key: str, scope: str, key: str, book: Book, event: Event, ctx: Context

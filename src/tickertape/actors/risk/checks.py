@@ -97,6 +97,7 @@ is the margined rule above).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import msgspec
@@ -230,8 +231,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             "stale_after_ms",
         ):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(f"{where}.{name} must be > 0 (got {value})")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{where}.{name} must be a finite number > 0 (got {value})")
         if self.max_drawdown is not None and not 0.0 < self.max_drawdown <= 1.0:
             raise ConfigError(f"{where}.max_drawdown must be in (0, 1] (got {self.max_drawdown})")
 
