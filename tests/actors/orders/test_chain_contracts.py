@@ -103,13 +103,15 @@ def test_books_in_contract_value(outputs: list) -> None:
     """Cash pays 125,000 × price per contract; marks, realized PnL and equity likewise."""
     updates = [(r, p) for r, p in payloads(outputs, "pnl.update.") if isinstance(p, PnlUpdate)]
     books = [(r.ts_event, p.books[0]) for r, p in updates if r.topic == "pnl.update.fx"]
-    # After the second buy fill (bar 4): 2 contracts at AVG, marked at the fill price.
+    # After the second buy fill (bar 4): 2 contracts at AVG, marked at the market's
+    # price, bar 4's close (the fill's price is bar 4's open plus slippage).
     _, long2 = next((t, b) for t, b in books if b.fills == 2)
     assert long2.cash == pytest.approx(1_000_000.0 - (B1 + B2) * M - 2 * 2.47)
     assert long2.positions[0].quantity == 2.0
     assert long2.positions[0].multiplier == M
-    assert long2.equity == pytest.approx(long2.cash + 2 * B2 * M)
-    assert long2.unrealized == pytest.approx(2 * (B2 - AVG) * M)  # 125.0
+    assert long2.positions[0].mark == 1.1020
+    assert long2.equity == pytest.approx(long2.cash + 2 * 1.1020 * M)
+    assert long2.unrealized == pytest.approx(2 * (1.1020 - AVG) * M)  # 337.5
     final = books[-1][1]
     assert final.realized == pytest.approx(REALIZED)  # 550.0
     assert final.fees == pytest.approx(FEES)

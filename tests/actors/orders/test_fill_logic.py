@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from tickertape.actors.orders import fill_logic as fl
 from tickertape.actors.orders.instruments import InstrumentSpec, InstrumentTable
 from tickertape.actors.orders.venue import SimulatedVenue, VenueOrder
+from tickertape.actors.runtime.errors import ZeroLatencyError
 from tickertape.errors import BiasError, ConfigError, OrderError
 
 MIN = 60_000_000_000
@@ -43,13 +44,16 @@ def order(
 
 
 def test_zero_latency_is_refused() -> None:
-    """A latency model of zero or less raises BiasError."""
-    with pytest.raises(BiasError):
+    """A latency model of zero or less raises ZeroLatencyError (a BiasError), as
+    docs/replay.md's bias guards say."""
+    with pytest.raises(ZeroLatencyError, match="order-to-venue latency"):
         fl.LatencyModel(base_ns=0).delay_ns("c1")
-    with pytest.raises(BiasError):
+    with pytest.raises(ZeroLatencyError):
         fl.LatencyModel(base_ns=-5).validate()
-    with pytest.raises(BiasError):
+    with pytest.raises(ZeroLatencyError):
         fl.MarketFillConfig(latency=fl.LatencyModel(base_ns=0)).validate()
+    with pytest.raises(BiasError, match="jitter_ns"):
+        fl.LatencyModel(jitter_ns=-1).validate()
 
 
 def test_jitter_is_deterministic_and_bounded() -> None:

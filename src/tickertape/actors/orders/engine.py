@@ -257,6 +257,8 @@ class OrderEngine(Actor):
         if kind is Bar:
             if market is None or (self._intervals and payload.interval not in self._intervals):
                 return
+            if payload.adjusted:  # a split-adjusted copy: the venue trades raw prices
+                return
             if not self.venue.watches(market, payload.symbol):
                 return  # nothing open in the symbol: the bar cannot fill anything
             if f"{market}:{payload.symbol}" in self._trade_symbols:

@@ -9,7 +9,8 @@ The model, pessimistic by default:
 - **Latency** (:class:`LatencyModel`): an order reaches the venue ``base_ns`` plus a
   deterministic jitter in ``[0, jitter_ns]`` after it was submitted; the jitter is a
   hash of the seed and the client order id, so a replay reproduces it exactly.
-  Zero or negative latency is refused with :class:`~tickertape.errors.BiasError`.
+  Zero or negative latency is refused with
+  :class:`~tickertape.actors.runtime.errors.ZeroLatencyError` (a BiasError).
   A cancel travels the same way (:func:`cancel_arrival_ns`, its jitter keyed by
   ``"{client order id}:cancel"``) and never lands before its order: until it lands
   the order keeps working, so data in between still fills it; data at the landing
@@ -61,6 +62,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from tickertape.actors.runtime.errors import require_latency
 from tickertape.errors import BiasError, ConfigError, OrderError
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.strategy import OrderType, Side, TimeInForce
@@ -101,13 +103,11 @@ class LatencyModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         """Refuse a model that could deliver an order instantly or in the past.
 
         Raises:
-            BiasError: ``base_ns`` ≤ 0 (zero latency is look-ahead) or ``jitter_ns`` < 0.
+            ZeroLatencyError: ``base_ns`` ≤ 0 (an order that reaches the venue instantly
+                trades on data it could not have seen: look-ahead).
+            BiasError: ``jitter_ns`` < 0.
         """
-        if self.base_ns <= 0:
-            raise BiasError(
-                f"latency base_ns must be > 0 (got {self.base_ns}): an order that reaches "
-                "the venue instantly trades on data it could not have seen"
-            )
+        require_latency("the order-to-venue latency (base_ns)", self.base_ns)
         if self.jitter_ns < 0:
             raise BiasError(f"latency jitter_ns must be ≥ 0 (got {self.jitter_ns})")
 
