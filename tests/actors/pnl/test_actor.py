@@ -159,30 +159,31 @@ def latest_books(records: list[Record]) -> dict[str, Book]:
     return books
 
 
-def test_a_fill_re_marks_every_book_holding_the_symbol() -> None:
-    """Strategy a holds 1 ABC marked at the 110 close; strategy b then buys 1 at 120.
-    The fill's price is ABC's newest mark in every book: a's book is re-marked at 120
-    (and published at the next tick), so the portfolio's equity is the sum of its
-    strategies'. Before, a's book kept 110 until the next bar, while the portfolio
-    (which holds a's contract too) was marked at 120: 10 apart."""
+def test_a_fill_marks_its_books_at_the_market_price() -> None:
+    """Strategy a holds 1 ABC marked at the 110 close; strategy b then buys 1 at 120, a
+    fill price off the market (slippage). ABC's mark stays the market's 110 in every
+    book: b's and the portfolio's are marked at it, a's is not re-marked (no update of a
+    after b's fill), and the portfolio's equity is the sum of its strategies'. Before,
+    the fill's price re-marked every book at 120: b's slippage raised a's equity by 10
+    (see test_review_defects.py for a false high-water mark it made)."""
     bars = bar_records([(T0 + MINUTE_NS, 100.0, 100.0, 100.0, 100.0, 1.0),
                         (T0 + 3 * MINUTE_NS, 110.0, 110.0, 110.0, 110.0, 1.0)], "crypto", "ABC")  # fmt: skip
     inputs = [
         bars[0],
         fill_record(1, T0 + 2 * MINUTE_NS, "a", "buy", 1.0, 100.0),
         bars[1],
-        fill_record(2, T0 + 4 * MINUTE_NS, "b", "buy", 1.0, 120.0),
+        fill_record(2, T0 + 6 * MINUTE_NS, "b", "buy", 1.0, 120.0),
     ]
     pnl = PnlActor(PnlConfig(update_interval_ns=INTERVAL))
     records = run_pnl(inputs, pnl, end_ns=T0 + 10 * MINUTE_NS)
     marks = {key: ledger.positions["ABC"].mark for key, ledger in pnl.state.ledgers.items()}
-    assert marks == {"a:crypto": 120.0, "b:crypto": 120.0, "portfolio:crypto": 120.0}
+    assert marks == {"a:crypto": 110.0, "b:crypto": 110.0, "portfolio:crypto": 110.0}
     books = latest_books(records)
-    assert [p.mark for p in books["a"].positions] == [120.0]
-    assert books["a"].equity == 100_000.0 - 100.0 + 120.0
-    assert books["b"].equity == 100_000.0
+    assert [p.mark for p in books["a"].positions] == [110.0]
+    assert books["a"].equity == 100_000.0 - 100.0 + 110.0
+    assert books["b"].equity == 100_000.0 - 120.0 + 110.0
     assert books["portfolio"].equity == books["a"].equity + books["b"].equity
-    # a's update with the new mark comes at the tick after b's fill, not with it.
+    # a's last update is the tick after the 110 close, none after b's fill.
     ticks = [r.ts_event for r in records if r.topic == "pnl.update.a" and not r.causation_id]
     assert ticks[-1] == T0 + 5 * MINUTE_NS
 

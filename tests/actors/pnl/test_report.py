@@ -87,7 +87,7 @@ def test_sharpe_is_none_when_undefined() -> None:
     assert sharpe_ratio([110.0], 100.0) is None
     assert sharpe_ratio([100.0, 100.0, 100.0], 100.0) is None
     assert sharpe_ratio([50.0, 0.0, 10.0], 100.0) is None  # a return on 0 is undefined
-    assert sharpe_ratio([50.0, -1.0], 100.0) is not None  # ending below zero is a return
+    assert sharpe_ratio([50.0, -1.0], 100.0) is None  # wiped out at the last close too
     with pytest.raises(ValueError, match="capital must be > 0"):
         sharpe_ratio([1.0, 2.0], 0.0)
     with pytest.raises(ValueError, match="periods_per_year must be > 0"):

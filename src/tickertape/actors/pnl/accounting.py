@@ -221,8 +221,10 @@ def apply_fill(
     multiplier: float = 1.0,
     initial_margin: float = 0.0,
     maintenance_margin: float = 0.0,
+    *,
+    mark_price: float | None = None,
 ) -> tuple[Ledger, float]:
-    """Book one fill; the symbol is marked at the fill price.
+    """Book one fill; the symbol is marked at ``mark_price``, else at the fill price.
 
     Args:
         ledger: the book.
@@ -238,6 +240,10 @@ def apply_fill(
             docstring for how each moves cash).
         maintenance_margin: maintenance margin per contract, 0.0 ≤ it ≤
             ``initial_margin`` (0.0 when cash-like).
+        mark_price: the symbol's mark once the fill is booked (the pnl actor's newest
+            market price, per unit of the underlying), or None for the fill price.
+            The high-water mark and maximum drawdown move at that mark: a fill price
+            off the market (slippage) is no peak of the book.
 
     Returns:
         The new ledger and the PnL this fill realized (gross of its fee), in the
@@ -289,7 +295,7 @@ def apply_fill(
         quantity=q1,
         average_cost=cost,
         realized=old.realized + realized,
-        mark=price,
+        mark=price if mark_price is None else mark_price,
         multiplier=multiplier,
         initial_margin=initial_margin,
         maintenance_margin=maintenance_margin,
@@ -319,7 +325,11 @@ def apply_fill(
 
 
 def apply_order_fill(
-    ledger: Ledger, order: OrderEvent, margin_rates: tuple[float, float] = (0.0, 0.0)
+    ledger: Ledger,
+    order: OrderEvent,
+    margin_rates: tuple[float, float] = (0.0, 0.0),
+    *,
+    mark_price: float | None = None,
 ) -> tuple[Ledger, float]:
     """Book the fill an order event carries (:func:`apply_fill` with its fields).
 
@@ -329,6 +339,8 @@ def apply_order_fill(
         margin_rates: ``(initial, maintenance)`` margin per contract of the
             instrument, ``(0.0, 0.0)`` when cash-like
             (:meth:`~tickertape.actors.orders.instruments.InstrumentTable.margin_rates`).
+        mark_price: the symbol's mark once the fill is booked, or None for the fill
+            price (as :func:`apply_fill`).
 
     Raises:
         OrderError: as :func:`apply_fill`, or ``order`` carries no fill.
@@ -346,6 +358,7 @@ def apply_order_fill(
         fill.multiplier,
         margin_rates[0],
         margin_rates[1],
+        mark_price=mark_price,
     )
 
 

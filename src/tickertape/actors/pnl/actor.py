@@ -1,7 +1,8 @@
 """The pnl actor: keeps the books per strategy and for the portfolio, per market.
 
 Consumes fills (``order.partially_filled.*``, ``order.filled.*``, through ``order.>``)
-and marks (``md.trade.>`` prices, ``md.bar.>`` closes). Publishes
+and marks (``md.trade.>`` prices, raw ``md.bar`` closes: ``md.bar.>``, or
+``md.bar.{interval}.>`` per configured interval). Publishes
 :class:`~tickertape.schemas.pnl.PnlUpdate` on ``pnl.update.{strategy_id}`` and
 ``pnl.update.portfolio``, one event per (book, market) with the envelope's market
 set: on every fill (for the strategy and the portfolio of that market), and for
@@ -11,12 +12,22 @@ keeps the schedule). The timer is armed only while a book waits for its update: 
 quiet market (a weekend, the months between two datasets) costs no timer steps, and
 the updates are the ones a timer firing every interval would publish.
 
+Marks are market prices in the units fills are in: a bar with ``adjusted`` set (the
+forward-adjusted copies on ``md.bar.{interval}-adj.*``) never marks a book, as raw
+fill prices and adjusted marks would mix (DESIGN §9: a position bought before a 7:1
+split would be worth 7 times its value after it).
+
 One mark per instrument: every book holding a symbol (each strategy's, and the
-portfolio's of its market) is marked at the same price at the same time, the newest of
-its last trade price, bar close and fill price. A fill is a trade of the instrument,
-so its price re-marks every book holding the symbol, not only the two it is booked in
-(those books then wait for their next publish tick like any re-marked book); the
-portfolio's equity is therefore the sum of its strategies' at every moment.
+portfolio's of its market) is marked at the same price at the same time, the
+instrument's last market price (the newer of its last trade price and raw bar close,
+kept per market and symbol). A fill is booked at its price and its books are then
+marked at that market price: a fill price carries the fill's slippage (a bar's open
+plus slippage, under the next-bar-open rule), so it is not the market's price, and
+it re-marks no book (one strategy's slippage never moves another's equity, nor makes a
+high-water mark). Only a symbol without any market price yet is marked at its fill
+price, in every book holding it (those books then wait for their next publish tick like
+any re-marked book). The portfolio's equity is therefore the sum of its strategies' at
+every moment.
 
 Futures: instruments configured with an ``initial_margin`` (``[instruments]``, the
 order engine's and risk gate's section) are booked as margined positions (see
@@ -82,7 +93,9 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             base that includes it from then on.
         update_interval_ns: the longest a changed book waits for a ``pnl.update``
             (default 60 s of the clock), > 0.
-        bar_intervals: bar intervals used as marks; empty for all.
+        bar_intervals: bar intervals used as marks (``"1m"``, ``"1d"``: the
+            ``{interval}`` token of raw bar topics, which the actor then subscribes
+            to alone); empty for all. Adjusted bars never mark.
         orders_source: the only identity whose fills are booked.
         instruments: instrument specifications, ``[instruments.<market>.<symbol or
             futures root>]`` (:mod:`tickertape.actors.orders.instruments`); the books
@@ -109,11 +122,20 @@ class PnlConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class PnlState(msgspec.Struct, kw_only=True):
-    """The actor's state (its snapshot). Keys are ``"{book}:{market}"``."""
+    """The actor's state (its snapshot).
+
+    Attributes:
+        ledgers: the books, keyed ``"{book}:{market}"``.
+        dirty: keys of the books waiting for their update.
+        ignored_fills: fills not from ``orders_source``, ignored.
+        prices: last market price (trade price or raw bar close) per
+            ``"{market}:{symbol}"``, in the instrument's price units.
+    """
 
     ledgers: dict[str, accounting.Ledger] = msgspec.field(default_factory=dict)
     dirty: list[str] = msgspec.field(default_factory=list)
     ignored_fills: int = 0
+    prices: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class PnlActor(Actor):
@@ -128,8 +150,7 @@ class PnlActor(Actor):
     """
 
     name = "pnl"
-    subscriptions = ("order.>", "md.trade.>", "md.bar.>")
-    state_version = 2  # 2: positions carry their margin rates (margined futures books)
+    state_version = 3  # 2: positions carry their margin rates; 3: last market prices
 
     def __init__(self, config: PnlConfig | None = None) -> None:
         self.config = config if config is not None else PnlConfig()
@@ -148,6 +169,10 @@ class PnlActor(Actor):
         self._dirty: set[str] = set()
         self._holders: dict[str, list[str]] = {}
         self._intervals = frozenset(self.config.bar_intervals)
+        # Raw bars only where the topics allow it (an adjusted interval token ends in
+        # "-adj"); with every interval wanted, on_event drops the adjusted bars.
+        bars = [f"md.bar.{interval}.>" for interval in sorted(self._intervals)]
+        self.subscriptions = ("order.>", "md.trade.>", *(bars or ["md.bar.>"]))
         self._borrow_rates: dict[str, float] = {}
 
     def on_event(self, event: Event, ctx: Context) -> None:
@@ -158,11 +183,12 @@ class PnlActor(Actor):
             if (
                 market is not None
                 and wanted
-                and self._mark(market, payload.symbol, payload.close, ctx)
+                and not payload.adjusted
+                and self._mark_market(market, payload.symbol, payload.close, ctx)
             ):
                 self._arm(ctx)
         elif isinstance(payload, Trade):
-            if market is not None and self._mark(market, payload.symbol, payload.price, ctx):
+            if market is not None and self._mark_market(market, payload.symbol, payload.price, ctx):
                 self._arm(ctx)
         elif isinstance(payload, OrderEvent) and payload.fill is not None:
             if event.source == self.config.orders_source:
@@ -241,11 +267,20 @@ class PnlActor(Actor):
             portfolio = accounting.add_capital(portfolio, cash)
         return portfolio
 
-    def _mark(self, market: Market, symbol: str, price: float, ctx: Context) -> bool:
-        """Mark the books holding ``symbol`` (charging the borrow fees due at the old
-        mark first); True when one of them became dirty (it then waits for the next
-        publish tick)."""
-        holders = self._holders.get(f"{market}:{symbol}")
+    def _mark_market(self, market: Market, symbol: str, price: float, ctx: Context) -> bool:
+        """Keep ``price`` as the symbol's last market price and mark the books holding
+        it (:meth:`_mark`)."""
+        symbol_key = f"{market}:{symbol}"
+        self.state.prices[symbol_key] = price
+        return self._mark(market, symbol, price, ctx, symbol_key)
+
+    def _mark(
+        self, market: Market, symbol: str, price: float, ctx: Context, symbol_key: str
+    ) -> bool:
+        """Mark the books holding ``symbol`` (``symbol_key`` is ``"{market}:{symbol}"``)
+        at ``price``, charging the borrow fees due at the old mark first; True when one
+        of them became dirty (it then waits for the next publish tick)."""
+        holders = self._holders.get(symbol_key)
         if not holders:
             return False
         ledgers = self.state.ledgers
@@ -276,19 +311,26 @@ class PnlActor(Actor):
         portfolio = self._portfolio_for(sid, market)
         strategy = self._ledger(sid, market)
         rates = self.instruments.margin_rates(market, order.symbol)
+        symbol_key = f"{market}:{order.symbol}"
+        last = self.state.prices.get(symbol_key)  # None: no market price yet
         for book, ledger in ((sid, strategy), (PORTFOLIO, portfolio)):
             key = f"{book}:{market}"
-            updated, _ = accounting.apply_order_fill(ledger, order, rates)
+            updated, _ = accounting.apply_order_fill(ledger, order, rates, mark_price=last)
             if book == sid:  # a short accrues from its fill on (the portfolio mirrors)
                 updated = accounting.accrue_borrow(updated, order.symbol, 0.0, now)
             self.state.ledgers[key] = updated
-            self._hold(f"{market}:{order.symbol}", key)
+            self._hold(symbol_key, key)
             self._publish(key, ctx, event)
             self._dirty.discard(key)
-        # The fill's price is the symbol's newest mark: re-mark the other books holding
-        # it (the two above already are), so that no book keeps an older one.
+        # The two books above are marked at the market price, which the other books
+        # holding the symbol already have. Without one, the fill's price is the only
+        # price: every book holding the symbol is marked at it.
         fill = order.fill
-        if fill is not None and self._mark(market, order.symbol, fill.price, ctx):
+        if (
+            last is None
+            and fill is not None
+            and self._mark(market, order.symbol, fill.price, ctx, symbol_key)
+        ):
             self._arm(ctx)
 
     def _borrow_rate(self, market: Market, symbol: str) -> float:

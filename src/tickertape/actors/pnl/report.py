@@ -200,7 +200,8 @@ def sharpe_ratio(
 
     Returns:
         The ratio, or None with fewer than two returns, returns of zero variance, or
-        a value ≤ 0 before the last period (a return on it is undefined).
+        a value ≤ 0 at the end of any period, the last included (the book was wiped
+        out; a return on such a value is undefined).
 
     Raises:
         ValueError: ``capital`` ≤ 0 or ``periods_per_year`` ≤ 0.
@@ -209,9 +210,9 @@ def sharpe_ratio(
         raise ValueError(f"capital must be > 0, got {capital}")
     if not periods_per_year > 0.0:
         raise ValueError(f"periods_per_year must be > 0, got {periods_per_year}")
-    bases = [capital, *values[:-1]]
-    if len(values) < 2 or min(bases) <= 0.0:
+    if len(values) < 2 or min(values) <= 0.0:
         return None
+    bases = [capital, *values[:-1]]
     returns = [value / base - 1.0 for base, value in zip(bases, values, strict=True)]
     deviation = statistics.stdev(returns)  # exact arithmetic: 0.0 for a constant series
     if deviation == 0.0:

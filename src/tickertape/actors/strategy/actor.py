@@ -28,13 +28,14 @@ from typing import Any, ClassVar
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.pnl import PORTFOLIO
 from tickertape.errors import ConfigError
 from tickertape.importing import import_object
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar, Quote, Trade
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.risk import RiskState
-from tickertape.schemas.strategy import Intent, OrderType, Side, TimeInForce
+from tickertape.schemas.strategy import Intent, OrderType, Side, TimeInForce, is_strategy_id
 
 _MINUTE_NS = 60_000_000_000
 _OPEN_STATUSES = frozenset({"submitted", "accepted", "partially_filled"})
@@ -353,8 +354,13 @@ class StrategyActor(Actor):
         self, config: StrategyConfig | None = None, strategy: Strategy | None = None
     ) -> None:
         self.config = config if config is not None else StrategyConfig()
-        if not self.config.strategy_id.replace("_", "").replace("-", "").isalnum():
+        if not is_strategy_id(self.config.strategy_id):
             raise ConfigError(f"strategy_id {self.config.strategy_id!r}: letters, digits, _ and -")
+        if self.config.strategy_id == PORTFOLIO:
+            raise ConfigError(
+                f"strategy_id {PORTFOLIO!r} is reserved: the pnl actor's portfolio book "
+                f"(pnl.update.{PORTFOLIO}) has that name; choose another id"
+            )
         self.strategy = strategy if strategy is not None else build_strategy(self.config)
         self.strategy_id = self.config.strategy_id
         self.name = f"strategy.{self.strategy_id}"  # type: ignore[misc]
