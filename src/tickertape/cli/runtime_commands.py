@@ -128,6 +128,12 @@ def replay_command(
     """Re-run actors over recorded history into runs/<run-id>, byte-identical every time."""
     if token_dir is not None and router_url is None:
         raise click.UsageError("--token-dir goes with --router URL (a router with tokens)")
+    if resume and (mode != "in-process" or router_url is not None):
+        raise click.UsageError(
+            "--resume continues an in-process run only; a distributed run cannot be "
+            "resumed (its actors restart from their snapshots while it runs): start it "
+            "again under another --run-id"
+        )
     start_ns = parse_time(from_)
     end_ns = None if to is None else parse_time(to, end=True)
     if end_ns is not None and end_ns <= start_ns:
@@ -487,7 +493,13 @@ def clock_ctl_command(
 @click.option("--namespace", default="main", show_default=True, help="The namespace served.")
 @click.option("--identity", default="clockctl", show_default=True)
 @click.option("--samples", default=5, show_default=True, type=click.IntRange(1, 100))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object instead of text: authority_ns, rtt_ns, offset_ns (the "
+    "authority's time minus this machine's: positive when this machine is behind).",
+)
 def clock_query_command(
     router_url: str, token: str | None, namespace: str, identity: str, samples: int, as_json: bool
 ) -> None:
@@ -505,9 +517,11 @@ def clock_query_command(
     if as_json:
         click.echo(msgspec.json.encode(sample).decode())
         return
+    # offset_ns is the authority's time minus this machine's: positive, this one is behind.
+    side = "behind" if sample.offset_ns > 0 else "ahead of"
     click.echo(
         f"authority time {format_ns(sample.authority_ns)}; this machine is "
-        f"{sample.offset_ns / 1e6:+.3f} ms from it (± {sample.rtt_ns / 2e6:.3f} ms, "
+        f"{abs(sample.offset_ns) / 1e6:.3f} ms {side} it (± {sample.rtt_ns / 2e6:.3f} ms, "
         f"round trip {sample.rtt_ns / 1e6:.3f} ms)"
     )
 

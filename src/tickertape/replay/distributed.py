@@ -65,7 +65,7 @@ from tickertape.replay.control import (
     batch_stage,
     step_topic,
 )
-from tickertape.replay.inprocess import ReplayResult, input_positions, read_inputs
+from tickertape.replay.inprocess import PACE_SLICE_S, ReplayResult, input_positions, read_inputs
 from tickertape.replay.manifest import (
     ALERT_TOPIC,
     DRIVER_SOURCE,
@@ -265,7 +265,7 @@ class ReplayCoordinator:
         for wave in waves:
             await self._take_keyboard()  # a pause holds the rerun too (a seek waits for it)
             if self.pacer is not None and wave.time_ns >= target_ns:
-                await _pace(self.pacer, self.resumed, wave.time_ns)
+                await self._pace(wave.time_ns)
             self._seq += 1
             again = msgspec.structs.replace(wave, seq=self._seq, rerun=True, restage=[])
             self._answered(await self._issue(again))
@@ -277,11 +277,15 @@ class ReplayCoordinator:
         another thread): a seek goes through :meth:`control`; a pause holds here."""
         if self.pacer is None:
             return
-        wanted = self.pacer.take_seek(self.now_ns)
+        self._keyboard_seek(self.pacer)
+        while self.pacer.paused:  # noqa: ASYNC110 (set by the keyboard's thread)
+            await asyncio.sleep(PACE_SLICE_S)
+
+    def _keyboard_seek(self, pacer: Pacer) -> None:
+        """Take a seek the keyboard asked of ``pacer`` through :meth:`control`."""
+        wanted = pacer.take_seek(self.now_ns)
         if wanted is not None:
             self.control(ClockControl(command="seek", time_ns=wanted))
-        while self.pacer.paused:  # noqa: ASYNC110 (set by the keyboard's thread)
-            await asyncio.sleep(0.05)
 
     def pause(self) -> None:
         """Hold the next step until :meth:`resume` (the wave in progress completes)."""
@@ -361,7 +365,7 @@ class ReplayCoordinator:
                 if self.pacer is not None:
                     self.pacer.resume()  # re-anchor the pace at the seek's target
             if self.pacer is not None and self.seek_to is None:
-                await _pace(self.pacer, self.resumed, step.time_ns)
+                await self._pace(step.time_ns)
             inputs = [r for r in step.events if self._readers_of(r.topic)]
             due = {a for a, t in self.timers.next.items() if t is not None and t <= step.time_ns}
             await self._run_step(
@@ -872,12 +876,31 @@ class ReplayCoordinator:
                 if exc.code != "STAGE_UNKNOWN" or attempt == 9:
                     raise
 
-
-async def _pace(pacer: Pacer, resumed: asyncio.Event, sim_ns: int) -> None:
-    await resumed.wait()
-    delay = pacer.delay(sim_ns)
-    if delay > 0:
-        await asyncio.sleep(delay)
+    async def _pace(self, sim_ns: int) -> None:
+        """Wait until the step at ``sim_ns`` (ns) is due at the pacer's speed, at most
+        :data:`~tickertape.replay.inprocess.PACE_SLICE_S` at a time, taking meanwhile the
+        keyboard's controls (through the pacer, from another thread) and the ``tape clock
+        ctl`` ones the router delivers (:meth:`_handle`): a pause from either holds the
+        wait until resumed, a speed change applies at once, and a seek ends it (the step
+        then runs unpaced; ahead of the clock the steps up to the target follow unpaced,
+        behind it the rewind follows the step)."""
+        while True:
+            pacer = self.pacer
+            if pacer is None:
+                return
+            self._keyboard_seek(pacer)
+            held = pacer.paused or not self.resumed.is_set()
+            if not held and (self.seek_to is not None or self.rewind_to is not None):
+                return
+            delay = PACE_SLICE_S if held else pacer.delay(sim_ns)
+            if delay <= 0:
+                return
+            try:
+                async with asyncio.timeout(min(delay, PACE_SLICE_S)):
+                    env = await self._next_control()
+            except TimeoutError:
+                continue
+            await self._handle(env)
 
 
 def actor_argv(

@@ -12,7 +12,10 @@ Snapshots of all actors are taken together, at step boundaries, whenever the pol
 is due for any of them, with ``positions = {<source namespace>: last input gseq}``;
 ``resume=True`` restarts a run from the newest common snapshot, and the log drops
 the outputs it already has (same ``source``, ``source_seq``), reporting any that
-differ as divergences.
+differ as divergences. A resumed run reads up to the source head its stored manifest
+names (events appended to the source since are not its inputs); resumed from the
+snapshot taken after ``on_stop`` it only stores what the summary needs (``on_stop``
+ran already); a run whose summary is stored is complete and left as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import structlog
@@ -30,7 +34,10 @@ from tickertape.actors.runtime.sink import Divergence, LogSink, Sink
 from tickertape.errors import ConfigError
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.replay.manifest import (
+    ALERT_TOPIC,
     DRIVER_SOURCE,
+    MANIFEST_TOPIC,
+    SUMMARY_TOPIC,
     OutputCounter,
     RunSettings,
     alert_envelope,
@@ -39,6 +46,8 @@ from tickertape.replay.manifest import (
     summary_envelope,
 )
 from tickertape.schemas.envelope import Envelope, Record
+from tickertape.schemas.registry import decode_payload
+from tickertape.schemas.system import RunManifest, RunSummary
 from tickertape.snapshots.codec import Snapshot
 from tickertape.snapshots.policy import SnapshotPolicy
 from tickertape.snapshots.store import SnapshotStore
@@ -47,6 +56,7 @@ from tickertape.timeauthority.pacing import Pacer
 from tickertape.timeauthority.scheduler import StepPlanner
 
 _log = structlog.get_logger("tickertape.replay")
+_T = TypeVar("_T")
 
 
 class ReplayResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,11 +91,14 @@ class DriverState(msgspec.Struct, kw_only=True):
         steps: steps run.
         inputs: input records read.
         last_ts_event: the largest output ``ts_event`` so far, ns.
+        stopped: the actors' ``on_stop`` ran (the snapshot taken at the end): a run
+            resumed from it does not run it again.
     """
 
     steps: int = 0
     inputs: int = 0
     last_ts_event: int = 0
+    stopped: bool = False
 
 
 DRIVER_STATE_VERSION = 1
@@ -96,6 +109,10 @@ ProgressFn = Callable[[int, int, int], None]
 
 SYNC_EVERY_S = 1.0
 """Wall seconds between syncs of a running replay's namespace (besides snapshots)."""
+
+PACE_SLICE_S = 0.05
+"""Longest single wall sleep while pacing (``--speed N``): a pause, speed change or seek
+asked meanwhile is taken within it."""
 
 
 class CountingSink:
@@ -124,6 +141,21 @@ class CountingSink:
 def input_positions(reader: LogReader, settings: RunSettings) -> dict[str, int]:
     """The source positions a run reads up to: ``{"head_gseq": ...}`` at its start."""
     return {"head_gseq": reader.head_gseq()}
+
+
+def stored_driver_event(log: EventLog, topic: str, kind: type[_T]) -> _T | None:
+    """The payload of the last event the driver stored on ``topic`` (the manifest or the
+    summary) in the run namespace open as ``log``; None when there is none.
+
+    Raises:
+        LogError: the log cannot be read (CorruptRecordError...).
+    """
+    count = log.next_offsets().get(topic, 0)
+    if not count:
+        return None
+    record = next(log.read_topic(topic, count - 1))
+    payload = decode_payload(record.type, record.v, record.payload)
+    return payload if isinstance(payload, kind) else None
 
 
 def read_inputs(
@@ -178,7 +210,9 @@ def run_in_process(
             clock; without it such a seek is refused with a log line.
 
     Returns:
-        The run's counts.
+        The run's counts. With ``resume``, a run whose summary is stored is complete: it
+        is left as it is, and its counts are those of its summary (``divergences``: its
+        driver's ``system.alert`` events).
 
     Raises:
         ConfigError: the run namespace already holds events (without ``resume``),
@@ -197,10 +231,30 @@ def run_in_process(
                 f"run namespace {settings.namespace!r} already holds {log.head_gseq} events: "
                 "choose another --run-id, or resume it"
             )
+        if resume and log.next_offsets().get(SUMMARY_TOPIC):
+            return _complete(settings, log, started)
         run = _InProcessRun(data_dir, settings, log, pacer, progress, snapshot_policy)
         return run.run(specs, resume=resume, respec=respec, started=started)
     finally:
         log.close()
+
+
+def _complete(settings: RunSettings, log: EventLog, started: float) -> ReplayResult:
+    """The counts of a complete run (its summary is stored), read from its log."""
+    summary = stored_driver_event(log, SUMMARY_TOPIC, RunSummary)
+    if summary is None:
+        raise ConfigError(f"run namespace {settings.namespace!r}: its summary is unreadable")
+    _log.info("resume_complete", run_id=settings.run_id, reason="its summary is stored")
+    return ReplayResult(
+        run_id=settings.run_id,
+        namespace=settings.namespace,
+        steps=summary.steps,
+        input_events=summary.input_events,
+        output_events=summary.output_events,
+        divergences=log.next_offsets().get(ALERT_TOPIC, 0),
+        head_gseq=log.head_gseq,
+        wall_seconds=time.monotonic() - started,
+    )
 
 
 class _InProcessRun:
@@ -223,7 +277,14 @@ class _InProcessRun:
         self.progress = progress
         self.snapshot_policy = snapshot_policy
         self.reader = LogReader(data_dir, settings.source_namespace)
-        self.positions = input_positions(self.reader, settings)
+        # A resumed run reads up to the head its manifest names, not the source's head
+        # now (a feed may have appended since): the same inputs as the run it continues.
+        stored = stored_driver_event(log, MANIFEST_TOPIC, RunManifest)
+        self.positions = (
+            input_positions(self.reader, settings)
+            if stored is None or "head_gseq" not in stored.input_positions
+            else dict(stored.input_positions)
+        )
         # The run namespace is made durable at each snapshot (which refers to it), every
         # SYNC_EVERY_S of wall time (so that `tape tail --follow` sees it move) and at
         # the end, not after every wave: a crash loses at most what the snapshots let
@@ -262,6 +323,10 @@ class _InProcessRun:
         restore, restore_at = resume, None
         while True:
             host, restored = self._host(specs, restore=restore, at_or_before_ns=restore_at)
+            if self.state.stopped:
+                # Restored after on_stop (a crash before the summary): no step is left.
+                _log.info("resumed_after_stop", clock_ns=host.clock.now_ns())
+                break
             rewind = self._steps(host, restored=restored, can_rewind=respec is not None)
             if rewind is None:
                 break
@@ -293,7 +358,7 @@ class _InProcessRun:
         if restore:
             restored, self.last_input_gseq = self._restore(host, at_or_before_ns)
         if not restored:
-            self.state.steps, self.state.inputs, self.state.last_ts_event = 0, 0, 0
+            self.state = DriverState()
         host.start(call_on_start=not restored)
         return host, restored
 
@@ -320,23 +385,28 @@ class _InProcessRun:
         policy = self.snapshot_policy
         while (step := planner.next_step()) is not None:
             wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
-            if wanted is not None:
-                if wanted > host.clock.now_ns():
-                    self.seek_to = wanted
-                elif not can_rewind:
-                    _log.warning(
-                        "seek_refused",
-                        reason="this replay cannot rebuild its actors",
-                        time_ns=wanted,
-                    )
-                else:
-                    return wanted
-            if self.seek_to is not None and step.time_ns >= self.seek_to:
-                self.seek_to = None
-                if pacer is not None:
-                    pacer.resume()  # re-anchor the pace at the seek's target
-            if pacer is not None and self.seek_to is None:
-                _wait(pacer, step.time_ns)
+            while True:
+                if wanted is not None:
+                    if wanted > host.clock.now_ns():
+                        self.seek_to = wanted
+                    elif not can_rewind:
+                        _log.warning(
+                            "seek_refused",
+                            reason="this replay cannot rebuild its actors",
+                            time_ns=wanted,
+                        )
+                    else:
+                        return wanted
+                if self.seek_to is not None and step.time_ns >= self.seek_to:
+                    self.seek_to = None
+                    if pacer is not None:
+                        pacer.resume()  # re-anchor the pace at the seek's target
+                if pacer is None or self.seek_to is not None:
+                    break
+                # A seek asked while waiting is taken before the step runs.
+                wanted = _wait(pacer, step.time_ns, host.clock.now_ns())
+                if wanted is None:
+                    break
             host.run_step(step)
             state.steps += 1
             state.inputs += len(step.events)
@@ -401,24 +471,22 @@ class _InProcessRun:
         for name, snap in sorted(snaps.items()):
             host.restore(name, snap)
         assert driver.state is not None
-        restored = msgspec.msgpack.decode(driver.state, type=DriverState)
-        self.state.steps, self.state.inputs, self.state.last_ts_event = (
-            restored.steps,
-            restored.inputs,
-            restored.last_ts_event,
-        )
+        self.state = msgspec.msgpack.decode(driver.state, type=DriverState)
         position = positions.pop()
         _log.info("resumed", after_gseq=position, clock_ns=host.clock.now_ns())
         return True, position
 
     def _finish(self, host: InProcessHost, started: float) -> ReplayResult:
-        """Stop the actors (a last snapshot when the policy asks), store the alerts of
-        the divergences and the summary, sync; return the counts."""
+        """Stop the actors unless a resumed run's snapshot says they were (then a last
+        snapshot when the policy asks), store the alerts of the divergences and the
+        summary, sync; return the counts."""
         settings, sink, state = self.settings, self.sink, self.state
-        host.stop()
-        state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
-        if self.snapshot_policy is not None and self.snapshot_policy.on_stop:
-            self._snapshot(host)
+        if not state.stopped:
+            host.stop()
+            state.stopped = True
+            state.last_ts_event = max(state.last_ts_event, sink.counter.last_ts_event)
+            if self.snapshot_policy is not None and self.snapshot_policy.on_stop:
+                self._snapshot(host)
         end_ns = host.clock.now_ns()
         seq = 2
         divergences = list(sink.divergences)
@@ -452,9 +520,19 @@ class _InProcessRun:
         )
 
 
-def _wait(pacer: Pacer, sim_ns: int) -> None:
-    while pacer.paused:
-        time.sleep(0.05)
-    delay = pacer.delay(sim_ns)
-    if delay > 0:
-        time.sleep(delay)
+def _wait(pacer: Pacer, sim_ns: int, now_ns: int) -> int | None:
+    """Wait until the step at ``sim_ns`` (ns) is due at the pacer's speed, sleeping at most
+    :data:`PACE_SLICE_S` at a time: a pause holds the wait and a speed change applies
+    within a slice. Return the target of a seek asked meanwhile (ns; a relative one
+    counted from ``now_ns``, the clock) as soon as there is one, else None once due."""
+    while True:
+        if pacer.paused:
+            time.sleep(PACE_SLICE_S)
+            continue
+        wanted = pacer.take_seek(now_ns)
+        if wanted is not None:
+            return wanted
+        delay = pacer.delay(sim_ns)
+        if delay <= 0:
+            return None
+        time.sleep(min(delay, PACE_SLICE_S))

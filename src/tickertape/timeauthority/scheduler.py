@@ -75,7 +75,8 @@ class Step(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         index: 0-based step number within the run.
         time_ns: the step's time; the clock reads this during the step.
-        timers: timers firing in this step, canonical order.
+        timers: timers due in this step, canonical order (one that a handler earlier
+            in the step cancels or replaces does not fire: ``TimerQueue.withdrawn``).
         events: input records of this step, gseq order.
     """
 
@@ -107,7 +108,8 @@ class StepPlanner:
         start_ns: the clock's initial time; nothing is planned before it.
         end_ns: no step is planned after this time (inclusive bound). With None, the
             run ends with the inputs: timers due after the last input never fire
-            (otherwise an interval timer would keep a replay running for ever).
+            (otherwise an interval timer would keep a replay running for ever); one
+            due at the last input's time (set for "now") still gets its step.
     """
 
     def __init__(
@@ -145,7 +147,9 @@ class StepPlanner:
         if t_timer is not None and t_timer < now:
             t_timer = now
         if record is None:
-            if t_timer is None or self._end is None:
+            # Without an end, the run ends with the inputs: timers due after the last
+            # one never fire, but one due at the clock (set for "now") still does.
+            if t_timer is None or (self._end is None and t_timer > now):
                 return None
             t = t_timer
         else:

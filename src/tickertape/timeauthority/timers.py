@@ -8,6 +8,12 @@ timer is re-armed at ``due_ns + interval_ns`` when it fires, so its phase never 
 The queue is a heap with lazy deletion: replacing or cancelling a timer leaves its old
 heap entry behind, marked stale by a generation number, and :meth:`TimerQueue.pop_due`
 skips it. Every operation is O(log n).
+
+:meth:`TimerQueue.pop_due` takes a step's timers out before any of them fires, so a
+handler of the step can still cancel or replace (set again) one due later in the same
+step: the queue then reports it :meth:`~TimerQueue.withdrawn`, and the host skips it
+(the replacement fires at its own time). An interval timer's own re-arm is not a
+replacement.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ class TimerQueue:
         self._heap: list[tuple[int, str, str, int]] = []
         self._live: dict[tuple[str, str], tuple[int, ScheduledTimer]] = {}
         self._generation = 0
+        # (owner, name) of the timers the last pop_due returned, and of those among them
+        # cancelled or replaced since (they must not fire).
+        self._popped: set[tuple[str, str]] = set()
+        self._withdrawn: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -90,6 +100,7 @@ class TimerQueue:
                 )
             timer = ScheduledTimer(due_ns=at_ns, name=name, owner=owner)
         self._arm(timer)
+        self._withdraw(owner, name)
         return timer
 
     def restore(self, timers: Iterable[ScheduledTimer]) -> None:
@@ -100,6 +111,7 @@ class TimerQueue:
     def cancel(self, owner: str, name: str) -> None:
         """Cancel ``owner``'s timer ``name``; no error when there is none."""
         self._live.pop((owner, name), None)
+        self._withdraw(owner, name)
 
     def next_due(self) -> int | None:
         """Return the earliest due time, or None when no timer is armed."""
@@ -112,6 +124,9 @@ class TimerQueue:
         Interval timers are re-armed for their next period (which is after
         ``until_ns`` unless the period is shorter than the gap; each firing is
         returned once per call, the next one comes from the next call).
+
+        Until the next call, a returned timer that :meth:`cancel` or :meth:`set` (of
+        its name) touches is :meth:`withdrawn`: the host must not fire it.
         """
         fired: list[ScheduledTimer] = []
         rearm: list[ScheduledTimer] = []
@@ -133,7 +148,15 @@ class TimerQueue:
                 )
         for timer in rearm:
             self._arm(timer)
+        self._popped = {(t.owner, t.name) for t in fired}
+        self._withdrawn = set()
         return fired
+
+    def withdrawn(self, timer: ScheduledTimer) -> bool:
+        """True when ``timer``, returned by the last :meth:`pop_due`, has been cancelled
+        or replaced since (by a handler that ran earlier in the same step): it must not
+        fire. An interval timer's re-arm by :meth:`pop_due` does not withdraw it."""
+        return (timer.owner, timer.name) in self._withdrawn
 
     def timers_of(self, owner: str) -> list[ScheduledTimer]:
         """Return ``owner``'s armed timers, sorted (for snapshots)."""
@@ -143,6 +166,10 @@ class TimerQueue:
         self._generation += 1
         self._live[(timer.owner, timer.name)] = (self._generation, timer)
         heapq.heappush(self._heap, (timer.due_ns, timer.name, timer.owner, self._generation))
+
+    def _withdraw(self, owner: str, name: str) -> None:
+        if (owner, name) in self._popped:
+            self._withdrawn.add((owner, name))
 
     def _drop_stale(self) -> None:
         heap = self._heap

@@ -4,8 +4,9 @@ The host owns a simulated clock, a timer queue shared by its actors, and a
 :class:`~tickertape.actors.runtime.sink.Sink` for outputs. For each
 :class:`~tickertape.timeauthority.scheduler.Step` it runs the waves:
 
-- wave 0: the step's timers (each to its owner, canonical order), then the step's
-  input records (each to every actor subscribed to its topic, in gseq order);
+- wave 0: the step's timers (each to its owner, canonical order; one that a handler
+  earlier in the step cancelled or replaced does not fire), then the step's input
+  records (each to every actor subscribed to its topic, in gseq order);
 - wave n+1: every output of wave n, ordered by ``(ts_event, source, source_seq)``,
   appended to the sink as one batch with ``ts_log`` = the step's time, then
   delivered like the inputs;
@@ -265,6 +266,9 @@ class InProcessHost:
     def run_step(self, step: Step) -> StepResult:
         """Advance the clock to ``step.time_ns`` and run the step's waves.
 
+        A timer of ``step`` that a handler earlier in the step cancelled or replaced
+        (:meth:`TimerQueue.withdrawn`) does not fire.
+
         Raises:
             ActorFailedError: a handler raised something other than a tickertape error.
             BiasError: a bias guard tripped (look-ahead, backwards time).
@@ -272,10 +276,11 @@ class InProcessHost:
         """
         self.clock.advance_to(step.time_ns)
         deliveries = 0
+        timers = self.timers
         for scheduled in step.timers:
             slot = self._slots.get(scheduled.owner)
-            if slot is None:
-                continue
+            if slot is None or timers.withdrawn(scheduled):
+                continue  # cancelled or replaced by a handler earlier in the step
             timer = Timer(scheduled.name, scheduled.due_ns)
             self._call(slot, "on_timer", None, slot.actor.on_timer, timer, slot.ctx)
             slot.ctx.events_handled += 1

@@ -133,9 +133,16 @@ class HostedActor:
             raise ActorFailedError(self.name, handler, None, exc) from exc
 
     def fire_timers(self, until_ns: int) -> int:
-        """Fire the timers due at or before ``until_ns`` in canonical order; return how many."""
-        fired = self.timers.pop_due(until_ns)
-        for t in fired:
+        """Fire the timers due at or before ``until_ns`` in canonical order; return how many.
+
+        One that a handler earlier in the call cancelled or replaced does not fire (as
+        in the in-process host).
+        """
+        timers = self.timers
+        fired = 0
+        for t in timers.pop_due(until_ns):
+            if timers.withdrawn(t):
+                continue
             try:
                 self.actor.on_timer(Timer(t.name, t.due_ns), self.ctx)
             except TickertapeError:
@@ -143,7 +150,8 @@ class HostedActor:
             except Exception as exc:
                 raise ActorFailedError(self.name, "on_timer", None, exc) from exc
             self.ctx.events_handled += 1
-        return len(fired)
+            fired += 1
+        return fired
 
     def deliver(self, records: Sequence[Record]) -> int:
         """Deliver the records the actor subscribes to, in order; return how many.
@@ -603,6 +611,10 @@ class RemoteReplayHost:
         Each step's outputs are staged under :func:`batch_stage` of its key; ``done``
         lists every step with outputs or run for a timer (the authority counts the
         run's steps from the keys and commits the stages in key order).
+
+        The batch ends with the timer steps due by its last planned step's time
+        (``a.time_ns``; the next batch's steps are all later), or by ``a.until_ns``
+        when given: a timer set for "now" in the run's last step fires, as in-process.
         """
         hosted = self.hosted
         staged: dict[tuple[int, int], list[Envelope]] = {}  # in step order
@@ -613,8 +625,7 @@ class RemoteReplayHost:
             hosted.fire_timers(key[0])
             hosted.deliver(step.inputs)
             self._stage_step(key, staged)
-        if a.until_ns:
-            ran += self._timer_steps(a.until_ns, staged, inclusive=True)
+        ran += self._timer_steps(max(a.time_ns, a.until_ns), staged, inclusive=True)
         self.last_seq = a.seq
         if not publish:
             for outputs in staged.values():
