@@ -298,8 +298,9 @@ class ProcessGroup:
 
     def run(self) -> int:
         """Start everything, relay the output, stop in order; return the exit status:
-        0 after a requested stop where every process exited on SIGTERM, else the first
-        failing process's status (1 when a process had to be killed)."""
+        0 after a requested stop where every process exited on SIGTERM (with status 0,
+        or killed by it), else the first failing process's status, also one that fails
+        while stopping (1 when a process had to be killed)."""
         import multiprocessing
         import queue
 
@@ -330,7 +331,10 @@ class ProcessGroup:
                     rc = message.data["returncode"]
                     self.returncodes[message.name] = rc
                     self._say(f"{message.name} stopped (rc={rc})")
-                    if phase == "running" and rc != 0 and status == 0:
+                    # Stopping, a process killed by our SIGTERM before it could handle
+                    # it (still importing) is a clean stop; any other failure is not.
+                    stopped_by_us = phase != "running" and rc == -signal.SIGTERM
+                    if rc != 0 and status == 0 and not stopped_by_us:
                         status = rc if rc > 0 else 1
             started = len(self.pids) == len(self._runners)
             if phase == "running" and (self._stop_requested or (started and self.returncodes)):

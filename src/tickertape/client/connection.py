@@ -336,10 +336,12 @@ class RemoteSubscription:
         )
 
     async def close(self) -> None:
-        """Unsubscribe; iteration ends after the events already received."""
+        """Unsubscribe; iteration ends after the events already received. Without a
+        session (the router is gone) there is nothing to unsubscribe from: the router
+        forgets a connection's subscriptions with it, so this returns at once."""
         self._finish()
         self._client._overflowed.pop(self.ref, None)
-        if self._client._subs.pop(self.ref, None) is not None:
+        if self._client._subs.pop(self.ref, None) is not None and self._client.connected:
             with contextlib.suppress(RouterError, websockets.ConnectionClosed, OSError):
                 await self._client._request(lambda ref: Unsub(ref=ref, sub=self.ref), timeout=5.0)
 
