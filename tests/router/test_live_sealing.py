@@ -52,8 +52,10 @@ async def test_a_running_router_seals_days_that_are_over(tmp_path: Path, seal: b
             # A seal renames the compressed day into place, then removes the plain one:
             # wait for both.
             await eventually(
-                lambda: files(data, ".zst") == ["2024-01-01.jsonl.zst", "2024-01-02.jsonl.zst"]
-                and files(data, ".jsonl") == ["2024-01-03.jsonl"]
+                lambda: (
+                    files(data, ".zst") == ["2024-01-01.jsonl.zst", "2024-01-02.jsonl.zst"]
+                    and files(data, ".jsonl") == ["2024-01-03.jsonl"]
+                )
             )
         else:
             await asyncio.sleep(0.5)
