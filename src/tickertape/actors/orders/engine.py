@@ -356,7 +356,13 @@ class OrderEngine(Actor):
         self._publish(record, "submitted", ctx, event, None, "")  # sent by _send
 
     def _send(self, recorded: OrderEvent, event: Event, ctx: Context) -> None:
-        """Hand an order to the venue once its ``submitted`` record is in the log."""
+        """Hand an order to the venue once its ``submitted`` record is in the log.
+
+        It is sent as of the record's ``ts_event`` (the approval's time), not the clock
+        when the record came back: live that is a few milliseconds later, and a restart
+        catching up on the log would regenerate other arrival times than the ones
+        published (a divergence on every order). In a replay both are the step's time.
+        """
         if event.source != ctx.actor_name:
             ctx.log.error("submitted_ignored_not_own", source=event.source, id=event.id)
             return
@@ -364,16 +370,18 @@ class OrderEngine(Actor):
         if record is None or record.sent:
             return  # canceled before it was sent, or sent already (a second delivery)
         record.sent = True
-        self._apply(self.venue.submit(record.order, ctx.clock.now_ns()), ctx, event)
+        self._apply(self.venue.submit(record.order, event.record.ts_event), ctx, event)
 
     def _cancel(self, order_id: str, reason: str, ctx: Context, cause: Event) -> None:
-        """Cancel an order: at the venue once sent, else here (it is never sent)."""
+        """Cancel an order: at the venue once sent, else here (it is never sent). The
+        cancel travels from the ``ts_event`` of ``cause`` (the decision or halt that
+        asked for it), for the reason :meth:`_send` gives."""
         record = self.state.orders.get(order_id)
         if record is not None and not record.sent:
             report = VenueReport(order_id=order_id, kind="canceled", reason=reason)
             self._apply(VenueResult(reports=[report]), ctx, cause)
             return
-        self._apply(self.venue.cancel(order_id, ctx.clock.now_ns(), reason), ctx, cause)
+        self._apply(self.venue.cancel(order_id, cause.record.ts_event, reason), ctx, cause)
 
     def _cancel_scope(self, state: RiskState, event: Event, ctx: Context) -> None:
         for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
