@@ -327,9 +327,7 @@ class AsyncEventLog:
                         try:
                             self._retain()
                         except Exception as raw:  # its sync failed: fatal, as any sync's
-                            failure = _writer_failure(raw)
-                            _post(loop, self._fail, [], failure)
-                            self._drain(failure, carry)
+                            self._die(raw, [], carry)
                             return
                         wait = self._retention_every_s
                         retain_at = time.monotonic() + wait
@@ -348,10 +346,7 @@ class AsyncEventLog:
                     try:
                         log.sync()
                     except Exception as raw:
-                        failure = _writer_failure(raw)
-                        _post(loop, self._fail, [], failure)
-                        _post(loop, _settle_exception, item.future, failure)
-                        self._drain(failure, None)
+                        _post(loop, _settle_exception, item.future, self._die(raw, [], None))
                         return
                     _post(loop, _settle, item.future, log.synced_gseq)
                     continue
@@ -389,9 +384,7 @@ class AsyncEventLog:
                     _post(loop, self._refuse, items, exc.path)
                     continue
                 except Exception as raw:
-                    failure = _writer_failure(raw)
-                    _post(loop, self._fail, items, failure)
-                    self._drain(failure, carry)
+                    self._die(raw, items, carry)
                     return
                 if any(it.durable for it in items):
                     # Every append of the group is answered after the fsync: the head
@@ -400,9 +393,7 @@ class AsyncEventLog:
                     try:
                         log.sync()
                     except Exception as raw:
-                        failure = _writer_failure(raw)
-                        _post(loop, self._fail, items, failure)
-                        self._drain(failure, carry)
+                        self._die(raw, items, carry)
                         return
                 _post(loop, self._resolve, items, results, log.head_gseq)
         finally:
@@ -432,6 +423,15 @@ class AsyncEventLog:
             return
         if deleted:
             _log.info("eventlog.retention", namespace=self.namespace, deleted_days=len(deleted))
+
+    def _die(self, raw: Exception, items: list[_Append], carry: _Request | None) -> LogError:
+        """A write or sync failed on the writer thread: the log is done. Fail ``items``
+        (the group in hand) and every request still queued (``carry`` first); return
+        the failure, for a caller that answers a request of its own."""
+        failure = _writer_failure(raw)
+        _post(self._loop, self._fail, items, failure)
+        self._drain(failure, carry)
+        return failure
 
     def _drain(self, exc: LogError, carry: _Request | None) -> None:
         """After a fatal error: fail everything still queued."""
