@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,11 @@ from tests.router.support import eventually
 from tickertape.cli.system_commands import hash_namespace
 from tickertape.cli.trading_commands import market_events
 from tickertape.errors import CorruptRecordError
-from tickertape.eventlog import AsyncEventLog, EventLog, LogReader
-from tickertape.eventlog.layout import day_name, list_segments
+from tickertape.eventlog import AsyncEventLog, EventLog, LogReader, sealing
+from tickertape.eventlog.index import INDEX_EVERY
+from tickertape.eventlog.layout import Segment, day_name, list_segments
 from tickertape.eventlog.sealing import SealCancelled, Sealer, seal_day, seal_segment
+from tickertape.eventlog.segment import iter_lines
 from tickertape.schemas.system import RunManifest
 
 from .conftest import FixedClock
@@ -225,25 +228,39 @@ def test_a_refused_seal_names_the_offset_of_a_damaged_first_record(tmp_path: Pat
     assert (info.value.position, info.value.offset) == (0, 2)
 
 
-def test_closing_the_sealer_gives_up_a_seal_in_progress(tmp_path: Path) -> None:
-    """``Sealer.close`` stops within a frame: the day is then either sealed whole or
-    still its open file, never both, never a temporary file left."""
+def test_closing_the_sealer_gives_up_a_seal_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Sealer.close`` gives up a seal under way within a frame: the day stays its open
+    file, unchanged, and no temporary file is left. The seal is slowed (0.2 ms a
+    record after its first two frames: seconds for the day) so that it is still under
+    way when ``close`` comes; without the cancel, ``close`` would wait for all of it."""
     data = tmp_path / "d"
-    write_reference(data, [three_days(60_000)])
+    write_reference(data, [three_days(20_000)])
     seg = list_segments(topic_dir(data, A), A)[0]
     before = seg.path.read_bytes()
+    under_way = threading.Event()
+
+    def slow_lines(segment: Segment) -> Iterator[tuple[int, bytes]]:
+        for i, item in enumerate(iter_lines(segment)):
+            if i == 2 * INDEX_EVERY:
+                under_way.set()
+            elif i > 2 * INDEX_EVERY:
+                time.sleep(0.0002)
+            yield item
+
+    monkeypatch.setattr(sealing, "iter_lines", slow_lines)
     sealer = Sealer("main")
     sealer.submit([seg])
-    time.sleep(0.01)
+    assert under_way.wait(10)
     started = time.monotonic()
     sealer.close()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 1.0
     assert leftovers(data) == []
-    if sealer.sealed:
-        assert sealed_days(data, A) == ["2024-01-01"]
-    else:
-        assert seg.path.read_bytes() == before
-    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 180_001))
+    assert sealer.sealed == 0
+    assert sealed_days(data, A) == []
+    assert seg.path.read_bytes() == before
+    assert [r.source_seq for r in LogReader(data).read([A])] == list(range(1, 60_001))
 
 
 def test_the_sealer_pauses_between_days(tmp_path: Path) -> None:

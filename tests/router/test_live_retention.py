@@ -12,6 +12,7 @@ import msgspec
 from tickertape.client import Client
 from tickertape.eventlog import EventLog, LogReader
 from tickertape.eventlog.layout import day_name, list_segments
+from tickertape.router.logservice import EmbeddedLog
 from tickertape.schemas import Envelope
 
 from ..eventlog.envelopes import verify_clean
@@ -32,8 +33,8 @@ def new_event(seq: int) -> Envelope:
     return msgspec.structs.replace(trade("md", seq), ts_event=now, ts_init=now)
 
 
-def days(data_dir: Path) -> list[str]:
-    topic_dir = data_dir / "logs" / "main" / TOPIC
+def days(data_dir: Path, namespace: str = "main") -> list[str]:
+    topic_dir = data_dir / "logs" / namespace / TOPIC
     return [day_name(s.day) for s in list_segments(topic_dir, TOPIC)]
 
 
@@ -68,3 +69,22 @@ async def test_a_running_log_applies_retention_and_survives_a_kill(tmp_path: Pat
     stored = [r.source_seq for r in LogReader(data).read([TOPIC])]
     assert stored == list(range(2 * PER_DAY + 1, 3 * PER_DAY + 1)) + list(range(301, 316))
     verify_clean(data)
+
+
+async def test_retention_leaves_replay_runs_alone(tmp_path: Path) -> None:
+    """The embedded log applies its rules to ``main`` and never to a replay run's
+    namespace, whose days are its inputs' dates (years old here) however new the run."""
+    data = tmp_path / "d"
+    three_days = [old_event(s) for s in range(1, 3 * PER_DAY + 1)]
+    for namespace in ("main", "runs/r1"):
+        with EventLog.open(data, namespace) as log:
+            log.append(three_days)
+    embedded = EmbeddedLog(data, seal=False, retention=[("md.>", 30)])
+    try:
+        assert await embedded.head("runs/r1") == 3 * PER_DAY
+        assert await embedded.head("main") == 3 * PER_DAY
+        await eventually(lambda: days(data) == ["2024-01-03"])
+        assert days(data, "runs/r1") == ["2024-01-01", "2024-01-02", "2024-01-03"]
+    finally:
+        await embedded.close()
+    assert days(data, "runs/r1") == ["2024-01-01", "2024-01-02", "2024-01-03"]
