@@ -73,3 +73,20 @@ def test_config_hash_is_order_independent() -> None:
     a, b = resolve(PATH), resolve("tests.actors.runtime.sample_actors:SignalActor")
     assert config_hash([a, b], {"x": 1}) == config_hash([b, a], {"x": 1})
     assert config_hash([a, b], {"x": 1}) != config_hash([a, b], {"x": 2})
+
+
+def test_a_module_whose_own_import_fails_is_run_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The working directory is searched when the module itself is not found, not when
+    the module is found and one of its own imports fails: that error is reported after
+    the module's body ran once (not a second time from the working directory)."""
+    runs = tmp_path / "runs.txt"
+    (tmp_path / "broken_user_actor.py").write_text(
+        f"with open({str(runs)!r}, 'a') as f:\n    f.write('x')\nimport no_such_dependency\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend("")  # the working directory, as `python -m` puts it
+    with pytest.raises(ConfigError, match="no_such_dependency"):
+        resolve("broken_user_actor:Actor")
+    assert runs.read_text() == "x"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import msgspec
 
 from tickertape.actors.base import Actor
 from tickertape.errors import ConfigError
+from tickertape.importing import import_object
 
 ACTOR_PACKAGES: tuple[str, ...] = ("indicators", "strategy", "risk", "orders", "pnl", "marketdata")
 """The actor packages of the project, in pipeline order."""
@@ -84,32 +84,6 @@ def load_config(path: str | Path | None, config_class: type[Any] | None) -> Any:
         raise ConfigError(str(exc), path) from None
 
 
-def import_object(path: str) -> Any:
-    """Import ``package.module:Attribute``; the working directory is searched last.
-
-    Raises:
-        ConfigError: malformed path, module not importable, attribute missing.
-    """
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ConfigError(f"{path!r}: expected 'package.module:Class'")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        cwd = str(Path.cwd())
-        if exc.name is None or not module_name.startswith(exc.name) or cwd in sys.path:
-            raise ConfigError(f"{path!r}: cannot import {module_name!r}: {exc}") from None
-        sys.path.append(cwd)
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc2:
-            raise ConfigError(f"{path!r}: cannot import {module_name!r}: {exc2}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{path!r}: module {module_name!r} has no {attr!r}") from None
-
-
 def resolve_package(name: str, config_path: str | Path | None = None) -> ActorSpec:
     """Build the actor of package ``tickertape.actors.<name>``.
 
@@ -139,7 +113,9 @@ def resolve_path(path: str, config_path: str | Path | None = None) -> ActorSpec:
         ConfigError: the path does not import, is neither an Actor nor a Strategy
             subclass, or the configuration is bad.
     """
-    cls = import_object(path)
+    cls = import_object(path, "actor")
+    if cls is None:
+        raise ConfigError(f"{path!r}: no {path.partition(':')[2]!r} in its module")
     if isinstance(cls, type) and issubclass(cls, Actor):
         return _build(cls, getattr(cls, "CONFIG_CLASS", None), config_path, origin=path)
     from tickertape.actors.strategy import CONFIG_CLASS, Strategy, StrategyActor
