@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tests.actors.live import run_live_until
 from tests.actors.orders.harness import payloads
 from tests.actors.orders.test_engine import BUY
 from tickertape.actors.orders import OrderEngine, OrderEngineConfig
@@ -22,7 +23,6 @@ from tickertape.router.server import Router, RouterConfig
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.risk import ApprovedOrder, RiskDecision
-from tickertape.snapshots import SnapshotPolicy
 
 # No market data reaches the venue here: the market order rests until it is canceled.
 CONFIG = OrderEngineConfig(
@@ -35,23 +35,10 @@ def _order_events(data_dir: Path) -> list[OrderEvent]:
     return [p for _, p in events if isinstance(p, OrderEvent)]
 
 
-async def _run_until(
+def _run_until(
     router: Router, data_dir: Path, check: Callable[[RemoteHost], bool]
-) -> RemoteHost:
-    """Run the engine live until ``check(host)``; stop it without a snapshot (the next
-    start catches up on everything). Stopping compares what is left to compare."""
-    async with Client(router.url, "orders") as client:
-        policy = SnapshotPolicy(every_events=None, every_ns=None, on_stop=False)
-        host = RemoteHost(client, OrderEngine(CONFIG), "orders", data_dir, policy=policy)
-        task = asyncio.create_task(host.run(), name="orders")
-        try:
-            async with asyncio.timeout(20):
-                while not (check(host) or task.done()):  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
-        finally:
-            host.stop()
-            await task
-        return host
+) -> Awaitable[RemoteHost]:
+    return run_live_until(router, data_dir, OrderEngine(CONFIG), "orders", check)
 
 
 async def test_a_restarted_engine_regenerates_its_live_orders_without_divergence(

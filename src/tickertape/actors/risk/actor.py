@@ -415,7 +415,11 @@ class RiskActor(Actor):
         return margin - unrealized
 
     def _on_intent(self, intent: Intent, event: Event, ctx: Context) -> None:
-        now = ctx.clock.now_ns()
+        # Decided as of the intent's time, not the clock: live the clock is a few ms
+        # later, and a restart catching up on the log (on event time) would regenerate
+        # other data ages, rate windows and even verdicts than the ones published. In
+        # a replay both are the step's time.
+        now = event.ts_event
         if event.source != f"strategy.{intent.strategy_id}":
             decision = Decision(
                 approved=False,

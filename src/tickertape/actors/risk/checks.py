@@ -362,7 +362,7 @@ class RiskView(msgspec.Struct, frozen=True, kw_only=True):
     """What the gate knows when it decides one intent.
 
     Attributes:
-        now_ns: the gate's clock.
+        now_ns: the time the decision is made as of, ns: the intent's ``ts_event``.
         position: the strategy's booked position in the symbol (signed contracts).
         open_buys: Σ remaining quantity of the strategy's open buy orders in the
             symbol (contracts, ≥ 0).
@@ -579,7 +579,8 @@ def decide(intent: Intent, view: RiskView, limits: Limits, state: TradingState) 
     if multiplier != 1.0:
         inputs["multiplier"] = multiplier
     if view.last_data_ns is not None:
-        inputs["data_age_ms"] = (view.now_ns - view.last_data_ns) / 1e6
+        # ≥ 0: live, a price stamped after the intent can reach the gate before it.
+        inputs["data_age_ms"] = max(0, view.now_ns - view.last_data_ns) / 1e6
     order = ApprovedOrder(
         market=intent.market,
         symbol=intent.symbol,
