@@ -69,3 +69,31 @@ async def test_closing_the_client_ends_a_subscription_waiting_to_retry(tmp_path:
     finally:
         kill(router)
         kill(log_process)
+
+
+async def test_a_subscription_closed_while_waiting_to_retry_is_not_asked_again(
+    tmp_path: Path,
+) -> None:
+    """Closed between a refusal and its retry, a subscription stays closed: once the
+    log is back, the router holds no subscription of the reader (the retry would have
+    opened it again under a new ref)."""
+    log_port, port = free_port(), free_port()
+    log_process = eventlog(log_port, tmp_path / "d")
+    router = tape("router", "--port", str(port), "--log-url", f"ws://127.0.0.1:{log_port}")
+    try:
+        wait_port(port)
+        kill(log_process)
+        async with Client(f"ws://127.0.0.1:{port}", "reader") as reader:
+            sub = reader.subscribe(["md.>"], "beginning", ns="other")
+            task = asyncio.create_task(anext(sub, None))
+            await asyncio.sleep(0.5)  # refused, waiting to ask again
+            await sub.close()
+            assert await asyncio.wait_for(task, 2) is None
+            log_process = eventlog(log_port, tmp_path / "d")
+            await asyncio.sleep(2.0)  # past any retry the closed subscription had due
+            health = await reader.stats()
+            [mine] = [c for c in health["connections"] if c["identity"] == "reader"]
+            assert mine["subscriptions"] == []
+    finally:
+        kill(router)
+        kill(log_process)

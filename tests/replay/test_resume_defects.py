@@ -159,18 +159,21 @@ def test_a_resume_reads_the_source_head_the_run_started_with(
 
 @pytest.mark.parametrize("control", ["max", "seek"])
 def test_a_control_during_a_long_pacing_wait_is_taken_at_once(tmp_path: Path, control: str) -> None:
-    """At --speed 1 with 8 s between two steps, 'm' (max speed) or a seek past the last
-    step asked 0.3 s into the wait ends it then, not 8 s later."""
+    """At --speed 1 with 8 s between steps, 'm' (max speed) or a seek past the last
+    step asked 0.3 s into the first wait ends it then, not 8 s later, and the steps up
+    to the seek's target run unpaced too (a seek that only ended the wait would leave
+    the third step 8 s later)."""
     data = tmp_path / "data"
     append_trades(data, 2, start_ns=START, first_seq=1)
     append_trades(data, 2, start_ns=START + 8 * 10**9, first_seq=3)
+    append_trades(data, 2, start_ns=START + 16 * 10**9, first_seq=5)
     pacer = Pacer(1.0)
 
     def press() -> None:
         if control == "max":
             pacer.set_speed(None)  # what the keyboard's 'm' does
         else:
-            pacer.request_seek(START + 9 * 10**9)
+            pacer.request_seek(START + 17 * 10**9)
 
     threading.Timer(0.3, press).start()
     started = time.monotonic()
@@ -180,7 +183,7 @@ def test_a_control_during_a_long_pacing_wait_is_taken_at_once(tmp_path: Path, co
         [ActorSpec(name="indicators", actor=MeanActor(), origin="t", config=None)],
         pacer=pacer,
     )
-    assert result.steps == 2
+    assert result.steps == 3
     assert time.monotonic() - started < 3.0
 
 

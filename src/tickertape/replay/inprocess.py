@@ -384,29 +384,10 @@ class _InProcessRun:
         clock_at_snapshot = host.clock.now_ns()
         policy = self.snapshot_policy
         while (step := planner.next_step()) is not None:
-            wanted = None if pacer is None else pacer.take_seek(host.clock.now_ns())
-            while True:
-                if wanted is not None:
-                    if wanted > host.clock.now_ns():
-                        self.seek_to = wanted
-                    elif not can_rewind:
-                        _log.warning(
-                            "seek_refused",
-                            reason="this replay cannot rebuild its actors",
-                            time_ns=wanted,
-                        )
-                    else:
-                        return wanted
-                if self.seek_to is not None and step.time_ns >= self.seek_to:
-                    self.seek_to = None
-                    if pacer is not None:
-                        pacer.resume()  # re-anchor the pace at the seek's target
-                if pacer is None or self.seek_to is not None:
-                    break
-                # A seek asked while waiting is taken before the step runs.
-                wanted = _wait(pacer, step.time_ns, host.clock.now_ns())
-                if wanted is None:
-                    break
+            if pacer is not None:
+                rewind = self._pace(pacer, step.time_ns, host.clock.now_ns(), can_rewind)
+                if rewind is not None:
+                    return rewind
             host.run_step(step)
             state.steps += 1
             state.inputs += len(step.events)
@@ -427,6 +408,34 @@ class _InProcessRun:
                 last_progress = now
                 self.progress(step.time_ns, state.inputs, sink.counter.total)
         return None
+
+    def _pace(self, pacer: Pacer, step_ns: int, clock_ns: int, can_rewind: bool) -> int | None:
+        """Hold the step at ``step_ns`` until it is due at the pacer's speed (the clock
+        at ``clock_ns``), taking the seeks asked before it or while it waits: one ahead
+        of the clock runs the steps unpaced up to its target (:attr:`seek_to`, the pace
+        re-anchored there); one behind it is returned, the time to rewind to (refused
+        with a warning when ``can_rewind`` is false). None: run the step."""
+        wanted = pacer.take_seek(clock_ns)
+        while True:
+            if wanted is not None:
+                if wanted > clock_ns:
+                    self.seek_to = wanted
+                elif not can_rewind:
+                    _log.warning(
+                        "seek_refused", reason="this replay cannot rebuild its actors",
+                        time_ns=wanted,
+                    )  # fmt: skip
+                else:
+                    return wanted
+            if self.seek_to is not None:
+                if step_ns < self.seek_to:
+                    return None
+                self.seek_to = None
+                pacer.resume()  # re-anchor the pace at the seek's target
+            # A seek asked while waiting is taken before the step runs.
+            wanted = _wait(pacer, step_ns, clock_ns)
+            if wanted is None:
+                return None
 
     def _snapshot(self, host: InProcessHost) -> None:
         """Snapshot every actor and the driver together, at the host's clock, with

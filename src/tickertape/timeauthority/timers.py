@@ -148,8 +148,9 @@ class TimerQueue:
                 )
         for timer in rearm:
             self._arm(timer)
-        self._popped = {(t.owner, t.name) for t in fired}
-        self._withdrawn = set()
+        if fired or self._popped:  # (nothing popped, nothing withdrawn: no new sets)
+            self._popped = {(t.owner, t.name) for t in fired}
+            self._withdrawn = set()
         return fired
 
     def withdrawn(self, timer: ScheduledTimer) -> bool:

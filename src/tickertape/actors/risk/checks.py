@@ -188,7 +188,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             book in one market, in its currency, every symbol at its worst case
             position.
         max_open_orders: most open orders per strategy.
-        max_orders_per_minute: most approvals per strategy in any 60 s of the clock.
+        max_orders_per_minute: most approvals per strategy in any 60 s of the intents' time.
         max_drawdown: drawdown (fraction of the high-water mark) at which new
             exposure is refused and the scope is halted, in (0, 1].
         stale_after_ms: market data older than this refuses new exposure.

@@ -132,14 +132,13 @@ class HostedActor:
         except Exception as exc:
             raise ActorFailedError(self.name, handler, None, exc) from exc
 
-    def fire_timers(self, until_ns: int) -> int:
-        """Fire the timers due at or before ``until_ns`` in canonical order; return how many.
+    def fire_timers(self, until_ns: int) -> None:
+        """Fire the timers due at or before ``until_ns`` (ns) in canonical order.
 
         One that a handler earlier in the call cancelled or replaced does not fire (as
         in the in-process host).
         """
         timers = self.timers
-        fired = 0
         for t in timers.pop_due(until_ns):
             if timers.withdrawn(t):
                 continue
@@ -150,8 +149,6 @@ class HostedActor:
             except Exception as exc:
                 raise ActorFailedError(self.name, "on_timer", None, exc) from exc
             self.ctx.events_handled += 1
-            fired += 1
-        return fired
 
     def deliver(self, records: Sequence[Record]) -> int:
         """Deliver the records the actor subscribes to, in order; return how many.
