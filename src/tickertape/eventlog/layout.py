@@ -22,6 +22,7 @@ import datetime as dt
 import fcntl
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,10 +162,11 @@ def list_segments(topic_dir: Path, topic: str) -> list[Segment]:
     When both a ``.jsonl`` and a ``.jsonl.zst`` exist for a day (a crash during
     sealing, after the rename and before the unlink), the sealed one wins and the
     open one is left for :func:`tickertape.eventlog.sealing.finish_interrupted` to remove.
+    A day sealed while the directory is read is listed (:func:`listdir_whole`).
     """
     by_day: dict[int, Segment] = {}
     try:
-        names = os.listdir(topic_dir)
+        names = listdir_whole(topic_dir)
     except FileNotFoundError:
         return []
     for name in names:
@@ -177,6 +179,38 @@ def list_segments(topic_dir: Path, topic: str) -> list[Segment]:
         if day not in by_day or sealed:
             by_day[day] = seg
     return [by_day[d] for d in sorted(by_day)]
+
+
+SETTLED_NS = 1_000_000_000
+"""How long a directory must have been left alone for one read of it to be trusted
+whole (:func:`listdir_whole`): far more than the kernel's coarse clock tick, in which
+two changes can leave its modification time the same."""
+
+
+def listdir_whole(path: Path) -> list[str]:
+    """The names in directory ``path``, missing none of the files renamed into it
+    while it is read.
+
+    A directory is read in several system calls (``getdents``) when it holds more
+    than a few hundred names, and a file renamed into it between two of them may be
+    missed, while the file it replaces is removed before the read reaches it: a day
+    sealed during the listing was then in neither form (a report beside a sealing
+    log counted 599 days of 600). When the directory changed during the read, or
+    shortly before it (its modification time moves on the kernel's coarse clock), it
+    is read a second time and the union returned: a file renamed in during the
+    first read is there for the whole second one, and a file removed during the
+    second was there for the whole first. Names of files removed meanwhile may be in
+    the result (readers meet FileNotFoundError and re-list, :func:`read_current`).
+
+    Raises:
+        FileNotFoundError: the directory does not exist.
+    """
+    before = os.stat(path).st_mtime_ns
+    names = os.listdir(path)
+    after = os.stat(path).st_mtime_ns
+    if after == before and time.time_ns() - after > SETTLED_NS:
+        return names
+    return sorted({*names, *os.listdir(path)})
 
 
 _T = TypeVar("_T")
