@@ -321,24 +321,11 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
             )
         out.print(spaces)
     conns = Table(title="connections", show_header=True)
-    for col in (
-        "session",
-        "identity",
-        "queue",
-        "events in",
-        "events out",
-        "errors",
-        "namespace",
-        "subscription",
-        "state",
-        "lag",
-    ):
-        conns.add_column(
-            col,
-            justify="right"
-            if col in ("queue", "events in", "events out", "errors", "lag")
-            else "left",
-        )
+    headers = ("session", "identity", "queue", "events in", "events out", "in/s", "out/s",
+               "deliver p50/p99 ms", "errors", "namespace", "subscription", "state", "lag")  # fmt: skip
+    text = ("session", "identity", "namespace", "subscription", "state")
+    for col in headers:
+        conns.add_column(col, justify="left" if col in text else "right")
     for c in stats.get("connections", []):
         subs = c.get("subscriptions") or [{}]
         for i, sub in enumerate(subs):
@@ -349,6 +336,9 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
                 f"{c.get('queue_depth', 0)}/{c.get('queue_capacity', 0)}" if first else "",
                 f"{c.get('events_in', 0):,}" if first else "",
                 f"{c.get('events_out', 0):,}" if first else "",
+                f"{c.get('events_in_per_s', 0):,.0f}" if first else "",
+                f"{c.get('events_out_per_s', 0):,.0f}" if first else "",
+                _deliver(c) if first else "",
                 str(c.get("errors", 0)) if first else "",
                 sub.get("ns", ""),
                 ",".join(sub.get("patterns", [])),
@@ -356,6 +346,12 @@ def print_stats(stats: dict[str, Any], console: Any = None) -> None:
                 f"{sub['lag']:,}" if "lag" in sub else "",
             )
     out.print(conns)
+
+
+def _deliver(connection: dict[str, Any]) -> str:
+    """A connection's publish-to-deliver p50/p99 in ms, or "-" with no live delivery."""
+    p50, p99 = connection.get("deliver_p50_ms"), connection.get("deliver_p99_ms")
+    return "-" if p50 is None or p99 is None else f"{p50:.2f}/{p99:.2f}"
 
 
 async def append_remote(

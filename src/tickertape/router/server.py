@@ -242,6 +242,7 @@ class _Job:
     future: asyncio.Future[list[AppendResult]] | None = None
     ts_log: int | None = None
     size: int = 0
+    received_ns: int = 0  # perf_counter_ns when the pub frame was read (0: a commit)
 
 
 @dataclass(eq=False, slots=True)
@@ -337,14 +338,23 @@ class _Namespace:
         if len(self.append_latency_ns) >= 4096:
             del self.append_latency_ns[:2048]
         self.append_latency_ns.append(elapsed)
-        records = [
-            stamp(env, r.offset, r.gseq, ts_log)
-            for env, r in zip(envelopes, results, strict=True)
-            if r.error is None and not r.duplicate and r.gseq is not None and r.offset is not None
-        ]
-        records.sort(key=lambda r: r.gseq)
+        stored = sorted(
+            (
+                (stamp(env, r.offset, r.gseq, ts_log), received_ns)
+                for env, r, received_ns in zip(
+                    envelopes, results, _received_per_envelope(jobs), strict=True
+                )
+                if r.error is None
+                and not r.duplicate
+                and r.gseq is not None
+                and r.offset is not None
+            ),
+            key=lambda pair: pair[0].gseq,
+        )
+        records = [record for record, _ in stored]
+        received = [received_ns for _, received_ns in stored]
         self.appended += len(records)
-        touched = router.fan_out(self, records)
+        touched = router.fan_out(self, records, received)
         pos = 0
         for j in jobs:
             n = len(j.envelopes)
@@ -356,6 +366,12 @@ class _Namespace:
             elif j.conn is not None:
                 _answer(j, _ack_items(part), touched)
         _flush(touched)
+
+
+def _received_per_envelope(jobs: list[_Job]) -> list[int]:
+    """When each envelope of ``jobs``, in order, reached the router (its job's
+    ``received_ns``)."""
+    return [job.received_ns for job in jobs for _ in job.envelopes]
 
 
 def _answer(
@@ -394,10 +410,15 @@ def _ack_items(results: Sequence[AppendResult]) -> list[AckItem | StoredAck]:
     ]
 
 
-_Outgoing = bytes | tuple[bytes, bytes]
-"""A queued frame: its bytes, or an ``events`` frame as (head, body) (see
+_Outgoing = bytes | tuple[bytes, bytes, int]
+"""A queued frame: its bytes, or an ``events`` frame as (head, body, received_ns) (see
 :func:`~tickertape.router.protocol.events_frame`). Bodies are shared by every
-subscription taking the same events; a connection's copy is made only as it is sent."""
+subscription taking the same events; a connection's copy is made only as it is sent.
+``received_ns`` is the ``perf_counter_ns`` at which the router read the ``pub`` frame
+of the body's first event, for a live delivery; 0 for one from the log or ephemeral."""
+
+DELIVER_SAMPLES = 1024
+"""Publish-to-deliver times a connection keeps for its health (the latest ones)."""
 
 
 def _size(frame: _Outgoing) -> int:
@@ -451,6 +472,12 @@ class _Connection:
         # always gets through (after a wait).
         self.events = _TokenBucket(limits.max_events_per_s, limits.max_batch_events)
         self.counters = _Counters()
+        # Health: when the frame being handled was read, the publish-to-deliver times
+        # of the latest live deliveries, and the event rates over the last health tick.
+        self.received_ns = 0
+        self.deliver_ns: deque[int] = deque(maxlen=DELIVER_SAMPLES)
+        self.rates = (0.0, 0.0)
+        self._rates_mark = (time.perf_counter_ns(), 0, 0)
         self.closed = False
         self.failed = False
         self.room = asyncio.Event()
@@ -541,6 +568,7 @@ class _Connection:
         # one write on 3.11: a copy per connection; on 3.12+ none).
         plain = not protocol.extensions
         sent = 0
+        now = 0
         while out:
             if protocol.state is not State.OPEN or transport.is_closing():
                 self._drop_queued()
@@ -559,12 +587,19 @@ class _Connection:
                 size += n
                 self.queued_bytes -= n
                 sent += 1
-                if not plain:
-                    protocol.send_text(frame if isinstance(frame, bytes) else events_frame(*frame))
-                elif isinstance(frame, bytes):
-                    parts += (text_frame_header(n), frame)
-                else:
+                if isinstance(frame, bytes):
+                    if plain:
+                        parts += (text_frame_header(n), frame)
+                    else:
+                        protocol.send_text(frame)
+                    continue
+                if frame[2]:  # a live delivery: its publish-to-deliver time
+                    now = now or time.perf_counter_ns()
+                    self.deliver_ns.append(now - frame[2])
+                if plain:
                     parts += (text_frame_header(n), frame[0], frame[1], EVENTS_TAIL)
+                else:
+                    protocol.send_text(events_frame(frame[0], frame[1]))
             transport.writelines(parts if plain else protocol.data_to_send())
         if sent:
             self.counters.frames_out += sent
@@ -591,6 +626,20 @@ class _Connection:
             self.room.clear()
             await self.room.wait()
 
+    def tick_rates(self) -> None:
+        """Measure the events in and out per second since the last tick (the health
+        loop's), reported by :meth:`health` until the next one."""
+        now = time.perf_counter_ns()
+        then, events_in, events_out = self._rates_mark
+        c = self.counters
+        if now > then:
+            seconds = (now - then) / 1e9
+            self.rates = (
+                (c.events_in - events_in) / seconds,
+                (c.events_out - events_out) / seconds,
+            )
+        self._rates_mark = (now, c.events_in, c.events_out)
+
     def health(self) -> dict[str, Any]:
         subs = []
         for ref, (ns, sub) in sorted(self.subs.items(), key=lambda kv: str(kv[0])):
@@ -608,6 +657,7 @@ class _Connection:
                 }
             )
         c = self.counters
+        latest = list(self.deliver_ns)
         return {
             "session": self.session,
             "identity": self.identity,
@@ -621,6 +671,10 @@ class _Connection:
             "frames_out": c.frames_out,
             "events_in": c.events_in,
             "events_out": c.events_out,
+            "events_in_per_s": round(self.rates[0], 1),
+            "events_out_per_s": round(self.rates[1], 1),
+            "deliver_p50_ms": _percentile(latest, 0.50) / 1e6 if latest else None,
+            "deliver_p99_ms": _percentile(latest, 0.99) / 1e6 if latest else None,
             "errors": c.errors,
             "subscriptions": subs,
         }
@@ -805,11 +859,16 @@ class Router:
 
     # ------------------------------------------------------------------ fan-out
 
-    def fan_out(self, ns: _Namespace, records: list[Record]) -> dict[int, _Connection]:
+    def fan_out(
+        self, ns: _Namespace, records: list[Record], received: Sequence[int] = ()
+    ) -> dict[int, _Connection]:
         """Deliver freshly appended records to live subscriptions (never waits).
 
         The records' JSON is encoded once per distinct selection and frame
         (:class:`~tickertape.router.fanout.LiveBatch`), not once per subscription.
+        ``received`` gives, per record, when the router read its ``pub`` frame
+        (``perf_counter_ns``), for the connections' publish-to-deliver times (none
+        measured without it).
 
         Returns:
             The connections given frames (by id), queued, not yet written: the caller
@@ -836,7 +895,8 @@ class Router:
             last_ok = before
             sent = 0
             for body in batch.bodies(selection):
-                if not conn.try_put((head, body.body)):
+                first = received[picked[sent]] if received else 0
+                if not conn.try_put((head, body.body, first)):
                     sub.delivered -= len(picked) - sent
                     sub.cursor = last_ok
                     self._to_log(conn, ns, sub)
@@ -869,7 +929,7 @@ class Router:
             body = bodies.get(picked)
             if body is None:
                 body = bodies[picked] = _RECORD_ENCODER.encode([envelopes[i] for i in picked])
-            if conn.try_put((events_head(sub.ref, ephemeral=True), body)):
+            if conn.try_put((events_head(sub.ref, ephemeral=True), body, 0)):
                 touched[conn.id] = conn
             else:
                 conn.counters.dropped_ephemeral += len(picked)
@@ -969,7 +1029,7 @@ class Router:
                     picked = sub.select(chunk)
                     for start in range(0, len(picked), per_frame):
                         part = [chunk[i] for i in picked[start : start + per_frame]]
-                        await conn.put((head, _RECORD_ENCODER.encode(part)))
+                        await conn.put((head, _RECORD_ENCODER.encode(part), 0))
                         conn.counters.events_out += len(part)
                         self.counters.events_out += len(part)
             except LogUnavailableError:
@@ -1030,6 +1090,7 @@ class Router:
                     message = await asyncio.wait_for(ws.recv(decode=False), left)
                 else:
                     message = await ws.recv(decode=False)
+                conn.received_ns = time.perf_counter_ns()
             except TimeoutError:
                 await conn.send_error(Code.NOT_AUTHENTICATED, "no hello in time", None)
                 await self._flush_and_close(conn, 1008, "no hello")
@@ -1270,7 +1331,9 @@ class Router:
         await conn.inflight.acquire(size)
         answer = frame.ack or not frame.ephemeral
         try:
-            await ns.queue.put(_Job(kind, list(frame.events), conn, frame.ref, answer, size=size))
+            job = _Job(kind, list(frame.events), conn, frame.ref, answer, size=size)
+            job.received_ns = conn.received_ns
+            await ns.queue.put(job)
         except BaseException:
             conn.inflight.release(size)
             raise
@@ -1355,7 +1418,7 @@ class Router:
                                 sub.cursor = chunk[picked[-1]].gseq
                         for start in range(0, len(picked), per_frame):
                             part = [chunk[i] for i in picked[start : start + per_frame]]
-                            await conn.put((head, _RECORD_ENCODER.encode(part)))
+                            await conn.put((head, _RECORD_ENCODER.encode(part), 0))
                             sent += len(part)
                             last = part[-1].gseq
                 except LogUnavailableError:
@@ -1505,6 +1568,8 @@ class Router:
             await asyncio.sleep(self.config.health_interval_s)
             if dropped := self.stages.expire():
                 log.warning("stages expired", events=dropped, idle_s=self.stages.idle_s)
+            for conn in self.connections.values():
+                conn.tick_rates()
             targets = [ns for ns in list(self.namespaces.values()) if ns.subs]
             if not targets:
                 continue
