@@ -30,6 +30,8 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
         borrow_fees: borrow fees paid on the symbol's cash-like shorts so far, in
             the book's currency, part of :attr:`Book.fees` (left unset, 0.0, when
             none was paid).
+        dividends: cash dividends received on the symbol (paid, on a short) so far, in
+            the book's currency, part of ``realized`` (left unset, 0.0, when none).
     """
 
     market: Market
@@ -43,6 +45,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     initial_margin: float = 0.0
     maintenance_margin: float = 0.0
     borrow_fees: float = 0.0
+    dividends: float = 0.0
 
 
 class Book(msgspec.Struct, frozen=True, kw_only=True):

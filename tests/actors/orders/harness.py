@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.actors.base import Actor
+from tickertape.actors.marketdata.importers import parse_quandl_wiki, source_name
 from tickertape.actors.orders import OrderEngine, OrderEngineConfig
 from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.risk import RiskActor, RiskConfig
@@ -25,6 +26,7 @@ from tickertape.schemas import (
 )
 from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
+from tickertape.schemas.orders import Fill, OrderEvent
 from tickertape.schemas.pnl import Book, PnlUpdate
 from tickertape.schemas.risk import RiskDecision
 from tickertape.timeauthority.clock import SimulatedClock
@@ -33,6 +35,9 @@ from tickertape.timeauthority.scheduler import StepPlanner
 MINUTE_NS = 60_000_000_000
 REPO = Path(__file__).resolve().parents[3]
 SIXE = "cme-6eh4-1m-2024-01/6EH4.XCME_1min_bars_20240101_20240131.csv.gz"
+QUANDL = "us-equities-daily-2014/QUANDL_SAMPLE_TABLE.csv"
+AAPL_SPLIT_NS = 1_402_320_600_000_000_000
+"""AAPL's 7:1 split, 2014-06-09 (the session open its ``md.corporate_action`` is stamped at)."""
 
 BarRow = tuple[int, float, float, float, float, float]
 """(close time ns, open, high, low, close, volume)."""
@@ -77,6 +82,49 @@ def write_6e_csv(path: Path, until: str) -> Path:
                 break
             writer.writerow(row)
     return path
+
+
+def aapl_records() -> list[Record]:
+    """AAPL's real 2014 daily bars (raw) and corporate actions (the 7:1 split, four
+    dividends), stored as ``tape import quandl-wiki`` stores them (source ``import``)."""
+    path = data_file(QUANDL)
+    parsed = parse_quandl_wiki(path).streams[source_name("quandl-wiki", path, "AAPL")]
+    records: list[Record] = []
+    for i, event in enumerate(parsed, 1):
+        type_, v = schema_key(event.payload)
+        env = Envelope(
+            id=f"import:{i}", topic=event.topic, type=type_, v=v, market=event.market,
+            ts_event=event.ts_event, ts_init=event.ts_event, source="import", source_seq=i,
+            payload=encode_payload(event.payload),
+        )  # fmt: skip
+        records.append(stamp(env, i, i, event.ts_event))
+    return records
+
+
+def aapl_with_a_buy() -> tuple[list[Record], list[Bar]]:
+    """The real AAPL 2014 daily bars and corporate actions (Quandl sample), stored as the
+    importer would, with the order engine's fill of 100 AAPL bought by strategy ``s`` at
+    the raw close of the fifth bar before the 7:1 split; and the raw bars."""
+    records = aapl_records()
+    raw = [decode_payload(r.type, r.v, r.payload) for r in records if r.type == "md.bar"]
+    before = [r for r in records if r.topic.startswith("md.bar") and r.ts_event < AAPL_SPLIT_NS]
+    bought = before[-5]
+    close = decode_payload(bought.type, bought.v, bought.payload).close
+    ts = bought.ts_event + 1
+    order = OrderEvent(
+        order_id="o1", client_order_id="c1", strategy_id="s", market="us", symbol="AAPL",
+        side="buy", order_type="market", quantity=100.0, status="filled",
+        filled_quantity=100.0, average_price=close,
+        fill=Fill(fill_id="o1-f1", price=close, quantity=100.0, fee=0.0, currency="USD",
+                  liquidity="taker", slippage_bps=0.0, ts_fill=ts),
+    )  # fmt: skip
+    fill = Envelope(
+        id="orders:1", topic="order.filled.us", type="order.event", v=1, market="us",
+        ts_event=ts, ts_init=ts, source="orders", source_seq=1, payload=encode_payload(order),
+    )  # fmt: skip
+    inputs = sorted([*records, stamp(fill, 0, 0, ts)], key=lambda r: r.ts_event)
+    inputs = [msgspec.structs.replace(r, gseq=i) for i, r in enumerate(inputs, 1)]
+    return inputs, raw
 
 
 def bar_records(

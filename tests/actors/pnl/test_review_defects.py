@@ -5,71 +5,28 @@ it: adjusted bars as marks, a fill price as every book's mark, a strategy named
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import msgspec
 import pytest
 
-from tests.actors.orders.harness import MINUTE_NS, bar_records
+from tests.actors.orders.harness import AAPL_SPLIT_NS, MINUTE_NS, aapl_with_a_buy, bar_records
 from tests.actors.pnl.test_actor import INTERVAL, T0, fill_record, latest_books, run_pnl
 from tickertape.actors.marketdata import MarketDataActor, MarketDataConfig
-from tickertape.actors.marketdata.importers import parse_quandl_wiki, source_name
 from tickertape.actors.pnl import PnlActor, PnlConfig
 from tickertape.actors.pnl.report import build_report, sharpe_ratio
 from tickertape.actors.runtime import InProcessHost, MemorySink
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig
 from tickertape.errors import ConfigError
-from tickertape.schemas import Envelope, Record, decode_payload, encode_payload, stamp
-from tickertape.schemas.market import Bar
-from tickertape.schemas.orders import Fill, OrderEvent
+from tickertape.schemas import Record, decode_payload
 from tickertape.schemas.pnl import Book, PnlUpdate
-from tickertape.schemas.registry import schema_key
 from tickertape.timeauthority.clock import SimulatedClock
 from tickertape.timeauthority.scheduler import StepPlanner
 from tickertape.topics import matches_any
 
-DATA = Path(__file__).resolve().parents[3] / "data"
-QUANDL = DATA / "us-equities-daily-2014" / "QUANDL_SAMPLE_TABLE.csv"
-SPLIT_DAY_NS = 1_402_320_600_000_000_000  # AAPL's 7:1 split, 2014-06-09 (session open)
 DAY_NS = 86_400_000_000_000
 
 
 # ------------------------------------------------------------- adjusted bars as marks
-
-
-def _aapl_with_a_buy() -> tuple[list[Record], list[Bar]]:
-    """The real AAPL 2014 daily bars and corporate actions (Quandl sample), stored as the
-    importer would, with the order engine's fill of 100 AAPL bought by strategy ``s`` at
-    the raw close of the fifth bar before the 7:1 split; and the raw bars."""
-    parsed = parse_quandl_wiki(QUANDL).streams[source_name("quandl-wiki", QUANDL, "AAPL")]
-    records: list[Record] = []
-    for i, event in enumerate(parsed, 1):
-        type_, v = schema_key(event.payload)
-        env = Envelope(
-            id=f"import:{i}", topic=event.topic, type=type_, v=v, market=event.market,
-            ts_event=event.ts_event, ts_init=event.ts_event, source="import", source_seq=i,
-            payload=encode_payload(event.payload),
-        )  # fmt: skip
-        records.append(stamp(env, 0, 0, event.ts_event))
-    raw = [e.payload for e in parsed if isinstance(e.payload, Bar)]
-    before = [r for r in records if r.topic.startswith("md.bar") and r.ts_event < SPLIT_DAY_NS]
-    bought = before[-5]
-    close = decode_payload(bought.type, bought.v, bought.payload).close
-    ts = bought.ts_event + 1
-    order = OrderEvent(
-        order_id="o1", client_order_id="c1", strategy_id="s", market="us", symbol="AAPL",
-        side="buy", order_type="market", quantity=100.0, status="filled",
-        filled_quantity=100.0, average_price=close,
-        fill=Fill(fill_id="o1-f1", price=close, quantity=100.0, fee=0.0, currency="USD",
-                  liquidity="taker", slippage_bps=0.0, ts_fill=ts),
-    )  # fmt: skip
-    fill = Envelope(
-        id="orders:1", topic="order.filled.us", type="order.event", v=1, market="us",
-        ts_event=ts, ts_init=ts, source="orders", source_seq=1, payload=encode_payload(order),
-    )  # fmt: skip
-    inputs = sorted([*records, stamp(fill, 0, 0, ts)], key=lambda r: r.ts_event)
-    inputs = [msgspec.structs.replace(r, gseq=i) for i, r in enumerate(inputs, 1)]
-    return inputs, raw
 
 
 @pytest.mark.parametrize("intervals", [[], ["1d"]])
@@ -81,7 +38,7 @@ def test_forward_adjusted_bars_never_mark_a_book(intervals: list[str]) -> None:
     the year; with ``bar_intervals`` set, the actor does not even receive the adjusted
     topic. Before, both series marked the books: the last mark was the adjusted 788.92
     where the raw close is 110.38."""
-    inputs, raw = _aapl_with_a_buy()
+    inputs, raw = aapl_with_a_buy()
     sink = MemorySink()
     host = InProcessHost(sink, clock=SimulatedClock(inputs[0].ts_event))
     host.add(MarketDataActor(MarketDataConfig(trade_patterns=[], adjust_patterns=["md.bar.1d.us.AAPL"])))  # fmt: skip
@@ -92,7 +49,7 @@ def test_forward_adjusted_bars_never_mark_a_book(intervals: list[str]) -> None:
     host.stop()
     adjusted = [r for r in sink.records if r.topic == "md.bar.1d-adj.us.AAPL"]
     assert len(adjusted) == len(raw)  # the adjusted series exists, ×7 after the split
-    after = [decode_payload(r.type, r.v, r.payload) for r in adjusted if r.ts_event > SPLIT_DAY_NS]
+    after = [decode_payload(r.type, r.v, r.payload) for r in adjusted if r.ts_event > AAPL_SPLIT_NS]
     assert after[0].close > 6 * raw[[b.start_ns for b in raw].index(after[0].start_ns)].close
     raw_closes = {b.close for b in raw}
     marks = [

@@ -2,7 +2,8 @@
 
 Consumes ``risk.approved.>`` (only from the risk identity; anything else is ignored
 and logged), ``risk.state`` (from the risk identity too: a HALTED scope cancels its
-open orders), market data (``md.trade.>``, ``md.bar.>``, forwarded to the venue) and
+open orders), splits (``md.corporate_action.>``: a split cancels its symbol's open
+orders, priced on the old scale), market data (``md.trade.>``, ``md.bar.>``, forwarded to the venue) and
 its own ``order.submitted.>``. Publishes the lifecycle on ``order.{event}.{market}``:
 ``submitted``, ``accepted``, ``rejected``, ``partially_filled``, ``filled``,
 ``canceled``, ``expired``.
@@ -63,7 +64,7 @@ from tickertape.actors.orders.venue import (
 from tickertape.errors import ClockError, ConfigError
 from tickertape.importing import import_object
 from tickertape.schemas.envelope import Market
-from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Trade
 from tickertape.schemas.orders import Fill, OrderEvent, OrderStatus
 from tickertape.schemas.risk import RiskDecision, RiskState
 
@@ -215,6 +216,7 @@ class OrderEngine(Actor):
         self._intervals = frozenset(self.config.bar_intervals)
         self.subscriptions = (
             "risk.approved.>", "risk.state", "md.trade.>", "md.bar.>", "order.submitted.>",
+            "md.corporate_action.>",
         )  # fmt: skip
 
     # ----------------------------------------------------------- actor hooks
@@ -282,6 +284,8 @@ class OrderEngine(Actor):
                 self._match(market, payload.symbol, data, ctx, event)
         elif kind is RiskDecision:
             self._on_decision(payload, event, ctx)
+        elif kind is CorporateAction and payload.action == "split" and market is not None:
+            self._cancel_symbol(market, payload, event, ctx)
         elif kind is OrderEvent:
             self._send(payload, event, ctx)
         elif kind is RiskState and payload.state == "HALTED":
@@ -392,6 +396,17 @@ class OrderEngine(Actor):
             )
             if in_scope:
                 reason = f"halted: {state.reason}" if state.reason else "halted"
+                self._cancel(order_id, reason, ctx, event)
+
+    def _cancel_symbol(
+        self, market: Market, split: CorporateAction, event: Event, ctx: Context
+    ) -> None:
+        """Cancel the open orders of a symbol on its split's ex-date: their prices and
+        quantities are on the scale before it (brokers cancel or adjust such orders;
+        this engine cancels, and the strategy orders again at the new prices)."""
+        reason = f"corporate action: split {split.ratio} on {split.ex_date}"
+        for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
+            if record.order.market == market and record.order.symbol == split.symbol:
                 self._cancel(order_id, reason, ctx, event)
 
     def _apply(self, result: VenueResult, ctx: Context, cause: Event | None) -> None:

@@ -37,6 +37,17 @@ OMS and most broker statements):
   (``checks.maintenance_requirement``), nothing liquidates;
 - a cash-like **short** pays a borrow fee (:func:`borrow_fee`), out of cash and
   counted in ``fees`` (and per symbol in :attr:`PositionState.borrow_fees`);
+- a **split** of ratio ``r`` (new shares per old share; < 1 for a reverse split)
+  multiplies a position's quantity by ``r`` and divides its average cost and mark by
+  ``r``: its value and unrealized PnL do not change (:func:`apply_corporate_action`);
+  the fractional shares a split may leave are kept (brokers pay them out as cash in
+  lieu);
+- a cash **dividend** ``D`` per share, on its ex-date, pays a cash-like position
+  ``quantity × D × multiplier`` (a short pays it: the payment in lieu it owes the
+  lender), counted as realized PnL (and per symbol in
+  :attr:`PositionState.dividends`), and lowers the mark to the ex-dividend price
+  ``mark − D``, as the exchange lowers the reference price: the equity does not jump
+  until the market prices the stock again;
 - ``equity = cash + Σ value`` over positions (the value of each as above); the
   high-water mark is the largest equity seen at any fill or mark (a portfolio book's
   rises with the capital a strategy brings, :func:`add_capital`), and
@@ -48,11 +59,14 @@ a fill that changes either is refused (:class:`~tickertape.errors.OrderError`).
 
 from __future__ import annotations
 
+import math
+
 import msgspec
 
 from tickertape.actors.orders.fill_logic import CURRENCY
 from tickertape.errors import OrderError
 from tickertape.schemas.envelope import Market
+from tickertape.schemas.market import CorporateAction
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import Book, Position
 from tickertape.schemas.strategy import Side
@@ -75,6 +89,8 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
             ledger's ``fees``), in the book's currency.
         accrued_ns: the time up to which a cash-like short's borrow fee has been
             charged (0 when the position is no such short).
+        dividends: cash dividends received (paid, when short) on this symbol so far,
+            part of ``realized``, in the book's currency.
     """
 
     quantity: float = 0.0
@@ -86,6 +102,7 @@ class PositionState(msgspec.Struct, frozen=True, kw_only=True):
     maintenance_margin: float = 0.0
     borrow_fees: float = 0.0
     accrued_ns: int = 0
+    dividends: float = 0.0
 
     @property
     def borrowing(self) -> bool:
@@ -301,6 +318,7 @@ def apply_fill(
         maintenance_margin=maintenance_margin,
         borrow_fees=old.borrow_fees,
         accrued_ns=old.accrued_ns,
+        dividends=old.dividends,
     )
     notional = quantity * price * multiplier
     if initial_margin > 0.0:
@@ -419,7 +437,8 @@ def borrow_fee(state: PositionState, rate: float, until_ns: int) -> float:
 
 def accrue_borrow(ledger: Ledger, symbol: str, fee: float, until_ns: int) -> Ledger:
     """Charge ``fee`` (≥ 0) of borrowing ``symbol``, and start its next period at
-    ``until_ns`` (0 when the position is no cash-like short: nothing accrues).
+    ``until_ns``, or where the last one started if that is later (0 when the position
+    is no cash-like short: nothing accrues).
 
     The fee leaves the cash and joins ``fees`` and the position's ``borrow_fees``;
     the high-water mark and maximum drawdown move as after a fill. A book that
@@ -428,7 +447,7 @@ def accrue_borrow(ledger: Ledger, symbol: str, fee: float, until_ns: int) -> Led
     state = ledger.positions.get(symbol)
     if state is None:
         return ledger
-    accrued = until_ns if state.borrowing else 0
+    accrued = max(until_ns, state.accrued_ns) if state.borrowing else 0
     if not fee and state.accrued_ns == accrued:
         return ledger
     positions = dict(ledger.positions)
@@ -444,6 +463,92 @@ def accrue_borrow(ledger: Ledger, symbol: str, fee: float, until_ns: int) -> Led
         positions=positions,
         cash=cash,
         fees=ledger.fees + fee,
+        high_water_mark=hwm,
+        max_drawdown=max_dd,
+    )
+
+
+def corporate_action_problem(action: CorporateAction, currency: str) -> str | None:
+    """Why ``action`` cannot be applied to books in ``currency``, or None when it can
+    (a split with a finite ratio > 0, a dividend with a finite amount ≥ 0 in that
+    currency or none named). Symbol changes and delistings are not applied (a
+    position's symbol, or its cash-out price, is not derived from them yet)."""
+    what = f"{action.action} of {action.symbol} on {action.ex_date}"
+    if action.action == "split":
+        ratio = action.ratio
+        if ratio is None or not (math.isfinite(ratio) and ratio > 0.0):
+            return f"{what}: ratio {ratio}, not a number > 0"
+    elif action.action == "dividend":
+        amount = action.amount
+        if amount is None or not (math.isfinite(amount) and amount >= 0.0):
+            return f"{what}: amount {amount}, not a number ≥ 0"
+        if action.currency not in (None, currency):
+            return f"{what}: in {action.currency}, but the books are in {currency}"
+    else:
+        return f"{what}: not applied to positions"
+    return None
+
+
+def ex_price(price: float, action: CorporateAction) -> float:
+    """``price`` (per share, before ``action``) on the scale after it: divided by a
+    split's ratio, less a cash dividend (not below 0.0); unchanged by other actions.
+    ``action`` is one :func:`corporate_action_problem` accepts."""
+    if action.action == "split":
+        return price / float(action.ratio or 1.0)
+    if action.action == "dividend":
+        return max(price - float(action.amount or 0.0), 0.0)
+    return price
+
+
+def apply_corporate_action(ledger: Ledger, action: CorporateAction) -> Ledger:
+    """Apply a split or cash dividend of ``action.symbol`` to the book's position in it.
+
+    A split multiplies the quantity by its ratio and divides the average cost and
+    mark by it; a dividend pays ``quantity × amount × multiplier`` into the cash and
+    the realized PnL of a cash-like position (a short pays it) and lowers the mark
+    to :func:`ex_price` (see the module docstring). The equity does not change, up to
+    float rounding; the high-water mark and maximum drawdown move as after a mark.
+    A margined position (a future) and a book without the symbol are returned
+    unchanged.
+
+    Raises:
+        OrderError: an action :func:`corporate_action_problem` refuses for the book's
+            currency (symbol changes and delistings included).
+    """
+    problem = corporate_action_problem(action, ledger.currency)
+    if problem is not None:
+        raise OrderError(problem)
+    state = ledger.positions.get(action.symbol)
+    if state is None or state.initial_margin:
+        return ledger
+    mark_after = ex_price(state.mark, action)
+    cash, realized = ledger.cash, ledger.realized
+    if action.action == "split":
+        ratio = float(action.ratio or 1.0)
+        updated = msgspec.structs.replace(
+            state,
+            quantity=state.quantity * ratio,
+            average_cost=state.average_cost / ratio,
+            mark=mark_after,
+        )
+    else:
+        income = state.quantity * float(action.amount or 0.0) * state.multiplier
+        cash += income
+        realized += income
+        updated = msgspec.structs.replace(
+            state,
+            mark=mark_after,
+            realized=state.realized + income,
+            dividends=state.dividends + income,
+        )
+    positions = dict(ledger.positions)
+    positions[action.symbol] = updated
+    hwm, max_dd = _peaks(ledger, positions, cash)
+    return msgspec.structs.replace(
+        ledger,
+        positions=positions,
+        cash=cash,
+        realized=realized,
         high_water_mark=hwm,
         max_drawdown=max_dd,
     )
@@ -485,6 +590,8 @@ def to_book(ledger: Ledger) -> Book:
             position = msgspec.structs.replace(position, multiplier=state.multiplier)
         if state.borrow_fees:
             position = msgspec.structs.replace(position, borrow_fees=state.borrow_fees)
+        if state.dividends:
+            position = msgspec.structs.replace(position, dividends=state.dividends)
         if state.initial_margin and state.quantity:
             position = msgspec.structs.replace(
                 position,

@@ -40,7 +40,21 @@ Borrow fees: a strategy's short of a cash-like instrument pays
 ``borrow_rate`` (else the market's ``borrow_rates``), charged at each new mark of the
 symbol and before each of its fills, for the time since the last charge at the mark
 of that time, and at the stop; the portfolio is charged what its strategies are (not
-its net position's fee), so it stays their sum.
+its net position's fee), so it stays their sum. A charge runs to the ``ts_event`` of
+the price, fill or action that calls for it, not to the clock (live, the clock is a few
+milliseconds later, and a restart catching up on the log would charge other amounts
+than it published), and never back (events of different topics need not come in time
+order).
+
+Corporate actions (``md.corporate_action.>``, at their ex-date's session open): a
+split or cash dividend of a symbol is applied to every book holding it
+(:func:`~tickertape.actors.pnl.accounting.apply_corporate_action`: a split multiplies
+the quantity and divides the cost and mark by its ratio; a dividend pays
+``quantity × amount`` into cash and realized PnL and marks the symbol ex-dividend), and
+to the symbol's last market price, after the borrow fees due at the old mark are
+charged: prices stay raw, as fills are, and positions follow them. Symbol changes and
+delistings are not applied (logged). A changed book waits for its publish tick, as after
+a mark.
 
 On a clean stop (the end of a replay, a stopped process), every book still waiting for
 its update is published: each book's last update is its final state.
@@ -53,15 +67,17 @@ counted and logged as an error.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
+from tickertape.actors.orders.fill_logic import CURRENCY
 from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
 from tickertape.actors.pnl import accounting
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
-from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Trade
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import PnlUpdate
 
@@ -172,7 +188,12 @@ class PnlActor(Actor):
         # Raw bars only where the topics allow it (an adjusted interval token ends in
         # "-adj"); with every interval wanted, on_event drops the adjusted bars.
         bars = [f"md.bar.{interval}.>" for interval in sorted(self._intervals)]
-        self.subscriptions = ("order.>", "md.trade.>", *(bars or ["md.bar.>"]))
+        self.subscriptions = (
+            "order.>",
+            "md.trade.>",
+            *(bars or ["md.bar.>"]),
+            "md.corporate_action.>",
+        )
         self._borrow_rates: dict[str, float] = {}
 
     def on_event(self, event: Event, ctx: Context) -> None:
@@ -184,11 +205,16 @@ class PnlActor(Actor):
                 market is not None
                 and wanted
                 and not payload.adjusted
-                and self._mark_market(market, payload.symbol, payload.close, ctx)
+                and self._mark_market(market, payload.symbol, payload.close, event.ts_event)
             ):
                 self._arm(ctx)
         elif isinstance(payload, Trade):
-            if market is not None and self._mark_market(market, payload.symbol, payload.price, ctx):
+            if market is not None and self._mark_market(
+                market, payload.symbol, payload.price, event.ts_event
+            ):
+                self._arm(ctx)
+        elif isinstance(payload, CorporateAction):
+            if market is not None and self._on_corporate_action(market, payload, event, ctx):
                 self._arm(ctx)
         elif isinstance(payload, OrderEvent) and payload.fill is not None:
             if event.source == self.config.orders_source:
@@ -267,19 +293,18 @@ class PnlActor(Actor):
             portfolio = accounting.add_capital(portfolio, cash)
         return portfolio
 
-    def _mark_market(self, market: Market, symbol: str, price: float, ctx: Context) -> bool:
+    def _mark_market(self, market: Market, symbol: str, price: float, at_ns: int) -> bool:
         """Keep ``price`` as the symbol's last market price and mark the books holding
         it (:meth:`_mark`)."""
         symbol_key = f"{market}:{symbol}"
         self.state.prices[symbol_key] = price
-        return self._mark(market, symbol, price, ctx, symbol_key)
+        return self._mark(market, symbol, price, at_ns, symbol_key)
 
-    def _mark(
-        self, market: Market, symbol: str, price: float, ctx: Context, symbol_key: str
-    ) -> bool:
+    def _mark(self, market: Market, symbol: str, price: float, at_ns: int, symbol_key: str) -> bool:
         """Mark the books holding ``symbol`` (``symbol_key`` is ``"{market}:{symbol}"``)
-        at ``price``, charging the borrow fees due at the old mark first; True when one
-        of them became dirty (it then waits for the next publish tick)."""
+        at ``price``, charging the borrow fees due at the old mark up to ``at_ns`` (the
+        price's ``ts_event``) first; True when one of them became dirty (it then waits
+        for the next publish tick)."""
         holders = self._holders.get(symbol_key)
         if not holders:
             return False
@@ -287,12 +312,20 @@ class PnlActor(Actor):
         for key in holders:
             held = ledgers[key].positions[symbol]
             if held.accrued_ns and held.mark != price:  # a strategy's cash-like short
-                self._charge_borrow(key, market, symbol, ctx.clock.now_ns())
+                self._charge_borrow(key, market, symbol, at_ns)
+        return self._change(holders, lambda ledger: accounting.mark(ledger, symbol, price))
+
+    def _change(
+        self, keys: list[str], change: Callable[[accounting.Ledger], accounting.Ledger]
+    ) -> bool:
+        """Replace each book of ``keys`` by ``change`` of it; True when one of them
+        became dirty (``change`` returns the book itself when nothing changed)."""
+        ledgers = self.state.ledgers
         dirty = self._dirty
         newly = False
-        for key in holders:
+        for key in keys:
             before = ledgers[key]
-            after = accounting.mark(before, symbol, price)
+            after = change(before)
             if after is not before:
                 ledgers[key] = after
                 if key not in dirty:
@@ -300,10 +333,36 @@ class PnlActor(Actor):
                     newly = True
         return newly
 
+    def _on_corporate_action(
+        self, market: Market, action: CorporateAction, event: Event, ctx: Context
+    ) -> bool:
+        """Apply a split or dividend to the symbol's last price and to every book
+        holding it; True when one of them became dirty. An action that cannot be
+        applied (:func:`~tickertape.actors.pnl.accounting.corporate_action_problem`)
+        is logged and skipped."""
+        problem = accounting.corporate_action_problem(action, CURRENCY[market])
+        if problem is not None:
+            ctx.log.warning("corporate_action_not_applied", reason=problem)
+            return False
+        symbol = action.symbol
+        symbol_key = f"{market}:{symbol}"
+        price = self.state.prices.get(symbol_key)
+        if price is not None:
+            self.state.prices[symbol_key] = accounting.ex_price(price, action)
+        ledgers = self.state.ledgers
+        holders = self._holders.get(symbol_key, [])
+        now = event.ts_event
+        for key in holders:  # the fees due at the old mark, before it changes
+            if ledgers[key].positions[symbol].accrued_ns:
+                self._charge_borrow(key, market, symbol, now)
+        return self._change(
+            holders, lambda ledger: accounting.apply_corporate_action(ledger, action)
+        )
+
     def _on_fill(self, order: OrderEvent, event: Event, ctx: Context) -> None:
         market = order.market
         sid = order.strategy_id
-        now = ctx.clock.now_ns()
+        now = event.ts_event  # not the clock: a restart catching up must charge the same
         held = self.state.ledgers.get(f"{sid}:{market}")
         if held is not None and order.symbol in held.positions:
             # the fee of the short so far, before its quantity changes
@@ -329,7 +388,7 @@ class PnlActor(Actor):
         if (
             last is None
             and fill is not None
-            and self._mark(market, order.symbol, fill.price, ctx, symbol_key)
+            and self._mark(market, order.symbol, fill.price, now, symbol_key)
         ):
             self._arm(ctx)
 

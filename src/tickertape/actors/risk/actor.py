@@ -2,7 +2,9 @@
 
 Consumes intents (``strategy.intent.>``), order lifecycle events (``order.>``: open
 orders and fills), PnL updates (``pnl.update.>``: drawdown), market data (prices and
-their age), manual commands (``system.command.risk``: ``tape halt`` / ``tape resume``)
+their age), corporate actions (``md.corporate_action.>``: splits and dividends change
+positions and prices, :func:`~tickertape.actors.pnl.accounting.apply_corporate_action`),
+manual commands (``system.command.risk``: ``tape halt`` / ``tape resume``)
 and clock drift alerts (``system.clock_drift``). For each intent it publishes one
 :class:`~tickertape.schemas.risk.RiskDecision` on ``risk.approved.{strategy_id}`` or
 ``risk.rejected.{strategy_id}`` with its reason code and inputs: the log is the audit
@@ -37,6 +39,7 @@ from pathlib import Path
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event
+from tickertape.actors.orders.fill_logic import CURRENCY
 from tickertape.actors.orders.instruments import InstrumentsConfig, load_instruments
 from tickertape.actors.pnl import PORTFOLIO, accounting
 from tickertape.actors.risk.checks import (
@@ -56,7 +59,7 @@ from tickertape.actors.risk.checks import (
 )
 from tickertape.errors import ConfigError
 from tickertape.schemas.envelope import MARKETS, Market
-from tickertape.schemas.market import Bar, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Trade
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.pnl import Book, PnlUpdate
 from tickertape.schemas.risk import RiskCommand, RiskDecision, RiskState, TradingState
@@ -179,6 +182,7 @@ class RiskActor(Actor):
         "pnl.update.>",
         "md.trade.>",
         "md.bar.>",
+        "md.corporate_action.>",
         "system.command.risk",
         "system.clock_drift",
         "system.clock.drift",
@@ -218,6 +222,9 @@ class RiskActor(Actor):
                 self.state.prices[key] = (payload.price, event.ts_event)
         elif kind is Intent:
             self._on_intent(payload, event, ctx)
+        elif kind is CorporateAction:
+            if event.market is not None:
+                self._on_corporate_action(event.market, payload, ctx)
         elif kind is OrderEvent:
             if event.source == self.config.orders_source:
                 self._on_order(payload)
@@ -458,6 +465,23 @@ class RiskActor(Actor):
                 multiplier=decision.inputs.get("multiplier", 1.0),
             )
             self._recent.setdefault(intent.strategy_id, deque()).append(now)
+
+    def _on_corporate_action(self, market: Market, action: CorporateAction, ctx: Context) -> None:
+        """Apply a split or dividend to the books holding the symbol and to its last
+        price seen (kept with the time it was seen: the data is no fresher), as the
+        pnl actor does; the order engine cancels the symbol's open orders at a split."""
+        problem = accounting.corporate_action_problem(action, CURRENCY[market])
+        if problem is not None:
+            ctx.log.warning("corporate_action_not_applied", reason=problem)
+            return
+        key = f"{market}:{action.symbol}"
+        seen = self.state.prices.get(key)
+        if seen is not None:
+            self.state.prices[key] = (accounting.ex_price(seen[0], action), seen[1])
+        ledgers = self.state.ledgers
+        for book_key, ledger in sorted(ledgers.items()):
+            if ledger.market == market:
+                ledgers[book_key] = accounting.apply_corporate_action(ledger, action)
 
     def _on_order(self, order: OrderEvent) -> None:
         if order.approval_id is not None:

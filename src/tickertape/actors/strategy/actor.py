@@ -14,8 +14,8 @@ The actor is loaded by module path, with no registry::
 
     tape actor strategy --strategy examples.strategies.sma_cross:SmaCross --config sma.toml
 
-Per strategy, the actor applies a rate limit (``max_intents_per_minute``; intents over
-it are dropped and counted) and a kill switch: a ``risk.state`` of HALTED for the
+Per strategy, the actor applies a rate limit (``max_intents_per_minute`` in 60 s of the
+answered events' ``ts_event``; intents over it are dropped and counted) and a kill switch: a ``risk.state`` of HALTED for the
 strategy, its market or globally stops order intents (cancels still go out), as
 does ``enabled = false`` in the configuration.
 """
@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 import msgspec
 
 from tickertape.actors.base import Actor, Context, Event, Timer
-from tickertape.actors.pnl import PORTFOLIO
+from tickertape.actors.orders.fill_logic import CURRENCY
+from tickertape.actors.pnl import PORTFOLIO, accounting
 from tickertape.errors import ConfigError
 from tickertape.importing import import_object
 from tickertape.schemas.envelope import Market
-from tickertape.schemas.market import Bar, Quote, Trade
+from tickertape.schemas.market import Bar, CorporateAction, Quote, Trade
 from tickertape.schemas.orders import OrderEvent
 from tickertape.schemas.risk import RiskState
 from tickertape.schemas.strategy import Intent, OrderType, Side, TimeInForce, is_strategy_id
@@ -50,7 +51,8 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         strategy: the user class as ``package.module:Class``.
         subscriptions: market data and indicator topic patterns the strategy reads
             (order, risk-state events are added by the actor).
-        max_intents_per_minute: rate limit of intents, per 60 s of the clock.
+        max_intents_per_minute: rate limit of intents, per 60 s of the ``ts_event`` of
+            the events they answer (of the clock for intents from timers).
         enabled: False starts the strategy with its kill switch on.
         params: the strategy's parameters, validated against its ``Params`` Struct.
         orders_source: the only identity whose ``order.*`` events update positions and
@@ -136,7 +138,8 @@ class StrategyContext:
         self._ctx.clock.set_timer(f"user:{name}", at_ns=at_ns, interval_ns=interval_ns)
 
     def position(self, market: Market, symbol: str) -> float:
-        """Signed filled position in ``symbol`` (from order fills), 0.0 when none."""
+        """Signed filled position in ``symbol`` (from order fills, multiplied by the
+        ratio of each split since), 0.0 when none."""
         return self._actor.state.positions.get(_key(market, symbol), 0.0)
 
     def open_orders(
@@ -156,7 +159,8 @@ class StrategyContext:
         return self._actor.state.indicators.get(f"{name}:{market}:{symbol}")
 
     def last_price(self, market: Market, symbol: str) -> float | None:
-        """Last trade price or bar close seen for ``symbol``, or None."""
+        """Last trade price or bar close seen for ``symbol`` (on a split's or
+        dividend's ex-date, its ex price until the next one), or None."""
         return self._actor.state.prices.get(_key(market, symbol))
 
     def submit_order(
@@ -368,6 +372,7 @@ class StrategyActor(Actor):
             *self.config.subscriptions,
             "order.>",
             "risk.state",
+            "md.corporate_action.>",
         )
         self.state = StrategyState()
         if not self.config.enabled:
@@ -402,6 +407,9 @@ class StrategyActor(Actor):
         elif isinstance(payload, Quote):
             if market is not None:
                 self.strategy.on_quote(market, payload, StrategyContext(self, ctx, event))
+        elif isinstance(payload, CorporateAction):
+            if market is not None:
+                self._on_corporate_action(market, payload, ctx)
         elif isinstance(payload, OrderEvent):
             if payload.strategy_id != self.strategy_id:
                 return
@@ -457,6 +465,20 @@ class StrategyActor(Actor):
         self.state.ignored_events += 1
         ctx.log.error("event_ignored_wrong_source", source=event.source, id=event.id)
 
+    def _on_corporate_action(self, market: Market, action: CorporateAction, ctx: Context) -> None:
+        """A split multiplies the symbol's position by its ratio; a split or dividend
+        moves its last price to the ex price, as the pnl actor and the risk gate do
+        (:func:`~tickertape.actors.pnl.accounting.ex_price`)."""
+        problem = accounting.corporate_action_problem(action, CURRENCY[market])
+        if problem is not None:
+            ctx.log.warning("corporate_action_not_applied", reason=problem)
+            return
+        key = _key(market, action.symbol)
+        if action.action == "split" and key in self.state.positions:
+            self.state.positions[key] *= float(action.ratio or 1.0)
+        if key in self.state.prices:
+            self.state.prices[key] = accounting.ex_price(self.state.prices[key], action)
+
     def _on_order(self, order: OrderEvent, event: Event, ctx: Context) -> None:
         if order.fill is not None:
             key = _key(order.market, order.symbol)
@@ -508,7 +530,15 @@ class StrategyActor(Actor):
         action: str = "order",
         **fields: Any,
     ) -> str | None:
-        now = ctx.clock.now_ns()
+        # The window runs on the time of the event the intent answers, not the clock:
+        # live the clock is later by the time the actor took to get to the event, and
+        # a restart catching up on the log (on event time) would drop other intents
+        # than it dropped live, and publish those it had dropped. Never back: events of
+        # different topics need not come in time order. Timers and on_start/on_stop
+        # have no event: the clock.
+        now = ctx.clock.now_ns() if event is None else event.ts_event
+        if self._recent and now < self._recent[-1]:
+            now = self._recent[-1]
         if action == "order" and self._halted_for(market):
             self.state.dropped_intents += 1
             ctx.log.warning("intent_dropped_kill_switch", strategy=self.strategy_id, symbol=symbol)
