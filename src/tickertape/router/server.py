@@ -338,21 +338,14 @@ class _Namespace:
         if len(self.append_latency_ns) >= 4096:
             del self.append_latency_ns[:2048]
         self.append_latency_ns.append(elapsed)
-        stored = sorted(
-            (
-                (stamp(env, r.offset, r.gseq, ts_log), received_ns)
-                for env, r, received_ns in zip(
-                    envelopes, results, _received_per_envelope(jobs), strict=True
-                )
-                if r.error is None
-                and not r.duplicate
-                and r.gseq is not None
-                and r.offset is not None
-            ),
-            key=lambda pair: pair[0].gseq,
-        )
-        records = [record for record, _ in stored]
-        received = [received_ns for _, received_ns in stored]
+        # The log numbers the envelopes it stores in the order given (EventLog.append),
+        # so the records come out in gseq order, each beside its pub frame's arrival.
+        records: list[Record] = []
+        received: list[int] = []
+        for env, r, at in zip(envelopes, results, _received_per_envelope(jobs), strict=True):
+            if r.error is None and not r.duplicate and r.gseq is not None and r.offset is not None:
+                records.append(stamp(env, r.offset, r.gseq, ts_log))
+                received.append(at)
         self.appended += len(records)
         touched = router.fan_out(self, records, received)
         pos = 0
@@ -1331,8 +1324,15 @@ class Router:
         await conn.inflight.acquire(size)
         answer = frame.ack or not frame.ephemeral
         try:
-            job = _Job(kind, list(frame.events), conn, frame.ref, answer, size=size)
-            job.received_ns = conn.received_ns
+            job = _Job(
+                kind,
+                list(frame.events),
+                conn,
+                frame.ref,
+                answer,
+                size=size,
+                received_ns=conn.received_ns,
+            )
             await ns.queue.put(job)
         except BaseException:
             conn.inflight.release(size)

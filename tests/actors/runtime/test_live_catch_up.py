@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.actors.live import run_live_until
 from tests.actors.orders.harness import MINUTE_NS
 from tickertape.actors.runtime.remote import RemoteHost
 from tickertape.actors.strategy import Strategy, StrategyActor, StrategyConfig, StrategyContext
@@ -21,7 +22,6 @@ from tickertape.schemas.envelope import Market
 from tickertape.schemas.market import Bar
 from tickertape.schemas.registry import make_envelope
 from tickertape.schemas.strategy import Intent
-from tickertape.snapshots import SnapshotPolicy
 
 N = 12
 
@@ -60,19 +60,8 @@ async def _run_until(
     """Run the strategy live until ``check(host)``; stop it without a snapshot (as a
     crash would leave it: the next start replays everything)."""
     config = StrategyConfig(strategy_id="s", max_intents_per_minute=10, subscriptions=["md.bar.>"])
-    async with Client(router.url, "strategy.s") as client:
-        policy = SnapshotPolicy(every_events=None, every_ns=None, on_stop=False)
-        actor = StrategyActor(config, strategy=Buyer())
-        host = RemoteHost(client, actor, "strategy.s", data_dir, policy=policy)
-        task = asyncio.create_task(host.run(), name="strategy")
-        try:
-            async with asyncio.timeout(20):
-                while not (check(host) or task.done()):  # noqa: ASYNC110 (polling a test)
-                    await asyncio.sleep(0.02)
-        finally:
-            host.stop()
-            await task
-        return host
+    actor = StrategyActor(config, strategy=Buyer())
+    return await run_live_until(router, data_dir, actor, "strategy.s", check)
 
 
 async def test_a_restart_regenerates_the_history_on_event_time(tmp_path: Path) -> None:

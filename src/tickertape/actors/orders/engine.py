@@ -388,15 +388,17 @@ class OrderEngine(Actor):
         self._apply(self.venue.cancel(order_id, cause.record.ts_event, reason), ctx, cause)
 
     def _cancel_scope(self, state: RiskState, event: Event, ctx: Context) -> None:
-        for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
-            in_scope = (
+        """Cancel the open orders of a HALTED scope (global, a market, a strategy)."""
+        self._cancel_open(
+            lambda record: (
                 state.scope == "global"
                 or (state.scope == "market" and record.order.market == state.key)
                 or (state.scope == "strategy" and record.strategy_id == state.key)
-            )
-            if in_scope:
-                reason = f"halted: {state.reason}" if state.reason else "halted"
-                self._cancel(order_id, reason, ctx, event)
+            ),
+            f"halted: {state.reason}" if state.reason else "halted",
+            ctx,
+            event,
+        )
 
     def _cancel_symbol(
         self, market: Market, split: CorporateAction, event: Event, ctx: Context
@@ -404,10 +406,20 @@ class OrderEngine(Actor):
         """Cancel the open orders of a symbol on its split's ex-date: their prices and
         quantities are on the scale before it (brokers cancel or adjust such orders;
         this engine cancels, and the strategy orders again at the new prices)."""
-        reason = f"corporate action: split {split.ratio} on {split.ex_date}"
+        self._cancel_open(
+            lambda record: record.order.market == market and record.order.symbol == split.symbol,
+            f"corporate action: split {split.ratio} on {split.ex_date}",
+            ctx,
+            event,
+        )
+
+    def _cancel_open(
+        self, matches: Callable[[OrderRecord], bool], reason: str, ctx: Context, cause: Event
+    ) -> None:
+        """Cancel every open order ``matches`` picks, in order id order (:meth:`_cancel`)."""
         for order_id, record in sorted(self.state.orders.items()):  # (open ones only)
-            if record.order.market == market and record.order.symbol == split.symbol:
-                self._cancel(order_id, reason, ctx, event)
+            if matches(record):
+                self._cancel(order_id, reason, ctx, cause)
 
     def _apply(self, result: VenueResult, ctx: Context, cause: Event | None) -> None:
         for request in result.timers:
